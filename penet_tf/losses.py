@@ -1,0 +1,93 @@
+"""PEN-Net's losses, named after the paper (all computed in float32).
+
+Images are in [-1, 1]; masks are 1 in holes and 0 on known pixels.
+"""
+
+import tensorflow as tf
+
+from penet_tf.layers.attention_transfer import resize_align_corners
+
+
+def _f32(*tensors):
+    return [tf.cast(t, tf.float32) for t in tensors]
+
+
+def composite(prediction, image, mask):
+    """Eq 7: the prediction inside the hole, the original image outside it."""
+    prediction, image, mask = _f32(prediction, image, mask)
+    return prediction * mask + image * (1.0 - mask)
+
+
+def hole_l1(prediction, image, mask):
+    """Mean |prediction - image| over the hole, as released: mean|p·m − x·m| / mean(m)."""
+    prediction, image, mask = _f32(prediction, image, mask)
+    return tf.math.divide_no_nan(
+        tf.reduce_mean(tf.abs(prediction * mask - image * mask)), tf.reduce_mean(mask)
+    )
+
+
+def valid_l1(prediction, image, mask):
+    """Mean |prediction - image| over known pixels: mean|p·(1−m) − x·(1−m)| / mean(1−m)."""
+    prediction, image, mask = _f32(prediction, image, mask)
+    known = 1.0 - mask
+    return tf.math.divide_no_nan(
+        tf.reduce_mean(tf.abs(prediction * known - image * known)), tf.reduce_mean(known)
+    )
+
+
+def pyramid_l1(pyramid, image):
+    """Eq 6: sum over the pyramid outputs of the mean L1 to the image resized to each size.
+
+    The ground truth is resized bilinearly with align_corners, over the whole image (not
+    masked), as the released trainer does.
+    """
+    (image,) = _f32(image)
+    total = 0.0
+    for level in pyramid:
+        (level,) = _f32(level)
+        target = resize_align_corners(image, tf.shape(level)[1:3])
+        total += tf.reduce_mean(tf.abs(level - target))
+    return total
+
+
+def hinge_d_loss(real_logits, fake_logits):
+    """Eq 8, averaged over real and fake as released: (E relu(1 − D(x)) + E relu(1 + D(z))) / 2."""
+    real_logits, fake_logits = _f32(real_logits, fake_logits)
+    return 0.5 * (
+        tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
+    )
+
+
+def hinge_g_loss(fake_logits):
+    """Eq 9: −E D(z)."""
+    (fake_logits,) = _f32(fake_logits)
+    return -tf.reduce_mean(fake_logits)
+
+
+def nonsaturating_d_loss(real_logits, fake_logits):
+    """The non-saturating GAN loss of the dtd / facade configs: (BCE(D(x), 1) + BCE(D(z), 0)) / 2."""
+    real_logits, fake_logits = _f32(real_logits, fake_logits)
+    real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
+    fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)
+    return 0.5 * (tf.reduce_mean(real) + tf.reduce_mean(fake))
+
+
+def nonsaturating_g_loss(fake_logits):
+    """Non-saturating generator loss: BCE(D(z), 1)."""
+    (fake_logits,) = _f32(fake_logits)
+    return tf.reduce_mean(
+        tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits)
+    )
+
+
+GAN_LOSSES = {
+    "hinge": (hinge_d_loss, hinge_g_loss),
+    "nsgan": (nonsaturating_d_loss, nonsaturating_g_loss),
+}
+
+
+def gan_losses(gan_type):
+    """(d_loss, g_loss) functions for ``"hinge"`` or ``"nsgan"``."""
+    if gan_type not in GAN_LOSSES:
+        raise ValueError(f"Unknown gan_type {gan_type!r}: expected one of {sorted(GAN_LOSSES)}.")
+    return GAN_LOSSES[gan_type]

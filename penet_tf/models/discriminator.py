@@ -1,0 +1,113 @@
+"""The spectral-norm PatchGAN discriminator of PEN-Net (paper section 3.3)."""
+
+import keras
+import tensorflow as tf
+
+KERNEL_SIZE = 5
+STRIDES = (2, 2, 2, 1)
+
+
+def patch_grid_size(size):
+    """Side of the logit grid for an input side ``size`` (5 x 5 convolutions, padding 1)."""
+    for stride in STRIDES + (1,):
+        size = (size + 2 - KERNEL_SIZE) // stride + 1
+    return size
+
+
+@keras.saving.register_keras_serializable(package="penet_tf")
+class Discriminator(keras.Model):
+    """PatchGAN discriminator with spectral normalisation, as released.
+
+    Four 5 x 5 convolutions without bias (strides 2, 2, 2, 1, padding 1, channels 64,
+    128, 256, 512), each spectrally normalised (``keras.layers.SpectralNormalization``, one
+    power iteration per training call) and followed by LeakyReLU(0.2); then a 5 x 5
+    ``classifier`` convolution with bias to one channel. Returns logits (one per patch):
+    the hinge loss uses them directly, the non-saturating loss through a sigmoid.
+
+    Spectral normalisation: Keras' layer rescales the kernel variable in place during
+    training calls (like tensorflow-addons did) instead of re-parametrising it as PyTorch
+    does; at inference the kernel is used as stored. Its power iteration and variables
+    stay float32 under mixed precision (fp16 overflows there).
+
+    Args:
+        base_channels: channels of the first layer (64 released; small for tests).
+        spectral_norm: whether to wrap the four encoder convolutions.
+        **kwargs: base model arguments.
+
+    Call arguments:
+        image: float32 [batch, H, W, 3] in [-1, 1]; H, W >= 48.
+        training: whether to run the spectral-norm power iteration.
+
+    Returns:
+        Logits [batch, h, w, 1] (27 x 27 for 256 x 256 inputs).
+
+    Example:
+
+    >>> d = Discriminator()
+    >>> d(tf.zeros([2, 256, 256, 3])).shape
+    TensorShape([2, 27, 27, 1])
+    """
+
+    def __init__(self, base_channels=64, spectral_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.base_channels = base_channels
+        self.spectral_norm = spectral_norm
+        self.encoder = []
+        for index, multiple in enumerate((1, 2, 4, 8)):
+            conv = keras.layers.Conv2D(
+                base_channels * multiple,
+                KERNEL_SIZE,
+                strides=STRIDES[index],
+                use_bias=False,
+                kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
+                name=f"conv{index}",
+                dtype=self.dtype_policy,
+            )
+            if spectral_norm:
+                # The wrapper (power iteration, u vector) runs in float32.
+                conv = keras.layers.SpectralNormalization(
+                    conv, power_iterations=1, name=f"encoder{2 * index}", dtype="float32"
+                )
+            self.encoder.append(conv)
+        self.classifier = keras.layers.Conv2D(
+            1,
+            KERNEL_SIZE,
+            kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
+            name="classifier",
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, image_shape=None):
+        channels = 3
+        for layer in self.encoder:
+            layer.build((None, None, None, channels))
+            channels = layer.layer.filters if self.spectral_norm else layer.filters
+        self.classifier.build((None, None, None, channels))
+        self.built = True
+
+    def call(self, image, training=False):
+        shape = image.shape
+        if shape.rank != 4 or shape[-1] != 3:
+            raise ValueError(
+                f"Discriminator: expected image [batch, H, W, 3], got shape {shape}."
+            )
+        for size in shape[1:3]:
+            if size is not None and patch_grid_size(size) < 1:
+                raise ValueError(
+                    f"Discriminator: image {shape} is too small; H and W must be at least 48."
+                )
+        features = image
+        for layer in self.encoder:
+            features = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]])
+            if self.spectral_norm:
+                features = layer(features, training=training)
+            else:
+                features = layer(features)
+            features = tf.nn.leaky_relu(features, 0.2)
+        features = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        return self.classifier(features)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(base_channels=self.base_channels, spectral_norm=self.spectral_norm)
+        return config

@@ -1,0 +1,256 @@
+"""The PEN-Net generator: pyramid-context encoder + multi-scale decoder (paper section 3)."""
+
+import keras
+import tensorflow as tf
+
+from penet_tf.layers.attention_transfer import AttentionTransfer, resize_align_corners
+from penet_tf.layers.patches import check_patch_method
+
+# Every resolution is halved six times, so H and W must be multiples of 64.
+SIZE_MULTIPLE = 64
+
+
+def _init():
+    return keras.initializers.RandomNormal(0.0, 0.02)  # the released init_weights('normal')
+
+
+def upsample(features):
+    """Bilinear x2 with align_corners=True, as the released network's ``F.interpolate``."""
+    shape = tf.shape(features)
+    return resize_align_corners(features, [2 * shape[1], 2 * shape[2]])
+
+
+def check_image_and_mask(image, mask, multiple=SIZE_MULTIPLE, who="Generator"):
+    """Raises ValueError naming the problem when image/mask shapes cannot be inpainted.
+
+    Static dimensions are checked at once; dimensions only known at run time are checked
+    with graph assertions (tf.errors.InvalidArgumentError with the same message).
+    """
+    expected = (
+        f"expected image [batch, H, W, 3] and mask [batch, H, W, 1] with H and W "
+        f"multiples of {multiple}"
+    )
+    image_shape, mask_shape = image.shape, mask.shape
+    if image_shape.rank != 4:
+        raise ValueError(f"{who}: image must be 4-D; {expected}; got image shape {image_shape}.")
+    if mask_shape.rank != 4:
+        raise ValueError(f"{who}: mask must be 4-D; {expected}; got mask shape {mask_shape}.")
+    if image_shape[-1] != 3:
+        raise ValueError(
+            f"{who}: image must have 3 channels (RGB); {expected}; got image shape {image_shape}."
+        )
+    if mask_shape[-1] != 1:
+        raise ValueError(
+            f"{who}: mask must have 1 channel; {expected}; got mask shape {mask_shape}."
+        )
+    if None not in (image_shape[0], mask_shape[0]) and image_shape[0] != mask_shape[0]:
+        raise ValueError(
+            f"{who}: batch mismatch, image has {image_shape[0]} and mask {mask_shape[0]}; "
+            f"{expected}."
+        )
+    for axis, name in ((1, "height"), (2, "width")):
+        size, mask_size = image_shape[axis], mask_shape[axis]
+        if size is not None and mask_size is not None and size != mask_size:
+            raise ValueError(
+                f"{who}: mask {name} {mask_size} differs from image {name} {size}; "
+                f"{expected}; got image {image_shape} and mask {mask_shape}."
+            )
+        if size is not None and size % multiple:
+            raise ValueError(
+                f"{who}: image {name} {size} is not a multiple of {multiple}; {expected}; "
+                f"got image shape {image_shape} (pad the image, or use the exported "
+                "signatures, which pad for you)."
+            )
+    if image_shape[1:3].is_fully_defined() and mask_shape.is_fully_defined():
+        return []
+    image_dims, mask_dims = tf.shape(image), tf.shape(mask)
+    return [
+        tf.debugging.assert_equal(
+            image_dims[:3], mask_dims[:3], message=f"{who}: image and mask batch/size differ; {expected}"
+        ),
+        tf.debugging.assert_equal(
+            image_dims[1:3] % multiple, 0, message=f"{who}: H and W must be multiples of {multiple}"
+        ),
+    ]
+
+
+@keras.saving.register_keras_serializable(package="penet_tf")
+class Generator(keras.Model):
+    """PEN-Net generator, layer for layer the released network (loads its checkpoints).
+
+    Encoder: six 3 x 3 stride-2 convolutions (``dw_conv01`` ... ``dw_conv06``). Pyramid
+    context encoder: five ``AttentionTransfer`` layers, deep to shallow, each filling the
+    shallower map from attention on the deeper (already filled) one (paper eq 1).
+    Multi-scale decoder: bilinear x2 up-sampling + 3 x 3 convolutions on
+    [decoder feature, attention feature] (eq 5), with a 1 x 1 ``torgb`` head at each of
+    five scales for the pyramid L1 loss (eq 6) and a final two-convolution decoder.
+
+    The generator masks its input itself: it feeds ``concat(image * (1 - mask) + mask,
+    mask)`` (holes white) and passes ``mask`` to every attention layer.
+
+    Args:
+        base_channels: width of the first encoder layer (32 in the released network;
+            smaller values give thin models for tests).
+        patch_method: ``"extract_patches"`` or ``"conv"`` (builtin ops for TFLite, TF.js
+            and ONNX; identical results).
+        similarity: attention similarity, ``"gram"`` (fast) or ``"patches"`` (literal).
+        attention_chunk_mb: memory budget for one chunk of attention scores per image.
+        **kwargs: base model arguments (``name``, ``dtype`` such as ``"mixed_bfloat16"``).
+
+    Call arguments:
+        image: float32 [batch, H, W, 3] in [-1, 1]; not pre-masked. H and W multiples of 64.
+        mask: float32 [batch, H, W, 1], 1 = hole, 0 = known.
+
+    Returns:
+        ``(output, pyramid)``: ``output`` [batch, H, W, 3] in [-1, 1], the raw prediction
+        (not composited; see ``penet_tf.losses.composite``), and ``pyramid``, five
+        [batch, H / 2**k, W / 2**k, 3] images for k = 1 ... 5, finest first.
+
+    Example:
+
+    >>> g = Generator()
+    >>> image = tf.random.uniform([1, 256, 256, 3], -1, 1)
+    >>> mask = tf.zeros([1, 256, 256, 1])
+    >>> output, pyramid = g(image, mask)
+    >>> output.shape, [p.shape[1] for p in pyramid]
+    (TensorShape([1, 256, 256, 3]), [128, 64, 32, 16, 8])
+    """
+
+    def __init__(
+        self,
+        base_channels=32,
+        patch_method="extract_patches",
+        similarity="gram",
+        attention_chunk_mb=256,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_patch_method(patch_method)
+        self.base_channels = base_channels
+        self.patch_method = patch_method
+        self.similarity = similarity
+        self.attention_chunk_mb = attention_chunk_mb
+        self.supports_masking = True  # `mask` is the hole mask, not a Keras sequence mask
+        c = base_channels
+        conv = self._conv
+        self.encoder = [
+            conv("dw_conv01", c, 2, "leaky_relu"),
+            conv("dw_conv02", 2 * c, 2, "leaky_relu"),
+            conv("dw_conv03", 4 * c, 2, "leaky_relu"),
+            conv("dw_conv04", 8 * c, 2, "leaky_relu"),
+            conv("dw_conv05", 16 * c, 2, "leaky_relu"),
+            conv("dw_conv06", 16 * c, 2, "relu"),
+        ]
+        self._encoder_inputs = [4, c, 2 * c, 4 * c, 8 * c, 16 * c]
+        # Deep to shallow: at_conv05 (1 x 1 matching, no fuse) ... at_conv01.
+        atn = dict(
+            patch_method=patch_method,
+            similarity=similarity,
+            chunk_mb=attention_chunk_mb,
+            dtype=self.dtype_policy,
+        )
+        self.attention = [
+            AttentionTransfer(match_size=1, fuse=False, name="at_conv05", **atn),
+            AttentionTransfer(match_size=3, name="at_conv04", **atn),
+            AttentionTransfer(match_size=3, name="at_conv03", **atn),
+            AttentionTransfer(match_size=3, name="at_conv02", **atn),
+            AttentionTransfer(match_size=3, name="at_conv01", **atn),
+        ]
+        self._attention_shapes = [
+            (16 * c, 16 * c), (8 * c, 16 * c), (4 * c, 8 * c), (2 * c, 4 * c), (c, 2 * c)
+        ]
+        self.decoder_convs = [
+            conv("up_conv05", 16 * c, 1, "relu"),
+            conv("up_conv04", 8 * c, 1, "relu"),
+            conv("up_conv03", 4 * c, 1, "relu"),
+            conv("up_conv02", 2 * c, 1, "relu"),
+            conv("up_conv01", c, 1, "relu"),
+        ]
+        self._decoder_inputs = [16 * c, 32 * c, 16 * c, 8 * c, 4 * c]
+        # torgb5 ... torgb1 on [upx5, x5] ... [upx1, x1]
+        self.to_rgb = [
+            conv(f"torgb{level}", 3, 1, "tanh", kernel_size=1) for level in (5, 4, 3, 2, 1)
+        ]
+        self._to_rgb_inputs = [32 * c, 16 * c, 8 * c, 4 * c, 2 * c]
+        self.decoder_conv1 = conv("decoder_conv1", c, 1, "relu")
+        self.decoder_conv2 = conv("decoder_conv2", 3, 1, "tanh")
+
+    def _conv(self, name, filters, strides, activation, kernel_size=3):
+        # Stride-2 convolutions pad explicitly in call (PyTorch's padding=1), because
+        # Keras' "same" pads only bottom/right for even sizes: "valid" after the pad.
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="valid" if strides > 1 else "same",
+            activation=activation,
+            kernel_initializer=_init(),
+            name=name,
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, image_shape=None, mask_shape=None):
+        # Every shape is fixed by the architecture; spatial sizes stay unknown.
+        for layer, channels in zip(self.encoder, self._encoder_inputs, strict=True):
+            layer.build((None, None, None, channels))
+        for layer, (low, high) in zip(self.attention, self._attention_shapes, strict=True):
+            layer.build((None, None, None, low), (None, None, None, high))
+        for layer, channels in zip(self.decoder_convs, self._decoder_inputs, strict=True):
+            layer.build((None, None, None, channels))
+        for layer, channels in zip(self.to_rgb, self._to_rgb_inputs, strict=True):
+            layer.build((None, None, None, channels))
+        self.decoder_conv1.build((None, None, None, 2 * self.base_channels))
+        self.decoder_conv2.build((None, None, None, self.base_channels))
+        self.built = True
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def call(self, image, mask):
+        checks = check_image_and_mask(image, mask)
+        with tf.control_dependencies(checks):
+            mask = tf.cast(mask, self.compute_dtype)
+        image = tf.cast(image, self.compute_dtype)
+        # The network input: holes set to 1 (white), plus the mask channel.
+        features = tf.concat([image * (1.0 - mask) + mask, mask], axis=-1)
+
+        encoded = []  # x1 ... x6
+        for layer in self.encoder:
+            features = layer(tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]]))
+            encoded.append(features)
+
+        # Pyramid-context encoder (eq 1): x5 = at_conv05(x5, x6), x4 = at_conv04(x4, x5), ...
+        filled = [encoded[5]]  # filled[0] = x6, then the new x5, x4, ..., x1
+        for layer, low in zip(self.attention, reversed(encoded[:5]), strict=True):
+            filled.append(layer(low, filled[-1], mask))
+
+        # Multi-scale decoder (eq 5) with a torgb head per scale.
+        skip = filled[1:]  # x5 ... x1 after attention
+        decoded = self.decoder_convs[0](upsample(filled[0]))  # upx5
+        pyramid = []
+        for level in range(5):
+            joined = tf.concat([decoded, skip[level]], axis=-1)  # [upxK, xK]
+            pyramid.append(self.to_rgb[level](joined))
+            if level < 4:
+                decoded = self.decoder_convs[level + 1](upsample(joined))
+        output = self.decoder_conv2(self.decoder_conv1(upsample(joined)))
+        return output, pyramid[::-1]
+
+    def compute_output_shape(self, image_shape, mask_shape=None):
+        batch, height, width = image_shape[:3]
+
+        def scaled(size, factor):
+            return None if size is None else size // factor
+
+        pyramid = [(batch, scaled(height, 2**k), scaled(width, 2**k), 3) for k in range(1, 6)]
+        return (batch, height, width, 3), pyramid
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            base_channels=self.base_channels,
+            patch_method=self.patch_method,
+            similarity=self.similarity,
+            attention_chunk_mb=self.attention_chunk_mb,
+        )
+        return config
