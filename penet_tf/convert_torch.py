@@ -1,6 +1,7 @@
 """Convert the released PEN-Net PyTorch checkpoints to Keras weights.
 
-    python -m penet_tf.convert_torch --generator gen_00050.pth [--discriminator dis_00050.pth] --out DIR
+    python -m penet_tf.convert_torch --generator gen_00050.pth \
+        [--discriminator dis_00050.pth] --out DIR
 
 writes ``DIR/generator.weights.h5`` (and ``DIR/discriminator.weights.h5``), which
 ``Generator().load_weights(...)`` / ``Discriminator().load_weights(...)`` accept once the

@@ -54,7 +54,8 @@ def hinge_d_loss(real_logits, fake_logits):
     """Eq 8, averaged over real and fake as released: (E relu(1 − D(x)) + E relu(1 + D(z))) / 2."""
     real_logits, fake_logits = _f32(real_logits, fake_logits)
     return 0.5 * (
-        tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
+        tf.reduce_mean(tf.nn.relu(1.0 - real_logits))
+        + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
     )
 
 
@@ -65,7 +66,7 @@ def hinge_g_loss(fake_logits):
 
 
 def nonsaturating_d_loss(real_logits, fake_logits):
-    """The non-saturating GAN loss of the dtd / facade configs: (BCE(D(x), 1) + BCE(D(z), 0)) / 2."""
+    """Non-saturating GAN loss (dtd / facade configs): (BCE(D(x), 1) + BCE(D(z), 0)) / 2."""
     real_logits, fake_logits = _f32(real_logits, fake_logits)
     real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
     fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)

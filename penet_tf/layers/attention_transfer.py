@@ -3,12 +3,12 @@
 import keras
 import tensorflow as tf
 
-from penet_tf.layers.patches import check_patch_method, extract_patches, fold_patches
+from penet_tf.layers.patches import check_patch_method, extract_patches
 
 SIMILARITIES = ("gram", "patches")
-# Value patches: 4 x 4 at stride 2 with zero padding 1, so that the h x w grid of the
-# high-level map addresses 4 x 4 patches of the 2h x 2w low-level map (rate 2).
-VALUE_SIZE, VALUE_STRIDE, VALUE_PADDING = 4, 2, 1
+# (shift_y, shift_x) of each output phase (ey, ex) of the stride-2 transposed convolution,
+# in depth_to_space order: 1 for even output rows/columns, 0 for odd ones.
+_PHASE_SHIFTS = ((1, 1), (1, 0), (0, 1), (0, 0))
 _MIN_NORM = 1e-4  # the released network divides each key by max(|key|, 1e-4)
 _MIN_ATTENTION = 1e-8  # ... and clamps the attention from below by 1e-8
 
@@ -26,77 +26,65 @@ def _static_or_dynamic(tensor):
     return [dynamic[i] if dim is None else dim for i, dim in enumerate(static)]
 
 
-def _highest_power_of_two_at_most(value):
-    """2**floor(log2(value)) for a positive int64 tensor, with bit operations only."""
-    for shift in (1, 2, 4, 8, 16, 32):
-        value = tf.bitwise.bitwise_or(value, tf.bitwise.right_shift(value, shift))
-    return value - tf.bitwise.right_shift(value, 1)
-
-
 def rows_per_chunk(height, width, chunk_bytes):
-    """How many rows of query positions one score chunk may hold.
+    """How many query rows one chunk of attention scores may hold.
 
-    A chunk of ``rows`` query rows scores ``rows * width`` queries against all
-    ``height * width`` keys: ``rows * width * height * width * 4`` bytes per image in
-    float32. The result is ``height`` when everything fits, otherwise the largest power of
-    two that divides ``height`` and fits (at least 1), so all chunks have one size.
-    Works on Python ints (static shapes: no loop is built when one chunk suffices) and on
-    scalar tensors (dynamic shapes).
+    A chunk scores ``rows + 1`` query rows (one halo row) against all ``height * width``
+    keys, ``(rows + 1) * width * height * width * 4`` bytes per image in float32. Returns
+    ``height`` when everything fits, else the most rows that fit (at least 1). Works on
+    Python ints (static shapes: no loop is built when one chunk suffices) and on scalar
+    tensors (dynamic shapes).
     """
     if isinstance(height, int) and isinstance(width, int):
         row_bytes = width * height * width * 4
-        if height * row_bytes <= chunk_bytes:
-            return height
-        rows = height & -height  # largest power of two dividing height
-        while rows > 1 and rows * row_bytes > chunk_bytes:
-            rows //= 2
-        return rows
+        return max(1, min(height, chunk_bytes // row_bytes - 1))
     height = tf.cast(height, tf.int64)
-    width = tf.cast(width, tf.int64)
-    row_bytes = width * height * width * 4
-    fit = tf.maximum(tf.constant(chunk_bytes, tf.int64) // row_bytes, 1)
-    lowest_bit = tf.bitwise.bitwise_and(height, -height)
-    rows = tf.minimum(lowest_bit, _highest_power_of_two_at_most(fit))
-    return tf.cast(tf.where(height <= fit, height, rows), tf.int32)
+    row_bytes = tf.cast(width, tf.int64) * height * tf.cast(width, tf.int64) * 4
+    rows = tf.maximum(tf.constant(chunk_bytes, tf.int64) // row_bytes - 1, 1)
+    return tf.cast(tf.minimum(rows, height), tf.int32)
 
 
-def gram_similarity(padded, first_row, rows, height, width, match_size):
-    """Scores of the query rows ``[first_row, first_row + rows)`` against every key.
+# Both the 3 x 3 Gram similarity and the polyphase transfer lay feature positions out on
+# a zero-padded grid: 1 row above and below, 2 columns left and 1 right. The extra left
+# column keeps every diagonal window used below clear of the grid's left border.
+_GRID_PADDING = [[0, 0], [1, 1], [2, 1], [0, 0]]
 
-    ``padded`` is the high-level map [B, height + 2p, width + 2p, C] zero-padded by
-    ``p = match_size // 2``. The score of query q and key l is the dot product of their
-    k x k patches, which is the sum over the k * k offsets d of the pixel Gram matrix
-    entry G[q + d, l + d]: one product of C-vectors per pixel pair instead of per patch
-    pair (9x fewer multiply-adds for k = 3), then k * k shifted additions, done as
-    k row shifts and k column shifts.
 
-    Returns float32 [B, rows * width, height * width] (unnormalised patch dot products).
+def _grid_width(width):
+    return width + 3
+
+
+def diagonal_box_sum(matrix, query_rows, grid_width, window):
+    """Averages ``window x window`` diagonal shifts of a [queries, keys] matrix.
+
+    Queries and keys are both positions of grids ``grid_width`` wide, flattened row-major
+    (``query_rows`` rows of queries, any number of key rows). The result is
+
+        out[q, c] = mean over (dy, dx) of matrix[q + dy * grid_width + dx, c + dy * grid_width + dx]
+
+    over a ``window x window`` block of offsets, anchored at (0, 0) for ``window = 2`` and
+    centred for ``window = 3`` (as ``avg_pool2d(..., "SAME")`` places windows). Moving
+    query and key together by d moves the flat index by d * (keys + 1); so in the same
+    buffer viewed as rows of ``keys + 1`` these are plain row shifts, and the whole sum is
+    one ``avg_pool2d`` over a [query_rows, grid_width, keys + 1] view: one pass over the
+    matrix instead of window^2 shifted copies. Windows must stay inside the query grid for
+    the entries that are used (the grid padding above guarantees it).
+
+    Args:
+        matrix: [batch, query_rows * grid_width, keys].
+
+    Returns:
+        [batch, query_rows * grid_width, keys].
     """
-    pad = match_size // 2
-    batch = tf.shape(padded)[0]
-    channels = padded.shape[-1]
-    padded_w = width + 2 * pad
-    padded_h = height + 2 * pad
-    keys = tf.reshape(padded, [batch, padded_h * padded_w, channels])
-    queries = tf.reshape(
-        padded[:, first_row : first_row + rows + 2 * pad], [batch, -1, channels]
-    )
-    gram = tf.matmul(queries, keys, transpose_b=True)
-    if pad == 0:
-        return gram
-    # Row offsets: query row and key row move together, so slice both.
-    gram = tf.reshape(gram, [batch, rows + 2 * pad, padded_w, padded_h * padded_w])
-    summed = None
-    for dy in range(match_size):
-        part = gram[:, dy : dy + rows, :, dy * padded_w : (dy + height) * padded_w]
-        summed = part if summed is None else summed + part
-    # Column offsets, likewise.
-    summed = tf.reshape(summed, [batch * rows, padded_w, height, padded_w])
-    scores = None
-    for dx in range(match_size):
-        part = summed[:, dx : dx + width, :, dx : dx + width]
-        scores = part if scores is None else scores + part
-    return tf.reshape(scores, [batch, rows * width, height * width])
+    batch = tf.shape(matrix)[0]
+    queries = query_rows * grid_width
+    keys = matrix.shape[-1] if matrix.shape[-1] is not None else tf.shape(matrix)[-1]
+    flat = tf.reshape(matrix, [batch, queries * keys])
+    flat = tf.pad(flat, [[0, 0], [0, queries]])  # to rows of keys + 1
+    view = tf.reshape(flat, [batch, query_rows, grid_width, keys + 1])
+    pooled = tf.nn.avg_pool2d(view, window, 1, "SAME")
+    pooled = tf.reshape(pooled, [batch, queries * (keys + 1)])[:, : queries * keys]
+    return tf.reshape(pooled, [batch, queries, keys])
 
 
 def attention_transfer(
@@ -108,13 +96,13 @@ def attention_transfer(
     softmax_scale=10.0,
     patch_method="extract_patches",
     similarity="gram",
-    chunk_bytes=256 * 2**20,
+    chunk_bytes=192 * 2**20,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
 
     Exactly the released network's attention (see ``AttentionTransfer``), batched and
     computed in chunks of query rows so that at most ``chunk_bytes`` of scores per image
-    exist at once.
+    (plus one halo row above and below) exist at once.
 
     Args:
         low: [B, 2h, 2w, C1] low-level features; 4 x 4 patches of it are transferred.
@@ -129,11 +117,14 @@ def attention_transfer(
         raise ValueError(f"Unknown similarity {similarity!r}: expected one of {SIMILARITIES}.")
     if match_size not in (1, 3):
         raise ValueError(f"match_size must be 1 or 3, got {match_size}.")
+    low, high, mask = (tf.convert_to_tensor(t) for t in (low, high, mask))
     channels_low = low.shape[-1]
-    batch, height, width, _ = _static_or_dynamic(high)
+    batch, height, width, channels_high = _static_or_dynamic(high)
     length = height * width
     pad = match_size // 2
     high = tf.cast(high, tf.float32)
+    grid_h, grid_w = height + 2, _grid_width(width)
+    grid_keys = grid_h * grid_w
 
     # Keys are usable where the k x k patch of the resized mask is all zero (mean == 0).
     small_mask = resize_align_corners(tf.cast(mask, tf.float32), [height, width])
@@ -141,59 +132,116 @@ def attention_transfer(
     usable = tf.cast(tf.equal(tf.reduce_mean(mask_patches, axis=-1), 0.0), tf.float32)
     usable = tf.reshape(usable, [batch, 1, length])
 
-    # |key| from per-pixel squared norms summed over the patch, folded with the softmax
-    # scale and the usable mask into one factor per key: score = dot * key_factor.
+    # Eq 2 as released: score(q, l) = <patch_q, patch_l> / max(|patch_l|, 1e-4). The key
+    # norm, the softmax scale and the usable mask fold into one factor per key.
     squares = tf.reduce_sum(tf.square(high), axis=-1, keepdims=True)
-    key_norms = tf.sqrt(tf.reduce_sum(extract_patches(squares, match_size, 1, pad, patch_method), -1))
-    key_factor = softmax_scale * usable / tf.maximum(tf.reshape(key_norms, [batch, 1, length]), _MIN_NORM)
-
-    values = extract_patches(low, VALUE_SIZE, VALUE_STRIDE, VALUE_PADDING, patch_method)
-    values = tf.reshape(values, [batch, length, VALUE_SIZE * VALUE_SIZE * channels_low])
-
-    if similarity == "gram":
-        padded = tf.pad(high, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) if pad else high
+    key_norms = tf.sqrt(
+        tf.reduce_sum(extract_patches(squares, match_size, 1, pad, patch_method), axis=-1)
+    )
+    key_factor = (
+        softmax_scale * usable / tf.maximum(tf.reshape(key_norms, [batch, 1, length]), _MIN_NORM)
+    )
+    use_gram = similarity == "gram" and match_size == 3
+    if use_gram:
+        grid = tf.pad(high, _GRID_PADDING)
+        grid_flat = tf.reshape(grid, [batch, grid_keys, channels_high])
+        key_factor = key_factor * float(match_size * match_size)  # undo the box average
     else:
         patches = tf.reshape(
             extract_patches(high, match_size, 1, pad, patch_method), [batch, length, -1]
         )
 
-    def transfer_rows(first_row, rows):
-        if similarity == "gram":
-            dots = gram_similarity(padded, first_row, rows, height, width, match_size)
+    def scores(first_row, rows):
+        """Scaled scores of query rows [first_row, first_row + rows) against all keys."""
+        if use_gram:
+            # Pixel Gram matrix of the query rows' 3 x 3 neighbourhoods against every grid
+            # position, then the 3 x 3 patch dot products as its centred diagonal box sum:
+            # 9x fewer multiply-adds than a patch-by-patch product.
+            queries = tf.reshape(
+                grid[:, first_row : first_row + rows + 2], [batch, -1, channels_high]
+            )
+            gram = tf.matmul(queries, grid_flat, transpose_b=True)
+            dots = diagonal_box_sum(gram, rows + 2, grid_w, 3)
+            dots = tf.reshape(dots, [batch, rows + 2, grid_w, grid_h, grid_w])
+            dots = dots[:, 1 : rows + 1, 2 : width + 2, 1 : height + 1, 2 : width + 2]
+            dots = tf.reshape(dots, [batch, rows * width, length])
         else:
             dots = tf.matmul(
                 patches[:, first_row * width : (first_row + rows) * width],
                 patches,
                 transpose_b=True,
             )
-        # softmax(scale * s * usable) over keys, then * usable, then >= 1e-8 (eq 3 as
-        # released: unusable keys still count exp(0) in the softmax denominator).
-        attention = tf.nn.softmax(dots * key_factor, axis=-1)
-        attention = tf.maximum(attention * usable, _MIN_ATTENTION)
-        # Eq 4: the weighted sum of value patches.
-        return tf.matmul(tf.cast(attention, values.dtype), values)
+        return dots * key_factor
 
+    # Eq 4's transposed convolution (stride 2, padding 1, the 4 x 4 value patches as
+    # filters, then / 4) in polyphase form. Output pixel (2y + ey, 2x + ex) is
+    #   sum_l B[(y, x), l] * low[2 ly + ey, 2 lx + ex] / 4,
+    #   B[q, l] = sum over d in {0, s_y} x {0, s_x} of attention[q + d, l + d],
+    # with s = -1 for even and +1 for odd output rows/columns. Every B is a shift of one
+    # 2 x 2 diagonal box sum, so the transfer is one product with 4 * C1 columns instead of
+    # 16 * C1. The shifts move to the (small) value matrices and the product's rows.
+    phases = tf.pad(tf.nn.space_to_depth(low, 2), _GRID_PADDING)
+    phases = tf.reshape(phases, [batch, grid_keys, 4 * channels_low])
+    shifted = []
+    for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS):
+        delta = shift_y * grid_w + shift_x
+        block = phases[:, delta:, phase * channels_low : (phase + 1) * channels_low]
+        shifted.append(tf.pad(block, [[0, 0], [0, delta], [0, 0]]))
+    phase_values = tf.concat(shifted, axis=-1)
+
+    def product_rows(first, last):
+        """Rows [first, last) of the product: grid rows, 0 = the zero row above the image.
+
+        Product row p needs the attention of query rows p - 1 and p (the 2 x 2 box), so a
+        chunk scores one halo row besides its own; rows outside the image are zero.
+        """
+        top = _maybe_min(first, 1)  # 0: the first chunk starts at the zero row
+        queries_first = first - top
+        queries_last = _maybe_min(last, height)
+        bottom = last - queries_last  # 1: the last chunk ends at the zero row below
+        count = queries_last - queries_first
+        attention = tf.nn.softmax(scores(queries_first, count), axis=-1)
+        # Eq 3 as released: unusable keys still count exp(0) in the softmax denominator,
+        # then get weight 0, then every weight is at least 1e-8.
+        attention = tf.maximum(attention * usable, _MIN_ATTENTION)
+        attention = tf.reshape(attention, [batch, count, width, height, width])
+        attention = tf.pad(attention, [[0, 0], [1 - top, bottom], [2, 1], [1, 1], [2, 1]])
+        rows = last - first
+        attention = tf.reshape(attention, [batch, (rows + 1) * grid_w, grid_keys])
+        boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)[:, : rows * grid_w]
+        product = tf.matmul(tf.cast(boxed, phase_values.dtype), phase_values)
+        return tf.reshape(product, [batch, rows, grid_w, 4 * channels_low])
+
+    # Product rows 0 ... height are needed (height + 1 rows), in chunks of `rows`.
     rows = rows_per_chunk(height, width, chunk_bytes)
     if isinstance(rows, int) and isinstance(height, int) and rows == height:
-        transferred = transfer_rows(0, height)
+        product = product_rows(0, height + 1)
     else:
-        chunks = height // rows
-        outputs = tf.TensorArray(values.dtype, size=chunks, element_shape=None)
+        chunks = (height + rows - 1) // rows
+        pieces = tf.TensorArray(phase_values.dtype, size=chunks, infer_shape=False)
 
-        def body(index, outputs):
-            return index + 1, outputs.write(index, transfer_rows(index * rows, rows))
+        def body(index, pieces):
+            first = index * rows
+            last = tf.where(index == chunks - 1, height + 1, first + rows)
+            piece = tf.transpose(product_rows(first, last), [1, 0, 2, 3])
+            return index + 1, pieces.write(index, piece)
 
-        _, outputs = tf.while_loop(
-            lambda index, _: index < chunks, body, [0, outputs], parallel_iterations=1
+        _, pieces = tf.while_loop(
+            lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
         )
-        transferred = tf.transpose(outputs.stack(), [1, 0, 2, 3])
-    transferred = tf.reshape(
-        transferred, [batch, height, width, VALUE_SIZE * VALUE_SIZE * channels_low]
-    )
-    # Eq 4 as a transposed convolution (stride 2, padding 1) with the value patches as
-    # filters: the matrix product above, then the overlap-add fold, divided by 4.
-    folded = fold_patches(transferred, VALUE_SIZE, VALUE_STRIDE, VALUE_PADDING, channels_low)
-    return folded / tf.constant(4.0, folded.dtype)
+        product = tf.transpose(pieces.concat(), [1, 0, 2, 3])
+    product = tf.reshape(product, [batch, height + 1, grid_w, 4, channels_low])
+    outputs = [
+        product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
+        for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS)
+    ]
+    return tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
+
+
+def _maybe_min(value, bound):
+    if isinstance(value, int) and isinstance(bound, int):
+        return min(value, bound)
+    return tf.minimum(value, bound)
 
 
 @keras.saving.register_keras_serializable(package="penet_tf")
@@ -210,15 +258,26 @@ class AttentionTransfer(keras.layers.Layer):
        (align_corners) to the high-level size, is entirely zero;
     3. ``a = max(softmax(softmax_scale * s * usable) * usable, 1e-8)`` over keys (eq 3);
     4. every position of ``low`` receives the attention-weighted sum of 4 x 4 value
-       patches of ``low`` (eq 4): a transposed convolution with stride 2, divided by 4;
+       patches of ``low`` (eq 4): a transposed convolution with stride 2 and padding 1
+       whose filters are the value patches, divided by 4;
     5. with ``fuse``, four 3 x 3 convolutions with dilation 1, 2, 4, 8 (ReLU), each with
        ``filters / 4`` outputs, concatenated.
 
-    Scores are computed in chunks of query rows (``chunk_mb`` of float32 scores per image
-    at most), so memory is O(chunk * h * w), never O((h * w)^2); with ``similarity="gram"``
-    the k x k patch similarity comes from the pixel Gram matrix (9x fewer multiply-adds
-    for k = 3 than a patch-by-patch product, same result). The softmax always runs in
-    float32; under a mixed precision policy the transfer product runs in the compute dtype.
+    The result is the released network's to float rounding, computed faster and in
+    bounded memory:
+
+    * scores are computed in chunks of query rows (about ``chunk_mb`` of float32 scores
+      per image), so memory is O(chunk * h * w), never O((h * w)^2);
+    * with ``similarity="gram"`` the 3 x 3 patch similarity is the pixel Gram matrix
+      summed over 9 diagonal shifts (9x fewer multiply-adds than a patch-by-patch
+      product); the shift sum is one ``avg_pool2d`` over a skewed view of the matrix;
+    * the transposed convolution is evaluated in polyphase form: each of the four output
+      phases sums four diagonal shifts of the attention (one more ``avg_pool2d``), then
+      one matrix product with 4 * C1 columns replaces the 16 * C1 of a product with the
+      4 x 4 value patches (4x fewer multiply-adds).
+
+    The softmax always runs in float32; under a mixed precision policy the transfer
+    product runs in the compute dtype.
 
     Args:
         match_size: patch size for matching, 3 (or 1 for the deepest ATN).
@@ -230,7 +289,8 @@ class AttentionTransfer(keras.layers.Layer):
         patch_method: ``"extract_patches"`` or ``"conv"`` (builtin ops only, for TFLite,
             TF.js and ONNX); both give identical results.
         similarity: ``"gram"`` (fast) or ``"patches"`` (the literal patch product).
-        chunk_mb: memory budget for one chunk of attention scores, per image, in MiB.
+        chunk_mb: memory budget for one chunk of attention scores, per image, in MiB
+            (the layer's peak working set is about 4x this).
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -260,7 +320,7 @@ class AttentionTransfer(keras.layers.Layer):
         fuse_rates=(1, 2, 4, 8),
         patch_method="extract_patches",
         similarity="gram",
-        chunk_mb=256,
+        chunk_mb=192,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -1,4 +1,4 @@
-"""Patch extraction and its adjoint, the overlap-add fold.
+"""Patch extraction for the attention transfer layer.
 
 The attention transfer layer cuts feature maps into patches (paper eqs 2-4). Two
 implementations give bit-identical patches, in the same element order:
@@ -68,58 +68,3 @@ def extract_patches(images, size, stride=1, padding=0, method="extract_patches")
     patches = tf.reshape(patches, [shape[0], shape[1], shape[2], channels, taps])
     patches = tf.transpose(patches, [0, 1, 2, 4, 3])
     return tf.reshape(patches, [shape[0], shape[1], shape[2], taps * channels])
-
-
-def fold_patches(patches, size, stride, padding, channels):
-    """Overlap-adds patches back into an image: the adjoint of `extract_patches`.
-
-    A transposed convolution is a matrix product followed by this fold (col2im), so
-    ``fold_patches(attention @ value_patches)`` is the transposed convolution of the
-    released network's attention transfer. ``size`` must be a multiple of ``stride``;
-    the fold then needs no multiplications: each ``stride x stride`` block of the
-    kernel is a ``depth_to_space``, shifted into place and summed (builtin ops in TFLite,
-    TF.js and ONNX).
-
-    Args:
-        patches: tensor [batch, h, w, size * size * channels] in (row, column, channel)
-            order, one patch per position of a ``stride``-strided grid.
-        size: patch side.
-        stride: grid step.
-        padding: rows/columns cropped from every side of the result (the inverse of the
-            extraction's zero padding).
-        channels: channels per patch element.
-
-    Returns:
-        Tensor [batch, (h - 1) * stride + size - 2 * padding,
-        (w - 1) * stride + size - 2 * padding, channels].
-    """
-    if size % stride:
-        raise ValueError(f"fold_patches needs size ({size}) to be a multiple of stride ({stride}).")
-    blocks = size // stride
-    shape = tf.shape(patches)
-    height, width = shape[1], shape[2]
-    canvas_h = (height + blocks - 1) * stride
-    canvas_w = (width + blocks - 1) * stride
-    total = None
-    for block_y in range(blocks):
-        for block_x in range(blocks):
-            # Channels of this kernel block, reordered to depth_to_space's (dy, dx, c).
-            index = [
-                ((block_y * stride + dy) * size + block_x * stride + dx) * channels + c
-                for dy in range(stride)
-                for dx in range(stride)
-                for c in range(channels)
-            ]
-            block = tf.nn.depth_to_space(tf.gather(patches, index, axis=-1), stride)
-            block = tf.pad(
-                block,
-                [
-                    [0, 0],
-                    [block_y * stride, (blocks - 1 - block_y) * stride],
-                    [block_x * stride, (blocks - 1 - block_x) * stride],
-                    [0, 0],
-                ],
-            )
-            total = block if total is None else total + block
-    total = total[:, padding : canvas_h - padding, padding : canvas_w - padding, :]
-    return tf.ensure_shape(total, [None, None, None, channels])

@@ -88,9 +88,7 @@ class Discriminator(keras.Model):
     def call(self, image, training=False):
         shape = image.shape
         if shape.rank != 4 or shape[-1] != 3:
-            raise ValueError(
-                f"Discriminator: expected image [batch, H, W, 3], got shape {shape}."
-            )
+            raise ValueError(f"Discriminator: expected image [batch, H, W, 3], got shape {shape}.")
         for size in shape[1:3]:
             if size is not None and patch_grid_size(size) < 1:
                 raise ValueError(

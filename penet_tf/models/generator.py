@@ -66,7 +66,9 @@ def check_image_and_mask(image, mask, multiple=SIZE_MULTIPLE, who="Generator"):
     image_dims, mask_dims = tf.shape(image), tf.shape(mask)
     return [
         tf.debugging.assert_equal(
-            image_dims[:3], mask_dims[:3], message=f"{who}: image and mask batch/size differ; {expected}"
+            image_dims[:3],
+            mask_dims[:3],
+            message=f"{who}: image and mask batch/size differ; {expected}",
         ),
         tf.debugging.assert_equal(
             image_dims[1:3] % multiple, 0, message=f"{who}: H and W must be multiples of {multiple}"
@@ -121,7 +123,7 @@ class Generator(keras.Model):
         base_channels=32,
         patch_method="extract_patches",
         similarity="gram",
-        attention_chunk_mb=256,
+        attention_chunk_mb=192,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -157,7 +159,11 @@ class Generator(keras.Model):
             AttentionTransfer(match_size=3, name="at_conv01", **atn),
         ]
         self._attention_shapes = [
-            (16 * c, 16 * c), (8 * c, 16 * c), (4 * c, 8 * c), (2 * c, 4 * c), (c, 2 * c)
+            (16 * c, 16 * c),
+            (8 * c, 16 * c),
+            (4 * c, 8 * c),
+            (2 * c, 4 * c),
+            (c, 2 * c),
         ]
         self.decoder_convs = [
             conv("up_conv05", 16 * c, 1, "relu"),

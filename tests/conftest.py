@@ -1,0 +1,29 @@
+"""Shared test set-up: quiet TensorFlow, locate ../shared, small helpers."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURE = SHARED / "reference" / "fixtures" / "official_256"
+
+
+@pytest.fixture(scope="session")
+def official_fixture():
+    """The released network's outputs on a real photo (../shared/reference/fixtures)."""
+    if not (FIXTURE / "case.npz").is_file():
+        raise FileNotFoundError(
+            f"Equivalence fixture missing: {FIXTURE}. The repository must sit beside ../shared."
+        )
+    case = dict(np.load(FIXTURE / "case.npz"))
+    case["x"] = case["image"][None].astype(np.float32) / 127.5 - 1.0
+    case["m"] = case["mask"][None, ..., None].astype(np.float32)
+    case["gen"] = str(FIXTURE / "gen.pth")
+    case["dis"] = str(FIXTURE / "dis.pth")
+    return case

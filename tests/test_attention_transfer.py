@@ -1,0 +1,153 @@
+"""AttentionTransfer against the literal NumPy algorithm, and its plumbing."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from reference_attention import reference_attention_transfer
+
+from penet_tf import AttentionTransfer
+from penet_tf.layers.attention_transfer import attention_transfer, rows_per_chunk
+
+
+def _inputs(seed, batch, h, w, c1=6, c2=10):
+    rng = np.random.default_rng(seed)
+    low = rng.normal(size=(batch, 2 * h, 2 * w, c1)).astype(np.float32)
+    # ReLU-like, as the encoder's features; a few exactly-zero pixels exercise the 1e-4 floor.
+    high = np.maximum(rng.normal(size=(batch, h, w, c2)), 0).astype(np.float32)
+    high[:, 0, 0] = 0.0
+    return low, high
+
+
+def _masks(batch, size_h, size_w):
+    """A different mask per sample: a centred block, a left half, an irregular blob."""
+    masks = np.zeros((batch, size_h, size_w, 1), np.float32)
+    masks[0, size_h // 4 : 3 * size_h // 4, size_w // 4 : 3 * size_w // 4] = 1
+    if batch > 1:
+        masks[1, :, : size_w // 2] = 1
+    if batch > 2:
+        yy, xx = np.mgrid[:size_h, :size_w]
+        masks[2, ..., 0] = (yy - size_h / 3) ** 2 + (xx - size_w / 2) ** 2 < (size_h / 4) ** 2
+    return masks
+
+
+CASES = [
+    # (match_size, batch, h, w): k = 3 and k = 1, non-square maps
+    (3, 3, 8, 8),
+    (3, 3, 6, 10),
+    (1, 3, 5, 7),
+    (3, 1, 12, 4),
+]
+
+
+@pytest.mark.parametrize("similarity", ["gram", "patches"])
+@pytest.mark.parametrize("match_size,batch,h,w", CASES)
+def test_matches_reference_per_sample_masks(match_size, batch, h, w, similarity):
+    low, high = _inputs(h * 100 + w, batch, h, w)
+    mask = _masks(batch, 4 * h, 4 * w)
+    expected = reference_attention_transfer(low, high, mask, match_size)
+    got = attention_transfer(low, high, mask, match_size=match_size, similarity=similarity)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("match_size", [1, 3])
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_mask_covering_nothing_or_everything(match_size, fill):
+    low, high = _inputs(7, 2, 6, 8)
+    mask = np.full((2, 24, 32, 1), fill, np.float32)
+    expected = reference_attention_transfer(low, high, mask, match_size)
+    got = attention_transfer(low, high, mask, match_size=match_size)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5, rtol=0)
+    if fill == 1.0:
+        # No usable key: every weight is the 1e-8 floor, so the output is tiny but not 0.
+        assert 0 < np.abs(got.numpy()).max() < 1e-5
+
+
+def test_both_patch_methods_give_identical_outputs():
+    low, high = _inputs(3, 3, 8, 12)
+    mask = _masks(3, 32, 48)
+    layer_kwargs = dict(match_size=3, filters=8)
+    a = AttentionTransfer(patch_method="extract_patches", **layer_kwargs)
+    b = AttentionTransfer(patch_method="conv", **layer_kwargs)
+    a.build(low.shape, high.shape)
+    b.build(low.shape, high.shape)
+    b.set_weights(a.get_weights())
+    np.testing.assert_array_equal(a(low, high, mask).numpy(), b(low, high, mask).numpy())
+
+
+@pytest.mark.parametrize("similarity", ["gram", "patches"])
+def test_chunked_equals_unchunked(similarity):
+    low, high = _inputs(11, 2, 12, 10)
+    mask = _masks(2, 48, 40)
+    whole = attention_transfer(low, high, mask, similarity=similarity)
+    # One query row per chunk (plus the halo row): 12 chunks.
+    assert rows_per_chunk(12, 10, 2 * 10 * 120 * 4) == 1
+    chunked = attention_transfer(
+        low, high, mask, similarity=similarity, chunk_bytes=2 * 10 * 120 * 4
+    )
+    np.testing.assert_allclose(chunked.numpy(), whole.numpy(), atol=1e-6, rtol=0)
+
+
+def test_unknown_batch_and_size_inside_tf_function_with_chunks():
+    low, high = _inputs(5, 2, 8, 6)
+    mask = _masks(2, 32, 24)
+    expected = reference_attention_transfer(low, high, mask, 3)
+    spec = [
+        tf.TensorSpec([None, None, None, 6]),
+        tf.TensorSpec([None, None, None, 10]),
+        tf.TensorSpec([None, None, None, 1]),
+    ]
+
+    @tf.function(input_signature=spec)
+    def run(low, high, mask):
+        # 3 rows per chunk: the loop and its uneven last chunk run with dynamic shapes.
+        return attention_transfer(low, high, mask, chunk_bytes=4 * 6 * 48 * 4)
+
+    np.testing.assert_allclose(run(low, high, mask).numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_layer_fuse_branches_and_config_round_trip():
+    layer = AttentionTransfer(match_size=3, fuse=True, filters=8, chunk_mb=1, name="at_conv02")
+    low, high = _inputs(2, 2, 4, 4)
+    mask = _masks(2, 16, 16)
+    out = layer(low, high, mask)
+    assert out.shape == (2, 8, 8, 8)
+    assert [conv.dilation_rate for conv in layer.fuse_convs] == [(1, 1), (2, 2), (4, 4), (8, 8)]
+    assert np.all(out.numpy() >= 0)  # ReLU branches
+    clone = AttentionTransfer.from_config(layer.get_config())
+    clone.build(low.shape, high.shape)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(clone(low, high, mask).numpy(), out.numpy())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_mask_keyword_is_the_hole_mask_not_a_keras_mask():
+    layer = AttentionTransfer(match_size=1, fuse=False)
+    low, high = _inputs(4, 1, 4, 4)
+    mask = _masks(1, 16, 16)
+    np.testing.assert_array_equal(
+        layer(low, high, mask=mask).numpy(), layer(low, high, mask).numpy()
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(match_size=2), "match_size must be 1 or 3"),
+        (dict(patch_method="unfold"), "Unknown patch method 'unfold'"),
+        (dict(similarity="cosine"), "Unknown similarity 'cosine'"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AttentionTransfer(**kwargs)
+
+
+def test_bad_shapes():
+    layer = AttentionTransfer(fuse=False)
+    low, high = _inputs(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="twice the height and width of high"):
+        layer(low[:, :6], high, np.zeros((1, 16, 16, 1), np.float32))
+    with pytest.raises(ValueError, match="mask must have 1 channel"):
+        layer(low, high, np.zeros((1, 16, 16, 3), np.float32))
+    with pytest.raises(ValueError, match="high must be a 4-D tensor"):
+        layer(low, high[0], np.zeros((1, 16, 16, 1), np.float32))

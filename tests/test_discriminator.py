@@ -1,0 +1,67 @@
+"""The spectral-norm PatchGAN discriminator."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from penet_tf import Discriminator
+from penet_tf.convert_torch import load_released_discriminator
+from penet_tf.models.discriminator import patch_grid_size
+
+
+def test_reproduces_the_released_discriminator(official_fixture):
+    discriminator = load_released_discriminator(official_fixture["dis"])
+    logits = discriminator(official_fixture["x"])
+    assert logits.shape == (1, 27, 27, 1)
+    assert np.abs(logits[0].numpy() - official_fixture["d_real"]).max() < 1e-4
+
+
+def test_patch_grid_sizes():
+    assert patch_grid_size(256) == 27
+    assert Discriminator(base_channels=4)(tf.zeros([2, 64, 96, 3])).shape == (
+        2,
+        patch_grid_size(64),
+        patch_grid_size(96),
+        1,
+    )
+
+
+def test_training_call_normalises_spectral_norm_to_one():
+    discriminator = Discriminator(base_channels=8)
+    images = tf.random.uniform([2, 64, 64, 3], -1, 1)
+
+    def sigmas():
+        kernels = [wrapper.layer.kernel.numpy() for wrapper in discriminator.encoder]
+        return [np.linalg.svd(k.reshape(-1, k.shape[-1]), compute_uv=False)[0] for k in kernels]
+
+    discriminator(images)
+    assert max(abs(s - 1.0) for s in sigmas()) > 0.3  # normal(0, 0.02) init: far from 1
+    for _ in range(30):  # one power iteration per training call
+        discriminator(images, training=True)
+    assert max(abs(s - 1.0) for s in sigmas()) < 0.05
+    assert all(wrapper.vector_u.dtype == "float32" for wrapper in discriminator.encoder)
+
+
+def test_inference_call_leaves_weights_alone():
+    discriminator = Discriminator(base_channels=4)
+    images = tf.random.uniform([1, 64, 64, 3], -1, 1)
+    discriminator(images)
+    before = [w.numpy() for w in discriminator.weights]
+    discriminator(images, training=False)
+    for a, b in zip(before, discriminator.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_bad_input():
+    discriminator = Discriminator(base_channels=4)
+    with pytest.raises(ValueError, match=r"expected image \[batch, H, W, 3\]"):
+        discriminator(np.zeros((1, 64, 64, 1), np.float32))
+    with pytest.raises(ValueError, match="too small"):
+        discriminator(np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_config_round_trip():
+    discriminator = Discriminator(base_channels=8, spectral_norm=False)
+    clone = Discriminator.from_config(discriminator.get_config())
+    assert clone.get_config() == discriminator.get_config()
+    assert clone(tf.zeros([1, 64, 64, 3])).shape == (1, 3, 3, 1)

@@ -1,0 +1,142 @@
+"""The generator: released-network equivalence, shapes, serialisation, input validation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from penet_tf import Generator
+from penet_tf.convert_torch import load_released_generator
+
+
+def _thin(**kwargs):
+    return Generator(base_channels=4, **kwargs)
+
+
+def _batch(batch=2, h=64, w=64, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(-1, 1, size=(batch, h, w, 3)).astype(np.float32)
+    mask = np.zeros((batch, h, w, 1), np.float32)
+    mask[:, h // 4 : h // 2, w // 4 : 3 * w // 4] = 1
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def released(official_fixture):
+    return load_released_generator(official_fixture["gen"])
+
+
+@pytest.mark.parametrize("similarity", ["gram", "patches"])
+def test_reproduces_the_released_network(official_fixture, released, similarity):
+    generator = released
+    if similarity != "gram":
+        generator = load_released_generator(
+            official_fixture["gen"], Generator(similarity=similarity)
+        )
+    output, pyramid = generator(official_fixture["x"], official_fixture["m"])
+    assert np.abs(output[0].numpy() - official_fixture["output"]).max() < 1e-4
+    for level, image in enumerate(pyramid, start=1):
+        expected = official_fixture[f"pyramid_{level}"]
+        assert image.shape[1:] == expected.shape
+        assert np.abs(image[0].numpy() - expected).max() < 1e-4, f"pyramid_{level}"
+
+
+def test_released_network_with_small_chunks_and_builtin_patches(official_fixture):
+    # Several attention chunks at at_conv01 (64 x 64 grid: 1 MiB per query row).
+    generator = load_released_generator(
+        official_fixture["gen"], Generator(attention_chunk_mb=8, patch_method="conv")
+    )
+    output, _ = generator(official_fixture["x"], official_fixture["m"])
+    assert np.abs(output[0].numpy() - official_fixture["output"]).max() < 1e-4
+
+
+def test_output_shapes_any_batch_non_square():
+    generator = _thin()
+    image, mask = _batch(3, 64, 128)
+    output, pyramid = generator(image, mask)
+    assert output.shape == (3, 64, 128, 3)
+    assert [p.shape[1:3] for p in pyramid] == [(32, 64), (16, 32), (8, 16), (4, 8), (2, 4)]
+    assert np.abs(output.numpy()).max() <= 1.0  # tanh
+
+
+def test_generator_masks_its_input_itself():
+    generator = _thin()
+    image, mask = _batch(1)
+    other = image.copy()
+    other[mask[..., 0] > 0] = 0.3  # different content inside the hole only
+    np.testing.assert_array_equal(
+        generator(image, mask)[0].numpy(), generator(other, mask)[0].numpy()
+    )
+
+
+def test_dynamic_batch_and_size_in_tf_function():
+    generator = _thin()
+    spec = [tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, None, 1])]
+    run = tf.function(lambda image, mask: generator(image, mask)[0], input_signature=spec)
+    for batch, h, w in [(1, 64, 64), (2, 128, 64)]:
+        image, mask = _batch(batch, h, w)
+        np.testing.assert_allclose(
+            run(image, mask).numpy(), generator(image, mask)[0].numpy(), atol=1e-5
+        )
+
+
+def test_keras_save_and_load_gives_identical_outputs(tmp_path):
+    generator = _thin(patch_method="conv", attention_chunk_mb=64)
+    image, mask = _batch(2)
+    expected = generator(image, mask)[0].numpy()
+    path = tmp_path / "generator.keras"
+    generator.save(path)
+    loaded = tf.keras.models.load_model(path)
+    assert isinstance(loaded, Generator)
+    assert loaded.patch_method == "conv" and loaded.base_channels == 4
+    np.testing.assert_array_equal(loaded(image, mask)[0].numpy(), expected)
+
+
+def test_get_config_round_trip():
+    generator = _thin(similarity="patches", attention_chunk_mb=32, name="g")
+    config = generator.get_config()
+    clone = Generator.from_config(config)
+    assert clone.get_config() == config
+    clone.build()
+    generator.build()
+    assert len(clone.weights) == len(generator.weights) == 68
+
+
+def test_mixed_bfloat16_policy_runs_close_to_float32():
+    image, mask = _batch(1)
+    full = _thin()
+    half = _thin(dtype="mixed_bfloat16")
+    full.build()
+    half.build()
+    half.set_weights(full.get_weights())
+    out16 = half(image, mask)[0]
+    assert out16.dtype == tf.bfloat16
+    np.testing.assert_allclose(
+        tf.cast(out16, tf.float32).numpy(), full(image, mask)[0].numpy(), atol=0.05
+    )
+
+
+@pytest.mark.parametrize(
+    "image_shape,mask_shape,message",
+    [
+        ((64, 64, 3), (64, 64, 1), "image must be 4-D"),
+        ((1, 64, 64, 3), (64, 64, 1), "mask must be 4-D"),
+        ((1, 64, 64, 4), (1, 64, 64, 1), "image must have 3 channels"),
+        ((1, 64, 64, 3), (1, 64, 64, 3), "mask must have 1 channel"),
+        ((1, 64, 64, 3), (1, 64, 128, 1), "mask width 128 differs from image width 64"),
+        ((1, 96, 64, 3), (1, 96, 64, 1), "image height 96 is not a multiple of 64"),
+        ((2, 64, 64, 3), (3, 64, 64, 1), "batch mismatch"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_problem(image_shape, mask_shape, message):
+    generator = _thin()
+    with pytest.raises(ValueError, match=message) as error:
+        generator(np.zeros(image_shape, np.float32), np.zeros(mask_shape, np.float32))
+    assert "expected image [batch, H, W, 3] and mask [batch, H, W, 1]" in str(error.value)
+
+
+def test_bad_size_with_dynamic_shapes_fails_with_a_named_graph_error():
+    generator = _thin()
+    spec = [tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, None, 1])]
+    run = tf.function(lambda image, mask: generator(image, mask)[0], input_signature=spec)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiples of 64"):
+        run(np.zeros((1, 96, 64, 3), np.float32), np.zeros((1, 96, 64, 1), np.float32))

@@ -1,0 +1,74 @@
+"""The losses against plain NumPy formulas."""
+
+import numpy as np
+import pytest
+
+from penet_tf import losses
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    prediction = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    mask = np.zeros((2, 16, 16, 1), np.float32)
+    mask[0, 4:12, 4:12] = 1
+    mask[1, :8] = 1
+    return image, prediction, mask
+
+
+def test_composite_keeps_known_pixels(data):
+    image, prediction, mask = data
+    out = losses.composite(prediction, image, mask).numpy()
+    np.testing.assert_array_equal(out, np.where(mask > 0, prediction, image))
+
+
+def test_hole_and_valid_l1(data):
+    image, prediction, mask = data
+    m = np.broadcast_to(mask, image.shape)
+    hole = np.abs(prediction * mask - image * mask).mean() / mask.mean()
+    valid = np.abs(prediction * (1 - mask) - image * (1 - mask)).mean() / (1 - mask).mean()
+    assert losses.hole_l1(prediction, image, mask).numpy() == pytest.approx(hole, rel=1e-5)
+    assert losses.valid_l1(prediction, image, mask).numpy() == pytest.approx(valid, rel=1e-5)
+    # the hole L1 is the mean absolute error over hole pixels
+    assert hole == pytest.approx(np.abs(prediction - image)[m > 0].mean(), rel=1e-5)
+    assert losses.hole_l1(prediction, image, np.zeros_like(mask)).numpy() == 0.0
+
+
+def test_pyramid_l1_uses_align_corners_targets(data):
+    image, _, _ = data
+    # A pyramid equal to the align-corners downscale of the image costs 0 ...
+    from penet_tf.layers.attention_transfer import resize_align_corners
+
+    pyramid = [resize_align_corners(image, [s, s]) for s in (8, 4, 2)]
+    assert losses.pyramid_l1(pyramid, image).numpy() == pytest.approx(0.0, abs=1e-7)
+    # ... and each level adds its mean absolute error.
+    shifted = [p + 0.25 for p in pyramid]
+    assert losses.pyramid_l1(shifted, image).numpy() == pytest.approx(0.75, rel=1e-5)
+
+
+def test_hinge_losses():
+    real = np.array([[2.0, 0.5, -1.0]], np.float32)
+    fake = np.array([[-2.0, 0.0, 1.5]], np.float32)
+    expected_d = 0.5 * (np.maximum(0, 1 - real).mean() + np.maximum(0, 1 + fake).mean())
+    assert losses.hinge_d_loss(real, fake).numpy() == pytest.approx(expected_d)
+    assert losses.hinge_g_loss(fake).numpy() == pytest.approx(-fake.mean())
+
+
+def test_nonsaturating_losses():
+    real = np.array([[2.0, 0.5, -1.0]], np.float32)
+    fake = np.array([[-2.0, 0.0, 1.5]], np.float32)
+
+    def bce(logits, target):
+        p = 1 / (1 + np.exp(-logits))
+        return -(target * np.log(p) + (1 - target) * np.log(1 - p)).mean()
+
+    expected_d = 0.5 * (bce(real, 1) + bce(fake, 0))
+    assert losses.nonsaturating_d_loss(real, fake).numpy() == pytest.approx(expected_d, rel=1e-5)
+    assert losses.nonsaturating_g_loss(fake).numpy() == pytest.approx(bce(fake, 1), rel=1e-5)
+
+
+def test_gan_losses_lookup():
+    assert losses.gan_losses("hinge") == (losses.hinge_d_loss, losses.hinge_g_loss)
+    with pytest.raises(ValueError, match="Unknown gan_type 'wgan'"):
+        losses.gan_losses("wgan")
