@@ -35,6 +35,8 @@ def rows_per_chunk(height, width, chunk_bytes):
     Python ints (static shapes: no loop is built when one chunk suffices) and on scalar
     tensors (dynamic shapes).
     """
+    if chunk_bytes is None:
+        return height
     if isinstance(height, int) and isinstance(width, int):
         row_bytes = width * height * width * 4
         return max(1, min(height, chunk_bytes // row_bytes - 1))
@@ -180,7 +182,9 @@ def attention_transfer(
     # with s = -1 for even and +1 for odd output rows/columns. Every B is a shift of one
     # 2 x 2 diagonal box sum, so the transfer is one product with 4 * C1 columns instead of
     # 16 * C1. The shifts move to the (small) value matrices and the product's rows.
-    phases = tf.pad(tf.nn.space_to_depth(low, 2), _GRID_PADDING)
+    # The four phases low[ey::2, ex::2] (space_to_depth order; slices, which TF.js has).
+    phases = tf.concat([low[:, ey::2, ex::2, :] for ey in (0, 1) for ex in (0, 1)], axis=-1)
+    phases = tf.pad(phases, _GRID_PADDING)
     phases = tf.reshape(phases, [batch, grid_keys, 4 * channels_low])
     shifted = []
     for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS):
@@ -214,7 +218,9 @@ def attention_transfer(
 
     # Product rows 0 ... height are needed (height + 1 rows), in chunks of `rows`.
     rows = rows_per_chunk(height, width, chunk_bytes)
-    if isinstance(rows, int) and isinstance(height, int) and rows == height:
+    if chunk_bytes is None or (
+        isinstance(rows, int) and isinstance(height, int) and rows == height
+    ):
         product = product_rows(0, height + 1)
     else:
         chunks = (height + rows - 1) // rows
@@ -290,7 +296,8 @@ class AttentionTransfer(keras.layers.Layer):
             TF.js and ONNX); both give identical results.
         similarity: ``"gram"`` (fast) or ``"patches"`` (the literal patch product).
         chunk_mb: memory budget for one chunk of attention scores, per image, in MiB
-            (the layer's peak working set is about 4x this).
+            (the layer's peak working set is about 4x this); ``None`` computes all scores
+            at once and builds no loop (static graphs for TFLite, TF.js and ONNX).
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -395,7 +402,7 @@ class AttentionTransfer(keras.layers.Layer):
             softmax_scale=self.softmax_scale,
             patch_method=self.patch_method,
             similarity=self.similarity,
-            chunk_bytes=int(self.chunk_mb * 2**20),
+            chunk_bytes=None if self.chunk_mb is None else int(self.chunk_mb * 2**20),
         )
         if self.fuse:
             outputs = tf.concat([conv(outputs) for conv in self.fuse_convs], axis=-1)

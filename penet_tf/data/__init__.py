@@ -1,0 +1,1 @@
+"""Input pipelines: images (folders, file lists, TFDS) and hole masks."""

@@ -1,0 +1,296 @@
+"""Hole masks, generated on the fly inside ``tf.data`` (1 = hole, float32 [H, W, 1]).
+
+Every generator takes a stateless seed (a shape-[2] int tensor), so a pipeline is
+deterministic for a given seed, and works in graph mode (``Dataset.map``) and eagerly.
+
+* ``square``: training, an (H/2) x (W/2) block at a random top-left in [0, H/2] x [0, W/2];
+  evaluation (``centre``), the centred block - the released network's masks.
+* ``strokes``: free-form brush strokes (polylines of random vertices and widths), added
+  until the hole ratio reaches a target drawn from ``hole_ratio``.
+* ``files``: a folder of mask PNGs (nonzero = hole), e.g. the NVIDIA irregular masks.
+* any mixture of them with weights.
+
+Training masks get the released augmentation: random horizontal flip, rotation by 0-45
+degrees with canvas expansion, 3 x 3 max-filter dilation and a nearest resize back to H x W.
+"""
+
+import math
+import os
+
+import tensorflow as tf
+
+MASK_TYPES = ("square", "strokes", "files", "mixture")
+MASK_SUFFIXES = (".png", ".PNG")
+
+
+def centre(height, width):
+    """The evaluation mask: the centred (H/2) x (W/2) block."""
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (
+        (rows >= height // 4)
+        & (rows < height // 4 + height // 2)
+        & (cols >= width // 4)
+        & (cols < width // 4 + width // 2)
+    )
+    return tf.cast(inside, tf.float32)[..., None]
+
+
+def square(height, width, seed):
+    """A training square: (H/2) x (W/2) at a random top-left in [0, H/2] x [0, W/2]."""
+    corner = tf.random.stateless_uniform(
+        [2], seed, minval=0, maxval=tf.int32.max, dtype=tf.int32
+    ) % tf.stack([height // 2 + 1, width // 2 + 1])
+    rows = tf.range(height)[:, None] - corner[0]
+    cols = tf.range(width)[None, :] - corner[1]
+    inside = (rows >= 0) & (rows < height // 2) & (cols >= 0) & (cols < width // 2)
+    return tf.cast(inside, tf.float32)[..., None]
+
+
+def _stroke(height, width, seed, max_vertices, max_length, width_range):
+    """One brush stroke: a polyline of 1..max_vertices segments with round joints."""
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    vertices = tf.random.stateless_uniform(
+        [], seeds[0], minval=1, maxval=max_vertices + 1, dtype=tf.int32
+    )
+    start = tf.random.stateless_uniform([2], seeds[1]) * tf.cast([height, width], tf.float32)
+    angles = tf.random.stateless_uniform([max_vertices], seeds[2], maxval=2 * math.pi)
+    lengths = tf.random.stateless_uniform([max_vertices], seeds[3], minval=0.1, maxval=1.0)
+    lengths *= max_length * tf.cast(tf.minimum(height, width), tf.float32)
+    steps = tf.stack([tf.sin(angles), tf.cos(angles)], axis=1) * lengths[:, None]
+    points = tf.concat([start[None], start[None] + tf.cumsum(steps, axis=0)], axis=0)
+    points = tf.clip_by_value(points, 0.0, tf.cast([height - 1, width - 1], tf.float32))
+    radius = 0.5 * tf.random.stateless_uniform(
+        [], seeds[4], minval=width_range[0], maxval=width_range[1]
+    )
+    # Distance to the nearest of the first `vertices` segments, on a grid 4x coarser
+    # than the image (the distance field is smooth), resized bilinearly and thresholded.
+    step = 4.0
+    grid = tf.stack(
+        tf.meshgrid(
+            tf.range(0.0, tf.cast(height, tf.float32), step),
+            tf.range(0.0, tf.cast(width, tf.float32), step),
+            indexing="ij",
+        ),
+        axis=-1,
+    )  # [h, w, 2] in image pixels
+    a, b = points[:-1], points[1:]  # [S, 2]
+    ab = b - a
+    t = tf.reduce_sum((grid[None] - a[:, None, None]) * ab[:, None, None], -1)
+    t = tf.clip_by_value(t / tf.maximum(tf.reduce_sum(ab * ab, -1)[:, None, None], 1e-6), 0, 1)
+    nearest = a[:, None, None] + t[..., None] * ab[:, None, None]
+    distance = tf.norm(grid[None] - nearest, axis=-1)  # [S, h, w]
+    drawn = tf.range(max_vertices)[:, None, None] < vertices
+    distance = tf.reduce_min(tf.where(drawn, distance, float("inf")), axis=0)
+    distance = tf.minimum(distance, 1e6)[..., None]
+    coarse_h, coarse_w = tf.shape(distance)[0], tf.shape(distance)[1]
+    # Coarse sample i sits at pixel 4 i: align_corners resize to the covered extent.
+    covered = tf.raw_ops.ResizeBilinear(
+        images=distance[None],
+        size=[(coarse_h - 1) * 4 + 1, (coarse_w - 1) * 4 + 1],
+        align_corners=True,
+    )[0]
+    covered = tf.pad(
+        covered,
+        [
+            [0, tf.maximum(height - tf.shape(covered)[0], 0)],
+            [0, tf.maximum(width - tf.shape(covered)[1], 0)],
+            [0, 0],
+        ],
+        mode="SYMMETRIC",
+    )[:height, :width]
+    return tf.cast(covered <= radius, tf.float32)
+
+
+def strokes(
+    height,
+    width,
+    seed,
+    hole_ratio=(0.1, 0.4),
+    max_strokes=12,
+    max_vertices=8,
+    max_length=0.25,
+    brush_width=(0.03, 0.08),
+):
+    """Free-form brush strokes covering a fraction of the image within ``hole_ratio``.
+
+    Strokes are added one at a time until the hole ratio reaches a target drawn uniformly
+    from ``hole_ratio``; a stroke that would push it above the maximum is skipped. If
+    ``max_strokes`` tries end below the minimum (rare: tiny brushes), the mask is dilated
+    until it reaches the minimum.
+
+    Args:
+        hole_ratio: (min, max) fraction of hole pixels.
+        max_strokes: most strokes tried.
+        max_vertices: most segments per stroke.
+        max_length: longest segment, as a fraction of min(H, W).
+        brush_width: (min, max) brush width, as a fraction of min(H, W).
+    """
+    low, high = float(hole_ratio[0]), float(hole_ratio[1])
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"hole_ratio must satisfy 0 <= min <= max <= 1, got {hole_ratio}.")
+    side = tf.cast(tf.minimum(height, width), tf.float32)
+    widths = (brush_width[0] * side, brush_width[1] * side)
+    seeds = tf.random.experimental.stateless_split(seed, max_strokes + 1)
+    target = tf.random.stateless_uniform([], seeds[-1], minval=low, maxval=high)
+    mask = tf.zeros([height, width, 1], tf.float32)
+
+    def ratio(m):
+        return tf.reduce_mean(m)
+
+    for index in range(max_strokes):
+        candidate = tf.maximum(
+            mask, _stroke(height, width, seeds[index], max_vertices, max_length, widths)
+        )
+        take = (ratio(mask) < target) & (ratio(candidate) <= high)
+        mask = tf.where(take, candidate, mask)
+
+    def grow(m):
+        grown = tf.nn.max_pool2d(m[None], 3, 1, "SAME")[0]
+        return (tf.where(ratio(grown) <= high, grown, m),)
+
+    (mask,) = tf.while_loop(
+        lambda m: ratio(m) < low, grow, (mask,), maximum_iterations=tf.cast(side, tf.int32)
+    )
+    return mask
+
+
+def augment(mask, seed, height, width):
+    """The released training augmentation: flip, rotate 0-45 degrees (canvas expanded),
+    3 x 3 dilation, nearest resize to ``height`` x ``width``."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    mask = tf.image.stateless_random_flip_left_right(mask, seeds[0])
+    degrees = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=46, dtype=tf.int32)
+    mask = rotate_expanded(mask, tf.cast(degrees, tf.float32) * (math.pi / 180.0))
+    mask = tf.nn.max_pool2d(mask[None], 3, 1, "SAME")[0]
+    return tf.image.resize(mask, [height, width], method="nearest")
+
+
+def rotate_expanded(mask, angle):
+    """Rotates [H, W, 1] counter-clockwise by ``angle`` radians onto a canvas that holds
+    all of it (PIL's ``rotate(expand=True)``), nearest neighbour, zero fill."""
+    shape = tf.cast(tf.shape(mask)[:2], tf.float32)
+    h, w = shape[0], shape[1]
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    out_h = tf.math.ceil(tf.abs(h * cos) + tf.abs(w * sin))
+    out_w = tf.math.ceil(tf.abs(w * cos) + tf.abs(h * sin))
+    # Output pixel (x, y) samples input (cos * (x - cx') - sin * (y - cy') + cx, ...).
+    cx, cy, ocx, ocy = w / 2, h / 2, out_w / 2, out_h / 2
+    transform = [
+        cos,
+        -sin,
+        cx - cos * ocx + sin * ocy,
+        sin,
+        cos,
+        cy - sin * ocx - cos * ocy,
+        0.0,
+        0.0,
+    ]
+    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+        images=mask[None],
+        transforms=tf.stack(transform)[None],
+        output_shape=tf.cast(tf.stack([out_h, out_w]), tf.int32),
+        fill_value=0.0,
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    )
+    return rotated[0]
+
+
+def list_mask_files(path):
+    """Sorted mask PNGs under ``path`` (recursive); a clear error when there are none."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Mask folder {path} does not exist.")
+    files = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(path)
+        for name in names
+        if name.endswith(MASK_SUFFIXES)
+    )
+    if not files:
+        raise FileNotFoundError(f"No mask PNGs under {path}.")
+    return files
+
+
+def load_mask_file(path, height, width):
+    """A mask PNG (nonzero = hole) as float32 [height, width, 1] (nearest resize)."""
+    mask = tf.io.decode_png(tf.io.read_file(path), channels=1)
+    mask = tf.cast(mask > 0, tf.float32)
+    return tf.image.resize(mask, [height, width], method="nearest")
+
+
+class MaskGenerator:
+    """Builds masks from a config: ``{"type": "square" | "strokes" | "files" | "mixture", ...}``.
+
+    Args:
+        config: ``{"type": "square"}``; ``{"type": "strokes", "hole_ratio": [0.1, 0.4],
+            ...}`` (the ``strokes`` keyword arguments); ``{"type": "files", "path": DIR}``;
+            ``{"type": "mixture", "components": [config, ...], "weights": [w, ...]}``.
+            ``"augment"`` (default true) applies the training augmentation to square and
+            files masks.
+        height, width: mask size.
+        training: False gives evaluation masks: the centred square, masks files in order
+            without augmentation.
+
+    Call arguments:
+        seed: shape-[2] int tensor.
+        index: int scalar, the element's position (picks the mask file in evaluation).
+
+    Example:
+
+    >>> masks = MaskGenerator({"type": "strokes"}, 64, 64)
+    >>> masks(tf.constant([1, 2])).shape
+    TensorShape([64, 64, 1])
+    """
+
+    def __init__(self, config, height, width, training=True):
+        config = dict(config)
+        kind = config.pop("type", None)
+        if kind not in MASK_TYPES:
+            raise ValueError(f"Unknown mask type {kind!r}: expected one of {MASK_TYPES}.")
+        self.kind, self.height, self.width, self.training = kind, height, width, training
+        self.augment = config.pop("augment", True)
+        if kind == "files":
+            self.files = tf.constant(list_mask_files(config.pop("path")))
+        elif kind == "strokes":
+            self.stroke_options = config
+            config = {}
+            strokes(8, 8, tf.constant([0, 0]), **self.stroke_options)  # validate early
+        elif kind == "mixture":
+            components = config.pop("components", None)
+            if not components:
+                raise ValueError("A mixture mask needs a non-empty 'components' list.")
+            weights = config.pop("weights", [1.0] * len(components))
+            if len(weights) != len(components) or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError("Mixture 'weights' must be non-negative, one per component.")
+            self.components = [MaskGenerator(c, height, width, training) for c in components]
+            self.log_weights = tf.math.log(tf.constant([weights], tf.float32))
+        if config:
+            raise ValueError(f"Unknown options for {kind} masks: {sorted(config)}.")
+
+    def __call__(self, seed, index=0):
+        seed = tf.convert_to_tensor(seed)
+        height, width = self.height, self.width
+        if self.kind == "mixture":
+            pick_seed, seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            choice = tf.random.stateless_categorical(self.log_weights, 1, pick_seed)[0, 0]
+            branches = [lambda c=c: c(seed, index) for c in self.components]
+            return tf.switch_case(tf.cast(choice, tf.int32), branches)
+        if self.kind == "strokes":
+            return strokes(height, width, seed, **self.stroke_options)
+        if self.kind == "square":
+            if not self.training:
+                return centre(height, width)
+            mask = square(height, width, seed)
+        else:  # files
+            count = tf.shape(self.files, out_type=tf.int64)[0]
+            if self.training:
+                pick = tf.random.stateless_uniform([], seed, minval=0, maxval=count, dtype=tf.int64)
+            else:
+                pick = tf.cast(index, tf.int64) % count
+            mask = load_mask_file(self.files[pick], height, width)
+            if not self.training:
+                return mask
+        if self.augment:
+            mask = augment(mask, seed, height, width)
+        return tf.ensure_shape(mask, [height, width, 1])
