@@ -12,10 +12,10 @@ PyTorch: ``pip install 'penet_tf[torch]'``. It is imported here only.
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 
+from penet_tf.io_utils import save_weights_atomically
 from penet_tf.models import Discriminator, Generator
 
 
@@ -127,20 +127,6 @@ def load_released_discriminator(path, discriminator=None):
     classifier.bias.assign(_take(state, "classifier.bias", (cout,), path))
     _check_consumed(state, path)
     return discriminator
-
-
-def save_weights_atomically(model, path):
-    """Writes ``model`` weights to ``path`` (a .weights.h5 file) via a temporary file and rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".weights.h5")
-    os.close(handle)
-    try:
-        model.save_weights(temporary, overwrite=True)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def main(argv=None):

@@ -65,3 +65,16 @@ def test_config_round_trip():
     clone = Discriminator.from_config(discriminator.get_config())
     assert clone.get_config() == discriminator.get_config()
     assert clone(tf.zeros([1, 64, 64, 3])).shape == (1, 3, 3, 1)
+
+
+def test_tf_train_checkpoint_keeps_the_power_iteration_state(tmp_path):
+    discriminator = Discriminator(base_channels=4)
+    discriminator(tf.random.uniform([1, 64, 64, 3]), training=True)
+    path = tf.train.Checkpoint(discriminator=discriminator).save(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(path) if "discriminator/" in name]
+    assert len(saved) == len(discriminator.weights) == 10
+    clone = Discriminator(base_channels=4)
+    clone.build()
+    tf.train.Checkpoint(discriminator=clone).restore(path).assert_consumed()
+    for a, b in zip(discriminator.weights, clone.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

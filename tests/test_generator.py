@@ -140,3 +140,14 @@ def test_bad_size_with_dynamic_shapes_fails_with_a_named_graph_error():
     run = tf.function(lambda image, mask: generator(image, mask)[0], input_signature=spec)
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiples of 64"):
         run(np.zeros((1, 96, 64, 3), np.float32), np.zeros((1, 96, 64, 1), np.float32))
+
+
+def test_tf_train_checkpoint_tracks_every_variable(tmp_path):
+    # Keras' layer lists are invisible to TensorFlow's object tracking; every layer is
+    # also an attribute so that tf.train.Checkpoint / SavedModel see all weights.
+    generator = _thin()
+    generator.build()
+    path = tf.train.Checkpoint(generator=generator).save(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("generator/")]
+    assert len(saved) == len(generator.weights) == 68
+    assert "generator/at_conv01/conv03/bias/.ATTRIBUTES/VARIABLE_VALUE" in saved

@@ -172,8 +172,9 @@ def rotate_expanded(mask, angle):
     shape = tf.cast(tf.shape(mask)[:2], tf.float32)
     h, w = shape[0], shape[1]
     cos, sin = tf.cos(angle), tf.sin(angle)
-    out_h = tf.math.ceil(tf.abs(h * cos) + tf.abs(w * sin))
-    out_w = tf.math.ceil(tf.abs(w * cos) + tf.abs(h * sin))
+    # (minus a hair, so that float error in cos/sin cannot add a row at right angles)
+    out_h = tf.math.ceil(tf.abs(h * cos) + tf.abs(w * sin) - 1e-3)
+    out_w = tf.math.ceil(tf.abs(w * cos) + tf.abs(h * sin) - 1e-3)
     # Output pixel (x, y) samples input (cos * (x - cx') - sin * (y - cy') + cx, ...).
     cx, cy, ocx, ocy = w / 2, h / 2, out_w / 2, out_h / 2
     transform = [

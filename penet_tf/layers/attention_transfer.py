@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from penet_tf.initializers import kernel_initializer
 from penet_tf.layers.patches import check_patch_method, extract_patches
 
 SIMILARITIES = ("gram", "patches")
@@ -298,6 +299,8 @@ class AttentionTransfer(keras.layers.Layer):
         chunk_mb: memory budget for one chunk of attention scores, per image, in MiB
             (the layer's peak working set is about 4x this); ``None`` computes all scores
             at once and builds no loop (static graphs for TFLite, TF.js and ONNX).
+        kernel_init: fuse-branch kernel init, ``"released"`` (normal(0, 0.02)) or a Keras
+            initializer name.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -328,6 +331,7 @@ class AttentionTransfer(keras.layers.Layer):
         patch_method="extract_patches",
         similarity="gram",
         chunk_mb=192,
+        kernel_init="released",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -344,6 +348,7 @@ class AttentionTransfer(keras.layers.Layer):
         self.patch_method = patch_method
         self.similarity = similarity
         self.chunk_mb = chunk_mb
+        self.kernel_init = kernel_init
         # The hole mask is a call argument, not a Keras sequence mask: take it and drop it.
         self.supports_masking = True
         self.fuse_convs = []
@@ -365,12 +370,13 @@ class AttentionTransfer(keras.layers.Layer):
                     padding="same",
                     dilation_rate=rate,
                     activation="relu",
-                    kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
+                    kernel_initializer=kernel_initializer(self.kernel_init),
                     name=f"conv{index:02d}",
                     dtype=self.dtype_policy,
                 )
                 conv.build(tuple(low_shape[:-1]) + (channels,))
                 self.fuse_convs.append(conv)
+                setattr(self, conv.name, conv)  # tracked by tf.train.Checkpoint too
 
     def compute_mask(self, inputs, previous_mask=None):
         return None
@@ -423,5 +429,6 @@ class AttentionTransfer(keras.layers.Layer):
             patch_method=self.patch_method,
             similarity=self.similarity,
             chunk_mb=self.chunk_mb,
+            kernel_init=self.kernel_init,
         )
         return config

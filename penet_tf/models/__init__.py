@@ -9,7 +9,7 @@ from penet_tf.models.generator import Generator
 __all__ = ["Discriminator", "Generator", "generator_config", "load_generator"]
 
 # Generator arguments that describe the architecture (saved beside trained weights).
-ARCHITECTURE_KEYS = ("base_channels",)
+ARCHITECTURE_KEYS = ("base_channels", "kernel_init")
 
 
 def generator_config(generator):

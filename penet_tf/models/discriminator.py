@@ -69,6 +69,8 @@ class Discriminator(keras.Model):
                     conv, power_iterations=1, name=f"encoder{2 * index}", dtype="float32"
                 )
             self.encoder.append(conv)
+            # TensorFlow's object tracking does not follow Keras' layer lists.
+            setattr(self, f"encoder{2 * index}", conv)
         self.classifier = keras.layers.Conv2D(
             1,
             KERNEL_SIZE,

@@ -3,15 +3,12 @@
 import keras
 import tensorflow as tf
 
+from penet_tf.initializers import kernel_initializer
 from penet_tf.layers.attention_transfer import AttentionTransfer, resize_align_corners
 from penet_tf.layers.patches import check_patch_method
 
 # Every resolution is halved six times, so H and W must be multiples of 64.
 SIZE_MULTIPLE = 64
-
-
-def _init():
-    return keras.initializers.RandomNormal(0.0, 0.02)  # the released init_weights('normal')
 
 
 def upsample(features):
@@ -96,7 +93,10 @@ class Generator(keras.Model):
         patch_method: ``"extract_patches"`` or ``"conv"`` (builtin ops for TFLite, TF.js
             and ONNX; identical results).
         similarity: attention similarity, ``"gram"`` (fast) or ``"patches"`` (literal).
-        attention_chunk_mb: memory budget for one chunk of attention scores per image.
+        attention_chunk_mb: memory budget for one chunk of attention scores per image
+            (``None``: no chunking, no loop in the graph).
+        kernel_init: ``"released"`` (normal(0, 0.02)) or a Keras initializer name such as
+            ``"he_normal"`` (better for thin models); biases start at 0.
         **kwargs: base model arguments (``name``, ``dtype`` such as ``"mixed_bfloat16"``).
 
     Call arguments:
@@ -124,11 +124,13 @@ class Generator(keras.Model):
         patch_method="extract_patches",
         similarity="gram",
         attention_chunk_mb=192,
+        kernel_init="released",
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_patch_method(patch_method)
         self.base_channels = base_channels
+        self.kernel_init = kernel_init
         self.patch_method = patch_method
         self.similarity = similarity
         self.attention_chunk_mb = attention_chunk_mb
@@ -149,6 +151,7 @@ class Generator(keras.Model):
             patch_method=patch_method,
             similarity=similarity,
             chunk_mb=attention_chunk_mb,
+            kernel_init=kernel_init,
             dtype=self.dtype_policy,
         )
         self.attention = [
@@ -180,6 +183,10 @@ class Generator(keras.Model):
         self._to_rgb_inputs = [32 * c, 16 * c, 8 * c, 4 * c, 2 * c]
         self.decoder_conv1 = conv("decoder_conv1", c, 1, "relu")
         self.decoder_conv2 = conv("decoder_conv2", 3, 1, "tanh")
+        # TensorFlow's object tracking (tf.train.Checkpoint, SavedModel) does not follow
+        # Keras' layer lists: name every layer as an attribute too (released names).
+        for layer in self.encoder + self.attention + self.decoder_convs + self.to_rgb:
+            setattr(self, layer.name, layer)
 
     def _conv(self, name, filters, strides, activation, kernel_size=3):
         # Stride-2 convolutions pad explicitly in call (PyTorch's padding=1), because
@@ -190,7 +197,7 @@ class Generator(keras.Model):
             strides=strides,
             padding="valid" if strides > 1 else "same",
             activation=activation,
-            kernel_initializer=_init(),
+            kernel_initializer=kernel_initializer(self.kernel_init),
             name=name,
             dtype=self.dtype_policy,
         )
@@ -258,5 +265,6 @@ class Generator(keras.Model):
             patch_method=self.patch_method,
             similarity=self.similarity,
             attention_chunk_mb=self.attention_chunk_mb,
+            kernel_init=self.kernel_init,
         )
         return config

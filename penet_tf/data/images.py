@@ -1,0 +1,295 @@
+"""Training and evaluation images as ``tf.data`` pipelines.
+
+Sources (``config["source"]``):
+
+* ``"folder"``: every jpg/jpeg/png/webp/bmp file under ``path``, recursively;
+* ``"flist"``: the released code's file lists, one image path per line (relative paths
+  are relative to ``root``, default the list's folder);
+* ``"tfds"``: a TensorFlow Datasets dataset by ``name`` and ``split``, read from
+  ``data_dir`` (``download`` is false by default: a missing dataset is an error that says
+  where its files must be, never a silent long download);
+* ``"demo"``: real photographs shipped inside scikit-image and scikit-learn (no download),
+  for the offline demo.
+
+The stream is a deterministic function of ``seed`` and the element's position: files are
+shuffled per epoch with a stateless permutation, and every element carries its global
+index, from which its augmentation and mask seeds derive. Training can therefore resume
+at any position without replaying the files before it. Unreadable or corrupt files are
+skipped (and counted by ``ImageSource.skipped``), never a crash.
+"""
+
+import logging
+import os
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from penet_tf.data.masks import MaskGenerator
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+SOURCES = ("folder", "flist", "tfds", "demo")
+logger = logging.getLogger("penet_tf.data")
+
+
+def list_image_files(path):
+    """Sorted image files under ``path`` (recursive), or a clear error."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Image folder {path} does not exist.")
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"{path} is not a folder (use source 'flist' for file lists).")
+    files = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(path)
+        for name in names
+        if name.lower().endswith(IMAGE_SUFFIXES)
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"No images ({', '.join(IMAGE_SUFFIXES)}) under {path}: it is empty or holds "
+            "other files only."
+        )
+    return files
+
+
+def read_file_list(path, root=None):
+    """Paths listed in a released-style ``.flist`` file (one per line)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"File list {path} does not exist.")
+    root = root if root is not None else os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle if line.strip()]
+    if not lines:
+        raise ValueError(f"File list {path} is empty.")
+    return [line if os.path.isabs(line) else os.path.join(root, line) for line in lines]
+
+
+def demo_photos():
+    """RGB photographs shipped with scikit-image and scikit-learn, as uint8 arrays."""
+    try:
+        import skimage.data
+        from sklearn.datasets import load_sample_images
+    except ImportError as error:
+        raise ImportError(
+            "The demo data are photos shipped with scikit-image and scikit-learn: "
+            "pip install 'penet_tf[demo]'."
+        ) from error
+    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina"]
+    photos = [getattr(skimage.data, name)() for name in names]
+    photos += list(load_sample_images().images)
+    return [np.ascontiguousarray(photo[..., :3], dtype=np.uint8) for photo in photos]
+
+
+class ImageSource:
+    """A list of images (files, demo photos or a TFDS split) to stream from.
+
+    Args:
+        config: the ``data`` section of a training config: ``source`` and its options
+            (``path``; ``root``; ``name``, ``split``, ``data_dir``, ``download``).
+
+    ``skipped`` counts the files that could not be decoded so far (per process).
+    """
+
+    def __init__(self, config):
+        self.config = dict(config)
+        self.kind = self.config.get("source", "folder")
+        if self.kind not in SOURCES:
+            raise ValueError(f"Unknown data source {self.kind!r}: expected one of {SOURCES}.")
+        self._lock = threading.Lock()
+        self.skipped = 0
+        self.skipped_files = []
+        self.photos = None
+        self.tfds_dataset = None
+        if self.kind == "folder":
+            self.items = list_image_files(self._require("path"))
+        elif self.kind == "flist":
+            self.items = read_file_list(self._require("path"), self.config.get("root"))
+        elif self.kind == "demo":
+            photos = demo_photos()
+            self.photos = [tf.io.encode_png(photo) for photo in photos]
+            self.items = [str(i) for i in range(len(photos))]
+        else:
+            self.tfds_dataset, self.items = self._load_tfds()
+        if self.kind in ("folder", "flist"):
+            self._check_one_readable()
+
+    def _require(self, key):
+        if not self.config.get(key):
+            raise ValueError(f"Data source {self.kind!r} needs data.{key} in the config.")
+        return self.config[key]
+
+    def _load_tfds(self):
+        import tensorflow_datasets as tfds
+
+        name = self._require("name")
+        split = self.config.get("split", "train")
+        data_dir = self.config.get("data_dir")
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+            if not builder.is_prepared():
+                if not self.config.get("download", False):
+                    raise FileNotFoundError(
+                        f"TFDS dataset {name!r} is not prepared under {where}. Put its files "
+                        f"there (tfds build {name} --data_dir {where}, after any manual "
+                        "download the dataset needs), or set data.download=true to let TFDS "
+                        "download it now."
+                    )
+                builder.download_and_prepare()
+            dataset = builder.as_dataset(
+                split=split, decoders={"image": tfds.decode.SkipDecoding()}
+            )
+            count = builder.info.splits[split].num_examples
+        except tfds.core.registered.DatasetNotFoundError as error:
+            raise ValueError(f"TFDS has no dataset named {name!r}.") from error
+        return dataset.map(lambda example: example["image"]), [str(i) for i in range(count)]
+
+    def _check_one_readable(self):
+        # Guards against an endless loop over a stream whose every file is unreadable.
+        for path in self.items:
+            if self._decode_python(path.encode())[1]:
+                return
+        raise ValueError(f"None of the {len(self.items)} image files could be decoded.")
+
+    def _decode_python(self, path):
+        from PIL import Image
+
+        try:
+            with Image.open(path.decode()) as image:
+                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            if array.ndim != 3 or min(array.shape[:2]) < 1:
+                raise ValueError("empty image")
+            return array, True
+        except Exception as error:  # noqa: BLE001 - any unreadable file is skipped
+            with self._lock:
+                self.skipped += 1
+                if len(self.skipped_files) < 100:
+                    self.skipped_files.append(path.decode())
+            logger.warning("skipping unreadable image %s (%s)", path.decode(), error)
+            return np.zeros((1, 1, 3), np.uint8), False
+
+    def decode(self, item):
+        """item (a path or an index) -> (uint8 [H, W, 3], ok)."""
+        if self.kind == "demo":
+            photos = tf.constant([photo.numpy() for photo in self.photos])
+            image = tf.io.decode_png(photos[tf.strings.to_number(item, tf.int32)], channels=3)
+            return image, tf.constant(True)
+        image, ok = tf.numpy_function(
+            self._decode_python, [item], [tf.uint8, tf.bool], stateful=False
+        )
+        return tf.ensure_shape(image, [None, None, 3]), tf.ensure_shape(ok, [])
+
+    def __len__(self):
+        return len(self.items)
+
+
+def shuffled_items(items, seed, start=0, shuffle=True):
+    """An endless stream of (global index, item): each epoch a stateless permutation.
+
+    Starts at element ``start`` without touching the items before it.
+    """
+    count = len(items)
+    items = tf.constant(items)
+    first_epoch = start // count
+
+    def epoch(number):
+        order = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=[seed, number])
+        indices = number * count + tf.range(count, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((indices, tf.gather(items, order)))
+
+    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+    return stream.skip(start - first_epoch * count)
+
+
+def augment_image(image, size, seed, config, training):
+    """Resize to ``size`` (whole image, or a random crop for ``crop: "random"``), random
+    flip and colour jitter as released (0.05 brightness / contrast / saturation / hue)."""
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
+    height, width = size
+    if training and config.get("crop") == "random":
+        # A random crop of 50-100 % of the short side, then resized (demo photos are few).
+        shape = tf.shape(image)
+        short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+        scale = tf.random.stateless_uniform([], seeds[0], 0.5, 1.0)
+        side = tf.cast(short * scale, tf.int32)
+        image = tf.image.stateless_random_crop(image, [side, side, 3], seeds[1])
+    image = tf.image.resize(image, [height, width], antialias=True)
+    if training:
+        if config.get("random_flip", True):
+            image = tf.image.stateless_random_flip_left_right(image, seeds[2])
+        jitter = float(config.get("color_jitter", 0.05))
+        if jitter > 0:
+            factor = tf.random.stateless_uniform([], seeds[3], 1 - jitter, 1 + jitter)
+            image = image * factor
+            image = tf.image.stateless_random_contrast(image, 1 - jitter, 1 + jitter, seeds[4])
+            image = tf.image.stateless_random_saturation(image, 1 - jitter, 1 + jitter, seeds[5])
+            image = tf.image.stateless_random_hue(image, jitter, seeds[0])
+    return tf.clip_by_value(image, 0.0, 1.0) * 2.0 - 1.0  # [-1, 1]
+
+
+def inpainting_dataset(
+    source,
+    data_config,
+    mask_config,
+    batch_size,
+    seed=0,
+    start=0,
+    training=True,
+    input_context=None,
+    drop_remainder=True,
+):
+    """Batches of ``((image, mask), index)`` for training or evaluation.
+
+    Args:
+        source: an ``ImageSource``.
+        data_config: the ``data`` config section (``image_size``, ``random_flip``,
+            ``color_jitter``, ``crop``, ``parallel_calls``).
+        mask_config: the ``mask`` config section (see ``MaskGenerator``).
+        batch_size: images per batch (per input pipeline).
+        seed: makes the stream (order, augmentation, masks) reproducible.
+        start: the global element index to start from (resume).
+        training: endless shuffled augmented stream; False: one ordered pass, no
+            augmentation, evaluation masks.
+        input_context: a ``tf.distribute.InputContext``: this pipeline keeps every
+            ``num_input_pipelines``-th element.
+
+    Returns:
+        ``tf.data.Dataset`` of ``((image [B, H, W, 3] float32 in [-1, 1], mask
+        [B, H, W, 1] float32), index [B] int64)``.
+    """
+    size = tuple(data_config.get("image_size", (256, 256)))
+    masks = MaskGenerator(mask_config, size[0], size[1], training=training)
+    parallel = data_config.get("parallel_calls", tf.data.AUTOTUNE)
+    if source.tfds_dataset is not None:
+        stream = source.tfds_dataset
+        if training:
+            stream = stream.repeat().shuffle(data_config.get("shuffle_buffer", 1000), seed)
+        stream = stream.enumerate().skip(start)
+    else:
+        stream = shuffled_items(source.items, seed, start, shuffle=training)
+        if not training:
+            stream = stream.take(len(source) - start)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+    def load(index, item):
+        element_seed = tf.stack([tf.cast(seed, tf.int64), index])
+        image_seed, mask_seed = tf.unstack(tf.random.experimental.stateless_split(element_seed, 2))
+        if source.tfds_dataset is not None:
+            image, ok = tf.io.decode_image(item, channels=3, expand_animations=False), True
+        else:
+            image, ok = source.decode(item)
+        image = augment_image(image, size, image_seed, data_config, training)
+        mask = masks(mask_seed, index)
+        return image, mask, index, ok
+
+    dataset = stream.map(load, num_parallel_calls=parallel, deterministic=True)
+    dataset = dataset.filter(lambda image, mask, index, ok: ok)
+    dataset = dataset.map(lambda image, mask, index, ok: ((image, mask), index))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    dataset = dataset.with_options(options)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,35 @@
+"""Writing user files safely: to a temporary file beside the target, then a rename."""
+
+import contextlib
+import json
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yields a temporary path beside ``path``; renames it to ``path`` on success only."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def save_weights_atomically(model, path):
+    """``model.save_weights(path)`` (a ``.weights.h5`` file) via a temporary file."""
+    with atomic_path(path, suffix=".weights.h5") as temporary:
+        model.save_weights(temporary, overwrite=True)
+
+
+def write_json_atomically(data, path):
+    with atomic_path(path, suffix=".json") as temporary:
+        with open(temporary, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")

@@ -1,0 +1,379 @@
+"""Image inpainting metrics: the paper's (L1, MS-SSIM, IS, FID) and the release's (MAE, PSNR, SSIM).
+
+Every paired metric takes uint8 images (or float values on the uint8 scale, 0..255) of
+shape [B, H, W, C] and returns one value per image, float64:
+
+* ``l1``: mean |a - b| on [0, 1], times 100 (the paper's "L1 loss" column). ``l1(...,
+  mask)`` averages over the hole only (the paper does not say which of the two it reports).
+* ``relative_mae``: the release's MAE, sum |a - b| / sum (a + b) on uint8 values.
+* ``psnr``: 10 log10(255^2 / MSE) in dB (+inf for identical images).
+* ``ssim``: ``tf.image.ssim``, i.e. Wang et al. 2004 with an 11 x 11 Gaussian window
+  (sigma 1.5), K1 = 0.01, K2 = 0.03, data range 255, averaged over the valid region and
+  the channels. This is scikit-image's ``structural_similarity(..., gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)``.
+* ``ssim_win51``: the release's SSIM, scikit-image's default *uniform* 51 x 51 window with
+  sample covariance (``structural_similarity(..., win_size=51, data_range=255,
+  channel_axis=-1)``), computed here with box sums in float64. It is a different number
+  from ``ssim`` (a wide box window averages structure over far larger regions), so the
+  two must not be compared with each other. NaN for images smaller than 51 pixels.
+* ``ms_ssim``: ``tf.image.ssim_multiscale`` with its five default scales and weights. It
+  needs min(H, W) >= 161 (the coarsest scale must still hold the 11 x 11 window); smaller
+  images use fewer scales (the first weights, renormalised to sum to 1) and
+  ``ms_ssim_scales`` says how many; below 11 pixels it raises ``ValueError``.
+
+Set metrics (numpy, float64):
+
+* ``frechet_distance`` / ``fid_from_features``: FID, ||mu1 - mu2||^2 + Tr(S1 + S2 -
+  2 (S1 S2)^1/2), with ``scipy.linalg.sqrtm`` and the usual guard for singular products.
+* ``inception_score``: exp(E_x KL(p(y|x) || p(y))), mean and standard deviation over splits.
+
+Features for FID / IS come from a *feature model*: a Keras model mapping float32 images in
+[-1, 1], [B, S, S, 3], to ``(features [B, D], logits [B, K])``. ``inception_model`` builds
+the standard one from ``keras.applications.InceptionV3`` (2048-d pool features, 1000
+ImageNet logits); tests pass a small random network instead. Keras' ImageNet InceptionV3 is
+not the TF1 graph behind published FID numbers, and the paper's IS used a Places365
+classifier (Zhou et al.), so absolute FID / IS values are comparable only between runs of
+this code, not with the paper's tables.
+"""
+
+import math
+import os
+
+import numpy as np
+import scipy.linalg
+import tensorflow as tf
+
+MAX_VALUE = 255.0
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # tf.image.ssim_multiscale's
+SSIM_FILTER_SIZE = 11
+RELEASE_SSIM_WINDOW = 51
+INCEPTION_SIZE = 299
+INCEPTION_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
+    "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
+)
+
+
+def _pair(a, b):
+    a = tf.cast(a, tf.float64)
+    b = tf.cast(b, tf.float64)
+    if a.shape.rank != 4 or b.shape.rank != 4:
+        raise ValueError(f"expected [batch, H, W, C] images, got shapes {a.shape} and {b.shape}")
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {a.shape} and {b.shape}")
+    return a, b
+
+
+def l1(a, b, mask=None):
+    """Mean |a - b| on the [0, 1] scale, times 100, per image.
+
+    Args:
+        a, b: uint8 (or 0..255) images [B, H, W, C].
+        mask: optional [B, H, W, 1], nonzero = hole: average over hole pixels only
+            (NaN for an image without hole pixels).
+    """
+    a, b = _pair(a, b)
+    error = tf.abs(a - b) / MAX_VALUE
+    if mask is None:
+        return (100.0 * tf.reduce_mean(error, axis=[1, 2, 3])).numpy()
+    hole = tf.cast(tf.not_equal(tf.cast(mask, tf.float64), 0.0), tf.float64)
+    total = tf.reduce_sum(error * hole, axis=[1, 2, 3])
+    count = tf.reduce_sum(hole, axis=[1, 2, 3]) * tf.cast(tf.shape(a)[-1], tf.float64)
+    return (100.0 * total / count).numpy()
+
+
+def relative_mae(a, b):
+    """The release's MAE: sum |a - b| / sum (a + b) over uint8 values, per image."""
+    a, b = _pair(a, b)
+    return (
+        tf.reduce_sum(tf.abs(a - b), axis=[1, 2, 3]) / tf.reduce_sum(a + b, axis=[1, 2, 3])
+    ).numpy()
+
+
+def psnr(a, b):
+    """Peak signal-to-noise ratio in dB with peak 255, per image (+inf when a == b)."""
+    a, b = _pair(a, b)
+    mse = tf.reduce_mean(tf.square(a - b), axis=[1, 2, 3]).numpy()
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(MAX_VALUE**2 / mse)
+
+
+def ssim(a, b):
+    """SSIM with ``tf.image.ssim``'s 11 x 11 Gaussian window (sigma 1.5), per image."""
+    a, b = _pair(a, b)
+    value = tf.image.ssim(
+        tf.cast(a, tf.float32),
+        tf.cast(b, tf.float32),
+        max_val=MAX_VALUE,
+        filter_size=SSIM_FILTER_SIZE,
+        filter_sigma=1.5,
+        k1=0.01,
+        k2=0.03,
+    )
+    return value.numpy().astype(np.float64)
+
+
+def _box_mean(x, window):
+    """Means over every valid ``window`` x ``window`` box of [B, H, W, C] (summed-area table)."""
+    table = tf.pad(tf.cumsum(tf.cumsum(x, axis=1), axis=2), [[0, 0], [1, 0], [1, 0], [0, 0]])
+    sums = (
+        table[:, window:, window:]
+        - table[:, :-window, window:]
+        - table[:, window:, :-window]
+        + table[:, :-window, :-window]
+    )
+    return sums / float(window * window)
+
+
+def ssim_win51(a, b, window=RELEASE_SSIM_WINDOW):
+    """The release's SSIM: uniform ``window`` x ``window`` box, sample covariance, per image.
+
+    Equal to scikit-image's ``structural_similarity(a, b, win_size=window, data_range=255,
+    channel_axis=-1)``; NaN where the image is smaller than the window.
+    """
+    a, b = _pair(a, b)
+    if min(a.shape[1], a.shape[2]) < window:
+        return np.full([a.shape[0]], np.nan)
+    # Centre the values first: the box sums of squares then lose no precision.
+    shift = tf.reduce_mean(a, axis=[1, 2, 3], keepdims=True)
+    a, b = a - shift, b - shift
+    mean_a, mean_b = _box_mean(a, window), _box_mean(b, window)
+    covariance_norm = window * window / (window * window - 1.0)
+    var_a = covariance_norm * (_box_mean(a * a, window) - mean_a * mean_a)
+    var_b = covariance_norm * (_box_mean(b * b, window) - mean_b * mean_b)
+    cov = covariance_norm * (_box_mean(a * b, window) - mean_a * mean_b)
+    mean_a, mean_b = mean_a + shift, mean_b + shift
+    c1, c2 = (0.01 * MAX_VALUE) ** 2, (0.03 * MAX_VALUE) ** 2
+    value = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / (
+        (mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return tf.reduce_mean(value, axis=[1, 2, 3]).numpy()
+
+
+def ms_ssim_scales(height, width, filter_size=SSIM_FILTER_SIZE):
+    """How many of MS-SSIM's five scales fit an H x W image (the smallest must hold the
+    filter; ``tf.image.ssim_multiscale`` halves with ceil). Raises ``ValueError`` below one."""
+    side = min(int(height), int(width))
+    if side < filter_size:
+        raise ValueError(
+            f"MS-SSIM needs images of at least {filter_size} x {filter_size} pixels, "
+            f"got {height} x {width}"
+        )
+    scales = 1
+    while scales < len(MS_SSIM_WEIGHTS) and math.ceil(side / 2**scales) >= filter_size:
+        scales += 1
+    return scales
+
+
+def ms_ssim(a, b):
+    """MS-SSIM with ``tf.image.ssim_multiscale``, per image; ``(values, scales)``.
+
+    Five scales (weights 0.0448 ... 0.1333) when min(H, W) >= 161; fewer for smaller images,
+    with the first weights renormalised to sum to 1 (so an image against itself is still 1).
+    """
+    a, b = _pair(a, b)
+    scales = ms_ssim_scales(a.shape[1], a.shape[2])
+    weights = np.asarray(MS_SSIM_WEIGHTS[:scales])
+    weights = tuple(float(w) for w in weights / weights.sum()) if scales < 5 else MS_SSIM_WEIGHTS
+    value = tf.image.ssim_multiscale(
+        tf.cast(a, tf.float32),
+        tf.cast(b, tf.float32),
+        max_val=MAX_VALUE,
+        power_factors=weights,
+        filter_size=SSIM_FILTER_SIZE,
+    )
+    return value.numpy().astype(np.float64), scales
+
+
+def paired_metrics(target, prediction, mask=None):
+    """Every paired metric of a batch, as ``{name: float64 [B]}`` (plus ``ms_ssim_scales``).
+
+    Args:
+        target: the original images, uint8 [B, H, W, 3].
+        prediction: the inpainted images, uint8 [B, H, W, 3].
+        mask: optional [B, H, W, 1] (nonzero = hole) for ``l1_hole`` and ``hole_ratio``.
+    """
+    batch = int(target.shape[0])
+    values = {
+        "l1": l1(target, prediction),
+        "l1_hole": np.full([batch], np.nan),
+        "hole_ratio": np.full([batch], np.nan),
+        "relative_mae": relative_mae(target, prediction),
+        "psnr": psnr(target, prediction),
+        "ssim": ssim(target, prediction)
+        if min(target.shape[1], target.shape[2]) >= SSIM_FILTER_SIZE
+        else np.full([batch], np.nan),
+        "ssim_win51": ssim_win51(target, prediction),
+    }
+    if mask is not None:
+        values["l1_hole"] = l1(target, prediction, mask)
+        hole = tf.cast(tf.not_equal(tf.cast(mask, tf.float32), 0.0), tf.float64)
+        values["hole_ratio"] = tf.reduce_mean(hole, axis=[1, 2, 3]).numpy()
+    if min(target.shape[1], target.shape[2]) >= SSIM_FILTER_SIZE:
+        values["ms_ssim"], scales = ms_ssim(target, prediction)
+    else:  # too small even for one scale (and for SSIM's window)
+        values["ms_ssim"], scales = np.full([batch], np.nan), 0
+    values["ms_ssim_scales"] = np.full([batch], scales, np.int64)
+    return values
+
+
+# ---------------------------------------------------------------------------- FID and IS
+
+
+def feature_statistics(features):
+    """Mean and covariance (float64, unbiased) of features [N, D]; needs N >= 2."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"need [N >= 2, D] features for a covariance, got {features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    ``||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^1/2)``, float64.
+    When the product is singular (fewer samples than dimensions) ``sqrtm`` may return
+    non-finite values: then ``eps`` is added to both diagonals. A tiny imaginary part
+    (rounding) is dropped; a large one raises ``ValueError``.
+    """
+    mu1, mu2 = (
+        np.atleast_1d(np.asarray(mu1, np.float64)),
+        np.atleast_1d(np.asarray(mu2, np.float64)),
+    )
+    sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError("the two distributions have different dimensions")
+    if sigma1.shape != (mu1.size, mu1.size):
+        raise ValueError(f"covariance {sigma1.shape} does not match mean {mu1.shape}")
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(mu1.size) * eps
+        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        imaginary = np.abs(np.diagonal(covmean).imag).max()
+        if imaginary > 1e-3 * max(1.0, np.abs(np.diagonal(covmean).real).max()):
+            raise ValueError(f"sqrtm(sigma1 sigma2) has a large imaginary part ({imaginary:g})")
+        covmean = covmean.real
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean)
+    return float(max(value, 0.0))
+
+
+def fid_from_features(features1, features2):
+    """FID between two feature sets [N1, D] and [N2, D] (N >= 2 each)."""
+    return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
+
+
+def inception_score(logits=None, probabilities=None, splits=10):
+    """Inception Score from class logits or probabilities [N, K]; ``(mean, std)`` over splits.
+
+    The N images are cut into ``min(splits, N)`` consecutive, nearly equal parts; each part
+    scores exp(mean_x KL(p(y|x) || p(y))) with p(y) the part's mean prediction.
+    """
+    if (logits is None) == (probabilities is None):
+        raise ValueError("give exactly one of logits or probabilities")
+    if probabilities is None:
+        logits = np.asarray(logits, np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    else:
+        probabilities = np.asarray(probabilities, np.float64)
+        with np.errstate(divide="ignore"):
+            log_p = np.log(probabilities)
+    if log_p.ndim != 2 or log_p.shape[0] < 1:
+        raise ValueError(f"expected [N >= 1, K] predictions, got {log_p.shape}")
+    p = np.exp(log_p)
+    scores = []
+    for part_p, part_log_p in zip(
+        np.array_split(p, min(splits, len(p))),
+        np.array_split(log_p, min(splits, len(p))),
+        strict=True,
+    ):
+        marginal = part_p.mean(axis=0, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl = np.where(part_p > 0, part_p * (part_log_p - np.log(marginal)), 0.0).sum(axis=1)
+        scores.append(math.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def feature_inputs(images, size):
+    """uint8 [B, H, W, 3] -> float32 [B, size, size, 3] in [-1, 1] (bilinear resize), the
+    input of a feature model (InceptionV3's "tf" preprocessing); ``size=None`` keeps H x W."""
+    images = tf.cast(images, tf.float32)
+    if size is not None:
+        images = tf.image.resize(images, [size[0], size[1]], method="bilinear")
+    return images / 127.5 - 1.0
+
+
+def model_input_size(model):
+    """(height, width) a feature model expects, or None when its input size is free."""
+    shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
+    if shape is None or shape[1] is None or shape[2] is None:
+        return None
+    return int(shape[1]), int(shape[2])
+
+
+def extract_features(model, images):
+    """``(features float64 [B, D], logits float64 [B, K])`` of uint8 images [B, H, W, 3]."""
+    inputs = feature_inputs(images, model_input_size(model))
+    features, logits = model(inputs, training=False)
+    return np.asarray(features, np.float64), np.asarray(logits, np.float64)
+
+
+class InceptionWeightsError(RuntimeError):
+    """The InceptionV3 ImageNet weights are neither cached nor downloadable."""
+
+
+def inception_model(weights="imagenet"):
+    """The standard FID / IS feature model: Keras' InceptionV3 -> (2048-d average-pool
+    features, 1000 ImageNet logits), input 299 x 299 in [-1, 1].
+
+    Args:
+        weights: ``"imagenet"`` (Keras downloads
+            ``inception_v3_weights_tf_dim_ordering_tf_kernels.h5`` once into
+            ``~/.keras/models/``), a path to that file, or ``None`` (random; tests only).
+
+    Raises:
+        FileNotFoundError: ``weights`` is a path that does not exist.
+        InceptionWeightsError: the ImageNet weights could not be downloaded.
+    """
+    import keras
+
+    if weights not in (None, "imagenet"):
+        weights = os.fspath(weights)
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"no InceptionV3 weights at {weights} (expected the Keras file "
+                f"inception_v3_weights_tf_dim_ordering_tf_kernels.h5 from {INCEPTION_WEIGHTS_URL})"
+            )
+    try:
+        base = keras.applications.InceptionV3(include_top=True, weights=weights)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # keras.utils.get_file raises a bare Exception offline
+        if weights != "imagenet":
+            raise ValueError(
+                f"could not load InceptionV3 weights from {weights}: {error}"
+            ) from error
+        raise InceptionWeightsError(
+            "FID and IS need the InceptionV3 ImageNet weights, which could not be downloaded "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}). On a "
+            f"machine with internet access download {INCEPTION_WEIGHTS_URL} and pass it with "
+            "--inception-weights PATH (or put it in ~/.keras/models/), or turn FID and IS off "
+            "with --no-fid."
+        ) from error
+    return features_and_logits(base)
+
+
+def features_and_logits(classifier, pool_layer="avg_pool", top_layer="predictions"):
+    """A feature model from a Keras classifier: ``(pool_layer output, logits)``, the logits
+    being ``top_layer``'s dense transform without its softmax (same weights)."""
+    import keras
+
+    top = classifier.get_layer(top_layer)
+    pool = classifier.get_layer(pool_layer).output
+    logits_layer = keras.layers.Dense(top.units, name="logits")
+    logits = logits_layer(pool)
+    logits_layer.set_weights(top.get_weights())
+    return keras.Model(classifier.inputs, [pool, logits], name=f"{classifier.name}_features")

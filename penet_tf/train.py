@@ -1,0 +1,100 @@
+"""Train PEN-Net.
+
+    python -m penet_tf.train --config configs/demo.json [--set trainer.iterations=500 ...]
+
+Running the same command again resumes from the last complete checkpoint in the run's
+``output_dir`` (default ``runs/<name>``). The run leaves ``checkpoints/`` (generator,
+discriminator, both optimizers, the step and the data position), ``logs/`` (TensorBoard
+scalars and image grids), the resolved ``config.json`` and ``generator.weights.h5`` +
+``generator.config.json`` for ``python -m penet_tf.export``.
+
+Distribution: ``--strategy auto`` (default) uses MultiWorkerMirroredStrategy when
+TF_CONFIG lists several workers, MirroredStrategy when several GPUs are visible, else one
+device; ``trainer.batch_size`` is the global batch, split across replicas.
+"""
+
+import argparse
+import logging
+import sys
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m penet_tf.train",
+        description="Train PEN-Net (resumes automatically from the run's last checkpoint).",
+    )
+    parser.add_argument("--config", required=True, help="a JSON config, e.g. configs/demo.json")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (JSON), e.g. --set trainer.iterations=500; repeatable",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=["auto", "default", "mirrored", "multi_worker"],
+        help="distribution strategy (default: the config's, normally auto)",
+    )
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        help="split the CPU into this many logical devices (MirroredStrategy on a CPU)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="auto",
+        metavar="POLICY",
+        help="mixed_float16 (GPUs, with loss scaling) or mixed_bfloat16 (CPUs); "
+        "without a value: auto",
+    )
+    parser.add_argument("--output-dir", help="run folder (default: the config's, runs/<name>)")
+    parser.add_argument(
+        "--init-from",
+        help="start from converted released weights (a convert_torch folder, .weights.h5 or "
+        ".pth) when there is no checkpoint to resume",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logging.getLogger("penet_tf").addHandler(handler)
+    logging.getLogger("penet_tf").setLevel(logging.INFO)
+    from penet_tf.training.config import load_config
+
+    overrides = list(args.overrides)
+    for key, value in (
+        ("strategy", args.strategy),
+        ("cpu_devices", args.cpu_devices),
+        ("mixed_precision", args.mixed_precision),
+        ("output_dir", args.output_dir),
+    ):
+        if value is not None:
+            overrides.append(f"{key}={value}" if isinstance(value, int) else f'{key}="{value}"')
+    try:
+        config = load_config(args.config, overrides)
+        # Logical CPU devices must exist before TensorFlow initialises its devices.
+        from penet_tf.training.strategy import split_cpu
+
+        split_cpu(config["cpu_devices"])
+        from penet_tf.training.trainer import Trainer, summarize
+
+        trainer = Trainer(config, init_from=args.init_from, verbose=0 if args.quiet else 1)
+        logs = trainer.run()
+    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if trainer.chief:
+        print(f"finished at step {int(trainer.state.step.numpy())}: {summarize(logs)}")
+        print(f"weights: {config['output_dir']}/generator.weights.h5")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Adversarial training of PEN-Net: the GAN model, strategies, checkpoints and the loop."""
+
+from penet_tf.training.gan import PENetGAN, StepDecay
+
+__all__ = ["PENetGAN", "StepDecay"]

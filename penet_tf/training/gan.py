@@ -1,0 +1,147 @@
+"""PEN-Net's adversarial training as a Keras model with a custom ``train_step``."""
+
+import keras
+import tensorflow as tf
+
+from penet_tf import losses
+
+
+@keras.saving.register_keras_serializable(package="penet_tf")
+class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """The released step decay: ``lr * 0.1 ** (min(step, niter_steady) // niter)``."""
+
+    def __init__(self, initial_learning_rate, niter, niter_steady):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.niter = int(niter)
+        self.niter_steady = int(niter_steady)
+
+    def __call__(self, step):
+        step = tf.minimum(tf.cast(step, tf.int64), self.niter_steady)
+        decays = tf.cast(step // self.niter, tf.float32)
+        return self.initial_learning_rate * tf.pow(0.1, decays)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "niter": self.niter,
+            "niter_steady": self.niter_steady,
+        }
+
+
+class PENetGAN(keras.Model):
+    """Generator + discriminator trained as released: per batch one D step, then one G step.
+
+    D step: ``d_loss(D(x), D(stop_gradient(z)))`` with ``z`` the composite (eq 7) and
+    ``d_loss`` hinge (eq 8) or non-saturating. G step, with the updated D:
+    ``adversarial_weight * g_loss(D(z)) + hole_weight * hole L1 + valid_weight * valid L1
+    + pyramid_weight * pyramid L1`` (eqs 6, 9). The generator runs once per batch.
+
+    Works with ``fit`` on one device or under ``MirroredStrategy``, and with
+    ``strategy.run(model.train_step, ...)`` under any strategy (``penet_tf.train`` does
+    that everywhere, because Keras 3 ``fit`` fails under ``MultiWorkerMirroredStrategy``).
+    Losses are divided by the number of replicas before differentiating, as Keras' own
+    losses do, because gradients are summed across replicas.
+
+    Args:
+        generator: a ``penet_tf.Generator``.
+        discriminator: a ``penet_tf.Discriminator``.
+        gan_type: ``"hinge"`` (places2, celebahq) or ``"nsgan"`` (dtd, facade).
+        hole_weight, valid_weight, pyramid_weight, adversarial_weight: loss weights.
+
+    Call arguments (``train_step``): a batch ``(image, mask)`` or ``((image, mask), extra)``.
+
+    Example:
+
+    >>> gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
+    >>> gan.compile(keras.optimizers.Adam(1e-4, 0.5), keras.optimizers.Adam(1e-4, 0.5))
+    >>> logs = gan.train_step((tf.zeros([2, 64, 64, 3]), tf.ones([2, 64, 64, 1])))
+    """
+
+    def __init__(
+        self,
+        generator,
+        discriminator,
+        gan_type="hinge",
+        hole_weight=6.0,
+        valid_weight=1.0,
+        pyramid_weight=0.5,
+        adversarial_weight=0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.gan_type = gan_type
+        self.d_loss_fn, self.g_loss_fn = losses.gan_losses(gan_type)
+        self.hole_weight = hole_weight
+        self.valid_weight = valid_weight
+        self.pyramid_weight = pyramid_weight
+        self.adversarial_weight = adversarial_weight
+
+    def compile(self, g_optimizer, d_optimizer, **kwargs):
+        """Sets both optimizers (wrap them in ``LossScaleOptimizer`` for mixed_float16)."""
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    def build(self, image_shape=None):
+        """Builds both networks and both optimizers' slots (call under the strategy scope)."""
+        self.generator.build()
+        self.discriminator.build()
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.built = True
+
+    def call(self, image, mask):
+        return self.generator(image, mask)
+
+    def train_step(self, data):
+        if isinstance(data[0], (tuple, list)):
+            data = data[0]  # ((image, mask), index) from penet_tf.data
+        image, mask = data
+        image = tf.cast(image, tf.float32)
+        mask = tf.cast(mask, tf.float32)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        generator, discriminator = self.generator, self.discriminator
+
+        with tf.GradientTape() as g_tape:
+            output, pyramid = generator(image, mask, training=True)
+            output = tf.cast(output, tf.float32)
+            fake = losses.composite(output, image, mask)
+
+            # Discriminator step on real images and (detached) composites.
+            with tf.GradientTape() as d_tape:
+                logits = discriminator(
+                    tf.concat([image, tf.stop_gradient(fake)], axis=0), training=True
+                )
+                real_logits, fake_logits = tf.split(tf.cast(logits, tf.float32), 2, axis=0)
+                d_loss = self.d_loss_fn(real_logits, fake_logits)
+                scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+            d_variables = discriminator.trainable_variables
+            self.d_optimizer.apply(d_tape.gradient(scaled, d_variables), d_variables)
+
+            # Generator step against the updated discriminator.
+            g_adversarial = self.g_loss_fn(tf.cast(discriminator(fake, training=True), tf.float32))
+            hole = losses.hole_l1(output, image, mask)
+            valid = losses.valid_l1(output, image, mask)
+            pyramid_loss = losses.pyramid_l1(pyramid, image)
+            g_loss = (
+                self.adversarial_weight * g_adversarial
+                + self.hole_weight * hole
+                + self.valid_weight * valid
+                + self.pyramid_weight * pyramid_loss
+            )
+            scaled = self.g_optimizer.scale_loss(g_loss / replicas)
+        g_variables = generator.trainable_variables
+        self.g_optimizer.apply(g_tape.gradient(scaled, g_variables), g_variables)
+
+        return {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "g_adversarial": g_adversarial,
+            "hole_l1": hole,
+            "valid_l1": valid,
+            "pyramid_l1": pyramid_loss,
+            "d_real": tf.reduce_mean(real_logits),
+            "d_fake": tf.reduce_mean(fake_logits),
+        }

@@ -1,0 +1,242 @@
+"""The training loop behind ``python -m penet_tf.train``.
+
+One loop for every strategy: ``strategy.run(gan.train_step)`` over a dataset distributed
+with ``distribute_datasets_from_function`` (Keras 3 ``fit`` fails under
+``MultiWorkerMirroredStrategy``, so the loop drives the same ``train_step`` itself).
+"""
+
+import logging
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from penet_tf.data.images import ImageSource, inpainting_dataset
+from penet_tf.io_utils import write_json_atomically
+from penet_tf.losses import composite
+from penet_tf.models import Discriminator, Generator
+from penet_tf.training.checkpoints import TrainingState
+from penet_tf.training.gan import PENetGAN, StepDecay
+from penet_tf.training.strategy import is_chief, make_strategy, strategy_name, task_id
+
+logger = logging.getLogger("penet_tf.train")
+PREVIEW_IMAGES = 4
+
+
+def resolve_policy(name):
+    """``"auto"`` -> mixed_float16 on GPUs, mixed_bfloat16 on CPUs; None -> float32."""
+    if name in (None, "", "none", "float32"):
+        return "float32"
+    if name == "auto":
+        return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    if name not in ("mixed_float16", "mixed_bfloat16"):
+        raise ValueError(
+            f"mixed_precision must be auto, mixed_float16 or mixed_bfloat16; got {name!r}."
+        )
+    return name
+
+
+def build_gan(config, policy="float32"):
+    """The PENetGAN of a config, compiled with its two Adam optimizers (not built)."""
+    model, optim, schedule = config["model"], config["optimizer"], config["schedule"]
+    generator = Generator(
+        base_channels=model["base_channels"],
+        kernel_init=model.get("kernel_init", "released"),
+        dtype=policy,
+    )
+    discriminator = Discriminator(base_channels=model["discriminator_channels"], dtype=policy)
+    gan = PENetGAN(generator, discriminator, **config["losses"])
+
+    def adam(scale):
+        learning_rate = StepDecay(optim["lr"] * scale, schedule["niter"], schedule["niter_steady"])
+        optimizer = keras.optimizers.Adam(
+            learning_rate, optim["beta_1"], optim["beta_2"], epsilon=optim["epsilon"]
+        )
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    gan.compile(adam(1.0), adam(optim["d2g_lr"]))
+    return gan
+
+
+def load_initial_weights(gan, path):
+    """``--init-from``: a convert_torch output folder, a .weights.h5 or a released .pth."""
+    if os.path.isdir(path):
+        generator = os.path.join(path, "generator.weights.h5")
+        discriminator = os.path.join(path, "discriminator.weights.h5")
+        if not os.path.isfile(generator):
+            raise FileNotFoundError(f"--init-from {path}: no generator.weights.h5 in it.")
+        gan.generator.load_weights(generator)
+        if os.path.isfile(discriminator):
+            gan.discriminator.load_weights(discriminator)
+    elif path.endswith(".pth"):
+        from penet_tf.convert_torch import load_released_generator
+
+        load_released_generator(path, gan.generator)
+    elif path.endswith(".weights.h5") and os.path.isfile(path):
+        gan.generator.load_weights(path)
+    else:
+        raise FileNotFoundError(f"--init-from {path}: not a weights folder, .weights.h5 or .pth.")
+
+
+def image_grid(image, mask, output):
+    """Rows of [masked input | output | composite | ground truth], in [0, 1]."""
+    image, mask, output = (tf.cast(t, tf.float32) for t in (image, mask, output))
+    masked = image * (1.0 - mask) + mask
+    columns = [masked, output, composite(output, image, mask), image]
+    rows = tf.concat(columns, axis=2)  # [N, H, 4W, 3]
+    grid = tf.reshape(rows, [1, -1, rows.shape[2], 3])
+    return (grid + 1.0) / 2.0
+
+
+class Trainer:
+    """Builds everything a config describes and runs (or resumes) training.
+
+    Args:
+        config: a resolved config (``penet_tf.training.config.load_config``).
+        init_from: weights to start from when there is no checkpoint to resume.
+        verbose: 1 shows a progress bar; 0 is quiet.
+    """
+
+    def __init__(self, config, init_from=None, verbose=1):
+        self.config = config
+        self.init_from = init_from
+        self.verbose = verbose
+        self.strategy = make_strategy(config["strategy"])
+        self.chief = is_chief(self.strategy)
+        logger.info(
+            "strategy: %s with %d replica(s)",
+            strategy_name(self.strategy),
+            self.strategy.num_replicas_in_sync,
+        )
+        keras.utils.set_random_seed(config["seed"])  # the same initial weights per seed
+        self.policy = resolve_policy(config["mixed_precision"])
+        self.output_dir = config["output_dir"]
+        self.source = ImageSource(config["data"])
+        with self.strategy.scope():
+            self.gan = build_gan(config, self.policy)
+            self.gan.build()
+            trainer = config["trainer"]
+            self.state = TrainingState(
+                self.gan,
+                self.output_dir,
+                keep=trainer["keep_checkpoints"],
+                chief=self.chief,
+                worker=task_id(self.strategy),
+            )
+
+    def _dataset(self, start):
+        config, seed = self.config, self.config["seed"]
+        global_batch = config["trainer"]["batch_size"]
+        replicas = self.strategy.num_replicas_in_sync
+        if global_batch % replicas:
+            raise ValueError(
+                f"trainer.batch_size {global_batch} is not divisible by the {replicas} replicas."
+            )
+
+        def dataset_fn(context):
+            return inpainting_dataset(
+                self.source,
+                config["data"],
+                config["mask"],
+                context.get_per_replica_batch_size(global_batch),
+                seed=seed,
+                start=start,
+                input_context=context,
+            )
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def run(self):
+        """Trains to ``trainer.iterations``; returns the final step's logs (floats)."""
+        config, trainer = self.config, self.config["trainer"]
+        resumed = self.state.restore()
+        if resumed:
+            logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
+        elif self.init_from:
+            load_initial_weights(self.gan, self.init_from)
+        if self.chief:
+            os.makedirs(self.output_dir, exist_ok=True)
+            write_json_atomically(config, os.path.join(self.output_dir, "config.json"))
+        writer = (
+            tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
+            if self.chief
+            else tf.summary.create_noop_writer()
+        )
+        iterator = iter(self._dataset(int(self.state.position.numpy())))
+        strategy, gan = self.strategy, self.gan
+
+        @tf.function
+        def distributed_step(iterator):
+            batch, index = next(iterator)
+            logs = strategy.run(gan.train_step, args=(batch,))
+            logs = {
+                name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in logs.items()
+            }
+            local = strategy.experimental_local_results(index)
+            last = tf.reduce_max(tf.stack([tf.reduce_max(i) for i in local]))
+            first_batch = strategy.experimental_local_results(batch)[0]
+            return logs, last, first_batch
+
+        step = int(self.state.step.numpy())
+        iterations = trainer["iterations"]
+        progress = keras.utils.Progbar(iterations, verbose=self.verbose if self.chief else 0)
+        preview = None
+        sums, count, started = {}, 0, time.perf_counter()
+        logs = {}
+        while step < iterations:
+            logs, last, first_batch = distributed_step(iterator)
+            step += 1
+            self.state.step.assign(step)
+            self.state.position.assign(last + 1)
+            if preview is None:
+                preview = [t[:PREVIEW_IMAGES] for t in first_batch]
+            logs = {name: float(value) for name, value in logs.items()}
+            for name, value in logs.items():
+                sums[name] = sums.get(name, 0.0) + value
+            count += 1
+            progress.update(step, list(logs.items()), finalize=step == iterations)
+            if step % trainer["log_every"] == 0 or step == iterations:
+                elapsed = time.perf_counter() - started
+                self._log_scalars(writer, step, sums, count, elapsed)
+                sums, count, started = {}, 0, time.perf_counter()
+            if step % trainer["image_every"] == 0 or step == iterations:
+                self._log_images(writer, step, preview)
+            if step % trainer["checkpoint_every"] == 0 or step == iterations:
+                self.state.save()
+                self.state.export_weights()
+        if self.source.skipped:
+            logger.warning("skipped %d unreadable image files", self.source.skipped)
+        writer.flush()
+        return logs
+
+    def _log_scalars(self, writer, step, sums, count, elapsed):
+        batch = self.config["trainer"]["batch_size"]
+        with writer.as_default(step=step):
+            for name, total in sums.items():
+                tf.summary.scalar(f"loss/{name}", total / max(count, 1))
+            tf.summary.scalar(
+                "learning_rate/generator",
+                float(self.gan.g_optimizer.learning_rate.numpy()),
+            )
+            tf.summary.scalar(
+                "learning_rate/discriminator",
+                float(self.gan.d_optimizer.learning_rate.numpy()),
+            )
+            tf.summary.scalar("images_per_second", batch * count / max(elapsed, 1e-9))
+            tf.summary.scalar("data/skipped_files", self.source.skipped)
+
+    def _log_images(self, writer, step, preview):
+        if not self.chief or preview is None:
+            return
+        image, mask = preview
+        output, _ = self.gan.generator(image, mask)
+        with writer.as_default(step=step):
+            tf.summary.image("masked_output_composite_truth", image_grid(image, mask, output))
+
+
+def summarize(logs):
+    return ", ".join(f"{name} {value:.4f}" for name, value in sorted(logs.items()))

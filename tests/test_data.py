@@ -1,0 +1,110 @@
+"""Image pipelines: folders with bad files, file lists, the demo photos, determinism."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from penet_tf.data.images import ImageSource, inpainting_dataset, shuffled_items
+
+DATA = {"image_size": [64, 64]}
+MASK = {"type": "square"}
+
+
+def _photo_folder(path, count=4):
+    rng = np.random.default_rng(0)
+    (path / "sub").mkdir(parents=True)
+    for i in range(count):
+        size = (40 + 10 * i, 50 + 7 * i, 3)
+        folder = path / "sub" if i % 2 else path
+        suffix = [".png", ".jpg", ".webp", ".bmp"][i % 4]
+        Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8)).save(folder / f"img{i}{suffix}")
+    return path
+
+
+def test_folder_with_a_corrupt_and_a_non_image_file_trains_and_counts_skips(tmp_path):
+    folder = _photo_folder(tmp_path / "images")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (folder / "readme.txt").write_text("not an image")
+    source = ImageSource({"source": "folder", "path": str(folder)})
+    assert len(source) == 5  # the .txt is not listed; the broken .jpg is
+    dataset = inpainting_dataset(source, DATA, MASK, batch_size=2, seed=1)
+    batches = list(dataset.take(6))  # more than an epoch: the stream goes on
+    for (image, mask), _ in batches:
+        assert image.shape == (2, 64, 64, 3) and mask.shape == (2, 64, 64, 1)
+        assert -1.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0
+    seen = np.concatenate([index.numpy() for _, index in batches])
+    assert np.all(np.diff(seen) > 0)
+    assert source.skipped >= 2  # the broken file, once per epoch it came up in
+    assert all(path.endswith("broken.jpg") for path in source.skipped_files)
+
+
+def test_empty_or_missing_folders_fail_at_once(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageSource({"source": "folder", "path": str(tmp_path / "missing")})
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="No images"):
+        ImageSource({"source": "folder", "path": str(tmp_path / "empty")})
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="None of the 1 image files could be decoded"):
+        ImageSource({"source": "folder", "path": str(tmp_path / "bad")})
+    with pytest.raises(ValueError, match="needs data.path"):
+        ImageSource({"source": "folder"})
+
+
+def test_file_list_relative_to_its_folder(tmp_path):
+    folder = _photo_folder(tmp_path / "images")
+    (tmp_path / "train.flist").write_text("images/img0.png\n\nimages/sub/img1.jpg\n")
+    source = ImageSource({"source": "flist", "path": str(tmp_path / "train.flist")})
+    assert source.items == [str(folder / "img0.png"), str(folder / "sub" / "img1.jpg")]
+    (image, _), _ = next(iter(inpainting_dataset(source, DATA, MASK, 2)))
+    assert image.shape == (2, 64, 64, 3)
+
+
+def test_tfds_without_files_says_where_they_must_be(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not prepared under"):
+        ImageSource({"source": "tfds", "name": "dtd", "data_dir": str(tmp_path)})
+
+
+def test_demo_photos_are_real_and_augmented():
+    source = ImageSource({"source": "demo"})
+    assert len(source) >= 6
+    data = {"image_size": [64, 64], "crop": "random"}
+    (image, mask), _ = next(iter(inpainting_dataset(source, data, MASK, 4, seed=3)))
+    assert image.shape == (4, 64, 64, 3)
+    assert float(tf.math.reduce_std(image)) > 0.1  # photos, not blank frames
+
+
+def test_stream_is_deterministic_and_resumable(tmp_path):
+    source = ImageSource({"source": "folder", "path": str(_photo_folder(tmp_path / "i"))})
+    whole = list(inpainting_dataset(source, DATA, MASK, 2, seed=5).take(5))
+    resumed = list(inpainting_dataset(source, DATA, MASK, 2, seed=5, start=4).take(3))
+    for a, b in zip(whole[2:], resumed, strict=True):
+        np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())  # same indices
+        np.testing.assert_array_equal(a[0][0].numpy(), b[0][0].numpy())  # same pixels
+        np.testing.assert_array_equal(a[0][1].numpy(), b[0][1].numpy())  # same masks
+    other = list(inpainting_dataset(source, DATA, MASK, 2, seed=6).take(1))
+    assert not np.array_equal(other[0][0][0].numpy(), whole[0][0][0].numpy())
+
+
+def test_every_epoch_is_a_permutation():
+    items = [f"f{i}" for i in range(5)]
+    stream = list(shuffled_items(items, seed=1).take(15))
+    for epoch in range(3):
+        chunk = [
+            item.decode()
+            for _, item in [(i.numpy(), s.numpy()) for i, s in stream[5 * epoch : 5 * epoch + 5]]
+        ]
+        assert sorted(chunk) == items
+    assert [int(i) for i, _ in stream] == list(range(15))
+
+
+def test_evaluation_pass_is_ordered_and_finite(tmp_path):
+    source = ImageSource({"source": "folder", "path": str(_photo_folder(tmp_path / "i"))})
+    batches = list(inpainting_dataset(source, DATA, MASK, 3, training=False, drop_remainder=False))
+    indices = np.concatenate([index.numpy() for _, index in batches])
+    np.testing.assert_array_equal(indices, np.arange(4))
+    masks = np.concatenate([mask.numpy() for (_, mask), _ in batches])
+    assert np.all(masks.mean(axis=(1, 2, 3)) == 0.25)  # centred squares

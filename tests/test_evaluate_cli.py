@@ -1,0 +1,241 @@
+"""``python -m penet_tf.evaluate`` on real photographs: values against scikit-image / NumPy."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from sklearn.datasets import load_sample_images
+
+from penet_tf import Generator
+from penet_tf.evaluate import build_parser, evaluate, main
+from penet_tf.inpaint import load_inpainter
+
+
+def _degrade(image, seed):
+    rng = np.random.default_rng(seed)
+    out = ndimage.gaussian_filter(image.astype(np.float64), sigma=(1.0, 1.0, 0))
+    out += rng.normal(0, 8, image.shape)
+    h, w = image.shape[:2]
+    out[h // 3 : h // 2, w // 3 : w // 2] = rng.uniform(0, 255, 3)  # a "bad fill"
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    for name in ("images", "predictions", "masks"):
+        (root / name).mkdir()
+    china, flower = load_sample_images().images
+    photos = {
+        "astronaut": data.astronaut()[20:220, 120:350],  # 200 x 230: five MS-SSIM scales
+        "chelsea": data.chelsea()[40:220, 100:300],  # 180 x 200
+        "china": china[100:200, 150:280],  # 100 x 130: fewer scales
+        "flower": flower[100:300, 200:400],  # predicted perfectly
+    }
+    predictions, masks = {}, {}
+    for seed, (name, photo) in enumerate(photos.items()):
+        predictions[name] = photo if name == "flower" else _degrade(photo, seed)
+        mask = np.zeros(photo.shape[:2], np.uint8)
+        mask[photo.shape[0] // 3 : photo.shape[0] // 2, photo.shape[1] // 4 :] = 255
+        masks[name] = mask
+        Image.fromarray(photo).save(root / "images" / f"{name}.png")
+        Image.fromarray(predictions[name]).save(root / "predictions" / f"{name}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    generator = Generator(base_channels=4)
+    generator.build()
+    generator.save_weights(root / "generator.weights.h5")
+    (root / "generator.config.json").write_text(json.dumps({"base_channels": 4}))
+    return {
+        "root": root,
+        "photos": photos,
+        "predictions": predictions,
+        "masks": masks,
+        "weights": str(root / "generator.weights.h5"),
+    }
+
+
+def _args(folders, *extra):
+    root = folders["root"]
+    return ["--images", str(root / "images"), *extra]
+
+
+def test_metrics_of_predictions_match_skimage(folders, tmp_path, capsys):
+    report_path = tmp_path / "reports" / "run.json"
+    args = _args(folders, "--predictions", str(folders["root"] / "predictions"))
+    args += ["--masks", str(folders["root"] / "masks"), "--out", str(report_path), "--no-fid"]
+    assert main(args + ["--quiet"]) == 0
+    assert "evaluated 4 image(s)" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    rows = {row["name"]: row for row in report["per_image"]}
+    assert sorted(rows) == sorted(folders["photos"])
+    for name, original in folders["photos"].items():
+        row, prediction = rows[name], folders["predictions"][name]
+        a, b = original.astype(np.float64), prediction.astype(np.float64)
+        hole = np.broadcast_to((folders["masks"][name] != 0)[..., None], a.shape)
+        assert (row["height"], row["width"]) == original.shape[:2]
+        assert row["l1"] == pytest.approx(100 * np.abs(a - b).mean() / 255, abs=1e-3)
+        assert row["l1_hole"] == pytest.approx(100 * np.abs(a - b)[hole].mean() / 255, abs=1e-3)
+        assert row["hole_ratio"] == pytest.approx(hole.mean(), abs=1e-9)
+        assert row["relative_mae"] == pytest.approx(np.abs(a - b).sum() / (a + b).sum(), abs=1e-6)
+        gaussian = structural_similarity(
+            original,
+            prediction,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+            channel_axis=-1,
+        )
+        release = structural_similarity(
+            original, prediction, win_size=51, data_range=255, channel_axis=-1
+        )
+        assert row["ssim"] == pytest.approx(gaussian, abs=1e-3)
+        assert row["ssim_win51"] == pytest.approx(release, abs=1e-3)
+        if name == "flower":
+            assert row["psnr"] is None and row["ms_ssim"] == pytest.approx(1.0, abs=1e-6)
+        else:
+            psnr = peak_signal_noise_ratio(original, prediction, data_range=255)
+            assert row["psnr"] == pytest.approx(psnr, abs=1e-3)
+            assert 0 < row["ms_ssim"] < 0.99
+    assert [rows[n]["ms_ssim_scales"] for n in ("astronaut", "chelsea", "china")] == [5, 5, 4]
+    overall = report["overall"]
+    assert overall["images"] == 4 and overall["psnr_infinite"] == 1
+    assert overall["l1"] == pytest.approx(np.mean([r["l1"] for r in rows.values()]))
+    assert overall["psnr"] == pytest.approx(
+        np.mean([r["psnr"] for r in rows.values() if r["psnr"] is not None])
+    )
+    assert overall["fid"] is None and any("--no-fid" in note for note in report["notes"])
+
+    with open(tmp_path / "reports" / "run.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [line["name"] for line in table] == sorted(rows)
+    for line in table:
+        assert float(line["ssim"]) == pytest.approx(rows[line["name"]]["ssim"], abs=1e-12)
+        assert (line["psnr"] == "") == (rows[line["name"]]["psnr"] is None)
+    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".")]
+
+
+def test_model_with_the_paper_protocol(folders, tmp_path):
+    out = tmp_path / "protocol.json"
+    args = _args(folders, "--model", folders["weights"], "--protocol", "places2-centre128")
+    assert main(args + ["--out", str(out), "--no-fid", "--batch-size", "3", "--quiet"]) == 0
+    rows = json.loads(out.read_text())["per_image"]
+    assert len(rows) == 4
+    for row in rows:
+        assert (row["height"], row["width"], row["ms_ssim_scales"]) == (256, 256, 5)
+        assert row["hole_ratio"] == 0.25  # the centred 128 x 128 hole
+        # Known pixels are untouched, so the whole-image L1 is the hole's, diluted 4x.
+        assert row["l1"] == pytest.approx(0.25 * row["l1_hole"], rel=1e-9)
+        assert row["l1_hole"] > 1.0
+
+
+def test_generated_masks_are_deterministic(folders):
+    inpainter = load_inpainter(folders["weights"])
+    reports = [
+        evaluate(
+            folders["root"] / "images",
+            inpainter=inpainter,
+            mask_type="strokes",
+            seed=seed,
+            fid=False,
+            progress=False,
+        )[0]["per_image"]
+        for seed in (1, 1, 2)
+    ]
+    assert reports[0] == reports[1]
+    assert [r["hole_ratio"] for r in reports[0]] != [r["hole_ratio"] for r in reports[2]]
+    assert all(0.09 < r["hole_ratio"] < 0.41 for r in reports[0])
+
+
+def small_feature_model(size=32):
+    """A randomly initialised stand-in for InceptionV3: (16-d features, 10 logits)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input([size, size, 3])
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    features = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, [features, keras.layers.Dense(10)(features)], name="small")
+
+
+def test_fid_and_inception_score_in_the_report(folders, tmp_path):
+    model = small_feature_model()
+    root = folders["root"]
+    # The originals as their own predictions: FID 0, equal Inception Scores.
+    same, _ = evaluate(
+        root / "images", predictions=root / "images", feature_model=model, progress=False
+    )
+    assert same["overall"]["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert same["overall"]["inception_score"] == pytest.approx(
+        same["overall"]["inception_score_originals"]
+    )
+    assert same["overall"]["inception_score"] >= 1.0
+    assert same["settings"]["feature_model"] == "small"
+    degraded, _ = evaluate(
+        root / "images", predictions=root / "predictions", feature_model=model, progress=False
+    )
+    assert degraded["overall"]["fid"] > 1e-4
+    assert degraded["overall"]["inception_score_originals"] == pytest.approx(
+        same["overall"]["inception_score_originals"]
+    )
+
+
+def test_fid_is_skipped_for_one_image_without_loading_inception(folders, tmp_path):
+    out = tmp_path / "one.json"
+    image = folders["root"] / "images" / "china.png"
+    args = ["--images", str(image), "--predictions", str(folders["root"] / "predictions")]
+    assert main(args + ["--out", str(out), "--quiet"]) == 0  # FID on by default
+    report = json.loads(out.read_text())
+    assert report["overall"]["fid"] is None and report["settings"]["feature_model"] is None
+    assert any("at least 2 images" in note for note in report["notes"])
+
+
+def test_skips_and_errors(folders, tmp_path, capsys):
+    root = folders["root"]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("astronaut", "china"):
+        (partial / f"{name}.png").write_bytes((root / "predictions" / f"{name}.png").read_bytes())
+    (partial / "chelsea.png").write_bytes(b"garbage")
+    out = tmp_path / "partial.json"
+    args = _args(folders, "--predictions", str(partial), "--out", str(out), "--no-fid", "--quiet")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert [row["name"] for row in report["per_image"]] == ["astronaut", "china"]
+    skipped = {entry["file"]: entry["reason"] for entry in report["skipped"]}
+    assert set(skipped) == {str(root / "images" / n) for n in ("chelsea.png", "flower.png")}
+    assert "no prediction named flower.*" in skipped[str(root / "images" / "flower.png")]
+    assert "skipped " + str(root / "images" / "chelsea.png") in err
+
+    # Missing Inception weights: a one-line error, no download, no traceback.
+    missing = tmp_path / "inception.h5"
+    args = _args(folders, "--predictions", str(root / "predictions"), "--out", str(out))
+    assert main(args + ["--inception-weights", str(missing), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no InceptionV3 weights at") and "Traceback" not in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(_args(folders, "--predictions", str(empty), "--out", str(out), "--no-fid")) == 2
+    assert "no image could be evaluated" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a model needs masks
+        main(_args(folders, "--model", folders["weights"], "--out", str(out)))
+    assert exit_info.value.code == 2
+
+
+def test_help_documents_every_flag():
+    parser = build_parser()
+    text = parser.format_help()
+    flags = {flag for action in parser._actions for flag in action.option_strings}
+    expected = {"--model", "--predictions", "--images", "--masks", "--mask-type", "--protocol"}
+    expected |= {"--out", "--batch-size", "--seed", "--fid", "--no-fid", "--inception-weights"}
+    assert expected <= flags
+    for action in parser._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help, action.option_strings

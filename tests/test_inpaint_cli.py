@@ -1,0 +1,272 @@
+"""``python -m penet_tf.inpaint`` on real photographs with a thin generator."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+from sklearn.datasets import load_sample_images
+
+from penet_tf import Generator
+from penet_tf.inpaint import build_parser, inpaint_files, load_inpainter, main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _photos():
+    """Real photographs: various sizes, two sharing a size (batched together), some not
+    multiples of 64."""
+    china, flower = load_sample_images().images
+    return {
+        "astronaut": data.astronaut()[100:228, 150:278],  # 128 x 128
+        "coffee": data.coffee()[50:150, 200:330],  # 100 x 130
+        "rocket": data.rocket()[200:300, 300:430],  # 100 x 130, same size as coffee
+        "chelsea": data.chelsea()[60:156, 150:310],  # 96 x 160
+        "china": china[100:172, 200:290],  # 72 x 90
+        "flower": flower[150:250, 200:330],  # 100 x 130
+    }
+
+
+def _mask(shape, seed):
+    rng = np.random.default_rng(seed)
+    h, w = shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    top, left = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    mask[top : top + h // 3, left : left + w // 3] = 255
+    mask[h // 2 : h // 2 + 6, :] = 1  # 0/1 values count as holes too (nonzero)
+    return mask
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Photos (PNG and one JPEG), masks, and a thin generator's weights + config."""
+    root = tmp_path_factory.mktemp("inpaint")
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    photos = _photos()
+    originals, mask_arrays = {}, {}
+    for seed, (name, photo) in enumerate(photos.items()):
+        path = images / (f"{name}.jpg" if name == "chelsea" else f"{name}.png")
+        Image.fromarray(photo).save(path)
+        originals[name] = np.asarray(Image.open(path).convert("RGB"))  # JPEG as decoded
+        mask_arrays[name] = _mask(photo.shape, seed)
+        mask = mask_arrays[name]
+        if name == "flower":  # an RGBA mask drawn in blue: any nonzero channel is a hole
+            mask = np.stack([0 * mask, 0 * mask, mask, np.full_like(mask, 128)], axis=-1)
+        Image.fromarray(mask).save(masks / f"{name}.png")
+    generator = Generator(base_channels=4)
+    generator.build()
+    weights = root / "generator.weights.h5"
+    generator.save_weights(weights)
+    (root / "generator.config.json").write_text(json.dumps({"base_channels": 4}))
+    return {
+        "root": root,
+        "images": images,
+        "masks": masks,
+        "weights": str(weights),
+        "generator": generator,
+        "originals": originals,
+        "masks_array": mask_arrays,
+    }
+
+
+@pytest.fixture(scope="module")
+def inpainter(workspace):
+    return load_inpainter(workspace["weights"])
+
+
+def _read(path):
+    return np.asarray(Image.open(path))
+
+
+def test_inpaints_a_folder_in_batches_with_grids(workspace, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
+    args += ["--masks", str(workspace["masks"]), "--out", str(out), "--batch-size", "3", "--grid"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "inpainted 6 image(s)" in captured.out and "skipped 0" in captured.out
+    assert "ETA" in captured.err  # the progress bar
+    names = sorted(workspace["originals"])
+    assert sorted(os.listdir(out)) == sorted(
+        [f"{n}.png" for n in names] + [f"{n}_grid.png" for n in names]
+    )
+    for name in names:
+        original, hole = workspace["originals"][name], workspace["masks_array"][name] != 0
+        output = _read(out / f"{name}.png")
+        assert output.shape == original.shape, name
+        np.testing.assert_array_equal(output[~hole], original[~hole], err_msg=name)
+        assert (output[hole] != original[hole]).any(), name  # the hole was really filled
+        grid = _read(out / f"{name}_grid.png")
+        width = original.shape[1]
+        assert grid.shape == (original.shape[0], 3 * width, 3)
+        assert (grid[:, :width][hole] == 255).all()  # masked input: holes white
+        np.testing.assert_array_equal(grid[:, :width][~hole], original[~hole])
+        np.testing.assert_array_equal(grid[:, width : 2 * width], output)
+        np.testing.assert_array_equal(grid[:, 2 * width :], original)
+
+    # Batch 1 gives the same pixels (pairing inside batches is right).
+    single = tmp_path / "single"
+    assert main(args[:-5] + ["--out", str(single), "--quiet"]) == 0
+    for name in names:
+        difference = np.abs(_read(single / f"{name}.png").astype(int) - _read(out / f"{name}.png"))
+        assert difference.max() <= 1, name
+
+
+def test_the_output_is_the_generator_composite(workspace, inpainter, tmp_path):
+    # Independent path: the generator called directly on the padded image.
+    from penet_tf.inference import inpaint
+
+    name = "coffee"  # 100 x 130: reflect-padded to 128 x 192 inside
+    image = workspace["originals"][name]
+    hole = (workspace["masks_array"][name] != 0).astype(np.float32)[None, ..., None]
+    _, composite = inpaint(workspace["generator"], image[None] / 127.5 - 1.0, hole)
+    expected = np.clip(np.round((composite[0].numpy() + 1) * 127.5), 0, 255)
+    written, skipped, _ = inpaint_files(
+        inpainter,
+        workspace["images"] / f"{name}.png",
+        tmp_path,
+        masks=workspace["masks"] / f"{name}.png",
+        progress=False,
+    )
+    assert skipped == [] and written == [str(tmp_path / f"{name}.png")]
+    assert np.abs(_read(written[0]).astype(int) - expected).max() <= 1
+
+
+def test_generated_masks_are_deterministic(workspace, inpainter, tmp_path):
+    image = workspace["images"] / "astronaut.png"
+    original = workspace["originals"]["astronaut"]
+    runs = {}
+    for label, mask_type, seed in (("a", "strokes", 3), ("b", "strokes", 3), ("c", "strokes", 4)):
+        out = tmp_path / label
+        written, skipped, _ = inpaint_files(
+            inpainter, image, out, mask_type=mask_type, seed=seed, grid=True, progress=False
+        )
+        assert len(written) == 1 and not skipped
+        runs[label] = _read(out / "astronaut_grid.png")
+    np.testing.assert_array_equal(runs["a"], runs["b"])
+    assert (runs["a"] != runs["c"]).any()
+    hole = (runs["a"][:, :128] == 255).all(axis=-1) & (original != 255).any(axis=-1)
+    assert 0.05 < hole.mean() < 0.45  # strokes cover 10-40 % of the image
+
+    written, _, _ = inpaint_files(inpainter, image, tmp_path / "centre", mask_type="centre")
+    output = _read(written[0])
+    changed = (output != original).any(axis=-1)
+    rows, cols = np.nonzero(changed)
+    assert changed.any() and rows.min() >= 32 and rows.max() < 96
+    assert cols.min() >= 32 and cols.max() < 96  # only the centred 64 x 64 block
+
+
+def test_skips_missing_and_unreadable_files(workspace, tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("astronaut", "coffee", "flower"):
+        shutil.copy(workspace["images"] / f"{name}.png", images)
+        shutil.copy(workspace["masks"] / f"{name}.png", masks)
+    (images / "broken.png").write_bytes(b"definitely not a PNG")
+    Image.fromarray(workspace["originals"]["china"]).save(images / "nomask.png")
+    Image.fromarray(workspace["originals"]["china"]).save(images / "wrongsize.png")
+    Image.fromarray(workspace["masks_array"]["coffee"]).save(masks / "wrongsize.png")
+    # A truncated JPEG: its header reads, its pixels do not (fails while decoding).
+    jpeg = workspace["images"] / "chelsea.jpg"
+    (images / "truncated.jpg").write_bytes(jpeg.read_bytes()[:400])
+    Image.fromarray(workspace["masks_array"]["chelsea"]).save(masks / "truncated.png")
+    (images / "notes.txt").write_text("not an image: ignored")
+
+    out = tmp_path / "out"
+    code = main(
+        ["--model", workspace["weights"], "--images", str(images), "--masks", str(masks)]
+        + ["--out", str(out), "--batch-size", "2"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    skipped = {line.split(":")[0] for line in err.splitlines() if line.startswith("skipped ")}
+    assert skipped == {
+        f"skipped {images / name}"
+        for name in ("broken.png", "nomask.png", "wrongsize.png", "truncated.jpg")
+    }
+    assert "no mask named nomask.*" in err
+    assert "mask" in err and "but the image is 90x72" in err
+    assert sorted(os.listdir(out)) == ["astronaut.png", "coffee.png", "flower.png"]
+
+
+def test_saved_model_gives_the_same_outputs(workspace, inpainter, tmp_path):
+    from penet_tf.export import export_generator
+
+    base = tmp_path / "savedmodel"
+    export_generator(workspace["generator"], base, version=3)
+    out_saved, out_weights = tmp_path / "saved", tmp_path / "weights"
+    # The base directory: the highest numeric version is used.
+    args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
+    assert main(["--model", str(base), *args, "--out", str(out_saved), "--batch-size", "2"]) == 0
+    written, _, _ = inpaint_files(
+        inpainter, workspace["images"], out_weights, masks=workspace["masks"], progress=False
+    )
+    assert len(written) == len(os.listdir(out_saved)) == 6
+    for path in written:
+        name = os.path.basename(path)
+        np.testing.assert_array_equal(_read(out_saved / name), _read(path))
+
+
+def test_usage_errors_exit_2_without_traceback(workspace, tmp_path, capsys):
+    args = ["--images", str(workspace["images"]), "--mask-type", "centre", "--out", str(tmp_path)]
+    assert main(["--model", str(tmp_path / "missing.weights.h5"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.weights.h5" in err and "Traceback" not in err
+    assert main(["--model", str(tmp_path), *args]) == 2  # a folder without a SavedModel
+    assert "saved_model.pb" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_photos = ["--images", str(empty), "--mask-type", "centre", "--out", str(tmp_path / "o")]
+    assert main(["--model", workspace["weights"], *no_photos]) == 2
+    assert capsys.readouterr().err.startswith("error: no images (.png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", workspace["weights"], *args, "--batch-size", "0"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):  # --masks and --mask-type exclude each other
+        main(["--model", workspace["weights"], *args, "--masks", str(workspace["masks"])])
+
+
+def test_help_documents_every_flag():
+    parser = build_parser()
+    text = parser.format_help()
+    flags = [flag for action in parser._actions for flag in action.option_strings]
+    for flag in ("--model", "--images", "--masks", "--mask-type", "--out", "--batch-size"):
+        assert flag in flags
+    for flag in ("--grid", "--seed", "--quiet"):
+        assert flag in flags
+    for action in parser._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help, action.option_strings
+
+
+def test_command_line_entry_point(workspace, tmp_path):
+    """The real ``python -m`` entry point: a missing image is reported, exit status 1."""
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "penet_tf.inpaint", "--model", workspace["weights"]]
+        + ["--images", str(tmp_path / "gone.png"), "--mask-type", "centre", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"skipped {tmp_path / 'gone.png'}: no such file" in result.stderr
+    assert "inpainted 0 image(s)" in result.stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "penet_tf.inpaint", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert help_text.returncode == 0 and "--mask-type" in help_text.stdout

@@ -1,0 +1,111 @@
+"""Mask generators: ranges, binary values, files, mixtures, determinism."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from penet_tf.data.masks import MaskGenerator, centre, rotate_expanded, strokes
+
+
+def _seed(i):
+    return tf.constant([11, i], tf.int64)
+
+
+def _binary(mask):
+    values = np.unique(mask.numpy())
+    return set(values.tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("hole_ratio", [(0.1, 0.3), (0.3, 0.5)])
+def test_stroke_hole_ratio_stays_in_range(hole_ratio):
+    ratios = []
+    for i in range(40):
+        mask = strokes(96, 128, _seed(i), hole_ratio=hole_ratio)
+        assert mask.shape == (96, 128, 1) and _binary(mask)
+        ratios.append(float(tf.reduce_mean(mask)))
+    assert min(ratios) >= hole_ratio[0] and max(ratios) <= hole_ratio[1]
+    assert np.std(ratios) > 0.01  # really random, not one mask
+
+
+def test_strokes_are_deterministic_per_seed():
+    a = strokes(64, 64, _seed(3))
+    np.testing.assert_array_equal(a.numpy(), strokes(64, 64, _seed(3)).numpy())
+    assert not np.array_equal(a.numpy(), strokes(64, 64, _seed(4)).numpy())
+
+
+def test_square_masks():
+    evaluation = MaskGenerator({"type": "square"}, 64, 96, training=False)(_seed(0))
+    np.testing.assert_array_equal(evaluation.numpy(), centre(64, 96).numpy())
+    assert evaluation.numpy()[16:48, 24:72].all() and evaluation.numpy().sum() == 32 * 48
+    plain = MaskGenerator({"type": "square", "augment": False}, 64, 64)
+    for i in range(20):
+        mask = plain(_seed(i)).numpy()[..., 0]
+        rows, cols = np.nonzero(mask)
+        assert mask.sum() == 32 * 32 and np.ptp(rows) == 31 and np.ptp(cols) == 31
+        assert rows.min() <= 32 and cols.min() <= 32
+    augmented = MaskGenerator({"type": "square"}, 64, 64)
+    ratios = [float(tf.reduce_mean(augmented(_seed(i)))) for i in range(20)]
+    assert all(0.05 < r < 0.5 for r in ratios)
+    assert _binary(augmented(_seed(1)))
+
+
+def test_rotation_expands_the_canvas():
+    block = tf.ones([40, 60, 1])
+    rotated = rotate_expanded(block, tf.constant(np.pi / 2, tf.float32))
+    assert rotated.shape[:2] == (60, 40)
+    assert float(tf.reduce_sum(rotated)) == pytest.approx(40 * 60, rel=0.05)
+    diagonal = rotate_expanded(block, tf.constant(np.pi / 4, tf.float32))
+    assert diagonal.shape[0] == diagonal.shape[1] == int(np.ceil(100 / np.sqrt(2)))
+
+
+def test_files_mode_reads_pngs(tmp_path):
+    for i in range(3):
+        array = np.zeros((50, 70), np.uint8)
+        array[5 : 20 + 10 * i, 10:40] = 255
+        Image.fromarray(array).save(tmp_path / f"{i:05d}.png")
+    (tmp_path / "notes.txt").write_text("not a mask")
+    evaluation = MaskGenerator({"type": "files", "path": str(tmp_path)}, 50, 70, training=False)
+    for i in range(3):
+        expected = np.zeros((50, 70), np.float32)
+        expected[5 : 20 + 10 * i, 10:40] = 1
+        np.testing.assert_array_equal(evaluation(_seed(0), i).numpy()[..., 0], expected)
+    training = MaskGenerator({"type": "files", "path": str(tmp_path)}, 64, 64)
+    for i in range(5):
+        mask = training(_seed(i))
+        assert mask.shape == (64, 64, 1) and _binary(mask) and float(tf.reduce_sum(mask)) > 0
+
+
+def test_mixture_uses_every_component_by_weight(tmp_path):
+    config = {
+        "type": "mixture",
+        "components": [{"type": "square", "augment": False}, {"type": "strokes"}],
+        "weights": [3, 1],
+    }
+    generator = MaskGenerator(config, 64, 64)
+    squares = sum(float(tf.reduce_sum(generator(_seed(i)))) == 32 * 32 for i in range(80))
+    assert 40 <= squares <= 75  # ~60 expected
+
+
+def test_masks_in_a_tf_data_pipeline():
+    generator = MaskGenerator({"type": "strokes"}, 32, 32)
+    dataset = tf.data.Dataset.range(4).map(
+        lambda i: generator(tf.stack([tf.constant(1, tf.int64), i]))
+    )
+    masks = list(dataset)
+    assert len(masks) == 4 and all(m.shape == (32, 32, 1) for m in masks)
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"type": "circles"}, "Unknown mask type 'circles'"),
+        ({"type": "strokes", "hole_ratio": [0.5, 0.2]}, "hole_ratio"),
+        ({"type": "square", "size": 3}, "Unknown options for square masks"),
+        ({"type": "mixture", "components": []}, "non-empty 'components'"),
+        ({"type": "files", "path": "/nonexistent/masks"}, "does not exist"),
+    ],
+)
+def test_bad_mask_configs(config, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        MaskGenerator(config, 64, 64)

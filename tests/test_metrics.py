@@ -1,0 +1,224 @@
+"""Metrics against independent computations (scikit-image, NumPy, closed forms) on real photos."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from penet_tf import metrics
+
+
+def _distorted(image, seed, noise=12.0):
+    """A realistic degraded copy: blur, noise and a pasted block (as a bad inpainting)."""
+    rng = np.random.default_rng(seed)
+    blurred = ndimage.gaussian_filter(image.astype(np.float64), sigma=(1.2, 1.2, 0))
+    noisy = blurred + rng.normal(0, noise, image.shape)
+    h, w = image.shape[:2]
+    noisy[h // 4 : h // 2, w // 3 : w // 2] = rng.uniform(0, 255, 3)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Two real photographs of one size (not a multiple of 64) and degraded copies."""
+    originals = np.stack([data.astronaut()[40:240, 100:330], data.coffee()[100:300, 200:430]])
+    degraded = np.stack([_distorted(image, seed) for seed, image in enumerate(originals)])
+    return originals, degraded
+
+
+def test_l1_mae_psnr_match_numpy_and_skimage(photos):
+    a, b = photos
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    np.testing.assert_allclose(
+        metrics.l1(a, b), 100 * np.abs(a64 / 255 - b64 / 255).mean(axis=(1, 2, 3)), atol=1e-3
+    )
+    np.testing.assert_allclose(
+        metrics.relative_mae(a, b),
+        np.abs(a64 - b64).sum(axis=(1, 2, 3)) / (a64 + b64).sum(axis=(1, 2, 3)),
+        atol=1e-6,
+    )
+    expected = [peak_signal_noise_ratio(x, y, data_range=255) for x, y in zip(a, b, strict=True)]
+    np.testing.assert_allclose(metrics.psnr(a, b), expected, atol=1e-3)
+    assert metrics.psnr(a[:1], a[:1])[0] == np.inf
+    assert 10 < metrics.psnr(a, b).min() < 40  # a real difference, not a trivial case
+
+
+def test_l1_over_the_hole(photos):
+    a, b = photos
+    mask = np.zeros(a.shape[:3] + (1,), np.uint8)
+    mask[:, 50:120, 60:150] = 255
+    hole = np.broadcast_to(mask != 0, a.shape)
+    error = np.abs(a.astype(np.float64) - b) / 255
+    expected = [100 * error[i][hole[i]].mean() for i in range(len(a))]
+    np.testing.assert_allclose(metrics.l1(a, b, mask), expected, atol=1e-6)
+    assert np.isnan(metrics.l1(a, b, np.zeros_like(mask))).all()
+
+
+def test_ssim_matches_skimage_gaussian_and_release_window(photos):
+    a, b = photos
+    gaussian = [
+        structural_similarity(
+            x,
+            y,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+            channel_axis=-1,
+        )
+        for x, y in zip(a, b, strict=True)
+    ]
+    release = [
+        structural_similarity(x, y, win_size=51, data_range=255, channel_axis=-1)
+        for x, y in zip(a, b, strict=True)
+    ]
+    np.testing.assert_allclose(metrics.ssim(a, b), gaussian, atol=1e-3)
+    np.testing.assert_allclose(metrics.ssim_win51(a, b), release, atol=1e-3)
+    # They are different numbers: the report must never mix them up.
+    assert np.abs(np.asarray(gaussian) - release).max() > 0.01
+    assert np.isnan(metrics.ssim_win51(a[:, :50], b[:, :50])).all()
+
+
+def test_ms_ssim_is_one_for_itself_and_falls_with_noise():
+    image = data.chelsea()[:, :400][None]  # 300 x 400: all five scales
+    value, scales = metrics.ms_ssim(image, image)
+    assert scales == 5 and value[0] == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(0)
+    scores = []
+    for sigma in (3, 8, 20, 45):
+        noisy = np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+        scores.append(metrics.ms_ssim(image, noisy)[0][0])
+    assert all(x > y for x, y in zip(scores, scores[1:], strict=False)), scores
+    assert scores[-1] < 0.9
+
+
+def test_ms_ssim_on_small_images_uses_fewer_scales():
+    # tf.image.ssim_multiscale itself: five scales need min side >= 161 (ceil halving).
+    for side, works in ((161, True), (160, False)):
+        x = tf.zeros([1, side, side, 3])
+        if works:
+            tf.image.ssim_multiscale(x, x, 255.0)
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError):
+                tf.image.ssim_multiscale(x, x, 255.0)
+    assert [metrics.ms_ssim_scales(s, 300) for s in (11, 21, 43, 81, 160, 161)] == [
+        1,
+        2,
+        3,
+        4,
+        4,
+        5,
+    ]
+    small = data.rocket()[:64, :96][None]
+    noisy = np.clip(small.astype(int) + 25, 0, 255).astype(np.uint8)
+    value, scales = metrics.ms_ssim(small, small)
+    assert scales == 3 and value[0] == pytest.approx(1.0, abs=1e-6)
+    assert metrics.ms_ssim(small, noisy)[0][0] < 1.0
+    with pytest.raises(ValueError, match="at least 11"):
+        metrics.ms_ssim(small[:, :10], small[:, :10])
+
+
+def test_paired_metrics_rejects_mismatched_shapes(photos):
+    a, b = photos
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.psnr(a, b[:, :-1])
+
+
+def _closed_form_fid(mu1, s1, mu2, s2):
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2) with symmetric square roots (eigh)."""
+    w, v = np.linalg.eigh(s1)
+    root1 = v @ np.diag(np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root1 @ s2 @ root1)
+    return (
+        np.sum((mu1 - mu2) ** 2)
+        + np.trace(s1)
+        + np.trace(s2)
+        - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
+    )
+
+
+def _random_covariance(rng, dim):
+    a = rng.normal(size=(dim, dim))
+    return a @ a.T / dim + 0.1 * np.eye(dim)
+
+
+def test_fid_of_two_gaussians_matches_the_closed_form():
+    rng = np.random.default_rng(1)
+    dim = 6
+    mu1, mu2 = rng.normal(size=dim), rng.normal(size=dim)
+    s1, s2 = _random_covariance(rng, dim), _random_covariance(rng, dim)
+    expected = _closed_form_fid(mu1, s1, mu2, s2)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+    # Isotropic case by hand: ||dmu||^2 + D (a - b)^2.
+    iso = metrics.frechet_distance(mu1, 4 * np.eye(dim), mu2, 9 * np.eye(dim))
+    assert iso == pytest.approx(np.sum((mu1 - mu2) ** 2) + dim * (2 - 3) ** 2, rel=1e-9)
+    # From samples, the estimate converges to the closed form.
+    x = rng.multivariate_normal(mu1, s1, size=40000)
+    y = rng.multivariate_normal(mu2, s2, size=40000)
+    assert metrics.fid_from_features(x, y) == pytest.approx(expected, rel=0.03)
+
+
+def test_fid_of_a_set_against_itself_is_zero_even_when_singular():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(500, 32))
+    assert abs(metrics.fid_from_features(features, features)) < 1e-6
+    few = rng.normal(size=(5, 64))  # rank-deficient covariance: sqrtm needs the guard
+    value = metrics.fid_from_features(few, few + rng.normal(0, 0.5, few.shape))
+    assert np.isfinite(value) and value > 0
+    with pytest.raises(ValueError, match="N >= 2"):
+        metrics.fid_from_features(few[:1], few)
+
+
+def test_inception_score_known_cases():
+    uniform = np.full((40, 10), 0.1)
+    assert metrics.inception_score(probabilities=uniform, splits=4) == pytest.approx((1.0, 0.0))
+    assert metrics.inception_score(logits=np.zeros((40, 10)))[0] == pytest.approx(1.0)
+    # Confident and evenly spread over K classes: IS = K in every split.
+    one_hot = np.eye(8)[np.tile(np.arange(8), 5)]
+    mean, std = metrics.inception_score(probabilities=one_hot, splits=5)
+    assert mean == pytest.approx(8.0) and std == pytest.approx(0.0, abs=1e-9)
+    # Confident but always the same class: no diversity, IS = 1.
+    assert metrics.inception_score(probabilities=np.eye(8)[[3] * 20])[0] == pytest.approx(1.0)
+    logits = np.random.default_rng(3).normal(0, 3, size=(30, 8))
+    assert 1.0 < metrics.inception_score(logits=logits, splits=3)[0] < 8.0
+
+
+def small_feature_model(size=32, seed=0):
+    """A randomly initialised stand-in for InceptionV3: (16-d features, 10 logits)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input([size, size, 3])
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    features = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Dense(10)(features)
+    return keras.Model(inputs, [features, logits], name="small")
+
+
+def test_feature_extraction_and_fid_with_a_small_network(photos):
+    model = small_feature_model()
+    a, b = photos
+    images = np.concatenate([a, a[:, ::-1], a[:, :, ::-1]])
+    noisy = np.concatenate([b, b[:, ::-1], b[:, :, ::-1]])
+    features, logits = metrics.extract_features(model, images)
+    assert features.shape == (6, 16) and logits.shape == (6, 10)
+    again, _ = metrics.extract_features(model, images)
+    np.testing.assert_array_equal(features, again)
+    assert metrics.model_input_size(model) == (32, 32)
+    assert abs(metrics.fid_from_features(features, again)) < 1e-6
+    other, _ = metrics.extract_features(model, noisy)
+    assert metrics.fid_from_features(features, other) > 1e-4
+
+
+def test_inception_feature_model_without_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no InceptionV3 weights at"):
+        metrics.inception_model(tmp_path / "missing.h5")
+    base = keras.applications.InceptionV3(weights=None)  # random: never downloads
+    model = metrics.features_and_logits(base)
+    image = data.astronaut()[::4, ::4][None]
+    features, logits = metrics.extract_features(model, image)
+    assert features.shape == (1, 2048) and logits.shape == (1, 1000)
+    probabilities = base(metrics.feature_inputs(image, (299, 299))).numpy()
+    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), probabilities, atol=1e-6)
