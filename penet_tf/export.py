@@ -1,8 +1,8 @@
 """Export the generator as a SavedModel for TF Serving (and the conversions).
 
-    python -m penet_tf.export --weights runs/demo/generator.weights.h5 --out savedmodels/demo
+    python -m penet_tf.export --weights runs/demo/generator.weights.h5 --out savedmodels/penet
 
-writes ``savedmodels/demo/N/`` (N = the next free version) in TF Serving's layout. The
+writes ``savedmodels/penet/N/`` (N = the next free version) in TF Serving's layout. The
 export is written to a hidden temporary directory beside it and renamed into place, so a
 half-written export never appears as a version.
 
@@ -11,16 +11,21 @@ Signatures (dynamic batch, height and width; any H and W, padded inside the grap
 * ``serving_default``: ``image`` uint8 [B, H, W, 3], ``mask`` uint8 [B, H, W, 1]
   (nonzero = hole, so 0/1 and 0/255 masks both work) -> ``inpainted`` uint8 [B, H, W, 3],
   the prediction composited into the known pixels (paper eq 7), which stay bit-identical.
-* ``inpaint_bytes``: ``image_bytes`` / ``mask_bytes`` string [B] (PNG, JPEG, BMP or GIF)
+* ``inpaint_bytes``: ``image_bytes`` / ``mask_bytes`` string [B] (PNG, JPEG, GIF, BMP or
+  WebP; a mask pixel is a hole where any colour channel is nonzero, alpha ignored)
   -> ``inpainted_bytes`` string [B] (PNG). The ``_bytes`` suffix makes TF Serving's REST
   API accept and return ``{"b64": ...}``.
 * ``predict_float``: ``image`` float32 [B, H, W, 3] in [-1, 1], ``mask`` float32
   [B, H, W, 1] (nonzero = hole) -> ``output`` (the raw prediction) and ``inpainted``
   (the composite), float32, for research use.
 
-Bad requests (size or batch mismatch, empty batch, an image over ``max_pixels``,
-undecodable bytes) fail with ``InvalidArgumentError``, which TF Serving returns as
-``INVALID_ARGUMENT`` with the message.
+Bad requests (size or batch mismatch, empty batch, wrong channel count, an image over
+``max_pixels``, bytes that are not an image) fail with ``InvalidArgumentError`` naming the
+problem, which TF Serving returns as ``INVALID_ARGUMENT`` with that message. Encoded PNG,
+JPEG and GIF sizes are checked from their headers, before decoding.
+
+``assets.extra/`` holds TF Serving's warm-up requests (one per signature) and
+``penet_tf.json`` (the generator's architecture and ``max_pixels``). See serving/README.md.
 """
 
 import argparse
@@ -44,10 +49,24 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 
 
 def _check_request(image, mask, max_pixels):
-    image_shape, mask_shape = tf.shape(image), tf.shape(mask)
+    """Graph assertions on a request (InvalidArgumentError naming the problem)."""
+    image_shape, mask_shape = tf.shape(image, tf.int64), tf.shape(mask, tf.int64)
+    # Each tensor against its own batch * H * W, so one problem fails one assertion.
+    image_pixels = tf.reduce_prod(image_shape[:3])
+    mask_pixels = tf.reduce_prod(mask_shape[:3])
     return [
         tf.debugging.assert_positive(
             image_shape[0], message="empty batch: send at least one image"
+        ),
+        tf.debugging.assert_positive(
+            image_shape[1:3], message="image height and width must be at least 1"
+        ),
+        # Sizes, not shape[-1]: those survive constant folding against the signature's
+        # static channel count, so a server that feeds tensors unchecked still says why.
+        tf.debugging.assert_equal(
+            tf.size(image, tf.int64),
+            3 * image_pixels,
+            message="image must have 3 channels (RGB): [batch, H, W, 3]",
         ),
         tf.debugging.assert_equal(
             image_shape[0], mask_shape[0], message="image and mask batch sizes differ"
@@ -57,10 +76,15 @@ def _check_request(image, mask, max_pixels):
             mask_shape[1:3],
             message="image and mask height/width differ (mask must be [batch, H, W, 1])",
         ),
+        tf.debugging.assert_equal(
+            tf.size(mask, tf.int64),
+            mask_pixels,
+            message="mask must have 1 channel: [batch, H, W, 1]",
+        ),
         tf.debugging.assert_less_equal(
-            tf.cast(image_shape[1], tf.int64) * tf.cast(image_shape[2], tf.int64),
+            image_shape[1] * image_shape[2],
             tf.constant(max_pixels, tf.int64),
-            message=f"image is larger than the server's limit of {max_pixels} pixels per image",
+            message=f"image is larger than the server limit of {max_pixels} pixels per image",
         ),
     ]
 
@@ -77,9 +101,80 @@ def serve(generator, image, mask, max_pixels=DEFAULT_MAX_PIXELS):
     return tf.where(hole > 0, float_to_uint8(inpainted), image)
 
 
-def _decode(data, channels, name):
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-    return tf.ensure_shape(image, [None, None, channels], name=name)
+# Leading bytes of the formats tf.io.decode_image reads.
+_MAGIC = {
+    "PNG": b"\x89PNG",
+    "JPEG": b"\xff\xd8\xff",
+    "GIF": b"GIF8",
+    "BMP": b"BM",
+    "WebP": b"RIFF",  # ... then 4 length bytes and b"WEBP"
+    "JPEG XL": b"\xff\x0a",  # a bare codestream; or in a container:
+}
+_JXL_CONTAINER = b"\0\0\0\x0cJXL "
+
+
+def _header_pixels(data, head):
+    """H * W read from a PNG, JPEG or GIF header without decoding (-1 for other formats)."""
+    magic = tf.strings.substr(head, 0, 4)
+
+    def png():  # IHDR: big-endian width, height at bytes 16..23
+        size = tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.int32, little_endian=False)
+        return tf.reduce_prod(tf.cast(size, tf.int64))
+
+    def gif():  # logical screen: little-endian width, height at bytes 6..9
+        size = tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
+        return tf.reduce_prod(tf.cast(size, tf.int64))
+
+    def jpeg():
+        return tf.reduce_prod(tf.io.extract_jpeg_shape(data, tf.int64)[:2])
+
+    return tf.case(
+        [
+            (tf.equal(magic, _MAGIC["PNG"]), png),
+            (tf.equal(magic, _MAGIC["GIF"]), gif),
+            (tf.equal(tf.strings.substr(head, 0, 3), _MAGIC["JPEG"]), jpeg),
+        ],
+        default=lambda: tf.constant(-1, tf.int64),
+    )
+
+
+def _decode(data, channels, name, max_pixels):
+    """Decodes one encoded image after checking its format and (from the header) its size.
+
+    A PNG, JPEG or GIF over ``max_pixels`` is refused before it is decoded, so a small
+    file cannot make the server allocate a huge image; other formats are checked after.
+    """
+    head = tf.strings.join([data, tf.constant(b"\0" * 32)])  # substr never runs past the end
+    known = tf.reduce_any(
+        [tf.equal(tf.strings.substr(head, 0, len(magic)), magic) for magic in _MAGIC.values()]
+        + [tf.equal(tf.strings.substr(head, 0, len(_JXL_CONTAINER)), _JXL_CONTAINER)]
+    )
+    formats = ", ".join(_MAGIC)
+    check_format = tf.debugging.Assert(
+        known, [f"{name}: not an encoded image (expected one of {formats})"]
+    )
+    with tf.control_dependencies([check_format]):
+        pixels = _header_pixels(data, head)
+    check_size = tf.debugging.assert_less_equal(
+        pixels,
+        tf.constant(max_pixels, tf.int64),
+        message=f"{name}: image is larger than the server limit of {max_pixels} pixels per image",
+    )
+    with tf.control_dependencies([check_size]):
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, channels or None])
+
+
+def _decode_mask(data, name, max_pixels):
+    """An encoded mask of any format and mode -> [H, W, 1], nonzero where any colour is.
+
+    Alpha is ignored, as in ``penet_tf.serving.client.read_mask`` (decoding to grey would
+    refuse GIF, BMP and WebP masks, and could round faint colours to 0).
+    """
+    mask = _decode(data, 0, name, max_pixels)  # [H, W, C], C = 1 (L), 2 (LA), 3 or 4
+    channels = tf.shape(mask)[-1]
+    colours = mask[..., : channels - (1 - channels % 2)]  # drop alpha: 2 -> 1, 4 -> 3
+    return tf.reduce_max(colours, axis=-1, keepdims=True)
 
 
 def build_archive(generator, max_pixels=DEFAULT_MAX_PIXELS):
@@ -103,8 +198,8 @@ def build_archive(generator, max_pixels=DEFAULT_MAX_PIXELS):
         ]
 
         def one(pair):
-            image = _decode(pair[0], 3, "image")
-            mask = _decode(pair[1], 1, "mask")
+            image = _decode(pair[0], 3, "image_bytes", max_pixels)
+            mask = _decode_mask(pair[1], "mask_bytes", max_pixels)
             return tf.io.encode_png(serve(generator, image[None], mask[None], max_pixels)[0])
 
         with tf.control_dependencies(checks):
@@ -149,34 +244,74 @@ def next_version(base_dir):
     return max(versions, default=0) + 1
 
 
-def write_warmup_requests(path, model_name, size=64):
-    """TF Serving's warm-up file: one small ``serving_default`` request."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
+def warmup_inputs(size=64):
+    """One small request per signature: ``{signature: {input: numpy array}}``."""
     image = np.full((1, size, size, 3), 128, np.uint8)
+    image[:, :, : size // 2] = 32  # some structure for the attention to match
     mask = np.zeros((1, size, size, 1), np.uint8)
     mask[:, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 255
-    request = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
-    )
-    request.inputs["image"].CopyFrom(tf.make_tensor_proto(image))
-    request.inputs["mask"].CopyFrom(tf.make_tensor_proto(mask))
-    log = prediction_log_pb2.PredictionLog(
-        predict_log=prediction_log_pb2.PredictLog(request=request)
-    )
+    return {
+        "serving_default": {"image": image, "mask": mask},
+        "inpaint_bytes": {
+            "image_bytes": np.array([tf.io.encode_png(image[0]).numpy()], object),
+            "mask_bytes": np.array([tf.io.encode_png(mask[0]).numpy()], object),
+        },
+        "predict_float": {
+            "image": image.astype(np.float32) / 127.5 - 1.0,
+            "mask": (mask > 0).astype(np.float32),
+        },
+    }
+
+
+def write_warmup_requests(path, model_name, size=64):
+    """TF Serving's warm-up file: ``PredictionLog`` records, one request per signature.
+
+    ``tensorflow_model_server --enable_model_warmup`` replays them when it loads the
+    version, so the first real request does not pay for graph optimisation.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
     with tf.io.TFRecordWriter(path) as writer:
-        writer.write(log.SerializeToString())
+        for signature, inputs in warmup_inputs(size).items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+            )
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def version_dir(base_dir, version=None):
+    """``base_dir/<version>`` (the next free version by default); raises if it is taken."""
+    base_dir = os.path.abspath(base_dir)
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise FileExistsError(f"{base_dir} is a file, not a model directory")
+    if version is None:
+        version = next_version(base_dir) if os.path.isdir(base_dir) else 1
+    if int(version) < 0:
+        raise ValueError(f"version must be a non-negative integer, got {version}")
+    final = os.path.join(base_dir, str(int(version)))
+    if os.path.exists(final):
+        raise FileExistsError(f"{final} exists: choose another --version (or omit it)")
+    return final
 
 
 def export_generator(generator, base_dir, version=None, max_pixels=DEFAULT_MAX_PIXELS):
-    """Writes ``base_dir/<version>/`` (the next free version by default); returns its path."""
-    base_dir = os.path.abspath(base_dir)
+    """Writes ``base_dir/<version>/`` (the next free version by default); returns its path.
+
+    Everything is written to a hidden ``base_dir/.tmp-*`` directory (TF Serving only
+    loads numeric directories) and renamed into place at the end, so a failed or
+    interrupted export never leaves a half-written version.
+    """
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    final = version_dir(base_dir, version)
+    base_dir = os.path.dirname(final)
     os.makedirs(base_dir, exist_ok=True)
-    version = next_version(base_dir) if version is None else int(version)
-    final = os.path.join(base_dir, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"{final} exists: choose another --version (or omit it)")
-    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{version}-")
+    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{os.path.basename(final)}-")
     try:
         build_archive(generator, max_pixels).write_out(temporary, verbose=False)
         extra = os.path.join(temporary, "assets.extra")
@@ -184,7 +319,8 @@ def export_generator(generator, base_dir, version=None, max_pixels=DEFAULT_MAX_P
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(base_dir))
         with open(os.path.join(extra, CONFIG_FILE), "w") as handle:
             json.dump({"generator": generator_config(generator), "max_pixels": max_pixels}, handle)
-        os.rename(temporary, final)
+        os.chmod(temporary, 0o755)  # mkdtemp's 0700 would hide it from a server's own user
+        os.rename(temporary, final)  # atomic; fails if a filled `final` appeared meanwhile
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -215,11 +351,14 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     try:
+        if args.max_pixels < 1:
+            raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
+        version_dir(args.out, args.version)  # refuse a taken --version before loading anything
         generator = load_generator(
             args.weights, patch_method="conv", attention_chunk_mb=args.attention_chunk_mb
         )
         path = export_generator(generator, args.out, args.version, args.max_pixels)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"exported {path}")

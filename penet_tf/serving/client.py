@@ -1,0 +1,391 @@
+"""gRPC client for a PEN-Net model served by TF Serving (``tensorflow_model_server``).
+
+Command line::
+
+    python -m penet_tf.serving.client --server localhost:8500 --model penet \\
+        --image photo.png --mask mask.png --out inpainted.png
+
+The mask may be any image the size of the photo: a pixel is a hole where any colour
+channel is nonzero (alpha is ignored), so 0/1 and 0/255 masks both work. The output is
+written atomically (a temporary file renamed into place).
+
+Library::
+
+    from penet_tf.serving import InpaintClient
+
+    with InpaintClient("localhost:8500", "penet", timeout=30) as client:
+        inpainted = client.inpaint(image, mask)  # uint8 [H, W, 3] (or a batch)
+        png = client.inpaint_bytes(open("a.png", "rb").read(), open("m.png", "rb").read())
+
+Failures raise ``ServingError`` (with the gRPC ``code`` and the server's ``details``)
+whose message says what went wrong: server unreachable, deadline exceeded, a request the
+server rejected (its reason), an unknown model or signature. Bad inputs noticed before
+sending raise ``ValueError``.
+"""
+
+import argparse
+import io
+import os
+import re
+import sys
+import tempfile
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+DEFAULT_TIMEOUT = 30.0
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # a 2048 x 2048 request is 16 MiB; gRPC's default is 4
+SIGNATURES = ("serving_default", "inpaint_bytes")
+# Formats the export's inpaint_bytes signature decodes itself; others are sent as PNG.
+SERVER_DECODES = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
+
+
+class ServingError(RuntimeError):
+    """A request that TF Serving (or the connection to it) failed.
+
+    Attributes:
+        code: the ``grpc.StatusCode``.
+        details: the server's (or gRPC's) own message.
+    """
+
+    def __init__(self, message, code=None, details=""):
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+def _short(details):
+    """The message of a TF assertion without its ``[Condition ...]`` and node dump."""
+    match = re.search(r"assertion failed: \[(.*?)\]", details, re.DOTALL)
+    if match:
+        return match.group(1).replace("\\'", "'").strip()
+    return details.split("\n\t [[")[0].strip()
+
+
+class InpaintClient:
+    """Client for the signatures of ``python -m penet_tf.export`` behind TF Serving.
+
+    Args:
+        server: ``HOST:PORT`` of TF Serving's gRPC port (8500 by default).
+        model: the model name in TF Serving's ``models.config``.
+        timeout: seconds each request may take (a gRPC deadline).
+        version: a model version to ask for; ``None`` = whatever the server serves.
+    """
+
+    def __init__(self, server, model, timeout=DEFAULT_TIMEOUT, version=None):
+        if not re.fullmatch(r"\S+:\d+|unix:\S+", server):
+            raise ValueError(f"server must be HOST:PORT (e.g. localhost:8500), got {server!r}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.server, self.model, self.timeout, self.version = server, model, timeout, version
+        self.channel = grpc.insecure_channel(
+            server,
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+
+    def close(self):
+        """Closes the gRPC channel."""
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _model_spec(self, signature=""):
+        spec = model_pb2.ModelSpec(name=self.model, signature_name=signature)
+        if self.version is not None:
+            spec.version.value = int(self.version)
+        return spec
+
+    def _error(self, error):
+        code, details = error.code(), error.details() or ""
+        where = f"TF Serving at {self.server}"
+        model = self.model if self.version is None else f"{self.model} version {self.version}"
+        if code == grpc.StatusCode.UNAVAILABLE and "queue" in details.lower():
+            message = f"{where} is overloaded, retry later: {details}"  # batching queue full
+        elif code == grpc.StatusCode.UNAVAILABLE:
+            message = (
+                f"cannot reach {where} ({details}); is tensorflow_model_server running "
+                "there, with that gRPC --port?"
+            )
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            message = (
+                f"no answer from {where} within {self.timeout:g} s; the server may be "
+                "overloaded or the image too large (raise the timeout)"
+            )
+        elif code == grpc.StatusCode.INVALID_ARGUMENT:
+            message = f"the server rejected the request: {_short(details)}"
+        elif code == grpc.StatusCode.NOT_FOUND:
+            message = f"{where} does not serve model {model!r}: {details}"
+        elif code == grpc.StatusCode.FAILED_PRECONDITION:
+            message = f"{where} cannot run this request for model {model!r}: {details}"
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            message = f"{where} is out of resources (request too large or queue full): {details}"
+        else:
+            message = f"{where} failed the request ({code.name}): {details}"
+        return ServingError(message, code, details)
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise self._error(error) from None
+
+    def predict(self, inputs, signature="serving_default", output_filter=()):
+        """One raw ``Predict`` call: ``{name: array}`` in, ``{name: numpy array}`` out.
+
+        The arrays are sent as they are (no checks); the other methods check first.
+        """
+        request = predict_pb2.PredictRequest(
+            model_spec=self._model_spec(signature), output_filter=list(output_filter)
+        )
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        response = self._call(self.stub.Predict, request)
+        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+    def inpaint(self, image, mask):
+        """Inpaints with ``serving_default``.
+
+        Args:
+            image: uint8 [H, W, 3] or a batch [B, H, W, 3].
+            mask: [H, W] or [H, W, 1] (or [B, H, W] / [B, H, W, 1]), any dtype; nonzero
+                = hole.
+
+        Returns:
+            uint8 like ``image``: the known pixels unchanged, the holes filled.
+        """
+        image, mask, single = _check_arrays(image, mask)
+        result = self.predict({"image": image, "mask": mask})["inpainted"]
+        return result[0] if single else result
+
+    def predict_float(self, image, mask):
+        """``predict_float``: float image in [-1, 1], mask (1 = hole) -> (output, inpainted)."""
+        image = np.asarray(image, np.float32)
+        mask = np.asarray(mask, np.float32)
+        single = image.ndim == 3
+        if single:
+            image, mask = image[None], mask[None]
+        if mask.ndim == 3:
+            mask = mask[..., None]
+        result = self.predict({"image": image, "mask": mask}, "predict_float")
+        output, inpainted = result["output"], result["inpainted"]
+        return (output[0], inpainted[0]) if single else (output, inpainted)
+
+    def inpaint_bytes(self, image_bytes, mask_bytes):
+        """Inpaints encoded images with ``inpaint_bytes`` (PNG, JPEG, GIF, BMP or WebP).
+
+        Args:
+            image_bytes: an encoded image (``bytes``) or a list of them.
+            mask_bytes: the masks, likewise (decoded as grey: nonzero = hole).
+
+        Returns:
+            PNG ``bytes`` (a list for list inputs).
+        """
+        single = isinstance(image_bytes, bytes | bytearray)
+        images = [bytes(image_bytes)] if single else [bytes(b) for b in image_bytes]
+        masks = [bytes(mask_bytes)] if single else [bytes(b) for b in mask_bytes]
+        if len(images) != len(masks):
+            raise ValueError(f"{len(images)} images but {len(masks)} masks")
+        result = self.predict(
+            {"image_bytes": np.array(images, object), "mask_bytes": np.array(masks, object)},
+            "inpaint_bytes",
+        )["inpainted_bytes"]
+        return result[0] if single else list(result)
+
+    def metadata(self):
+        """The served signatures: ``{name: {"inputs": {...}, "outputs": {...}}}``.
+
+        Each tensor is ``(dtype name, shape)`` with -1 for dynamic dimensions.
+        """
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=self._model_spec(), metadata_field=["signature_def"]
+        )
+        response = self._call(self.stub.GetModelMetadata, request)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signatures)
+
+        def tensors(infos):
+            return {
+                name: (
+                    tf.as_dtype(info.dtype).name,
+                    [dim.size for dim in info.tensor_shape.dim],
+                )
+                for name, info in infos.items()
+            }
+
+        return {
+            name: {"inputs": tensors(sig.inputs), "outputs": tensors(sig.outputs)}
+            for name, sig in signatures.signature_def.items()
+            if not name.startswith("__")
+        }
+
+
+def _check_arrays(image, mask):
+    """uint8 image [B, H, W, 3] and uint8 0/255 mask [B, H, W, 1]; ValueError otherwise."""
+    image, mask = np.asarray(image), np.asarray(mask)
+    if image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be uint8 (0..255), got {image.dtype}; use predict_float for floats"
+        )
+    single = image.ndim == 3
+    if single:
+        image, mask = image[None], mask[None]
+    if image.ndim != 4 or image.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3] or [B, H, W, 3] (RGB), got {image.shape}")
+    if mask.ndim == 3:
+        mask = mask[..., None]
+    if mask.ndim != 4 or mask.shape[-1] != 1:
+        raise ValueError(f"mask must be [H, W] or [H, W, 1] (or batched), got {mask.shape}")
+    if mask.shape[:3] != image.shape[:3]:
+        raise ValueError(
+            f"image and mask sizes differ: image {image.shape[:3]} vs mask {mask.shape[:3]} "
+            "(batch, height, width)"
+        )
+    return image, np.where(mask != 0, 255, 0).astype(np.uint8), single
+
+
+def _open(path, what):
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read {what} {path}: {error}") from None
+    return image
+
+
+def read_image(path):
+    """An image file as uint8 RGB [H, W, 3]."""
+    return np.asarray(_open(path, "image").convert("RGB"))
+
+
+def read_mask(path):
+    """A mask file of any mode as uint8 [H, W, 1]: 255 where any colour channel is nonzero.
+
+    Alpha is ignored; a palette image counts its colours, not its indices.
+    """
+    mask = _open(path, "mask")
+    if mask.mode == "P":
+        mask = mask.convert("RGBA")
+    array = np.asarray(mask)
+    if mask.mode in ("LA", "PA", "RGBA", "La", "RGBa"):
+        array = array[..., :-1]
+    hole = array != 0
+    if hole.ndim == 3:
+        hole = hole.any(axis=-1)
+    return np.where(hole, 255, 0).astype(np.uint8)[..., None]
+
+
+def _encode(array, image_format="PNG"):
+    buffer = io.BytesIO()
+    Image.fromarray(np.squeeze(array, -1) if array.shape[-1] == 1 else array).save(
+        buffer, format=image_format
+    )
+    return buffer.getvalue()
+
+
+def write_atomic(path, data):
+    """Writes ``data`` to ``path`` through a temporary file in the same folder + rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _output_format(path):
+    extension = os.path.splitext(path)[1].lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None:
+        raise ValueError(f"--out {path}: unknown image extension {extension!r} (use .png)")
+    return image_format
+
+
+def inpaint_files(client, image_path, mask_path, out_path, signature="serving_default"):
+    """Reads ``image_path`` and ``mask_path``, inpaints through ``client``, writes ``out_path``.
+
+    Returns the inpainted uint8 [H, W, 3] array.
+    """
+    out_format = _output_format(out_path)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out_path))):
+        raise FileNotFoundError(f"output folder does not exist: {os.path.dirname(out_path)}")
+    source = _open(image_path, "image")
+    image = np.asarray(source.convert("RGB"))
+    mask = read_mask(mask_path)
+    if image.shape[:2] != mask.shape[:2]:
+        raise ValueError(
+            f"image and mask sizes differ: {image_path} is {image.shape[1]}x{image.shape[0]}, "
+            f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} (width x height)"
+        )
+    if signature == "inpaint_bytes":
+        with open(image_path, "rb") as handle:
+            data = handle.read()
+        if source.format not in SERVER_DECODES:
+            data = _encode(image)
+        png = client.inpaint_bytes(data, _encode(mask))
+        result = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        if out_format == "PNG":
+            write_atomic(out_path, png)
+            return result
+    elif signature == "serving_default":
+        result = client.inpaint(image, mask)
+    else:
+        raise ValueError(f"unknown signature {signature!r}; expected one of {SIGNATURES}")
+    write_atomic(out_path, _encode(result, out_format))
+    return result
+
+
+def main(argv=None):
+    """The command line; returns the exit status (0 ok, 1 server error, 2 bad input)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m penet_tf.serving.client",
+        description="Inpaint an image with a PEN-Net model served by TF Serving (gRPC).",
+    )
+    parser.add_argument("--server", default="localhost:8500", help="TF Serving gRPC HOST:PORT")
+    parser.add_argument("--model", required=True, help="model name in models.config")
+    parser.add_argument("--image", required=True, help="the photo (PNG, JPEG, ...)")
+    parser.add_argument("--mask", required=True, help="the mask, same size; nonzero = hole")
+    parser.add_argument("--out", required=True, help="where to write the result (.png)")
+    parser.add_argument("--signature", choices=SIGNATURES, default="serving_default")
+    parser.add_argument("--version", type=int, help="model version (default: the server's)")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request"
+    )
+    args = parser.parse_args(argv)
+    try:
+        with InpaintClient(args.server, args.model, args.timeout, args.version) as client:
+            result = inpaint_files(client, args.image, args.mask, args.out, args.signature)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ServingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({result.shape[1]}x{result.shape[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""TEST DOUBLE for ``tensorflow_model_server``'s gRPC PredictionService. Test code only.
+
+The real TF Serving binary cannot be installed on the machines that run these tests, so
+this stands in for it: a ``grpc.server`` on 127.0.0.1 that implements the protocol of
+``tensorflow_serving.apis`` (``Predict`` and ``GetModelMetadata``) over
+``tf.saved_model.load(path).signatures``, so that ``penet_tf.serving.client`` is tested
+over real gRPC against a real export.
+
+It mirrors what TF Serving does before and after running a signature
+(``tensorflow_serving/servables/tensorflow/predict_util.cc``, ``get_model_metadata_impl.cc``):
+
+* unknown model name or version -> ``NOT_FOUND`` ("Servable not found for request: ...");
+* unknown signature -> ``FAILED_PRECONDITION`` ('Serving signature key "x" not found.');
+* missing or extra inputs -> ``INVALID_ARGUMENT`` ("input size does not match signature
+  ... Missing but required: {...}"); an unknown alias -> ``INVALID_ARGUMENT``;
+  an unknown ``output_filter`` alias -> ``INVALID_ARGUMENT``;
+* a dtype that differs from the SignatureDef's -> ``INVALID_ARGUMENT`` ("Expects arg
+  'image' to be uint8 but float is provided", as the TF runtime says);
+* errors raised by the graph keep their TensorFlow status code (an
+  ``InvalidArgumentError`` from the export's assertions -> ``INVALID_ARGUMENT`` with
+  the assertion's message); any other exception -> ``INTERNAL``.
+
+One addition: a rank or static-dimension mismatch against the SignatureDef (e.g. a
+4-channel image) is refused as ``INVALID_ARGUMENT`` before running. TF Serving feeds such
+tensors to the graph, where the export's own assertions refuse them
+(``tests/test_export.py::test_graph_checks_channels_when_fed_unchecked``).
+
+Not modelled: batching (``--enable_batching``), the REST API, model reloading and version
+policies (it serves the highest numeric version under the base path), version labels,
+``Classify``/``Regress``/``MultiInference`` (``UNIMPLEMENTED``).
+"""
+
+import os
+import re
+import socket
+import threading
+from concurrent import futures
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class _Refusal(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _type_name(dtype_enum):
+    """TF's C++ spelling: DT_FLOAT -> "float", DT_UINT8 -> "uint8"."""
+    return types_pb2.DataType.Name(dtype_enum)[3:].lower()
+
+
+def _graph_message(error):
+    """The TF status message of ``error``, without the Python-side "Graph execution" header."""
+    message = error.message
+    if "<stack traces unavailable>" in message:
+        message = message.split("<stack traces unavailable>", 1)[1]
+    elif message.startswith("Graph execution error"):
+        lines = message.split("\n")[1:]
+        message = "\n".join(line for line in lines if not line.startswith(("Detected", "  ")))
+    return message.strip()
+
+
+class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Serves the highest numeric version under ``base_path`` as model ``name``."""
+
+    def __init__(self, base_path, name):
+        versions = [int(d) for d in os.listdir(base_path) if re.fullmatch(r"\d+", d)]
+        if not versions:
+            raise FileNotFoundError(f"no numeric version directory under {base_path}")
+        self.name, self.version = name, max(versions)
+        path = os.path.join(base_path, str(self.version))
+        self.model = tf.saved_model.load(path)
+        saved_model = saved_model_pb2.SavedModel()
+        with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+            saved_model.ParseFromString(handle.read())
+        self.signature_defs = saved_model.meta_graphs[0].signature_def
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def _check_servable(self, spec):
+        if spec.name != self.name:
+            raise _Refusal(
+                grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})"
+            )
+        if spec.HasField("version") and spec.version.value != self.version:
+            raise _Refusal(
+                grpc.StatusCode.NOT_FOUND,
+                f"Servable not found for request: Specific({spec.name}, {spec.version.value})",
+            )
+        if spec.version_label:
+            raise _Refusal(
+                grpc.StatusCode.NOT_FOUND,
+                f"Servable not found for request: label {spec.version_label!r} (the test "
+                "double has no version labels)",
+            )
+
+    def _inputs(self, signature, request):
+        wanted, sent = set(signature.inputs), set(request.inputs)
+        if len(wanted) != len(sent):
+            raise _Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+                f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.",
+            )
+        tensors = {}
+        for alias, proto in request.inputs.items():
+            if alias not in signature.inputs:
+                raise _Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"input tensor alias not found in signature: {alias}. Inputs expected "
+                    f"to be in the set {{{','.join(sorted(wanted))}}}.",
+                )
+            info = signature.inputs[alias]
+            if proto.dtype != info.dtype:
+                raise _Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Expects arg '{alias}' to be {_type_name(info.dtype)} but "
+                    f"{_type_name(proto.dtype)} is provided",
+                )
+            try:
+                value = tf.make_ndarray(proto)
+            except Exception:
+                raise _Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {alias}"
+                ) from None
+            expected = [dim.size for dim in info.tensor_shape.dim]
+            if not info.tensor_shape.unknown_rank and (
+                value.ndim != len(expected)
+                or any(
+                    want not in (-1, got) for want, got in zip(expected, value.shape, strict=True)
+                )
+            ):
+                raise _Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"input '{alias}' has shape {list(value.shape)}, which does not match "
+                    f"the signature's {expected} (-1 = any size)",
+                )
+            tensors[alias] = tf.constant(value, tf.as_dtype(info.dtype))
+        return tensors
+
+    def _predict(self, request):
+        spec = request.model_spec
+        self._check_servable(spec)
+        signature_name = spec.signature_name or "serving_default"
+        if signature_name not in self.signature_defs:
+            raise _Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f'Serving signature key "{signature_name}" not found.',
+            )
+        signature = self.signature_defs[signature_name]
+        tensors = self._inputs(signature, request)
+        outputs = list(request.output_filter) or list(signature.outputs)
+        for alias in outputs:
+            if alias not in signature.outputs:
+                raise _Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"output tensor alias not found in signature: {alias} Outputs expected "
+                    f"to be in the set {{{','.join(sorted(signature.outputs))}}}.",
+                )
+        if len(set(outputs)) != len(outputs):
+            raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias")
+        try:
+            results = self.model.signatures[signature_name](**tensors)
+        except tf.errors.OpError as error:
+            code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
+            raise _Refusal(code, _graph_message(error)) from None
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.name
+        response.model_spec.version.value = self.version
+        response.model_spec.signature_name = signature_name
+        for alias in outputs:
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(results[alias])))
+        return response
+
+    def _metadata(self, request):
+        if not request.HasField("model_spec"):
+            raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+        self._check_servable(request.model_spec)
+        if not request.metadata_field:
+            raise _Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "GetModelMetadataRequest must specify at least one metadata_field",
+            )
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise _Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {field} is not supported"
+                )
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.name
+        response.model_spec.version.value = self.version
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature in self.signature_defs.items():
+            signatures.signature_def[name].CopyFrom(signature)
+        response.metadata["signature_def"].Pack(signatures)
+        return response
+
+    def _answer(self, handler, request, context):
+        with self._lock:
+            self.requests += 1
+        try:
+            return handler(request)
+        except _Refusal as refusal:
+            code, message = refusal.code, refusal.message
+        except Exception as error:  # a bug in the double or TF: never take the server down
+            code, message = grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}"
+        context.abort(code, message)
+
+    def Predict(self, request, context):  # noqa: N802 (the gRPC method name)
+        """TF Serving's ``Predict``."""
+        return self._answer(self._predict, request, context)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        """TF Serving's ``GetModelMetadata`` (the ``signature_def`` field)."""
+        return self._answer(self._metadata, request, context)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServingDouble:
+    """Starts :class:`PredictionServiceDouble` on 127.0.0.1 (a free port); a context manager.
+
+    ``address`` is ``"127.0.0.1:PORT"`` for the client; ``service`` is the servicer.
+    """
+
+    def __init__(self, base_path, name, max_workers=8):
+        self.service = PredictionServiceDouble(base_path, name)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            options=[
+                # TF Serving sets no practical message size limit (INT_MAX).
+                ("grpc.max_receive_message_length", 2**31 - 1),
+                ("grpc.max_send_message_length", 2**31 - 1),
+            ],
+        )
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            self.service, self.server
+        )
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        if not port:
+            raise OSError("could not bind a port on 127.0.0.1")
+        self.address = f"127.0.0.1:{port}"
+
+    def __enter__(self):
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.stop(grace=None).wait()

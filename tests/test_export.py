@@ -1,0 +1,372 @@
+"""SavedModel export: CLI and versioning, signatures vs the Keras model, TF's own tools.
+
+One export (through the real CLI, of a thin random generator) serves the whole module.
+"""
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from penet_tf import Generator
+from penet_tf.export import (
+    CONFIG_FILE,
+    WARMUP_FILE,
+    _check_request,
+    export_generator,
+    main,
+    version_dir,
+)
+from penet_tf.inference import float_to_uint8, inpaint, uint8_to_float
+from penet_tf.models import load_generator
+
+SIGNATURES = ("serving_default", "inpaint_bytes", "predict_float")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _run(args, cwd, timeout=240):
+    return subprocess.run(
+        args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Thin weights + config saved as training does, exported by the CLI to base/3."""
+    root = tmp_path_factory.mktemp("export")
+    generator = Generator(base_channels=4, patch_method="conv")
+    generator.build()
+    weights = root / "generator.weights.h5"
+    generator.save_weights(weights)
+    (root / "generator.config.json").write_text(json.dumps({"base_channels": 4}))
+    base = root / "savedmodels" / "thin"
+    (base / "2").mkdir(parents=True)  # an existing version: the next free one is 3
+    (base / "notes").mkdir()  # not a version
+    result = _run(
+        [sys.executable, "-m", "penet_tf.export", "--weights", str(weights), "--out", str(base)],
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"exported {base / '3'}" in result.stdout
+    return {
+        "root": root,
+        "weights": weights,
+        "base": base,
+        "path": base / "3",
+        "generator": load_generator(weights, patch_method="conv"),
+        "model": tf.saved_model.load(str(base / "3")),
+    }
+
+
+def _case(batch, height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+    mask = np.zeros((batch, height, width, 1), np.uint8)
+    for b in range(batch):  # a different rectangle per image
+        top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        mask[b, top : top + height // 3 + 1, left : left + width // 3 + 1] = 1
+    return image, mask
+
+
+def _keras(generator, image, mask):
+    """The Keras model's (output, composite) in float32, and the composite as uint8."""
+    output, inpainted = inpaint(generator, uint8_to_float(image), tf.cast(mask > 0, tf.float32))
+    return output.numpy(), inpainted.numpy(), float_to_uint8(inpainted).numpy()
+
+
+def _check_against_keras(exported, image, mask):
+    model, generator = exported["model"], exported["generator"]
+    output, inpainted, inpainted_uint8 = _keras(generator, image, mask)
+    known = np.broadcast_to(mask == 0, image.shape)
+
+    result = model.signatures["predict_float"](
+        image=uint8_to_float(image), mask=tf.constant(mask, tf.float32)
+    )
+    assert result["output"].shape == image.shape
+    assert np.abs(result["output"].numpy() - output).max() <= 1e-5
+    assert np.abs(result["inpainted"].numpy() - inpainted).max() <= 1e-5
+
+    served = model.signatures["serving_default"](image=image, mask=mask)["inpainted"].numpy()
+    assert served.dtype == np.uint8 and served.shape == image.shape
+    np.testing.assert_array_equal(served[known], image[known])  # bit-identical known pixels
+    difference = np.abs(served.astype(int) - inpainted_uint8)
+    assert difference.max() <= 1  # only rounding of values within 1e-5 of a .5 boundary
+    assert (difference == 0).mean() > 0.999
+    return served
+
+
+@pytest.mark.parametrize(
+    "batch, height, width", [(1, 256, 256), (1, 200, 333), (3, 96, 128)], ids=str
+)
+def test_signatures_equal_the_keras_model(exported, batch, height, width):
+    image, mask = _case(batch, height, width)
+    served = _check_against_keras(exported, image, mask)
+    hole = np.broadcast_to(mask > 0, image.shape)
+    assert (served[hole] != image[hole]).mean() > 0.5  # the holes really were repainted
+
+
+def test_mask_0_255_equals_mask_0_1(exported):
+    image, mask = _case(1, 72, 90, seed=1)
+    signature = exported["model"].signatures["serving_default"]
+    ones = signature(image=image, mask=mask)["inpainted"].numpy()
+    full = signature(image=image, mask=mask * 255)["inpainted"].numpy()
+    odd = signature(image=image, mask=mask * 7)["inpainted"].numpy()  # any nonzero = hole
+    np.testing.assert_array_equal(ones, full)
+    np.testing.assert_array_equal(ones, odd)
+    _check_against_keras(exported, image, mask * 255)
+
+
+def test_all_zero_mask_returns_the_input(exported):
+    image, _ = _case(2, 50, 70, seed=2)
+    mask = np.zeros((2, 50, 70, 1), np.uint8)
+    served = exported["model"].signatures["serving_default"](image=image, mask=mask)
+    np.testing.assert_array_equal(served["inpainted"].numpy(), image)
+    result = exported["model"].signatures["predict_float"](
+        image=uint8_to_float(image), mask=tf.zeros((2, 50, 70, 1))
+    )
+    np.testing.assert_array_equal(result["inpainted"].numpy(), uint8_to_float(image).numpy())
+
+
+def test_all_hole_mask(exported):
+    image, _ = _case(1, 64, 80, seed=3)
+    mask = np.full((1, 64, 80, 1), 255, np.uint8)
+    served = _check_against_keras(exported, image, mask)
+    _, _, expected = _keras(exported["generator"], image, mask)
+    assert np.abs(served.astype(int) - expected).max() <= 1
+
+
+def test_tiny_image_is_padded_and_cropped(exported):
+    image, mask = _case(1, 5, 7, seed=4)
+    _check_against_keras(exported, image, mask)
+
+
+def test_inpaint_bytes_signature_matches_serving_default(exported):
+    image, mask = _case(2, 40, 56, seed=5)
+    model = exported["model"]
+    served = model.signatures["serving_default"](image=image, mask=mask)["inpainted"].numpy()
+    encoded = model.signatures["inpaint_bytes"](
+        image_bytes=[tf.io.encode_png(i).numpy() for i in image],
+        mask_bytes=[tf.io.encode_png(m * 255).numpy() for m in mask],
+    )["inpainted_bytes"].numpy()
+    assert len(encoded) == 2 and all(png.startswith(b"\x89PNG") for png in encoded)
+    for png, expected in zip(encoded, served, strict=True):
+        np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), expected)
+
+
+def test_inpaint_bytes_reads_masks_of_any_format_and_mode(exported):
+    from PIL import Image
+
+    image, mask = _case(1, 30, 44, seed=8)
+    served = exported["model"].signatures["serving_default"](image=image, mask=mask)
+    hole = mask[0, ..., 0] > 0
+    colour = np.zeros((30, 44, 3), np.uint8)
+    colour[hole] = (0, 0, 3)  # faint blue: grey conversion would round it to 0
+    alpha = np.full((30, 44), 255, np.uint8)  # opaque everywhere: alpha is not the mask
+    masks = {
+        "L": Image.fromarray(hole.astype(np.uint8)),
+        "1": Image.fromarray(hole),
+        "LA": Image.fromarray(np.dstack([hole.astype(np.uint8) * 9, alpha])),
+        "RGB": Image.fromarray(colour),
+        "RGBA": Image.fromarray(np.dstack([colour, alpha])),
+        "P": Image.fromarray(hole.astype(np.uint8) * 255).convert("P"),
+    }
+    encoded = []
+    for mode, mask_image in masks.items():
+        for file_format in ("PNG", "GIF", "BMP", "WEBP"):
+            if (file_format in ("GIF", "BMP") and mode in ("LA", "RGBA")) or (
+                file_format == "BMP" and mode == "1"
+            ):
+                continue  # no alpha in GIF / BMP; TF cannot decode 1-bit BMPs
+            buffer = io.BytesIO()
+            mask_image.save(buffer, format=file_format, lossless=True)
+            encoded.append((f"{mode} {file_format}", buffer.getvalue()))
+    result = (
+        exported["model"]
+        .signatures["inpaint_bytes"](
+            image_bytes=[tf.io.encode_png(image[0]).numpy()] * len(encoded),
+            mask_bytes=[data for _, data in encoded],
+        )["inpainted_bytes"]
+        .numpy()
+    )
+    for (name, _), png in zip(encoded, result, strict=True):
+        np.testing.assert_array_equal(
+            tf.io.decode_png(png).numpy(), served["inpainted"][0].numpy(), err_msg=name
+        )
+
+
+@pytest.mark.parametrize(
+    "image_shape, mask_shape, message",
+    [
+        ((0, 8, 8, 3), (0, 8, 8, 1), "empty batch"),
+        ((1, 8, 8, 3), (2, 8, 8, 1), "batch sizes differ"),
+        ((1, 8, 8, 3), (1, 8, 9, 1), "height/width differ"),
+        ((1, 8, 8, 4), (1, 8, 8, 1), "image must have 3 channels"),
+        ((1, 8, 8, 3), (1, 8, 8, 2), "mask must have 1 channel"),
+        ((1, 8, 13, 3), (1, 8, 13, 1), "limit of 100 pixels"),
+        ((1, 0, 8, 3), (1, 0, 8, 1), "height and width must be at least 1"),
+    ],
+)
+def test_request_checks_name_the_problem(image_shape, mask_shape, message):
+    @tf.function(input_signature=[tf.TensorSpec([None] * 4, tf.uint8)] * 2)
+    def check(image, mask):
+        with tf.control_dependencies(_check_request(image, mask, max_pixels=100)):
+            return tf.constant(0)
+
+    check(tf.zeros([1, 8, 8, 3], tf.uint8), tf.zeros([1, 8, 8, 1], tf.uint8))  # passes
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        check(tf.zeros(image_shape, tf.uint8), tf.zeros(mask_shape, tf.uint8))
+
+
+def test_graph_checks_channels_when_fed_unchecked(exported):
+    # tensorflow_model_server feeds request tensors without checking them against the
+    # SignatureDef's shapes; _call_flat (private) skips the Python-side checks likewise.
+    signature = exported["model"].signatures["serving_default"]
+    image, mask = np.zeros((1, 64, 64, 4), np.uint8), np.zeros((1, 64, 64, 1), np.uint8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image must have 3 channels"):
+        signature._call_flat([tf.constant(image), tf.constant(mask)], signature.captured_inputs)
+
+
+def test_saved_model_cli_lists_three_dynamic_signatures(exported):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = _run([cli, "show", "--dir", str(exported["path"]), "--all"], exported["root"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = {}
+    for block in re.split(r"\n(?=signature_def\[)", result.stdout):
+        name = re.match(r"signature_def\['(\w+)'\]", block)
+        if name:
+            found[name.group(1)] = {
+                (kind, key): (dtype, shape)
+                for kind, key, dtype, shape in re.findall(
+                    r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\))",
+                    block,
+                )
+            }
+    image, mask = "(-1, -1, -1, 3)", "(-1, -1, -1, 1)"
+    assert found["serving_default"] == {
+        ("inputs", "image"): ("DT_UINT8", image),
+        ("inputs", "mask"): ("DT_UINT8", mask),
+        ("outputs", "inpainted"): ("DT_UINT8", image),
+    }
+    assert found["inpaint_bytes"] == {
+        ("inputs", "image_bytes"): ("DT_STRING", "(-1)"),
+        ("inputs", "mask_bytes"): ("DT_STRING", "(-1)"),
+        ("outputs", "inpainted_bytes"): ("DT_STRING", "(-1)"),
+    }
+    assert found["predict_float"] == {
+        ("inputs", "image"): ("DT_FLOAT", image),
+        ("inputs", "mask"): ("DT_FLOAT", mask),
+        ("outputs", "output"): ("DT_FLOAT", image),
+        ("outputs", "inpainted"): ("DT_FLOAT", image),
+    }
+
+
+def test_fresh_tensorflow_process_runs_the_export(exported, tmp_path):
+    image, mask = _case(1, 100, 75, seed=6)
+    np.savez(tmp_path / "inputs.npz", image=image, mask=mask * 255)
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import tensorflow as tf
+
+        model = tf.saved_model.load(sys.argv[1])
+        inputs = np.load(sys.argv[2])
+        out = model.signatures["serving_default"](
+            image=tf.constant(inputs["image"]), mask=tf.constant(inputs["mask"])
+        )
+        np.save(sys.argv[3], out["inpainted"].numpy())
+        print(sorted(model.signatures))
+        print("penet_tf imported:", any(m.split(".")[0] == "penet_tf" for m in sys.modules))
+        """
+    )
+    result = _run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(exported["path"]),
+            str(tmp_path / "inputs.npz"),
+            str(tmp_path / "out.npy"),
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "['inpaint_bytes', 'predict_float', 'serving_default']" in result.stdout
+    assert "penet_tf imported: False" in result.stdout
+    expected = exported["model"].signatures["serving_default"](image=image, mask=mask * 255)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected["inpainted"].numpy())
+
+
+def test_warmup_requests_are_valid_prediction_logs(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = exported["path"] / "assets.extra" / WARMUP_FILE
+    records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    logs = [prediction_log_pb2.PredictionLog.FromString(record) for record in records]
+    assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == sorted(
+        SIGNATURES
+    )
+    for log in logs:
+        request = log.predict_log.request
+        assert request.model_spec.name == "thin"
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        outputs = exported["model"].signatures[request.model_spec.signature_name](**inputs)
+        assert all(value.shape[0] == 1 for value in outputs.values())
+
+
+def test_export_records_its_config(exported):
+    config = json.loads((exported["path"] / "assets.extra" / CONFIG_FILE).read_text())
+    assert config["generator"]["base_channels"] == 4  # from generator.config.json
+    assert config["max_pixels"] == 2048 * 2048
+    assert sorted(os.listdir(exported["base"])) == ["2", "3", "notes"]  # no temporary left
+    assert os.stat(exported["path"]).st_mode & 0o777 == 0o755
+
+
+def test_cli_refuses_a_taken_version(exported, capsys):
+    status = main(
+        ["--weights", str(exported["weights"]), "--out", str(exported["base"]), "--version", "3"]
+    )
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "3 exists: choose another --version" in error and "Traceback" not in error
+
+
+def test_cli_reports_missing_weights(tmp_path, capsys):
+    status = main(["--weights", str(tmp_path / "nope.weights.h5"), "--out", str(tmp_path / "m")])
+    assert status == 2
+    assert "No generator weights at" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_next_free_version(tmp_path):
+    assert version_dir(tmp_path / "new") == str(tmp_path / "new" / "1")
+    for name in ("1", "7", "10", "v11", ".tmp-12-x"):
+        (tmp_path / name).mkdir()
+    assert version_dir(tmp_path) == str(tmp_path / "11")
+    assert version_dir(tmp_path, 8) == str(tmp_path / "8")
+    with pytest.raises(FileExistsError, match="choose another --version"):
+        version_dir(tmp_path, 7)
+    with pytest.raises(ValueError, match="non-negative"):
+        version_dir(tmp_path, -1)
+
+
+class _FailingArchive:
+    def write_out(self, path, verbose=False):
+        with open(os.path.join(path, "saved_model.pb"), "wb") as handle:
+            handle.write(b"half written")
+        raise KeyboardInterrupt  # interrupted mid-write
+
+
+def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
+    monkeypatch.setattr("penet_tf.export.build_archive", lambda *args: _FailingArchive())
+    (tmp_path / "1").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        export_generator(Generator(base_channels=4), tmp_path)
+    assert os.listdir(tmp_path) == ["1"]

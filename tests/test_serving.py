@@ -1,0 +1,458 @@
+"""The gRPC client against a real export served by the TF Serving test double.
+
+``tests/serving_double.py`` stands in for ``tensorflow_model_server`` (which cannot be
+installed here): real gRPC on 127.0.0.1, TF Serving's PredictionService protocol and
+error codes, over ``tf.saved_model.load`` of the export.
+"""
+
+import io
+import os
+import subprocess
+import sys
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from serving_double import ServingDouble, free_port
+
+from penet_tf import Generator
+from penet_tf.export import export_generator
+from penet_tf.serving import InpaintClient, ServingError, read_mask
+from penet_tf.serving.client import main
+
+MODEL = "penet"
+MAX_PIXELS = 300 * 300
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A thin generator exported with a small max_pixels, served by the test double."""
+    base = tmp_path_factory.mktemp("models") / MODEL
+    generator = Generator(base_channels=4, patch_method="conv")
+    generator.build()
+    path = export_generator(generator, base, max_pixels=MAX_PIXELS)
+    direct = tf.saved_model.load(path).signatures  # the reference: a direct call
+    with ServingDouble(base, MODEL) as double:
+        yield {"address": double.address, "direct": direct, "double": double}
+
+
+@pytest.fixture()
+def client(served):
+    with InpaintClient(served["address"], MODEL, timeout=60) as client:
+        yield client
+
+
+def _case(height=48, width=40, seed=0, batch=None):
+    rng = np.random.default_rng(seed)
+    shape = (height, width) if batch is None else (batch, height, width)
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    mask = np.zeros((*shape, 1), np.uint8)
+    mask[..., height // 4 : height // 2, width // 3 : 2 * width // 3, :] = 255
+    return image, mask
+
+
+def _direct(served, image, mask):
+    batch = image.ndim == 4
+    result = served["direct"]["serving_default"](
+        image=image if batch else image[None], mask=mask if batch else mask[None]
+    )["inpainted"].numpy()
+    return result if batch else result[0]
+
+
+def _png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_inpaint_equals_the_direct_signature_call(served, client):
+    image, mask = _case(37, 61)
+    result = client.inpaint(image, mask)
+    np.testing.assert_array_equal(result, _direct(served, image, mask))
+    known = mask[..., 0] == 0
+    np.testing.assert_array_equal(result[known], image[known])
+    # 0/1 and boolean [H, W] masks are the same request.
+    np.testing.assert_array_equal(client.inpaint(image, (mask[..., 0] > 0)), result)
+
+
+def test_batch_request(served, client):
+    image, mask = _case(32, 48, seed=1, batch=3)
+    np.testing.assert_array_equal(client.inpaint(image, mask), _direct(served, image, mask))
+
+
+def test_inpaint_bytes_equals_the_direct_signature_call(served, client):
+    images, masks = zip(*(_case(40 + 8 * i, 50, seed=i) for i in range(2)), strict=True)
+    pngs = client.inpaint_bytes([_png(i) for i in images], [_png(m) for m in masks])
+    expected = served["direct"]["inpaint_bytes"](
+        image_bytes=[_png(i) for i in images], mask_bytes=[_png(m) for m in masks]
+    )["inpainted_bytes"].numpy()
+    assert pngs == list(expected)
+    for png, image, mask in zip(pngs, images, masks, strict=True):
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(png))), _direct(served, image, mask)
+        )
+    assert client.inpaint_bytes(_png(images[0]), _png(masks[0])) == pngs[0]
+
+
+def test_predict_float_and_metadata(served, client):
+    image, mask = _case(24, 24, seed=2)
+    x, m = image.astype(np.float32) / 127.5 - 1, (mask > 0).astype(np.float32)
+    output, inpainted = client.predict_float(x, m)
+    direct = served["direct"]["predict_float"](image=x[None], mask=m[None])
+    np.testing.assert_array_equal(output, direct["output"].numpy()[0])
+    np.testing.assert_array_equal(inpainted, direct["inpainted"].numpy()[0])
+    metadata = client.metadata()
+    assert sorted(metadata) == ["inpaint_bytes", "predict_float", "serving_default"]
+    assert metadata["serving_default"] == {
+        "inputs": {"image": ("uint8", [-1, -1, -1, 3]), "mask": ("uint8", [-1, -1, -1, 1])},
+        "outputs": {"inpainted": ("uint8", [-1, -1, -1, 3])},
+    }
+
+
+def test_50_concurrent_clients(served):
+    cases = [_case(24 + 8 * (i % 4), 40 - 4 * i, seed=10 + i) for i in range(6)]
+    expected = [_direct(served, image, mask) for image, mask in cases]
+
+    def one_client(index):
+        with InpaintClient(served["address"], MODEL, timeout=90) as client:
+            for request in range(4):
+                k = (index + request) % len(cases)
+                np.testing.assert_array_equal(client.inpaint(*cases[k]), expected[k])
+        return index
+
+    before = served["double"].service.requests
+    with futures.ThreadPoolExecutor(max_workers=50) as pool:
+        done = [
+            future.result(timeout=240) for future in [pool.submit(one_client, i) for i in range(50)]
+        ]
+    assert sorted(done) == list(range(50))
+    assert served["double"].service.requests - before == 200
+
+
+def _image(h, w, channels=3, dtype=np.uint8, batch=1):
+    return np.full((batch, h, w, channels), 100, dtype)
+
+
+def _mask(h, w, batch=1):
+    mask = np.zeros((batch, h, w, 1), np.uint8)
+    mask[:, : h // 2] = 255
+    return mask
+
+
+BAD_REQUESTS = {
+    "float image": (
+        "serving_default",
+        {"image": _image(32, 32, dtype=np.float32), "mask": _mask(32, 32)},
+        "Expects arg 'image' to be uint8 but float is provided",
+    ),
+    "4 channels": (
+        "serving_default",
+        {"image": _image(32, 32, channels=4), "mask": _mask(32, 32)},
+        "input 'image' has shape [1, 32, 32, 4], which does not match the signature's "
+        "[-1, -1, -1, 3]",
+    ),
+    "size mismatch": (
+        "serving_default",
+        {"image": _image(32, 32), "mask": _mask(32, 40)},
+        "image and mask height/width differ",
+    ),
+    "batch mismatch": (
+        "serving_default",
+        {"image": _image(32, 32, batch=2), "mask": _mask(32, 32, batch=3)},
+        "image and mask batch sizes differ",
+    ),
+    "empty batch": (
+        "serving_default",
+        {"image": _image(32, 32, batch=0), "mask": _mask(32, 32, batch=0)},
+        "empty batch: send at least one image",
+    ),
+    "too large": (
+        "serving_default",
+        {"image": _image(301, 300), "mask": _mask(301, 300)},
+        f"image is larger than the server limit of {MAX_PIXELS} pixels per image",
+    ),
+    "missing mask": (
+        "serving_default",
+        {"image": _image(32, 32)},
+        "Missing but required: {mask}",
+    ),
+    "garbage bytes": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([b"\x00garbage"], object),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
+        },
+        "image_bytes: not an encoded image",
+    ),
+    "garbage mask bytes": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(16, 16)[0])], object),
+            "mask_bytes": np.array([b"garbage"], object),
+        },
+        "mask_bytes: not an encoded image",
+    ),
+    "truncated png": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(16, 16)[0])[:40]], object),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
+        },
+        "Invalid PNG",
+    ),
+    "too large png": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(400, 400)[0])], object),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
+        },
+        f"image_bytes: image is larger than the server limit of {MAX_PIXELS} pixels",
+    ),
+    "bytes batch mismatch": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(16, 16)[0])] * 2, object),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
+        },
+        "image_bytes and mask_bytes batch sizes differ",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BAD_REQUESTS)
+def test_bad_request_is_invalid_argument_and_server_survives(served, client, name):
+    signature, inputs, message = BAD_REQUESTS[name]
+    with pytest.raises(ServingError) as caught:
+        client.predict(inputs, signature)
+    assert caught.value.code == INVALID
+    assert message in caught.value.details
+    assert str(caught.value).startswith("the server rejected the request: ")
+    image, mask = _case(16, 24, seed=3)  # the next good request is answered
+    np.testing.assert_array_equal(client.inpaint(image, mask), _direct(served, image, mask))
+
+
+def test_unknown_model_signature_and_version(served):
+    image, mask = _case(16, 16)
+    with InpaintClient(served["address"], "nope", timeout=30) as client:
+        with pytest.raises(ServingError, match="does not serve model 'nope'") as caught:
+            client.inpaint(image, mask)
+        assert caught.value.code == grpc.StatusCode.NOT_FOUND
+    with InpaintClient(served["address"], MODEL, timeout=30, version=99) as client:
+        with pytest.raises(ServingError, match=r"Specific\(penet, 99\)"):
+            client.metadata()
+    with InpaintClient(served["address"], MODEL, timeout=30, version=1) as client:
+        with pytest.raises(ServingError, match='signature key "nope" not found') as caught:
+            client.predict({"image": image[None]}, "nope")
+        assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert client.inpaint(image, mask).shape == image.shape  # version 1 is served
+
+
+def test_client_side_checks(client):
+    image, mask = _case(16, 16)
+    with pytest.raises(ValueError, match="image and mask sizes differ"):
+        client.inpaint(image, mask[:8])
+    with pytest.raises(ValueError, match="image must be uint8"):
+        client.inpaint(image.astype(np.float32), mask)
+    with pytest.raises(ValueError, match="RGB"):
+        client.inpaint(np.zeros((16, 16, 4), np.uint8), mask)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        InpaintClient("localhost", MODEL)
+
+
+def test_deadline_exceeded_is_reported(served):
+    image, mask = _case(200, 200)  # a larger request than 1 ms allows
+    with InpaintClient(served["address"], MODEL, timeout=0.001) as client:
+        with pytest.raises(ServingError, match="no answer from TF Serving at .* within 0.001 s"):
+            client.inpaint(image, mask)
+
+
+def test_read_mask_any_mode(tmp_path):
+    hole = np.zeros((6, 5), bool)
+    hole[1:3, 2:4] = True
+    images = {
+        "1": Image.fromarray(hole),
+        "L": Image.fromarray(hole.astype(np.uint8)),  # a 0/1 mask
+        "RGB": Image.fromarray(
+            np.stack([np.zeros_like(hole), np.zeros_like(hole), hole], -1).astype(np.uint8) * 200
+        ),
+        "RGBA": Image.fromarray(
+            np.dstack([np.repeat(hole[..., None] * 255, 3, -1), np.full(hole.shape, 255)]).astype(
+                np.uint8
+            )
+        ),
+        "P": Image.fromarray(hole.astype(np.uint8) * 255).convert("P"),
+        "I;16": Image.fromarray(hole.astype(np.uint16) * 1000),
+    }
+    for mode, image in images.items():
+        path = tmp_path / f"{mode.replace(';', '')}.png"
+        image.save(path)
+        mask = read_mask(path)
+        assert mask.shape == (6, 5, 1) and mask.dtype == np.uint8, mode
+        np.testing.assert_array_equal(mask[..., 0], hole * 255, err_msg=mode)
+
+
+def _files(tmp_path, height=45, width=70):
+    image, mask = _case(height, width, seed=7)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    Image.fromarray(mask[..., 0] // 255).save(tmp_path / "m.png")  # a 0/1 mask
+    return image, mask
+
+
+def test_cli_end_to_end(served, tmp_path):
+    image, mask = _files(tmp_path)
+    out = tmp_path / "out.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "penet_tf.serving.client",
+            "--server",
+            served["address"],
+            "--model",
+            MODEL,
+            "--image",
+            str(tmp_path / "a.png"),
+            "--mask",
+            str(tmp_path / "m.png"),
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out} (70x45)" in result.stdout
+    written = np.asarray(Image.open(out))
+    np.testing.assert_array_equal(written, _direct(served, image, mask))
+    known = mask[..., 0] == 0
+    np.testing.assert_array_equal(written[known], image[known])
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "m.png", "out.png"]  # no temporary left
+
+
+def test_cli_inpaint_bytes_signature(served, tmp_path, capsys):
+    image, mask = _files(tmp_path, 33, 52)
+    out = tmp_path / "out.png"
+    argv = [
+        "--server",
+        served["address"],
+        "--model",
+        MODEL,
+        "--image",
+        str(tmp_path / "a.png"),
+        "--mask",
+        str(tmp_path / "m.png"),
+        "--out",
+        str(out),
+        "--signature",
+        "inpaint_bytes",
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), _direct(served, image, mask))
+
+
+def test_cli_errors_are_one_line_messages(served, tmp_path, capsys):
+    _files(tmp_path)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "small.png")
+    common = ["--server", served["address"], "--model", MODEL, "--out", str(tmp_path / "o.png")]
+    cases = [
+        (
+            ["--image", str(tmp_path / "missing.png"), "--mask", str(tmp_path / "m.png")],
+            2,
+            "image file not found",
+        ),
+        (
+            ["--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "small.png")],
+            2,
+            "image and mask sizes differ",
+        ),
+        (
+            [
+                "--image",
+                str(tmp_path / "a.png"),
+                "--mask",
+                str(tmp_path / "m.png"),
+                "--version",
+                "5",
+            ],
+            1,
+            "does not serve model 'penet version 5'",
+        ),
+    ]
+    for args, status, message in cases:
+        assert main(common + args) == status
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and message in error, error
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_unreachable_server(tmp_path):
+    _files(tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "penet_tf.serving.client",
+            "--server",
+            f"127.0.0.1:{free_port()}",
+            "--model",
+            MODEL,
+            "--image",
+            str(tmp_path / "a.png"),
+            "--mask",
+            str(tmp_path / "m.png"),
+            "--out",
+            str(tmp_path / "o.png"),
+            "--timeout",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 1
+    assert "error: cannot reach TF Serving at 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code, details):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+@pytest.mark.parametrize(
+    "code, details, message",
+    [
+        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", "cannot reach"),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "The batch scheduling queue to which this task was submitted is full",
+            "is overloaded, retry later",
+        ),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max", "resources"),
+        (grpc.StatusCode.INTERNAL, "boom", "failed the request (INTERNAL): boom"),
+    ],
+)
+def test_error_messages(code, details, message):
+    client = InpaintClient("127.0.0.1:1", MODEL)
+    error = client._error(_RpcError(code, details))
+    client.close()
+    assert isinstance(error, ServingError) and error.code == code and error.details == details
+    assert message in str(error)
