@@ -151,3 +151,14 @@ def test_tf_train_checkpoint_tracks_every_variable(tmp_path):
     saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("generator/")]
     assert len(saved) == len(generator.weights) == 68
     assert "generator/at_conv01/conv03/bias/.ATTRIBUTES/VARIABLE_VALUE" in saved
+
+
+def test_build_is_idempotent():
+    generator = _thin()
+    generator.build()
+    weights = [w.numpy() for w in generator.weights]
+    generator.build()
+    generator(*_batch(1))
+    assert len(generator.weights) == len(weights) == 68
+    for a, b in zip(weights, generator.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())

@@ -354,6 +354,8 @@ class AttentionTransfer(keras.layers.Layer):
         self.fuse_convs = []
 
     def build(self, low_shape, high_shape=None):
+        if self.built:
+            return
         channels = low_shape[-1]
         if self.fuse:
             filters = self.filters or channels

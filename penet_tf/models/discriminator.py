@@ -80,6 +80,8 @@ class Discriminator(keras.Model):
         )
 
     def build(self, image_shape=None):
+        if self.built:
+            return
         channels = 3
         for layer in self.encoder:
             layer.build((None, None, None, channels))

@@ -204,6 +204,8 @@ class Generator(keras.Model):
 
     def build(self, image_shape=None, mask_shape=None):
         # Every shape is fixed by the architecture; spatial sizes stay unknown.
+        if self.built:
+            return
         for layer, channels in zip(self.encoder, self._encoder_inputs, strict=True):
             layer.build((None, None, None, channels))
         for layer, (low, high) in zip(self.attention, self._attention_shapes, strict=True):

@@ -1,0 +1,138 @@
+"""One timed measurement in a fresh process (used by compare_released.py).
+
+    python benchmarks/_worker.py '{"impl": "penet", "kind": "forward", "size": 256, ...}'
+
+Prints one JSON line: the per-repeat times (after warm-up) and the peak RSS of the process.
+Fresh processes keep each measurement's peak memory its own.
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+import types
+
+import numpy as np
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def centre_mask(batch, size):
+    mask = np.zeros((batch, size, size, 1), np.float32)
+    mask[:, size // 4 : size // 4 + size // 2, size // 4 : size // 4 + size // 2] = 1
+    return mask
+
+
+def penet(case):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(case["threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(case["threads"])
+    import keras
+
+    from penet_tf import Discriminator, Generator
+
+    keras.utils.set_random_seed(0)
+    size, batch = case["size"], case["batch"]
+    policy = "mixed_bfloat16" if case.get("dtype") == "bfloat16" else "float32"
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
+    mask = tf.constant(centre_mask(batch, size))
+    generator = Generator(dtype=policy)
+    generator.build()
+    if case["kind"] == "forward":
+        run = tf.function(lambda: generator(image, mask)[0])
+        return lambda: run().numpy()
+    from penet_tf.training import PENetGAN
+
+    gan = PENetGAN(generator, Discriminator(dtype=policy))
+    gan.compile(
+        keras.optimizers.Adam(1e-4, 0.5, 0.999, epsilon=1e-8),
+        keras.optimizers.Adam(1e-4, 0.5, 0.999, epsilon=1e-8),
+    )
+    gan.build()
+    step = tf.function(gan.train_step)
+    return lambda: float(step((image, mask))["g_loss"])
+
+
+def released(case):
+    """The released network (and its training step) from a checkout of its code."""
+    sys.path.insert(0, case["reference"])
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # the released model module imports it but does not need it
+        stub = types.ModuleType("torchvision")
+        stub.models = types.ModuleType("torchvision.models")
+        sys.modules["torchvision"] = stub
+        sys.modules["torchvision.models"] = stub.models
+    import torch
+
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    from model.pennet import Discriminator, InpaintGenerator
+
+    size, batch = case["size"], case["batch"]
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    mask = torch.from_numpy(centre_mask(batch, size).transpose(0, 3, 1, 2).copy())
+    inputs = torch.cat([image * (1 - mask) + mask, mask], dim=1)
+    generator = InpaintGenerator()
+    if case["kind"] == "forward":
+        generator.eval()
+
+        def forward():
+            with torch.no_grad():
+                return generator(inputs, mask)[1].numpy()
+
+        return forward
+    # One training iteration as the released trainer runs it (hinge loss, two Adams).
+    discriminator = Discriminator(in_channels=3, use_sigmoid=False)
+    g_opt = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    l1 = torch.nn.L1Loss()
+    relu = torch.nn.ReLU()
+    resize = torch.nn.functional.interpolate
+
+    def train_step():
+        pyramid, prediction = generator(inputs, mask)
+        fake = (1 - mask) * image + mask * prediction
+        d_loss = (
+            relu(1 - discriminator(image)).mean() + relu(1 + discriminator(fake.detach())).mean()
+        ) / 2
+        d_opt.zero_grad()
+        d_loss.backward()
+        d_opt.step()
+        g_loss = 0.1 * -discriminator(fake).mean()
+        g_loss = g_loss + 6 * l1(prediction * mask, image * mask) / mask.mean()
+        g_loss = g_loss + l1(prediction * (1 - mask), image * (1 - mask)) / (1 - mask).mean()
+        for level in pyramid:
+            target = resize(image, size=level.shape[2:4], mode="bilinear", align_corners=True)
+            g_loss = g_loss + 0.5 * l1(level, target)
+        g_opt.zero_grad()
+        g_loss.backward()
+        g_opt.step()
+        return float(g_loss)
+
+    generator.train()
+    return train_step
+
+
+def main():
+    case = json.loads(sys.argv[1])
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    work = penet(case) if case["impl"] == "penet" else released(case)
+    for _ in range(case["warmup"]):
+        work()
+    times = []
+    for _ in range(case["repeats"]):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"times": times, "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""penet_tf against the released PyTorch PEN-Net, side by side, in one run.
+
+    python benchmarks/compare_released.py --reference ~/src/PEN-Net-for-Inpainting \
+        --threads 2 --out benchmarks/results.json
+
+``--reference`` is a checkout of the authors' code (researchmm/PEN-Net-for-Inpainting;
+never committed here) and needs PyTorch (``pip install 'penet_tf[torch]'``). Without it
+only penet_tf is measured.
+
+Every measurement runs in a fresh process (benchmarks/_worker.py) so that its peak memory
+is its own; the two implementations alternate, round after round, with the same thread
+count, on the same random input (centred half-size hole). A process over ``--time-limit``
+or ``--memory-limit-gb`` is stopped and recorded as failed: the released network is
+allowed to fail at large sizes. Times are medians over all timed repeats after warm-up.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "_worker.py")
+
+# name: (kind, size, batch, warm-up runs, timed runs per process)
+CASES = {
+    "forward-256-b1": ("forward", 256, 1, 2, 7),
+    "forward-256-b8": ("forward", 256, 8, 1, 3),
+    "forward-512-b1": ("forward", 512, 1, 1, 3),
+    "forward-1024-b1": ("forward", 1024, 1, 0, 1),
+    "forward-2048-b1": ("forward", 2048, 1, 0, 1),
+    "train-256-b4": ("train", 256, 4, 2, 5),
+}
+
+
+def machine():
+    cpu = "unknown"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    versions = {}
+    for module in ("tensorflow", "keras", "torch", "numpy"):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:
+            versions[module] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def _rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_worker(case, time_limit, memory_limit_mb):
+    """Runs one measurement; returns its result dict with a status."""
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(HERE)}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, WORKER, json.dumps(case)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    peak, status = 0.0, "ok"
+    while process.poll() is None:
+        peak = max(peak, _rss_mb(process.pid))
+        if peak > memory_limit_mb:
+            status = f"stopped: over the {memory_limit_mb / 1024:.0f} GB memory limit"
+        elif time.perf_counter() - started > time_limit:
+            status = f"stopped: over the {time_limit:.0f} s time limit"
+        if status != "ok":
+            process.kill()
+            break
+        time.sleep(0.2)
+    out, err = process.communicate()
+    result = {"status": status, "wall_s": time.perf_counter() - started, "polled_peak_mb": peak}
+    if status == "ok":
+        if process.returncode != 0:
+            result["status"] = f"failed (exit {process.returncode}): {err.strip()[-300:]}"
+        else:
+            result.update(json.loads(out.strip().splitlines()[-1]))
+    return result
+
+
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def summarize(runs):
+    times = [t for run in runs if run["status"] == "ok" for t in run["times"]]
+    failures = [run["status"] for run in runs if run["status"] != "ok"]
+    peaks = [max(run.get("peak_rss_mb", 0), run["polled_peak_mb"]) for run in runs]
+    return {
+        "median_s": median(times) if times and not failures else None,
+        "times_s": times,
+        "peak_rss_mb": max(peaks) if peaks else None,
+        "status": failures[0] if failures else "ok",
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", help="checkout of the released PyTorch PEN-Net code")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--rounds", type=int, default=2, help="alternations per case")
+    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per process")
+    parser.add_argument("--memory-limit-gb", type=float, default=20.0)
+    parser.add_argument(
+        "--penet-dtypes",
+        nargs="+",
+        default=["float32"],
+        choices=["float32", "bfloat16"],
+        help="also time penet_tf under mixed_bfloat16",
+    )
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.reference and not os.path.isfile(os.path.join(args.reference, "model", "pennet.py")):
+        parser.error(f"{args.reference} is not a PEN-Net checkout (no model/pennet.py)")
+
+    report = {"machine": machine(), "threads": args.threads, "cases": {}}
+    print(json.dumps(report["machine"]))
+    for name in args.cases:
+        kind, size, batch, warmup, repeats = CASES[name]
+        impls = [("penet", dtype) for dtype in args.penet_dtypes]
+        if args.reference:
+            impls.append(("released", "float32"))
+        runs = {f"{impl}-{dtype}": [] for impl, dtype in impls}
+        # One round for the very large cases: each process takes minutes.
+        rounds = 1 if size >= 1024 else args.rounds
+        for _ in range(rounds):
+            for impl, dtype in impls:
+                case = {
+                    "impl": impl,
+                    "kind": kind,
+                    "size": size,
+                    "batch": batch,
+                    "warmup": warmup,
+                    "repeats": repeats,
+                    "threads": args.threads,
+                    "dtype": dtype,
+                    "reference": args.reference,
+                }
+                result = run_worker(case, args.time_limit, args.memory_limit_gb * 1024)
+                runs[f"{impl}-{dtype}"].append(result)
+                print(f"  {name} {impl} {dtype}: {result['status']}", flush=True)
+        summary = {key: summarize(value) for key, value in runs.items()}
+        penet, released = summary.get("penet-float32"), summary.get("released-float32")
+        if penet and released and penet["median_s"] and released["median_s"]:
+            summary["ratio_time"] = penet["median_s"] / released["median_s"]
+        report["cases"][name] = summary
+        print(format_case(name, summary), flush=True)
+    if args.out:
+        with open(args.out + ".tmp", "w") as handle:
+            json.dump(report, handle, indent=2)
+        os.replace(args.out + ".tmp", args.out)
+    print(format_table(report))
+    return 0
+
+
+def _fmt(entry):
+    if entry is None:
+        return "—"
+    memory = f"{entry['peak_rss_mb'] / 1024:.2f} GB" if entry["peak_rss_mb"] else "?"
+    if entry["status"] != "ok":
+        return f"{entry['status']} (peak {memory})"
+    return f"{entry['median_s']:.3f} s, {memory}"
+
+
+def format_case(name, summary):
+    parts = [f"{key}: {_fmt(value)}" for key, value in summary.items() if key != "ratio_time"]
+    if "ratio_time" in summary:
+        parts.append(f"ratio {summary['ratio_time']:.2f}x")
+    return f"{name}: " + "; ".join(parts)
+
+
+def format_table(report):
+    keys = sorted({k for case in report["cases"].values() for k in case if k != "ratio_time"})
+    lines = [
+        "| case | " + " | ".join(keys) + " | penet / released |",
+        "|---" * (len(keys) + 2) + "|",
+    ]
+    for name, case in report["cases"].items():
+        ratio = f"{case['ratio_time']:.2f}x" if "ratio_time" in case else "—"
+        cells = [_fmt(case.get(key)) for key in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,574 @@
+"""Convert an exported generator to TFLite, TF.js or ONNX, with builtin ops only.
+
+    python -m penet_tf.convert --saved-model savedmodels/demo/1 --to tflite --out converted/tflite
+    python -m penet_tf.convert --saved-model savedmodels/demo/1 --to tfjs --out demos/web/model
+    python -m penet_tf.convert --saved-model savedmodels/demo/1 --to onnx --out converted/onnx
+
+The SavedModel (written by ``penet_tf.export``) is not converted as it stands: its
+attention may use ``tf.image.extract_patches`` (Flex-only in TFLite, unknown to TF.js,
+broken in tf2onnx) and a ``while`` loop over attention chunks. Instead the generator is
+rebuilt from ``assets.extra/penet_tf.json`` with one-hot-convolution patches
+(``patch_method="conv"``) and no chunking (``attention_chunk_mb=None``, a static graph),
+the SavedModel's variables are copied into it, and a concrete function around the same
+inference path as ``serving_default`` (``penet_tf.inference.inpaint``) is converted:
+
+* ``tflite``: ``model.tflite``, fixed size: ``image`` uint8 [1, S, S, 3] and ``mask``
+  uint8 [1, S, S, 1] (nonzero = hole) -> ``inpainted`` uint8 [1, S, S, 3]. ``--quantize``
+  ``float16`` stores float16 weights, ``dynamic`` int8 weights (dynamic-range
+  quantization). Runs in ``ai_edge_litert.interpreter.Interpreter``, no Flex delegate.
+* ``tfjs``: a graph model (``model.json`` + weight shards), fixed size as for TFLite
+  (uint8 tensors are int32 in TF.js). Converted by ``tensorflowjs_converter`` from a
+  separate virtualenv (``scripts/make_tfjs_venv.sh``): tensorflowjs pins an older TF.
+  ``--quantize float16`` / ``dynamic`` quantize the stored weights to float16 / uint8.
+* ``onnx``: ``model.onnx`` (opset 17) with dynamic batch, height and width (any H, W:
+  padded to multiples of 64 inside the graph, as ``serving_default`` does).
+
+Every output directory also holds ``penet_tf.json``: the format, size, inputs, outputs,
+the generator's configuration and the list of ops in the converted model. The
+conversion fails if the result contains a Flex (TF Select) or custom op. The output is
+written to a temporary directory beside ``--out`` and renamed into place.
+"""
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
+
+from penet_tf.inference import binary_mask, inpaint, uint8_to_float
+from penet_tf.models import Generator
+from penet_tf.models.generator import SIZE_MULTIPLE
+
+FORMATS = ("tflite", "tfjs", "onnx")
+QUANTIZE = ("none", "float16", "dynamic")
+DEFAULT_SIZE = 256
+ONNX_OPSET = 17
+CONFIG_FILE = "penet_tf.json"  # in the SavedModel's assets.extra/ and in every output
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TFJS_VENV = os.path.join(REPO, ".tfjs-venv")
+# TF ops the TF.js converter might keep that TF.js (or its wasm backend) cannot run.
+TFJS_FORBIDDEN_OPS = ("ExtractImagePatches", "Einsum", "While", "StatelessWhile", "Assert")
+
+
+class ConversionError(RuntimeError):
+    """A conversion failed or produced a model that is not builtin-ops only."""
+
+
+def read_export_config(saved_model_dir):
+    """The ``assets.extra/penet_tf.json`` of an export (generator configuration)."""
+    path = os.path.join(saved_model_dir, "assets.extra", CONFIG_FILE)
+    if not os.path.isfile(os.path.join(saved_model_dir, "saved_model.pb")):
+        raise FileNotFoundError(
+            f"No SavedModel at {saved_model_dir} (expected saved_model.pb): pass a version "
+            "directory written by `python -m penet_tf.export`, e.g. savedmodels/NAME/1."
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} is missing: {saved_model_dir} was not written by penet_tf.export "
+            "(its generator configuration is needed to rebuild the network)."
+        )
+    with open(path) as handle:
+        config = json.load(handle)
+    if not isinstance(config.get("generator"), dict):
+        raise ValueError(f"{path} has no 'generator' configuration: {config!r}")
+    return config
+
+
+def _variable_key(name):
+    """``generator/dw_conv01/kernel:0`` -> ``dw_conv01/kernel`` (no model name, no :0)."""
+    name = name.split(":")[0]
+    return name.split("/", 1)[1] if "/" in name else name
+
+
+def load_generator_for_conversion(saved_model_dir):
+    """Rebuilds the exported generator with builtin-op attention and the export's weights.
+
+    Returns ``(generator, config)``: a built ``Generator(**config["generator"],
+    patch_method="conv", attention_chunk_mb=None)`` holding the SavedModel's variables,
+    and the export's ``penet_tf.json``.
+    """
+    saved_model_dir = os.fspath(saved_model_dir)
+    config = read_export_config(saved_model_dir)
+    try:
+        generator = Generator(**config["generator"], patch_method="conv", attention_chunk_mb=None)
+    except TypeError as error:
+        raise ValueError(
+            f"{saved_model_dir}: unknown generator configuration {config['generator']}: {error}"
+        ) from error
+    generator.build()
+    loaded = tf.saved_model.load(saved_model_dir)
+    source = {_variable_key(v.name): v for v in loaded.variables}
+    target = {_variable_key(v.path): v for v in generator.variables}
+    missing = sorted(set(target) - set(source))
+    extra = sorted(set(source) - set(target))
+    if missing or extra:
+        raise ValueError(
+            f"{saved_model_dir} does not hold the variables of Generator({config['generator']}): "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}."
+        )
+    for key, variable in target.items():
+        value = source[key]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"{saved_model_dir}: variable {key} has shape {tuple(value.shape)}, "
+                f"Generator({config['generator']}) expects {tuple(variable.shape)}."
+            )
+        variable.assign(value.numpy())
+    return generator, config
+
+
+def composite_uint8(generator, image, mask):
+    """``serving_default`` without the request assertions (ops no converter target has).
+
+    uint8 image [B, H, W, 3], uint8 mask [B, H, W, 1] (nonzero = hole) -> uint8 composite:
+    known pixels copied bit for bit, hole pixels the rounded prediction. The mask is
+    compared in float (a uint8 constant in the graph breaks TF.js loading), and the
+    selection runs in float too (TFLite's SELECT_V2 has no broadcasting uint8 kernel):
+    the same values as ``serve``'s ``where(hole, float_to_uint8(inpainted), image)``.
+    """
+    hole = binary_mask(mask)
+    _, inpainted = inpaint(generator, uint8_to_float(image), hole)
+    rounded = tf.clip_by_value(tf.round((inpainted + 1.0) * 127.5), 0.0, 255.0)
+    return tf.cast(tf.where(hole > 0, rounded, tf.cast(image, tf.float32)), tf.uint8)
+
+
+def inference_function(generator, height=None, width=None, batch=None):
+    """A ``tf.function`` (image, mask) -> {"inpainted": ...} with the given input shape."""
+    spec = tf.TensorSpec
+
+    @tf.function(
+        input_signature=[
+            spec([batch, height, width, 3], tf.uint8, "image"),
+            spec([batch, height, width, 1], tf.uint8, "mask"),
+        ]
+    )
+    def inpaint_uint8(image, mask):
+        return {"inpainted": composite_uint8(generator, image, mask)}
+
+    return inpaint_uint8
+
+
+def _check_size(size):
+    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+        raise ValueError(
+            f"--size must be a positive multiple of {SIZE_MULTIPLE} (the generator halves "
+            f"the image six times), got {size}."
+        )
+
+
+# ---------------------------------------------------------------------------- TFLite
+
+
+def tflite_bytes(generator, size=DEFAULT_SIZE, quantize="none"):
+    """The fixed-size uint8 -> uint8 model as a TFLite flatbuffer (builtin ops only)."""
+    _check_size(size)
+    function = inference_function(generator, size, size, batch=1)
+    # Freeze the weights into constants first: converting the function with its
+    # variables kept READ_VARIABLE ops whose values the converted model never received.
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.allow_custom_ops = False
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantize != "none":
+        raise ValueError(f"--quantize must be one of {QUANTIZE}, got {quantize!r}")
+    try:
+        return converter.convert()
+    except Exception as error:  # the converter raises its own ConverterError types
+        raise ConversionError(f"TFLite conversion (builtin ops only) failed: {error}") from error
+
+
+def tflite_ops(model):
+    """Op counts of a TFLite flatbuffer (bytes), custom ops as ``CUSTOM:<name>``."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if name.isupper()}
+    parsed = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    codes = []
+    for code in parsed.operatorCodes:
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom = (
+                code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            )
+            codes.append(f"CUSTOM:{custom}")
+        else:
+            codes.append(names.get(builtin, f"BUILTIN_{builtin}"))
+    counts = collections.Counter()
+    for subgraph in parsed.subgraphs:
+        for operator in subgraph.operators or []:
+            counts[codes[operator.opcodeIndex]] += 1
+    return dict(sorted(counts.items()))
+
+
+def check_tflite_builtin_only(ops):
+    """Raises ConversionError when a TFLite op list holds a Flex or custom op."""
+    bad = [op for op in ops if op.startswith("CUSTOM") or "Flex" in op]
+    if bad:
+        raise ConversionError(f"The TFLite model needs Flex/custom ops {bad}: not builtin only.")
+    unfrozen = [op for op in ops if op in ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")]
+    if unfrozen:
+        raise ConversionError(
+            f"The TFLite model reads variables ({unfrozen}) instead of holding frozen weights."
+        )
+
+
+# ------------------------------------------------------------------------------ ONNX
+
+
+def onnx_model(generator, opset=ONNX_OPSET):
+    """The uint8 -> uint8 model as an ``onnx.ModelProto`` with dynamic batch, H and W."""
+    import tf2onnx
+
+    function = inference_function(generator)
+    try:
+        model, _ = tf2onnx.convert.from_function(
+            function, input_signature=function.input_signature, opset=opset
+        )
+    except Exception as error:
+        raise ConversionError(f"ONNX conversion with tf2onnx failed: {error}") from error
+    return model
+
+
+def onnx_ops(model):
+    """Op counts of an ONNX model, ops outside the default domain as ``domain:Op``."""
+    counts = collections.Counter()
+
+    def visit(graph):
+        for node in graph.node:
+            name = (
+                node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+            )
+            counts[name] += 1
+            for attribute in node.attribute:
+                if attribute.g is not None and attribute.g.node:
+                    visit(attribute.g)
+                for sub in attribute.graphs:
+                    visit(sub)
+
+    visit(model.graph)
+    return dict(sorted(counts.items()))
+
+
+def check_onnx_standard_only(model):
+    """Raises ConversionError unless every node is a standard ONNX op and the model checks."""
+    import onnx
+
+    bad = [op for op in onnx_ops(model) if ":" in op]
+    if bad:
+        raise ConversionError(f"The ONNX model has non-standard ops {bad}.")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as error:
+        raise ConversionError(f"The ONNX model does not validate: {error}") from error
+
+
+# ----------------------------------------------------------------------------- TF.js
+
+
+def tfjs_converter_path(tfjs_venv=None):
+    """``tensorflowjs_converter`` in ``tfjs_venv`` (default .tfjs-venv), or a clear error."""
+    venv = os.path.abspath(tfjs_venv or DEFAULT_TFJS_VENV)
+    converter = os.path.join(venv, "bin", "tensorflowjs_converter")
+    if not os.access(converter, os.X_OK):
+        raise FileNotFoundError(
+            f"No tensorflowjs_converter in {venv}. tensorflowjs pins an older TensorFlow, so "
+            f"it lives in its own virtualenv: create it with `scripts/make_tfjs_venv.sh "
+            f"{venv}` (or pass --tfjs-venv PATH)."
+        )
+    return converter
+
+
+def write_fixed_size_savedmodel(generator, size, path):
+    """A SavedModel whose ``serving_default`` is the fixed-size uint8 -> uint8 function."""
+    import keras
+
+    _check_size(size)
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    spec = tf.TensorSpec
+    archive.add_endpoint(
+        "serving_default",
+        lambda image, mask: {"inpainted": composite_uint8(generator, image, mask)},
+        [spec([1, size, size, 3], tf.uint8, "image"), spec([1, size, size, 1], tf.uint8, "mask")],
+    )
+    archive.write_out(path, verbose=False)
+
+
+def tfjs_ops(model_json_path):
+    """Op counts of a TF.js graph model's ``model.json``, without constants and inputs."""
+    with open(model_json_path) as handle:
+        topology = json.load(handle)["modelTopology"]
+    nodes = list(topology.get("node", []))
+    for function in topology.get("library", {}).get("function", []):
+        nodes += function.get("nodeDef", [])
+    counts = collections.Counter(
+        node["op"] for node in nodes if node["op"] not in ("Const", "Placeholder")
+    )
+    return dict(sorted(counts.items()))
+
+
+def squeeze_fused_biases(model_json_path):
+    """Gives every fused convolution's bias rank 1, as TF.js's kernels require.
+
+    Keras adds a convolution's bias as a [1, 1, 1, C] tensor; tensorflowjs_converter fuses
+    it into ``_FusedConv2D`` and squeezes it to [C], except when C == 1 (a one-channel
+    convolution, e.g. the attention's fuse branches of a generator with base_channels=4):
+    that bias stays [1, 1, 1, 1] and the wasm backend fails with "FusedConv2D only
+    supports rank-1 bias". Reshaping the constant (same single value) fixes it. Returns
+    the names of the reshaped constants.
+    """
+    with open(model_json_path) as handle:
+        model = json.load(handle)
+    nodes = {node["name"]: node for node in model["modelTopology"].get("node", [])}
+    consumers = collections.defaultdict(list)
+    for node in nodes.values():
+        for name in node.get("input", []):
+            consumers[name.split(":")[0].lstrip("^")].append(node)
+    specs = {spec["name"]: spec for group in model["weightsManifest"] for spec in group["weights"]}
+    fixed = []
+    for node in nodes.values():
+        if node["op"] not in ("_FusedConv2D", "FusedDepthwiseConv2dNative"):
+            continue
+        bias_name = node["input"][2].split(":")[0] if len(node["input"]) > 2 else None
+        spec = specs.get(bias_name)
+        if spec is None or len(spec["shape"]) <= 1 or any(d != 1 for d in spec["shape"][:-1]):
+            continue
+        if any(
+            user["op"] not in ("_FusedConv2D", "FusedDepthwiseConv2dNative")
+            for user in consumers[bias_name]
+        ):
+            continue
+        spec["shape"] = spec["shape"][-1:]
+        const = nodes.get(bias_name)
+        if const is not None and "value" in const.get("attr", {}):
+            dims = const["attr"]["value"]["tensor"]["tensorShape"]["dim"]
+            const["attr"]["value"]["tensor"]["tensorShape"]["dim"] = dims[-1:]
+        fixed.append(bias_name)
+    if fixed:
+        with open(model_json_path, "w") as handle:
+            json.dump(model, handle)
+    return fixed
+
+
+def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None):
+    """Writes a TF.js graph model into ``out_dir`` (which must exist and be empty)."""
+    converter = tfjs_converter_path(tfjs_venv)
+    with tempfile.TemporaryDirectory(prefix="penet-tfjs-") as scratch:
+        saved_model = os.path.join(scratch, "saved_model")
+        write_fixed_size_savedmodel(generator, size, saved_model)
+        command = [
+            converter,
+            "--input_format=tf_saved_model",
+            "--output_format=tfjs_graph_model",
+            "--signature_name=serving_default",
+            "--saved_model_tags=serve",
+            "--weight_shard_size_bytes=8388608",
+        ]
+        if quantize == "float16":
+            command.append("--quantize_float16=*")
+        elif quantize == "dynamic":
+            command.append("--quantize_uint8=*")
+        elif quantize != "none":
+            raise ValueError(f"--quantize must be one of {QUANTIZE}, got {quantize!r}")
+        command += [saved_model, out_dir]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode:
+            raise ConversionError(
+                f"tensorflowjs_converter failed (exit {result.returncode}):\n"
+                f"{result.stdout[-4000:]}{result.stderr[-4000:]}"
+            )
+    model_json = os.path.join(out_dir, "model.json")
+    if not os.path.isfile(model_json):
+        raise ConversionError(f"tensorflowjs_converter wrote no model.json into {out_dir}")
+    squeeze_fused_biases(model_json)
+    return model_json
+
+
+# ------------------------------------------------------------------------ the command
+
+
+def _atomic_output(out, force):
+    """A fresh temporary directory beside ``out`` (checked to be writable first)."""
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not force:
+        raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(out)}-")
+    os.chmod(temporary, 0o755)  # mkdtemp's 0700 would hide a served model from others
+    return out, temporary
+
+
+def _replace(temporary, out):
+    if os.path.exists(out):
+        old = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=f".old-{os.path.basename(out)}-")
+        os.rename(out, os.path.join(old, "previous"))
+        os.rename(temporary, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(temporary, out)
+
+
+def convert(
+    saved_model,
+    to,
+    out,
+    size=DEFAULT_SIZE,
+    quantize="none",
+    tfjs_venv=None,
+    force=False,
+    log=print,
+):
+    """Converts the export ``saved_model`` to ``to`` in the directory ``out``; returns its info.
+
+    Returns the ``penet_tf.json`` written beside the model: ``format``, ``file``,
+    ``size`` (None for ONNX: any size), ``inputs``, ``outputs``, ``quantize``, ``ops``
+    (op name -> count), ``generator`` and ``source``.
+    """
+    if to not in FORMATS:
+        raise ValueError(f"--to must be one of {FORMATS}, got {to!r}")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"--quantize must be one of {QUANTIZE}, got {quantize!r}")
+    if to == "onnx" and quantize != "none":
+        raise ValueError("--quantize applies to tflite and tfjs; ONNX is converted in float32.")
+    if to != "onnx":
+        _check_size(size)
+    if to == "tfjs":
+        tfjs_converter_path(tfjs_venv)  # fail before the slow part
+    if os.path.exists(out) and not force:
+        raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
+    generator, config = load_generator_for_conversion(saved_model)
+    out, temporary = _atomic_output(out, force)
+    try:
+        fixed = [1, size, size]
+        info = {
+            "format": to,
+            "size": size,
+            "inputs": {"image": ["uint8", fixed + [3]], "mask": ["uint8", fixed + [1]]},
+            "outputs": {"inpainted": ["uint8", fixed + [3]]},
+            "quantize": quantize,
+            "generator": config["generator"],
+            "source": os.path.abspath(saved_model),
+        }
+        if to == "tflite":
+            model = tflite_bytes(generator, size, quantize)
+            info["ops"] = tflite_ops(model)
+            check_tflite_builtin_only(info["ops"])
+            info["file"] = "model.tflite"
+            with open(os.path.join(temporary, info["file"]), "wb") as handle:
+                handle.write(model)
+        elif to == "onnx":
+            model = onnx_model(generator)
+            info["ops"] = onnx_ops(model)
+            check_onnx_standard_only(model)
+            info.update(
+                file="model.onnx",
+                size=None,
+                opset=ONNX_OPSET,
+                inputs={
+                    "image": ["uint8", ["batch", "height", "width", 3]],
+                    "mask": ["uint8", ["batch", "height", "width", 1]],
+                },
+                outputs={"inpainted": ["uint8", ["batch", "height", "width", 3]]},
+            )
+            with open(os.path.join(temporary, info["file"]), "wb") as handle:
+                handle.write(model.SerializeToString())
+        else:
+            model_json = convert_tfjs(generator, size, temporary, quantize, tfjs_venv)
+            info["ops"] = tfjs_ops(model_json)
+            bad = [op for op in info["ops"] if op in TFJS_FORBIDDEN_OPS]
+            if bad:
+                raise ConversionError(f"The TF.js model has ops TF.js cannot run: {bad}")
+            info["file"] = "model.json"
+            info["note"] = "TF.js has no uint8: feed int32 tensors, the output is int32."
+        with open(os.path.join(temporary, CONFIG_FILE), "w") as handle:
+            json.dump(info, handle, indent=1)
+        _replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    ops = ", ".join(f"{name} x{count}" for name, count in info["ops"].items())
+    log(f"ops ({sum(info['ops'].values())} in all): {ops}")
+    log(f"wrote {os.path.join(out, info['file'])}")
+    return info
+
+
+def run_tflite(model_path, image, mask):
+    """Runs a converted ``model.tflite`` with ai-edge-litert; uint8 arrays in and out."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.fspath(model_path))
+    interpreter.allocate_tensors()
+    inputs = {detail["name"]: detail for detail in interpreter.get_input_details()}
+    for detail in inputs.values():
+        array = image if detail["shape"][-1] == 3 else mask
+        interpreter.set_tensor(detail["index"], np.asarray(array, np.uint8))
+    interpreter.invoke()
+    (output,) = interpreter.get_output_details()
+    return interpreter.get_tensor(output["index"])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m penet_tf.convert",
+        description="Convert an exported PEN-Net generator to TFLite, TF.js or ONNX "
+        "(builtin ops only: no Flex, no custom ops).",
+    )
+    parser.add_argument(
+        "--saved-model", required=True, help="an export version directory, e.g. savedmodels/demo/1"
+    )
+    parser.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    parser.add_argument("--out", required=True, help="output directory (created atomically)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=DEFAULT_SIZE,
+        help=f"fixed image size for tflite and tfjs, a multiple of {SIZE_MULTIPLE} "
+        f"(default {DEFAULT_SIZE}); ONNX takes any size",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE,
+        default="none",
+        help="tflite: float16 weights or dynamic-range int8; tfjs: float16 or uint8 weights",
+    )
+    parser.add_argument(
+        "--tfjs-venv",
+        help="virtualenv with tensorflowjs (default .tfjs-venv; see scripts/make_tfjs_venv.sh)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args(argv)
+    try:
+        convert(
+            args.saved_model,
+            args.to,
+            args.out,
+            size=args.size,
+            quantize=args.quantize,
+            tfjs_venv=args.tfjs_venv,
+            force=args.force,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, ConversionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

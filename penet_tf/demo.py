@@ -1,0 +1,124 @@
+"""Serve the in-browser inpainting demo (demos/web) with a converted TF.js model.
+
+    python -m penet_tf.convert --saved-model savedmodels/demo/1 --to tfjs --out converted/tfjs
+    python -m penet_tf.demo --model converted/tfjs          # http://127.0.0.1:8000/
+
+serves, on 127.0.0.1 only:
+
+* ``/``: the static page in ``demos/web`` (index.html, app.js, style.css) and its
+  ``node_modules`` (TensorFlow.js and the wasm backend, installed by ``npm ci``);
+* ``/model/``: the directory given by ``--model`` (``model.json`` + weight shards).
+
+The responses carry ``Cross-Origin-Opener-Policy``/``Cross-Origin-Embedder-Policy``
+headers, so the page is cross-origin isolated and TF.js may use its multi-threaded wasm
+build. ``--port 0`` picks a free port; the URL is printed on the first line of output.
+"""
+
+import argparse
+import functools
+import http.server
+import os
+import posixpath
+import sys
+import urllib.parse
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEB_ROOT = os.path.join(REPO, "demos", "web")
+TFJS_BUNDLE = os.path.join("node_modules", "@tensorflow", "tfjs", "dist", "tf.min.js")
+WASM_BUNDLE = os.path.join(
+    "node_modules", "@tensorflow", "tfjs-backend-wasm", "dist", "tf-backend-wasm.min.js"
+)
+
+
+class DemoHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files from the web root, ``/model/...`` from the model directory."""
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".json": "application/json",
+        ".bin": "application/octet-stream",
+    }
+
+    def __init__(self, *args, model_dir, web_root, quiet=True, **kwargs):
+        self.model_dir = model_dir
+        self.quiet = quiet
+        super().__init__(*args, directory=web_root, **kwargs)
+
+    def translate_path(self, path):
+        parsed = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+        if parsed == "/model" or parsed.startswith("/model/"):
+            relative = posixpath.normpath(parsed[len("/model") :]).lstrip("/")
+            parts = [part for part in relative.split("/") if part not in ("", ".", "..")]
+            return os.path.join(self.model_dir, *parts)
+        return super().translate_path(path)
+
+    def end_headers(self):
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's signature)
+        if not self.quiet:
+            super().log_message(format, *args)
+
+
+def check_layout(model_dir, web_root):
+    """Raises FileNotFoundError, saying how to fix it, when something the page needs is missing."""
+    if not os.path.isfile(os.path.join(model_dir, "model.json")):
+        raise FileNotFoundError(
+            f"No model.json in {model_dir}: convert a model first, e.g. `python -m "
+            "penet_tf.convert --saved-model savedmodels/NAME/1 --to tfjs --out converted/tfjs`."
+        )
+    if not os.path.isfile(os.path.join(web_root, "index.html")):
+        raise FileNotFoundError(f"No index.html in {web_root} (the demo page).")
+    for bundle in (TFJS_BUNDLE, WASM_BUNDLE):
+        if not os.path.isfile(os.path.join(web_root, bundle)):
+            raise FileNotFoundError(
+                f"{os.path.join(web_root, bundle)} is missing: run `npm ci` in {web_root} "
+                "(or scripts/setup_browser_tests.sh)."
+            )
+
+
+def make_server(model_dir, host="127.0.0.1", port=8000, web_root=WEB_ROOT, quiet=True):
+    """A ``ThreadingHTTPServer`` for the demo (not started); ``server.server_port`` is its port."""
+    model_dir, web_root = os.path.abspath(model_dir), os.path.abspath(web_root)
+    check_layout(model_dir, web_root)
+    handler = functools.partial(DemoHandler, model_dir=model_dir, web_root=web_root, quiet=quiet)
+    return http.server.ThreadingHTTPServer((host, port), handler)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m penet_tf.demo",
+        description="Serve the in-browser PEN-Net demo with a converted TF.js model.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="directory with model.json (python -m penet_tf.convert)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
+    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument("--web-root", default=WEB_ROOT, help="the page (default demos/web)")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    try:
+        server = make_server(args.model, args.host, args.port, args.web_root, not args.verbose)
+    except (FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    host, port = server.server_address[:2]
+    print(f"PEN-Net demo: http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .tfjs-venv with the TensorFlow.js converter (idempotent).
+#
+# tensorflowjs pins an older TensorFlow (it installs TF 2.19 through
+# tensorflow-decision-forests), so it lives in its own virtualenv, used only by
+# `python -m penet_tf.convert --to tfjs`. ydf==0.13.0 fixes its protobuf import error.
+#
+# Usage: scripts/make_tfjs_venv.sh [VENV_DIR]   (default: .tfjs-venv in the repository)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${1:-.tfjs-venv}"
+python="${PYTHON:-python3}"
+if [ -x "$venv/bin/tensorflowjs_converter" ] && "$venv/bin/python" -c "import tensorflowjs" 2>/dev/null; then
+  echo "$venv: tensorflowjs already installed"
+  exit 0
+fi
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q "tensorflowjs==4.22.0" "ydf==0.13.0"
+"$venv/bin/python" -c "import tensorflowjs, tensorflow as tf; print('tensorflowjs', tensorflowjs.__version__, 'tensorflow', tf.__version__)"
+echo "$venv: ready ($venv/bin/tensorflowjs_converter)"

@@ -1,0 +1,218 @@
+"""penet_tf.convert: TFLite, ONNX and TF.js conversions with builtin ops only.
+
+Each converted model must reproduce the SavedModel's ``serving_default`` (the uint8
+composite) on a real photo with holes: known pixels bit-identical, hole pixels within
+1/255 on at least 99.9 % of values. A thin generator (base_channels=4) with He-scaled
+random weights keeps this fast while making the hole content vary (see
+conversion_helpers).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conversion_helpers import SIZE, converted, hole_mask, photo, saved_model_output, thin_export
+
+from penet_tf import convert as convert_module
+from penet_tf.convert import (
+    ConversionError,
+    check_tflite_builtin_only,
+    convert,
+    run_tflite,
+    tflite_ops,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEB = os.path.join(REPO, "demos", "web")
+# ops a one-hot-convolution attention graph must contain, per format
+ATTENTION_OPS = {
+    "tflite": {"BATCH_MATMUL", "DEPTHWISE_CONV_2D", "SOFTMAX", "RESIZE_BILINEAR"},
+    "onnx": {"MatMul", "Conv", "Softmax", "Resize"},
+    "tfjs": {"BatchMatMulV2", "DepthwiseConv2dNative", "Softmax", "ResizeBilinear"},
+}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.getbasetemp()
+
+
+@pytest.fixture(scope="module")
+def export(base):
+    return thin_export(base)
+
+
+@pytest.fixture(scope="module")
+def case(export):
+    """(image, mask, SavedModel output) at 256 x 256, batch 1."""
+    image, mask = photo()[None], hole_mask()[None]
+    return image, mask, saved_model_output(export, image, mask)
+
+
+def assert_matches_saved_model(output, reference, image, mask, within=1, fraction=0.999):
+    """Known pixels bit-identical; hole values within ``within`` on ``fraction`` of them."""
+    assert output.shape == reference.shape and output.dtype == np.uint8
+    hole = np.broadcast_to(mask > 0, image.shape)
+    np.testing.assert_array_equal(output[~hole], image[~hole])
+    # The reference's hole content is not trivial (a wrong op would show).
+    assert reference[hole].astype(float).std() > 10
+    assert (reference[hole] != image[hole]).mean() > 0.9
+    difference = np.abs(output.astype(int) - reference.astype(int))[hole]
+    share = (difference <= within).mean()
+    assert share >= fraction, f"only {share:.5f} of hole values within {within}/255"
+    return difference
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+# ---------------------------------------------------------------------------- TFLite
+
+
+def test_tflite_float32_matches_saved_model_and_is_builtin_only(base, case):
+    out = converted(base, "tflite")
+    info = json.loads((out / "penet_tf.json").read_text())
+    model = (out / "model.tflite").read_bytes()
+    ops = tflite_ops(model)
+    assert ops == info["ops"]
+    assert not [op for op in ops if op.startswith("CUSTOM") or "FLEX" in op.upper()]
+    assert ATTENTION_OPS["tflite"] <= set(ops)
+    assert "READ_VARIABLE" not in ops  # weights frozen (unfrozen ones converted to NaN)
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    details = {d["name"]: d for d in interpreter.get_input_details()}
+    shapes = sorted((tuple(d["shape"]), d["dtype"]) for d in details.values())
+    assert shapes == [((1, SIZE, SIZE, 1), np.uint8), ((1, SIZE, SIZE, 3), np.uint8)]
+
+    image, mask, reference = case
+    output = run_tflite(out / "model.tflite", image, mask)
+    difference = assert_matches_saved_model(output, reference, image, mask)
+    print(f"\nTFLite float32 vs SavedModel: max |diff| {difference.max()}/255 in the hole")
+
+
+@pytest.mark.parametrize("quantize", ["float16", "dynamic"])
+def test_tflite_quantized_runs_and_prints_psnr(base, case, quantize):
+    float32 = converted(base, "tflite")
+    out = converted(base, "tflite", quantize)
+    assert (out / "model.tflite").stat().st_size < 0.75 * (float32 / "model.tflite").stat().st_size
+    check_tflite_builtin_only(json.loads((out / "penet_tf.json").read_text())["ops"])
+    image, mask, _ = case
+    reference = run_tflite(float32 / "model.tflite", image, mask)
+    output = run_tflite(out / "model.tflite", image, mask)
+    hole = np.broadcast_to(mask > 0, image.shape)
+    np.testing.assert_array_equal(output[~hole], image[~hole])
+    value = psnr(output[hole], reference[hole])
+    print(f"\nTFLite {quantize} vs float32: PSNR {value:.1f} dB over the hole pixels")
+    assert value > 30, f"{quantize} quantization degrades the hole to {value:.1f} dB"
+
+
+def test_flex_and_custom_ops_are_rejected():
+    check_tflite_builtin_only({"CONV_2D": 1, "SOFTMAX": 2})
+    with pytest.raises(ConversionError, match="Flex"):
+        check_tflite_builtin_only({"CONV_2D": 1, "CUSTOM:FlexExtractImagePatches": 1})
+    with pytest.raises(ConversionError, match="frozen"):
+        check_tflite_builtin_only({"READ_VARIABLE": 3})
+
+
+# ------------------------------------------------------------------------------ ONNX
+
+
+@pytest.fixture(scope="module")
+def onnx_session(base):
+    import onnxruntime
+
+    out = converted(base, "onnx")
+    info = json.loads((out / "penet_tf.json").read_text())
+    assert not [op for op in info["ops"] if ":" in op]  # standard domain only
+    assert ATTENTION_OPS["onnx"] <= set(info["ops"])
+    return onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_onnx_has_dynamic_height_and_width(onnx_session):
+    inputs = {i.name: i for i in onnx_session.get_inputs()}
+    assert set(inputs) == {"image", "mask"}
+    for tensor in inputs.values():
+        assert tensor.type == "tensor(uint8)"
+        assert all(isinstance(dim, str) or dim is None for dim in tensor.shape[:3])
+
+
+@pytest.mark.parametrize("height,width", [(SIZE, SIZE), (192, 320), (100, 150)])
+def test_onnx_matches_saved_model(onnx_session, export, height, width, case):
+    if (height, width) == (SIZE, SIZE):
+        image, mask, reference = case
+    else:
+        image, mask = photo(height, width)[None], hole_mask(height, width, value=1)[None]
+        reference = saved_model_output(export, image, mask)
+    (output,) = onnx_session.run(None, {"image": image, "mask": mask})
+    assert_matches_saved_model(output, reference, image, mask)
+
+
+# ----------------------------------------------------------------------------- TF.js
+
+
+def test_tfjs_graph_model_runs_on_wasm_and_matches(base, case, tmp_path):
+    out = converted(base, "tfjs")
+    info = json.loads((out / "penet_tf.json").read_text())
+    model = json.loads((out / "model.json").read_text())
+    assert model["format"] == "graph-model"
+    assert info["ops"] == convert_module.tfjs_ops(out / "model.json")
+    assert ATTENTION_OPS["tfjs"] <= set(info["ops"])
+    for op in ("ExtractImagePatches", "Einsum", "While", "StatelessWhile", "Assert"):
+        assert op not in info["ops"]
+    # The real check that no op is unsupported: run it in TF.js's wasm backend (Node).
+    image, mask, reference = case
+    (tmp_path / "in.bin").write_bytes(image.tobytes() + (mask > 0).astype(np.uint8).tobytes())
+    result = subprocess.run(
+        ["node", "tests/run_model_node.mjs", str(out), str(tmp_path / "in.bin"),
+         str(tmp_path / "out.bin"), "wasm"],
+        cwd=WEB, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "wasm" and report["size"] == SIZE
+    output = np.frombuffer((tmp_path / "out.bin").read_bytes(), np.uint8).reshape(image.shape)
+    difference = assert_matches_saved_model(output, reference, image, mask)
+    print(f"\nTF.js wasm vs SavedModel: max |diff| {difference.max()}/255, {report['ms']} ms")
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_missing_tfjs_venv_says_how_to_create_it(export, tmp_path):
+    with pytest.raises(FileNotFoundError, match="make_tfjs_venv.sh"):
+        convert(export, "tfjs", tmp_path / "out", tfjs_venv=tmp_path / "no-venv")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_requests_fail_clearly(export, tmp_path, capsys):
+    with pytest.raises(ValueError, match="multiple of 64"):
+        convert(export, "tflite", tmp_path / "out", size=200)
+    with pytest.raises(ValueError, match="--quantize applies"):
+        convert(export, "onnx", tmp_path / "out", quantize="float16")
+    with pytest.raises(FileNotFoundError, match="No SavedModel"):
+        convert(tmp_path, "tflite", tmp_path / "out")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(FileExistsError, match="--force"):
+        convert(export, "tflite", tmp_path / "taken")
+    assert convert_module.main(["--saved-model", str(tmp_path), "--to", "onnx",
+                                "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+    assert "error: No SavedModel" in capsys.readouterr().err
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+
+
+def test_wrong_generator_config_is_reported(export, tmp_path):
+    copy = tmp_path / "1"
+    shutil.copytree(export, copy)
+    config = copy / "assets.extra" / "penet_tf.json"
+    data = json.loads(config.read_text())
+    data["generator"]["base_channels"] = 8
+    config.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="has shape"):
+        convert_module.load_generator_for_conversion(copy)
