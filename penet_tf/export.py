@@ -1,8 +1,8 @@
 """Export the generator as a SavedModel for TF Serving (and the conversions).
 
-    python -m penet_tf.export --weights runs/demo/generator.weights.h5 --out savedmodels/penet
+    python -m penet_tf.export --weights runs/demo/generator.weights.h5 --out savedmodels/demo
 
-writes ``savedmodels/penet/N/`` (N = the next free version) in TF Serving's layout. The
+writes ``savedmodels/demo/N/`` (N = the next free version) in TF Serving's layout. The
 export is written to a hidden temporary directory beside it and renamed into place, so a
 half-written export never appears as a version.
 

@@ -40,9 +40,8 @@ import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from penet_tf.data import masks as mask_lib
-from penet_tf.io_utils import atomic_path
+from penet_tf.io_utils import IMAGE_SUFFIXES, atomic_path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MASK_TYPES = ("centre", "strokes")
 NO_PIXEL_LIMIT = 2**62
 EXIF_ORIENTATION = 0x0112

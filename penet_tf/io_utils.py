@@ -5,6 +5,20 @@ import json
 import os
 import tempfile
 
+# Image files penet_tf reads (all decoded with Pillow).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def find_files(path, suffixes):
+    """Sorted files under ``path`` (recursive) whose names end with ``suffixes`` (any case)."""
+    suffixes = tuple(suffix.lower() for suffix in suffixes)
+    return sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(path)
+        for name in names
+        if name.lower().endswith(suffixes)
+    )
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):

@@ -5,7 +5,7 @@
 #   serving/run_tf_serving.sh --local    # a tensorflow_model_server binary on PATH
 #
 # Serves savedmodels/<name>/<version>/ as listed in serving/models.config (model
-# "penet" = savedmodels/penet), with batching (serving/batching_parameters.txt) and the
+# "demo" = savedmodels/demo), with batching (serving/batching_parameters.txt) and the
 # export's warm-up requests. Environment overrides:
 #   TF_SERVING_IMAGE  Docker image (default tensorflow/serving:2.20.0)
 #   MODELS_DIR        the savedmodels folder (default: <repo>/savedmodels)
@@ -30,7 +30,7 @@ fi
 
 if [[ ! -d "$models" ]]; then
   echo "error: no model folder $models; export first:" >&2
-  echo "  python -m penet_tf.export --weights runs/demo/generator.weights.h5 --out savedmodels/penet" >&2
+  echo "  python -m penet_tf.export --weights runs/demo/generator.weights.h5 --out savedmodels/demo" >&2
   exit 2
 fi
 for file in "$here/models.config" "$batching"; do

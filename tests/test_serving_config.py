@@ -72,7 +72,7 @@ def test_models_config_parses_and_points_at_the_export_folder():
         (SERVING / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
     )
     (model,) = config.model_config_list.config
-    assert model.name == "penet" and model.base_path == "/models/penet"
+    assert model.name == "demo" and model.base_path == "/models/demo"
     assert model.model_platform == "tensorflow"
     assert model.model_version_policy.latest.num_versions == 1
 

@@ -2,7 +2,8 @@
 
 Sources (``config["source"]``):
 
-* ``"folder"``: every jpg/jpeg/png/webp/bmp file under ``path``, recursively;
+* ``"folder"``: every image file (jpg, png, webp, bmp, gif, tiff) under ``path``,
+  recursively;
 * ``"flist"``: the released code's file lists, one image path per line (relative paths
   are relative to ``root``, default the list's folder);
 * ``"tfds"``: a TensorFlow Datasets dataset by ``name`` and ``split``, read from
@@ -26,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from penet_tf.data.masks import MaskGenerator
+from penet_tf.io_utils import IMAGE_SUFFIXES, find_files
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SOURCES = ("folder", "flist", "tfds", "demo")
 logger = logging.getLogger("penet_tf.data")
 
@@ -38,12 +39,7 @@ def list_image_files(path):
         raise FileNotFoundError(f"Image folder {path} does not exist.")
     if not os.path.isdir(path):
         raise NotADirectoryError(f"{path} is not a folder (use source 'flist' for file lists).")
-    files = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(path)
-        for name in names
-        if name.lower().endswith(IMAGE_SUFFIXES)
-    )
+    files = find_files(path, IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(
             f"No images ({', '.join(IMAGE_SUFFIXES)}) under {path}: it is empty or holds "

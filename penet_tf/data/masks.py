@@ -19,8 +19,9 @@ import os
 
 import tensorflow as tf
 
+from penet_tf.io_utils import find_files
+
 MASK_TYPES = ("square", "strokes", "files", "mixture")
-MASK_SUFFIXES = (".png", ".PNG")
 
 
 def centre(height, width):
@@ -202,12 +203,7 @@ def list_mask_files(path):
     """Sorted mask PNGs under ``path`` (recursive); a clear error when there are none."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Mask folder {path} does not exist.")
-    files = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(path)
-        for name in names
-        if name.endswith(MASK_SUFFIXES)
-    )
+    files = find_files(path, (".png",))
     if not files:
         raise FileNotFoundError(f"No mask PNGs under {path}.")
     return files

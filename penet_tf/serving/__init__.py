@@ -1,7 +1,7 @@
 """Serving the exported generator: a gRPC client for TF Serving (``penet_tf.serving.client``).
 
 >>> from penet_tf.serving import InpaintClient
->>> with InpaintClient("localhost:8500", "penet") as client:
+>>> with InpaintClient("localhost:8500", "demo") as client:
 ...     inpainted = client.inpaint(image, mask)  # uint8 [H, W, 3], mask nonzero = hole
 """
 

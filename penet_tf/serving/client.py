@@ -2,7 +2,7 @@
 
 Command line::
 
-    python -m penet_tf.serving.client --server localhost:8500 --model penet \\
+    python -m penet_tf.serving.client --server localhost:8500 --model demo \\
         --image photo.png --mask mask.png --out inpainted.png
 
 The mask may be any image the size of the photo: a pixel is a hole where any colour
@@ -13,7 +13,7 @@ Library::
 
     from penet_tf.serving import InpaintClient
 
-    with InpaintClient("localhost:8500", "penet", timeout=30) as client:
+    with InpaintClient("localhost:8500", "demo", timeout=30) as client:
         inpainted = client.inpaint(image, mask)  # uint8 [H, W, 3] (or a batch)
         png = client.inpaint_bytes(open("a.png", "rb").read(), open("m.png", "rb").read())
 

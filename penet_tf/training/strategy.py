@@ -48,9 +48,11 @@ def make_strategy(name="auto"):
 
 def strategy_name(strategy):
     """The public API name (MultiWorkerMirroredStrategy's class is named otherwise)."""
-    for public in (tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.MirroredStrategy):
-        if isinstance(strategy, public):
-            return public.__name__
+    # (tf.distribute.MultiWorkerMirroredStrategy.__name__ is "CollectiveAllReduceStrategy")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
     return "default strategy (one device)"
 
 
