@@ -38,13 +38,14 @@ def penet(case):
     keras.utils.set_random_seed(0)
     size, batch = case["size"], case["batch"]
     policy = "mixed_bfloat16" if case.get("dtype") == "bfloat16" else "float32"
+    jit = bool(case.get("jit"))  # XLA: tf.function(jit_compile=True)
     rng = np.random.default_rng(0)
     image = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
     mask = tf.constant(centre_mask(batch, size))
     generator = Generator(dtype=policy)
     generator.build()
     if case["kind"] == "forward":
-        run = tf.function(lambda: generator(image, mask)[0])
+        run = tf.function(lambda: generator(image, mask)[0], jit_compile=jit)
         return lambda: run().numpy()
     from penet_tf.training import PENetGAN
 
@@ -54,7 +55,7 @@ def penet(case):
         keras.optimizers.Adam(1e-4, 0.5, 0.999, epsilon=1e-8),
     )
     gan.build()
-    step = tf.function(gan.train_step)
+    step = tf.function(gan.train_step, jit_compile=jit)
     return lambda: float(step((image, mask))["g_loss"])
 
 

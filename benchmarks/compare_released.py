@@ -135,6 +135,9 @@ def main(argv=None):
         choices=["float32", "bfloat16"],
         help="also time penet_tf under mixed_bfloat16",
     )
+    parser.add_argument(
+        "--xla", action="store_true", help="also time penet_tf compiled with XLA (jit_compile)"
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.reference and not os.path.isfile(os.path.join(args.reference, "model", "pennet.py")):
@@ -144,14 +147,17 @@ def main(argv=None):
     print(json.dumps(report["machine"]))
     for name in args.cases:
         kind, size, batch, warmup, repeats = CASES[name]
-        impls = [("penet", dtype) for dtype in args.penet_dtypes]
+        impls = [("penet", dtype, False) for dtype in args.penet_dtypes]
+        if args.xla:
+            impls += [("penet", dtype, True) for dtype in args.penet_dtypes]
         if args.reference:
-            impls.append(("released", "float32"))
-        runs = {f"{impl}-{dtype}": [] for impl, dtype in impls}
+            impls.append(("released", "float32", False))
+        keys = [f"{impl}-{dtype}" + ("-xla" if jit else "") for impl, dtype, jit in impls]
+        runs = {key: [] for key in keys}
         # One round for the very large cases: each process takes minutes.
         rounds = 1 if size >= 1024 else args.rounds
         for _ in range(rounds):
-            for impl, dtype in impls:
+            for key, (impl, dtype, jit) in zip(keys, impls, strict=True):
                 case = {
                     "impl": impl,
                     "kind": kind,
@@ -161,11 +167,12 @@ def main(argv=None):
                     "repeats": repeats,
                     "threads": args.threads,
                     "dtype": dtype,
+                    "jit": jit,
                     "reference": args.reference,
                 }
                 result = run_worker(case, args.time_limit, args.memory_limit_gb * 1024)
-                runs[f"{impl}-{dtype}"].append(result)
-                print(f"  {name} {impl} {dtype}: {result['status']}", flush=True)
+                runs[key].append(result)
+                print(f"  {name} {key}: {result['status']}", flush=True)
         summary = {key: summarize(value) for key, value in runs.items()}
         penet, released = summary.get("penet-float32"), summary.get("released-float32")
         if penet and released and penet["median_s"] and released["median_s"]:

@@ -20,9 +20,19 @@ def find_files(path, suffixes):
     )
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
-    """Yields a temporary path beside ``path``; renames it to ``path`` on success only."""
+    """Yields a temporary path beside ``path``; renames it to ``path`` on success only.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it (``mkstemp``
+    alone would leave it readable by its owner only).
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -30,6 +40,7 @@ def atomic_path(path, suffix=""):
     os.close(handle)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
