@@ -20,10 +20,15 @@ def find_files(path, suffixes):
     )
 
 
-def _umask():
+def _read_umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: os.umask can only be read by setting it, which would briefly
+# change it for every thread of a running program.
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -40,7 +45,7 @@ def atomic_path(path, suffix=""):
     os.close(handle)
     try:
         yield temporary
-        os.chmod(temporary, 0o666 & ~_umask())
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
