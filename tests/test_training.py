@@ -217,6 +217,28 @@ def test_mixed_bfloat16_trains(photos, tmp_path):
     assert all(v.dtype == "float32" for v in trainer.gan.generator.weights)
 
 
+def test_mixed_float16_trains_with_loss_scaling(photos, tmp_path):
+    # The GPU path (--mixed-precision on a GPU); its kernels exist on CPU too, only slower.
+    config = load_config(
+        write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run", iterations=2)),
+        ['mixed_precision="mixed_float16"'],
+    )
+    trainer = Trainer(config, verbose=0)
+    before = [v.numpy() for v in trainer.gan.generator.trainable_weights]
+    logs = trainer.run()
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    gan = trainer.gan
+    for optimizer in (gan.g_optimizer, gan.d_optimizer):
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        assert int(optimizer.iterations.numpy()) == 2  # no step skipped for overflow
+    assert gan.generator.compute_dtype == "float16"
+    assert gan.discriminator.compute_dtype == "float16"
+    # The spectral-norm power iteration state stays float32.
+    assert all(v.dtype == "float32" for v in gan.discriminator.weights)
+    after = gan.generator.trainable_weights
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after, strict=True))
+
+
 def test_cli_mirrored_strategy_on_two_logical_cpus(photos, tmp_path):
     path = write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run", iterations=2))
     result = run_cli(["--config", path, "--cpu-devices", "2", "--strategy", "mirrored"])
