@@ -1,36 +1,49 @@
-"""Convert the released PEN-Net PyTorch checkpoints to Keras weights.
+"""Convert between the released PEN-Net PyTorch checkpoints and Keras weights.
 
     python -m penet_tf.convert_torch --generator gen_00050.pth \
         [--discriminator dis_00050.pth] --out DIR
+    python -m penet_tf.convert_torch --to-torch --weights DIR --out DIR2
 
-writes ``DIR/generator.weights.h5`` (and ``DIR/discriminator.weights.h5``), which
-``Generator().load_weights(...)`` / ``Discriminator().load_weights(...)`` accept once the
-model is built (``penet_tf.models.load_generator`` does both). Reading ``.pth`` files needs
+The first writes ``DIR/generator.weights.h5`` (and ``DIR/discriminator.weights.h5``),
+which ``Generator().load_weights(...)`` / ``Discriminator().load_weights(...)`` accept once
+the model is built (``penet_tf.models.load_generator`` does both). The second reads those
+files (as this converter or ``penet_tf.train`` writes them, with the ``*.config.json``
+beside them when the architecture is not the released one) and writes ``DIR2/gen.pth``
+(``{'netG': state_dict}``) and ``DIR2/dis.pth`` (``{'netD': state_dict}``, spectral-norm
+state as ``weight_orig`` / ``weight_u`` / ``weight_v``), which the authors' code loads.
+Released -> Keras -> released is bit-identical for every tensor. ``.pth`` files need
 PyTorch: ``pip install 'penet_tf[torch]'``. It is imported here only.
 """
 
 import argparse
+import json
 import os
 import sys
 
 import numpy as np
 
-from penet_tf.io_utils import save_weights_atomically
-from penet_tf.models import Discriminator, Generator
+from penet_tf.io_utils import atomic_path, save_weights_atomically, write_json_atomically
+from penet_tf.layers.spectral_norm import SpectralNorm
+from penet_tf.models import Discriminator, Generator, discriminator_config, load_generator
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is not the released PEN-Net format."""
 
 
-def _load_state_dict(path, key):
+def _torch():
     try:
         import torch
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "Reading .pth checkpoints needs PyTorch: pip install 'penet_tf[torch]' "
-            "(torch==2.13.0, CPU build)."
+            "Reading and writing .pth checkpoints needs PyTorch: pip install "
+            "'penet_tf[torch]' (torch==2.13.0, CPU build)."
         ) from error
+    return torch
+
+
+def _load_state_dict(path, key):
+    torch = _torch()
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at {path}")
     try:
@@ -64,6 +77,23 @@ def generator_convolutions(generator):
 def _torch_kernel(weight):
     """[out, in, kh, kw] -> Keras' [kh, kw, in, out]."""
     return np.transpose(weight, (2, 3, 1, 0))
+
+
+def _keras_kernel(kernel):
+    """Keras' [kh, kw, in, out] -> [out, in, kh, kw]."""
+    return np.transpose(kernel, (3, 2, 0, 1))
+
+
+def _keras_vector_v(v, kernel_shape):
+    """PyTorch's ``weight_v`` (in, kh, kw order) -> ``SpectralNorm.vector_v`` (kh, kw, in)."""
+    kh, kw, cin, _ = kernel_shape
+    return v.reshape(cin, kh, kw).transpose(1, 2, 0).reshape(-1)
+
+
+def _torch_vector_v(v, kernel_shape):
+    """``SpectralNorm.vector_v`` (kh, kw, in order) -> PyTorch's ``weight_v`` (in, kh, kw)."""
+    kh, kw, cin, _ = kernel_shape
+    return v.reshape(kh, kw, cin).transpose(2, 0, 1).reshape(-1)
 
 
 def _take(state, name, shape, path):
@@ -101,14 +131,20 @@ def load_released_generator(path, generator=None):
 def load_released_discriminator(path, discriminator=None):
     """Returns a built ``Discriminator`` holding the weights of a released ``dis_*.pth``.
 
-    The released network stores ``weight_orig`` and the power-iteration vectors u, v; in
-    eval mode it convolves with ``weight_orig / (u . W v)``. Keras' spectral norm keeps the
-    normalised kernel itself, so that is what is stored (and u as ``vector_u``).
+    The released network stores ``weight_orig`` and the power-iteration vectors u, v. With
+    the default ``spectral_norm="released"`` they map one to one (W to the kernel, u and v
+    to ``vector_u`` / ``vector_v``), so training resumes exactly where the release stopped.
+    Keras' in-place spectral norm (``spectral_norm="keras"``) keeps the normalised kernel
+    itself: there ``weight_orig / (u . W v)`` is stored, and u as ``vector_u``.
     """
     state = _load_state_dict(path, "netD")
     discriminator = discriminator or Discriminator()
     if not discriminator.built:
         discriminator.build()
+    if discriminator.spectral_norm == "none":
+        raise CheckpointError(
+            "The released discriminator has spectral norm; got spectral_norm='none'."
+        )
     for index, wrapper in enumerate(discriminator.encoder):
         prefix = f"encoder.{2 * index}"
         conv = wrapper.layer
@@ -116,9 +152,14 @@ def load_released_discriminator(path, discriminator=None):
         weight = _take(state, f"{prefix}.weight_orig", (cout, cin, kh, kw), path)
         u = _take(state, f"{prefix}.weight_u", (cout,), path)
         v = _take(state, f"{prefix}.weight_v", (cin * kh * kw,), path)
-        sigma = float(u @ (weight.reshape(cout, -1) @ v))
-        conv.kernel.assign(_torch_kernel(weight / sigma))
-        wrapper.vector_u.assign(u[None, :])
+        if isinstance(wrapper, SpectralNorm):
+            conv.kernel.assign(_torch_kernel(weight))
+            wrapper.vector_u.assign(u)
+            wrapper.vector_v.assign(_keras_vector_v(v, conv.kernel.shape))
+        else:
+            sigma = float(u @ (weight.reshape(cout, -1) @ v))
+            conv.kernel.assign(_torch_kernel(weight / sigma))
+            wrapper.vector_u.assign(u[None, :])
     classifier = discriminator.classifier
     kh, kw, cin, cout = classifier.kernel.shape
     classifier.kernel.assign(
@@ -129,31 +170,130 @@ def load_released_discriminator(path, discriminator=None):
     return discriminator
 
 
+def generator_state_dict(generator):
+    """The released ``netG`` state dict of a built ``Generator``: {name: float32 array}."""
+    state = {}
+    for prefix, conv in generator_convolutions(generator).items():
+        state[f"{prefix}.weight"] = _keras_kernel(conv.kernel.numpy())
+        state[f"{prefix}.bias"] = conv.bias.numpy()
+    return state
+
+
+def discriminator_state_dict(discriminator):
+    """The released ``netD`` state dict of a built ``Discriminator`` (spectral norm state
+    as ``weight_orig`` / ``weight_u`` / ``weight_v``)."""
+    if discriminator.spectral_norm != "released":
+        raise CheckpointError(
+            "Only a discriminator with spectral_norm='released' (the default) has the "
+            f"released state (weight_orig, weight_u, weight_v); this one has "
+            f"spectral_norm={discriminator.spectral_norm!r}."
+        )
+    state = {}
+    for index, wrapper in enumerate(discriminator.encoder):
+        prefix = f"encoder.{2 * index}"
+        kernel = wrapper.layer.kernel.numpy()
+        state[f"{prefix}.weight_orig"] = _keras_kernel(kernel)
+        state[f"{prefix}.weight_u"] = wrapper.vector_u.numpy()
+        state[f"{prefix}.weight_v"] = _torch_vector_v(wrapper.vector_v.numpy(), kernel.shape)
+    state["classifier.weight"] = _keras_kernel(discriminator.classifier.kernel.numpy())
+    state["classifier.bias"] = discriminator.classifier.bias.numpy()
+    return state
+
+
+def save_released_checkpoint(state, key, path):
+    """Writes ``{key: state_dict}`` as a torch pickle (``gen.pth`` / ``dis.pth``) atomically."""
+    torch = _torch()
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
+    with atomic_path(path, suffix=".pth") as temporary:
+        torch.save({key: tensors}, temporary)
+
+
+def load_discriminator(weights):
+    """A built ``Discriminator`` holding ``weights`` (a ``.weights.h5``; the architecture
+    from the ``NAME.config.json`` beside it when there is one)."""
+    weights = os.fspath(weights)
+    config_path = weights[: -len(".weights.h5")] + ".config.json"
+    config = {}
+    if os.path.isfile(config_path):
+        with open(config_path) as handle:
+            config = json.load(handle)
+    discriminator = Discriminator(**config)
+    discriminator.build()
+    try:
+        discriminator.load_weights(weights)
+    except ValueError as error:
+        raise CheckpointError(
+            f"{weights} does not hold weights of Discriminator({config or ''}): {error}"
+        ) from error
+    return discriminator
+
+
+def export_to_torch(weights_dir, out_dir):
+    """``--to-torch``: ``weights_dir/{generator,discriminator}.weights.h5`` -> released
+    ``out_dir/gen.pth`` and ``out_dir/dis.pth``. Returns the paths written."""
+    generator_path = os.path.join(weights_dir, "generator.weights.h5")
+    discriminator_path = os.path.join(weights_dir, "discriminator.weights.h5")
+    if not os.path.isfile(generator_path):
+        raise FileNotFoundError(f"No generator.weights.h5 in {weights_dir}")
+    try:
+        generator = load_generator(generator_path)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+    discriminator = None
+    if os.path.isfile(discriminator_path):
+        discriminator = load_discriminator(discriminator_path)
+        discriminator_state = discriminator_state_dict(discriminator)
+    written = [os.path.join(out_dir, "gen.pth")]
+    save_released_checkpoint(generator_state_dict(generator), "netG", written[0])
+    if discriminator is not None:
+        written.append(os.path.join(out_dir, "dis.pth"))
+        save_released_checkpoint(discriminator_state, "netD", written[1])
+    return written
+
+
+def _from_torch(args):
+    generator = load_released_generator(args.generator)
+    discriminator = load_released_discriminator(args.discriminator) if args.discriminator else None
+    written = [os.path.join(args.out, "generator.weights.h5")]
+    save_weights_atomically(generator, written[0])
+    if discriminator is not None:
+        written.append(os.path.join(args.out, "discriminator.weights.h5"))
+        save_weights_atomically(discriminator, written[1])
+        write_json_atomically(
+            discriminator_config(discriminator),
+            os.path.join(args.out, "discriminator.config.json"),
+        )
+    return written
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.convert_torch",
         description="Convert released PEN-Net PyTorch checkpoints (gen_*.pth, dis_*.pth) "
-        "to Keras .weights.h5 files.",
+        "to Keras .weights.h5 files, or (--to-torch) Keras weights back to the released format.",
     )
-    parser.add_argument("--generator", required=True, help="released generator checkpoint (.pth)")
+    parser.add_argument("--generator", help="released generator checkpoint (.pth)")
     parser.add_argument("--discriminator", help="released discriminator checkpoint (.pth)")
+    parser.add_argument(
+        "--to-torch",
+        action="store_true",
+        help="write --weights DIR's generator.weights.h5 (and discriminator.weights.h5) as "
+        "the released gen.pth (and dis.pth) in --out",
+    )
+    parser.add_argument("--weights", help="with --to-torch: the folder of .weights.h5 files")
     parser.add_argument("--out", required=True, help="output directory")
     args = parser.parse_args(argv)
+    if args.to_torch and (not args.weights or args.generator or args.discriminator):
+        parser.error("--to-torch takes --weights DIR (and --out), not --generator/--discriminator")
+    if not args.to_torch and (args.weights or not args.generator):
+        parser.error("--generator is required (or --to-torch --weights DIR)")
     try:
-        generator = load_released_generator(args.generator)
-        discriminator = (
-            load_released_discriminator(args.discriminator) if args.discriminator else None
-        )
+        written = export_to_torch(args.weights, args.out) if args.to_torch else _from_torch(args)
     except (CheckpointError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = os.path.join(args.out, "generator.weights.h5")
-    save_weights_atomically(generator, out)
-    print(f"wrote {out}")
-    if discriminator is not None:
-        out = os.path.join(args.out, "discriminator.weights.h5")
-        save_weights_atomically(discriminator, out)
-        print(f"wrote {out}")
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

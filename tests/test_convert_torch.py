@@ -5,10 +5,18 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import torch
 
 from penet_tf import Discriminator, Generator
-from penet_tf.convert_torch import CheckpointError, load_released_generator
+from penet_tf.convert_torch import (
+    CheckpointError,
+    load_released_discriminator,
+    load_released_generator,
+    main,
+)
+from penet_tf.io_utils import save_weights_atomically, write_json_atomically
+from penet_tf.models import discriminator_config, generator_config
 
 
 def test_cli_writes_weights_that_reproduce_the_fixture(official_fixture, tmp_path):
@@ -30,6 +38,7 @@ def test_cli_writes_weights_that_reproduce_the_fixture(official_fixture, tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "discriminator.config.json",
         "discriminator.weights.h5",
         "generator.weights.h5",
     ]
@@ -89,3 +98,85 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "error: No checkpoint at" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _convert(*args):
+    result = subprocess.run(
+        [sys.executable, "-m", "penet_tf.convert_torch", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_released_keras_released_round_trip_is_bit_identical(official_fixture, tmp_path):
+    keras_dir, torch_dir = tmp_path / "keras", tmp_path / "torch"
+    _convert(
+        "--generator",
+        official_fixture["gen"],
+        "--discriminator",
+        official_fixture["dis"],
+        "--out",
+        keras_dir,
+    )
+    result = _convert("--to-torch", "--weights", keras_dir, "--out", torch_dir)
+    assert "gen.pth" in result.stdout and "dis.pth" in result.stdout
+    assert sorted(p.name for p in torch_dir.iterdir()) == ["dis.pth", "gen.pth"]
+    for name, key in (("gen", "netG"), ("dis", "netD")):
+        original = torch.load(official_fixture[name], map_location="cpu", weights_only=True)[key]
+        written = torch.load(torch_dir / f"{name}.pth", map_location="cpu", weights_only=True)
+        assert list(written) == [key]
+        written = written[key]
+        assert sorted(written) == sorted(original)
+        for tensor in original:
+            assert written[tensor].dtype == torch.float32
+            assert torch.equal(written[tensor], original[tensor].float()), tensor
+
+
+def test_trained_thin_weights_export_to_the_released_format(tmp_path):
+    generator = Generator(base_channels=4)
+    generator.build()
+    discriminator = Discriminator(base_channels=8)
+    discriminator.build()
+    images = tf.random.uniform([1, 64, 64, 3], -1, 1, seed=3)
+    mask = tf.cast(tf.random.uniform([1, 64, 64, 1], seed=4) > 0.7, tf.float32)
+    discriminator(images, training=True)  # moves u, v away from their initial values
+    save_weights_atomically(generator, tmp_path / "generator.weights.h5")
+    write_json_atomically(generator_config(generator), tmp_path / "generator.config.json")
+    save_weights_atomically(discriminator, tmp_path / "discriminator.weights.h5")
+    write_json_atomically(
+        discriminator_config(discriminator), tmp_path / "discriminator.config.json"
+    )
+    assert main(["--to-torch", "--weights", str(tmp_path), "--out", str(tmp_path / "pth")]) == 0
+
+    clone = load_released_generator(str(tmp_path / "pth" / "gen.pth"), Generator(base_channels=4))
+    np.testing.assert_array_equal(
+        clone(images, mask)[0].numpy(), generator(images, mask)[0].numpy()
+    )
+    d_clone = load_released_discriminator(
+        str(tmp_path / "pth" / "dis.pth"), Discriminator(base_channels=8)
+    )
+    for a, b in zip(discriminator.weights, d_clone.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_to_torch_errors_are_named(tmp_path, capsys):
+    assert main(["--to-torch", "--weights", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "No generator.weights.h5 in" in capsys.readouterr().err
+    discriminator = Discriminator(base_channels=8, spectral_norm="keras")
+    discriminator.build()
+    generator = Generator(base_channels=4)
+    generator.build()
+    save_weights_atomically(generator, tmp_path / "generator.weights.h5")
+    write_json_atomically(generator_config(generator), tmp_path / "generator.config.json")
+    save_weights_atomically(discriminator, tmp_path / "discriminator.weights.h5")
+    write_json_atomically(
+        discriminator_config(discriminator), tmp_path / "discriminator.config.json"
+    )
+    assert main(["--to-torch", "--weights", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "spectral_norm='released'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing half-written
+    with pytest.raises(SystemExit):
+        main(["--to-torch", "--generator", "g.pth", "--out", str(tmp_path)])

@@ -1,5 +1,6 @@
 """The spectral-norm PatchGAN discriminator."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -26,20 +27,40 @@ def test_patch_grid_sizes():
     )
 
 
-def test_training_call_normalises_spectral_norm_to_one():
+def _largest_singular_values(kernels):
+    return [np.linalg.svd(k.reshape(-1, k.shape[-1]), compute_uv=False)[0] for k in kernels]
+
+
+def test_training_calls_normalise_the_effective_kernel_to_one():
     discriminator = Discriminator(base_channels=8)
     images = tf.random.uniform([2, 64, 64, 3], -1, 1)
 
     def sigmas():
-        kernels = [wrapper.layer.kernel.numpy() for wrapper in discriminator.encoder]
-        return [np.linalg.svd(k.reshape(-1, k.shape[-1]), compute_uv=False)[0] for k in kernels]
+        kernels = [w.normalized_kernel().numpy() for w in discriminator.encoder]
+        return _largest_singular_values(kernels)
 
     discriminator(images)
-    assert max(abs(s - 1.0) for s in sigmas()) > 0.3  # normal(0, 0.02) init: far from 1
+    raw = [w.layer.kernel.numpy() for w in discriminator.encoder]
+    assert max(abs(s - 1.0) for s in _largest_singular_values(raw)) > 0.3  # normal(0, 0.02)
     for _ in range(30):  # one power iteration per training call
         discriminator(images, training=True)
     assert max(abs(s - 1.0) for s in sigmas()) < 0.05
-    assert all(wrapper.vector_u.dtype == "float32" for wrapper in discriminator.encoder)
+    for kernel, wrapper in zip(raw, discriminator.encoder, strict=True):
+        np.testing.assert_array_equal(kernel, wrapper.layer.kernel.numpy())  # W is trainable
+    assert all(w.vector_u.dtype == w.vector_v.dtype == "float32" for w in discriminator.encoder)
+
+
+def test_keras_spectral_norm_stays_selectable():
+    discriminator = Discriminator(base_channels=8, spectral_norm="keras")
+    images = tf.random.uniform([2, 64, 64, 3], -1, 1)
+    discriminator(images)
+    assert all(isinstance(w, keras.layers.SpectralNormalization) for w in discriminator.encoder)
+    for _ in range(30):  # Keras' layer rescales the kernel variable in place
+        discriminator(images, training=True)
+    kernels = [w.layer.kernel.numpy() for w in discriminator.encoder]
+    assert max(abs(s - 1.0) for s in _largest_singular_values(kernels)) < 0.05
+    with pytest.raises(ValueError, match="Unknown spectral_norm 'pytorch'"):
+        Discriminator(spectral_norm="pytorch")
 
 
 def test_inference_call_leaves_weights_alone():
@@ -61,7 +82,7 @@ def test_bad_input():
 
 
 def test_config_round_trip():
-    discriminator = Discriminator(base_channels=8, spectral_norm=False)
+    discriminator = Discriminator(base_channels=8, spectral_norm="none")
     clone = Discriminator.from_config(discriminator.get_config())
     assert clone.get_config() == discriminator.get_config()
     assert clone(tf.zeros([1, 64, 64, 3])).shape == (1, 3, 3, 1)
@@ -72,7 +93,7 @@ def test_tf_train_checkpoint_keeps_the_power_iteration_state(tmp_path):
     discriminator(tf.random.uniform([1, 64, 64, 3]), training=True)
     path = tf.train.Checkpoint(discriminator=discriminator).save(str(tmp_path / "ckpt"))
     saved = [name for name, _ in tf.train.list_variables(path) if "discriminator/" in name]
-    assert len(saved) == len(discriminator.weights) == 10
+    assert len(saved) == len(discriminator.weights) == 14  # 4 x (W, u, v) + classifier
     clone = Discriminator(base_channels=4)
     clone.build()
     tf.train.Checkpoint(discriminator=clone).restore(path).assert_consumed()

@@ -6,7 +6,13 @@ import os
 from penet_tf.models.discriminator import Discriminator
 from penet_tf.models.generator import Generator
 
-__all__ = ["Discriminator", "Generator", "generator_config", "load_generator"]
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "discriminator_config",
+    "generator_config",
+    "load_generator",
+]
 
 # Generator arguments that describe the architecture (saved beside trained weights).
 ARCHITECTURE_KEYS = ("base_channels", "kernel_init")
@@ -16,6 +22,12 @@ def generator_config(generator):
     """The architecture arguments of ``generator``, for ``NAME.config.json``."""
     config = generator.get_config()
     return {key: config[key] for key in ARCHITECTURE_KEYS}
+
+
+def discriminator_config(discriminator):
+    """The architecture arguments of ``discriminator``, for ``NAME.config.json``."""
+    config = discriminator.get_config()
+    return {key: config[key] for key in ("base_channels", "spectral_norm")}
 
 
 def load_generator(weights, **kwargs):

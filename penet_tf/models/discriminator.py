@@ -3,8 +3,26 @@
 import keras
 import tensorflow as tf
 
+from penet_tf.layers.spectral_norm import SpectralNorm
+
 KERNEL_SIZE = 5
 STRIDES = (2, 2, 2, 1)
+# "released": PyTorch's re-parametrisation (penet_tf.layers.SpectralNorm), as trained by the
+# release; "keras": keras.layers.SpectralNormalization (in-place, no gradient through sigma).
+SPECTRAL_NORMS = ("released", "keras", "none")
+
+
+def check_spectral_norm(value):
+    """Accepts a name of ``SPECTRAL_NORMS`` (or True / False for "released" / "none")."""
+    if value is True:
+        return "released"
+    if value is False or value is None:
+        return "none"
+    if value not in SPECTRAL_NORMS:
+        raise ValueError(
+            f"Unknown spectral_norm {value!r}: expected one of {', '.join(SPECTRAL_NORMS)}."
+        )
+    return value
 
 
 def patch_grid_size(size):
@@ -19,24 +37,28 @@ class Discriminator(keras.Model):
     """PatchGAN discriminator with spectral normalisation, as released.
 
     Four 5 x 5 convolutions without bias (strides 2, 2, 2, 1, padding 1, channels 64,
-    128, 256, 512), each spectrally normalised (``keras.layers.SpectralNormalization``, one
-    power iteration per training call) and followed by LeakyReLU(0.2); then a 5 x 5
-    ``classifier`` convolution with bias to one channel. Returns logits (one per patch):
-    the hinge loss uses them directly, the non-saturating loss through a sigmoid.
+    128, 256, 512), each spectrally normalised (one power iteration per training call) and
+    followed by LeakyReLU(0.2); then a 5 x 5 ``classifier`` convolution with bias to one
+    channel. Returns logits (one per patch): the hinge loss uses them directly, the
+    non-saturating loss through a sigmoid.
 
-    Spectral normalisation: Keras' layer rescales the kernel variable in place during
-    training calls (like tensorflow-addons did) instead of re-parametrising it as PyTorch
-    does; at inference the kernel is used as stored. Its power iteration and variables
-    stay float32 under mixed precision (fp16 overflows there).
+    Spectral normalisation is by default the release's (``penet_tf.layers.SpectralNorm``:
+    the kernel W is trainable, each training call runs one power iteration and convolves
+    with W / sigma, the gradient flowing through sigma), so a training step moves the
+    weights as the released trainer does. ``spectral_norm="keras"`` selects
+    ``keras.layers.SpectralNormalization`` instead, which overwrites the kernel with
+    kernel / sigma in place and takes no gradient through sigma. Either way the power
+    iteration and its vectors stay float32 under mixed precision (fp16 overflows there).
 
     Args:
         base_channels: channels of the first layer (64 released; small for tests).
-        spectral_norm: whether to wrap the four encoder convolutions.
+        spectral_norm: ``"released"`` (default), ``"keras"`` or ``"none"``.
         **kwargs: base model arguments.
 
     Call arguments:
         image: float32 [batch, H, W, 3] in [-1, 1]; H, W >= 48.
-        training: whether to run the spectral-norm power iteration.
+        training: whether to run the spectral-norm power iteration. The release calls
+            D separately on real images and on composites, each call one iteration.
 
     Returns:
         Logits [batch, h, w, 1] (27 x 27 for 256 x 256 inputs).
@@ -48,10 +70,10 @@ class Discriminator(keras.Model):
     TensorShape([2, 27, 27, 1])
     """
 
-    def __init__(self, base_channels=64, spectral_norm=True, **kwargs):
+    def __init__(self, base_channels=64, spectral_norm="released", **kwargs):
         super().__init__(**kwargs)
         self.base_channels = base_channels
-        self.spectral_norm = spectral_norm
+        self.spectral_norm = check_spectral_norm(spectral_norm)
         self.encoder = []
         for index, multiple in enumerate((1, 2, 4, 8)):
             conv = keras.layers.Conv2D(
@@ -63,8 +85,10 @@ class Discriminator(keras.Model):
                 name=f"conv{index}",
                 dtype=self.dtype_policy,
             )
-            if spectral_norm:
-                # The wrapper (power iteration, u vector) runs in float32.
+            # The wrappers (power iteration, u and v) run in float32.
+            if self.spectral_norm == "released":
+                conv = SpectralNorm(conv, name=f"encoder{2 * index}", dtype="float32")
+            elif self.spectral_norm == "keras":
                 conv = keras.layers.SpectralNormalization(
                     conv, power_iterations=1, name=f"encoder{2 * index}", dtype="float32"
                 )
@@ -85,7 +109,7 @@ class Discriminator(keras.Model):
         channels = 3
         for layer in self.encoder:
             layer.build((None, None, None, channels))
-            channels = layer.layer.filters if self.spectral_norm else layer.filters
+            channels = getattr(layer, "layer", layer).filters
         self.classifier.build((None, None, None, channels))
         self.built = True
 
@@ -101,7 +125,7 @@ class Discriminator(keras.Model):
         features = image
         for layer in self.encoder:
             features = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]])
-            if self.spectral_norm:
+            if self.spectral_norm != "none":
                 features = layer(features, training=training)
             else:
                 features = layer(features)

@@ -12,7 +12,7 @@ import shutil
 import tensorflow as tf
 
 from penet_tf.io_utils import save_weights_atomically, write_json_atomically
-from penet_tf.models import generator_config
+from penet_tf.models import discriminator_config, generator_config
 
 
 class TrainingState:
@@ -64,7 +64,9 @@ class TrainingState:
         return path
 
     def export_weights(self):
-        """Writes ``generator.weights.h5`` + ``generator.config.json`` (for penet_tf.export)."""
+        """Writes ``generator.weights.h5`` + ``generator.config.json`` (for penet_tf.export)
+        and ``discriminator.weights.h5`` + ``discriminator.config.json`` (for
+        ``convert_torch --to-torch``)."""
         if not self.chief:
             return None
         path = os.path.join(self.output_dir, "generator.weights.h5")
@@ -75,5 +77,9 @@ class TrainingState:
         )
         save_weights_atomically(
             self.gan.discriminator, os.path.join(self.output_dir, "discriminator.weights.h5")
+        )
+        write_json_atomically(
+            discriminator_config(self.gan.discriminator),
+            os.path.join(self.output_dir, "discriminator.config.json"),
         )
         return path

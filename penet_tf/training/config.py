@@ -20,7 +20,12 @@ DEFAULTS = {
         "crop": "resize",
     },
     "mask": {"type": "square"},
-    "model": {"base_channels": 32, "kernel_init": "released", "discriminator_channels": 64},
+    "model": {
+        "base_channels": 32,
+        "kernel_init": "released",
+        "discriminator_channels": 64,
+        "spectral_norm": "released",  # released (PyTorch's) | keras | none
+    },
     "losses": {
         "gan_type": "hinge",
         "hole_weight": 6.0,
@@ -28,7 +33,14 @@ DEFAULTS = {
         "pyramid_weight": 0.5,
         "adversarial_weight": 0.1,
     },
-    "optimizer": {"lr": 1e-4, "beta_1": 0.5, "beta_2": 0.999, "epsilon": 1e-8, "d2g_lr": 1.0},
+    "optimizer": {
+        "lr": 1e-4,
+        "beta_1": 0.5,
+        "beta_2": 0.999,
+        "epsilon": 1e-8,
+        "epsilon_placement": "torch",  # torch (released) | keras
+        "d2g_lr": 1.0,
+    },
     "schedule": {"niter": 100000, "niter_steady": 150000},
     "trainer": {
         "batch_size": 16,

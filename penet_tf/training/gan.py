@@ -34,7 +34,13 @@ class PENetGAN(keras.Model):
     D step: ``d_loss(D(x), D(stop_gradient(z)))`` with ``z`` the composite (eq 7) and
     ``d_loss`` hinge (eq 8) or non-saturating. G step, with the updated D:
     ``adversarial_weight * g_loss(D(z)) + hole_weight * hole L1 + valid_weight * valid L1
-    + pyramid_weight * pyramid L1`` (eqs 6, 9). The generator runs once per batch.
+    + pyramid_weight * pyramid L1`` (eqs 6, 9). The generator runs once per batch; the
+    discriminator three times, each a separate training call as in the released trainer
+    (with its spectral norm every call runs a power iteration, so the pattern matters):
+    ``D(x)`` and ``D(stop_gradient(z))`` for the D step, which the generator's tape does not
+    record, then ``D(z)`` after the D update for the G step. With ``TorchAdam`` and the
+    default spectral norm (the released configs), one step reproduces the released
+    iteration (``tests/test_training_parity.py``).
 
     Works with ``fit`` on one device or under ``MirroredStrategy``, and with
     ``strategy.run(model.train_step, ...)`` under any strategy (``penet_tf.train`` does
@@ -53,7 +59,7 @@ class PENetGAN(keras.Model):
     Example:
 
     >>> gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
-    >>> gan.compile(keras.optimizers.Adam(1e-4, 0.5), keras.optimizers.Adam(1e-4, 0.5))
+    >>> gan.compile(TorchAdam(1e-4, 0.5), TorchAdam(1e-4, 0.5))  # penet_tf.training.optimizers
     >>> logs = gan.train_step((tf.zeros([2, 64, 64, 3]), tf.ones([2, 64, 64, 1])))
     """
 
@@ -109,18 +115,20 @@ class PENetGAN(keras.Model):
             output = tf.cast(output, tf.float32)
             fake = losses.composite(output, image, mask)
 
-            # Discriminator step on real images and (detached) composites.
-            with tf.GradientTape() as d_tape:
-                logits = discriminator(
-                    tf.concat([image, tf.stop_gradient(fake)], axis=0), training=True
-                )
-                real_logits, fake_logits = tf.split(tf.cast(logits, tf.float32), 2, axis=0)
-                d_loss = self.d_loss_fn(real_logits, fake_logits)
-                scaled = self.d_optimizer.scale_loss(d_loss / replicas)
-            d_variables = discriminator.trainable_variables
-            self.d_optimizer.apply(d_tape.gradient(scaled, d_variables), d_variables)
+            # Discriminator step, outside the generator's tape: D(x) and D(stop_grad(z))
+            # are two training calls (two power iterations), as released.
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    real_logits = tf.cast(discriminator(image, training=True), tf.float32)
+                    fake_logits = tf.cast(
+                        discriminator(tf.stop_gradient(fake), training=True), tf.float32
+                    )
+                    d_loss = self.d_loss_fn(real_logits, fake_logits)
+                    scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+                d_variables = discriminator.trainable_variables
+                self.d_optimizer.apply(d_tape.gradient(scaled, d_variables), d_variables)
 
-            # Generator step against the updated discriminator.
+            # Generator step against the updated discriminator (its third call).
             g_adversarial = self.g_loss_fn(tf.cast(discriminator(fake, training=True), tf.float32))
             hole = losses.hole_l1(output, image, mask)
             valid = losses.valid_l1(output, image, mask)

@@ -18,6 +18,7 @@ from penet_tf.losses import composite
 from penet_tf.models import Discriminator, Generator
 from penet_tf.training.checkpoints import TrainingState
 from penet_tf.training.gan import PENetGAN, StepDecay
+from penet_tf.training.optimizers import make_adam
 from penet_tf.training.strategy import is_chief, make_strategy, strategy_name, task_id
 
 logger = logging.getLogger("penet_tf.train")
@@ -38,20 +39,33 @@ def resolve_policy(name):
 
 
 def build_gan(config, policy="float32"):
-    """The PENetGAN of a config, compiled with its two Adam optimizers (not built)."""
+    """The PENetGAN of a config, compiled with its two Adam optimizers (not built).
+
+    The released configs' defaults reproduce the released trainer's step: PyTorch-style
+    spectral norm (``model.spectral_norm = "released"``) and PyTorch's Adam
+    (``optimizer.epsilon_placement = "torch"``).
+    """
     model, optim, schedule = config["model"], config["optimizer"], config["schedule"]
     generator = Generator(
         base_channels=model["base_channels"],
         kernel_init=model.get("kernel_init", "released"),
         dtype=policy,
     )
-    discriminator = Discriminator(base_channels=model["discriminator_channels"], dtype=policy)
+    discriminator = Discriminator(
+        base_channels=model["discriminator_channels"],
+        spectral_norm=model.get("spectral_norm", "released"),
+        dtype=policy,
+    )
     gan = PENetGAN(generator, discriminator, **config["losses"])
 
     def adam(scale):
         learning_rate = StepDecay(optim["lr"] * scale, schedule["niter"], schedule["niter_steady"])
-        optimizer = keras.optimizers.Adam(
-            learning_rate, optim["beta_1"], optim["beta_2"], epsilon=optim["epsilon"]
+        optimizer = make_adam(
+            learning_rate,
+            optim["beta_1"],
+            optim["beta_2"],
+            optim["epsilon"],
+            optim.get("epsilon_placement", "torch"),
         )
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
