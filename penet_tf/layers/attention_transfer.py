@@ -100,6 +100,8 @@ def attention_transfer(
     patch_method="extract_patches",
     similarity="gram",
     chunk_bytes=192 * 2**20,
+    recompute_gradient=False,
+    backward_chunk_bytes=16 * 2**20,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
 
@@ -111,6 +113,14 @@ def attention_transfer(
         low: [B, 2h, 2w, C1] low-level features; 4 x 4 patches of it are transferred.
         high: [B, h, w, C2] high-level features; attention is computed on them.
         mask: [B, H, W, 1] with 1 = hole, any resolution (resized to h x w).
+        recompute_gradient: with ``True`` the attention (scores, softmax, transfer weights)
+            is wrapped in a custom gradient that keeps only its small inputs for the
+            backward pass and recomputes the attention there, in chunks of
+            ``backward_chunk_bytes`` of scores per image: no (h * w)^2 tensor outlives the
+            forward pass. The values are the same; only the gradient's memory differs.
+            Not for graphs that get exported (SavedModel cannot save this gradient).
+        backward_chunk_bytes: chunk budget of the recomputing backward pass (``None``:
+            one chunk).
 
     Returns:
         [B, 2h, 2w, C1] in ``low``'s dtype.
@@ -146,22 +156,24 @@ def attention_transfer(
     )
     use_gram = similarity == "gram" and match_size == 3
     if use_gram:
-        grid = tf.pad(high, _GRID_PADDING)
-        grid_flat = tf.reshape(grid, [batch, grid_keys, channels_high])
+        # The source of the scores: the zero-padded grid of pixels.
+        source = tf.pad(high, _GRID_PADDING)
         key_factor = key_factor * float(match_size * match_size)  # undo the box average
     else:
-        patches = tf.reshape(
+        # ... or the k x k patches themselves.
+        source = tf.reshape(
             extract_patches(high, match_size, 1, pad, patch_method), [batch, length, -1]
         )
 
-    def scores(first_row, rows):
+    def scores(source, key_factor, first_row, rows):
         """Scaled scores of query rows [first_row, first_row + rows) against all keys."""
         if use_gram:
             # Pixel Gram matrix of the query rows' 3 x 3 neighbourhoods against every grid
             # position, then the 3 x 3 patch dot products as its centred diagonal box sum:
             # 9x fewer multiply-adds than a patch-by-patch product.
+            grid_flat = tf.reshape(source, [batch, grid_keys, channels_high])
             queries = tf.reshape(
-                grid[:, first_row : first_row + rows + 2], [batch, -1, channels_high]
+                source[:, first_row : first_row + rows + 2], [batch, -1, channels_high]
             )
             gram = tf.matmul(queries, grid_flat, transpose_b=True)
             dots = diagonal_box_sum(gram, rows + 2, grid_w, 3)
@@ -170,8 +182,8 @@ def attention_transfer(
             dots = tf.reshape(dots, [batch, rows * width, length])
         else:
             dots = tf.matmul(
-                patches[:, first_row * width : (first_row + rows) * width],
-                patches,
+                source[:, first_row * width : (first_row + rows) * width],
+                source,
                 transpose_b=True,
             )
         return dots * key_factor
@@ -194,8 +206,9 @@ def attention_transfer(
         shifted.append(tf.pad(block, [[0, 0], [0, delta], [0, 0]]))
     phase_values = tf.concat(shifted, axis=-1)
 
-    def product_rows(first, last):
-        """Rows [first, last) of the product: grid rows, 0 = the zero row above the image.
+    def boxed_rows(source, key_factor, first, last):
+        """The transfer weights of product rows [first, last): grid rows, 0 = the zero row
+        above the image; [batch, (last - first) * grid_w, grid_keys] in the values' dtype.
 
         Product row p needs the attention of query rows p - 1 and p (the 2 x 2 box), so a
         chunk scores one halo row besides its own; rows outside the image are zero.
@@ -205,7 +218,7 @@ def attention_transfer(
         queries_last = _maybe_min(last, height)
         bottom = last - queries_last  # 1: the last chunk ends at the zero row below
         count = queries_last - queries_first
-        attention = tf.nn.softmax(scores(queries_first, count), axis=-1)
+        attention = tf.nn.softmax(scores(source, key_factor, queries_first, count), axis=-1)
         # Eq 3 as released: unusable keys still count exp(0) in the softmax denominator,
         # then get weight 0, then every weight is at least 1e-8.
         attention = tf.maximum(attention * usable, _MIN_ATTENTION)
@@ -214,35 +227,98 @@ def attention_transfer(
         rows = last - first
         attention = tf.reshape(attention, [batch, (rows + 1) * grid_w, grid_keys])
         boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)[:, : rows * grid_w]
-        product = tf.matmul(tf.cast(boxed, phase_values.dtype), phase_values)
-        return tf.reshape(product, [batch, rows, grid_w, 4 * channels_low])
+        return tf.cast(boxed, phase_values.dtype)
 
-    # Product rows 0 ... height are needed (height + 1 rows), in chunks of `rows`.
-    rows = rows_per_chunk(height, width, chunk_bytes)
-    if chunk_bytes is None or (
-        isinstance(rows, int) and isinstance(height, int) and rows == height
-    ):
-        product = product_rows(0, height + 1)
-    else:
+    def transfer(source, key_factor, phase_values, chunk_bytes):
+        """Product rows 0 ... height (height + 1 rows) in chunks: [batch, rows * grid_w, 4 C1]."""
+        rows = rows_per_chunk(height, width, chunk_bytes)
+        if _one_chunk(chunk_bytes, rows, height):
+            return tf.matmul(boxed_rows(source, key_factor, 0, height + 1), phase_values)
         chunks = (height + rows - 1) // rows
         pieces = tf.TensorArray(phase_values.dtype, size=chunks, infer_shape=False)
 
         def body(index, pieces):
             first = index * rows
             last = tf.where(index == chunks - 1, height + 1, first + rows)
-            piece = tf.transpose(product_rows(first, last), [1, 0, 2, 3])
-            return index + 1, pieces.write(index, piece)
+            piece = tf.matmul(boxed_rows(source, key_factor, first, last), phase_values)
+            return index + 1, pieces.write(index, tf.transpose(piece, [1, 0, 2]))
 
         _, pieces = tf.while_loop(
             lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
         )
-        product = tf.transpose(pieces.concat(), [1, 0, 2, 3])
+        return tf.transpose(pieces.concat(), [1, 0, 2])
+
+    def transfer_gradients(source, key_factor, phase_values, d_product):
+        """Gradients of ``transfer`` from its inputs alone, recomputing the attention in
+        chunks of ``backward_chunk_bytes`` (the recomputed product itself is not needed)."""
+
+        def chunk(first, last):
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                # Local copies: inside a loop body the tape must watch the body's tensors.
+                local_source, local_factor = tf.identity(source), tf.identity(key_factor)
+                tape.watch([local_source, local_factor])
+                boxed = boxed_rows(local_source, local_factor, first, last)
+            d_rows = d_product[:, first * grid_w : last * grid_w]
+            d_values = tf.matmul(boxed, d_rows, transpose_a=True)
+            d_boxed = tf.matmul(d_rows, phase_values, transpose_b=True)
+            d_source, d_factor = tape.gradient(
+                boxed, [local_source, local_factor], output_gradients=d_boxed
+            )
+            return d_source, d_factor, d_values
+
+        rows = rows_per_chunk(height, width, backward_chunk_bytes)
+        if _one_chunk(backward_chunk_bytes, rows, height):
+            return chunk(0, height + 1)
+        chunks = (height + rows - 1) // rows
+
+        def body(index, d_source, d_factor, d_values):
+            first = index * rows
+            last = tf.where(index == chunks - 1, height + 1, first + rows)
+            sums = []
+            for total, part in zip((d_source, d_factor, d_values), chunk(first, last), strict=True):
+                part = tf.cast(part, total.dtype)
+                part.set_shape(total.shape)
+                sums.append(total + part)
+            return (index + 1, *sums)
+
+        zeros = [
+            tf.zeros_like(source),
+            tf.zeros_like(key_factor),
+            tf.zeros_like(phase_values, dtype=tf.float32),  # summed in float32
+        ]
+        _, d_source, d_factor, d_values = tf.while_loop(
+            lambda index, *_: index < chunks, body, [0, *zeros], parallel_iterations=1
+        )
+        return d_source, d_factor, tf.cast(d_values, phase_values.dtype)
+
+    if recompute_gradient:
+
+        @tf.custom_gradient
+        def recomputed_transfer(source, key_factor, phase_values):
+            def gradient(d_product):
+                return transfer_gradients(source, key_factor, phase_values, d_product)
+
+            forward_bytes = _smaller_budget(chunk_bytes, backward_chunk_bytes)
+            return transfer(source, key_factor, phase_values, forward_bytes), gradient
+
+        product = recomputed_transfer(source, key_factor, phase_values)
+    else:
+        product = transfer(source, key_factor, phase_values, chunk_bytes)
     product = tf.reshape(product, [batch, height + 1, grid_w, 4, channels_low])
     outputs = [
         product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
         for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS)
     ]
     return tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
+
+
+def _smaller_budget(a, b):
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _one_chunk(budget, rows, height):
+    """Whether one chunk holds every row, known while tracing (then no loop is built)."""
+    return budget is None or (isinstance(rows, int) and isinstance(height, int) and rows == height)
 
 
 def _maybe_min(value, bound):
@@ -301,12 +377,17 @@ class AttentionTransfer(keras.layers.Layer):
             at once and builds no loop (static graphs for TFLite, TF.js and ONNX).
         kernel_init: fuse-branch kernel init, ``"released"`` (normal(0, 0.02)) or a Keras
             initializer name.
+        recompute_gradient: in training (``training=True``), keep no (h * w)^2 tensor for
+            the backward pass: the attention is recomputed there, in chunks of 16 MiB of
+            scores per image (see ``attention_transfer``). Same values and gradients,
+            a fraction of the memory. Outside training, plain autodiff.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
         low: [batch, 2h, 2w, C1] low-level features.
         high: [batch, h, w, C2] high-level features.
         mask: [batch, H, W, 1], 1 = hole, 0 = known, at any resolution.
+        training: ``True`` turns on ``recompute_gradient``.
 
     Returns:
         [batch, 2h, 2w, filters] (``fuse``) or [batch, 2h, 2w, C1].
@@ -332,6 +413,7 @@ class AttentionTransfer(keras.layers.Layer):
         similarity="gram",
         chunk_mb=192,
         kernel_init="released",
+        recompute_gradient=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -349,6 +431,7 @@ class AttentionTransfer(keras.layers.Layer):
         self.similarity = similarity
         self.chunk_mb = chunk_mb
         self.kernel_init = kernel_init
+        self.recompute_gradient = bool(recompute_gradient)
         # The hole mask is a call argument, not a Keras sequence mask: take it and drop it.
         self.supports_masking = True
         self.fuse_convs = []
@@ -383,7 +466,7 @@ class AttentionTransfer(keras.layers.Layer):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, low, high, mask):
+    def call(self, low, high, mask, training=None):
         for name, tensor in (("low", low), ("high", high), ("mask", mask)):
             if tensor.shape.rank != 4:
                 raise ValueError(
@@ -411,6 +494,8 @@ class AttentionTransfer(keras.layers.Layer):
             patch_method=self.patch_method,
             similarity=self.similarity,
             chunk_bytes=None if self.chunk_mb is None else int(self.chunk_mb * 2**20),
+            # Only in training: SavedModel cannot save a custom gradient's closure.
+            recompute_gradient=self.recompute_gradient and training is True,
         )
         if self.fuse:
             outputs = tf.concat([conv(outputs) for conv in self.fuse_convs], axis=-1)
@@ -432,5 +517,6 @@ class AttentionTransfer(keras.layers.Layer):
             similarity=self.similarity,
             chunk_mb=self.chunk_mb,
             kernel_init=self.kernel_init,
+            recompute_gradient=self.recompute_gradient,
         )
         return config

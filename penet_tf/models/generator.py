@@ -102,6 +102,8 @@ class Generator(keras.Model):
     Call arguments:
         image: float32 [batch, H, W, 3] in [-1, 1]; not pre-masked. H and W multiples of 64.
         mask: float32 [batch, H, W, 1], 1 = hole, 0 = known.
+        training: ``True`` in training: the attention layers then keep no (h * w)^2
+            tensor for the backward pass (they recompute the attention there).
 
     Returns:
         ``(output, pyramid)``: ``output`` [batch, H, W, 3] in [-1, 1], the raw prediction
@@ -221,7 +223,7 @@ class Generator(keras.Model):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, image, mask):
+    def call(self, image, mask, training=None):
         checks = check_image_and_mask(image, mask)
         with tf.control_dependencies(checks):
             mask = tf.cast(mask, self.compute_dtype)
@@ -237,7 +239,7 @@ class Generator(keras.Model):
         # Pyramid-context encoder (eq 1): x5 = at_conv05(x5, x6), x4 = at_conv04(x4, x5), ...
         filled = [encoded[5]]  # filled[0] = x6, then the new x5, x4, ..., x1
         for layer, low in zip(self.attention, reversed(encoded[:5]), strict=True):
-            filled.append(layer(low, filled[-1], mask))
+            filled.append(layer(low, filled[-1], mask, training=training))
 
         # Multi-scale decoder (eq 5) with a torgb head per scale.
         skip = filled[1:]  # x5 ... x1 after attention
