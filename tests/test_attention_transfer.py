@@ -151,3 +151,27 @@ def test_bad_shapes():
         layer(low, high, np.zeros((1, 16, 16, 3), np.float32))
     with pytest.raises(ValueError, match="high must be a 4-D tensor"):
         layer(low, high[0], np.zeros((1, 16, 16, 1), np.float32))
+
+
+@pytest.mark.parametrize(
+    "match_size, similarity, chunks",
+    [(3, "gram", None), (3, "gram", 4 * 6 * 48 * 4), (3, "patches", None), (1, "gram", 2048)],
+)
+def test_recomputed_backward_equals_plain_autodiff(match_size, similarity, chunks):
+    # Training keeps no (h*w)^2 tensor for the backward pass: the attention is recomputed
+    # there (in chunks). Values and gradients must be those of plain autodiff.
+    low, high = (tf.constant(t) for t in _inputs(2, 3, 8 if match_size == 1 else 4, 6))
+    mask = _masks(3, 32 if match_size == 1 else 16, 24)
+    kwargs = dict(match_size=match_size, similarity=similarity)
+    if chunks:
+        kwargs.update(chunk_bytes=chunks, backward_chunk_bytes=chunks)
+    results = []
+    for recompute in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch([low, high])
+            out = attention_transfer(low, high, mask, recompute_gradient=recompute, **kwargs)
+            loss = tf.reduce_sum(out * tf.cos(out))
+        results.append([out, *tape.gradient(loss, [low, high])])
+    for plain, recomputed in zip(*results, strict=True):
+        scale = max(1.0, float(tf.reduce_max(tf.abs(plain))))
+        np.testing.assert_allclose(recomputed.numpy(), plain.numpy(), atol=1e-5 * scale, rtol=0)
