@@ -44,7 +44,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
-from penet_tf.inference import binary_mask, inpaint, uint8_to_float
+from penet_tf.inference import composite_uint8
 from penet_tf.models import Generator
 from penet_tf.models.generator import SIZE_MULTIPLE
 
@@ -125,21 +125,6 @@ def load_generator_for_conversion(saved_model_dir):
             )
         variable.assign(value.numpy())
     return generator, config
-
-
-def composite_uint8(generator, image, mask):
-    """``serving_default`` without the request assertions (ops no converter target has).
-
-    uint8 image [B, H, W, 3], uint8 mask [B, H, W, 1] (nonzero = hole) -> uint8 composite:
-    known pixels copied bit for bit, hole pixels the rounded prediction. The mask is
-    compared in float (a uint8 constant in the graph breaks TF.js loading), and the
-    selection runs in float too (TFLite's SELECT_V2 has no broadcasting uint8 kernel):
-    the same values as ``serve``'s ``where(hole, float_to_uint8(inpainted), image)``.
-    """
-    hole = binary_mask(mask)
-    _, inpainted = inpaint(generator, uint8_to_float(image), hole)
-    rounded = tf.clip_by_value(tf.round((inpainted + 1.0) * 127.5), 0.0, 255.0)
-    return tf.cast(tf.where(hole > 0, rounded, tf.cast(image, tf.float32)), tf.uint8)
 
 
 def inference_function(generator, height=None, width=None, batch=None):

@@ -16,13 +16,18 @@ Signatures (dynamic batch, height and width; any H and W, padded inside the grap
   -> ``inpainted_bytes`` string [B] (PNG). The ``_bytes`` suffix makes TF Serving's REST
   API accept and return ``{"b64": ...}``.
 * ``predict_float``: ``image`` float32 [B, H, W, 3] in [-1, 1], ``mask`` float32
-  [B, H, W, 1] (nonzero = hole) -> ``output`` (the raw prediction) and ``inpainted``
-  (the composite), float32, for research use.
+  [B, H, W, 1] in [0, 1] (1 = hole) -> ``output`` (the raw prediction) and ``inpainted``
+  (the composite), float32, for research use. NaN, infinities and values out of range
+  (e.g. 0-255 floats) are refused.
 
-Bad requests (size or batch mismatch, empty batch, wrong channel count, an image over
-``max_pixels``, bytes that are not an image) fail with ``InvalidArgumentError`` naming the
-problem, which TF Serving returns as ``INVALID_ARGUMENT`` with that message. Encoded PNG,
-JPEG and GIF sizes are checked from their headers, before decoding.
+Bad requests (rank, size or batch mismatch, empty batch, wrong channel count, an image
+over ``max_pixels``, bytes that are not an image) fail with ``InvalidArgumentError``
+naming the problem, which TF Serving returns as ``INVALID_ARGUMENT`` with that message.
+The checks read shapes only and run before any cast, pad or decode
+(``penet_tf.inference.serve``), so a bad request costs milliseconds whatever its size.
+``max_pixels`` counts the padded size (H and W rounded up to multiples of 64: a 1 x 4096
+image costs 64 x 4096). Encoded PNG, JPEG and GIF sizes are checked from their headers,
+before decoding.
 
 ``assets.extra/`` holds TF Serving's warm-up requests (one per signature) and
 ``penet_tf.json`` (the generator's architecture and ``max_pixels``). See serving/README.md.
@@ -40,65 +45,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.inference import binary_mask, float_to_uint8, inpaint, uint8_to_float
+from penet_tf.inference import (
+    binary_mask,
+    check_float_values,
+    check_request,
+    gate,
+    inpaint,
+    padded_pixels,
+    pixel_limit_message,
+    serve,
+)
 from penet_tf.models import generator_config, load_generator
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
 CONFIG_FILE = "penet_tf.json"  # in assets.extra/, beside TF Serving's warm-up file
 WARMUP_FILE = "tf_serving_warmup_requests"
-
-
-def _check_request(image, mask, max_pixels):
-    """Graph assertions on a request (InvalidArgumentError naming the problem)."""
-    image_shape, mask_shape = tf.shape(image, tf.int64), tf.shape(mask, tf.int64)
-    # Each tensor against its own batch * H * W, so one problem fails one assertion.
-    image_pixels = tf.reduce_prod(image_shape[:3])
-    mask_pixels = tf.reduce_prod(mask_shape[:3])
-    return [
-        tf.debugging.assert_positive(
-            image_shape[0], message="empty batch: send at least one image"
-        ),
-        tf.debugging.assert_positive(
-            image_shape[1:3], message="image height and width must be at least 1"
-        ),
-        # Sizes, not shape[-1]: those survive constant folding against the signature's
-        # static channel count, so a server that feeds tensors unchecked still says why.
-        tf.debugging.assert_equal(
-            tf.size(image, tf.int64),
-            3 * image_pixels,
-            message="image must have 3 channels (RGB): [batch, H, W, 3]",
-        ),
-        tf.debugging.assert_equal(
-            image_shape[0], mask_shape[0], message="image and mask batch sizes differ"
-        ),
-        tf.debugging.assert_equal(
-            image_shape[1:3],
-            mask_shape[1:3],
-            message="image and mask height/width differ (mask must be [batch, H, W, 1])",
-        ),
-        tf.debugging.assert_equal(
-            tf.size(mask, tf.int64),
-            mask_pixels,
-            message="mask must have 1 channel: [batch, H, W, 1]",
-        ),
-        tf.debugging.assert_less_equal(
-            image_shape[1] * image_shape[2],
-            tf.constant(max_pixels, tf.int64),
-            message=f"image is larger than the server limit of {max_pixels} pixels per image",
-        ),
-    ]
-
-
-def serve(generator, image, mask, max_pixels=DEFAULT_MAX_PIXELS):
-    """uint8 image [B, H, W, 3] and mask [B, H, W, 1] (nonzero = hole) -> uint8 inpainted.
-
-    The one inference function every export wraps. Known pixels are copied from ``image``
-    bit for bit; hole pixels are the generator's prediction, rounded.
-    """
-    with tf.control_dependencies(_check_request(image, mask, max_pixels)):
-        hole = binary_mask(mask)
-    _, inpainted = inpaint(generator, uint8_to_float(image), hole)
-    return tf.where(hole > 0, float_to_uint8(inpainted), image)
 
 
 # Leading bytes of the formats tf.io.decode_image reads.
@@ -114,19 +75,26 @@ _JXL_CONTAINER = b"\0\0\0\x0cJXL "
 
 
 def _header_pixels(data, head):
-    """H * W read from a PNG, JPEG or GIF header without decoding (-1 for other formats)."""
+    """Padded H * W (as ``check_request`` counts) read from a PNG, JPEG or GIF header
+    without decoding (-1 for other formats)."""
     magic = tf.strings.substr(head, 0, 4)
 
+    def padded(size):
+        size = tf.cast(size, tf.int64)
+        return padded_pixels(size[0], size[1])
+
     def png():  # IHDR: big-endian width, height at bytes 16..23
-        size = tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.int32, little_endian=False)
-        return tf.reduce_prod(tf.cast(size, tf.int64))
+        return padded(
+            tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.int32, little_endian=False)
+        )
 
     def gif():  # logical screen: little-endian width, height at bytes 6..9
-        size = tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
-        return tf.reduce_prod(tf.cast(size, tf.int64))
+        return padded(
+            tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
+        )
 
     def jpeg():
-        return tf.reduce_prod(tf.io.extract_jpeg_shape(data, tf.int64)[:2])
+        return padded(tf.io.extract_jpeg_shape(data, tf.int64)[:2])
 
     return tf.case(
         [
@@ -158,7 +126,7 @@ def _decode(data, channels, name, max_pixels):
     check_size = tf.debugging.assert_less_equal(
         pixels,
         tf.constant(max_pixels, tf.int64),
-        message=f"{name}: image is larger than the server limit of {max_pixels} pixels per image",
+        message=f"{name}: {pixel_limit_message(max_pixels)}",
     )
     with tf.control_dependencies([check_size]):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False)
@@ -208,9 +176,9 @@ def build_archive(generator, max_pixels=DEFAULT_MAX_PIXELS):
         return {"inpainted_bytes": encoded}
 
     def predict_float(image, mask):
-        with tf.control_dependencies(_check_request(image, mask, max_pixels)):
-            hole = binary_mask(mask)
-        output, inpainted = inpaint(generator, image, hole)
+        image, mask = gate(check_request(image, mask, max_pixels), image, mask)
+        image, mask = gate(check_float_values(image, mask), image, mask)
+        output, inpainted = inpaint(generator, image, binary_mask(mask))
         return {"output": output, "inpainted": inpainted}
 
     spec = tf.TensorSpec

@@ -3,6 +3,12 @@
 Data flows image -> mask -> model -> composite: ``inpaint`` takes float images in
 [-1, 1] of any height and width, reflects them up to a multiple of 64, runs the generator,
 crops back and composites the prediction into the known pixels (paper eq 7).
+
+``serve`` is the uint8 function every SavedModel signature and the ``inpaint`` CLI run:
+``check_request`` first (shape-only graph assertions: rank, channels, sizes, the pixel
+budget on the *padded* size), and nothing else - no cast, pad or decode - starts before
+those checks pass (``gate``), so a huge or malformed request is refused in milliseconds.
+``composite_uint8`` is the uint8 composite shared by ``serve`` and the conversions.
 """
 
 import tensorflow as tf
@@ -61,6 +67,141 @@ def uint8_to_float(image):
 def float_to_uint8(image):
     """float32 [-1, 1] -> uint8, rounded to nearest."""
     return tf.cast(tf.clip_by_value(tf.round((image + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def padded_size(size, multiple=SIZE_MULTIPLE):
+    """``size`` rounded up to a multiple of ``multiple`` (what the graph really runs on)."""
+    return (size + multiple - 1) // multiple * multiple
+
+
+def padded_pixels(height, width, multiple=SIZE_MULTIPLE):
+    """Pixels the generator runs on for an H x W image (both padded to ``multiple``)."""
+    return padded_size(height, multiple) * padded_size(width, multiple)
+
+
+def pixel_limit_message(max_pixels):
+    """The refusal of an image over the pixel budget (graph assertion and CLIs alike)."""
+    return (
+        f"image is larger than the server limit of {max_pixels} pixels per image "
+        f"(height x width, each padded up to a multiple of {SIZE_MULTIPLE})"
+    )
+
+
+def gate(checks, *tensors):
+    """``tensors`` behind ``checks``: nothing computed from the results can start before
+    every check has passed (assertions alone only order stateful ops)."""
+    with tf.control_dependencies(checks):
+        return [tf.identity(tensor) for tensor in tensors]
+
+
+def check_request(image, mask, max_pixels):
+    """Graph assertions on a request (InvalidArgumentError naming the problem).
+
+    Shape-only: they read no pixel, so they cost microseconds whatever the request's
+    size. Rank first; the other checks run only on rank-4 tensors. Returns the list of
+    assertions to depend on (the last ones depend on the first).
+    """
+    rank = [
+        tf.debugging.assert_equal(
+            tf.rank(image), 4, message="image must have rank 4: [batch, H, W, 3]"
+        ),
+        tf.debugging.assert_equal(
+            tf.rank(mask), 4, message="mask must have rank 4: [batch, H, W, 1]"
+        ),
+    ]
+    with tf.control_dependencies(rank):
+        image_shape, mask_shape = tf.shape(image, tf.int64), tf.shape(mask, tf.int64)
+        # Each tensor against its own batch * H * W, so one problem fails one assertion.
+        image_pixels = tf.reduce_prod(image_shape[:3])
+        mask_pixels = tf.reduce_prod(mask_shape[:3])
+    multiple = tf.constant(SIZE_MULTIPLE, tf.int64)
+    padded = padded_pixels(image_shape[1], image_shape[2], multiple)
+    return rank + [
+        tf.debugging.assert_positive(
+            image_shape[0], message="empty batch: send at least one image"
+        ),
+        tf.debugging.assert_positive(
+            image_shape[1:3], message="image height and width must be at least 1"
+        ),
+        # Sizes, not shape[-1]: those survive constant folding against the signature's
+        # static channel count, so a server that feeds tensors unchecked still says why.
+        tf.debugging.assert_equal(
+            tf.size(image, tf.int64),
+            3 * image_pixels,
+            message="image must have 3 channels (RGB): [batch, H, W, 3]",
+        ),
+        tf.debugging.assert_equal(
+            image_shape[0], mask_shape[0], message="image and mask batch sizes differ"
+        ),
+        tf.debugging.assert_equal(
+            image_shape[1:3],
+            mask_shape[1:3],
+            message="image and mask height/width differ (mask must be [batch, H, W, 1])",
+        ),
+        tf.debugging.assert_equal(
+            tf.size(mask, tf.int64),
+            mask_pixels,
+            message="mask must have 1 channel: [batch, H, W, 1]",
+        ),
+        tf.debugging.assert_less_equal(
+            padded, tf.constant(max_pixels, tf.int64), message=pixel_limit_message(max_pixels)
+        ),
+    ]
+
+
+def check_float_values(image, mask):
+    """Assertions that a float request holds finite values in range (they read every
+    value: run them behind ``check_request``). 0-255 floats are refused, not clipped."""
+    image_ok = tf.logical_and(
+        tf.reduce_all(tf.math.is_finite(image)),
+        tf.logical_and(
+            tf.reduce_min(image) >= -1.0 - FLOAT_TOLERANCE,
+            tf.reduce_max(image) <= 1.0 + FLOAT_TOLERANCE,
+        ),
+    )
+    mask_ok = tf.logical_and(
+        tf.reduce_all(tf.math.is_finite(mask)),
+        tf.logical_and(tf.reduce_min(mask) >= 0.0, tf.reduce_max(mask) <= 1.0),
+    )
+    return [
+        tf.debugging.Assert(
+            image_ok,
+            [
+                "image must hold finite floats in [-1, 1] (uint8 / 127.5 - 1); it holds NaN, "
+                "infinity or values outside (send 0-255 images to serving_default)"
+            ],
+        ),
+        tf.debugging.Assert(mask_ok, ["mask must hold finite floats in [0, 1] (1 = hole)"]),
+    ]
+
+
+# Float slack allowed around [-1, 1] in predict_float (rounding of x / 127.5 - 1).
+FLOAT_TOLERANCE = 1e-5
+
+
+def composite_uint8(generator, image, mask):
+    """uint8 image [B, H, W, 3], uint8 mask [B, H, W, 1] -> uint8 composite; no checks.
+
+    Known pixels are copied bit for bit, hole pixels are the rounded prediction. The one
+    uint8 composite: ``serve`` (every SavedModel signature) and the conversions (TFLite,
+    TF.js, ONNX, which have no assertion ops) run it. The mask is compared in float (a
+    uint8 constant in the graph breaks TF.js loading), and the selection runs in float
+    too (TFLite's SELECT_V2 has no broadcasting uint8 kernel).
+    """
+    hole = binary_mask(mask)
+    _, inpainted = inpaint(generator, uint8_to_float(image), hole)
+    rounded = tf.clip_by_value(tf.round((inpainted + 1.0) * 127.5), 0.0, 255.0)
+    return tf.cast(tf.where(hole > 0, rounded, tf.cast(image, tf.float32)), tf.uint8)
+
+
+def serve(generator, image, mask, max_pixels):
+    """uint8 image [B, H, W, 3] and mask [B, H, W, 1] -> uint8 inpainted, after the checks.
+
+    The one inference function every export and the ``inpaint`` CLI wrap: nothing runs
+    before ``check_request`` has passed.
+    """
+    image, mask = gate(check_request(image, mask, max_pixels), image, mask)
+    return composite_uint8(generator, image, mask)
 
 
 def binary_mask(mask):

@@ -29,6 +29,7 @@ This module also holds what ``penet_tf.evaluate`` shares: file pairing, the batc
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import re
@@ -40,10 +41,12 @@ import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from penet_tf.data import masks as mask_lib
+from penet_tf.inference import padded_pixels, padded_size, serve
 from penet_tf.io_utils import IMAGE_SUFFIXES, atomic_path
 
 MASK_TYPES = ("centre", "strokes")
 NO_PIXEL_LIMIT = 2**62
+EXPORT_CONFIG_FILE = "penet_tf.json"  # written by penet_tf.export in assets.extra/
 EXIF_ORIENTATION = 0x0112
 
 
@@ -369,14 +372,35 @@ def _mask_for(item, size, cache):
 
 class Inpainter:
     """A loaded model: ``inpainter(image uint8 [B, H, W, 3], mask uint8 [B, H, W, 1]) ->
-    uint8 [B, H, W, 3]`` (mask nonzero = hole; composited, known pixels unchanged)."""
+    uint8 [B, H, W, 3]`` (mask nonzero = hole; composited, known pixels unchanged).
 
-    def __init__(self, function, description, keep=None):
+    ``max_pixels``: the SavedModel's pixel budget (None: no limit). An image over it is
+    refused with ``ValueError`` before the model runs, naming the limit, the image's size
+    and how to raise it.
+    """
+
+    def __init__(self, function, description, keep=None, max_pixels=None):
         self._function = function
         self.description = description
         self._keep = keep  # the SavedModel object its signature needs alive
+        self.max_pixels = max_pixels
+
+    def check_size(self, height, width):
+        """ValueError if an H x W image is over ``max_pixels`` (counted padded)."""
+        if self.max_pixels is None:
+            return
+        pixels = padded_pixels(height, width)
+        if pixels > self.max_pixels:
+            raise ValueError(
+                f"the image is {width}x{height} (WxH), {pixels} pixels once padded to "
+                f"{padded_size(width)}x{padded_size(height)}, over this SavedModel's limit of "
+                f"{self.max_pixels} pixels per image; re-export it with a larger limit "
+                f"(python -m penet_tf.export ... --max-pixels {pixels}) or pass generator "
+                "weights as --model (no limit)"
+            )
 
     def __call__(self, image, mask):
+        self.check_size(*np.shape(image)[1:3])
         return np.asarray(self._function(tf.convert_to_tensor(image), tf.convert_to_tensor(mask)))
 
 
@@ -391,6 +415,16 @@ def find_saved_model(path):
         if re.fullmatch(r"\d+", name) and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
     ]
     return os.path.join(path, str(max(versions))) if versions else None
+
+
+def _saved_max_pixels(version):
+    """The pixel budget an export recorded in ``assets.extra/penet_tf.json`` (or None)."""
+    config = os.path.join(version, "assets.extra", EXPORT_CONFIG_FILE)
+    try:
+        with open(config) as handle:
+            return int(json.load(handle)["max_pixels"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_inpainter(path):
@@ -414,11 +448,12 @@ def load_inpainter(path):
         def run_saved(image, mask):
             return signature(image=image, mask=mask)["inpainted"]
 
-        return Inpainter(run_saved, f"SavedModel {version}", keep=loaded)
+        return Inpainter(
+            run_saved, f"SavedModel {version}", keep=loaded, max_pixels=_saved_max_pixels(version)
+        )
     if not os.path.exists(path):
         raise FileNotFoundError(f"--model {path}: no such file or directory")
 
-    from penet_tf.export import serve
     from penet_tf.models import load_generator
 
     generator = load_generator(path)
@@ -513,14 +548,30 @@ def run_batches(dataset, items, inpainter=None):
         if batch_items and inpainter is not None:
             try:
                 arrays["output"] = inpainter(arrays["image"], arrays["mask"])
-            except (tf.errors.OpError, ValueError) as error:
-                message = getattr(error, "message", None) or str(error)
-                message = message.strip().splitlines()[0] if message.strip() else repr(error)
+            except ValueError as error:  # refused before running (e.g. over the pixel limit)
+                failed += [Skipped(item.image, str(error)) for item in batch_items]
+                batch_items = []
+            except tf.errors.OpError as error:
+                message = _graph_message(error)
                 failed += [Skipped(item.image, f"model failed: {message}") for item in batch_items]
                 batch_items = []
         elif "prediction" in arrays:
             arrays["output"] = arrays["prediction"]
         yield batch_items, arrays, failed, len(indices)
+
+
+def _graph_message(error):
+    """The first meaningful line of a TF error (not "Graph execution error:")."""
+    message = getattr(error, "message", None) or str(error)
+    match = re.search(r"assertion failed: \[(.*?)\]", message, re.DOTALL)
+    if match:
+        return match.group(1).strip()
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip() and not line.startswith(("Graph execution error", "Detected at node", "  "))
+    ]
+    return lines[0] if lines else repr(error)
 
 
 def write_text(path, text):

@@ -33,7 +33,9 @@ policies (it serves the highest numeric version under the base path), version la
 import os
 import re
 import socket
+import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -72,8 +74,31 @@ def _graph_message(error):
     return message.strip()
 
 
+def _memory_bytes(field, known=None):
+    """VmRSS / VmHWM of this process from /proc/self/status (``known`` if given)."""
+    if known is not None:
+        return known
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _ndarray(proto):
+    """``tf.make_ndarray`` without its copy for ``tensor_content`` (TF Serving converts a
+    request tensor once; ``make_ndarray`` would copy it twice on the way to the graph)."""
+    if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
+        shape = [dim.size for dim in proto.tensor_shape.dim]
+        dtype = tf.as_dtype(proto.dtype).as_numpy_dtype
+        return np.frombuffer(proto.tensor_content, dtype).reshape(shape)
+    return tf.make_ndarray(proto)
+
+
 class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Serves the highest numeric version under ``base_path`` as model ``name``."""
+
+    echo = False  # print each request's graph time on stdout (the __main__ server)
 
     def __init__(self, base_path, name):
         versions = [int(d) for d in os.listdir(base_path) if re.fullmatch(r"\d+", d)]
@@ -87,7 +112,15 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
             saved_model.ParseFromString(handle.read())
         self.signature_defs = saved_model.meta_graphs[0].signature_def
         self.requests = 0
+        self.log = []  # (signature, seconds in the graph, "answered" or "refused")
         self._lock = threading.Lock()
+
+    def _log(self, signature, start, outcome):
+        entry = (signature, time.perf_counter() - start, outcome)
+        self.log.append(entry)
+        if self.echo:
+            growth = _memory_bytes("VmHWM") - _memory_bytes("VmRSS", self._rss)
+            print(f"request {signature} {entry[1]:.6f} {outcome} {growth}", flush=True)
 
     def _check_servable(self, spec):
         if spec.name != self.name:
@@ -132,7 +165,7 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
                     f"{_type_name(proto.dtype)} is provided",
                 )
             try:
-                value = tf.make_ndarray(proto)
+                value = _ndarray(proto)
             except Exception:
                 raise _Refusal(
                     grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {alias}"
@@ -150,6 +183,7 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
                     f"the signature's {expected} (-1 = any size)",
                 )
             tensors[alias] = tf.constant(value, tf.as_dtype(info.dtype))
+            del value
         return tensors
 
     def _predict(self, request):
@@ -173,11 +207,18 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
                 )
         if len(set(outputs)) != len(outputs):
             raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias")
+        if self.echo:  # measure the graph's own peak memory: reset the peak to now
+            self._rss = _memory_bytes("VmRSS")
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")
+        start = time.perf_counter()
         try:
             results = self.model.signatures[signature_name](**tensors)
         except tf.errors.OpError as error:
+            self._log(signature_name, start, "refused")
             code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
             raise _Refusal(code, _graph_message(error)) from None
+        self._log(signature_name, start, "answered")
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.name
         response.model_spec.version.value = self.version
@@ -266,3 +307,14 @@ class ServingDouble:
 
     def __exit__(self, *exc_info):
         self.server.stop(grace=None).wait()
+
+
+if __name__ == "__main__":
+    # python tests/serving_double.py BASE_PATH NAME: serves until stdin closes; prints
+    # "address HOST:PORT", then "request SIGNATURE SECONDS OUTCOME PEAK_GROWTH_BYTES" per
+    # request: the signature's time and the peak RSS growth while it ran (the tests
+    # measure a request's cost in this process, apart from the client's).
+    PredictionServiceDouble.echo = True
+    with ServingDouble(sys.argv[1], sys.argv[2]) as running:
+        print(f"address {running.address}", flush=True)
+        sys.stdin.read()

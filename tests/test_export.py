@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -19,12 +20,11 @@ from penet_tf import Generator
 from penet_tf.export import (
     CONFIG_FILE,
     WARMUP_FILE,
-    _check_request,
     export_generator,
     main,
     version_dir,
 )
-from penet_tf.inference import float_to_uint8, inpaint, uint8_to_float
+from penet_tf.inference import check_request, float_to_uint8, inpaint, uint8_to_float
 from penet_tf.models import load_generator
 
 SIGNATURES = ("serving_default", "inpaint_bytes", "predict_float")
@@ -87,7 +87,7 @@ def _check_against_keras(exported, image, mask):
     known = np.broadcast_to(mask == 0, image.shape)
 
     result = model.signatures["predict_float"](
-        image=uint8_to_float(image), mask=tf.constant(mask, tf.float32)
+        image=uint8_to_float(image), mask=tf.constant(mask > 0, tf.float32)
     )
     assert result["output"].shape == image.shape
     assert np.abs(result["output"].numpy() - output).max() <= 1e-5
@@ -209,19 +209,54 @@ def test_inpaint_bytes_reads_masks_of_any_format_and_mode(exported):
         ((1, 8, 8, 3), (1, 8, 9, 1), "height/width differ"),
         ((1, 8, 8, 4), (1, 8, 8, 1), "image must have 3 channels"),
         ((1, 8, 8, 3), (1, 8, 8, 2), "mask must have 1 channel"),
-        ((1, 8, 13, 3), (1, 8, 13, 1), "limit of 100 pixels"),
+        ((1, 8, 65, 3), (1, 8, 65, 1), "limit of 4096 pixels"),  # runs as 64 x 128
+        ((1, 1, 4096, 3), (1, 1, 4096, 1), "limit of 4096 pixels"),  # 4096 px, runs 64x4096
         ((1, 0, 8, 3), (1, 0, 8, 1), "height and width must be at least 1"),
+        ((8, 8, 3), (1, 8, 8, 1), "image must have rank 4"),
+        ((1, 8, 8, 3), (8, 8, 1), "mask must have rank 4"),
     ],
 )
 def test_request_checks_name_the_problem(image_shape, mask_shape, message):
-    @tf.function(input_signature=[tf.TensorSpec([None] * 4, tf.uint8)] * 2)
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8)] * 2)
     def check(image, mask):
-        with tf.control_dependencies(_check_request(image, mask, max_pixels=100)):
+        with tf.control_dependencies(check_request(image, mask, max_pixels=4096)):
             return tf.constant(0)
 
-    check(tf.zeros([1, 8, 8, 3], tf.uint8), tf.zeros([1, 8, 8, 1], tf.uint8))  # passes
+    check(tf.zeros([1, 64, 64, 3], tf.uint8), tf.zeros([1, 64, 64, 1], tf.uint8))  # passes
+    check(tf.zeros([2, 50, 7, 3], tf.uint8), tf.zeros([2, 50, 7, 1], tf.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         check(tf.zeros(image_shape, tf.uint8), tf.zeros(mask_shape, tf.uint8))
+
+
+def _peak_growth(function):
+    """(result or raised error, seconds, peak RSS growth in bytes) of ``function()``."""
+    with open("/proc/self/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset the peak (VmHWM) to the current RSS
+    start = time.perf_counter()
+    try:
+        outcome = function()
+    except tf.errors.OpError as error:
+        outcome = error
+    seconds = time.perf_counter() - start
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    return outcome, seconds, (peak - rss) * 1024
+
+
+def test_an_8192_squared_request_is_refused_before_any_cast_or_pad(exported):
+    """Over the default 2048^2 budget: refused without casting (805 MB of float32) or
+    padding (was 4.2 s and +3.6 GB). Generous bounds, not a benchmark."""
+    signature = exported["model"].signatures["serving_default"]
+    image = tf.constant(np.full((1, 8192, 8192, 3), 9, np.uint8))
+    mask = tf.constant(np.zeros((1, 8192, 8192, 1), np.uint8))
+    signature(image=image[:, :64, :64], mask=mask[:, :64, :64])  # warm up
+    outcome, seconds, growth = _peak_growth(lambda: signature(image=image, mask=mask))
+    assert isinstance(outcome, tf.errors.InvalidArgumentError)
+    assert "server limit of 4194304 pixels" in outcome.message
+    assert seconds < 0.5
+    assert growth < 64 * 2**20  # the request is 268 MB; one float32 copy would be 805 MB
 
 
 def test_graph_checks_channels_when_fed_unchecked(exported):

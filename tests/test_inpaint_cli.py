@@ -270,3 +270,18 @@ def test_command_line_entry_point(workspace, tmp_path):
         cwd=REPO,
     )
     assert help_text.returncode == 0 and "--mask-type" in help_text.stdout
+
+
+def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path, capsys):
+    from penet_tf.export import export_generator
+
+    base = tmp_path / "small"
+    export_generator(workspace["generator"], base, max_pixels=128 * 128)
+    args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
+    assert main(["--model", str(base), *args, "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    # chelsea is 160x96: it runs as 192x128 = 24576 pixels, over 16384
+    line = next(line for line in err.splitlines() if "chelsea" in line)
+    assert "160x96" in line and "24576 pixels" in line and "limit of 16384" in line
+    assert "--max-pixels 24576" in line and "Graph execution error" not in err
+    assert "astronaut" not in err  # 128 x 128 fits exactly

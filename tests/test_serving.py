@@ -9,6 +9,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from concurrent import futures
 
 import grpc
@@ -37,7 +38,7 @@ def served(tmp_path_factory):
     path = export_generator(generator, base, max_pixels=MAX_PIXELS)
     direct = tf.saved_model.load(path).signatures  # the reference: a direct call
     with ServingDouble(base, MODEL) as double:
-        yield {"address": double.address, "direct": direct, "double": double}
+        yield {"address": double.address, "direct": direct, "double": double, "base": str(base)}
 
 
 @pytest.fixture()
@@ -175,6 +176,35 @@ BAD_REQUESTS = {
         {"image": _image(301, 300), "mask": _mask(301, 300)},
         f"image is larger than the server limit of {MAX_PIXELS} pixels per image",
     ),
+    "padded size over the budget": (  # 1 x 2000 runs as 64 x 2048 = 131072 > 90000
+        "serving_default",
+        {"image": _image(1, 2000), "mask": _mask(1, 2000)},
+        f"image is larger than the server limit of {MAX_PIXELS} pixels per image",
+    ),
+    "NaN floats": (
+        "predict_float",
+        {
+            "image": np.full((1, 16, 16, 3), np.nan, np.float32),
+            "mask": np.zeros((1, 16, 16, 1), np.float32),
+        },
+        "image must hold finite floats in [-1, 1]",
+    ),
+    "0-255 floats": (
+        "predict_float",
+        {
+            "image": _image(16, 16, dtype=np.float32),
+            "mask": np.zeros((1, 16, 16, 1), np.float32),
+        },
+        "image must hold finite floats in [-1, 1]",
+    ),
+    "0-255 float mask": (
+        "predict_float",
+        {
+            "image": np.zeros((1, 16, 16, 3), np.float32),
+            "mask": _mask(16, 16).astype(np.float32),
+        },
+        "mask must hold finite floats in [0, 1]",
+    ),
     "missing mask": (
         "serving_default",
         {"image": _image(32, 32)},
@@ -233,6 +263,72 @@ def test_bad_request_is_invalid_argument_and_server_survives(served, client, nam
     assert str(caught.value).startswith("the server rejected the request: ")
     image, mask = _case(16, 24, seed=3)  # the next good request is answered
     np.testing.assert_array_equal(client.inpaint(image, mask), _direct(served, image, mask))
+
+
+def _memory_kib(pid, field):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_a_15_mb_bad_request_is_refused_cheaply(served):
+    """1 x 5,000,000 uint8 (15 MB image + 5 MB mask): refused in milliseconds, and memory
+    bounded by about the request's size (was 21 s and 9.7 GB).
+
+    The double runs in its own process, so its memory is the server's alone. It logs the
+    signature's time and peak RSS growth (VmHWM, reset through /proc/self/clear_refs);
+    the whole process's growth also counts gRPC's buffer, the parsed request and its
+    tensors (three copies the protocol makes before any graph runs). Generous bounds,
+    not benchmarks: the point is that nothing is cast, padded or run.
+    """
+    double = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(os.path.dirname(__file__), "serving_double.py"),
+            served["base"],
+            MODEL,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    try:
+        address = double.stdout.readline().split()[-1]
+        image = np.full((1, 1, 5_000_000, 3), 7, np.uint8)
+        mask = np.zeros((1, 1, 5_000_000, 1), np.uint8)
+        request_bytes = image.nbytes + mask.nbytes
+        with InpaintClient(address, MODEL, timeout=120) as client:
+            small, small_mask = _case(16, 16)
+            client.inpaint(small, small_mask)  # warm up: graph traced, buffers allocated
+            assert double.stdout.readline().startswith("request serving_default")
+            baseline = _memory_kib(double.pid, "VmRSS")
+            with open(f"/proc/{double.pid}/clear_refs", "w") as clear:
+                clear.write("5")  # reset the process's peak (VmHWM) to its current RSS
+            start = time.perf_counter()
+            with pytest.raises(ServingError) as caught:
+                client.predict({"image": image, "mask": mask})
+            round_trip = time.perf_counter() - start
+        process_growth = (_memory_kib(double.pid, "VmHWM") - baseline) * 1024
+        _, _, seconds, outcome, graph_growth = double.stdout.readline().split()
+    finally:
+        double.stdin.close()
+        double.wait(timeout=60)
+    seconds, graph_growth = float(seconds), int(graph_growth)
+    print(
+        f"15 MB refusal: {seconds * 1000:.1f} ms and +{graph_growth / 2**20:.1f} MiB in the "
+        f"graph; {round_trip * 1000:.0f} ms and +{process_growth / 2**20:.1f} MiB for the "
+        f"server process, for a {request_bytes / 2**20:.1f} MiB request"
+    )
+    assert caught.value.code == INVALID
+    assert f"server limit of {MAX_PIXELS} pixels" in caught.value.details
+    assert outcome == "refused"
+    assert seconds < 0.05
+    assert graph_growth <= 2 * request_bytes
+    assert round_trip < 5
+    assert process_growth <= 6 * request_bytes  # gRPC + parsing + tensors, then nothing
 
 
 def test_unknown_model_signature_and_version(served):
