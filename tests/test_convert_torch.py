@@ -135,6 +135,16 @@ def test_released_keras_released_round_trip_is_bit_identical(official_fixture, t
             assert torch.equal(written[tensor], original[tensor].float()), tensor
 
 
+def _save_as_training_does(folder, generator, discriminator):
+    """The weights + architecture files ``TrainingState.export_weights`` writes."""
+    for name, model, config in (
+        ("generator", generator, generator_config(generator)),
+        ("discriminator", discriminator, discriminator_config(discriminator)),
+    ):
+        save_weights_atomically(model, folder / f"{name}.weights.h5")
+        write_json_atomically(config, folder / f"{name}.config.json")
+
+
 def test_trained_thin_weights_export_to_the_released_format(tmp_path):
     generator = Generator(base_channels=4)
     generator.build()
@@ -143,12 +153,7 @@ def test_trained_thin_weights_export_to_the_released_format(tmp_path):
     images = tf.random.uniform([1, 64, 64, 3], -1, 1, seed=3)
     mask = tf.cast(tf.random.uniform([1, 64, 64, 1], seed=4) > 0.7, tf.float32)
     discriminator(images, training=True)  # moves u, v away from their initial values
-    save_weights_atomically(generator, tmp_path / "generator.weights.h5")
-    write_json_atomically(generator_config(generator), tmp_path / "generator.config.json")
-    save_weights_atomically(discriminator, tmp_path / "discriminator.weights.h5")
-    write_json_atomically(
-        discriminator_config(discriminator), tmp_path / "discriminator.config.json"
-    )
+    _save_as_training_does(tmp_path, generator, discriminator)
     assert main(["--to-torch", "--weights", str(tmp_path), "--out", str(tmp_path / "pth")]) == 0
 
     clone = load_released_generator(str(tmp_path / "pth" / "gen.pth"), Generator(base_channels=4))
@@ -169,12 +174,7 @@ def test_to_torch_errors_are_named(tmp_path, capsys):
     discriminator.build()
     generator = Generator(base_channels=4)
     generator.build()
-    save_weights_atomically(generator, tmp_path / "generator.weights.h5")
-    write_json_atomically(generator_config(generator), tmp_path / "generator.config.json")
-    save_weights_atomically(discriminator, tmp_path / "discriminator.weights.h5")
-    write_json_atomically(
-        discriminator_config(discriminator), tmp_path / "discriminator.config.json"
-    )
+    _save_as_training_does(tmp_path, generator, discriminator)
     assert main(["--to-torch", "--weights", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "spectral_norm='released'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing half-written
