@@ -48,12 +48,11 @@ def penet(case):
         run = tf.function(lambda: generator(image, mask)[0], jit_compile=jit)
         return lambda: run().numpy()
     from penet_tf.training import PENetGAN
+    from penet_tf.training.optimizers import TorchAdam
 
+    # The released step: PyTorch's Adam, the default (PyTorch-style) spectral norm.
     gan = PENetGAN(generator, Discriminator(dtype=policy))
-    gan.compile(
-        keras.optimizers.Adam(1e-4, 0.5, 0.999, epsilon=1e-8),
-        keras.optimizers.Adam(1e-4, 0.5, 0.999, epsilon=1e-8),
-    )
+    gan.compile(TorchAdam(1e-4, 0.5, 0.999), TorchAdam(1e-4, 0.5, 0.999))
     gan.build()
     step = tf.function(gan.train_step, jit_compile=jit)
     return lambda: float(step((image, mask))["g_loss"])

@@ -125,7 +125,7 @@ def main(argv=None):
     parser.add_argument("--reference", help="checkout of the released PyTorch PEN-Net code")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--rounds", type=int, default=2, help="alternations per case")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations per case")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per process")
     parser.add_argument("--memory-limit-gb", type=float, default=20.0)
     parser.add_argument(
@@ -177,6 +177,7 @@ def main(argv=None):
         penet, released = summary.get("penet-float32"), summary.get("released-float32")
         if penet and released and penet["median_s"] and released["median_s"]:
             summary["ratio_time"] = penet["median_s"] / released["median_s"]
+            summary["round_ratios"] = round_ratios(runs["penet-float32"], runs["released-float32"])
         report["cases"][name] = summary
         print(format_case(name, summary), flush=True)
     if args.out:
@@ -196,23 +197,45 @@ def _fmt(entry):
     return f"{entry['median_s']:.3f} s, {memory}"
 
 
+def round_ratios(penet_runs, released_runs):
+    """penet / released of each round's medians (a round = one process of each, back to
+    back), so that a load that comes and goes shows up as spread, not as a wrong figure."""
+    return [
+        median(penet["times"]) / median(released["times"])
+        for penet, released in zip(penet_runs, released_runs, strict=True)
+        if penet["status"] == "ok" and released["status"] == "ok"
+    ]
+
+
+def spread(ratios):
+    """``min / median / max`` of per-round ratios, as printed."""
+    if not ratios:
+        return "—"
+    return f"{min(ratios):.2f} / {median(ratios):.2f} / {max(ratios):.2f}"
+
+
+_DERIVED = ("ratio_time", "round_ratios")
+
+
 def format_case(name, summary):
-    parts = [f"{key}: {_fmt(value)}" for key, value in summary.items() if key != "ratio_time"]
+    parts = [f"{key}: {_fmt(value)}" for key, value in summary.items() if key not in _DERIVED]
     if "ratio_time" in summary:
         parts.append(f"ratio {summary['ratio_time']:.2f}x")
+        parts.append(f"per-round ratio min / median / max {spread(summary['round_ratios'])}")
     return f"{name}: " + "; ".join(parts)
 
 
 def format_table(report):
-    keys = sorted({k for case in report["cases"].values() for k in case if k != "ratio_time"})
+    keys = sorted({k for case in report["cases"].values() for k in case if k not in _DERIVED})
     lines = [
-        "| case | " + " | ".join(keys) + " | penet / released |",
-        "|---" * (len(keys) + 2) + "|",
+        "| case | " + " | ".join(keys) + " | penet / released | per-round min / median / max |",
+        "|---" * (len(keys) + 3) + "|",
     ]
     for name, case in report["cases"].items():
         ratio = f"{case['ratio_time']:.2f}x" if "ratio_time" in case else "—"
         cells = [_fmt(case.get(key)) for key in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+        rounds = spread(case.get("round_ratios", []))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} | {rounds} |")
     return "\n".join(lines)
 
 
