@@ -11,6 +11,13 @@ scalars and image grids), the resolved ``config.json`` and ``generator.weights.h
 Distribution: ``--strategy auto`` (default) uses MultiWorkerMirroredStrategy when
 TF_CONFIG lists several workers, MirroredStrategy when several GPUs are visible, else one
 device; ``trainer.batch_size`` is the global batch, split across replicas.
+
+Config keys are strict: a typo (``--set data.colour_jitter=0``) or a value of the wrong
+type is refused with one line naming the key (and the nearest valid one). Ctrl-C finishes
+the current step, saves a checkpoint of it and exits with status 130 (a second Ctrl-C
+exits at once, without saving). A full disk ends the run with one line, the partial files
+removed. Leftovers of a killed run are removed when the next one starts; the same command
+resumes in every case.
 """
 
 import argparse
@@ -64,9 +71,16 @@ def main(argv=None):
     args = parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    logging.getLogger("penet_tf").addHandler(handler)
-    logging.getLogger("penet_tf").setLevel(logging.INFO)
-    from penet_tf.training.config import load_config
+    log = logging.getLogger("penet_tf")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        return _train(args)
+    finally:
+        log.removeHandler(handler)  # main may run more than once in a process (tests)
+
+
+def _train(args):
 
     overrides = list(args.overrides)
     for key, value in (
@@ -76,23 +90,30 @@ def main(argv=None):
         ("output_dir", args.output_dir),
     ):
         if value is not None:
-            overrides.append(f"{key}={value}" if isinstance(value, int) else f'{key}="{value}"')
+            overrides.append({key: value})
     try:
+        from penet_tf.training.config import load_config
+
         config = load_config(args.config, overrides)
         # Logical CPU devices must exist before TensorFlow initialises its devices.
         from penet_tf.training.strategy import split_cpu
 
-        split_cpu(config["cpu_devices"])
+        split_cpu(config.cpu_devices)
         from penet_tf.training.trainer import Trainer, summarize
 
         trainer = Trainer(config, init_from=args.init_from, verbose=0 if args.quiet else 1)
         logs = trainer.run()
-    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError) as error:  # OSError: a full disk too
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # the trainer's says what was saved
+        if not args.quiet:
+            print(flush=True)  # end the progress bar's line
+        print(f"interrupted: {interrupt or 'nothing was written'}", file=sys.stderr)
+        return 130
     if trainer.chief:
         print(f"finished at step {int(trainer.state.step.numpy())}: {summarize(logs)}")
-        print(f"weights: {config['output_dir']}/generator.weights.h5")
+        print(f"weights: {config.output_dir}/generator.weights.h5")
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Training: configs, the train_step, strategies, mixed precision, resume and SIGKILL."""
+"""Training: configs, the train_step, strategies, mixed precision, resume, SIGKILL,
+Ctrl-C and a full disk."""
 
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,8 +19,10 @@ import tensorflow as tf
 from PIL import Image
 
 from penet_tf import Discriminator, Generator
+from penet_tf import train as train_cli
 from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.training import PENetGAN, StepDecay
+from penet_tf.training.checkpoints import CheckpointWriteError, TrainingState
 from penet_tf.training.config import load_config
 from penet_tf.training.trainer import Trainer, build_gan
 
@@ -88,30 +93,34 @@ RELEASED = {  # OFFICIAL_PENNET.md: iterations, niter, niter_steady, GAN loss
 def test_every_config_parses_and_builds_its_pipeline(name, photos):
     path = os.path.join(REPO, "configs", name)
     config = load_config(path, ["data.source=folder", f"data.path={photos}"])
-    source = ImageSource(config["data"])
-    small = {**config["data"], "image_size": [64, 64]}
-    (image, mask), _ = next(iter(inpainting_dataset(source, small, config["mask"], 2)))
+    source = ImageSource(config.data)
+    small = {**config.data.to_dict(), "image_size": [64, 64]}
+    (image, mask), _ = next(iter(inpainting_dataset(source, small, config.mask, 2)))
     assert image.shape == (2, 64, 64, 3) and mask.shape == (2, 64, 64, 1)
     gan = build_gan(config)
-    assert gan.generator.base_channels == config["model"]["base_channels"]
+    assert gan.generator.base_channels == config.model.base_channels
     stem = name[: -len(".json")]
     if stem in RELEASED:
         iterations, niter, steady, gan_type = RELEASED[stem]
-        assert config["trainer"]["iterations"] == iterations
-        assert (config["schedule"]["niter"], config["schedule"]["niter_steady"]) == (niter, steady)
-        assert config["losses"]["gan_type"] == gan_type
-        assert config["trainer"]["batch_size"] == 16 and config["optimizer"]["lr"] == 1e-4
-        weights = [config["losses"][k] for k in ("hole_weight", "valid_weight", "pyramid_weight")]
-        assert weights == [6, 1, 0.5] and config["losses"]["adversarial_weight"] == 0.1
+        assert config.trainer.iterations == iterations
+        assert (config.schedule.niter, config.schedule.niter_steady) == (niter, steady)
+        assert config.losses.gan_type == gan_type
+        assert config.trainer.batch_size == 16 and config.optimizer.lr == 1e-4
+        losses = config.losses
+        weights = [losses.hole_weight, losses.valid_weight, losses.pyramid_weight]
+        assert weights == [6, 1, 0.5] and losses.adversarial_weight == 0.1
+        assert config.model.spectral_norm == "released"
+        assert config.optimizer.epsilon_placement == "torch"
 
 
 def test_config_overrides_and_errors(tmp_path):
     config = load_config(
         os.path.join(REPO, "configs", "demo.json"),
-        ["trainer.iterations=7", "mask.type=strokes", "data.path=/x", "name=other"],
+        ["trainer.iterations=7", "mask.type=strokes", "data.source=folder", "data.path=/x"]
+        + ["name=other"],
     )
-    assert config["trainer"]["iterations"] == 7 and config["mask"]["type"] == "strokes"
-    assert config["output_dir"] == os.path.join("runs", "other")
+    assert config.trainer.iterations == 7 and config.mask.type == "strokes"
+    assert config.output_dir == os.path.join("runs", "other")
     with pytest.raises(ValueError, match="Unknown config key 'trainer.iteratoins'"):
         load_config(None, ["trainer.iteratoins=3"])
     with pytest.raises(ValueError, match="multiples of 64"):
@@ -184,25 +193,150 @@ def test_one_device_run_writes_checkpoints_weights_logs_and_config(photos, tmp_p
     for name in ("config.json", "generator.weights.h5", "generator.config.json"):
         assert (run / name).is_file()
     assert json.loads((run / "generator.config.json").read_text())["base_channels"] == 4
+    assert load_config(str(run / "config.json")) == config  # the resolved config round-trips
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
     assert list((run / "logs").iterdir())
     assert int(trainer.state.position.numpy()) == 6  # 3 steps x 2 images
 
 
-def test_resume_gives_the_same_weights_as_one_run(photos, tmp_path):
-    config = tiny_config(photos, tmp_path / "a", iterations=4)
-    whole = Trainer(load_config(write_config(tmp_path / "a.json", config)), verbose=0)
-    whole.run()
-    config = load_config(
-        write_config(tmp_path / "b.json", tiny_config(photos, tmp_path / "b", iterations=2))
+def fail_checkpoint_write(monkeypatch, number, error):
+    """The save of checkpoint ``number`` writes part of its files, then raises ``error``
+    (as a full disk or a Ctrl-C in the middle of TensorFlow's write would)."""
+    original = tf.train.Checkpoint._write
+
+    def write(self, file_prefix, *args, **kwargs):
+        if not file_prefix.endswith(f"ckpt-{number}"):
+            return original(self, file_prefix, *args, **kwargs)
+        os.makedirs(file_prefix + "_temp")
+        part = os.path.join(file_prefix + "_temp", "part-00000-of-00001.data-00000-of-00001")
+        with open(part, "wb") as handle:
+            handle.write(b"\0" * 4096)
+        with open(file_prefix + ".data-00000-of-00001", "wb") as handle:
+            handle.write(b"half")
+        raise error
+
+    monkeypatch.setattr(tf.train.Checkpoint, "_write", write)
+
+
+def run_main(capsys, path):
+    """``python -m penet_tf.train --quiet --config path`` in this process: (status, the
+    lines it ended with on stderr)."""
+    status = train_cli.main(["--quiet", "--config", path])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert not any("Traceback" in line for line in lines), lines
+    return status, lines
+
+
+def leftovers(run):
+    """Temporary files and folders anywhere in the run folder."""
+    return sorted(
+        str(path.relative_to(run))
+        for path in run.rglob("*")
+        if path.name.startswith((".tmp-", ".worker-", "checkpoint.tmp"))
+        or path.name.endswith("_temp")
     )
-    Trainer(config, verbose=0).run()
-    config["trainer"]["iterations"] = 4
-    resumed = Trainer(config, verbose=0)
-    resumed.run()
-    assert int(resumed.state.step.numpy()) == 4
-    for a, b in zip(_weights(whole), _weights(resumed), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)  # same seed and data order
+
+
+def _checkpoint_tensors(run):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
+    photos, tmp_path, capsys, monkeypatch
+):
+    config = tiny_config(photos, tmp_path / "a", iterations=4)
+    Trainer(load_config(write_config(tmp_path / "a.json", config)), verbose=0).run()
+    run = tmp_path / "b"
+    path = write_config(tmp_path / "b.json", tiny_config(photos, run, iterations=4))
+    with monkeypatch.context() as patch:
+        fail_checkpoint_write(patch, 4, OSError(errno.ENOSPC, "No space left on device"))
+        status, lines = run_main(capsys, path)
+    assert status == 2
+    assert lines[-1].startswith("error: could not save the checkpoint of step 4 in ")
+    assert (
+        "(no space left on the device); its partial files were removed and the last " in (lines[-1])
+    )
+    assert lines[-1].endswith("step 2: free some space and run the same command to resume.")
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-2")
+    assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
+    # What a kill -9 in a save could leave (and a file of the user's, which stays).
+    (run / "checkpoints" / "ckpt-9_temp").mkdir()
+    (run / "checkpoints" / "ckpt-9_temp" / "part-00000-of-00001.index").write_bytes(b"x")
+    (run / "checkpoints" / "ckpt-7.index").write_bytes(b"half written")
+    (run / "checkpoints" / "checkpoint.tmp0123abcd").write_text("model_checkpoint_path")
+    (run / ".tmp-k2j4.weights.h5").write_bytes(b"half")
+    (run / ".worker-1-tmp").mkdir()
+    (run / "notes.txt").write_text("mine")
+    status, lines = run_main(capsys, path)
+    assert status == 0, lines
+    assert leftovers(run) == [] and not (run / "checkpoints" / "ckpt-7.index").exists()
+    assert (run / "notes.txt").read_text() == "mine"
+    # Resumed from step 2: the same weights (and optimizer states) as one whole run.
+    whole, resumed = _checkpoint_tensors(tmp_path / "a"), _checkpoint_tensors(run)
+    assert sorted(whole) == sorted(resumed)
+    for name, value in whole.items():
+        if isinstance(value, np.ndarray):  # (not the object graph, bytes)
+            np.testing.assert_allclose(value, resumed[name], atol=1e-6, rtol=0, err_msg=name)
+
+
+def test_weights_that_cannot_fit_are_refused_before_writing(tmp_path, monkeypatch):
+    # (h5py cannot recover from a write that fails on a full disk: it is never started)
+    thin = ["model.base_channels=4", "model.discriminator_channels=8"]
+    gan = build_gan(load_config(None, thin))
+    gan.build()
+    state = TrainingState(gan, str(tmp_path))
+    (tmp_path / "generator.weights.h5").write_bytes(b"previous")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    with pytest.raises(CheckpointWriteError) as info:
+        state.export_weights()
+    message = str(info.value)
+    assert "(no space left on the device: they need 1.9 MB, 0.1 MB are free)" in message
+    assert "there is no complete checkpoint yet" in message and "\n" not in message
+    assert os.listdir(tmp_path) == ["generator.weights.h5"]
+    assert (tmp_path / "generator.weights.h5").read_bytes() == b"previous"
+
+
+def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(
+    photos, tmp_path, capsys, monkeypatch
+):
+    run = tmp_path / "run"
+    config = tiny_config(photos, run, iterations=50, checkpoint_every=50, image_every=50)
+    path = write_config(tmp_path / "c.json", config)
+    original = Trainer._log_scalars
+
+    def ctrl_c_at(step_to_stop):
+        def log(self, writer, step, *args):
+            original(self, writer, step, *args)
+            if step == step_to_stop:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        monkeypatch.setattr(Trainer, "_log_scalars", log)
+
+    handler = signal.getsignal(signal.SIGINT)
+    ctrl_c_at(3)
+    status, lines = run_main(capsys, path)
+    assert status == 130
+    assert lines[-1] == (
+        f"interrupted: stopped at step 3 after saving its checkpoint in {run}/checkpoints: "
+        "run the same command to resume."
+    )
+    assert any("Ctrl-C: stopping after this step" in line for line in lines)
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
+    assert (run / "generator.weights.h5").is_file() and leftovers(run) == []
+    assert signal.getsignal(signal.SIGINT) == handler  # put back
+    # Ctrl-C again while that save is being written: nothing of it stays.
+    ctrl_c_at(4)
+    fail_checkpoint_write(monkeypatch, 4, KeyboardInterrupt())
+    status, lines = run_main(capsys, path)
+    assert status == 130
+    assert lines[-1] == (
+        "interrupted: stopped at step 4 without saving it; the last complete checkpoint is "
+        "step 3: run the same command to resume."
+    )
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
+    assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
 
 
 def test_mixed_bfloat16_trains(photos, tmp_path):
@@ -310,6 +444,7 @@ def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming from {latest}" in result.stderr
     assert f"finished at step {reached + 2}" in result.stdout
+    assert not (checkpoints / f"ckpt-{reached + 50}.index").exists()  # swept
 
 
 def test_cli_reports_bad_input_clearly(tmp_path):

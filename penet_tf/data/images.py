@@ -28,8 +28,8 @@ import tensorflow as tf
 
 from penet_tf.data.masks import MaskGenerator
 from penet_tf.io_utils import IMAGE_SUFFIXES, find_files
+from penet_tf.training.config import data_section
 
-SOURCES = ("folder", "flist", "tfds", "demo")
 logger = logging.getLogger("penet_tf.data")
 
 
@@ -80,17 +80,16 @@ class ImageSource:
     """A list of images (files, demo photos or a TFDS split) to stream from.
 
     Args:
-        config: the ``data`` section of a training config: ``source`` and its options
-            (``path``; ``root``; ``name``, ``split``, ``data_dir``, ``download``).
+        config: the ``data`` section of a training config (a ``DataConfig`` or a mapping,
+            checked strictly): ``source`` and its options (``path``; ``root``; ``name``,
+            ``split``, ``data_dir``, ``download``).
 
     ``skipped`` counts the files that could not be decoded so far (per process).
     """
 
     def __init__(self, config):
-        self.config = dict(config)
-        self.kind = self.config.get("source", "folder")
-        if self.kind not in SOURCES:
-            raise ValueError(f"Unknown data source {self.kind!r}: expected one of {SOURCES}.")
+        self.config = data_section(config)
+        self.kind = self.config.source
         self._lock = threading.Lock()
         self.skipped = 0
         self.skipped_files = []
@@ -99,7 +98,7 @@ class ImageSource:
         if self.kind == "folder":
             self.items = list_image_files(self._require("path"))
         elif self.kind == "flist":
-            self.items = read_file_list(self._require("path"), self.config.get("root"))
+            self.items = read_file_list(self._require("path"), self.config.root)
         elif self.kind == "demo":
             photos = demo_photos()
             self.photos = [tf.io.encode_png(photo) for photo in photos]
@@ -110,21 +109,21 @@ class ImageSource:
             self._check_one_readable()
 
     def _require(self, key):
-        if not self.config.get(key):
+        if not getattr(self.config, key):
             raise ValueError(f"Data source {self.kind!r} needs data.{key} in the config.")
-        return self.config[key]
+        return getattr(self.config, key)
 
     def _load_tfds(self):
         import tensorflow_datasets as tfds
 
         name = self._require("name")
-        split = self.config.get("split", "train")
-        data_dir = self.config.get("data_dir")
+        split = self.config.split
+        data_dir = self.config.data_dir
         where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         try:
             builder = tfds.builder(name, data_dir=data_dir)
             if not builder.is_prepared():
-                if not self.config.get("download", False):
+                if not self.config.download:
                     raise FileNotFoundError(
                         f"TFDS dataset {name!r} is not prepared under {where}. Put its files "
                         f"there (tfds build {name} --data_dir {where}, after any manual "
@@ -201,11 +200,13 @@ def shuffled_items(items, seed, start=0, shuffle=True):
 
 def augment_image(image, size, seed, config, training):
     """Resize to ``size`` (whole image, or a random crop for ``crop: "random"``), random
-    flip and colour jitter as released (0.05 brightness / contrast / saturation / hue)."""
+    flip and colour jitter as released (0.05 brightness / contrast / saturation / hue).
+    ``config``: the ``data`` section (a ``DataConfig`` or a mapping)."""
+    config = data_section(config)
     seeds = tf.random.experimental.stateless_split(seed, 6)
     image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
     height, width = size
-    if training and config.get("crop") == "random":
+    if training and config.crop == "random":
         # A random crop of 50-100 % of the short side, then resized (demo photos are few).
         shape = tf.shape(image)
         short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
@@ -214,9 +215,9 @@ def augment_image(image, size, seed, config, training):
         image = tf.image.stateless_random_crop(image, [side, side, 3], seeds[1])
     image = tf.image.resize(image, [height, width], antialias=True)
     if training:
-        if config.get("random_flip", True):
+        if config.random_flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[2])
-        jitter = float(config.get("color_jitter", 0.05))
+        jitter = config.color_jitter
         if jitter > 0:
             factor = tf.random.stateless_uniform([], seeds[3], 1 - jitter, 1 + jitter)
             image = image * factor
@@ -242,7 +243,7 @@ def inpainting_dataset(
     Args:
         source: an ``ImageSource``.
         data_config: the ``data`` config section (``image_size``, ``random_flip``,
-            ``color_jitter``, ``crop``, ``parallel_calls``).
+            ``color_jitter``, ``crop``, ``parallel_calls``): a ``DataConfig`` or a mapping.
         mask_config: the ``mask`` config section (see ``MaskGenerator``).
         batch_size: images per batch (per input pipeline).
         seed: makes the stream (order, augmentation, masks) reproducible.
@@ -256,13 +257,14 @@ def inpainting_dataset(
         ``tf.data.Dataset`` of ``((image [B, H, W, 3] float32 in [-1, 1], mask
         [B, H, W, 1] float32), index [B] int64)``.
     """
-    size = tuple(data_config.get("image_size", (256, 256)))
+    data_config = data_section(data_config)
+    size = data_config.image_size
     masks = MaskGenerator(mask_config, size[0], size[1], training=training)
-    parallel = data_config.get("parallel_calls", tf.data.AUTOTUNE)
+    parallel = data_config.parallel_calls or tf.data.AUTOTUNE
     if source.tfds_dataset is not None:
         stream = source.tfds_dataset
         if training:
-            stream = stream.repeat().shuffle(data_config.get("shuffle_buffer", 1000), seed)
+            stream = stream.repeat().shuffle(source.config.shuffle_buffer, seed)
         stream = stream.enumerate().skip(start)
     else:
         stream = shuffled_items(source.items, seed, start, shuffle=training)

@@ -20,8 +20,7 @@ import os
 import tensorflow as tf
 
 from penet_tf.io_utils import find_files
-
-MASK_TYPES = ("square", "strokes", "files", "mixture")
+from penet_tf.training.config import mask_section
 
 
 def centre(height, width):
@@ -220,8 +219,10 @@ class MaskGenerator:
     """Builds masks from a config: ``{"type": "square" | "strokes" | "files" | "mixture", ...}``.
 
     Args:
-        config: ``{"type": "square"}``; ``{"type": "strokes", "hole_ratio": [0.1, 0.4],
-            ...}`` (the ``strokes`` keyword arguments); ``{"type": "files", "path": DIR}``;
+        config: the ``mask`` config section, a ``MaskConfig`` or a mapping checked strictly
+            (``penet_tf.training.config``): ``{"type": "square"}``; ``{"type": "strokes",
+            "hole_ratio": [0.1, 0.4], ...}`` (the ``strokes`` keyword arguments);
+            ``{"type": "files", "path": DIR}``;
             ``{"type": "mixture", "components": [config, ...], "weights": [w, ...]}``.
             ``"augment"`` (default true) applies the training augmentation to square and
             files masks.
@@ -241,29 +242,21 @@ class MaskGenerator:
     """
 
     def __init__(self, config, height, width, training=True):
-        config = dict(config)
-        kind = config.pop("type", None)
-        if kind not in MASK_TYPES:
-            raise ValueError(f"Unknown mask type {kind!r}: expected one of {MASK_TYPES}.")
+        config = mask_section(config)  # a MaskConfig or a mapping, checked strictly
+        kind = config.type
         self.kind, self.height, self.width, self.training = kind, height, width, training
-        self.augment = config.pop("augment", True)
+        self.augment = getattr(config, "augment", True)
         if kind == "files":
-            self.files = tf.constant(list_mask_files(config.pop("path")))
+            self.files = tf.constant(list_mask_files(config.path))
         elif kind == "strokes":
-            self.stroke_options = config
-            config = {}
-            strokes(8, 8, tf.constant([0, 0]), **self.stroke_options)  # validate early
+            self.stroke_options = {
+                key: value for key, value in config.to_dict().items() if key != "type"
+            }
         elif kind == "mixture":
-            components = config.pop("components", None)
-            if not components:
-                raise ValueError("A mixture mask needs a non-empty 'components' list.")
-            weights = config.pop("weights", [1.0] * len(components))
-            if len(weights) != len(components) or min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError("Mixture 'weights' must be non-negative, one per component.")
+            components = config.components
+            weights = config.weights or [1.0] * len(components)
             self.components = [MaskGenerator(c, height, width, training) for c in components]
             self.log_weights = tf.math.log(tf.constant([weights], tf.float32))
-        if config:
-            raise ValueError(f"Unknown options for {kind} masks: {sorted(config)}.")
 
     def __call__(self, seed, index=0):
         seed = tf.convert_to_tensor(seed)

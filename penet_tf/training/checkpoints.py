@@ -1,18 +1,144 @@
 """Checkpoints that survive being killed, and the weights that export reads.
 
-``tf.train.CheckpointManager`` writes a checkpoint's files first and then atomically
-replaces the ``checkpoint`` state file that names the latest one, so a run killed at any
-moment (SIGKILL included) restarts from its last complete checkpoint; files of an
-interrupted save are never picked up, and the next save overwrites them.
+``tf.train.CheckpointManager`` writes a checkpoint's files first (through a
+``ckpt-N_temp/`` folder) and then atomically replaces the ``checkpoint`` state file that
+names the latest one, so a run killed at any moment (SIGKILL included) restarts from its
+last complete checkpoint; files of an interrupted save are never picked up.
+
+Nothing half-written stays behind: a save that fails (a full disk, Ctrl-C) removes its own
+partial files before the error goes on, and ``sweep_leftovers`` removes those of a process
+that was killed (``ckpt-N_temp/``, unreferenced ``ckpt-N.*`` newer than the last complete
+checkpoint, TensorFlow's ``checkpoint.tmp*``, ``.tmp-*`` files of ``penet_tf.io_utils``'
+atomic writes, and the private ``.worker-K-tmp/`` folders of multi-worker runs) when the
+next run starts.
 """
 
+import contextlib
+import errno
+import gc
+import logging
 import os
+import re
 import shutil
+import sys
 
+import numpy as np
 import tensorflow as tf
 
 from penet_tf.io_utils import save_weights_atomically, write_json_atomically
 from penet_tf.models import discriminator_config, generator_config
+
+logger = logging.getLogger("penet_tf.train")
+CHECKPOINT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint or the run's weights could not be written (e.g. the disk is full).
+
+    Its partial files are already removed and the last complete checkpoint is intact: the
+    message (one line) says which it is and that the same command resumes from it.
+    """
+
+
+def is_disk_full(error):
+    """Whether ``error`` (an ``OSError`` or a TensorFlow error) says the disk is full."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def _reason(error):
+    if is_disk_full(error):
+        return "no space left on the device"
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return lines[0][:300]
+
+
+def latest_step(directory):
+    """The step of the last complete checkpoint in ``directory`` (None: there is none)."""
+    latest = tf.train.latest_checkpoint(directory)
+    return None if latest is None else int(latest.rsplit("-", 1)[1])
+
+
+def _remove(path):
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def sweep_leftovers(output_dir):
+    """Removes what interrupted saves left in the run folder ``output_dir``; returns the
+    removed paths. Call it before training starts (the chief only): nothing is being
+    written there then."""
+    removed = []
+    if not os.path.isdir(output_dir):
+        return removed
+    for name in sorted(os.listdir(output_dir)):
+        if name.startswith(".tmp-") or re.fullmatch(r"\.worker-\d+-tmp", name):
+            path = os.path.join(output_dir, name)
+            if _remove(path):
+                removed.append(path)
+    directory = os.path.join(output_dir, "checkpoints")
+    if os.path.isdir(directory):
+        latest = latest_step(directory)
+        for name in sorted(os.listdir(directory)):
+            match = CHECKPOINT.match(name)
+            if (
+                name.endswith("_temp")
+                or name.startswith("checkpoint.tmp")
+                or ".tempstate" in name
+                or (match and (latest is None or int(match.group(1)) > latest))
+            ):
+                path = os.path.join(directory, name)
+                if _remove(path):
+                    removed.append(path)
+    if removed:
+        logger.info(
+            "removed %d leftover(s) of an interrupted run: %s",
+            len(removed),
+            ", ".join(os.path.relpath(path, output_dir) for path in removed),
+        )
+    return removed
+
+
+@contextlib.contextmanager
+def _quiet_h5py_close_errors():
+    """h5py reports a failed close (after the write error it raised, e.g. a full disk) as
+    tracebacks on stderr; the write error is enough."""
+    unraisable_hook, except_hook = sys.unraisablehook, sys.excepthook
+
+    def quiet_unraisable(unraisable):
+        if "h5py" not in f"{unraisable.object!r} {unraisable.err_msg or ''}":
+            unraisable_hook(unraisable)
+
+    def quiet_except(kind, value, traceback):  # Cython's __dealloc__ prints through it
+        frames, step = [], traceback
+        while step is not None:
+            frames.append(step.tb_frame.f_code.co_filename)
+            step = step.tb_next
+        if not any("h5py" in name for name in frames):
+            except_hook(kind, value, traceback)
+
+    sys.unraisablehook, sys.excepthook = quiet_unraisable, quiet_except
+    try:
+        yield
+    finally:
+        gc.collect()  # the failed file's objects go now, while the hooks are in place
+        sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
+
+
+def _weights_bytes(*models):
+    return sum(
+        int(np.prod(variable.shape)) * np.dtype(variable.dtype).itemsize
+        for model in models
+        for variable in model.weights
+    )
 
 
 class TrainingState:
@@ -57,11 +183,52 @@ class TrainingState:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return latest
 
+    def latest_step(self):
+        """The step of the last complete checkpoint (None: there is none yet)."""
+        return latest_step(self.directory)
+
+    def last_complete(self):
+        latest = self.latest_step()
+        if latest is None:
+            return "there is no complete checkpoint yet"
+        return f"the last complete checkpoint is step {latest}"
+
+    def _advice(self, error):
+        return "free some space" if is_disk_full(error) else "fix that"
+
     def save(self):
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-        if not self.chief:
-            shutil.rmtree(self.save_directory, ignore_errors=True)
-        return path
+        """Saves a checkpoint of the current step; returns its path.
+
+        Raises ``CheckpointWriteError`` when it cannot be written (a full disk): its
+        partial files are removed first, and the previous checkpoints stay as they were.
+        """
+        number = int(self.step.numpy())
+        try:
+            return self.manager.save(checkpoint_number=number)
+        except BaseException as error:  # KeyboardInterrupt too: no partial files left
+            self._discard(number)
+            if not isinstance(error, OSError | tf.errors.OpError):
+                raise
+            raise CheckpointWriteError(
+                f"could not save the checkpoint of step {number} in {self.directory} "
+                f"({_reason(error)}); its partial files were removed and {self.last_complete()}: "
+                f"{self._advice(error)} and run the same command to resume."
+            ) from error
+        finally:
+            if not self.chief:
+                shutil.rmtree(self.save_directory, ignore_errors=True)
+
+    def _discard(self, number):
+        """Removes the files of an unfinished save of checkpoint ``number``."""
+        prefix = os.path.join(self.save_directory, f"ckpt-{number}")
+        shutil.rmtree(prefix + "_temp", ignore_errors=True)
+        if latest_step(self.save_directory) == number:
+            return  # it was complete (the state file names it): keep it
+        if os.path.isdir(self.save_directory):
+            for name in os.listdir(self.save_directory):
+                match = CHECKPOINT.match(name)
+                if match and int(match.group(1)) == number:
+                    _remove(os.path.join(self.save_directory, name))
 
     def export_weights(self):
         """Writes ``generator.weights.h5`` + ``generator.config.json`` (for penet_tf.export)
@@ -70,16 +237,39 @@ class TrainingState:
         if not self.chief:
             return None
         path = os.path.join(self.output_dir, "generator.weights.h5")
-        save_weights_atomically(self.gan.generator, path)
-        write_json_atomically(
-            generator_config(self.gan.generator),
-            os.path.join(self.output_dir, "generator.config.json"),
-        )
-        save_weights_atomically(
-            self.gan.discriminator, os.path.join(self.output_dir, "discriminator.weights.h5")
-        )
-        write_json_atomically(
-            discriminator_config(self.gan.discriminator),
-            os.path.join(self.output_dir, "discriminator.config.json"),
-        )
+        # h5py cannot recover from a write that fails on a full disk (tracebacks, and a
+        # crash at exit): check the space first (the files are the weights plus ~150 KB).
+        needed = _weights_bytes(self.gan.generator, self.gan.discriminator) + (1 << 20)
+        free = shutil.disk_usage(self.output_dir).free
+        if free < needed:
+            raise CheckpointWriteError(
+                f"could not write the weights in {self.output_dir} (no space left on the "
+                f"device: they need {needed / 2**20:.1f} MB, {free / 2**20:.1f} MB are free); "
+                f"{self.last_complete()} and the weights files are the previous ones: free some "
+                "space and run the same command to write them."
+            )
+        failure = None
+        with _quiet_h5py_close_errors():
+            try:
+                save_weights_atomically(self.gan.generator, path)
+                write_json_atomically(
+                    generator_config(self.gan.generator),
+                    os.path.join(self.output_dir, "generator.config.json"),
+                )
+                save_weights_atomically(
+                    self.gan.discriminator,
+                    os.path.join(self.output_dir, "discriminator.weights.h5"),
+                )
+                write_json_atomically(
+                    discriminator_config(self.gan.discriminator),
+                    os.path.join(self.output_dir, "discriminator.config.json"),
+                )
+            except OSError as error:  # the atomic writes left no partial file
+                failure = (
+                    f"could not write the weights in {self.output_dir} ({_reason(error)}); "
+                    f"{self.last_complete()} and the weights files are the previous ones: "
+                    f"{self._advice(error)} and run the same command to write them."
+                )
+        if failure is not None:  # raised here, without the h5py objects of the error
+            raise CheckpointWriteError(failure)
         return path

@@ -3,10 +3,18 @@
 One loop for every strategy: ``strategy.run(gan.train_step)`` over a dataset distributed
 with ``distribute_datasets_from_function`` (Keras 3 ``fit`` fails under
 ``MultiWorkerMirroredStrategy``, so the loop drives the same ``train_step`` itself).
+
+Stopping: the first Ctrl-C (SIGINT) lets the current step finish, saves a checkpoint of it
+and raises ``TrainingInterrupted``; a second Ctrl-C stops at once without saving (the last
+complete checkpoint stays as it was). A full disk ends the run with a
+``CheckpointWriteError`` after removing the partial files. Either way the same command
+resumes.
 """
 
 import logging
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -16,7 +24,13 @@ from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.io_utils import write_json_atomically
 from penet_tf.losses import composite
 from penet_tf.models import Discriminator, Generator
-from penet_tf.training.checkpoints import TrainingState
+from penet_tf.training.checkpoints import (
+    CheckpointWriteError,
+    TrainingState,
+    is_disk_full,
+    sweep_leftovers,
+)
+from penet_tf.training.config import as_config
 from penet_tf.training.gan import PENetGAN, StepDecay
 from penet_tf.training.optimizers import make_adam
 from penet_tf.training.strategy import is_chief, make_strategy, strategy_name, task_id
@@ -45,33 +59,30 @@ def build_gan(config, policy="float32"):
     spectral norm (``model.spectral_norm = "released"``) and PyTorch's Adam
     (``optimizer.epsilon_placement = "torch"``).
     """
-    model, optim, schedule = config["model"], config["optimizer"], config["schedule"]
+    config = as_config(config)
+    model, optim, schedule = config.model, config.optimizer, config.schedule
     generator = Generator(
-        base_channels=model["base_channels"],
-        kernel_init=model.get("kernel_init", "released"),
+        base_channels=model.base_channels,
+        kernel_init=model.kernel_init,
         dtype=policy,
     )
     discriminator = Discriminator(
-        base_channels=model["discriminator_channels"],
-        spectral_norm=model.get("spectral_norm", "released"),
+        base_channels=model.discriminator_channels,
+        spectral_norm=model.spectral_norm,
         dtype=policy,
     )
-    gan = PENetGAN(generator, discriminator, **config["losses"])
+    gan = PENetGAN(generator, discriminator, **config.losses.to_dict())
 
     def adam(scale):
-        learning_rate = StepDecay(optim["lr"] * scale, schedule["niter"], schedule["niter_steady"])
+        learning_rate = StepDecay(optim.lr * scale, schedule.niter, schedule.niter_steady)
         optimizer = make_adam(
-            learning_rate,
-            optim["beta_1"],
-            optim["beta_2"],
-            optim["epsilon"],
-            optim.get("epsilon_placement", "torch"),
+            learning_rate, optim.beta_1, optim.beta_2, optim.epsilon, optim.epsilon_placement
         )
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
-    gan.compile(adam(1.0), adam(optim["d2g_lr"]))
+    gan.compile(adam(1.0), adam(optim.d2g_lr))
     return gan
 
 
@@ -105,45 +116,78 @@ def image_grid(image, mask, output):
     return (grid + 1.0) / 2.0
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; the message (one line) says what was saved."""
+
+
+class _StopOnCtrlC:
+    """While active, the first SIGINT only sets ``requested`` (the loop saves and stops
+    after the current step); the handler before it (normally ``KeyboardInterrupt``) is back
+    in place for a second one. Inactive outside the main thread."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self.previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)
+        logger.warning(
+            "Ctrl-C: stopping after this step and saving a checkpoint of it "
+            "(Ctrl-C again stops at once, without saving)"
+        )
+
+    def __enter__(self):
+        if self.enabled:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 class Trainer:
     """Builds everything a config describes and runs (or resumes) training.
 
     Args:
-        config: a resolved config (``penet_tf.training.config.load_config``).
+        config: a ``TrainingConfig`` (``penet_tf.training.config.load_config``) or a
+            mapping of one (checked strictly).
         init_from: weights to start from when there is no checkpoint to resume.
         verbose: 1 shows a progress bar; 0 is quiet.
     """
 
     def __init__(self, config, init_from=None, verbose=1):
+        config = as_config(config)
         self.config = config
         self.init_from = init_from
         self.verbose = verbose
-        self.strategy = make_strategy(config["strategy"])
+        self.strategy = make_strategy(config.strategy)
         self.chief = is_chief(self.strategy)
         logger.info(
             "strategy: %s with %d replica(s)",
             strategy_name(self.strategy),
             self.strategy.num_replicas_in_sync,
         )
-        keras.utils.set_random_seed(config["seed"])  # the same initial weights per seed
-        self.policy = resolve_policy(config["mixed_precision"])
-        self.output_dir = config["output_dir"]
-        self.source = ImageSource(config["data"])
+        keras.utils.set_random_seed(config.seed)  # the same initial weights per seed
+        self.policy = resolve_policy(config.mixed_precision)
+        self.output_dir = config.output_dir
+        self.source = ImageSource(config.data)
         with self.strategy.scope():
             self.gan = build_gan(config, self.policy)
             self.gan.build()
-            trainer = config["trainer"]
             self.state = TrainingState(
                 self.gan,
                 self.output_dir,
-                keep=trainer["keep_checkpoints"],
+                keep=config.trainer.keep_checkpoints,
                 chief=self.chief,
                 worker=task_id(self.strategy),
             )
 
     def _dataset(self, start):
-        config, seed = self.config, self.config["seed"]
-        global_batch = config["trainer"]["batch_size"]
+        config, seed = self.config, self.config.seed
+        global_batch = config.trainer.batch_size
         replicas = self.strategy.num_replicas_in_sync
         if global_batch % replicas:
             raise ValueError(
@@ -153,8 +197,8 @@ class Trainer:
         def dataset_fn(context):
             return inpainting_dataset(
                 self.source,
-                config["data"],
-                config["mask"],
+                config.data,
+                config.mask,
                 context.get_per_replica_batch_size(global_batch),
                 seed=seed,
                 start=start,
@@ -164,16 +208,48 @@ class Trainer:
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def run(self):
-        """Trains to ``trainer.iterations``; returns the final step's logs (floats)."""
-        config, trainer = self.config, self.config["trainer"]
+        """Trains to ``trainer.iterations``; returns the final step's logs (floats).
+
+        Raises ``TrainingInterrupted`` on Ctrl-C (after saving the step, or at once on a
+        second Ctrl-C) and ``CheckpointWriteError`` when the disk is full; in both cases
+        the run folder holds complete checkpoints only and the same command resumes.
+        """
+        if self.chief:
+            sweep_leftovers(self.output_dir)
         resumed = self.state.restore()
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
         elif self.init_from:
             load_initial_weights(self.gan, self.init_from)
+        # Ctrl-C saves first only where this process can save alone (not multi-worker).
+        alone = not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        try:
+            with _StopOnCtrlC(enabled=alone) as stop:
+                return self._train(resumed, stop)
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            step = int(self.state.step.numpy())
+            if self.state.latest_step() == step:  # (a Ctrl-C just after its save)
+                message = f"stopped at step {step}, whose checkpoint is complete"
+            else:
+                message = f"stopped at step {step} without saving it; {self.state.last_complete()}"
+            raise TrainingInterrupted(f"{message}: run the same command to resume.") from None
+        except (OSError, tf.errors.OpError) as error:
+            if isinstance(error, CheckpointWriteError) or not is_disk_full(error):
+                raise
+            step = int(self.state.step.numpy())
+            raise CheckpointWriteError(
+                f"no space left on the device while writing in {self.output_dir} at step "
+                f"{step}; {self.state.last_complete()}: free some space and run the same "
+                "command to resume."
+            ) from error
+
+    def _train(self, resumed, stop):
+        config, trainer = self.config, self.config.trainer
         if self.chief:
             os.makedirs(self.output_dir, exist_ok=True)
-            write_json_atomically(config, os.path.join(self.output_dir, "config.json"))
+            write_json_atomically(config.to_dict(), os.path.join(self.output_dir, "config.json"))
         writer = (
             tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
             if self.chief
@@ -196,7 +272,9 @@ class Trainer:
             return logs, last, first_batch
 
         step = int(self.state.step.numpy())
-        iterations = trainer["iterations"]
+        if resumed and step >= trainer.iterations:
+            self.state.export_weights()  # the weights of the last checkpoint, once more
+        iterations = trainer.iterations
         progress = keras.utils.Progbar(iterations, verbose=self.verbose if self.chief else 0)
         preview = None
         sums, count, started = {}, 0, time.perf_counter()
@@ -213,22 +291,28 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + value
             count += 1
             progress.update(step, list(logs.items()), finalize=step == iterations)
-            if step % trainer["log_every"] == 0 or step == iterations:
+            if step % trainer.log_every == 0 or step == iterations:
                 elapsed = time.perf_counter() - started
                 self._log_scalars(writer, step, sums, count, elapsed)
                 sums, count, started = {}, 0, time.perf_counter()
-            if step % trainer["image_every"] == 0 or step == iterations:
+            if step % trainer.image_every == 0 or step == iterations:
                 self._log_images(writer, step, preview)
-            if step % trainer["checkpoint_every"] == 0 or step == iterations:
+            if step % trainer.checkpoint_every == 0 or step == iterations or stop.requested:
                 self.state.save()
                 self.state.export_weights()
+            if stop.requested:
+                writer.flush()
+                raise TrainingInterrupted(
+                    f"stopped at step {step} after saving its checkpoint in "
+                    f"{self.state.directory}: run the same command to resume."
+                )
         if self.source.skipped:
             logger.warning("skipped %d unreadable image files", self.source.skipped)
         writer.flush()
         return logs
 
     def _log_scalars(self, writer, step, sums, count, elapsed):
-        batch = self.config["trainer"]["batch_size"]
+        batch = self.config.trainer.batch_size
         with writer.as_default(step=step):
             for name, total in sums.items():
                 tf.summary.scalar(f"loss/{name}", total / max(count, 1))

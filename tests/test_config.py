@@ -1,0 +1,231 @@
+"""Strict typed training configs: unknown keys, types, choices, overrides, round trips."""
+
+import dataclasses
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from penet_tf.data.images import ImageSource
+from penet_tf.data.masks import MaskGenerator, strokes
+from penet_tf.training.config import (
+    MASK_TYPES,
+    SOURCES,
+    ConfigError,
+    FolderData,
+    StrokesMask,
+    TrainingConfig,
+    load_config,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(
+    name for name in os.listdir(os.path.join(REPO, "configs")) if name.endswith(".json")
+)
+
+
+def refused(overrides, path=None):
+    """The one-line message ``load_config`` refuses ``overrides`` with."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert isinstance(info.value, ValueError)  # what the CLIs catch
+    return message
+
+
+# ---------------------------------------------------------------- unknown keys
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("sed=1", "Unknown config key 'sed'. Did you mean 'seed'?"),
+        ("iterations=5", "Unknown config key 'iterations'. Did you mean 'trainer.iterations'?"),
+        ("model.base_chanels=4", "Did you mean 'model.base_channels'?"),
+        ("losses.hole_wieght=1", "Did you mean 'losses.hole_weight'?"),
+        ("optimizer.beta1=0.9", "Did you mean 'optimizer.beta_1'?"),
+        ("schedule.nitre=5", "Did you mean 'schedule.niter'?"),
+        ("trainer.iteratoins=3", "Did you mean 'trainer.iterations'?"),
+        (
+            "data.colour_jitter=0",
+            "Unknown options for folder data: 'data.colour_jitter'. "
+            "Did you mean 'data.color_jitter'?",
+        ),
+        ("mask.kindd=3", "Unknown options for square masks: 'mask.kindd'. Valid keys: augment"),
+    ],
+)
+def test_an_unknown_key_in_any_section_is_refused_with_the_nearest_one(override, expected):
+    assert expected in refused([override])
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_data_source_is_strict(source):
+    message = refused([f"data.source={source}", "data.colour_jitter=0"])
+    assert message.startswith(f"Unknown options for {source} data: 'data.colour_jitter'.")
+    assert "Did you mean 'data.color_jitter'?" in message
+
+
+@pytest.mark.parametrize("kind", MASK_TYPES)
+def test_every_mask_type_is_strict(kind):
+    needed = {"files": {"path": "masks"}, "mixture": {"components": [{"type": "square"}]}}
+    mask = {"type": kind, **needed.get(kind, {}), "kindd": 1}
+    message = refused([f"mask={json.dumps(mask)}"])
+    assert message.startswith(f"Unknown options for {kind} masks: 'mask.kindd'."), message
+
+
+def test_a_key_of_another_choice_says_whose_it_is():
+    message = refused(["data.name=dtd"])
+    assert "'name' is an option of tfds data, not of folder data" in message
+    message = refused(["mask.hole_ratio=[0.1, 0.2]"])
+    assert "'hole_ratio' is an option of strokes masks, not of square masks" in message
+    assert "'weights' is an option of mixture masks" in refused(["mask.weights=[1]"])
+
+
+def test_unknown_keys_in_files_and_mixture_components(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"trainer": {"iteratons": 5}}))
+    assert "Did you mean 'trainer.iterations'?" in refused([], str(path))
+    mask = {"type": "mixture", "components": [{"type": "square"}, {"type": "strokes", "hole": 1}]}
+    path.write_text(json.dumps({"mask": mask}))
+    message = refused([], str(path))
+    assert "'mask.components[1].hole'. Did you mean 'mask.components[1].hole_ratio'?" in message
+    path.write_text("[1, 2]")
+    assert "must hold a JSON object" in refused([], str(path))
+
+
+# ---------------------------------------------------------------- types and choices
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("optimizer.lr=fast", 'optimizer.lr must be a number, got "fast" (a string).'),
+        ("seed=1.5", "seed must be an integer, got 1.5 (a number)."),
+        ('trainer.batch_size="4"', 'trainer.batch_size must be an integer, got "4" (a string).'),
+        ("data.random_flip=1", "data.random_flip must be true or false, got 1 (a number)."),
+        ("data.image_size=[64]", "data.image_size must be a list of 2 integers, got [64]"),
+        ("optimizer.lr=NaN", "optimizer.lr must be a finite number"),
+        ("model={}", None),  # a whole section may be replaced (defaults fill it)
+        ("model=4", "model must be an object ({...}), got 4."),
+        ("trainer.iterations.x=3", "trainer.iterations must be an integer, got {"),
+    ],
+)
+def test_type_errors_are_one_line_naming_the_key_and_type(override, expected):
+    if expected is None:
+        assert load_config(None, [override]).model == TrainingConfig().model
+        return
+    assert expected in refused([override])
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("model.spectral_norm=relesed", '"released", "keras", "none", got "relesed"; did you'),
+        ("optimizer.epsilon_placement=pytorch", 'got "pytorch"; did you mean "torch"?'),
+        ("losses.gan_type=hinje", 'did you mean "hinge"?'),
+        ("strategy=mirored", 'did you mean "mirrored"?'),
+        ('mixed_precision="mixed_bf16"', 'did you mean "mixed_bfloat16"?'),
+        ("data.crop=center", 'data.crop must be one of "resize", "random", got "center".'),
+        ("data.source=foldr", "Unknown data source 'foldr' (data.source): did you mean 'folder'?"),
+        ("mask.type=circle", "Unknown mask type 'circle' (mask.type): expected one of square"),
+        ("model.kernel_init=bogus", 'must be "released" or a Keras initializer name'),
+    ],
+)
+def test_choices_are_checked_by_the_config(override, expected):
+    assert expected in refused([override])
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("data.image_size=[100, 64]", "multiples of 64"),
+        ("data.color_jitter=0.9", "data.color_jitter must be in [0, 0.5]"),
+        ("trainer.batch_size=0", "trainer.batch_size must be a positive integer, got 0."),
+        ("optimizer.beta_2=1", "optimizer.beta_2 must be in [0, 1)"),
+        ("losses.hole_weight=-1", "losses.hole_weight must be non-negative"),
+        ('mask={"type": "strokes", "hole_ratio": [0.5, 0.2]}', "mask.hole_ratio must be"),
+        ('mask={"type": "mixture", "components": []}', "non-empty 'components'"),
+        ('mask={"type": "files"}', "files masks need mask.path"),
+    ],
+)
+def test_ranges_are_checked(override, expected):
+    assert expected in refused([override])
+
+
+# ---------------------------------------------------------------- overrides and round trips
+
+
+def test_switching_the_source_drops_the_old_sources_keys_whatever_the_order():
+    dtd = os.path.join(REPO, "configs", "dtd.json")
+    config = load_config(dtd, ["data.path=/photos", "data.source=folder"])
+    assert config.data == FolderData(path="/photos", image_size=(256, 256))
+    assert "tfds data" in refused(["data.source=tfds", "data.path=/photos"])
+    demo = load_config(os.path.join(REPO, "configs", "demo.json"), ["mask.type=strokes"])
+    assert demo.mask == StrokesMask()
+
+
+def test_text_stays_text_for_string_keys():
+    config = load_config(None, ["name=2024", "data.path=123"])
+    assert config.name == "2024" and config.data.path == "123"
+    assert config.output_dir == os.path.join("runs", "2024")
+
+
+def test_override_gives_a_new_checked_config():
+    config = load_config(os.path.join(REPO, "configs", "demo.json"))
+    longer = config.override("trainer.iterations=4", {"optimizer": {"lr": 1e-3}})
+    assert (longer.trainer.iterations, longer.optimizer.lr) == (4, 1e-3)
+    assert config.trainer.iterations == 300  # unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.trainer.iterations = 5
+    with pytest.raises(ConfigError, match="Did you mean 'trainer.iterations'"):
+        config.override("trainer.iteration=4")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_round_trips_through_its_resolved_json(name, tmp_path):
+    config = load_config(os.path.join(REPO, "configs", name))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict(), indent=2))  # as training writes it
+    assert load_config(str(path)) == config
+    assert json.loads(path.read_text()) == config.to_dict()
+
+
+def test_library_entry_points_are_strict_too():
+    with pytest.raises(ConfigError, match="Did you mean 'data.path'"):
+        ImageSource({"source": "folder", "pth": "/photos"})
+    with pytest.raises(ConfigError, match="Did you mean 'mask.hole_ratio'"):
+        MaskGenerator({"type": "strokes", "hole_ratios": [0.1, 0.2]}, 64, 64)
+
+
+def test_stroke_defaults_are_the_functions():
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(strokes).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    assert {k: v for k, v in StrokesMask().to_dict().items() if k != "type"} == {
+        key: list(value) if isinstance(value, tuple) else value for key, value in defaults.items()
+    }
+
+
+def test_cli_refuses_a_typo_in_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "penet_tf.train", "--config", "configs/demo.json"]
+        + ["--set", "data.colour_jitter=0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: Unknown options for demo data: 'data.colour_jitter'. "
+        "Did you mean 'data.color_jitter'?"
+    ]
+    assert result.stderr.rstrip().endswith(errors[0]) and "Traceback" not in result.stderr
