@@ -28,7 +28,9 @@ Each rewrite keeps the values (the matrix products may differ in float summation
   stride becomes ``Reshape`` (dimensions split by the stride, size-1 dimensions dropped,
   dimensions the slice takes whole merged) + a stride-1 slice of rank <= 4 + ``Reshape``;
 * ``materialize_adjoints``: an adjoint operand becomes ``Transpose`` + the plain product;
-* ``fold_space_to_batch_convolutions``: the three ops become one dilated convolution.
+* ``fold_space_to_batch_convolutions``: the three ops become one dilated convolution;
+* ``clip_scalar_bounds``: ``Maximum``/``Minimum`` with a scalar becomes ``ClipByValue``
+  (a vectorised clamp in the wasm backend, 4x faster; equal for finite values).
 
 The rewrites need static shapes: the model.json graph (its constants read back from the
 weight shards) is imported into TensorFlow once to infer them. A node whose shapes are
@@ -170,22 +172,23 @@ class _Graph:
             candidate, index = f"{name}_{index}", index + 1
         return candidate
 
-    def add_constant(self, name, values):
-        array = np.asarray(values, np.int32)
+    def add_constant(self, name, values, dtype="int32"):
+        array = np.asarray(values, _NUMPY[dtype])
         name = self._unique(name)
         dims = {"dim": [{"size": str(d)} for d in array.shape]} if array.shape else {}
+        tf_dtype = {"int32": "DT_INT32", "float32": "DT_FLOAT"}[dtype]
         self._add(
             {
                 "name": name,
                 "op": "Const",
                 "attr": {
-                    "value": {"tensor": {"dtype": "DT_INT32", "tensorShape": dims}},
-                    "dtype": {"type": "DT_INT32"},
+                    "value": {"tensor": {"dtype": tf_dtype, "tensorShape": dims}},
+                    "dtype": {"type": tf_dtype},
                 },
             }
         )
         self.new_constants.append(
-            ({"name": name, "shape": list(array.shape), "dtype": "int32"}, array)
+            ({"name": name, "shape": list(array.shape), "dtype": dtype}, array)
         )
         self.weights[name] = array
         return name
@@ -392,6 +395,41 @@ def materialize_adjoints(graph):
     return rewritten
 
 
+def clip_scalar_bounds(graph):
+    """Maximum / Minimum of a tensor and a scalar constant -> ClipByValue.
+
+    The wasm backend runs ClipByValue with XNNPACK's vectorised clamp, about 4x faster
+    than its broadcasting Maximum (the attention's ``max(a, 1e-8)`` over a 64 MB matrix).
+    ``clip(x, c, FLT_MAX) == max(x, c)`` for every finite x (and ``min`` alike); only an
+    infinity would become +-FLT_MAX. Returns the number of nodes rewritten.
+    """
+    largest = float(np.finfo(np.float32).max)
+    rewritten = 0
+    for node in list(graph.nodes):
+        if node["op"] not in ("Maximum", "Minimum") or len(node["input"]) != 2:
+            continue
+        if node.get("attr", {}).get("T", {}).get("type") != "DT_FLOAT":
+            continue
+        out_shape = graph.shape(node["name"])
+        for index in (0, 1):
+            value, other = graph.constant(node["input"][index]), node["input"][1 - index]
+            if value is None or np.size(value) != 1 or graph.shape(other) != out_shape:
+                continue
+            bound = float(np.ravel(value)[0])
+            low, high = (bound, largest) if node["op"] == "Maximum" else (-largest, bound)
+            name = node["name"]
+            node["op"] = "ClipByValue"
+            node["input"] = [
+                other,
+                graph.add_constant(f"{name}/wasm_low", low, "float32"),
+                graph.add_constant(f"{name}/wasm_high", high, "float32"),
+            ]
+            node["attr"] = {"T": {"type": "DT_FLOAT"}}
+            rewritten += 1
+            break
+    return rewritten
+
+
 def _ints(attr, key, default):
     return [int(i) for i in attr.get(key, {}).get("list", {}).get("i", default)]
 
@@ -533,8 +571,11 @@ def lower_pads(graph):
 def rewrite_for_wasm(model_dir):
     """Applies the rewrites to ``model_dir/model.json`` in place; returns what was done.
 
-    Returns ``{"slices": n, "matmuls": n, "dilated_convolutions": n}`` (nodes rewritten)
-    or ``{"skipped": reason}`` when shapes cannot be inferred (nothing is changed then).
+    Returns ``{"slices": n, "pads": n, "matmuls": n, "clips": n, "dilated_convolutions": n}``
+    (nodes rewritten) and ``largest_tensor_elements``, the size of the graph's largest
+    intermediate tensor, also written to model.json's ``userDefinedMetadata.penet_tf``
+    (TF.js's ``GraphModel.metadata``: the demo page reads it to choose its backend); or
+    ``{"skipped": reason}`` when shapes cannot be inferred (nothing is changed then).
     """
     path = os.path.join(model_dir, "model.json")
     with open(path) as handle:
@@ -550,16 +591,32 @@ def rewrite_for_wasm(model_dir):
         "slices": lower_slices(graph),
         "pads": lower_pads(graph),
         "matmuls": materialize_adjoints(graph),
+        "clips": clip_scalar_bounds(graph),
         "dilated_convolutions": fold_space_to_batch_convolutions(graph),
     }
     graph.prune()
+    # TF.js's WebGL backend indexes some tensors through float32 arithmetic: past 2^24
+    # elements its values come out wrong (the page then stays on WebAssembly).
+    largest = max(
+        (
+            int(np.prod(shape, dtype=np.int64))
+            for name, outputs in shapes.items()
+            if name in graph.by_name
+            for shape in outputs
+            if shape is not None and None not in shape
+        ),
+        default=0,
+    )
+    metadata = model.setdefault("userDefinedMetadata", {})
+    metadata["penet_tf"] = {**metadata.get("penet_tf", {}), "largest_tensor_elements": largest}
+    done["largest_tensor_elements"] = largest
     constants = [
         (spec, array) for spec, array in graph.new_constants if spec["name"] in graph.by_name
     ]
     if constants:
         with open(os.path.join(model_dir, EXTRA_WEIGHTS), "wb") as handle:
             for _, array in constants:
-                handle.write(array.astype("<i4").tobytes())
+                handle.write(array.astype(array.dtype.newbyteorder("<")).tobytes())
         model["weightsManifest"].append(
             {"paths": [EXTRA_WEIGHTS], "weights": [spec for spec, _ in constants]}
         )

@@ -1,8 +1,9 @@
 """penet_tf.tfjs_rewrite: the TF.js graph rewrites keep every value.
 
 The index arithmetic is checked against NumPy on many slices and pads; the rewritten
-thin model (the one tests/test_convert.py runs on TF.js's wasm backend against the
-SavedModel) is checked for what it must no longer contain.
+thin model (the one tests/test_convert.py and tests/test_web_demo.py run on TF.js's
+wasm and WebGL backends against the SavedModel) is checked for what it must no longer
+contain.
 """
 
 import json
@@ -114,6 +115,7 @@ def test_converted_model_has_no_slow_or_webgl_breaking_ops(rewritten):
     nodes = model["modelTopology"]["node"]
     ops = {node["op"] for node in nodes}
     assert not ops & {"SpaceToBatchND", "BatchToSpaceND"}
+    assert "ClipByValue" in ops  # the attention's max(a, 1e-8), among others
     for node in nodes:
         if node["op"] in tfjs_rewrite._MATMULS:
             assert not node["attr"].get("adj_x", {}).get("b") and not node["attr"].get(
@@ -140,6 +142,8 @@ def test_converted_model_has_no_slow_or_webgl_breaking_ops(rewritten):
     assert {node["name"] for node in nodes} - used == {"Identity"}
     assert any(tfjs_rewrite.EXTRA_WEIGHTS in group["paths"] for group in model["weightsManifest"])
     assert (out / tfjs_rewrite.EXTRA_WEIGHTS).is_file()
+    # The largest tensor, for the page's choice of backend: at_conv01's padded Gram matrix.
+    assert model["userDefinedMetadata"]["penet_tf"]["largest_tensor_elements"] == 4422 * 4423
 
 
 def test_rewriting_twice_changes_nothing(rewritten, tmp_path):

@@ -11,6 +11,7 @@
 // S x S, inpainted, resized back, and only its painted pixels are pasted into the photo.
 //
 // URL parameters: ?model=URL_OF_model.json (default model/model.json);
+// ?fastslices=0 keeps TF.js's own wasm slice kernels (wasm_kernels.js, for comparisons);
 // ?backend=auto|webgl|wasm|cpu (default auto: WebGL on a hardware GPU that renders
 // float32, else WebAssembly, else plain JS); ?threads=N for the wasm backend (default:
 // TF.js's, half the logical cores; more than one needs the cross-origin isolation
@@ -18,6 +19,7 @@
 // `window.penetDemo`.
 
 import { hasHole as maskHasHole, modelInput, pasteBack, planRegions } from './crop.js';
+import { installFastSlices } from './wasm_kernels.js';
 
 const tf = window.tf;
 const params = new URLSearchParams(window.location.search);
@@ -31,6 +33,9 @@ const MAX_PHOTO_PIXELS = 40e6; // three full-size canvases of 4 bytes per pixel
 const BRUSH_COLOR = 'rgb(255, 48, 48)';
 // WebGL renderers that are the CPU in disguise (slower than WebAssembly).
 const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render/i;
+// TF.js's WebGL shaders index some tensors through float32 arithmetic, exact up to 2^24
+// elements: past that, values come out wrong (the 256 model's attention has 19.6 M).
+const WEBGL_MAX_ELEMENTS = 2 ** 24;
 
 const $ = (id) => document.getElementById(id);
 const photo = $('photo');
@@ -44,7 +49,8 @@ const resultCtx = result.getContext('2d', { willReadFrequently: true });
 const demo = {
   ready: false, // model loaded, backend up
   backend: null,
-  backendInfo: null, // {threads, simd} for wasm, {renderer} for webgl
+  backendInfo: null, // {threads, simd, fastSlices} for wasm, {renderer} for webgl
+  backendNote: null, // why a backend was skipped, when it was
   model: null,
   size: 256,
   error: null,
@@ -135,6 +141,7 @@ async function tryBackend(name) {
     if (!started) return null;
     if (name === 'wasm') {
       return {
+        fastSlices: params.get('fastslices') !== '0' && installFastSlices(tf),
         threads: tf.wasm.getThreadsCount(),
         simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
       };
@@ -172,15 +179,36 @@ async function withLogicalCores(cores, start) {
   }
 }
 
-/** Starts the backend ?backend= asks for; `auto` prefers a hardware GPU, then wasm. */
-async function startBackend() {
+/** The converter's notes in model.json (`userDefinedMetadata.penet_tf`), or {}. */
+async function modelNotes() {
+  try {
+    const response = await fetch(MODEL_URL);
+    return response.ok ? (await response.json()).userDefinedMetadata?.penet_tf || {} : {};
+  } catch {
+    return {}; // loadModel reports a missing model
+  }
+}
+
+/**
+ * Starts the backend ?backend= asks for; `auto` prefers a hardware GPU, then wasm. WebGL
+ * is never used for a model whose largest tensor is past WEBGL_MAX_ELEMENTS (the
+ * converter records it): the page says so and runs on WebAssembly.
+ */
+async function startBackend(notes) {
   if (!BACKENDS.includes(BACKEND)) {
     throw new Error(`Unknown ?backend=${BACKEND}: use one of ${BACKENDS.join(', ')}.`);
   }
+  const largest = notes.largest_tensor_elements || 0;
+  const webglExact = largest <= WEBGL_MAX_ELEMENTS;
+  const renderer = webglRenderer();
+  const gpu = renderer && !SOFTWARE_GL.test(renderer);
   let order = [BACKEND, 'wasm', 'cpu'];
-  if (BACKEND === 'auto') {
-    const renderer = webglRenderer();
-    order = renderer && !SOFTWARE_GL.test(renderer) ? ['webgl', 'wasm', 'cpu'] : ['wasm', 'cpu'];
+  if (BACKEND === 'auto') order = gpu ? ['webgl', 'wasm', 'cpu'] : ['wasm', 'cpu'];
+  if (!webglExact && order[0] === 'webgl') {
+    order = order.filter((name) => name !== 'webgl');
+    demo.backendNote =
+      `WebGL skipped: this model's largest tensor has ${(largest / 1e6).toFixed(1)} M ` +
+      `elements, and TF.js's WebGL indexing is exact up to ${WEBGL_MAX_ELEMENTS / 1e6} M.`;
   }
   for (const name of [...new Set(order)]) {
     const info = await tryBackend(name);
@@ -194,7 +222,7 @@ async function startBackend() {
 
 async function loadModel() {
   setStatus('Starting the TensorFlow.js backend…', { progress: 0 });
-  demo.backend = await startBackend();
+  demo.backend = await startBackend(await modelNotes());
   setStatus(`Loading the model (${demo.backend})…`, { progress: 0 });
   let model;
   try {
@@ -543,10 +571,11 @@ async function main() {
       : demo.backend === 'webgl'
         ? ` (${info.renderer})`
         : '';
-  setStatus(`Ready: ${demo.size} × ${demo.size} model on ${demo.backend}${detail}. Paint a hole.`, {
-    progress: 1,
-    done: true,
-  });
+  const note = demo.backendNote ? ` ${demo.backendNote}` : '';
+  setStatus(
+    `Ready: ${demo.size} × ${demo.size} model on ${demo.backend}${detail}. Paint a hole.${note}`,
+    { progress: 1, done: true }
+  );
 }
 
 main();
