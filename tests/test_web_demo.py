@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 from conversion_helpers import converted, hole_mask, photo, saved_model_output, thin_export
 from PIL import Image
+from scipy import ndimage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEB = os.path.join(REPO, "demos", "web")
@@ -118,6 +119,39 @@ def _resize(image, height, width):
     return resized[0].numpy().astype(np.float64)
 
 
+MARGIN = 128  # demos/web/crop.js: photo pixels of context around a hole group
+
+
+def _near(a, b, margin):
+    """Whether two boxes' margin-enlarged boxes overlap (crop.js merges them)."""
+    return (
+        max(a["x0"], b["x0"]) < min(a["x1"], b["x1"]) + 2 * margin
+        and max(a["y0"], b["y0"]) < min(a["y1"], b["y1"]) + 2 * margin
+    )
+
+
+def _plan(box, width, height, size, margin=MARGIN):
+    """The window and square region crop.js gives a hole group's box (its header, 2-3)."""
+    window_w = min(box["x1"] - box["x0"] + 2 * margin, width)
+    window_h = min(box["y1"] - box["y0"] + 2 * margin, height)
+    window = {
+        "x": min(max(box["x0"] - margin, 0), width - window_w),
+        "y": min(max(box["y0"] - margin, 0), height - window_h),
+        "width": window_w,
+        "height": window_h,
+    }
+    cells = size // 4
+    tile = max(4, -(-window_w // cells), -(-window_h // cells))
+    side = tile * cells
+    region = {
+        "x": min(max(window["x"] - (side - window_w) // 2, 0), max(width - side, 0)),
+        "y": min(max(window["y"] - (side - window_h) // 2, 0), max(height - side, 0)),
+        "side": side,
+        "tile": tile,
+    }
+    return {"window": window, "region": region}
+
+
 def _reflect(size, padded):
     """Indices of a mirror extension (penet_tf.inference.reflect_indices)."""
     period = max(2 * (size - 1), 1)
@@ -159,61 +193,60 @@ def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(
     assert not mask[distance > radius + tolerance].any()
     hole = mask > 0
 
-    # Two regions (the strokes are far apart), with disjoint crops covering every hole pixel:
-    # the large stroke's crop is twice its size, clipped to the photo's height (not square:
-    # resized and padded); the small one's is the model's size (no resizing).
-    regions = page["run"]["regions"]
-    assert len(regions) == 2
-    covered = np.zeros((height, width), int)
-    for region in regions:
-        crop = region["crop"]
-        assert crop["x"] >= 0 and crop["y"] >= 0
-        assert crop["x"] + crop["width"] <= width and crop["y"] + crop["height"] <= height
-        covered[crop["y"] : crop["y"] + crop["height"], crop["x"] : crop["x"] + crop["width"]] += 1
-    assert covered.max() == 1 and covered[hole].all()
-    large, small = sorted(regions, key=lambda region: -region["crop"]["width"])
-    box = large["box"]
-    assert large["crop"]["width"] == 2 * max(box["x1"] - box["x0"], box["y1"] - box["y0"])
-    assert large["crop"]["height"] == height
-    scaled_height = int(height * size / large["crop"]["width"] + 0.5)  # JavaScript's rounding
-    assert large["scaled"] == {"width": size, "height": scaled_height} and scaled_height < size
-    assert small["crop"]["width"] == small["crop"]["height"] == size
-    assert small["scaled"] == {"width": size, "height": size}
+    # Two hole groups (the strokes are farther apart than two margins). Each region is the
+    # group's box plus the margin, enlarged to a square of `tile` photo pixels per
+    # attention cell: the large stroke's is taller than the photo (mirrored past its
+    # bottom edge), both are shrunk to the model's size.
+    groups = page["run"]["regions"]
+    assert len(groups) == 2
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    boxes = [
+        {"x0": c.start, "y0": r.start, "x1": c.stop, "y1": r.stop}
+        for r, c in ndimage.find_objects(labels)
+    ]
+    corners = ("x0", "y0", "x1", "y1")
+    page_boxes = sorted(tuple(group["box"][k] for k in corners) for group in groups)
+    assert count == 2 and page_boxes == sorted(tuple(box[k] for k in corners) for box in boxes)
+    first, second = (g["box"] for g in groups)
+    assert not _near(first, second, MARGIN)  # else they would be one group
+    for group in groups:
+        assert {"window": group["window"], "region": group["region"]} == _plan(
+            group["box"], width, height, size
+        )
+    large, small = sorted(groups, key=lambda group: -group["region"]["side"])
+    assert large["region"]["side"] > height and large["region"]["y"] == 0
+    assert small["region"]["tile"] > 4 and small["region"]["side"] <= height
 
-    # Each model input is the photo's crop (and mask) resized as documented, then padded
-    # by reflection to size x size.
+    # Each model input is the photo's region (and mask) shrunk as documented.
     images, masks, outputs = [], [], []
-    for region in regions:
-        crop, scaled = region["crop"], region["scaled"]
-        rows = slice(crop["y"], crop["y"] + crop["height"])
-        cols = slice(crop["x"], crop["x"] + crop["width"])
-        pad_rows, pad_cols = _reflect(scaled["height"], size), _reflect(scaled["width"], size)
-        expected = _resize(picture[rows, cols], scaled["height"], scaled["width"])
-        expected_mask = _resize(mask[rows, cols, None], scaled["height"], scaled["width"]) > 0
-        image = _decode(region["image"], (size, size, 3))
-        region_mask = _decode(region["mask"], (size, size))
-        assert np.abs(image - expected[pad_rows][:, pad_cols]).max() <= 1
-        np.testing.assert_array_equal(region_mask, expected_mask[pad_rows][:, pad_cols, 0])
-        if scaled == {"width": size, "height": size}:  # no resizing: the photo's pixels
-            np.testing.assert_array_equal(image, picture[rows, cols])
+    for group in groups:
+        region = group["region"]
+        rows = _reflect(height, region["y"] + region["side"])[region["y"] :]
+        cols = _reflect(width, region["x"] + region["side"])[region["x"] :]
+        expected = _resize(picture[rows][:, cols], size, size)
+        expected_mask = _resize(mask[rows][:, cols, None], size, size)[..., 0] > 0
+        image = _decode(group["image"], (size, size, 3))
+        group_mask = _decode(group["mask"], (size, size))
+        assert np.abs(image - expected).max() <= 1
+        np.testing.assert_array_equal(group_mask, expected_mask)
         images.append(image)
-        masks.append(region_mask)
-        outputs.append(_decode(region["output"], (size, size, 3)))
+        masks.append(group_mask)
+        outputs.append(_decode(group["output"], (size, size, 3)))
     images, masks, outputs = np.stack(images), np.stack(masks)[..., None], np.stack(outputs)
 
-    # Each crop's output: the SavedModel's serving_default for the same input.
+    # Each region's output: the SavedModel's serving_default for the same input.
     export = thin_export(tmp_path_factory.getbasetemp())
     reference = saved_model_output(export, images, masks)
     model_hole = np.broadcast_to(masks > 0, images.shape)
     np.testing.assert_array_equal(outputs[~model_hole], images[~model_hole])
-    for index in range(len(regions)):
+    for index in range(len(groups)):
         assert reference[index][model_hole[index]].astype(float).std() > 10  # not trivial
     difference = np.abs(outputs.astype(int) - reference.astype(int))[model_hole]
     share = (difference <= 1).mean()
     assert share >= 0.999, f"only {share:.5f} of hole values within 1/255 of the SavedModel"
 
     # The full-size result (canvas and download): the photo outside the painted pixels,
-    # each crop's output resized back inside them.
+    # each region's output enlarged back inside its group's painted pixels.
     canvas = _decode(page["result"], (height, width, 4))
     assert (canvas[..., 3] == 255).all()
     result_rgb = canvas[..., :3]
@@ -223,17 +256,19 @@ def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(
     assert page["downloadName"] == "photo-inpainted.png"
     np.testing.assert_array_equal(result_rgb[~hole], picture[~hole])
     assert (result_rgb != picture).any(axis=-1)[hole].mean() > 0.9
-    for region, output in zip(regions, outputs, strict=True):
-        crop, scaled = region["crop"], region["scaled"]
-        rows = slice(crop["y"], crop["y"] + crop["height"])
-        cols = slice(crop["x"], crop["x"] + crop["width"])
-        back = _resize(output[: scaled["height"], : scaled["width"]], crop["height"], crop["width"])
+    for group, output in zip(groups, outputs, strict=True):
+        box, region = group["box"], group["region"]
+        back = _resize(output, region["side"], region["side"])
+        rows, cols = slice(box["y0"], box["y1"]), slice(box["x0"], box["x1"])
+        local = back[box["y0"] - region["y"] : box["y1"] - region["y"]][
+            :, box["x0"] - region["x"] : box["x1"] - region["x"]
+        ]
         inside = hole[rows, cols]
-        error = np.abs(result_rgb[rows, cols][inside] - np.clip(np.rint(back), 0, 255)[inside])
+        error = np.abs(result_rgb[rows, cols][inside] - np.clip(np.rint(local), 0, 255)[inside])
         assert error.max() <= 1
     print(
         f"\nbrowser (wasm) vs SavedModel: max |diff| {difference.max()}/255; {width}x{height} "
-        f"photo, regions {[r['crop'] for r in regions]} in {[r['ms'] for r in regions]} ms"
+        f"photo, regions {[g['region'] for g in groups]} in {[g['ms'] for g in groups]} ms"
     )
 
     # Keep the screenshot for the README (only from a passing run), as a small palette PNG.
@@ -253,18 +288,18 @@ const out = cases.map(({ width, height, size, boxes }) => {
   for (const [x0, y0, x1, y1] of boxes) {
     for (let y = y0; y < y1; y += 1) mask.fill(1, y * width + x0, y * width + x1);
   }
-  const regions = planRegions(mask, width, height, size);
-  const pixels = { data: new Uint8ClampedArray(width * height * 4).fill(200), width, height };
-  return regions.map((region) => {
-    const input = modelInput(pixels, mask, region.crop, size);
-    return { ...region, scaled: input.scaled, holes: input.mask.reduce((a, b) => a + b, 0) };
+  const data = new Uint8ClampedArray(width * height * 4).map((_, i) => (i * 7) % 251);
+  return planRegions(mask, width, height, size).map((group) => {
+    const input = modelInput({ data, width, height }, mask, group.region, size);
+    return { ...group, image: Buffer.from(input.image).toString('base64'),
+             mask: Buffer.from(input.mask).toString('base64') };
   });
 });
 console.log(JSON.stringify(out));
 """
 
 
-def _plan(cases):
+def _run_plan(cases):
     result = subprocess.run(
         ["node", "--input-type=module", "-e", _PLAN, json.dumps(cases)],
         cwd=WEB, capture_output=True, text=True, timeout=60,
@@ -273,37 +308,48 @@ def _plan(cases):
     return json.loads(result.stdout)
 
 
-def test_crop_plan_merges_overlapping_regions_and_stays_inside_the_photo():
-    """demos/web/crop.js: merging, borders, and photos smaller than the model."""
+def test_crop_plan_groups_holes_and_mirrors_regions_past_the_photo():
+    """demos/web/crop.js: grouping, borders, and photos smaller than the model."""
     photo = {"width": 1000, "height": 700, "size": 256}
-    near, far, border, small = _plan(
-        [
-            # two holes whose crops (256 squares) overlap -> one region, their union box
-            {**photo, "boxes": [[100, 100, 140, 130], [300, 150, 330, 190]]},
-            # the same holes far apart -> two regions
-            {**photo, "boxes": [[100, 100, 140, 130], [800, 500, 830, 540]]},
-            # a 300 x 60 hole at the bottom-right corner -> a 600 x 600 crop shifted inside
-            {**photo, "boxes": [[700, 640, 1000, 700]]},
-            # a photo smaller than the model -> the whole photo, enlarged and padded
-            {"width": 200, "height": 120, "size": 256, "boxes": [[50, 40, 90, 70]]},
-        ]
-    )
+    cases = [
+        # two holes closer than two margins -> one group, their union box
+        {**photo, "boxes": [[100, 100, 140, 130], [300, 150, 330, 190]]},
+        # the same holes far apart -> two groups
+        {**photo, "boxes": [[100, 100, 140, 130], [800, 500, 830, 540]]},
+        # a 300 x 60 hole in the bottom-right corner -> window and region shifted inside
+        {**photo, "boxes": [[700, 640, 1000, 700]]},
+        # a photo smaller than the model -> the whole photo at its own resolution, mirrored
+        {"width": 200, "height": 120, "size": 256, "boxes": [[50, 40, 90, 70]]},
+    ]
+    near, far, border, small = _run_plan(cases)
     assert len(near) == 1 and near[0]["box"] == {"x0": 100, "y0": 100, "x1": 330, "y1": 190}
-    assert near[0]["crop"]["width"] == near[0]["crop"]["height"] == 2 * 230
-    assert len(far) == 2 and [r["crop"]["width"] for r in far] == [256, 256]
-    assert all(r["scaled"] == {"width": 256, "height": 256} for r in far)
+    assert near[0]["region"] == {"x": 0, "y": 0, "side": 512, "tile": 8}
+    assert len(far) == 2 and [g["region"]["side"] for g in far] == [320, 320]
     (corner,) = border
-    assert corner["crop"] == {"x": 400, "y": 100, "width": 600, "height": 600}
-    assert corner["scaled"] == {"width": 256, "height": 256}
+    assert corner["window"] == {"x": 444, "y": 384, "width": 556, "height": 316}
+    assert corner["region"] == {"x": 424, "y": 124, "side": 576, "tile": 9}
     (whole,) = small
-    assert whole["crop"] == {"x": 0, "y": 0, "width": 200, "height": 120}
-    assert whole["scaled"] == {"width": 256, "height": 154}
-    for plan in (near, far, border, small):
-        for region in plan:
-            crop, box = region["crop"], region["box"]
-            assert crop["x"] <= box["x0"] and box["x1"] <= crop["x"] + crop["width"]
-            assert crop["y"] <= box["y0"] and box["y1"] <= crop["y"] + crop["height"]
-            assert region["holes"] > 0
+    assert whole["window"] == {"x": 0, "y": 0, "width": 200, "height": 120}
+    assert whole["region"] == {"x": 0, "y": 0, "side": 256, "tile": 4}
+    for case, plan in zip(cases, (near, far, border, small), strict=True):
+        for group in plan:
+            box, window, region = group["box"], group["window"], group["region"]
+            expected = _plan(box, case["width"], case["height"], case["size"])
+            assert {"window": window, "region": region} == expected
+            assert window["x"] <= box["x0"] and box["x1"] <= window["x"] + window["width"]
+            assert window["y"] <= box["y0"] and box["y1"] <= window["y"] + window["height"]
+            assert region["x"] <= window["x"] and region["y"] <= window["y"]
+            assert window["x"] + window["width"] <= region["x"] + region["side"]
+            assert window["y"] + window["height"] <= region["y"] + region["side"]
+            assert _decode(group["mask"], (256, 256)).any()
+    # At tile 4 the model sees the photo's own pixels, mirrored past its edges.
+    picture = (np.arange(200 * 120 * 4) * 7 % 251).reshape(120, 200, 4)[..., :3]
+    mirrored = picture[_reflect(120, 256)][:, _reflect(200, 256)]
+    np.testing.assert_array_equal(_decode(whole["image"], (256, 256, 3)), mirrored)
+    hole = np.zeros((120, 200), bool)
+    hole[40:70, 50:90] = True
+    mask = _decode(whole["mask"], (256, 256))
+    np.testing.assert_array_equal(mask, hole[_reflect(120, 256)][:, _reflect(200, 256)])
 
 
 _SLICES = """

@@ -18,7 +18,7 @@
 // headers that penet_tf.demo sends). State for tests and debugging is exposed as
 // `window.penetDemo`.
 
-import { hasHole as maskHasHole, modelInput, pasteBack, planRegions } from './crop.js';
+import { MARGIN, hasHole as maskHasHole, modelInput, pasteBack, planRegions } from './crop.js';
 import { installFastSlices } from './wasm_kernels.js';
 
 const tf = window.tf;
@@ -59,7 +59,7 @@ const demo = {
   photosLoaded: 0,
   strokes: 0,
   running: false,
-  lastRun: null, // {width, height, regions: [{crop, image, mask, output, ms}], ms, backend}
+  lastRun: null, // {width, height, regions: [{box, window, region, image, mask, output, ms}], ...}
   undoDepth: () => history.length,
   /** Photo pixels per CSS pixel of the painting canvas (the brush is in CSS pixels). */
   scale: () => paint.width / (paint.getBoundingClientRect().width || paint.width),
@@ -476,17 +476,17 @@ async function inpaint() {
     const pixels = photoCtx.getImageData(0, 0, width, height);
     const composite = new ImageData(new Uint8ClampedArray(pixels.data), width, height);
     const runs = [];
-    for (const [index, region] of regions.entries()) {
+    for (const [index, group] of regions.entries()) {
       setStatus(`Inpainting region ${index + 1} of ${regions.length} on ${demo.backend}…`, {
         progress: index / regions.length,
       });
       await nextFrame(); // let the status paint before the (synchronous) kernels run
-      const input = modelInput(pixels, mask, region.crop, demo.size);
+      const input = modelInput(pixels, mask, group.region, demo.size);
       const runStart = performance.now();
       const output = await runModel(input.image, input.mask);
       const ms = Math.round(performance.now() - runStart);
-      pasteBack(composite, mask, region.crop, output, input, demo.size);
-      runs.push({ box: region.box, crop: region.crop, ...input, output, ms });
+      pasteBack(composite, mask, group, output, demo.size);
+      runs.push({ ...group, ...input, output, ms });
     }
     resultCtx.putImageData(composite, 0, 0);
     const ms = Math.round(performance.now() - start);
@@ -558,9 +558,9 @@ async function main() {
     return;
   }
   $('size-note').textContent =
-    `Photos keep their size. Each painted region is cropped with context around it (a ` +
-    `square of at least ${demo.size} px, twice the region's size), resized to the model's ` +
-    `${demo.size} × ${demo.size}, inpainted and pasted back; only painted pixels change.`;
+    `Photos keep their size. Each painted region is cut out with ${MARGIN} px of context ` +
+    `around it, shrunk to the model's ${demo.size} × ${demo.size} if larger, inpainted and ` +
+    'pasted back; only painted pixels change.';
   drawSample();
   demo.ready = true;
   updateButtons();

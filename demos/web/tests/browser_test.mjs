@@ -169,7 +169,7 @@ try {
       details: state.backendInfo,
       size: state.size,
       photo: state.photoSize,
-      regions: state.run.regions.map((region) => ({ crop: region.crop, ms: region.ms })),
+      regions: state.run.regions.map((group) => ({ region: group.region, ms: group.ms })),
       ms: state.run.ms,
       status: state.status,
     })
