@@ -1,22 +1,23 @@
 """One 256² inpaint of the full-width generator in the browser demo, op by op.
 
-    .venv/bin/python benchmarks/web_wasm.py                       # wasm, 1 and 2 threads
-    .venv/bin/python benchmarks/web_wasm.py --backends wasm webgl --variants rewritten converter
+    .venv/bin/python benchmarks/web_wasm.py                 # wasm, 1 and 2 threads
+    .venv/bin/python benchmarks/web_wasm.py --before --fast-slices on off --rounds 3
 
 Builds the full-width generator (10.2 M parameters, random weights: the time does not
-depend on them), exports it, converts it to TF.js twice - ``rewritten`` (what
-``python -m penet_tf.convert --to tfjs`` writes: the graph rewritten for the wasm backend,
-``penet_tf.tfjs_rewrite``) and ``converter`` (tensorflowjs_converter's graph as it is) -
-serves each with ``penet_tf.demo`` and runs ``demos/web/tests/benchmark.mjs`` in headless
-Chromium: one warm-up inpaint, then ``--runs`` timed ones (input tensors to output values),
-plus one under ``tf.profile`` in the first round. Variants, backends and thread counts
-alternate within every round, so a busy machine slows them alike; medians are over all
-rounds' timed runs, with min and max. Prints the table and each configuration's ten most
-expensive kernels; ``--json`` writes everything.
+depend on them), exports it, converts it to TF.js as ``python -m penet_tf.convert --to
+tfjs`` does (the graph rewritten for the wasm backend, ``penet_tf.tfjs_rewrite``) and, with
+``--before``, also as tensorflowjs_converter writes it; serves each with ``penet_tf.demo``
+and runs ``demos/web/tests/benchmark.mjs`` in headless Chromium: one warm-up inpaint, then
+``--runs`` timed ones (input tensors to output values), plus one under ``tf.profile`` in
+the first round. Configurations (graph, backend, wasm threads, the page's faster slice
+kernels on/off) alternate within every round, so a busy machine slows them alike; medians
+are over all rounds' timed runs, with min and max. Prints each configuration's line and
+its ten most expensive kernels; ``--json`` writes everything.
 
-WebGL here is SwiftShader (Chromium's CPU implementation; there is no GPU), timed for
-contrast only. Needs demos/web/node_modules (scripts/setup_browser_tests.sh) and the
-tensorflowjs virtualenv (.tfjs-venv).
+The page never runs this model on WebGL (its largest tensor is past WebGL's exact range;
+demos/web/README.md), so ``--backends webgl`` shows the page falling back to wasm. Needs
+demos/web/node_modules (scripts/setup_browser_tests.sh) and the tensorflowjs virtualenv
+(.tfjs-venv).
 """
 
 import argparse
@@ -33,7 +34,6 @@ import threading
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 WEB = os.path.join(REPO, "demos", "web")
-VARIANTS = ("rewritten", "converter")
 
 
 def build_models(workdir, base_channels, size, variants):
@@ -119,7 +119,8 @@ def _label(configuration):
     variant, backend, threads, fast = configuration
     if backend != "wasm":
         return f"{variant} / {backend}"
-    return f"{variant} / wasm / {threads} thread(s) / fast slices {fast}"
+    threads = f"{threads} thread(s)" if threads else "TF.js's default threads"
+    return f"{variant} graph / wasm / {threads} / fast slices {fast}"
 
 
 def main(argv=None):
@@ -132,7 +133,11 @@ def main(argv=None):
         default=1,
         help="timed runs per page for the slow 'converter' variant (default 1)",
     )
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["rewritten"])
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also time the page as it was: tensorflowjs_converter's graph, TF.js's kernels",
+    )
     parser.add_argument("--backends", nargs="+", default=["wasm"], help="wasm, webgl, cpu")
     parser.add_argument(
         "--threads",
@@ -161,15 +166,17 @@ def main(argv=None):
         flush=True,
     )
     configurations = [
-        (variant, backend, threads, fast)
-        for variant in args.variants
+        ("rewritten", backend, threads, fast)
         for backend in args.backends
         for threads in (args.threads if backend == "wasm" else [None])
         for fast in (args.fast_slices if backend == "wasm" else ["on"])
     ]
+    if args.before:  # the page as it was: the converter's graph, TF.js's kernels and threads
+        configurations.insert(0, ("converter", "wasm", None, "off"))
+    variants = sorted({configuration[0] for configuration in configurations})
     records = {configuration: [] for configuration in configurations}
     with tempfile.TemporaryDirectory(prefix="penet-web-bench-") as workdir:
-        models = build_models(workdir, args.base_channels, args.size, args.variants)
+        models = build_models(workdir, args.base_channels, args.size, variants)
         servers = {variant: serve(path) for variant, path in models.items()}
         try:
             for round_index in range(args.rounds):
