@@ -57,8 +57,8 @@ _NUMPY = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 
 
 def read_weights(model_dir, manifest):
-    """Name -> NumPy array for every weight of a graph model (quantized floats as zeros:
-    only the integer constants matter for shapes)."""
+    """Name -> NumPy array for every weight of a graph model, quantized ones dequantized
+    as TF.js does (float16 widened; uint8/uint16 as ``q * scale + min``)."""
     arrays = {}
     for group in manifest:
         data = b"".join(_read(os.path.join(model_dir, path)) for path in group["paths"])
@@ -69,11 +69,19 @@ def read_weights(model_dir, manifest):
             if stored not in _BYTES or spec["dtype"] not in _NUMPY:
                 raise ValueError(f"weight {spec['name']}: unsupported dtype {spec['dtype']}")
             size = count * _BYTES[stored]
-            if "quantization" in spec:
-                value = np.zeros(spec["shape"], _NUMPY[spec["dtype"]])
+            raw = data[offset : offset + size]
+            quantization = spec.get("quantization")
+            if quantization is None:
+                value = np.frombuffer(raw, _NUMPY[spec["dtype"]])
+            elif stored == "float16":
+                value = np.frombuffer(raw, "<f2").astype(_NUMPY[spec["dtype"]])
+            elif stored in ("uint8", "uint16"):
+                codes = np.frombuffer(raw, "<u1" if stored == "uint8" else "<u2")
+                value = codes * np.float32(quantization["scale"]) + np.float32(quantization["min"])
+                value = value.astype(_NUMPY[spec["dtype"]])
             else:
-                raw = data[offset : offset + size]
-                value = np.frombuffer(raw, _NUMPY[spec["dtype"]]).reshape(spec["shape"])
+                raise ValueError(f"weight {spec['name']}: unsupported quantization {quantization}")
+            value = value.reshape(spec["shape"])
             arrays[spec["name"]] = value
             offset += size
     return arrays

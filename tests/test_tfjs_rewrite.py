@@ -170,3 +170,41 @@ def test_unknown_shapes_leave_the_graph_alone(rewritten, tmp_path):
     result = tfjs_rewrite.rewrite_for_wasm(tmp_path)
     assert "skipped" in result and (tmp_path / "model.json").read_text() == before
     assert not (tmp_path / tfjs_rewrite.EXTRA_WEIGHTS).exists()
+
+
+def test_read_weights_dequantizes_as_tfjs_does(tmp_path):
+    """Quantized weights (``--quantize float16`` / ``dynamic``) are read back dequantized:
+    the rewrites use constants' values (the attention's max(|k|, 1e-4) bound, say)."""
+    parts = [
+        np.array([3, -1, 7], "<i4").tobytes(),
+        np.array(1e-4, "<f2").tobytes(),
+        np.array([0, 4, 255], "<u1").tobytes(),
+        np.array([0.5, -2.0], "<f4").tobytes(),
+    ]
+    (tmp_path / "group1-shard1of1.bin").write_bytes(b"".join(parts))
+    manifest = [
+        {
+            "paths": ["group1-shard1of1.bin"],
+            "weights": [
+                {"name": "ints", "shape": [3], "dtype": "int32"},
+                {
+                    "name": "half",
+                    "shape": [],
+                    "dtype": "float32",
+                    "quantization": {"dtype": "float16"},
+                },
+                {
+                    "name": "codes",
+                    "shape": [3],
+                    "dtype": "float32",
+                    "quantization": {"dtype": "uint8", "min": -1.0, "scale": 0.5},
+                },
+                {"name": "floats", "shape": [2], "dtype": "float32"},
+            ],
+        }
+    ]
+    weights = tfjs_rewrite.read_weights(tmp_path, manifest)
+    np.testing.assert_array_equal(weights["ints"], [3, -1, 7])
+    assert weights["half"].dtype == np.float32 and weights["half"] == np.float16(1e-4)
+    np.testing.assert_array_equal(weights["codes"], [-1.0, 1.0, 126.5])
+    np.testing.assert_array_equal(weights["floats"], [0.5, -2.0])
