@@ -47,6 +47,7 @@ from tensorflow.python.framework.convert_to_constants import (
 from penet_tf.inference import composite_uint8
 from penet_tf.models import Generator
 from penet_tf.models.generator import SIZE_MULTIPLE
+from penet_tf.tfjs_rewrite import rewrite_for_wasm
 
 FORMATS = ("tflite", "tfjs", "onnx")
 QUANTIZE = ("none", "float16", "dynamic")
@@ -350,8 +351,12 @@ def squeeze_fused_biases(model_json_path):
     return fixed
 
 
-def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None):
-    """Writes a TF.js graph model into ``out_dir`` (which must exist and be empty)."""
+def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm_rewrites=True):
+    """Writes a TF.js graph model into ``out_dir`` (which must exist and be empty).
+
+    With ``wasm_rewrites`` (the default) the graph is then rewritten into ops TF.js's
+    wasm backend runs fast, with the same values (``penet_tf.tfjs_rewrite``).
+    """
     converter = tfjs_converter_path(tfjs_venv)
     with tempfile.TemporaryDirectory(prefix="penet-tfjs-") as scratch:
         saved_model = os.path.join(scratch, "saved_model")
@@ -382,6 +387,8 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None):
     if not os.path.isfile(model_json):
         raise ConversionError(f"tensorflowjs_converter wrote no model.json into {out_dir}")
     squeeze_fused_biases(model_json)
+    if wasm_rewrites:
+        rewrite_for_wasm(out_dir)
     return model_json
 
 
@@ -419,12 +426,14 @@ def convert(
     tfjs_venv=None,
     force=False,
     log=print,
+    tfjs_wasm_rewrites=True,
 ):
     """Converts the export ``saved_model`` to ``to`` in the directory ``out``; returns its info.
 
     Returns the ``penet_tf.json`` written beside the model: ``format``, ``file``,
     ``size`` (None for ONNX: any size), ``inputs``, ``outputs``, ``quantize``, ``ops``
-    (op name -> count), ``generator`` and ``source``.
+    (op name -> count), ``generator`` and ``source``. ``tfjs_wasm_rewrites=False``
+    keeps the TF.js graph as tensorflowjs_converter wrote it (for comparisons).
     """
     if to not in FORMATS:
         raise ValueError(f"--to must be one of {FORMATS}, got {to!r}")
@@ -475,7 +484,9 @@ def convert(
             with open(os.path.join(temporary, info["file"]), "wb") as handle:
                 handle.write(model.SerializeToString())
         else:
-            model_json = convert_tfjs(generator, size, temporary, quantize, tfjs_venv)
+            model_json = convert_tfjs(
+                generator, size, temporary, quantize, tfjs_venv, tfjs_wasm_rewrites
+            )
             info["ops"] = tfjs_ops(model_json)
             bad = [op for op in info["ops"] if op in TFJS_FORBIDDEN_OPS]
             if bad:

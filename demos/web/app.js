@@ -1,21 +1,41 @@
 // PEN-Net inpainting demo: paint a hole over a photo, run the converted TF.js graph model.
 //
 // Plain ES module, no build step. TensorFlow.js and its wasm backend are the UMD bundles
-// loaded by index.html from node_modules (globals `tf` and `tf.wasm`).
+// loaded by index.html from node_modules (globals `tf` and `tf.wasm`); the crop plan and
+// the resampling are in crop.js.
 //
 // The model (written by `python -m penet_tf.convert --to tfjs`) has a fixed input size S:
 // image int32 [1, S, S, 3] (0..255), mask int32 [1, S, S, 1] (nonzero = hole) -> the
 // composite int32 [1, S, S, 3]: known pixels unchanged, the hole filled by the network.
+// The photo keeps its own size: every painted region is cropped (crop.js), resized to
+// S x S, inpainted, resized back, and only its painted pixels are pasted into the photo.
 //
-// URL parameters: ?model=URL_OF_model.json (default model/model.json), ?backend=cpu to
-// skip wasm. State for tests and debugging is exposed as `window.penetDemo`.
+// URL parameters: ?model=URL_OF_model.json (default model/model.json);
+// ?fastslices=0 keeps TF.js's own wasm slice kernels (wasm_kernels.js, for comparisons);
+// ?backend=auto|webgl|wasm|cpu (default auto: WebGL on a hardware GPU that renders
+// float32, else WebAssembly, else plain JS); ?threads=N for the wasm backend (default:
+// TF.js's, half the logical cores; more than one needs the cross-origin isolation
+// headers that penet_tf.demo sends). State for tests and debugging is exposed as
+// `window.penetDemo`.
+
+import { MARGIN, hasHole as maskHasHole, modelInput, pasteBack, planRegions } from './crop.js';
+import { installFastSlices } from './wasm_kernels.js';
 
 const tf = window.tf;
 const params = new URLSearchParams(window.location.search);
 const MODEL_URL = params.get('model') || 'model/model.json';
+const BACKEND = params.get('backend') || 'auto';
+const BACKENDS = ['auto', 'webgl', 'wasm', 'cpu'];
+// wasm threads; 0: TF.js's default (half the logical cores, at most 4)
+const THREADS = Math.max(0, Math.min(Math.floor(Number(params.get('threads')) || 0, 8)));
 const WASM_DIR = new URL('node_modules/@tensorflow/tfjs-backend-wasm/dist/', window.location.href).href;
-const MAX_UNDO = 30;
+const MAX_PHOTO_PIXELS = 40e6; // three full-size canvases of 4 bytes per pixel
 const BRUSH_COLOR = 'rgb(255, 48, 48)';
+// WebGL renderers that are the CPU in disguise (slower than WebAssembly).
+const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render/i;
+// TF.js's WebGL shaders index some tensors through float32 arithmetic, exact up to 2^24
+// elements: past that, values come out wrong (the 256 model's attention has 19.6 M).
+const WEBGL_MAX_ELEMENTS = 2 ** 24;
 
 const $ = (id) => document.getElementById(id);
 const photo = $('photo');
@@ -29,14 +49,21 @@ const resultCtx = result.getContext('2d', { willReadFrequently: true });
 const demo = {
   ready: false, // model loaded, backend up
   backend: null,
+  backendInfo: null, // {threads, simd, fastSlices} for wasm, {renderer} for webgl
+  backendNote: null, // why a backend was skipped, when it was
+  model: null,
   size: 256,
   error: null,
   photo: null, // 'sample' or the file name
+  photoSize: null, // {width, height}
   photosLoaded: 0,
   strokes: 0,
   running: false,
-  lastRun: null, // {image, mask, output (Uint8Arrays), ms, backend}
-  undoDepth: () => undoStack.length,
+  lastRun: null, // {width, height, regions: [{box, window, region, image, mask, output, ms}], ...}
+  undoDepth: () => history.length,
+  /** Photo pixels per CSS pixel of the painting canvas (the brush is in CSS pixels). */
+  scale: () => paint.width / (paint.getBoundingClientRect().width || paint.width),
+  brushPixels: () => brushWidth(),
   /** Base64 of a Uint8Array (keeps page.evaluate results small). */
   base64(bytes) {
     let binary = '';
@@ -51,18 +78,20 @@ const demo = {
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     return demo.base64(new Uint8Array(data.buffer));
   },
-  /** The current hole mask (1 = hole), base64, one byte per pixel. */
+  /** The current hole mask (1 = hole), base64, one byte per photo pixel. */
   maskBase64: () => demo.base64(readMask()),
-  /** The last run's inputs and output, base64. */
+  /** The last run: every region's crop and model input/output (base64). */
   exportRun() {
     const run = demo.lastRun;
     if (!run) return null;
     return {
-      image: demo.base64(run.image),
-      mask: demo.base64(run.mask),
-      output: demo.base64(run.output),
-      ms: run.ms,
-      backend: run.backend,
+      ...run,
+      regions: run.regions.map((region) => ({
+        ...region,
+        image: demo.base64(region.image),
+        mask: demo.base64(region.mask),
+        output: demo.base64(region.output),
+      })),
       size: demo.size,
     };
   },
@@ -88,23 +117,112 @@ function fail(message, cause) {
 
 // ---------------------------------------------------------------------------- model
 
-async function startBackend() {
-  if (params.get('backend') !== 'cpu') {
-    try {
+/** The WebGL renderer's name, or null without WebGL 2. */
+function webglRenderer() {
+  const gl = document.createElement('canvas').getContext('webgl2');
+  if (!gl) return null;
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  const name = gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER);
+  gl.getExtension('WEBGL_lose_context')?.loseContext();
+  return String(name);
+}
+
+async function tryBackend(name) {
+  try {
+    if (name === 'wasm') {
       tf.wasm.setWasmPaths(WASM_DIR);
-      if (await tf.setBackend('wasm')) return 'wasm';
-    } catch (error) {
-      console.warn('wasm backend unavailable, falling back to cpu', error);
+      if (THREADS) tf.wasm.setThreadsCount(THREADS);
+    }
+    const started = await withLogicalCores(name === 'wasm' ? 2 * THREADS : 0, async () => {
+      if (!(await tf.setBackend(name))) return false;
+      await tf.ready();
+      return true;
+    });
+    if (!started) return null;
+    if (name === 'wasm') {
+      return {
+        fastSlices: params.get('fastslices') !== '0' && installFastSlices(tf),
+        threads: tf.wasm.getThreadsCount(),
+        simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
+      };
+    }
+    if (name === 'webgl') {
+      // Half-float textures would round the attention and the image: not this model.
+      if (!tf.env().getBool('WEBGL_RENDER_FLOAT32_CAPABLE')) {
+        tf.removeBackend('webgl');
+        return null;
+      }
+      return { renderer: webglRenderer() };
+    }
+    return {};
+  } catch (error) {
+    console.warn(`the ${name} backend is unavailable`, error);
+    return null;
+  }
+}
+
+/**
+ * Runs `start` while navigator.hardwareConcurrency reads `cores` (when larger).
+ *
+ * TF.js's wasm backend (4.22) takes hardwareConcurrency / 2 threads at most, guessing
+ * two logical cores per physical one; where logical cores are real ones (virtual
+ * machines, most phones) that leaves half the cores idle, one of two on a 2-core
+ * machine. The value is shown to the backend's start-up only, then restored.
+ */
+async function withLogicalCores(cores, start) {
+  if (!(cores > (navigator.hardwareConcurrency || 1))) return start();
+  Object.defineProperty(navigator, 'hardwareConcurrency', { value: cores, configurable: true });
+  try {
+    return await start();
+  } finally {
+    delete navigator.hardwareConcurrency; // back to Navigator.prototype's getter
+  }
+}
+
+/** The converter's notes in model.json (`userDefinedMetadata.penet_tf`), or {}. */
+async function modelNotes() {
+  try {
+    const response = await fetch(MODEL_URL);
+    return response.ok ? (await response.json()).userDefinedMetadata?.penet_tf || {} : {};
+  } catch {
+    return {}; // loadModel reports a missing model
+  }
+}
+
+/**
+ * Starts the backend ?backend= asks for; `auto` prefers a hardware GPU, then wasm. WebGL
+ * is never used for a model whose largest tensor is past WEBGL_MAX_ELEMENTS (the
+ * converter records it): the page says so and runs on WebAssembly.
+ */
+async function startBackend(notes) {
+  if (!BACKENDS.includes(BACKEND)) {
+    throw new Error(`Unknown ?backend=${BACKEND}: use one of ${BACKENDS.join(', ')}.`);
+  }
+  const largest = notes.largest_tensor_elements || 0;
+  const webglExact = largest <= WEBGL_MAX_ELEMENTS;
+  const renderer = webglRenderer();
+  const gpu = renderer && !SOFTWARE_GL.test(renderer);
+  let order = [BACKEND, 'wasm', 'cpu'];
+  if (BACKEND === 'auto') order = gpu ? ['webgl', 'wasm', 'cpu'] : ['wasm', 'cpu'];
+  if (!webglExact && order[0] === 'webgl') {
+    order = order.filter((name) => name !== 'webgl');
+    demo.backendNote =
+      `WebGL skipped: this model's largest tensor has ${(largest / 1e6).toFixed(1)} M ` +
+      `elements, and TF.js's WebGL indexing is exact up to ${WEBGL_MAX_ELEMENTS / 1e6} M.`;
+  }
+  for (const name of [...new Set(order)]) {
+    const info = await tryBackend(name);
+    if (info) {
+      demo.backendInfo = info;
+      return name;
     }
   }
-  if (!(await tf.setBackend('cpu'))) throw new Error('no TensorFlow.js backend could start');
-  return 'cpu';
+  throw new Error('no TensorFlow.js backend could start');
 }
 
 async function loadModel() {
   setStatus('Starting the TensorFlow.js backend…', { progress: 0 });
-  demo.backend = await startBackend();
-  await tf.ready();
+  demo.backend = await startBackend(await modelNotes());
   setStatus(`Loading the model (${demo.backend})…`, { progress: 0 });
   let model;
   try {
@@ -133,37 +251,36 @@ async function loadModel() {
 
 // --------------------------------------------------------------------------- canvases
 
-function resizeCanvases(size) {
+function resizeCanvases(width, height) {
   for (const canvas of [photo, paint, result]) {
-    canvas.width = size;
-    canvas.height = size;
+    canvas.width = width;
+    canvas.height = height;
   }
-  $('size-note').textContent =
-    `Photos are center-cropped to a square and resized to ${size} × ${size} pixels, ` +
-    'the fixed input size of this converted model.';
+  demo.photoSize = { width, height };
 }
 
 function drawSample() {
   // A synthetic scene, so the demo can be tried before opening a photo.
-  const s = photo.width;
-  const sky = photoCtx.createLinearGradient(0, 0, 0, s);
+  resizeCanvases(640, 400);
+  const [w, h] = [photo.width, photo.height];
+  const sky = photoCtx.createLinearGradient(0, 0, 0, h);
   sky.addColorStop(0, '#6fa8dc');
   sky.addColorStop(0.6, '#d9ecf7');
   sky.addColorStop(0.6, '#7aa45a');
   sky.addColorStop(1, '#3f6b2e');
   photoCtx.fillStyle = sky;
-  photoCtx.fillRect(0, 0, s, s);
+  photoCtx.fillRect(0, 0, w, h);
   photoCtx.fillStyle = '#f6d55c';
   photoCtx.beginPath();
-  photoCtx.arc(0.78 * s, 0.2 * s, 0.09 * s, 0, 2 * Math.PI);
+  photoCtx.arc(0.8 * w, 0.2 * h, 0.09 * h, 0, 2 * Math.PI);
   photoCtx.fill();
   photoCtx.fillStyle = '#a0522d';
-  photoCtx.fillRect(0.2 * s, 0.45 * s, 0.25 * s, 0.2 * s);
+  photoCtx.fillRect(0.2 * w, 0.45 * h, 0.16 * w, 0.2 * h);
   photoCtx.fillStyle = '#7b2d26';
   photoCtx.beginPath();
-  photoCtx.moveTo(0.17 * s, 0.46 * s);
-  photoCtx.lineTo(0.325 * s, 0.33 * s);
-  photoCtx.lineTo(0.48 * s, 0.46 * s);
+  photoCtx.moveTo(0.18 * w, 0.46 * h);
+  photoCtx.lineTo(0.28 * w, 0.33 * h);
+  photoCtx.lineTo(0.38 * w, 0.46 * h);
   photoCtx.fill();
   newPhoto('sample');
 }
@@ -171,52 +288,54 @@ function drawSample() {
 async function openPhoto(file) {
   let bitmap;
   try {
-    bitmap = await createImageBitmap(file);
+    // The file's own pixel values: no colour-space conversion, no premultiplied alpha.
+    bitmap = await createImageBitmap(file, {
+      colorSpaceConversion: 'none',
+      premultiplyAlpha: 'none',
+    });
   } catch (error) {
     fail(`Cannot read ${file.name} as an image.`, error);
     return;
   }
-  const side = Math.min(bitmap.width, bitmap.height);
-  const s = photo.width;
-  photoCtx.imageSmoothingEnabled = true;
-  photoCtx.imageSmoothingQuality = 'high';
-  photoCtx.clearRect(0, 0, s, s);
-  photoCtx.drawImage(
-    bitmap,
-    (bitmap.width - side) / 2,
-    (bitmap.height - side) / 2,
-    side,
-    side,
-    0,
-    0,
-    s,
-    s
-  );
+  const { width, height } = bitmap;
+  if (width * height > MAX_PHOTO_PIXELS) {
+    bitmap.close();
+    fail(
+      `${file.name} is ${width} × ${height} pixels (${(width * height / 1e6).toFixed(1)} MP); ` +
+        `this page takes photos up to ${MAX_PHOTO_PIXELS / 1e6} MP.`
+    );
+    return;
+  }
+  demo.error = null;
+  resizeCanvases(width, height);
+  photoCtx.fillStyle = '#fff'; // transparent pixels become white, as when printed
+  photoCtx.fillRect(0, 0, width, height);
+  photoCtx.drawImage(bitmap, 0, 0);
   bitmap.close();
   newPhoto(file.name);
+  setStatus(`${file.name}: ${width} × ${height}. Paint what should disappear.`, { done: true });
 }
 
 function newPhoto(name) {
   demo.photo = name;
   demo.photosLoaded += 1;
   demo.lastRun = null;
-  undoStack.length = 0;
+  history.length = 0;
   paintCtx.clearRect(0, 0, paint.width, paint.height);
   resultCtx.clearRect(0, 0, result.width, result.height);
-  $('result-caption').textContent = 'Result';
+  $('result-caption').textContent = `Result (${photo.width} × ${photo.height})`;
   setDownload(null);
   updateButtons();
 }
 
 // ---------------------------------------------------------------------------- painting
+//
+// The paint canvas is the hole mask at the photo's resolution. Its history is a list of
+// strokes (the segments drawn, in photo pixels) and clears; undo drops the last entry and
+// redraws the rest, which repeats the same drawing calls and so the same pixels.
 
-const undoStack = [];
-let stroke = null; // {id, x, y} while a pointer paints
-
-function pushUndo() {
-  undoStack.push(paintCtx.getImageData(0, 0, paint.width, paint.height));
-  if (undoStack.length > MAX_UNDO) undoStack.shift();
-}
+const history = []; // {kind: 'stroke', width, segments: [[x0, y0, x1, y1], ...]} | {kind: 'clear'}
+let stroke = null; // {id, x, y, entry} while a pointer paints
 
 function canvasPoint(event) {
   const rect = paint.getBoundingClientRect();
@@ -226,24 +345,39 @@ function canvasPoint(event) {
   };
 }
 
+/** The brush diameter in photo pixels (the slider is in CSS pixels of the canvas). */
 function brushWidth() {
-  return Number($('brush').value);
+  return Number($('brush').value) * demo.scale();
 }
 
-function paintSegment(from, to) {
+function drawSegment([x0, y0, x1, y1], width) {
   paintCtx.strokeStyle = BRUSH_COLOR;
   paintCtx.fillStyle = BRUSH_COLOR;
-  paintCtx.lineWidth = brushWidth();
+  paintCtx.lineWidth = width;
   paintCtx.lineCap = 'round';
   paintCtx.lineJoin = 'round';
   paintCtx.beginPath();
-  if (from.x === to.x && from.y === to.y) {
-    paintCtx.arc(to.x, to.y, brushWidth() / 2, 0, 2 * Math.PI);
+  if (x0 === x1 && y0 === y1) {
+    paintCtx.arc(x1, y1, width / 2, 0, 2 * Math.PI);
     paintCtx.fill();
   } else {
-    paintCtx.moveTo(from.x, from.y);
-    paintCtx.lineTo(to.x, to.y);
+    paintCtx.moveTo(x0, y0);
+    paintCtx.lineTo(x1, y1);
     paintCtx.stroke();
+  }
+}
+
+function addSegment(from, to) {
+  const segment = [from.x, from.y, to.x, to.y];
+  stroke.entry.segments.push(segment);
+  drawSegment(segment, stroke.entry.width);
+}
+
+function redraw() {
+  paintCtx.clearRect(0, 0, paint.width, paint.height);
+  const start = history.map((entry) => entry.kind).lastIndexOf('clear') + 1;
+  for (const entry of history.slice(start)) {
+    for (const segment of entry.segments) drawSegment(segment, entry.width);
   }
 }
 
@@ -251,10 +385,11 @@ paint.addEventListener('pointerdown', (event) => {
   if (!demo.photo || demo.running || stroke) return;
   event.preventDefault();
   paint.setPointerCapture(event.pointerId);
-  pushUndo();
   const point = canvasPoint(event);
-  stroke = { id: event.pointerId, ...point };
-  paintSegment(point, point);
+  const entry = { kind: 'stroke', width: brushWidth(), segments: [] };
+  history.push(entry);
+  stroke = { id: event.pointerId, ...point, entry };
+  addSegment(point, point);
 });
 
 paint.addEventListener('pointermove', (event) => {
@@ -263,7 +398,7 @@ paint.addEventListener('pointermove', (event) => {
   const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
   for (const each of events.length ? events : [event]) {
     const point = canvasPoint(each);
-    paintSegment(stroke, point);
+    addSegment(stroke, point);
     stroke.x = point.x;
     stroke.y = point.y;
   }
@@ -279,19 +414,26 @@ paint.addEventListener('pointerup', endStroke);
 paint.addEventListener('pointercancel', endStroke);
 
 function undo() {
-  if (!undoStack.length || demo.running) return;
-  paintCtx.putImageData(undoStack.pop(), 0, 0);
+  if (!history.length || demo.running || stroke) return;
+  history.pop();
+  redraw();
   updateButtons();
 }
 
 function clearPaint() {
-  if (demo.running || !hasHole()) return;
-  pushUndo();
-  paintCtx.clearRect(0, 0, paint.width, paint.height);
+  if (demo.running || stroke || !hasHole()) return;
+  history.push({ kind: 'clear' });
+  redraw();
   updateButtons();
 }
 
-/** The hole mask, one byte per pixel: 1 wherever the brush left any paint. */
+/** Whether anything is painted (strokes after the last clear). */
+function hasHole() {
+  const start = history.map((entry) => entry.kind).lastIndexOf('clear') + 1;
+  return history.slice(start).length > 0;
+}
+
+/** The hole mask, one byte per photo pixel: 1 wherever the brush left any paint. */
 function readMask() {
   const rgba = paintCtx.getImageData(0, 0, paint.width, paint.height).data;
   const mask = new Uint8Array(paint.width * paint.height);
@@ -299,67 +441,60 @@ function readMask() {
   return mask;
 }
 
-function hasHole() {
-  const rgba = paintCtx.getImageData(0, 0, paint.width, paint.height).data;
-  for (let i = 3; i < rgba.length; i += 4) if (rgba[i]) return true;
-  return false;
-}
-
 // ---------------------------------------------------------------------------- inpainting
-
-let model = null;
-
-function readImage() {
-  const rgba = photoCtx.getImageData(0, 0, photo.width, photo.height).data;
-  const rgb = new Uint8Array(photo.width * photo.height * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
-  }
-  return rgb;
-}
 
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 
+/** One S x S inpaint: uint8 RGB [S*S*3] and hole mask [S*S] -> uint8 RGB composite. */
+async function runModel(image, mask) {
+  const s = demo.size;
+  const outputs = tf.tidy(() => {
+    const feeds = {
+      [demo.inputNames.image]: tf.tensor4d(Int32Array.from(image), [1, s, s, 3], 'int32'),
+      [demo.inputNames.mask]: tf.tensor4d(Int32Array.from(mask), [1, s, s, 1], 'int32'),
+    };
+    return demo.model.execute(feeds);
+  });
+  const values = await outputs.data();
+  outputs.dispose();
+  return Uint8Array.from(values);
+}
+
 async function inpaint() {
-  if (!model || demo.running) return;
+  if (!demo.model || demo.running) return;
+  const { width, height } = photo;
   const mask = readMask();
-  if (!mask.some((value) => value)) {
+  if (!maskHasHole(mask)) {
     setStatus('Paint the hole first.', { done: true });
     return;
   }
   demo.running = true;
   updateButtons();
-  setStatus(`Inpainting on ${demo.backend}…`);
-  await nextFrame(); // let the status paint before the (synchronous) kernels run
-  const s = demo.size;
-  const image = readImage();
   const start = performance.now();
   try {
-    const imageTensor = tf.tensor4d(Int32Array.from(image), [1, s, s, 3], 'int32');
-    const maskTensor = tf.tensor4d(Int32Array.from(mask), [1, s, s, 1], 'int32');
-    const feeds = { [demo.inputNames.image]: imageTensor, [demo.inputNames.mask]: maskTensor };
-    let composite;
-    try {
-      composite = model.execute(feeds);
-    } finally {
-      tf.dispose([imageTensor, maskTensor]);
+    const regions = planRegions(mask, width, height, demo.size);
+    const pixels = photoCtx.getImageData(0, 0, width, height);
+    const composite = new ImageData(new Uint8ClampedArray(pixels.data), width, height);
+    const runs = [];
+    for (const [index, group] of regions.entries()) {
+      setStatus(`Inpainting region ${index + 1} of ${regions.length} on ${demo.backend}…`, {
+        progress: index / regions.length,
+      });
+      await nextFrame(); // let the status paint before the (synchronous) kernels run
+      const input = modelInput(pixels, mask, group.region, demo.size);
+      const runStart = performance.now();
+      const output = await runModel(input.image, input.mask);
+      const ms = Math.round(performance.now() - runStart);
+      pasteBack(composite, mask, group, output, demo.size);
+      runs.push({ ...group, ...input, output, ms });
     }
-    const values = await composite.data();
-    composite.dispose();
+    resultCtx.putImageData(composite, 0, 0);
     const ms = Math.round(performance.now() - start);
-    const pixels = new ImageData(s, s);
-    const rgb = new Uint8Array(s * s * 3);
-    for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
-      rgb[j] = pixels.data[i] = values[j];
-      rgb[j + 1] = pixels.data[i + 1] = values[j + 1];
-      rgb[j + 2] = pixels.data[i + 2] = values[j + 2];
-      pixels.data[i + 3] = 255;
-    }
-    resultCtx.putImageData(pixels, 0, 0);
-    demo.lastRun = { image, mask, output: rgb, ms, backend: demo.backend };
-    $('result-caption').textContent = `Result (${ms} ms on ${demo.backend})`;
+    demo.lastRun = { width, height, regions: runs, ms, backend: demo.backend };
+    const each = runs.map((run) => run.ms).join(' + ');
+    $('result-caption').textContent =
+      `Result (${width} × ${height}; ${runs.length} region${runs.length > 1 ? 's' : ''}, ` +
+      `${each} ms on ${demo.backend})`;
     setStatus(`Done in ${(ms / 1000).toFixed(1)} s on ${demo.backend}.`, { progress: 1, done: true });
     result.toBlob((blob) => setDownload(blob), 'image/png');
   } catch (error) {
@@ -377,6 +512,8 @@ function setDownload(blob) {
   downloadUrl = blob ? URL.createObjectURL(blob) : null;
   if (downloadUrl) link.href = downloadUrl;
   else link.removeAttribute('href');
+  const stem = (demo.photo || 'photo').replace(/\.[^.]*$/, '');
+  link.download = `${stem}-inpainted.png`;
   link.classList.toggle('disabled', !downloadUrl);
   link.setAttribute('aria-disabled', String(!downloadUrl));
 }
@@ -384,7 +521,7 @@ function setDownload(blob) {
 function updateButtons() {
   const idle = demo.ready && !demo.running;
   $('inpaint').disabled = !idle || !demo.photo;
-  $('undo').disabled = demo.running || !undoStack.length;
+  $('undo').disabled = demo.running || !history.length;
   $('clear').disabled = demo.running || !demo.photo;
   $('file').disabled = demo.running;
 }
@@ -415,19 +552,30 @@ async function main() {
     return;
   }
   try {
-    model = await loadModel();
+    demo.model = await loadModel();
   } catch (error) {
     fail(error.message, error);
     return;
   }
-  resizeCanvases(demo.size);
+  $('size-note').textContent =
+    `Photos keep their size. Each painted region is cut out with ${MARGIN} px of context ` +
+    `around it, shrunk to the model's ${demo.size} × ${demo.size} if larger, inpainted and ` +
+    'pasted back; only painted pixels change.';
   drawSample();
   demo.ready = true;
   updateButtons();
-  setStatus(`Ready: ${demo.size} × ${demo.size} model on ${demo.backend}. Paint a hole.`, {
-    progress: 1,
-    done: true,
-  });
+  const info = demo.backendInfo;
+  const detail =
+    demo.backend === 'wasm'
+      ? ` (${info.threads} thread${info.threads > 1 ? 's' : ''}${info.simd ? ', SIMD' : ''})`
+      : demo.backend === 'webgl'
+        ? ` (${info.renderer})`
+        : '';
+  const note = demo.backendNote ? ` ${demo.backendNote}` : '';
+  setStatus(
+    `Ready: ${demo.size} × ${demo.size} model on ${demo.backend}${detail}. Paint a hole.${note}`,
+    { progress: 1, done: true }
+  );
 }
 
 main();

@@ -3,11 +3,14 @@
 //   node tests/browser_test.mjs --url http://127.0.0.1:PORT/ --image photo.png \
 //       --out result.json [--screenshot ../../docs/web-demo.png] [--backend wasm]
 //
-// Opens the page, waits for the model, uploads --image, sets the brush size, paints two
-// strokes with the mouse, undoes the second, checks Clear + Undo, clicks Inpaint and
-// waits for the result. Writes --out (JSON): the stroke path and brush size in model
-// pixels, the page's state, the last run's inputs/output and the result canvas (base64),
-// and saves a screenshot. tests/test_web_demo.py makes the numerical assertions.
+// Opens the page, waits for the model, uploads --image (any size: the strokes below are
+// fractions of its width and height), sets the brush size, paints a large stroke with the
+// mouse, a second one that is undone, checks Clear + Undo and a touch tap (undone), paints
+// a small stroke far from the first (a second region), clicks Inpaint and waits for the
+// result and its download. Writes --out (JSON): the strokes and brush in photo pixels, the
+// page's state, every region's crop and model input/output, the photo, result canvas and
+// downloaded PNG (base64), and saves a screenshot. tests/test_web_demo.py makes the
+// numerical assertions.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
@@ -30,10 +33,13 @@ for (const required of ['url', 'image', 'out']) {
   }
 }
 const timeout = Number(args['timeout-ms']);
-const BRUSH = 18;
-// Stroke 1 (kept) and stroke 2 (undone), in model pixels of a 256 x 256 model; scaled below.
-const STROKE_1 = [[70, 80], [110, 100], [150, 95], [185, 120], [175, 165]];
-const STROKE_2 = [[40, 210], [120, 215]];
+const BRUSH = 18; // CSS pixels, as the slider shows
+// Strokes as fractions of the photo's width and height (for an 800 x 400 photo: a large
+// stroke near the left, an undone one at the bottom, a small one at the top right).
+const STROKE_1 = [[0.1375, 0.3], [0.225, 0.425], [0.3125, 0.375], [0.375, 0.55], [0.3375, 0.65]];
+const STROKE_2 = [[0.125, 0.85], [0.375, 0.875]];
+const STROKE_3 = [[0.9, 0.15], [0.9375, 0.225]];
+const TAP = [0.05, 0.1];
 
 function check(condition, message) {
   if (!condition) throw new Error(`browser test: ${message}`);
@@ -55,7 +61,7 @@ const browser = await chromium.launch({
 const problems = [];
 try {
   const context = await browser.newContext({
-    viewport: { width: 760, height: 480 },
+    viewport: { width: 760, height: 560 },
     deviceScaleFactor: 1,
     hasTouch: true, // the mouse still works; touchscreen.tap sends touch pointer events
   });
@@ -65,32 +71,31 @@ try {
     if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
   });
   const url = new URL(args.url);
-  if (args.backend !== 'wasm') url.searchParams.set('backend', args.backend);
+  url.searchParams.set('backend', args.backend);
   await page.goto(url.href);
   await page.waitForFunction(() => window.penetDemo && (window.penetDemo.ready || window.penetDemo.error), null, {
     timeout,
   });
   const loadError = await page.evaluate(() => window.penetDemo.error);
   check(!loadError, `the page failed to load the model: ${loadError}`);
-  const size = await page.evaluate(() => window.penetDemo.size);
-  const scale = size / 256;
-  const stroke1 = STROKE_1.map(([x, y]) => [x * scale, y * scale]);
-  const stroke2 = STROKE_2.map(([x, y]) => [x * scale, y * scale]);
 
   await page.setInputFiles('#file', args.image);
   await page.waitForFunction(() => window.penetDemo.photosLoaded >= 2, null, { timeout });
+  const { width, height } = await page.evaluate(() => window.penetDemo.photoSize);
   await page.locator('#brush').fill(String(BRUSH));
   check((await page.textContent('#brush-value')) === String(BRUSH), 'brush size label not updated');
 
   const box = await page.locator('#paint').boundingBox();
+  const toPhoto = (points) => points.map(([fx, fy]) => [fx * width, fy * height]);
+  const toPage = ([x, y]) => [box.x + (x * box.width) / width, box.y + (y * box.height) / height];
   async function drag(points) {
-    const toPage = ([x, y]) => [box.x + (x * box.width) / size, box.y + (y * box.height) / size];
     await page.mouse.move(...toPage(points[0]));
     await page.mouse.down();
     for (const point of points.slice(1)) await page.mouse.move(...toPage(point), { steps: 8 });
     await page.mouse.up();
   }
   const mask = () => page.evaluate(() => window.penetDemo.maskBase64());
+  const [stroke1, stroke2, stroke3] = [STROKE_1, STROKE_2, STROKE_3].map(toPhoto);
 
   await drag(stroke1);
   const afterStroke1 = await mask();
@@ -105,15 +110,17 @@ try {
   await page.click('#undo');
   check((await mask()) === afterStroke1, 'Undo after Clear did not restore the mask');
   // A finger tap paints a dot (touch pointer events); undo it too.
-  const [tapX, tapY] = [40 * scale, 40 * scale];
-  await page.touchscreen.tap(box.x + (tapX * box.width) / size, box.y + (tapY * box.height) / size);
+  const [tapX, tapY] = [TAP[0] * width, TAP[1] * height];
+  await page.touchscreen.tap(...toPage([tapX, tapY]));
   const tapped = await page.evaluate(
-    ([x, y, s]) => atob(window.penetDemo.maskBase64()).charCodeAt(Math.floor(y) * s + Math.floor(x)),
-    [tapX, tapY, size]
+    ([x, y, w]) => atob(window.penetDemo.maskBase64()).charCodeAt(Math.floor(y) * w + Math.floor(x)),
+    [tapX, tapY, width]
   );
   check(tapped === 1, 'a touch tap did not paint');
   await page.click('#undo');
   check((await mask()) === afterStroke1, 'Undo did not remove the tapped dot');
+  await drag(stroke3);
+  const painted = await mask();
 
   await page.click('#inpaint');
   await page.waitForFunction(() => window.penetDemo.lastRun || window.penetDemo.error, null, {
@@ -122,25 +129,50 @@ try {
   const runError = await page.evaluate(() => window.penetDemo.error);
   check(!runError, `inpainting failed: ${runError}`);
   await page.waitForFunction(() => document.getElementById('download').href.startsWith('blob:'), null, {
-    timeout: 10000,
+    timeout: 60000,
   });
-  const state = await page.evaluate(() => ({
-    run: window.penetDemo.exportRun(),
-    result: window.penetDemo.canvasPixels('result'),
-    photo: window.penetDemo.canvasPixels('photo'),
-    backend: window.penetDemo.backend,
-    size: window.penetDemo.size,
-    status: document.getElementById('status').textContent,
-    download: document.getElementById('download').href,
-    crossOriginIsolated: window.crossOriginIsolated,
-  }));
+  const state = await page.evaluate(async () => {
+    const link = document.getElementById('download');
+    const png = new Uint8Array(await (await fetch(link.href)).arrayBuffer());
+    return {
+      run: window.penetDemo.exportRun(),
+      result: window.penetDemo.canvasPixels('result'),
+      photo: window.penetDemo.canvasPixels('photo'),
+      photoSize: window.penetDemo.photoSize,
+      backend: window.penetDemo.backend,
+      backendInfo: window.penetDemo.backendInfo,
+      size: window.penetDemo.size,
+      brushPixels: window.penetDemo.brushPixels(),
+      scale: window.penetDemo.scale(),
+      status: document.getElementById('status').textContent,
+      download: link.href,
+      downloadName: link.download,
+      downloadPng: window.penetDemo.base64(png),
+      crossOriginIsolated: window.crossOriginIsolated,
+    };
+  });
   if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
   writeFileSync(
     args.out,
-    JSON.stringify({ ...state, brush: BRUSH, stroke: stroke1, maskAfterStroke1: afterStroke1, problems })
+    JSON.stringify({
+      ...state,
+      brush: BRUSH,
+      strokes: [stroke1, stroke3],
+      maskAfterStroke1: afterStroke1,
+      maskPainted: painted,
+      problems,
+    })
   );
   console.log(
-    JSON.stringify({ backend: state.backend, size: state.size, ms: state.run.ms, status: state.status })
+    JSON.stringify({
+      backend: state.backend,
+      details: state.backendInfo,
+      size: state.size,
+      photo: state.photoSize,
+      regions: state.run.regions.map((group) => ({ region: group.region, ms: group.ms })),
+      ms: state.run.ms,
+      status: state.status,
+    })
   );
 } finally {
   await browser.close();

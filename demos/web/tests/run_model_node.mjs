@@ -3,13 +3,15 @@
 //   node tests/run_model_node.mjs MODEL_DIR INPUT.bin OUTPUT.bin [wasm|cpu]
 //
 // INPUT.bin: the uint8 image [S, S, 3] followed by the uint8 mask [S, S] (nonzero = hole),
-// S read from model.json. OUTPUT.bin: the uint8 composite [S, S, 3]. Prints one JSON line
+// S read from model.json. OUTPUT.bin: the uint8 composite [S, S, 3]. On wasm, the page's
+// faster slice kernels (../wasm_kernels.js) are used, as in the browser. Prints one JSON line
 // {"backend", "size", "ops", "ms"}; fails (exit 1) if the requested backend cannot be used
 // or a kernel is missing, so a pass proves the model runs on that backend.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import { installFastSlices } from '../wasm_kernels.js';
 
 const [modelDir, inputPath, outputPath, backend = 'wasm'] = process.argv.slice(2);
 if (!outputPath) {
@@ -43,6 +45,7 @@ function fileHandler(dir) {
   };
 }
 
+if (backend === 'wasm' && !installFastSlices(tf)) throw new Error('wasm_kernels.js: not installed');
 if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
 await tf.ready();
 if (tf.getBackend() !== backend) throw new Error(`running on ${tf.getBackend()}, not ${backend}`);

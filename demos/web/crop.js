@@ -1,0 +1,295 @@
+// Full-size photos through a fixed-size model: the crop plan and the resampling.
+//
+// Pure functions on plain arrays (no DOM), used by app.js. The plan is the `crop`
+// strategy of penet_tf's high-resolution inference (penet_tf/high_resolution.py), for a
+// TF.js graph whose input is fixed at S x S:
+//
+// 1. hole groups: the 8-connected components of the painted mask, merged while their
+//    boxes enlarged by the margin (128 photo pixels) overlap;
+// 2. the window: a group's box plus the margin on every side, clipped to the photo's
+//    size and shifted to lie inside it;
+// 3. the region: the window enlarged, centred and shifted inside the photo, to a square
+//    of S/4 x `tile` photo pixels per side, `tile` the fewest photo pixels per cell of
+//    the network's S/4 x S/4 attention grid that hold the window (at least 4: a window
+//    smaller than S keeps the photo's resolution, with more of the photo around it). A
+//    region larger than the photo is mirrored past its edges. (The Python strategy sizes
+//    the network input to the window, a multiple of 64 per side; here it is always S.)
+// 4. the region is shrunk to S x S by area averaging (a model pixel is a hole when any
+//    painted pixel contributes to it), inpainted, the output enlarged back (bilinear,
+//    half-pixel centres) and pasted into the group's painted pixels only. Every region
+//    reads the original photo, so regions may overlap.
+//
+// The resampling is TensorFlow's `tf.image.resize` ("area" to shrink, "bilinear" to
+// enlarge), rounded to uint8, so tests/test_web_demo.py recomputes it.
+
+export const MARGIN = 128; // photo pixels of context around each hole group (Python's default)
+const CELL = 4; // model pixels per attention cell of at_conv01
+
+/** Whether any element of a mask is nonzero. */
+export function hasHole(mask) {
+  for (let i = 0; i < mask.length; i += 1) if (mask[i]) return true;
+  return false;
+}
+
+/** Bounding boxes {x0, y0, x1, y1} (end exclusive) of the 8-connected hole components. */
+export function components(mask, width, height) {
+  const seen = new Uint8Array(mask.length);
+  const stack = new Int32Array(mask.length);
+  const boxes = [];
+  for (let start = 0; start < mask.length; start += 1) {
+    if (!mask[start] || seen[start]) continue;
+    let top = 0;
+    stack[top++] = start;
+    seen[start] = 1;
+    const box = { x0: width, y0: height, x1: 0, y1: 0 };
+    while (top) {
+      const index = stack[--top];
+      const x = index % width;
+      const y = (index - x) / width;
+      box.x0 = Math.min(box.x0, x);
+      box.y0 = Math.min(box.y0, y);
+      box.x1 = Math.max(box.x1, x + 1);
+      box.y1 = Math.max(box.y1, y + 1);
+      for (let dy = -1; dy <= 1; dy += 1) {
+        const ny = y + dy;
+        if (ny < 0 || ny >= height) continue;
+        for (let dx = -1; dx <= 1; dx += 1) {
+          const nx = x + dx;
+          if (nx < 0 || nx >= width) continue;
+          const next = ny * width + nx;
+          if (mask[next] && !seen[next]) {
+            seen[next] = 1;
+            stack[top++] = next;
+          }
+        }
+      }
+    }
+    boxes.push(box);
+  }
+  return boxes;
+}
+
+/** Boxes merged (their union) while their `margin`-enlarged boxes overlap. */
+export function holeGroups(boxes, margin = MARGIN) {
+  const groups = boxes.map((box) => ({ ...box }));
+  const near = (a, b) =>
+    Math.max(a.x0, b.x0) < Math.min(a.x1, b.x1) + 2 * margin &&
+    Math.max(a.y0, b.y0) < Math.min(a.y1, b.y1) + 2 * margin;
+  for (let merged = true; merged; ) {
+    merged = false;
+    for (let i = 0; i < groups.length && !merged; i += 1) {
+      for (let j = i + 1; j < groups.length && !merged; j += 1) {
+        if (!near(groups[i], groups[j])) continue;
+        const [a, b] = [groups[i], groups[j]];
+        groups[i] = {
+          x0: Math.min(a.x0, b.x0),
+          y0: Math.min(a.y0, b.y0),
+          x1: Math.max(a.x1, b.x1),
+          y1: Math.max(a.y1, b.y1),
+        };
+        groups.splice(j, 1);
+        merged = true;
+      }
+    }
+  }
+  return groups;
+}
+
+const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
+
+/** A group's window and square region {x, y, side, tile} (see the header, steps 2-3). */
+export function regionFor(box, width, height, size, margin = MARGIN) {
+  const windowWidth = Math.min(box.x1 - box.x0 + 2 * margin, width);
+  const windowHeight = Math.min(box.y1 - box.y0 + 2 * margin, height);
+  const window = {
+    x: clamp(box.x0 - margin, 0, width - windowWidth),
+    y: clamp(box.y0 - margin, 0, height - windowHeight),
+    width: windowWidth,
+    height: windowHeight,
+  };
+  const cells = size / CELL;
+  const tile = Math.max(CELL, Math.ceil(windowWidth / cells), Math.ceil(windowHeight / cells));
+  const side = tile * cells;
+  return {
+    window,
+    x: clamp(window.x - Math.floor((side - windowWidth) / 2), 0, Math.max(width - side, 0)),
+    y: clamp(window.y - Math.floor((side - windowHeight) / 2), 0, Math.max(height - side, 0)),
+    side,
+    tile,
+  };
+}
+
+/** The regions to inpaint: [{box, window, region}], sorted top to bottom. */
+export function planRegions(mask, width, height, size, margin = MARGIN) {
+  return holeGroups(components(mask, width, height), margin)
+    .map((box) => {
+      const { window, ...region } = regionFor(box, width, height, size, margin);
+      return { box, window, region };
+    })
+    .sort((a, b) => a.box.y0 - b.box.y0 || a.box.x0 - b.box.x0);
+}
+
+/**
+ * Per output index, the input indices and weights of a 1-D resize from `source` to
+ * `target` samples: area averaging when shrinking, bilinear (half-pixel centres) when
+ * enlarging, the identity when equal. Returns {start, index, weight} (CSR rows).
+ */
+export function axisWeights(source, target) {
+  const start = new Int32Array(target + 1);
+  const index = [];
+  const weight = [];
+  const ratio = source / target;
+  for (let i = 0; i < target; i += 1) {
+    start[i] = index.length;
+    if (source === target) {
+      index.push(i);
+      weight.push(1);
+    } else if (target < source) {
+      const [a, b] = [i * ratio, (i + 1) * ratio];
+      for (let j = Math.floor(a); j < Math.min(Math.ceil(b), source); j += 1) {
+        const covered = Math.min(b, j + 1) - Math.max(a, j);
+        if (covered > 1e-9) {
+          index.push(j);
+          weight.push(covered / ratio);
+        }
+      }
+    } else {
+      const x = Math.min(Math.max((i + 0.5) * ratio - 0.5, 0), source - 1);
+      const j = Math.floor(x);
+      const f = x - j;
+      index.push(j);
+      weight.push(1 - f);
+      if (f > 0) {
+        index.push(Math.min(j + 1, source - 1));
+        weight.push(f);
+      }
+    }
+  }
+  start[target] = index.length;
+  return { start, index: Int32Array.from(index), weight: Float64Array.from(weight) };
+}
+
+/**
+ * Resizes an image given as rows and columns of an interleaved array to `targetWidth` x
+ * `targetHeight`, computing only output rows [rowFirst, rowLast) and columns [colFirst,
+ * colLast); returns Float32Array [rows, cols, channels] of that window.
+ *
+ * `layout`: {rowOffsets: element offset of each source row, colOffsets: element offset
+ * of each source column within a row, channels}.
+ */
+export function resample(source, layout, targetWidth, targetHeight, window = null) {
+  const { rowOffsets, colOffsets, channels } = layout;
+  const [rowFirst, rowLast, colFirst, colLast] = window || [0, targetHeight, 0, targetWidth];
+  const rows = axisWeights(rowOffsets.length, targetHeight);
+  const cols = axisWeights(colOffsets.length, targetWidth);
+  const width = colOffsets.length;
+  const outRows = rowLast - rowFirst;
+  const outCols = colLast - colFirst;
+  // Vertical pass: [outRows, width, channels].
+  const middle = new Float32Array(outRows * width * channels);
+  for (let y = rowFirst; y < rowLast; y += 1) {
+    const to = (y - rowFirst) * width * channels;
+    for (let k = rows.start[y]; k < rows.start[y + 1]; k += 1) {
+      const w = rows.weight[k];
+      const from = rowOffsets[rows.index[k]];
+      for (let x = 0; x < width; x += 1) {
+        const pixel = from + colOffsets[x];
+        for (let c = 0; c < channels; c += 1) {
+          middle[to + x * channels + c] += w * source[pixel + c];
+        }
+      }
+    }
+  }
+  // Horizontal pass.
+  const out = new Float32Array(outRows * outCols * channels);
+  for (let y = 0; y < outRows; y += 1) {
+    const row = y * width * channels;
+    for (let x = colFirst; x < colLast; x += 1) {
+      const to = (y * outCols + x - colFirst) * channels;
+      for (let k = cols.start[x]; k < cols.start[x + 1]; k += 1) {
+        const w = cols.weight[k];
+        const from = row + cols.index[k] * channels;
+        for (let c = 0; c < channels; c += 1) out[to + c] += w * middle[from + c];
+      }
+    }
+  }
+  return out;
+}
+
+/** Index i of a mirror extension of 0 .. size - 1 (penet_tf.inference.reflect_indices). */
+export function reflect(i, size) {
+  const period = Math.max(2 * (size - 1), 1);
+  const position = i % period;
+  return position < size ? position : period - position;
+}
+
+const toByte = (value) => Math.min(255, Math.max(0, Math.round(value)));
+
+/** Photo rows (or columns) of a region: mirrored past the photo's edge. */
+function regionLines(first, side, size) {
+  return Array.from({ length: side }, (_, i) => reflect(first + i, size));
+}
+
+/**
+ * The model's input for one region: {image: Uint8Array [S*S*3], mask: Uint8Array [S*S]}.
+ *
+ * Args: `pixels` an ImageData-like {data (RGBA), width, height} of the whole photo,
+ * `mask` one byte per photo pixel (nonzero = hole), `region` from planRegions, `size` S.
+ */
+export function modelInput(pixels, mask, region, size) {
+  const rows = regionLines(region.y, region.side, pixels.height);
+  const cols = regionLines(region.x, region.side, pixels.width);
+  const image = resample(
+    pixels.data,
+    {
+      rowOffsets: rows.map((y) => 4 * y * pixels.width),
+      colOffsets: cols.map((x) => 4 * x),
+      channels: 3,
+    },
+    size,
+    size
+  );
+  const holes = resample(
+    mask,
+    { rowOffsets: rows.map((y) => y * pixels.width), colOffsets: cols, channels: 1 },
+    size,
+    size
+  );
+  const outImage = new Uint8Array(size * size * 3);
+  const outMask = new Uint8Array(size * size);
+  for (let i = 0; i < size * size; i += 1) {
+    outMask[i] = holes[i] > 0 ? 1 : 0;
+    for (let c = 0; c < 3; c += 1) outImage[3 * i + c] = toByte(image[3 * i + c]);
+  }
+  return { image: outImage, mask: outMask };
+}
+
+/**
+ * Pastes one region's S x S model output into `composite` (ImageData-like RGBA of the
+ * whole photo): the output enlarged to the region's side, written into the painted
+ * pixels inside the group's box; every other pixel is left as it is.
+ */
+export function pasteBack(composite, mask, group, output, size) {
+  const { box, region } = group;
+  const lines = Array.from({ length: size }, (_, i) => i);
+  const [top, left] = [box.y0 - region.y, box.x0 - region.x];
+  const [rows, cols] = [box.y1 - box.y0, box.x1 - box.x0];
+  const back = resample(
+    output,
+    { rowOffsets: lines.map((y) => 3 * y * size), colOffsets: lines.map((x) => 3 * x), channels: 3 },
+    region.side,
+    region.side,
+    [top, top + rows, left, left + cols]
+  );
+  const data = composite.data;
+  for (let y = 0; y < rows; y += 1) {
+    for (let x = 0; x < cols; x += 1) {
+      const index = (box.y0 + y) * composite.width + box.x0 + x;
+      if (!mask[index]) continue;
+      const from = 3 * (y * cols + x);
+      data[4 * index] = toByte(back[from]);
+      data[4 * index + 1] = toByte(back[from + 1]);
+      data[4 * index + 2] = toByte(back[from + 2]);
+    }
+  }
+}
