@@ -1,0 +1,396 @@
+"""Photos of any size through the 256-trained network: the ``full``, ``resize``, ``crop``
+and ``auto`` strategies, one implementation used by the CLIs and the SavedModel.
+
+PEN-Net is trained on 256 x 256 images with holes up to 128 x 128. Run over a whole
+12-MP photo, the network sees contexts and holes far larger than any in training, and the
+exact attention costs grows with side^4 (1024^2 takes 76 s on 2 cores). As IOPaint does
+for its fixed-size models, the network instead runs on a region around each hole,
+resized so that its long side is the model size:
+
+* ``full``: the whole photo, as ``penet_tf.inference.composite_uint8`` (unchanged).
+* ``resize``: the whole photo is one region.
+* ``crop``: one region per hole group:
+
+  1. groups: the 8-connected components of the mask, merged (their union box) while
+     their boxes enlarged by ``margin`` overlap;
+  2. the window: a group's box plus ``margin`` on every side, clipped to the photo's size
+     and shifted to lie inside it;
+  3. the region: the window cut into ``tile x tile`` cells, ``tile`` the fewest photo
+     pixels per cell of the network's attention grid (one cell = 4 x 4 network pixels)
+     that fit the window's long side into ``model_size`` (at least 4: a window smaller
+     than the model size keeps the photo's resolution); the cells per side are rounded
+     up to a multiple of 16, so the network input is a multiple of 64 (the network's
+     size multiple) without padding: the region is the window enlarged (centred, shifted
+     inside the photo, mirrored past the photo's edges only when the photo is smaller);
+  4. the region is area-downsampled to the network input (a network pixel is a hole
+     when any photo pixel in it is), inpainted, the prediction upsampled back
+     (bilinear) and pasted into the group's hole pixels only. Regions of the same input
+     size run as one batch.
+
+* ``auto`` (the default): ``crop`` when the photo's long side exceeds ``trigger``, else
+  ``full``.
+
+Known pixels are copied bit for bit by every strategy; with ``residual_aggregation`` the
+hole also receives the known pixels' full-resolution detail through at_conv01's attention
+(``penet_tf.residual_aggregation``; on by default for ``crop`` and ``resize``).
+
+The defaults, adapted from IOPaint's (trigger 800, margin 128, resize limit 1280 for
+networks trained at 512):
+
+* ``model_size=256``: PEN-Net's training size; larger inputs meet contexts it never saw
+  and cost side^4 in the attention.
+* ``margin=128``: IOPaint's; at the 256 network input a 300-pixel hole's region
+  (556 pixels) is halved, so the hole covers about half the input, as the 128^2 training
+  holes covered 1/4 of 256^2 (its area) - the regime the network was trained in.
+* ``trigger=512``: twice the training size. Up to 512^2 the full path costs a few
+  seconds and keeps the whole photo as context; larger photos cost side^4 in ``full``.
+
+The web demo (demos/web/crop.js) plans the same groups and windows for its fixed
+S x S graph (square regions).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from penet_tf.inference import binary_mask, composite_uint8, reflect_indices, uint8_to_float
+from penet_tf.models.generator import SIZE_MULTIPLE
+from penet_tf.residual_aggregation import (
+    TRANSFERS,
+    aggregate_residual,
+    check_transfer,
+    high_frequency_residual,
+)
+
+STRATEGIES = ("auto", "full", "crop", "resize")
+CELL = 4  # network pixels per cell of at_conv01's attention grid (its H/4 map)
+CELL_MULTIPLE = SIZE_MULTIPLE // CELL  # cells per side are a multiple of this
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoStrategy:
+    """How a photo of any size is inpainted (see the module docstring).
+
+    Args:
+        name: ``"auto"``, ``"full"``, ``"crop"`` or ``"resize"``.
+        model_size: the long side of the network input for ``crop`` and ``resize``
+            (a multiple of 64; 256, the training size, by default).
+        margin: photo pixels of context around each hole group (``crop``).
+        trigger: ``auto`` runs ``crop`` when the photo's long side exceeds this, else
+            ``full``.
+        residual_aggregation: add the known pixels' full-resolution residual to the
+            hole through the attention (``crop`` and ``resize``; ``full`` has no
+            resolution to recover).
+        transfer: the residual transfer, ``"tiles"`` (HiFill) or ``"overlap"``.
+
+    Example:
+
+    >>> PhotoStrategy().resolve(3000, 4000)
+    'crop'
+    >>> PhotoStrategy().resolve(400, 300)
+    'full'
+    """
+
+    name: str = "auto"
+    model_size: int = 256
+    margin: int = 128
+    trigger: int = 512
+    residual_aggregation: bool = True
+    transfer: str = "tiles"
+
+    def __post_init__(self):
+        if self.name not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.name!r}: expected one of {STRATEGIES}.")
+        if self.model_size < SIZE_MULTIPLE or self.model_size % SIZE_MULTIPLE:
+            raise ValueError(
+                f"model_size must be a positive multiple of {SIZE_MULTIPLE}, got {self.model_size}"
+            )
+        if self.margin < 0:
+            raise ValueError(f"margin must be >= 0, got {self.margin}")
+        if self.trigger < 1:
+            raise ValueError(f"trigger must be positive, got {self.trigger}")
+        check_transfer(self.transfer)
+
+    def resolve(self, height, width):
+        """The strategy a ``height x width`` photo runs: ``full``, ``crop`` or ``resize``."""
+        if self.name == "auto":
+            return "crop" if max(height, width) > self.trigger else "full"
+        return self.name
+
+    def to_config(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _is_tensor(*values):
+    return any(isinstance(value, (tf.Tensor, tf.Variable)) for value in values)
+
+
+def _min(a, b):
+    return tf.minimum(a, b) if _is_tensor(a, b) else min(a, b)
+
+
+def _max(a, b):
+    return tf.maximum(a, b) if _is_tensor(a, b) else max(a, b)
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def region_plan(box, height, width, model_size=256, margin=128):
+    """The region of one hole group (steps 2-3 of the module docstring).
+
+    Python ints in, Python ints out; int32 scalar tensors in, tensors out (the SavedModel
+    plans in its graph with this same function).
+
+    Args:
+        box: ``(y0, x0, y1, x1)``, the group's bounding box (end exclusive).
+        height, width: the photo's size.
+
+    Returns:
+        ``(top, left, rows, cols, tile)``: the region's first photo row and column (its
+        rows and columns may run past the photo: they are mirrored), its size, a multiple
+        of ``16 * tile`` per side, and the photo pixels per attention cell; the network
+        input is ``4 * rows / tile`` x ``4 * cols / tile``.
+    """
+    y0, x0, y1, x1 = box
+    cells = model_size // CELL
+    window_h = _min(y1 - y0 + 2 * margin, height)
+    window_w = _min(x1 - x0 + 2 * margin, width)
+    top = _min(_max(y0 - margin, 0), height - window_h)
+    left = _min(_max(x0 - margin, 0), width - window_w)
+    tile = _max(CELL, _ceil_div(_max(window_h, window_w), cells))
+    rows = _ceil_div(_ceil_div(window_h, tile), CELL_MULTIPLE) * CELL_MULTIPLE * tile
+    cols = _ceil_div(_ceil_div(window_w, tile), CELL_MULTIPLE) * CELL_MULTIPLE * tile
+    top = _min(_max(top - (rows - window_h) // 2, 0), _max(height - rows, 0))
+    left = _min(_max(left - (cols - window_w) // 2, 0), _max(width - cols, 0))
+    return top, left, rows, cols, tile
+
+
+def hole_boxes(mask):
+    """Bounding boxes ``(y0, x0, y1, x1)`` of the 8-connected components of a 2-D mask."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(np.asarray(mask) != 0, structure=np.ones((3, 3), bool))
+    del count
+    return [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndimage.find_objects(labels)]
+
+
+def hole_groups(boxes, margin=128):
+    """``boxes`` merged (their union) while their ``margin``-enlarged boxes overlap,
+    sorted top to bottom (demos/web/crop.js ``holeGroups``)."""
+    groups = [tuple(box) for box in boxes]
+
+    def near(a, b):
+        return (
+            max(a[0], b[0]) < min(a[2], b[2]) + 2 * margin
+            and max(a[1], b[1]) < min(a[3], b[3]) + 2 * margin
+        )
+
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if near(groups[i], groups[j]):
+                    a, b = groups[i], groups.pop(j)
+                    groups[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(groups)
+
+
+def region_indices(first, length, size):
+    """Photo rows (or columns) ``first .. first + length - 1``, mirrored past the edge
+    (``penet_tf.inference.reflect_indices``); NumPy for ints, TF for tensors."""
+    if _is_tensor(first, length, size):
+        return reflect_indices(size, first + length)[first:]
+    period = max(2 * (size - 1), 1)
+    position = np.arange(first, first + length) % period
+    return np.where(position < size, position, period - position)
+
+
+def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, transfer="tiles"):
+    """Inpaints a batch of same-size regions through the network at a lower resolution.
+
+    Args:
+        generator: a ``penet_tf.Generator``.
+        regions: uint8 [B, R, C, 3], R and C multiples of ``16 * tile``.
+        holes: float32 [B, R, C, 1], 1 = hole.
+        tile: photo pixels per attention cell (the network input is R * 4 / tile).
+        residual_aggregation: add the aggregated full-resolution residual in the hole.
+        transfer: ``"tiles"`` or ``"overlap"``.
+
+    Returns:
+        uint8 [B, R, C, 3]: the prediction (rounded) in the hole, ``regions`` elsewhere.
+    """
+    image = uint8_to_float(regions)
+    shape = tf.shape(image)
+    size = tf.stack([shape[1] * CELL // tile, shape[2] * CELL // tile])
+    small = tf.image.resize(image, size, method="area")
+    small_hole = tf.cast(tf.image.resize(holes, size, method="area") > 0, tf.float32)
+    if residual_aggregation:
+        output, _, attention = generator(small, small_hole, return_attention=True)
+    else:
+        output, _ = generator(small, small_hole)
+    output = tf.cast(output, tf.float32)
+    result = tf.image.resize(output, shape[1:3], method="bilinear")
+    if residual_aggregation:
+        residual = high_frequency_residual(image, small) * (1.0 - holes)
+        result += aggregate_residual(attention, residual, holes, tile, transfer)
+    rounded = tf.clip_by_value(tf.round((result + 1.0) * 127.5), 0.0, 255.0)
+    return tf.cast(tf.where(holes > 0, rounded, tf.cast(regions, tf.float32)), tf.uint8)
+
+
+def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
+    """Inpaints one uint8 photo of any size with ``strategy`` (eager; NumPy in and out).
+
+    Args:
+        generator: a ``penet_tf.Generator``.
+        image: uint8 [H, W, 3].
+        mask: [H, W] or [H, W, 1], nonzero = hole.
+        strategy: a ``PhotoStrategy``.
+
+    Returns:
+        uint8 [H, W, 3]: known pixels bit-identical to ``image``.
+    """
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise ValueError(
+            f"mask {mask.shape} must match the image's height and width {image.shape[:2]}"
+        )
+    height, width = mask.shape
+    name = strategy.resolve(height, width)
+    hole = mask != 0
+    if not hole.any():
+        return image.copy()
+    if name == "full":
+        out = composite_uint8(generator, image[None], hole[None, ..., None].astype(np.uint8))
+        return out[0].numpy()
+    if name == "resize":
+        groups = [(0, 0, height, width)]
+        plans = [region_plan(groups[0], height, width, strategy.model_size, margin=0)]
+    else:
+        groups = hole_groups(hole_boxes(hole), strategy.margin)
+        plans = [
+            region_plan(g, height, width, strategy.model_size, strategy.margin) for g in groups
+        ]
+    result = image.copy()
+    batches = {}
+    for group, plan in zip(groups, plans, strict=True):
+        batches.setdefault((plan[2], plan[3], plan[4]), []).append((group, plan))
+    for (rows, cols, tile), members in batches.items():
+        regions, holes = [], []
+        for _, (top, left, _, _, _) in members:
+            ys = region_indices(top, rows, height)
+            xs = region_indices(left, cols, width)
+            regions.append(image[np.ix_(ys, xs)])
+            holes.append(hole[np.ix_(ys, xs)])
+        out = inpaint_regions(
+            generator,
+            np.stack(regions),
+            np.stack(holes)[..., None].astype(np.float32),
+            tile,
+            strategy.residual_aggregation,
+            strategy.transfer,
+        ).numpy()
+        for index, ((y0, x0, y1, x1), (top, left, _, _, _)) in enumerate(members):
+            inside = hole[y0:y1, x0:x1]
+            patch = out[index, y0 - top : y1 - top, x0 - left : x1 - left]
+            result[y0:y1, x0:x1][inside] = patch[inside]
+    return result
+
+
+def _union_box(hole):
+    """Union bounding box (int32 y0, x0, y1, x1) of the nonzero pixels of [H, W]."""
+    rows = tf.where(tf.reduce_any(hole, axis=1))[:, 0]
+    cols = tf.where(tf.reduce_any(hole, axis=0))[:, 0]
+    return [tf.cast(v, tf.int32) for v in (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)]
+
+
+def inpaint_union_box(generator, image, mask, strategy):
+    """``crop`` (or ``resize``) in a graph, for one uint8 photo [H, W, 3] and its mask
+    [H, W, 1] (float, 1 = hole): ONE region around the union box of all holes (the
+    SavedModel's plan; the library plans one region per hole group). A photo without
+    holes is returned as it is."""
+    hole2d = mask[..., 0] > 0
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+
+    def run():
+        if strategy.name == "resize":
+            box, margin = [0, 0, height, width], 0
+        else:
+            box, margin = _union_box(hole2d), strategy.margin
+        top, left, rows, cols, tile = region_plan(box, height, width, strategy.model_size, margin)
+        ys = region_indices(top, rows, height)
+        xs = region_indices(left, cols, width)
+        region = tf.gather(tf.gather(image, ys, axis=0), xs, axis=1)
+        holes = tf.gather(tf.gather(mask, ys, axis=0), xs, axis=1)
+        out = inpaint_regions(
+            generator,
+            region[None],
+            holes[None],
+            tile,
+            strategy.residual_aggregation,
+            strategy.transfer,
+        )[0]
+        # Back into the photo: the region's first occurrence of each photo pixel inside
+        # the photo is [top, top + min(rows, height)) x [left, left + min(cols, width)).
+        keep_h, keep_w = tf.minimum(rows, height), tf.minimum(cols, width)
+        inner = out[:keep_h, :keep_w]
+        pasted = tf.pad(
+            inner, [[top, height - top - keep_h], [left, width - left - keep_w], [0, 0]]
+        )
+        return tf.where(mask > 0, pasted, image)
+
+    return tf.cond(tf.reduce_any(hole2d), run, lambda: tf.identity(image))
+
+
+def serve_photos(generator, image, mask, strategy):
+    """uint8 [B, H, W, 3] and mask [B, H, W, 1] (any nonzero = hole) -> uint8 inpainted,
+    with ``strategy`` in the graph (``full`` photos as ``composite_uint8``)."""
+    hole = binary_mask(mask)
+    if strategy.name == "full":
+        return composite_uint8(generator, image, mask)
+
+    def cropped():
+        return tf.map_fn(
+            lambda pair: inpaint_union_box(generator, pair[0], pair[1], strategy),
+            (image, hole),
+            fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+        )
+
+    if strategy.name in ("crop", "resize"):
+        return cropped()
+    shape = tf.shape(image)
+    return tf.cond(
+        tf.maximum(shape[1], shape[2]) > strategy.trigger,
+        cropped,
+        lambda: composite_uint8(generator, image, mask),
+    )
+
+
+__all__ = [
+    "PhotoStrategy",
+    "STRATEGIES",
+    "TRANSFERS",
+    "hole_boxes",
+    "hole_groups",
+    "inpaint_photo",
+    "inpaint_regions",
+    "region_plan",
+    "serve_photos",
+]
