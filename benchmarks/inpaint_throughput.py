@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 
 from penet_tf import Generator  # noqa: E402
-from penet_tf.inpaint import inpaint_files, load_inpainter  # noqa: E402
+from penet_tf.inpainting import inpaint_files, load_inpainter  # noqa: E402
 
 
 def sample_photos():

@@ -38,10 +38,9 @@ import time
 import numpy as np
 
 from penet_tf import metrics
-from penet_tf.inpaint import (
+from penet_tf.cli import add_mask_arguments, add_model_arguments
+from penet_tf.inpainting import (
     Progress,
-    add_mask_arguments,
-    add_model_arguments,
     collect_items,
     load_inpainter,
     make_dataset,
@@ -106,7 +105,7 @@ def evaluate(
     is_splits=10,
     progress=True,
 ):
-    """Evaluates a model (``inpainter``, see ``penet_tf.inpaint.load_inpainter``) or a folder
+    """Evaluates a model (``inpainter``, see ``penet_tf.inpainting.load_inpainter``) or a folder
     of ``predictions`` against the original ``images``; returns ``(report, skipped)``.
 
     Args:

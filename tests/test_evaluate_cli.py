@@ -14,7 +14,7 @@ from sklearn.datasets import load_sample_images
 
 from penet_tf import Generator
 from penet_tf.evaluate import build_parser, evaluate, main
-from penet_tf.inpaint import load_inpainter
+from penet_tf.inpainting import load_inpainter
 
 
 def _degrade(image, seed):

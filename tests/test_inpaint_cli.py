@@ -13,7 +13,8 @@ from skimage import data
 from sklearn.datasets import load_sample_images
 
 from penet_tf import Generator
-from penet_tf.inpaint import build_parser, inpaint_files, load_inpainter, main
+from penet_tf.inpaint import build_parser, main
+from penet_tf.inpainting import inpaint_files, load_inpainter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

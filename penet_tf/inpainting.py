@@ -1,0 +1,630 @@
+"""Inpainting files with a loaded model: the library under ``penet_tf.inpaint`` (the CLI)
+and ``penet_tf.evaluate``.
+
+* Pairing (``collect_items``): images and masks (or already-inpainted predictions) are
+  paired by file name without its extension (``photos/cat.jpg`` with ``masks/cat.png``);
+  a single mask file may serve a whole folder (it is then resized to each image, nearest
+  neighbour). Sizes are checked from the files' headers, before any decoding.
+* Batching (``plan_batches``, ``make_dataset``): images of the same size are batched
+  together, up to a batch size (a batch never mixes sizes), and decoded in parallel by
+  a ``tf.data`` pipeline; masks come from files or are generated (``"centre"``: the
+  centred (H/2) x (W/2) block of the release's test masks; ``"strokes"``: free-form
+  strokes seeded by a seed and the image's position in the sorted list).
+* Models (``load_inpainter``): a SavedModel's ``serving_default`` signature, or generator
+  weights run through ``penet_tf.inference.serve``; both give identical results.
+* Running (``run_batches``, ``inpaint_files``): unreadable files are reported by name and
+  skipped; outputs are written atomically (``penet_tf.io_utils``).
+
+Example:
+
+    >>> inpainter = load_inpainter("savedmodels/demo")  # doctest: +SKIP
+    >>> written, skipped, seconds = inpaint_files(
+    ...     inpainter, "photos/", "results/", masks="masks/", batch_size=8
+    ... )  # doctest: +SKIP
+"""
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from penet_tf.data import masks as mask_lib
+from penet_tf.inference import padded_pixels, padded_size, serve
+from penet_tf.io_utils import IMAGE_SUFFIXES, atomic_path
+
+MASK_TYPES = ("centre", "strokes")
+NO_PIXEL_LIMIT = 2**62
+EXPORT_CONFIG_FILE = "penet_tf.json"  # written by penet_tf.export in assets.extra/
+EXIF_ORIENTATION = 0x0112
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclasses.dataclass
+class Item:
+    """One image to process: its output name, file paths and (H, W) after loading."""
+
+    index: int
+    name: str
+    image: str
+    size: tuple
+    mask: str | None = None
+    prediction: str | None = None
+    shared_mask: bool = False
+
+
+@dataclasses.dataclass
+class Skipped:
+    """A file that was not processed, and why."""
+
+    name: str
+    reason: str
+
+
+def _reason(error):
+    """A short human reason for a failed read."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image file that can be read (unknown or corrupt format)"
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"unreadable ({text})"
+
+
+def list_images(path, flag="--images"):
+    """Sorted image files of a folder (not recursive, hidden files ignored), or ``[path]``
+    for a file. A path that does not exist at all is returned as is (and later reported as
+    missing) when it names an image file; otherwise it is an error."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return sorted(
+            os.path.join(path, name)
+            for name in os.listdir(path)
+            if not name.startswith(".")
+            and name.lower().endswith(IMAGE_SUFFIXES)
+            and not os.path.isdir(os.path.join(path, name))
+        )
+    if os.path.exists(path) or path.lower().endswith(IMAGE_SUFFIXES):
+        return [path]
+    raise FileNotFoundError(f"{flag} {path}: no such file or directory")
+
+
+def stem(path):
+    """The pairing name of a file: its base name without the extension."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _by_name(paths):
+    """{name: path}; for two files with one name (a.png, a.jpg) a PNG wins, else the first."""
+    found = {}
+    for path in paths:
+        name = stem(path)
+        if name not in found or (
+            path.lower().endswith(".png") and not found[name].lower().endswith(".png")
+        ):
+            found[name] = path
+    return found
+
+
+def probe_size(path):
+    """(H, W) of an image as displayed (EXIF rotation applied), reading only its header."""
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def collect_items(images, masks=None, predictions=None, resize=None):
+    """Pairs images with masks / predictions by name and checks their sizes (headers only).
+
+    Args:
+        images: an image file or folder.
+        masks: None, a mask file (one mask for every image, resized to each) or a folder
+            of masks named like the images.
+        predictions: None or a folder of already-inpainted images named like the images
+            (``evaluate --predictions``); they must have the (resized) image size.
+        resize: None or (H, W): images are resized to it when read (evaluation protocols).
+
+    Returns:
+        ``(items, skipped)``: the ``Item`` list in name order and the ``Skipped`` list.
+    """
+    image_paths = list_images(images)
+    if not image_paths:
+        raise FileNotFoundError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in {images}")
+    mask_lookup = prediction_lookup = None
+    shared_mask = None
+    if masks is not None:
+        if os.path.isdir(masks):
+            mask_lookup = _by_name(list_images(masks, "--masks"))
+        elif os.path.isfile(masks):
+            if len(image_paths) == 1 and not os.path.isdir(images):
+                mask_lookup = {stem(image_paths[0]): os.fspath(masks)}
+            else:
+                shared_mask = os.fspath(masks)
+        else:
+            raise FileNotFoundError(f"--masks {masks}: no such file or directory")
+    if predictions is not None:
+        if not os.path.isdir(predictions):
+            raise FileNotFoundError(f"--predictions {predictions}: no such directory")
+        prediction_lookup = _by_name(list_images(predictions, "--predictions"))
+
+    items, skipped, seen = [], [], {}
+    for path in image_paths:
+        name = stem(path)
+        if name in seen:
+            skipped.append(
+                Skipped(path, f"another image has the same name ({seen[name]}); rename one")
+            )
+            continue
+        seen[name] = path
+        try:
+            size = probe_size(path)
+        except Exception as error:  # anything PIL raises on a bad file
+            skipped.append(Skipped(path, _reason(error)))
+            continue
+        if resize is not None:
+            size = tuple(resize)
+        item = Item(len(items), name, path, size, shared_mask, shared_mask=shared_mask is not None)
+        problem = None
+        if mask_lookup is not None:
+            item.mask = mask_lookup.get(name)
+            if item.mask is None:
+                problem = f"no mask named {name}.* in {masks}"
+            else:
+                problem = _check_size(item.mask, size, "mask")
+        if problem is None and prediction_lookup is not None:
+            item.prediction = prediction_lookup.get(name)
+            if item.prediction is None:
+                problem = f"no prediction named {name}.* in {predictions}"
+            else:
+                problem = _check_size(item.prediction, size, "prediction")
+        if problem is not None:
+            skipped.append(Skipped(path, problem))
+            continue
+        items.append(item)
+    for position, item in enumerate(items):
+        item.index = position
+    return items, skipped
+
+
+def _check_size(path, size, what):
+    try:
+        found = probe_size(path)
+    except Exception as error:
+        return f"{what} {path}: {_reason(error)}"
+    if tuple(found) != tuple(size):
+        return f"{what} {path} is {found[1]}x{found[0]} (WxH) but the image is {size[1]}x{size[0]}"
+    return None
+
+
+def read_rgb(path, resize=None):
+    """An image file as uint8 [H, W, 3] (EXIF rotation applied; PIL bilinear resize to
+    ``resize`` = (H, W) if given)."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        if resize is not None and image.size != (resize[1], resize[0]):
+            image = image.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
+        return np.asarray(image, np.uint8)
+
+
+def read_mask(path):
+    """A mask file as uint8 [H, W, 1]: 1 (a hole) where any colour channel is nonzero,
+    alpha ignored (as the export's ``inpaint_bytes``)."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        return np.asarray(image).any(axis=-1).astype(np.uint8)[..., None]
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def plan_batches(items, batch_size):
+    """Lists of items of one size, at most ``batch_size`` each, sizes in first-seen order."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    groups = {}
+    for item in items:
+        groups.setdefault(tuple(item.size), []).append(item)
+    return [
+        group[start : start + batch_size]
+        for group in groups.values()
+        for start in range(0, len(group), batch_size)
+    ]
+
+
+def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=False):
+    """A ``tf.data`` pipeline of ready batches (files decoded in parallel, masks generated).
+
+    Args:
+        batches: ``plan_batches`` output.
+        mask_source: ``"files"`` (``Item.mask``, one file per image or one shared file),
+            ``"centre"``, ``"strokes"`` or None (no masks).
+        seed: seeds ``"strokes"``: image ``i`` gets the stateless seed ``[seed, i]``.
+        resize: (H, W) to resize images to, or None.
+        predictions: also read ``Item.prediction``.
+
+    Yields:
+        dicts of ``index`` int64 [B], ``image`` uint8 [B, H, W, 3], ``mask`` uint8
+        [B, H, W, 1] (0/1; absent without ``mask_source``), ``prediction`` uint8
+        [B, H, W, 3] (with ``predictions``) and ``error`` string [B]: empty, or why that
+        image could not be read (its arrays are then zeros).
+    """
+    if mask_source not in (None, "files", *MASK_TYPES):
+        raise ValueError(f"unknown mask source {mask_source!r}")
+    shared_cache = {}
+
+    def load(batch_id):
+        batch = batches[int(batch_id)]
+        height, width = batch[0].size
+        count = len(batch)
+        images = np.zeros([count, height, width, 3], np.uint8)
+        # Arrays not read here stay empty (generated masks are made in the next map).
+        masks = np.zeros([count, *((height, width) if mask_source == "files" else (0, 0)), 1])
+        masks = masks.astype(np.uint8)
+        preds = np.zeros([count, *((height, width) if predictions else (0, 0)), 3], np.uint8)
+        errors = [""] * count
+        for slot, item in enumerate(batch):
+            what = "image"
+            try:
+                images[slot] = _fit(read_rgb(item.image, resize), (height, width), "image")
+                if mask_source == "files":
+                    what = "mask"
+                    masks[slot] = _mask_for(item, (height, width), shared_cache)
+                if predictions:
+                    what = "prediction"
+                    preds[slot] = _fit(read_rgb(item.prediction), (height, width), "prediction")
+            except Exception as error:  # any unreadable file: reported, not fatal
+                path = {"image": item.image, "mask": item.mask, "prediction": item.prediction}
+                reason = str(error) if isinstance(error, _SizeError) else _reason(error)
+                errors[slot] = reason if what == "image" else f"{what} {path[what]}: {reason}"
+        indices = np.array([item.index for item in batch], np.int64)
+        return indices, images, masks, preds, np.array(errors, dtype=object)
+
+    def load_batch(batch_id):
+        indices, images, masks, preds, errors = tf.py_function(
+            load, [batch_id], [tf.int64, tf.uint8, tf.uint8, tf.uint8, tf.string]
+        )
+        element = {
+            "index": tf.ensure_shape(indices, [None]),
+            "image": tf.ensure_shape(images, [None, None, None, 3]),
+            "error": tf.ensure_shape(errors, [None]),
+        }
+        if mask_source is not None:
+            element["mask"] = tf.ensure_shape(masks, [None, None, None, 1])
+        if predictions:
+            element["prediction"] = tf.ensure_shape(preds, [None, None, None, 3])
+        return element
+
+    def generate_masks(element):
+        shape = tf.shape(element["image"])
+        height, width = shape[1], shape[2]
+        if mask_source == "centre":
+            mask = mask_lib.centre(height, width)[None]
+            element["mask"] = tf.cast(tf.repeat(mask, shape[0], axis=0), tf.uint8)
+        else:
+            element["mask"] = tf.map_fn(
+                lambda index: tf.cast(
+                    mask_lib.strokes(height, width, tf.stack([tf.constant(seed, tf.int64), index])),
+                    tf.uint8,
+                ),
+                element["index"],
+                fn_output_signature=tf.TensorSpec([None, None, 1], tf.uint8),
+            )
+        return element
+
+    dataset = tf.data.Dataset.range(len(batches)).map(
+        load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    if mask_source in MASK_TYPES:
+        dataset = dataset.map(generate_masks, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(2)
+
+
+class _SizeError(ValueError):
+    pass
+
+
+def _fit(array, size, what):
+    if array.shape[:2] != tuple(size):
+        raise _SizeError(
+            f"{what} is {array.shape[1]}x{array.shape[0]} (WxH) once read, "
+            f"expected {size[1]}x{size[0]}"
+        )
+    return array
+
+
+def _mask_for(item, size, cache):
+    """The item's mask at ``size``: its own file (sizes must match) or the shared mask."""
+    if not item.shared_mask:
+        return _fit(read_mask(item.mask), size, "mask")
+    key = (item.mask, tuple(size))
+    if key not in cache:
+        mask = read_mask(item.mask)
+        if mask.shape[:2] != tuple(size):
+            # One mask for a whole folder: nearest-neighbour resize to each image size.
+            resized = Image.fromarray(mask[..., 0] * 255).resize(
+                (size[1], size[0]), Image.Resampling.NEAREST
+            )
+            mask = (np.asarray(resized) != 0).astype(np.uint8)[..., None]
+        cache[key] = mask
+    return cache[key]
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class Inpainter:
+    """A loaded model: ``inpainter(image uint8 [B, H, W, 3], mask uint8 [B, H, W, 1]) ->
+    uint8 [B, H, W, 3]`` (mask nonzero = hole; composited, known pixels unchanged).
+
+    ``max_pixels``: the SavedModel's pixel budget (None: no limit). An image over it is
+    refused with ``ValueError`` before the model runs, naming the limit, the image's size
+    and how to raise it.
+    """
+
+    def __init__(self, function, description, keep=None, max_pixels=None):
+        self._function = function
+        self.description = description
+        self._keep = keep  # the SavedModel object its signature needs alive
+        self.max_pixels = max_pixels
+
+    def check_size(self, height, width):
+        """ValueError if an H x W image is over ``max_pixels`` (counted padded)."""
+        if self.max_pixels is None:
+            return
+        pixels = padded_pixels(height, width)
+        if pixels > self.max_pixels:
+            raise ValueError(
+                f"the image is {width}x{height} (WxH), {pixels} pixels once padded to "
+                f"{padded_size(width)}x{padded_size(height)}, over this SavedModel's limit of "
+                f"{self.max_pixels} pixels per image; re-export it with a larger limit "
+                f"(python -m penet_tf.export ... --max-pixels {pixels}) or pass generator "
+                "weights as --model (no limit)"
+            )
+
+    def __call__(self, image, mask):
+        self.check_size(*np.shape(image)[1:3])
+        return np.asarray(self._function(tf.convert_to_tensor(image), tf.convert_to_tensor(mask)))
+
+
+def find_saved_model(path):
+    """The SavedModel directory for ``--model``: ``path`` itself if it holds
+    ``saved_model.pb``, else its highest numeric version subdirectory that does; or None."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [
+        int(name)
+        for name in os.listdir(path)
+        if re.fullmatch(r"\d+", name) and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
+    ]
+    return os.path.join(path, str(max(versions))) if versions else None
+
+
+def _saved_max_pixels(version):
+    """The pixel budget an export recorded in ``assets.extra/penet_tf.json`` (or None)."""
+    config = os.path.join(version, "assets.extra", EXPORT_CONFIG_FILE)
+    try:
+        with open(config) as handle:
+            return int(json.load(handle)["max_pixels"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_inpainter(path):
+    """Loads ``--model``: a SavedModel (version directory, or base directory -> highest
+    version) through its ``serving_default`` signature, or generator weights
+    (``.weights.h5`` with an optional ``NAME.config.json``, or a released ``.pth``) through
+    the export's own ``serve`` function in a ``tf.function``; both give identical results."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        version = find_saved_model(path)
+        if version is None:
+            raise FileNotFoundError(
+                f"--model {path}: a directory without saved_model.pb or numeric version "
+                "subdirectories holding one"
+            )
+        loaded = tf.saved_model.load(version)
+        if "serving_default" not in loaded.signatures:
+            raise ValueError(f"--model {version}: the SavedModel has no serving_default signature")
+        signature = loaded.signatures["serving_default"]
+
+        def run_saved(image, mask):
+            return signature(image=image, mask=mask)["inpainted"]
+
+        return Inpainter(
+            run_saved, f"SavedModel {version}", keep=loaded, max_pixels=_saved_max_pixels(version)
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--model {path}: no such file or directory")
+
+    from penet_tf.models import load_generator
+
+    generator = load_generator(path)
+    spec = tf.TensorSpec
+
+    @tf.function(
+        input_signature=[
+            spec([None, None, None, 3], tf.uint8),
+            spec([None, None, None, 1], tf.uint8),
+        ]
+    )
+    def run_weights(image, mask):
+        return serve(generator, image, mask, max_pixels=NO_PIXEL_LIMIT)
+
+    return Inpainter(run_weights, f"generator weights {path}")
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def write_png(path, array):
+    """Writes uint8 [H, W, C] as a PNG atomically (temporary file in the folder + rename)."""
+    array = np.asarray(array, np.uint8)
+    with atomic_path(path, suffix=".png") as temporary:
+        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(temporary, "PNG")
+
+
+def grid_image(image, mask, output):
+    """masked input (holes white) | output | original, side by side: uint8 [H, 3W, 3]."""
+    masked = np.where(mask != 0, np.uint8(255), image)
+    return np.concatenate([masked, output, image], axis=1)
+
+
+class Progress:
+    """A progress line on stderr with rate and ETA (redrawn on a terminal; otherwise a
+    line about every 10 % of the work)."""
+
+    def __init__(self, total, unit="images", stream=None, enabled=True):
+        self.total, self.unit, self.done = total, unit, 0
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and total > 0
+        self.start = time.perf_counter()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._next_report = 0.1
+
+    def add(self, count):
+        self.done += count
+        if not self.enabled:
+            return
+        fraction = self.done / self.total
+        if not self.tty and fraction < self._next_report and self.done < self.total:
+            return
+        self._next_report = math.floor(fraction * 10 + 1) / 10
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        bar = "#" * int(30 * fraction)
+        line = (
+            f"[{bar:<30}] {self.done}/{self.total} {self.unit} {rate:.2f}/s "
+            f"ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        )
+        end = "\n" if not self.tty or self.done >= self.total else ""
+        self.stream.write(("\r" if self.tty else "") + line + end)
+        self.stream.flush()
+
+
+def run_batches(dataset, items, inpainter=None):
+    """Iterates ``make_dataset`` batches, dropping unreadable images and running the model.
+
+    Yields ``(batch_items, arrays, failed, count)``: the readable ``Item``s of the batch;
+    ``arrays`` with their ``image``, ``mask`` and ``prediction`` (whichever the dataset
+    has) and ``output``, the inpainter's result (or the read prediction without an
+    inpainter); ``failed``, the ``Skipped`` entries of this batch (unreadable files, or
+    every image of the batch when the model fails on it); ``count``, the batch size.
+    """
+    by_index = {item.index: item for item in items}
+    for batch in dataset:
+        indices = batch["index"].numpy()
+        errors = [error.decode() for error in batch["error"].numpy()]
+        readable = np.array([not error for error in errors], bool)
+        failed = [
+            Skipped(by_index[index].image, error)
+            for index, error in zip(indices, errors, strict=True)
+            if error
+        ]
+        batch_items = [by_index[index] for index in indices[readable]]
+        arrays = {
+            key: batch[key].numpy()[readable]
+            for key in ("image", "mask", "prediction")
+            if key in batch
+        }
+        if batch_items and inpainter is not None:
+            try:
+                arrays["output"] = inpainter(arrays["image"], arrays["mask"])
+            except ValueError as error:  # refused before running (e.g. over the pixel limit)
+                failed += [Skipped(item.image, str(error)) for item in batch_items]
+                batch_items = []
+            except tf.errors.OpError as error:
+                message = _graph_message(error)
+                failed += [Skipped(item.image, f"model failed: {message}") for item in batch_items]
+                batch_items = []
+        elif "prediction" in arrays:
+            arrays["output"] = arrays["prediction"]
+        yield batch_items, arrays, failed, len(indices)
+
+
+def _graph_message(error):
+    """The first meaningful line of a TF error (not "Graph execution error:")."""
+    message = getattr(error, "message", None) or str(error)
+    match = re.search(r"assertion failed: \[(.*?)\]", message, re.DOTALL)
+    if match:
+        return match.group(1).strip()
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip() and not line.startswith(("Graph execution error", "Detected at node", "  "))
+    ]
+    return lines[0] if lines else repr(error)
+
+
+def write_text(path, text):
+    """Writes ``text`` to ``path`` atomically (temporary file in the folder + rename)."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+
+
+def report_skipped(skipped, stream=None):
+    """One ``skipped NAME: reason`` line per skipped file."""
+    stream = stream or sys.stderr
+    for entry in skipped:
+        print(f"skipped {entry.name}: {entry.reason}", file=stream)
+
+
+# ------------------------------------------------------------------------ folders
+
+
+def inpaint_files(
+    inpainter,
+    images,
+    out,
+    masks=None,
+    mask_type=None,
+    batch_size=1,
+    grid=False,
+    seed=0,
+    progress=True,
+):
+    """Inpaints every image of ``images`` into ``out``; returns ``(written, skipped, seconds)``.
+
+    ``written`` lists output PNG paths; ``skipped`` the ``Skipped`` files (already printed
+    to stderr). See the module docstring for pairing and batching.
+    """
+    if (masks is None) == (mask_type is None):
+        raise ValueError("give either masks (a file or folder) or a mask type")
+    if mask_type is not None and mask_type not in MASK_TYPES:
+        raise ValueError(f"--mask-type must be one of {MASK_TYPES}, got {mask_type!r}")
+    items, skipped = collect_items(images, masks)
+    report_skipped(skipped)
+    os.makedirs(out, exist_ok=True)
+    batches = plan_batches(items, batch_size)
+    dataset = make_dataset(batches, "files" if masks is not None else mask_type, seed)
+    bar = Progress(len(items), enabled=progress)
+    written = []
+    start = time.perf_counter()
+    for batch_items, arrays, failed, count in run_batches(dataset, items, inpainter):
+        report_skipped(failed)
+        skipped.extend(failed)
+        for slot, item in enumerate(batch_items):
+            path = os.path.join(out, f"{item.name}.png")
+            write_png(path, arrays["output"][slot])
+            written.append(path)
+            if grid:
+                write_png(
+                    os.path.join(out, f"{item.name}_grid.png"),
+                    grid_image(arrays["image"][slot], arrays["mask"][slot], arrays["output"][slot]),
+                )
+        bar.add(count)
+    return written, skipped, time.perf_counter() - start
