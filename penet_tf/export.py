@@ -45,6 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from penet_tf.high_resolution import STRATEGIES, PhotoStrategy, serve_photos
 from penet_tf.inference import (
     binary_mask,
     check_float_values,
@@ -52,12 +53,14 @@ from penet_tf.inference import (
     gate,
     inpaint,
     padded_pixels,
+    padded_size,
     pixel_limit_message,
-    serve,
 )
 from penet_tf.models import generator_config, load_generator
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
+# Photos (not network inputs) for the crop / resize / auto strategies: 8192 x 6144.
+DEFAULT_MAX_PHOTO_PIXELS = 8192 * 6144
 CONFIG_FILE = "penet_tf.json"  # in assets.extra/, beside TF Serving's warm-up file
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -145,13 +148,56 @@ def _decode_mask(data, name, max_pixels):
     return tf.reduce_max(colours, axis=-1, keepdims=True)
 
 
-def build_archive(generator, max_pixels=DEFAULT_MAX_PIXELS):
-    """A ``keras.export.ExportArchive`` with the three signatures around ``generator``."""
+def photo_limit(strategy, max_pixels, max_photo_pixels):
+    """The pixel limit of a photo sent to the uint8 and bytes signatures, after checking
+    that the network inputs ``strategy`` can make stay within ``max_pixels``.
+
+    ``full`` runs the network on the photo: the photo limit is ``max_pixels``. ``crop``
+    and ``resize`` run it on at most ``model_size`` squared (and ``auto`` on photos up to
+    ``trigger`` squared): photos up to ``max_photo_pixels`` are accepted.
+    """
+    if strategy.name == "full":
+        return max_pixels
+    largest = {"crop": strategy.model_size, "resize": strategy.model_size}.get(
+        strategy.name, max(strategy.model_size, strategy.trigger)
+    )
+    if padded_size(largest) ** 2 > max_pixels:
+        raise ValueError(
+            f"the {strategy.name!r} strategy runs the network on up to {largest} x {largest} "
+            f"pixels, over max_pixels={max_pixels}: raise max_pixels or lower the "
+            "model size (and the trigger)"
+        )
+    if max_photo_pixels < 1:
+        raise ValueError(f"max_photo_pixels must be positive, got {max_photo_pixels}")
+    return max_photo_pixels
+
+
+def serve_strategy(generator, image, mask, strategy, limit):
+    """``penet_tf.inference.serve`` with a photo strategy: the request checks (the photo
+    against ``limit``) pass before anything else runs."""
+    image, mask = gate(check_request(image, mask, limit), image, mask)
+    return serve_photos(generator, image, mask, strategy)
+
+
+def build_archive(
+    generator,
+    max_pixels=DEFAULT_MAX_PIXELS,
+    strategy=None,
+    max_photo_pixels=DEFAULT_MAX_PHOTO_PIXELS,
+):
+    """A ``keras.export.ExportArchive`` with the three signatures around ``generator``.
+
+    ``strategy`` (a ``penet_tf.high_resolution.PhotoStrategy``, ``auto`` by default) runs
+    in the graph of the uint8 and bytes signatures, with one region around the union box
+    of all holes per photo; ``predict_float`` always runs ``full``.
+    """
+    strategy = strategy or PhotoStrategy()
+    limit = photo_limit(strategy, max_pixels, max_photo_pixels)
     archive = keras.export.ExportArchive()
     archive.track(generator)
 
     def serving_default(image, mask):
-        return {"inpainted": serve(generator, image, mask, max_pixels)}
+        return {"inpainted": serve_strategy(generator, image, mask, strategy, limit)}
 
     def inpaint_bytes(image_bytes, mask_bytes):
         checks = [
@@ -166,9 +212,10 @@ def build_archive(generator, max_pixels=DEFAULT_MAX_PIXELS):
         ]
 
         def one(pair):
-            image = _decode(pair[0], 3, "image_bytes", max_pixels)
-            mask = _decode_mask(pair[1], "mask_bytes", max_pixels)
-            return tf.io.encode_png(serve(generator, image[None], mask[None], max_pixels)[0])
+            image = _decode(pair[0], 3, "image_bytes", limit)
+            mask = _decode_mask(pair[1], "mask_bytes", limit)
+            inpainted = serve_strategy(generator, image[None], mask[None], strategy, limit)
+            return tf.io.encode_png(inpainted[0])
 
         with tf.control_dependencies(checks):
             image_bytes = tf.identity(image_bytes)
@@ -267,8 +314,18 @@ def version_dir(base_dir, version=None):
     return final
 
 
-def export_generator(generator, base_dir, version=None, max_pixels=DEFAULT_MAX_PIXELS):
+def export_generator(
+    generator,
+    base_dir,
+    version=None,
+    max_pixels=DEFAULT_MAX_PIXELS,
+    strategy=None,
+    max_photo_pixels=DEFAULT_MAX_PHOTO_PIXELS,
+):
     """Writes ``base_dir/<version>/`` (the next free version by default); returns its path.
+
+    ``strategy`` and ``max_photo_pixels``: see ``build_archive`` (recorded with
+    ``max_pixels`` in ``assets.extra/penet_tf.json``).
 
     Everything is written to a hidden ``base_dir/.tmp-*`` directory (TF Serving only
     loads numeric directories) and renamed into place at the end, so a failed or
@@ -276,17 +333,27 @@ def export_generator(generator, base_dir, version=None, max_pixels=DEFAULT_MAX_P
     """
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    strategy = strategy or PhotoStrategy()
+    limit = photo_limit(strategy, max_pixels, max_photo_pixels)
     final = version_dir(base_dir, version)
     base_dir = os.path.dirname(final)
     os.makedirs(base_dir, exist_ok=True)
     temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{os.path.basename(final)}-")
     try:
-        build_archive(generator, max_pixels).write_out(temporary, verbose=False)
+        build_archive(generator, max_pixels, strategy, max_photo_pixels).write_out(
+            temporary, verbose=False
+        )
         extra = os.path.join(temporary, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(base_dir))
         with open(os.path.join(extra, CONFIG_FILE), "w") as handle:
-            json.dump({"generator": generator_config(generator), "max_pixels": max_pixels}, handle)
+            config = {
+                "generator": generator_config(generator),
+                "max_pixels": max_pixels,
+                "strategy": strategy.to_config(),
+                "max_photo_pixels": limit,  # what the uint8 and bytes signatures accept
+            }
+            json.dump(config, handle)
         os.chmod(temporary, 0o755)  # mkdtemp's 0700 would hide it from a server's own user
         os.rename(temporary, final)  # atomic; fails if a filled `final` appeared meanwhile
     except BaseException:
@@ -317,15 +384,54 @@ def main(argv=None):
         default=192,
         help="attention memory budget per image and layer (default 192 MiB)",
     )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="auto",
+        help="how the uint8 and bytes signatures treat large photos (default auto: crop "
+        "one region around all holes when the long side exceeds --trigger, else full)",
+    )
+    parser.add_argument(
+        "--model-size", type=int, default=256, help="network input long side (default 256)"
+    )
+    parser.add_argument(
+        "--margin", type=int, default=128, help="context around the holes (default 128)"
+    )
+    parser.add_argument(
+        "--trigger", type=int, default=512, help="auto: crop above this long side (default 512)"
+    )
+    parser.add_argument(
+        "--residual-aggregation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the known pixels' full-resolution detail to crop/resize holes (default on)",
+    )
+    parser.add_argument(
+        "--max-photo-pixels",
+        type=int,
+        default=DEFAULT_MAX_PHOTO_PIXELS,
+        help="largest photo (H * W) crop/resize/auto accept, checked from the header "
+        f"before decoding (default {DEFAULT_MAX_PHOTO_PIXELS})",
+    )
     args = parser.parse_args(argv)
     try:
         if args.max_pixels < 1:
             raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
+        strategy = PhotoStrategy(
+            args.strategy,
+            model_size=args.model_size,
+            margin=args.margin,
+            trigger=args.trigger,
+            residual_aggregation=args.residual_aggregation,
+        )
+        photo_limit(strategy, args.max_pixels, args.max_photo_pixels)
         version_dir(args.out, args.version)  # refuse a taken --version before loading anything
         generator = load_generator(
             args.weights, patch_method="conv", attention_chunk_mb=args.attention_chunk_mb
         )
-        path = export_generator(generator, args.out, args.version, args.max_pixels)
+        path = export_generator(
+            generator, args.out, args.version, args.max_pixels, strategy, args.max_photo_pixels
+        )
     except (OSError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

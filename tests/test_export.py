@@ -24,6 +24,7 @@ from penet_tf.export import (
     main,
     version_dir,
 )
+from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.inference import check_request, float_to_uint8, inpaint, uint8_to_float
 from penet_tf.models import load_generator
 
@@ -246,15 +247,16 @@ def _peak_growth(function):
 
 
 def test_an_8192_squared_request_is_refused_before_any_cast_or_pad(exported):
-    """Over the default 2048^2 budget: refused without casting (805 MB of float32) or
-    padding (was 4.2 s and +3.6 GB). Generous bounds, not a benchmark."""
+    """Over the default photo limit (8192 x 6144, the ``auto`` strategy): refused without
+    casting (805 MB of float32) or padding (was 4.2 s and +3.6 GB). Generous bounds, not a
+    benchmark."""
     signature = exported["model"].signatures["serving_default"]
     image = tf.constant(np.full((1, 8192, 8192, 3), 9, np.uint8))
     mask = tf.constant(np.zeros((1, 8192, 8192, 1), np.uint8))
     signature(image=image[:, :64, :64], mask=mask[:, :64, :64])  # warm up
     outcome, seconds, growth = _peak_growth(lambda: signature(image=image, mask=mask))
     assert isinstance(outcome, tf.errors.InvalidArgumentError)
-    assert "server limit of 4194304 pixels" in outcome.message
+    assert "server limit of 50331648 pixels" in outcome.message
     assert seconds < 0.5
     assert growth < 64 * 2**20  # the request is 268 MB; one float32 copy would be 805 MB
 
@@ -360,6 +362,8 @@ def test_export_records_its_config(exported):
     config = json.loads((exported["path"] / "assets.extra" / CONFIG_FILE).read_text())
     assert config["generator"]["base_channels"] == 4  # from generator.config.json
     assert config["max_pixels"] == 2048 * 2048
+    assert config["max_photo_pixels"] == 8192 * 6144
+    assert PhotoStrategy.from_config(config["strategy"]) == PhotoStrategy()  # auto
     assert sorted(os.listdir(exported["base"])) == ["2", "3", "notes"]  # no temporary left
     assert os.stat(exported["path"]).st_mode & 0o777 == 0o755
 
@@ -405,3 +409,27 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         export_generator(Generator(base_channels=4), tmp_path)
     assert os.listdir(tmp_path) == ["1"]
+
+
+def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
+    """A photo over the trigger (512) goes through ``crop`` + CRA in the graph, as
+    ``penet_tf.high_resolution.inpaint_photo`` runs it (one hole group = the union box)."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[:90, :700]
+    image = np.stack([x % 256, (y * 3) % 256, (x + y) % 256], -1).astype(np.float64)
+    image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
+    mask = np.zeros((90, 700, 1), np.uint8)
+    mask[30:60, 400:480] = 255
+    mask[40:50, 500:510] = 255
+    served = exported["model"].signatures["serving_default"](image=image[None], mask=mask[None])
+    served = served["inpainted"].numpy()[0]
+    expected = inpaint_photo(exported["generator"], image, mask, PhotoStrategy())
+    known = mask[..., 0] == 0
+    np.testing.assert_array_equal(served[known], image[known])
+    difference = np.abs(served.astype(int) - expected.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    assert (served[~known] != image[~known]).any()
+    encoded = exported["model"].signatures["inpaint_bytes"](
+        image_bytes=tf.io.encode_png(image)[None], mask_bytes=tf.io.encode_png(mask)[None]
+    )["inpainted_bytes"][0]
+    np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(), served)

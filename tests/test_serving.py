@@ -21,6 +21,7 @@ from serving_double import ServingDouble, free_port
 
 from penet_tf import Generator
 from penet_tf.export import export_generator
+from penet_tf.high_resolution import PhotoStrategy
 from penet_tf.serving import InpaintClient, ServingError, read_mask
 from penet_tf.serving.client import main
 
@@ -35,7 +36,7 @@ def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("models") / MODEL
     generator = Generator(base_channels=4, patch_method="conv")
     generator.build()
-    path = export_generator(generator, base, max_pixels=MAX_PIXELS)
+    path = export_generator(generator, base, max_pixels=MAX_PIXELS, strategy=PhotoStrategy("full"))
     direct = tf.saved_model.load(path).signatures  # the reference: a direct call
     with ServingDouble(base, MODEL) as double:
         yield {"address": double.address, "direct": direct, "double": double, "base": str(base)}
