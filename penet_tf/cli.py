@@ -3,6 +3,9 @@
 Library code never imports a CLI module; CLIs import the libraries and this module.
 """
 
+import argparse
+
+from penet_tf.high_resolution import STRATEGIES, PhotoStrategy
 from penet_tf.inpainting import MASK_TYPES
 
 
@@ -33,3 +36,53 @@ def add_mask_arguments(group):
         "release's test mask), strokes = free-form brush strokes covering 10-40%% of the "
         "image, seeded by --seed and the image's position",
     )
+
+
+STRATEGY_OPTIONS = ("strategy", "model_size", "margin", "trigger", "residual_aggregation")
+
+
+def add_strategy_arguments(parser):
+    """``--strategy``, ``--model-size``, ``--margin``, ``--trigger`` and
+    ``--residual-aggregation`` (penet_tf.high_resolution; inpaint and evaluate)."""
+    defaults = PhotoStrategy()
+    group = parser.add_argument_group(
+        "large photos (generator weights; a SavedModel runs the strategy it was exported with)"
+    )
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="full = the network on the whole photo; resize = the photo's long side to "
+        "--model-size; crop = a region around each hole group; auto (default) = crop when "
+        "the long side exceeds --trigger, else full",
+    )
+    group.add_argument(
+        "--model-size",
+        type=int,
+        help=f"network input long side for crop/resize (default {defaults.model_size})",
+    )
+    group.add_argument(
+        "--margin", type=int, help=f"crop: context around the holes (default {defaults.margin})"
+    )
+    group.add_argument(
+        "--trigger", type=int, help=f"auto: crop above this long side (default {defaults.trigger})"
+    )
+    group.add_argument(
+        "--residual-aggregation",
+        action=argparse.BooleanOptionalAction,
+        help="crop/resize: add the known pixels' full-resolution detail into the holes "
+        "through the network's attention (default on)",
+    )
+
+
+def strategy_from_args(args):
+    """The ``PhotoStrategy`` the options ask for, or None when none was given (ValueError
+    for bad values)."""
+    given = {
+        name: getattr(args, name)
+        for name in STRATEGY_OPTIONS
+        if getattr(args, name, None) is not None
+    }
+    if not given:
+        return None
+    name = given.pop("strategy", "auto")
+    return PhotoStrategy(name, **given)

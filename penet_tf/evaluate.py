@@ -38,7 +38,12 @@ import time
 import numpy as np
 
 from penet_tf import metrics
-from penet_tf.cli import add_mask_arguments, add_model_arguments
+from penet_tf.cli import (
+    add_mask_arguments,
+    add_model_arguments,
+    add_strategy_arguments,
+    strategy_from_args,
+)
 from penet_tf.inpainting import (
     Progress,
     collect_items,
@@ -304,6 +309,7 @@ def build_parser():
         "--is-splits", type=int, default=10, help="Inception Score splits (default 10)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_strategy_arguments(parser)
     return parser
 
 
@@ -323,7 +329,8 @@ def main(argv=None):
     ):
         parser.error("--model needs masks: give --masks, --mask-type or --protocol")
     try:
-        inpainter = load_inpainter(args.model) if args.model is not None else None
+        strategy = strategy_from_args(args)
+        inpainter = load_inpainter(args.model, strategy) if args.model is not None else None
         report, skipped = evaluate(
             args.images,
             inpainter=inpainter,

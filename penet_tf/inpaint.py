@@ -12,8 +12,13 @@ with ``--mask-type centre`` (the centred (H/2) x (W/2) block of the release's te
 or ``--mask-type strokes`` (free-form strokes, seeded by ``--seed`` and the image's
 position in the sorted list, so runs repeat exactly).
 
-Any image size works: the model pads by reflection to a multiple of 64 and crops back,
-as the export does. Images of the same size are batched together, up to ``--batch-size``
+Any image size works. Photos whose long side exceeds ``--trigger`` (512) are inpainted
+per hole group, through a region resized to ``--model-size`` (256, the training size),
+with the known pixels' full-resolution detail aggregated into the holes
+(``--strategy auto``, the default; ``full`` / ``crop`` / ``resize`` and
+``--no-residual-aggregation`` choose otherwise: see penet_tf.high_resolution). Through
+``full`` the model pads by reflection to a multiple of 64 and crops back, as the export
+does. Images of the same size are batched together, up to ``--batch-size``
 (a batch never mixes sizes; an image whose size no other shares runs alone). The
 composite - the prediction inside the hole, the original pixels, bit for bit, outside it
 - is written to ``OUT/<name>.png``; ``--grid`` adds ``OUT/<name>_grid.png`` (masked input
@@ -28,7 +33,12 @@ a model that cannot be loaded).
 import argparse
 import sys
 
-from penet_tf.cli import add_mask_arguments, add_model_arguments
+from penet_tf.cli import (
+    add_mask_arguments,
+    add_model_arguments,
+    add_strategy_arguments,
+    strategy_from_args,
+)
 from penet_tf.inpainting import inpaint_files, load_inpainter
 
 
@@ -59,6 +69,7 @@ def build_parser():
         "--seed", type=int, default=0, help="seed of --mask-type strokes (default 0)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_strategy_arguments(parser)
     return parser
 
 
@@ -69,7 +80,7 @@ def main(argv=None):
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     try:
-        inpainter = load_inpainter(args.model)
+        inpainter = load_inpainter(args.model, strategy_from_args(args))
         written, skipped, seconds = inpaint_files(
             inpainter,
             args.images,

@@ -36,6 +36,7 @@ import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from penet_tf.data import masks as mask_lib
+from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.inference import padded_pixels, padded_size, serve
 from penet_tf.io_utils import IMAGE_SUFFIXES, atomic_path
 
@@ -412,21 +413,43 @@ def find_saved_model(path):
     return os.path.join(path, str(max(versions))) if versions else None
 
 
-def _saved_max_pixels(version):
-    """The pixel budget an export recorded in ``assets.extra/penet_tf.json`` (or None)."""
-    config = os.path.join(version, "assets.extra", EXPORT_CONFIG_FILE)
+def _saved_config(version):
+    """The config an export recorded in ``assets.extra/penet_tf.json`` ({} if none)."""
     try:
-        with open(config) as handle:
-            return int(json.load(handle)["max_pixels"])
-    except (OSError, ValueError, KeyError, TypeError):
+        with open(os.path.join(version, "assets.extra", EXPORT_CONFIG_FILE)) as handle:
+            config = json.load(handle)
+        return config if isinstance(config, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _saved_max_pixels(config):
+    """The photo limit of an export: ``max_photo_pixels`` (crop / resize / auto exports)
+    or ``max_pixels`` (``full`` and older exports); None if not recorded."""
+    try:
+        return int(config.get("max_photo_pixels", config["max_pixels"]))
+    except (KeyError, ValueError, TypeError):
         return None
 
 
-def load_inpainter(path):
+def _saved_strategy(config):
+    """The strategy an export runs (``full`` for exports older than the strategies)."""
+    try:
+        return PhotoStrategy.from_config(config["strategy"])
+    except (KeyError, TypeError, ValueError):
+        return PhotoStrategy("full")
+
+
+def load_inpainter(path, strategy=None):
     """Loads ``--model``: a SavedModel (version directory, or base directory -> highest
     version) through its ``serving_default`` signature, or generator weights
-    (``.weights.h5`` with an optional ``NAME.config.json``, or a released ``.pth``) through
-    the export's own ``serve`` function in a ``tf.function``; both give identical results."""
+    (``.weights.h5`` with an optional ``NAME.config.json``, or a released ``.pth``).
+
+    ``strategy`` (a ``penet_tf.high_resolution.PhotoStrategy``; default ``auto``) is how
+    generator weights treat large photos: ``full`` photos run the export's own ``serve``
+    function in a ``tf.function`` (identical to a ``full`` SavedModel), the others
+    ``penet_tf.high_resolution.inpaint_photo``. A SavedModel runs the strategy it was
+    exported with; a different ``strategy`` for it is refused (ValueError)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         version = find_saved_model(path)
@@ -443,8 +466,16 @@ def load_inpainter(path):
         def run_saved(image, mask):
             return signature(image=image, mask=mask)["inpainted"]
 
+        config = _saved_config(version)
+        exported = _saved_strategy(config)
+        if strategy is not None and strategy != exported:
+            raise ValueError(
+                f"--model {version} was exported with {exported} (recorded in assets.extra/"
+                f"{EXPORT_CONFIG_FILE}); it cannot run {strategy}: re-export it with "
+                "python -m penet_tf.export --strategy ..., or drop the strategy options"
+            )
         return Inpainter(
-            run_saved, f"SavedModel {version}", keep=loaded, max_pixels=_saved_max_pixels(version)
+            run_saved, f"SavedModel {version}", keep=loaded, max_pixels=_saved_max_pixels(config)
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"--model {path}: no such file or directory")
@@ -460,8 +491,21 @@ def load_inpainter(path):
             spec([None, None, None, 1], tf.uint8),
         ]
     )
-    def run_weights(image, mask):
+    def run_full(image, mask):
         return serve(generator, image, mask, max_pixels=NO_PIXEL_LIMIT)
+
+    strategy = strategy or PhotoStrategy()
+
+    def run_weights(image, mask):
+        image, mask = np.asarray(image), np.asarray(mask)
+        if strategy.resolve(*image.shape[1:3]) == "full":
+            return run_full(image, mask)
+        return np.stack(
+            [
+                inpaint_photo(generator, one, hole, strategy)
+                for one, hole in zip(image, mask, strict=True)
+            ]
+        )
 
     return Inpainter(run_weights, f"generator weights {path}")
 

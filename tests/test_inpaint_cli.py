@@ -277,7 +277,10 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path,
     from penet_tf.export import export_generator
 
     base = tmp_path / "small"
-    export_generator(workspace["generator"], base, max_pixels=128 * 128)
+    from penet_tf.high_resolution import PhotoStrategy
+
+    full = PhotoStrategy("full")  # auto and crop exports limit the photo separately
+    export_generator(workspace["generator"], base, max_pixels=128 * 128, strategy=full)
     args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
     assert main(["--model", str(base), *args, "--out", str(tmp_path / "o"), "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -286,3 +289,51 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path,
     assert "160x96" in line and "24576 pixels" in line and "limit of 16384" in line
     assert "--max-pixels 24576" in line and "Graph execution error" not in err
     assert "astronaut" not in err  # 128 x 128 fits exactly
+
+
+def test_strategy_options_on_a_large_photo(workspace, tmp_path, capsys):
+    """--strategy crop / --model-size / --margin / --no-residual-aggregation reach
+    penet_tf.high_resolution; the default (auto) crops photos over the trigger."""
+    from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
+
+    folder = tmp_path / "large"
+    folder.mkdir()
+    photo = np.asarray(Image.fromarray(data.astronaut()).resize((640, 600)))
+    mask = np.zeros((600, 640), np.uint8)
+    mask[200:260, 300:380] = 255
+    mask[500:520, 40:60] = 255
+    Image.fromarray(photo).save(folder / "big.png")
+    Image.fromarray(mask).save(tmp_path / "big_mask.png")
+    common = ["--model", workspace["weights"], "--images", str(folder), "--quiet"]
+    common += ["--masks", str(tmp_path / "big_mask.png")]
+    for options, strategy in (
+        ([], PhotoStrategy()),
+        (
+            ["--strategy", "crop", "--model-size", "128", "--margin", "64"],
+            PhotoStrategy("crop", model_size=128, margin=64),
+        ),
+        (
+            ["--strategy", "resize", "--no-residual-aggregation"],
+            PhotoStrategy("resize", residual_aggregation=False),
+        ),
+    ):
+        out = tmp_path / f"out{len(options)}"
+        assert main([*common, "--out", str(out), *options]) == 0
+        expected = inpaint_photo(workspace["generator"], photo, mask, strategy)
+        np.testing.assert_array_equal(_read(out / "big.png"), expected)
+    assert main([*common, "--out", str(tmp_path / "x"), "--model-size", "100"]) == 2
+    assert "multiple of 64" in capsys.readouterr().err
+
+
+def test_saved_model_refuses_another_strategy(workspace, tmp_path, capsys):
+    from penet_tf.export import export_generator
+    from penet_tf.high_resolution import PhotoStrategy
+
+    base = tmp_path / "full"
+    export_generator(workspace["generator"], base, strategy=PhotoStrategy("full"))
+    args = ["--model", str(base), "--images", str(workspace["images"]), "--quiet"]
+    args += ["--masks", str(workspace["masks"]), "--out", str(tmp_path / "o")]
+    assert main([*args, "--strategy", "crop"]) == 2
+    err = capsys.readouterr().err
+    assert "exported with" in err and "re-export" in err and "Traceback" not in err
+    assert main([*args, "--strategy", "full"]) == 0
