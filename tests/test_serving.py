@@ -21,12 +21,14 @@ from serving_double import ServingDouble, free_port
 
 from penet_tf import Generator
 from penet_tf.export import export_generator
-from penet_tf.high_resolution import PhotoStrategy
+from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.serving import InpaintClient, ServingError, read_mask
 from penet_tf.serving.client import main
 
 MODEL = "penet"
 MAX_PIXELS = 300 * 300
+# Photos over 256 on the long side are cropped in the graph (network inputs <= 256^2).
+STRATEGY = PhotoStrategy("auto", trigger=256)
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -36,10 +38,18 @@ def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("models") / MODEL
     generator = Generator(base_channels=4, patch_method="conv")
     generator.build()
-    path = export_generator(generator, base, max_pixels=MAX_PIXELS, strategy=PhotoStrategy("full"))
+    path = export_generator(
+        generator, base, max_pixels=MAX_PIXELS, strategy=STRATEGY, max_photo_pixels=MAX_PIXELS
+    )
     direct = tf.saved_model.load(path).signatures  # the reference: a direct call
     with ServingDouble(base, MODEL) as double:
-        yield {"address": double.address, "direct": direct, "double": double, "base": str(base)}
+        yield {
+            "address": double.address,
+            "direct": direct,
+            "double": double,
+            "base": str(base),
+            "generator": generator,
+        }
 
 
 @pytest.fixture()
@@ -79,6 +89,23 @@ def test_inpaint_equals_the_direct_signature_call(served, client):
     np.testing.assert_array_equal(result[known], image[known])
     # 0/1 and boolean [H, W] masks are the same request.
     np.testing.assert_array_equal(client.inpaint(image, (mask[..., 0] > 0)), result)
+
+
+def test_a_photo_over_the_trigger_is_cropped_as_the_library_does(served, client):
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[:120, :290]
+    image = np.stack([x % 256, (2 * y) % 256, (x + y) % 256], -1).astype(np.float64)
+    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+    mask = np.zeros((120, 290, 1), np.uint8)
+    mask[40:80, 200:260] = 255
+    result = client.inpaint(image, mask)
+    expected = inpaint_photo(served["generator"], image, mask, STRATEGY)
+    known = mask[..., 0] == 0
+    np.testing.assert_array_equal(result[known], image[known])
+    difference = np.abs(result.astype(int) - expected.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    png = client.inpaint_bytes(_png(image), _png(mask))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), result)
 
 
 def test_batch_request(served, client):
