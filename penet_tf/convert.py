@@ -26,14 +26,14 @@ inference path as ``serving_default`` (``penet_tf.inference.inpaint``) is conver
 Every output directory also holds ``penet_tf.json``: the format, size, inputs, outputs,
 the generator's configuration and the list of ops in the converted model. The
 conversion fails if the result contains a Flex (TF Select) or custom op. The output is
-written to a temporary directory beside ``--out`` and renamed into place.
+written to a temporary directory beside ``--out`` and renamed into place (what a killed
+conversion left there is removed first).
 """
 
 import argparse
 import collections
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +45,7 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 
 from penet_tf.inference import composite_uint8
+from penet_tf.io_utils import atomic_path, sweep_temporaries
 from penet_tf.models import Generator
 from penet_tf.models.generator import SIZE_MULTIPLE
 from penet_tf.tfjs_rewrite import rewrite_for_wasm
@@ -395,28 +396,6 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm
 # ------------------------------------------------------------------------ the command
 
 
-def _atomic_output(out, force):
-    """A fresh temporary directory beside ``out`` (checked to be writable first)."""
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not force:
-        raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(out)}-")
-    os.chmod(temporary, 0o755)  # mkdtemp's 0700 would hide a served model from others
-    return out, temporary
-
-
-def _replace(temporary, out):
-    if os.path.exists(out):
-        old = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=f".old-{os.path.basename(out)}-")
-        os.rename(out, os.path.join(old, "previous"))
-        os.rename(temporary, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(temporary, out)
-
-
 def convert(
     saved_model,
     to,
@@ -447,9 +426,10 @@ def convert(
         tfjs_converter_path(tfjs_venv)  # fail before the slow part
     if os.path.exists(out) and not force:
         raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
+    out = os.path.abspath(out)
+    sweep_temporaries(os.path.dirname(out))  # what a killed conversion left
     generator, config = load_generator_for_conversion(saved_model)
-    out, temporary = _atomic_output(out, force)
-    try:
+    with atomic_path(out, directory=True, replace=force) as temporary:
         fixed = [1, size, size]
         info = {
             "format": to,
@@ -495,10 +475,6 @@ def convert(
             info["note"] = "TF.js has no uint8: feed int32 tensors, the output is int32."
         with open(os.path.join(temporary, CONFIG_FILE), "w") as handle:
             json.dump(info, handle, indent=1)
-        _replace(temporary, out)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     ops = ", ".join(f"{name} x{count}" for name, count in info["ops"].items())
     log(f"ops ({sum(info['ops'].values())} in all): {ops}")
     log(f"wrote {os.path.join(out, info['file'])}")

@@ -204,7 +204,7 @@ def save_released_checkpoint(state, key, path):
     """Writes ``{key: state_dict}`` as a torch pickle (``gen.pth`` / ``dis.pth``) atomically."""
     torch = _torch()
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
-    with atomic_path(path, suffix=".pth") as temporary:
+    with atomic_path(path) as temporary:
         torch.save({key: tensors}, temporary)
 
 

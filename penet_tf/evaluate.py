@@ -47,8 +47,8 @@ from penet_tf.inpainting import (
     plan_batches,
     report_skipped,
     run_batches,
-    write_text,
 )
+from penet_tf.io_utils import write_text_atomically
 
 PROTOCOLS = {
     # The paper's Places2 comparison: 256 x 256 images, the centred 128 x 128 hole.
@@ -245,9 +245,9 @@ def csv_path(json_path):
 
 def write_report(report, path):
     """Writes ``path`` (JSON) and the CSV beside it, each atomically; returns the CSV path."""
-    write_text(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomically(json.dumps(report, indent=2, allow_nan=False) + "\n", path)
     table = csv_path(path)
-    write_text(table, csv_text(report))
+    write_text_atomically(csv_text(report), table)
     return table
 
 

@@ -4,7 +4,8 @@
 
 writes ``savedmodels/demo/N/`` (N = the next free version) in TF Serving's layout. The
 export is written to a hidden temporary directory beside it and renamed into place, so a
-half-written export never appears as a version.
+half-written export never appears as a version; temporaries a killed export left are
+removed when the next export starts.
 
 Signatures (dynamic batch, height and width; any H and W, padded inside the graph):
 
@@ -37,9 +38,7 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 import keras
 import numpy as np
@@ -55,6 +54,7 @@ from penet_tf.inference import (
     pixel_limit_message,
     serve,
 )
+from penet_tf.io_utils import atomic_path, sweep_temporaries
 from penet_tf.models import generator_config, load_generator
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -270,28 +270,24 @@ def version_dir(base_dir, version=None):
 def export_generator(generator, base_dir, version=None, max_pixels=DEFAULT_MAX_PIXELS):
     """Writes ``base_dir/<version>/`` (the next free version by default); returns its path.
 
-    Everything is written to a hidden ``base_dir/.tmp-*`` directory (TF Serving only
-    loads numeric directories) and renamed into place at the end, so a failed or
-    interrupted export never leaves a half-written version.
+    Everything is written to a hidden ``base_dir/.tmp-<pid>-<version>`` directory (TF
+    Serving only loads numeric directories) and renamed into place at the end
+    (``penet_tf.io_utils.atomic_path``), so a failed or interrupted export never leaves a
+    half-written version; what a killed export left there is swept first.
     """
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     final = version_dir(base_dir, version)
     base_dir = os.path.dirname(final)
-    os.makedirs(base_dir, exist_ok=True)
-    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{os.path.basename(final)}-")
-    try:
+    sweep_temporaries(base_dir)
+    # The rename fails if a filled `final` appeared meanwhile.
+    with atomic_path(final, directory=True, replace=False) as temporary:
         build_archive(generator, max_pixels).write_out(temporary, verbose=False)
         extra = os.path.join(temporary, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(base_dir))
         with open(os.path.join(extra, CONFIG_FILE), "w") as handle:
             json.dump({"generator": generator_config(generator), "max_pixels": max_pixels}, handle)
-        os.chmod(temporary, 0o755)  # mkdtemp's 0700 would hide it from a server's own user
-        os.rename(temporary, final)  # atomic; fails if a filled `final` appeared meanwhile
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return final
 
 

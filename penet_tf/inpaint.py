@@ -29,7 +29,7 @@ import argparse
 import sys
 
 from penet_tf.cli import add_mask_arguments, add_model_arguments
-from penet_tf.inpainting import inpaint_files, load_inpainter
+from penet_tf.inpainting import check_out_folder, inpaint_files, load_inpainter
 
 
 def build_parser():
@@ -69,6 +69,7 @@ def main(argv=None):
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     try:
+        check_out_folder(args.out, args.images, args.masks)  # before loading the model
         inpainter = load_inpainter(args.model)
         written, skipped, seconds = inpaint_files(
             inpainter,

@@ -472,7 +472,7 @@ def load_inpainter(path):
 def write_png(path, array):
     """Writes uint8 [H, W, C] as a PNG atomically (temporary file in the folder + rename)."""
     array = np.asarray(array, np.uint8)
-    with atomic_path(path, suffix=".png") as temporary:
+    with atomic_path(path) as temporary:
         Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(temporary, "PNG")
 
 
@@ -569,13 +569,6 @@ def _graph_message(error):
     return lines[0] if lines else repr(error)
 
 
-def write_text(path, text):
-    """Writes ``text`` to ``path`` atomically (temporary file in the folder + rename)."""
-    with atomic_path(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-
-
 def report_skipped(skipped, stream=None):
     """One ``skipped NAME: reason`` line per skipped file."""
     stream = stream or sys.stderr
@@ -584,6 +577,57 @@ def report_skipped(skipped, stream=None):
 
 
 # ------------------------------------------------------------------------ folders
+
+
+def _same(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_out_folder(out, images, masks=None):
+    """ValueError if the output folder ``out`` is the ``--images`` or ``--masks`` folder
+    (or ``--images``' folder when it names one file): outputs would land among the inputs.
+    Cheap: run it before loading a model."""
+    folders = {"--images": images, "--masks": masks}
+    for flag, path in folders.items():
+        if path is None:
+            continue
+        folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        if _same(out, folder):
+            raise ValueError(
+                f"--out {out} is the {flag} folder {folder}: the results would be written "
+                "among the inputs; choose another output folder"
+            )
+
+
+def output_paths(items, out, grid=False, inputs=()):
+    """``{item.index: [path, ...]}``: where each item's results go (``OUT/<name>.png`` and,
+    with ``grid``, ``OUT/<name>_grid.png``).
+
+    ValueError, before anything is written, if two results would share a path (images
+    ``p.png`` and ``p_grid.png`` with ``grid``) or a result would replace one of the
+    ``inputs`` (image, mask or prediction files).
+    """
+    planned, owner = {}, {}
+    inputs = {os.path.realpath(path) for path in inputs if path is not None}
+    for item in items:
+        paths = [os.path.join(out, f"{item.name}.png")]
+        if grid:
+            paths.append(os.path.join(out, f"{item.name}_grid.png"))
+        for path in paths:
+            key = os.path.realpath(path)
+            if key in inputs:
+                raise ValueError(
+                    f"{path} would replace an input file (from {item.image}); choose another "
+                    "output folder"
+                )
+            if key in owner:
+                raise ValueError(
+                    f"{path} would be written for both {owner[key]} and {item.image} "
+                    "(with --grid, NAME_grid.png is the grid of NAME); rename one of them"
+                )
+            owner[key] = item.image
+        planned[item.index] = paths
+    return planned
 
 
 def inpaint_files(
@@ -600,13 +644,18 @@ def inpaint_files(
     """Inpaints every image of ``images`` into ``out``; returns ``(written, skipped, seconds)``.
 
     ``written`` lists output PNG paths; ``skipped`` the ``Skipped`` files (already printed
-    to stderr). See the module docstring for pairing and batching.
+    to stderr). See the module docstring for pairing and batching. Every output path is
+    checked against the inputs and the other outputs before the first write
+    (``check_out_folder``, ``output_paths``): nothing is written twice or onto an input.
     """
     if (masks is None) == (mask_type is None):
         raise ValueError("give either masks (a file or folder) or a mask type")
     if mask_type is not None and mask_type not in MASK_TYPES:
         raise ValueError(f"--mask-type must be one of {MASK_TYPES}, got {mask_type!r}")
+    check_out_folder(out, images, masks)
     items, skipped = collect_items(images, masks)
+    inputs = [item.image for item in items] + [item.mask for item in items]
+    planned = output_paths(items, out, grid, inputs)
     report_skipped(skipped)
     os.makedirs(out, exist_ok=True)
     batches = plan_batches(items, batch_size)
@@ -618,12 +667,12 @@ def inpaint_files(
         report_skipped(failed)
         skipped.extend(failed)
         for slot, item in enumerate(batch_items):
-            path = os.path.join(out, f"{item.name}.png")
-            write_png(path, arrays["output"][slot])
-            written.append(path)
+            paths = planned[item.index]
+            write_png(paths[0], arrays["output"][slot])
+            written.append(paths[0])
             if grid:
                 write_png(
-                    os.path.join(out, f"{item.name}_grid.png"),
+                    paths[1],
                     grid_image(arrays["image"][slot], arrays["mask"][slot], arrays["output"][slot]),
                 )
         bar.add(count)

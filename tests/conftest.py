@@ -27,3 +27,13 @@ def official_fixture():
     case["gen"] = str(FIXTURE / "gen.pth")
     case["dis"] = str(FIXTURE / "dis.pth")
     return case
+
+
+@pytest.fixture
+def dead_pid():
+    """The id of a process that has ended (what a ``kill -9`` leaves behind)."""
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

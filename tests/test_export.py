@@ -399,9 +399,14 @@ class _FailingArchive:
         raise KeyboardInterrupt  # interrupted mid-write
 
 
-def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
+def test_failed_export_leaves_no_version_and_sweeps_a_killed_one(
+    tmp_path, monkeypatch, dead_pid
+):
     monkeypatch.setattr("penet_tf.export.build_archive", lambda *args: _FailingArchive())
     (tmp_path / "1").mkdir()
+    # What an export killed with -9 left, and one of a running export (the parent process).
+    (tmp_path / f".tmp-{dead_pid}-2" / "variables").mkdir(parents=True)
+    (tmp_path / f".tmp-{os.getppid()}-9").mkdir()
     with pytest.raises(KeyboardInterrupt):
         export_generator(Generator(base_channels=4), tmp_path)
-    assert os.listdir(tmp_path) == ["1"]
+    assert sorted(os.listdir(tmp_path)) == [f".tmp-{os.getppid()}-9", "1"]

@@ -286,3 +286,40 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path,
     assert "160x96" in line and "24576 pixels" in line and "limit of 16384" in line
     assert "--max-pixels 24576" in line and "Graph execution error" not in err
     assert "astronaut" not in err  # 128 x 128 fits exactly
+
+
+def test_out_equal_to_an_input_folder_is_refused_before_any_work(workspace, tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    shutil.copytree(workspace["images"], images)
+    shutil.copytree(workspace["masks"], masks)
+    before = {path: path.read_bytes() for path in [*images.iterdir(), *masks.iterdir()]}
+    # A model path that does not exist: the refusal comes before the model is loaded.
+    args = ["--model", str(tmp_path / "never-loaded.weights.h5"), "--images", str(images)]
+    for flag, folder in (("--images", images), ("--masks", masks)):
+        assert main([*args, "--masks", str(masks), "--out", str(folder), "--grid"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {folder} is the {flag} folder {folder}")
+        assert "never-loaded" not in err and "Traceback" not in err
+    assert {path: path.read_bytes() for path in [*images.iterdir(), *masks.iterdir()]} == before
+
+
+def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = workspace["originals"]["china"]
+    Image.fromarray(photo).save(images / "p.png")
+    Image.fromarray(photo[::-1]).save(images / "p_grid.png")
+    args = ["--model", workspace["weights"], "--images", str(images), "--mask-type", "centre"]
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--grid", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'p_grid.png'} would be written for both" in err and "rename one" in err
+    assert not out.exists()  # refused before the first write
+    # Without --grid both have their own output.
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert sorted(os.listdir(out)) == ["p.png", "p_grid.png"]
+    # One image file as --images, written into its own folder: it would be replaced.
+    single = ["--images", str(images / "p.png"), "--mask-type", "centre"]
+    assert main(["--model", workspace["weights"], *single, "--out", str(images)]) == 2
+    assert "is the --images folder" in capsys.readouterr().err
+    np.testing.assert_array_equal(_read(images / "p.png"), photo)

@@ -28,7 +28,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 
 import grpc
 import numpy as np
@@ -40,6 +39,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from penet_tf.io_utils import write_bytes_atomically
 
 DEFAULT_TIMEOUT = 30.0
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # a 2048 x 2048 request is 16 MiB; gRPC's default is 4
@@ -300,21 +301,6 @@ def _encode(array, image_format="PNG"):
     return buffer.getvalue()
 
 
-def write_atomic(path, data):
-    """Writes ``data`` to ``path`` through a temporary file in the same folder + rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def _output_format(path):
     extension = os.path.splitext(path)[1].lower()
     image_format = Image.registered_extensions().get(extension)
@@ -347,13 +333,13 @@ def inpaint_files(client, image_path, mask_path, out_path, signature="serving_de
         png = client.inpaint_bytes(data, _encode(mask))
         result = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         if out_format == "PNG":
-            write_atomic(out_path, png)
+            write_bytes_atomically(png, out_path)
             return result
     elif signature == "serving_default":
         result = client.inpaint(image, mask)
     else:
         raise ValueError(f"unknown signature {signature!r}; expected one of {SIGNATURES}")
-    write_atomic(out_path, _encode(result, out_format))
+    write_bytes_atomically(_encode(result, out_format), out_path)
     return result
 
 
