@@ -399,9 +399,7 @@ class _FailingArchive:
         raise KeyboardInterrupt  # interrupted mid-write
 
 
-def test_failed_export_leaves_no_version_and_sweeps_a_killed_one(
-    tmp_path, monkeypatch, dead_pid
-):
+def test_failed_export_leaves_no_version_and_sweeps_a_killed_one(tmp_path, monkeypatch, dead_pid):
     monkeypatch.setattr("penet_tf.export.build_archive", lambda *args: _FailingArchive())
     (tmp_path / "1").mkdir()
     # What an export killed with -9 left, and one of a running export (the parent process).
