@@ -44,6 +44,8 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
+from penet_tf.cli import run
+from penet_tf.errors import PenetError
 from penet_tf.inference import composite_uint8
 from penet_tf.io_utils import atomic_path, sweep_temporaries
 from penet_tf.models import Generator
@@ -61,7 +63,7 @@ DEFAULT_TFJS_VENV = os.path.join(REPO, ".tfjs-venv")
 TFJS_FORBIDDEN_OPS = ("ExtractImagePatches", "Einsum", "While", "StatelessWhile", "Assert")
 
 
-class ConversionError(RuntimeError):
+class ConversionError(PenetError, RuntimeError):
     """A conversion failed or produced a model that is not builtin-ops only."""
 
 
@@ -496,7 +498,7 @@ def run_tflite(model_path, image, mask):
     return interpreter.get_tensor(output["index"])
 
 
-def main(argv=None):
+def _main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.convert",
         description="Convert an exported PEN-Net generator to TFLite, TF.js or ONNX "
@@ -526,20 +528,21 @@ def main(argv=None):
     )
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
-    try:
-        convert(
-            args.saved_model,
-            args.to,
-            args.out,
-            size=args.size,
-            quantize=args.quantize,
-            tfjs_venv=args.tfjs_venv,
-            force=args.force,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError, ConversionError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    convert(
+        args.saved_model,
+        args.to,
+        args.out,
+        size=args.size,
+        quantize=args.quantize,
+        tfjs_venv=args.tfjs_venv,
+        force=args.force,
+    )
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from penet_tf.cli import run
 from penet_tf.inference import (
     binary_mask,
     check_float_values,
@@ -291,7 +292,7 @@ def export_generator(generator, base_dir, version=None, max_pixels=DEFAULT_MAX_P
     return final
 
 
-def main(argv=None):
+def _main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.export",
         description="Export a PEN-Net generator as a TF Serving SavedModel (savedmodels/NAME/N).",
@@ -314,19 +315,20 @@ def main(argv=None):
         help="attention memory budget per image and layer (default 192 MiB)",
     )
     args = parser.parse_args(argv)
-    try:
-        if args.max_pixels < 1:
-            raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
-        version_dir(args.out, args.version)  # refuse a taken --version before loading anything
-        generator = load_generator(
-            args.weights, patch_method="conv", attention_chunk_mb=args.attention_chunk_mb
-        )
-        path = export_generator(generator, args.out, args.version, args.max_pixels)
-    except (OSError, ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
+    version_dir(args.out, args.version)  # refuse a taken --version before loading anything
+    generator = load_generator(
+        args.weights, patch_method="conv", attention_chunk_mb=args.attention_chunk_mb
+    )
+    path = export_generator(generator, args.out, args.version, args.max_pixels)
     print(f"exported {path}")
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

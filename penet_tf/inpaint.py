@@ -28,7 +28,7 @@ a model that cannot be loaded).
 import argparse
 import sys
 
-from penet_tf.cli import add_mask_arguments, add_model_arguments
+from penet_tf.cli import add_batch_arguments, add_mask_arguments, add_model_arguments, run
 from penet_tf.inpainting import check_out_folder, inpaint_files, load_inpainter
 
 
@@ -37,7 +37,8 @@ def build_parser():
         prog="python -m penet_tf.inpaint",
         description="Inpaint your own images with a PEN-Net model. Writes OUT/<name>.png "
         "(the prediction inside the holes, the original pixels elsewhere). Exit status 1 if "
-        "any file was skipped (each is reported on stderr with the reason), 2 on errors.",
+        "any file was skipped (each is reported on stderr with the reason), 2 on errors, "
+        "130 on Ctrl-C (the images written by then are complete).",
     )
     add_model_arguments(parser)
     parser.add_argument("--images", required=True, help="an image file or a folder of images")
@@ -45,52 +46,43 @@ def build_parser():
     add_mask_arguments(masks)
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=1,
-        help="images per model call (default 1); only images of equal size share a batch",
-    )
-    parser.add_argument(
         "--grid",
         action="store_true",
         help="also write OUT/<name>_grid.png: masked input | output | original",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of --mask-type strokes (default 0)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(parser, batch_size=1)
     return parser
 
 
-def main(argv=None):
-    """The CLI; returns the exit status."""
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    try:
-        check_out_folder(args.out, args.images, args.masks)  # before loading the model
-        inpainter = load_inpainter(args.model)
-        written, skipped, seconds = inpaint_files(
-            inpainter,
-            args.images,
-            args.out,
-            masks=args.masks,
-            mask_type=args.mask_type,
-            batch_size=args.batch_size,
-            grid=args.grid,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
-    except (FileNotFoundError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    check_out_folder(args.out, args.images, args.masks)  # before loading the model
+    inpainter = load_inpainter(args.model)
+    written, skipped, seconds = inpaint_files(
+        inpainter,
+        args.images,
+        args.out,
+        masks=args.masks,
+        mask_type=args.mask_type,
+        batch_size=args.batch_size,
+        grid=args.grid,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     rate = len(written) / seconds if seconds > 0 else 0.0
     print(
         f"inpainted {len(written)} image(s) into {args.out} in {seconds:.1f} s "
         f"({rate:.2f} images/s); skipped {len(skipped)}"
     )
     return 1 if skipped else 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ Example:
 
 import dataclasses
 import json
-import math
 import os
 import re
 import sys
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -482,37 +482,16 @@ def grid_image(image, mask, output):
     return np.concatenate([masked, output, image], axis=1)
 
 
-class Progress:
-    """A progress line on stderr with rate and ETA (redrawn on a terminal; otherwise a
-    line about every 10 % of the work)."""
+def progress_bar(total, enabled=True):
+    """Keras' ``Progbar`` over ``total`` images (as training shows its steps): redrawn on
+    a terminal, one line at the end otherwise; silent when not ``enabled``."""
+    verbose = (1 if sys.stdout.isatty() else 2) if enabled and total else 0
+    return keras.utils.Progbar(total, verbose=verbose, unit_name="image")
 
-    def __init__(self, total, unit="images", stream=None, enabled=True):
-        self.total, self.unit, self.done = total, unit, 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and total > 0
-        self.start = time.perf_counter()
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._next_report = 0.1
 
-    def add(self, count):
-        self.done += count
-        if not self.enabled:
-            return
-        fraction = self.done / self.total
-        if not self.tty and fraction < self._next_report and self.done < self.total:
-            return
-        self._next_report = math.floor(fraction * 10 + 1) / 10
-        elapsed = time.perf_counter() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        bar = "#" * int(30 * fraction)
-        line = (
-            f"[{bar:<30}] {self.done}/{self.total} {self.unit} {rate:.2f}/s "
-            f"ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        )
-        end = "\n" if not self.tty or self.done >= self.total else ""
-        self.stream.write(("\r" if self.tty else "") + line + end)
-        self.stream.flush()
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``inpaint_files``; the message says how many images were written
+    (each of them complete: they are written atomically)."""
 
 
 def run_batches(dataset, items, inpainter=None):
@@ -660,20 +639,25 @@ def inpaint_files(
     os.makedirs(out, exist_ok=True)
     batches = plan_batches(items, batch_size)
     dataset = make_dataset(batches, "files" if masks is not None else mask_type, seed)
-    bar = Progress(len(items), enabled=progress)
+    bar = progress_bar(len(items), enabled=progress)
     written = []
     start = time.perf_counter()
-    for batch_items, arrays, failed, count in run_batches(dataset, items, inpainter):
-        report_skipped(failed)
-        skipped.extend(failed)
-        for slot, item in enumerate(batch_items):
-            paths = planned[item.index]
-            write_png(paths[0], arrays["output"][slot])
-            written.append(paths[0])
-            if grid:
-                write_png(
-                    paths[1],
-                    grid_image(arrays["image"][slot], arrays["mask"][slot], arrays["output"][slot]),
-                )
-        bar.add(count)
+    try:
+        for batch_items, arrays, failed, count in run_batches(dataset, items, inpainter):
+            report_skipped(failed)
+            skipped.extend(failed)
+            for slot, item in enumerate(batch_items):
+                paths = planned[item.index]
+                write_png(paths[0], arrays["output"][slot])
+                if grid:
+                    image, mask = arrays["image"][slot], arrays["mask"][slot]
+                    write_png(paths[1], grid_image(image, mask, arrays["output"][slot]))
+                written.append(paths[0])
+            bar.add(count)
+    except KeyboardInterrupt:
+        if sys.stdout.isatty() and progress:
+            print(flush=True)  # end the progress bar's line
+        raise Interrupted(
+            f"interrupted after {len(written)} of {len(items)} images; those written are complete"
+        ) from None
     return written, skipped, time.perf_counter() - start

@@ -93,7 +93,7 @@ def test_inpaints_a_folder_in_batches_with_grids(workspace, tmp_path, capsys):
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "inpainted 6 image(s)" in captured.out and "skipped 0" in captured.out
-    assert "ETA" in captured.err  # the progress bar
+    assert "6/6" in captured.out and "/image" in captured.out  # the progress bar (Progbar)
     names = sorted(workspace["originals"])
     assert sorted(os.listdir(out)) == sorted(
         [f"{n}.png" for n in names] + [f"{n}_grid.png" for n in names]
@@ -323,3 +323,30 @@ def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys
     assert main(["--model", workspace["weights"], *single, "--out", str(images)]) == 2
     assert "is the --images folder" in capsys.readouterr().err
     np.testing.assert_array_equal(_read(images / "p.png"), photo)
+
+
+def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):
+    import penet_tf.inpainting as inpainting
+    from penet_tf.io_utils import atomic_path
+
+    real_write, calls = inpainting.write_png, []
+
+    def write_then_ctrl_c(path, array):
+        calls.append(path)
+        if len(calls) <= 2:
+            return real_write(path, array)
+        with atomic_path(path) as temporary:  # Ctrl-C in the middle of the third write
+            open(temporary, "wb").write(b"\x89PNG half")
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
+    args += ["--mask-type", "centre", "--out", str(out), "--quiet"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inpainting, "write_png", write_then_ctrl_c)
+        assert main(args) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted after 2 of 6 images; those written are complete"]
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(path) for path in calls[:2])
+    for path in calls[:2]:
+        assert _read(path).shape[2] == 3  # complete PNGs

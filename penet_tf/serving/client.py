@@ -40,6 +40,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from penet_tf.cli import run
+from penet_tf.errors import PenetError
 from penet_tf.io_utils import write_bytes_atomically
 
 DEFAULT_TIMEOUT = 30.0
@@ -49,13 +51,15 @@ SIGNATURES = ("serving_default", "inpaint_bytes")
 SERVER_DECODES = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
 
 
-class ServingError(RuntimeError):
+class ServingError(PenetError, RuntimeError):
     """A request that TF Serving (or the connection to it) failed.
 
     Attributes:
         code: the ``grpc.StatusCode``.
         details: the server's (or gRPC's) own message.
     """
+
+    exit_status = 1  # the CLI's status for a server error (2: bad input)
 
     def __init__(self, message, code=None, details=""):
         super().__init__(message)
@@ -343,7 +347,7 @@ def inpaint_files(client, image_path, mask_path, out_path, signature="serving_de
     return result
 
 
-def main(argv=None):
+def _main(argv):
     """The command line; returns the exit status (0 ok, 1 server error, 2 bad input)."""
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.serving.client",
@@ -360,17 +364,15 @@ def main(argv=None):
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request"
     )
     args = parser.parse_args(argv)
-    try:
-        with InpaintClient(args.server, args.model, args.timeout, args.version) as client:
-            result = inpaint_files(client, args.image, args.mask, args.out, args.signature)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ServingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    with InpaintClient(args.server, args.model, args.timeout, args.version) as client:
+        result = inpaint_files(client, args.image, args.mask, args.out, args.signature)
     print(f"wrote {args.out} ({result.shape[1]}x{result.shape[0]})")
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":
