@@ -10,16 +10,20 @@ removed when the next export starts.
 Signatures (dynamic batch, height and width; any H and W, padded inside the graph):
 
 * ``serving_default``: ``image`` uint8 [B, H, W, 3], ``mask`` uint8 [B, H, W, 1]
-  (nonzero = hole, so 0/1 and 0/255 masks both work) -> ``inpainted`` uint8 [B, H, W, 3],
-  the prediction composited into the known pixels (paper eq 7), which stay bit-identical.
+  -> ``inpainted`` uint8 [B, H, W, 3], the prediction composited into the known pixels
+  (paper eq 7), which stay bit-identical. The mask rule (``penet_tf.image_io``): a hole
+  where the mask is >= 128; a mask holding only 0 and 1 is a 0/1 mask (1 = hole). So
+  0/1 masks, 0/255 masks and antialiased brush edges all work.
 * ``inpaint_bytes``: ``image_bytes`` / ``mask_bytes`` string [B] (PNG, JPEG, GIF, BMP or
-  WebP; a mask pixel is a hole where any colour channel is nonzero, alpha ignored)
-  -> ``inpainted_bytes`` string [B] (PNG). The ``_bytes`` suffix makes TF Serving's REST
-  API accept and return ``{"b64": ...}``.
+  WebP) -> ``inpainted_bytes`` string [B] (PNG), decoded as ``penet_tf.image_io`` reads
+  files (16-bit scaled to 8 bits, JPEG with the accurate DCT, alpha dropped; a mask
+  pixel's value is its largest colour channel, then the mask rule) except that EXIF
+  orientation is not applied: the client sends such photos as oriented PNGs. The
+  ``_bytes`` suffix makes TF Serving's REST API accept and return ``{"b64": ...}``.
 * ``predict_float``: ``image`` float32 [B, H, W, 3] in [-1, 1], ``mask`` float32
-  [B, H, W, 1] in [0, 1] (1 = hole) -> ``output`` (the raw prediction) and ``inpainted``
-  (the composite), float32, for research use. NaN, infinities and values out of range
-  (e.g. 0-255 floats) are refused.
+  [B, H, W, 1] in [0, 1] (a hole where >= 0.5) -> ``output`` (the raw prediction) and
+  ``inpainted`` (the composite), float32, for research use. NaN, infinities and values
+  out of range (e.g. 0-255 floats) are refused.
 
 Bad requests (rank, size or batch mismatch, empty batch, wrong channel count, an image
 over ``max_pixels``, bytes that are not an image) fail with ``InvalidArgumentError``
@@ -46,7 +50,6 @@ import tensorflow as tf
 
 from penet_tf.cli import run
 from penet_tf.inference import (
-    binary_mask,
     check_float_values,
     check_request,
     gate,
@@ -130,15 +133,20 @@ def _decode(data, channels, name, max_pixels):
         message=f"{name}: {pixel_limit_message(max_pixels)}",
     )
     with tf.control_dependencies([check_size]):
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        # JPEG as Pillow decodes it (penet_tf.image_io): the accurate integer DCT.
+        image = tf.cond(
+            tf.equal(tf.strings.substr(head, 0, 3), _MAGIC["JPEG"]),
+            lambda: tf.io.decode_jpeg(data, channels=channels or 3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=channels, expand_animations=False),
+        )
     return tf.ensure_shape(image, [None, None, channels or None])
 
 
 def _decode_mask(data, name, max_pixels):
-    """An encoded mask of any format and mode -> [H, W, 1], nonzero where any colour is.
-
-    Alpha is ignored, as in ``penet_tf.serving.client.read_mask`` (decoding to grey would
-    refuse GIF, BMP and WebP masks, and could round faint colours to 0).
+    """An encoded mask of any format and mode -> uint8 [H, W, 1]: its largest colour
+    channel (alpha ignored; 16-bit scaled to 8 bits), as ``penet_tf.image_io.mask_values``
+    (decoding to grey would refuse GIF, BMP and WebP masks, and could round colours
+    down). ``serve`` then applies the mask rule (``penet_tf.inference.hole_mask``).
     """
     mask = _decode(data, 0, name, max_pixels)  # [H, W, C], C = 1 (L), 2 (LA), 3 or 4
     channels = tf.shape(mask)[-1]
@@ -179,7 +187,8 @@ def build_archive(generator, max_pixels=DEFAULT_MAX_PIXELS):
     def predict_float(image, mask):
         image, mask = gate(check_request(image, mask, max_pixels), image, mask)
         image, mask = gate(check_float_values(image, mask), image, mask)
-        output, inpainted = inpaint(generator, image, binary_mask(mask))
+        hole = tf.cast(mask >= 0.5, tf.float32)  # the mask rule for [0, 1] floats
+        output, inpainted = inpaint(generator, image, hole)
         return {"output": output, "inpainted": inpainted}
 
     spec = tf.TensorSpec

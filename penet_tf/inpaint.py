@@ -6,8 +6,10 @@
 
 Images and masks are paired by file name without its extension (``photos/cat.jpg`` with
 ``masks/cat.png``); a single mask file may serve a whole folder (it is then resized to each
-image, nearest neighbour). A mask is any image PIL reads, with a hole wherever a colour
-channel is nonzero (alpha ignored; 0/1 and 0/255 masks both work); or masks are generated
+image, nearest neighbour). A mask is any image PIL reads, with a hole where its largest
+colour channel is at least 128 of 255 (alpha ignored; a mask holding only 0 and 1 is a
+0/1 mask, 1 = hole; see ``penet_tf.image_io``); ``--mask-from-alpha`` takes the hole from
+each image's alpha channel instead (transparent = hole); or masks are generated
 with ``--mask-type centre`` (the centred (H/2) x (W/2) block of the release's test masks)
 or ``--mask-type strokes`` (free-form strokes, seeded by ``--seed`` and the image's
 position in the sorted list, so runs repeat exactly).
@@ -44,6 +46,12 @@ def build_parser():
     parser.add_argument("--images", required=True, help="an image file or a folder of images")
     masks = parser.add_mutually_exclusive_group(required=True)
     add_mask_arguments(masks)
+    masks.add_argument(
+        "--mask-from-alpha",
+        action="store_true",
+        help="take each hole from the image's own alpha channel: transparent (alpha below "
+        "128) = hole",
+    )
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument(
         "--grid",
@@ -71,6 +79,7 @@ def _main(argv):
         grid=args.grid,
         seed=args.seed,
         progress=not args.quiet,
+        mask_from_alpha=args.mask_from_alpha,
     )
     rate = len(written) / seconds if seconds > 0 else 0.0
     print(

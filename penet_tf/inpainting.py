@@ -33,16 +33,24 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from penet_tf.data import masks as mask_lib
+from penet_tf.image_io import (
+    alpha_mask,
+    open_image,
+    probe_size,
+    read_error_reason,
+    read_mask,
+    read_rgb,
+    to_rgb,
+)
 from penet_tf.inference import padded_pixels, padded_size, serve
 from penet_tf.io_utils import IMAGE_SUFFIXES, atomic_path
 
 MASK_TYPES = ("centre", "strokes")
 NO_PIXEL_LIMIT = 2**62
 EXPORT_CONFIG_FILE = "penet_tf.json"  # written by penet_tf.export in assets.extra/
-EXIF_ORIENTATION = 0x0112
 
 
 # ----------------------------------------------------------------------------- files
@@ -67,20 +75,6 @@ class Skipped:
 
     name: str
     reason: str
-
-
-def _reason(error):
-    """A short human reason for a failed read."""
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
-    if isinstance(error, IsADirectoryError):
-        return "is a directory"
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image file that can be read (unknown or corrupt format)"
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return f"unreadable ({text})"
 
 
 def list_images(path, flag="--images"):
@@ -116,14 +110,6 @@ def _by_name(paths):
         ):
             found[name] = path
     return found
-
-
-def probe_size(path):
-    """(H, W) of an image as displayed (EXIF rotation applied), reading only its header."""
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def collect_items(images, masks=None, predictions=None, resize=None):
@@ -172,7 +158,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         try:
             size = probe_size(path)
         except Exception as error:  # anything PIL raises on a bad file
-            skipped.append(Skipped(path, _reason(error)))
+            skipped.append(Skipped(path, read_error_reason(error)))
             continue
         if resize is not None:
             size = tuple(resize)
@@ -203,28 +189,10 @@ def _check_size(path, size, what):
     try:
         found = probe_size(path)
     except Exception as error:
-        return f"{what} {path}: {_reason(error)}"
+        return f"{what} {path}: {read_error_reason(error)}"
     if tuple(found) != tuple(size):
         return f"{what} {path} is {found[1]}x{found[0]} (WxH) but the image is {size[1]}x{size[0]}"
     return None
-
-
-def read_rgb(path, resize=None):
-    """An image file as uint8 [H, W, 3] (EXIF rotation applied; PIL bilinear resize to
-    ``resize`` = (H, W) if given)."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
-        if resize is not None and image.size != (resize[1], resize[0]):
-            image = image.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
-        return np.asarray(image, np.uint8)
-
-
-def read_mask(path):
-    """A mask file as uint8 [H, W, 1]: 1 (a hole) where any colour channel is nonzero,
-    alpha ignored (as the export's ``inpaint_bytes``)."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
-        return np.asarray(image).any(axis=-1).astype(np.uint8)[..., None]
 
 
 # ---------------------------------------------------------------------------- batches
@@ -250,6 +218,7 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
     Args:
         batches: ``plan_batches`` output.
         mask_source: ``"files"`` (``Item.mask``, one file per image or one shared file),
+            ``"alpha"`` (the image's own alpha channel: transparent = hole),
             ``"centre"``, ``"strokes"`` or None (no masks).
         seed: seeds ``"strokes"``: image ``i`` gets the stateless seed ``[seed, i]``.
         resize: (H, W) to resize images to, or None.
@@ -261,7 +230,7 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
         [B, H, W, 3] (with ``predictions``) and ``error`` string [B]: empty, or why that
         image could not be read (its arrays are then zeros).
     """
-    if mask_source not in (None, "files", *MASK_TYPES):
+    if mask_source not in (None, "files", "alpha", *MASK_TYPES):
         raise ValueError(f"unknown mask source {mask_source!r}")
     shared_cache = {}
 
@@ -271,14 +240,20 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
         count = len(batch)
         images = np.zeros([count, height, width, 3], np.uint8)
         # Arrays not read here stay empty (generated masks are made in the next map).
-        masks = np.zeros([count, *((height, width) if mask_source == "files" else (0, 0)), 1])
+        read_masks = mask_source in ("files", "alpha")
+        masks = np.zeros([count, *((height, width) if read_masks else (0, 0)), 1])
         masks = masks.astype(np.uint8)
         preds = np.zeros([count, *((height, width) if predictions else (0, 0)), 3], np.uint8)
         errors = [""] * count
         for slot, item in enumerate(batch):
             what = "image"
             try:
-                images[slot] = _fit(read_rgb(item.image, resize), (height, width), "image")
+                if mask_source == "alpha":  # one read gives both
+                    picture = open_image(item.image)
+                    images[slot] = _fit(to_rgb(picture), (height, width), "image")
+                    masks[slot] = _fit(alpha_mask(picture, item.image), (height, width), "mask")
+                else:
+                    images[slot] = _fit(read_rgb(item.image, resize), (height, width), "image")
                 if mask_source == "files":
                     what = "mask"
                     masks[slot] = _mask_for(item, (height, width), shared_cache)
@@ -287,7 +262,7 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
                     preds[slot] = _fit(read_rgb(item.prediction), (height, width), "prediction")
             except Exception as error:  # any unreadable file: reported, not fatal
                 path = {"image": item.image, "mask": item.mask, "prediction": item.prediction}
-                reason = str(error) if isinstance(error, _SizeError) else _reason(error)
+                reason = str(error) if isinstance(error, _SizeError) else read_error_reason(error)
                 errors[slot] = reason if what == "image" else f"{what} {path[what]}: {reason}"
         indices = np.array([item.index for item in batch], np.int64)
         return indices, images, masks, preds, np.array(errors, dtype=object)
@@ -619,16 +594,20 @@ def inpaint_files(
     grid=False,
     seed=0,
     progress=True,
+    mask_from_alpha=False,
 ):
     """Inpaints every image of ``images`` into ``out``; returns ``(written, skipped, seconds)``.
+
+    The holes come from ``masks`` (a file or folder), ``mask_type`` (generated) or, with
+    ``mask_from_alpha``, each image's alpha channel (transparent = hole).
 
     ``written`` lists output PNG paths; ``skipped`` the ``Skipped`` files (already printed
     to stderr). See the module docstring for pairing and batching. Every output path is
     checked against the inputs and the other outputs before the first write
     (``check_out_folder``, ``output_paths``): nothing is written twice or onto an input.
     """
-    if (masks is None) == (mask_type is None):
-        raise ValueError("give either masks (a file or folder) or a mask type")
+    if sum([masks is not None, mask_type is not None, bool(mask_from_alpha)]) != 1:
+        raise ValueError("give one of masks (a file or folder), a mask type or mask_from_alpha")
     if mask_type is not None and mask_type not in MASK_TYPES:
         raise ValueError(f"--mask-type must be one of {MASK_TYPES}, got {mask_type!r}")
     check_out_folder(out, images, masks)
@@ -638,7 +617,8 @@ def inpaint_files(
     report_skipped(skipped)
     os.makedirs(out, exist_ok=True)
     batches = plan_batches(items, batch_size)
-    dataset = make_dataset(batches, "files" if masks is not None else mask_type, seed)
+    source = "files" if masks is not None else "alpha" if mask_from_alpha else mask_type
+    dataset = make_dataset(batches, source, seed)
     bar = progress_bar(len(items), enabled=progress)
     written = []
     start = time.perf_counter()

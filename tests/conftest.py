@@ -37,3 +37,12 @@ def dead_pid():
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+@pytest.fixture(scope="session")
+def thin_savedmodel(tmp_path_factory):
+    """ONE thin export (``penet_tf.export`` of a base_channels=4 generator with varied
+    weights) shared by every test that needs a SavedModel: ``BASE/thin/1``."""
+    from conversion_helpers import thin_export
+
+    return thin_export(tmp_path_factory.getbasetemp())

@@ -167,12 +167,12 @@ def test_inpaint_bytes_reads_masks_of_any_format_and_mode(exported):
     served = exported["model"].signatures["serving_default"](image=image, mask=mask)
     hole = mask[0, ..., 0] > 0
     colour = np.zeros((30, 44, 3), np.uint8)
-    colour[hole] = (0, 0, 3)  # faint blue: grey conversion would round it to 0
+    colour[hole] = (0, 0, 200)  # blue: as grey (23) it would not reach the threshold
     alpha = np.full((30, 44), 255, np.uint8)  # opaque everywhere: alpha is not the mask
     masks = {
         "L": Image.fromarray(hole.astype(np.uint8)),
         "1": Image.fromarray(hole),
-        "LA": Image.fromarray(np.dstack([hole.astype(np.uint8) * 9, alpha])),
+        "LA": Image.fromarray(np.dstack([hole.astype(np.uint8) * 200, alpha])),
         "RGB": Image.fromarray(colour),
         "RGBA": Image.fromarray(np.dstack([colour, alpha])),
         "P": Image.fromarray(hole.astype(np.uint8) * 255).convert("P"),
