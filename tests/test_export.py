@@ -112,14 +112,19 @@ def test_signatures_equal_the_keras_model(exported, batch, height, width):
     assert (served[hole] != image[hole]).mean() > 0.5  # the holes really were repainted
 
 
-def test_mask_0_255_equals_mask_0_1(exported):
+def test_mask_rule_0_1_0_255_and_antialiased_edges(exported):
     image, mask = _case(1, 72, 90, seed=1)
     signature = exported["model"].signatures["serving_default"]
     ones = signature(image=image, mask=mask)["inpainted"].numpy()
     full = signature(image=image, mask=mask * 255)["inpainted"].numpy()
-    odd = signature(image=image, mask=mask * 7)["inpainted"].numpy()  # any nonzero = hole
+    half = signature(image=image, mask=mask * 128)["inpainted"].numpy()  # >= 128: a hole
     np.testing.assert_array_equal(ones, full)
-    np.testing.assert_array_equal(ones, odd)
+    np.testing.assert_array_equal(ones, half)
+    # An antialiased brush: the hole at 255 with a faint halo (127 and below) around it.
+    halo = np.where(mask > 0, 255, 0).astype(np.uint8)
+    halo[:, 5:20] = np.maximum(halo[:, 5:20], 127)
+    halo[:, 40:44] = np.maximum(halo[:, 40:44], 3)
+    np.testing.assert_array_equal(signature(image=image, mask=halo)["inpainted"].numpy(), full)
     _check_against_keras(exported, image, mask * 255)
 
 
