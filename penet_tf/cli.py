@@ -1,12 +1,56 @@
-"""What the command-line tools share: arguments common to several CLIs and ``run``.
+"""What the command-line tools share: ``run`` (their error handling) and common arguments.
 
 Library code never imports a CLI module; CLIs import the libraries and this module.
+
+Example:
+
+    def main(argv=None):
+        return run(_main, argv)  # _main(argv) parses and works, returns the exit status
+
+    if __name__ == "__main__":
+        sys.exit(main())
 """
 
 import argparse
+import sys
 
-from penet_tf.high_resolution import STRATEGIES, PhotoStrategy
-from penet_tf.inpainting import MASK_TYPES
+from penet_tf.errors import PenetError
+
+# Errors a user can fix from the message alone: one line, exit status 2.
+KNOWN_ERRORS = (PenetError, ValueError, OSError, ImportError)
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+def error_message(error):
+    """The text of ``error`` (its type's name when it has none)."""
+    return str(error) or type(error).__name__
+
+
+def run(function, argv=None, interrupted="interrupted"):
+    """Runs ``function(argv)`` (a CLI's body, returning its exit status) for the user.
+
+    * ``ValueError``, ``OSError``, ``ImportError`` and ``penet_tf.errors.PenetError``:
+      ``error: MESSAGE`` on stderr, no traceback, exit status 2 (a ``PenetError``'s
+      ``exit_status`` if it sets another);
+    * ``KeyboardInterrupt`` (Ctrl-C): one line on stderr, exit status 130. The line is
+      the exception's message when it starts with "interrupted" (e.g. "interrupted after
+      3 of 8 images; those written are complete"), else "interrupted: MESSAGE", or
+      ``interrupted`` when the exception has no message;
+    * ``SystemExit`` (argparse's usage errors) and anything else pass through.
+    """
+    try:
+        return function(argv)
+    except KeyboardInterrupt as interrupt:
+        message = str(interrupt)
+        if not message:
+            message = interrupted
+        elif not message.startswith("interrupted"):
+            message = f"interrupted: {message}"
+        print(message, file=sys.stderr, flush=True)
+        return INTERRUPTED
+    except KNOWN_ERRORS as error:
+        print(f"error: {error_message(error)}", file=sys.stderr, flush=True)
+        return getattr(error, "exit_status", 2)
 
 
 def add_model_arguments(parser, required=True):
@@ -22,10 +66,13 @@ def add_model_arguments(parser, required=True):
 
 def add_mask_arguments(group):
     """``--masks`` / ``--mask-type`` in a mutually exclusive group (inpaint and evaluate)."""
+    from penet_tf.inpainting import MASK_TYPES
+
     group.add_argument(
         "--masks",
         help="mask file or folder; masks pair with images by file name without extension "
-        "(cat.jpg <-> cat.png); a hole wherever any colour channel is nonzero; sizes must "
+        "(cat.jpg <-> cat.png); a hole where the largest colour channel is >= 128 of 255 "
+        "(antialiased edges: half-opaque or more), or the 1s of a 0/1 mask; sizes must "
         "equal the image's, but a single file serves every image of a folder (resized, "
         "nearest neighbour)",
     )
@@ -44,6 +91,8 @@ STRATEGY_OPTIONS = ("strategy", "model_size", "margin", "trigger", "residual_agg
 def add_strategy_arguments(parser):
     """``--strategy``, ``--model-size``, ``--margin``, ``--trigger`` and
     ``--residual-aggregation`` (penet_tf.high_resolution; inpaint and evaluate)."""
+    from penet_tf.high_resolution import STRATEGIES, PhotoStrategy
+
     defaults = PhotoStrategy()
     group = parser.add_argument_group(
         "large photos (generator weights; a SavedModel runs the strategy it was exported with)"
@@ -85,4 +134,22 @@ def strategy_from_args(args):
     if not given:
         return None
     name = given.pop("strategy", "auto")
+    from penet_tf.high_resolution import PhotoStrategy
+
     return PhotoStrategy(name, **given)
+
+
+def add_batch_arguments(parser, batch_size):
+    """``--batch-size`` (default ``batch_size``), ``--seed`` and ``--quiet`` (inpaint and
+    evaluate)."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"images per model call (default {batch_size}); only images of equal size share "
+        "a batch",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of --mask-type strokes (default 0)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")

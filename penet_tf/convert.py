@@ -26,14 +26,14 @@ inference path as ``serving_default`` (``penet_tf.inference.inpaint``) is conver
 Every output directory also holds ``penet_tf.json``: the format, size, inputs, outputs,
 the generator's configuration and the list of ops in the converted model. The
 conversion fails if the result contains a Flex (TF Select) or custom op. The output is
-written to a temporary directory beside ``--out`` and renamed into place.
+written to a temporary directory beside ``--out`` and renamed into place (what a killed
+conversion left there is removed first).
 """
 
 import argparse
 import collections
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,7 +44,10 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
+from penet_tf.cli import run
+from penet_tf.errors import PenetError
 from penet_tf.inference import composite_uint8
+from penet_tf.io_utils import atomic_path, sweep_temporaries
 from penet_tf.models import Generator
 from penet_tf.models.generator import SIZE_MULTIPLE
 from penet_tf.tfjs_rewrite import rewrite_for_wasm
@@ -60,7 +63,7 @@ DEFAULT_TFJS_VENV = os.path.join(REPO, ".tfjs-venv")
 TFJS_FORBIDDEN_OPS = ("ExtractImagePatches", "Einsum", "While", "StatelessWhile", "Assert")
 
 
-class ConversionError(RuntimeError):
+class ConversionError(PenetError, RuntimeError):
     """A conversion failed or produced a model that is not builtin-ops only."""
 
 
@@ -395,28 +398,6 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm
 # ------------------------------------------------------------------------ the command
 
 
-def _atomic_output(out, force):
-    """A fresh temporary directory beside ``out`` (checked to be writable first)."""
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not force:
-        raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(out)}-")
-    os.chmod(temporary, 0o755)  # mkdtemp's 0700 would hide a served model from others
-    return out, temporary
-
-
-def _replace(temporary, out):
-    if os.path.exists(out):
-        old = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=f".old-{os.path.basename(out)}-")
-        os.rename(out, os.path.join(old, "previous"))
-        os.rename(temporary, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(temporary, out)
-
-
 def convert(
     saved_model,
     to,
@@ -447,9 +428,10 @@ def convert(
         tfjs_converter_path(tfjs_venv)  # fail before the slow part
     if os.path.exists(out) and not force:
         raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
+    out = os.path.abspath(out)
+    sweep_temporaries(os.path.dirname(out))  # what a killed conversion left
     generator, config = load_generator_for_conversion(saved_model)
-    out, temporary = _atomic_output(out, force)
-    try:
+    with atomic_path(out, directory=True, replace=force) as temporary:
         fixed = [1, size, size]
         info = {
             "format": to,
@@ -495,10 +477,6 @@ def convert(
             info["note"] = "TF.js has no uint8: feed int32 tensors, the output is int32."
         with open(os.path.join(temporary, CONFIG_FILE), "w") as handle:
             json.dump(info, handle, indent=1)
-        _replace(temporary, out)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     ops = ", ".join(f"{name} x{count}" for name, count in info["ops"].items())
     log(f"ops ({sum(info['ops'].values())} in all): {ops}")
     log(f"wrote {os.path.join(out, info['file'])}")
@@ -520,7 +498,7 @@ def run_tflite(model_path, image, mask):
     return interpreter.get_tensor(output["index"])
 
 
-def main(argv=None):
+def _main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.convert",
         description="Convert an exported PEN-Net generator to TFLite, TF.js or ONNX "
@@ -550,20 +528,21 @@ def main(argv=None):
     )
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
-    try:
-        convert(
-            args.saved_model,
-            args.to,
-            args.out,
-            size=args.size,
-            quantize=args.quantize,
-            tfjs_venv=args.tfjs_venv,
-            force=args.force,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError, ConversionError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    convert(
+        args.saved_model,
+        args.to,
+        args.out,
+        size=args.size,
+        quantize=args.quantize,
+        tfjs_venv=args.tfjs_venv,
+        force=args.force,
+    )
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

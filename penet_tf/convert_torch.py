@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from penet_tf.cli import run
 from penet_tf.io_utils import atomic_path, save_weights_atomically, write_json_atomically
 from penet_tf.layers.spectral_norm import SpectralNorm
 from penet_tf.models import Discriminator, Generator, discriminator_config, load_generator
@@ -204,7 +205,7 @@ def save_released_checkpoint(state, key, path):
     """Writes ``{key: state_dict}`` as a torch pickle (``gen.pth`` / ``dis.pth``) atomically."""
     torch = _torch()
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
-    with atomic_path(path, suffix=".pth") as temporary:
+    with atomic_path(path) as temporary:
         torch.save({key: tensors}, temporary)
 
 
@@ -266,7 +267,7 @@ def _from_torch(args):
     return written
 
 
-def main(argv=None):
+def _main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.convert_torch",
         description="Convert released PEN-Net PyTorch checkpoints (gen_*.pth, dis_*.pth) "
@@ -287,14 +288,15 @@ def main(argv=None):
         parser.error("--to-torch takes --weights DIR (and --out), not --generator/--discriminator")
     if not args.to_torch and (args.weights or not args.generator):
         parser.error("--generator is required (or --to-torch --weights DIR)")
-    try:
-        written = export_to_torch(args.weights, args.out) if args.to_torch else _from_torch(args)
-    except (CheckpointError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    written = export_to_torch(args.weights, args.out) if args.to_torch else _from_torch(args)
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

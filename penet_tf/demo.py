@@ -22,6 +22,8 @@ import posixpath
 import sys
 import urllib.parse
 
+from penet_tf.cli import run
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEB_ROOT = os.path.join(REPO, "demos", "web")
 TFJS_BUNDLE = os.path.join("node_modules", "@tensorflow", "tfjs", "dist", "tf.min.js")
@@ -91,7 +93,7 @@ def make_server(model_dir, host="127.0.0.1", port=8000, web_root=WEB_ROOT, quiet
     return http.server.ThreadingHTTPServer((host, port), handler)
 
 
-def main(argv=None):
+def _main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.demo",
         description="Serve the in-browser PEN-Net demo with a converted TF.js model.",
@@ -104,11 +106,7 @@ def main(argv=None):
     parser.add_argument("--web-root", default=WEB_ROOT, help="the page (default demos/web)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
-    try:
-        server = make_server(args.model, args.host, args.port, args.web_root, not args.verbose)
-    except (FileNotFoundError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    server = make_server(args.model, args.host, args.port, args.web_root, not args.verbose)
     host, port = server.server_address[:2]
     print(f"PEN-Net demo: http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
     try:
@@ -118,6 +116,11 @@ def main(argv=None):
     finally:
         server.server_close()
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -39,21 +39,23 @@ import numpy as np
 
 from penet_tf import metrics
 from penet_tf.cli import (
+    add_batch_arguments,
     add_mask_arguments,
     add_model_arguments,
     add_strategy_arguments,
+    run,
     strategy_from_args,
 )
 from penet_tf.inpainting import (
-    Progress,
     collect_items,
     load_inpainter,
     make_dataset,
     plan_batches,
+    progress_bar,
     report_skipped,
     run_batches,
-    write_text,
 )
+from penet_tf.io_utils import write_text_atomically
 
 PROTOCOLS = {
     # The paper's Places2 comparison: 256 x 256 images, the centred 128 x 128 hole.
@@ -150,7 +152,7 @@ def evaluate(
 
     batches = plan_batches(items, batch_size)
     dataset = make_dataset(batches, mask_source, seed, resize, predictions is not None)
-    bar = Progress(len(items), enabled=progress)
+    bar = progress_bar(len(items), enabled=progress)
     rows, features = [], {"real": [], "real_logits": [], "fake": [], "fake_logits": []}
     start = time.perf_counter()
     for batch_items, arrays, failed, count in run_batches(dataset, items, inpainter):
@@ -250,9 +252,9 @@ def csv_path(json_path):
 
 def write_report(report, path):
     """Writes ``path`` (JSON) and the CSV beside it, each atomically; returns the CSV path."""
-    write_text(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomically(json.dumps(report, indent=2, allow_nan=False) + "\n", path)
     table = csv_path(path)
-    write_text(table, csv_text(report))
+    write_text_atomically(csv_text(report), table)
     return table
 
 
@@ -283,15 +285,7 @@ def build_parser():
     parser.add_argument(
         "--out", required=True, help="report JSON path (the per-image CSV goes beside it)"
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=8,
-        help="images per model call (default 8); only images of equal size share a batch",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of --mask-type strokes (default 0)"
-    )
+    add_batch_arguments(parser, batch_size=8)
     parser.add_argument(
         "--fid",
         action=argparse.BooleanOptionalAction,
@@ -308,13 +302,11 @@ def build_parser():
     parser.add_argument(
         "--is-splits", type=int, default=10, help="Inception Score splits (default 10)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_strategy_arguments(parser)
     return parser
 
 
-def main(argv=None):
-    """The CLI; returns the exit status."""
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -328,29 +320,25 @@ def main(argv=None):
         and (args.protocol is None)
     ):
         parser.error("--model needs masks: give --masks, --mask-type or --protocol")
-    try:
-        strategy = strategy_from_args(args)
-        inpainter = load_inpainter(args.model, strategy) if args.model is not None else None
-        report, skipped = evaluate(
-            args.images,
-            inpainter=inpainter,
-            predictions=args.predictions,
-            masks=args.masks,
-            mask_type=args.mask_type,
-            protocol=args.protocol,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            fid=args.fid,
-            inception_weights=args.inception_weights or "imagenet",
-            is_splits=args.is_splits,
-            progress=not args.quiet,
-        )
-        if not report["per_image"]:
-            raise ValueError(f"no image could be evaluated ({len(skipped)} skipped)")
-        table = write_report(report, args.out)
-    except (FileNotFoundError, ValueError, OSError, metrics.InceptionWeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    strategy = strategy_from_args(args)
+    inpainter = load_inpainter(args.model, strategy) if args.model is not None else None
+    report, skipped = evaluate(
+        args.images,
+        inpainter=inpainter,
+        predictions=args.predictions,
+        masks=args.masks,
+        mask_type=args.mask_type,
+        protocol=args.protocol,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        fid=args.fid,
+        inception_weights=args.inception_weights or "imagenet",
+        is_splits=args.is_splits,
+        progress=not args.quiet,
+    )
+    if not report["per_image"]:
+        raise ValueError(f"no image could be evaluated ({len(skipped)} skipped)")
+    table = write_report(report, args.out)
     overall = report["overall"]
     shown = ("l1", "l1_hole", "relative_mae", "psnr", "ssim", "ms_ssim", "fid", "inception_score")
     summary = ", ".join(
@@ -359,6 +347,11 @@ def main(argv=None):
     print(f"evaluated {overall['images']} image(s): {summary}")
     print(f"wrote {args.out} and {table}; skipped {len(skipped)}")
     return 1 if skipped else 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,26 @@
 
 writes ``savedmodels/demo/N/`` (N = the next free version) in TF Serving's layout. The
 export is written to a hidden temporary directory beside it and renamed into place, so a
-half-written export never appears as a version.
+half-written export never appears as a version; temporaries a killed export left are
+removed when the next export starts.
 
 Signatures (dynamic batch, height and width; any H and W, padded inside the graph):
 
 * ``serving_default``: ``image`` uint8 [B, H, W, 3], ``mask`` uint8 [B, H, W, 1]
-  (nonzero = hole, so 0/1 and 0/255 masks both work) -> ``inpainted`` uint8 [B, H, W, 3],
-  the prediction composited into the known pixels (paper eq 7), which stay bit-identical.
+  -> ``inpainted`` uint8 [B, H, W, 3], the prediction composited into the known pixels
+  (paper eq 7), which stay bit-identical. The mask rule (``penet_tf.image_io``): a hole
+  where the mask is >= 128; a mask holding only 0 and 1 is a 0/1 mask (1 = hole). So
+  0/1 masks, 0/255 masks and antialiased brush edges all work.
 * ``inpaint_bytes``: ``image_bytes`` / ``mask_bytes`` string [B] (PNG, JPEG, GIF, BMP or
-  WebP; a mask pixel is a hole where any colour channel is nonzero, alpha ignored)
-  -> ``inpainted_bytes`` string [B] (PNG). The ``_bytes`` suffix makes TF Serving's REST
-  API accept and return ``{"b64": ...}``.
+  WebP) -> ``inpainted_bytes`` string [B] (PNG), decoded as ``penet_tf.image_io`` reads
+  files (16-bit scaled to 8 bits, JPEG with the accurate DCT, alpha dropped; a mask
+  pixel's value is its largest colour channel, then the mask rule) except that EXIF
+  orientation is not applied: the client sends such photos as oriented PNGs. The
+  ``_bytes`` suffix makes TF Serving's REST API accept and return ``{"b64": ...}``.
 * ``predict_float``: ``image`` float32 [B, H, W, 3] in [-1, 1], ``mask`` float32
-  [B, H, W, 1] in [0, 1] (1 = hole) -> ``output`` (the raw prediction) and ``inpainted``
-  (the composite), float32, for research use. NaN, infinities and values out of range
-  (e.g. 0-255 floats) are refused.
+  [B, H, W, 1] in [0, 1] (a hole where >= 0.5) -> ``output`` (the raw prediction) and
+  ``inpainted`` (the composite), float32, for research use. NaN, infinities and values
+  out of range (e.g. 0-255 floats) are refused.
 
 Bad requests (rank, size or batch mismatch, empty batch, wrong channel count, an image
 over ``max_pixels``, bytes that are not an image) fail with ``InvalidArgumentError``
@@ -37,17 +42,15 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from penet_tf.cli import run
 from penet_tf.high_resolution import STRATEGIES, PhotoStrategy, serve_photos
 from penet_tf.inference import (
-    binary_mask,
     check_float_values,
     check_request,
     gate,
@@ -56,6 +59,7 @@ from penet_tf.inference import (
     padded_size,
     pixel_limit_message,
 )
+from penet_tf.io_utils import atomic_path, sweep_temporaries
 from penet_tf.models import generator_config, load_generator
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -132,15 +136,20 @@ def _decode(data, channels, name, max_pixels):
         message=f"{name}: {pixel_limit_message(max_pixels)}",
     )
     with tf.control_dependencies([check_size]):
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        # JPEG as Pillow decodes it (penet_tf.image_io): the accurate integer DCT.
+        image = tf.cond(
+            tf.equal(tf.strings.substr(head, 0, 3), _MAGIC["JPEG"]),
+            lambda: tf.io.decode_jpeg(data, channels=channels or 3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=channels, expand_animations=False),
+        )
     return tf.ensure_shape(image, [None, None, channels or None])
 
 
 def _decode_mask(data, name, max_pixels):
-    """An encoded mask of any format and mode -> [H, W, 1], nonzero where any colour is.
-
-    Alpha is ignored, as in ``penet_tf.serving.client.read_mask`` (decoding to grey would
-    refuse GIF, BMP and WebP masks, and could round faint colours to 0).
+    """An encoded mask of any format and mode -> uint8 [H, W, 1]: its largest colour
+    channel (alpha ignored; 16-bit scaled to 8 bits), as ``penet_tf.image_io.mask_values``
+    (decoding to grey would refuse GIF, BMP and WebP masks, and could round colours
+    down). ``serve`` then applies the mask rule (``penet_tf.inference.hole_mask``).
     """
     mask = _decode(data, 0, name, max_pixels)  # [H, W, C], C = 1 (L), 2 (LA), 3 or 4
     channels = tf.shape(mask)[-1]
@@ -225,7 +234,8 @@ def build_archive(
     def predict_float(image, mask):
         image, mask = gate(check_request(image, mask, max_pixels), image, mask)
         image, mask = gate(check_float_values(image, mask), image, mask)
-        output, inpainted = inpaint(generator, image, binary_mask(mask))
+        hole = tf.cast(mask >= 0.5, tf.float32)  # the mask rule for [0, 1] floats
+        output, inpainted = inpaint(generator, image, hole)
         return {"output": output, "inpainted": inpainted}
 
     spec = tf.TensorSpec
@@ -327,9 +337,10 @@ def export_generator(
     ``strategy`` and ``max_photo_pixels``: see ``build_archive`` (recorded with
     ``max_pixels`` in ``assets.extra/penet_tf.json``).
 
-    Everything is written to a hidden ``base_dir/.tmp-*`` directory (TF Serving only
-    loads numeric directories) and renamed into place at the end, so a failed or
-    interrupted export never leaves a half-written version.
+    Everything is written to a hidden ``base_dir/.tmp-<pid>-<version>`` directory (TF
+    Serving only loads numeric directories) and renamed into place at the end
+    (``penet_tf.io_utils.atomic_path``), so a failed or interrupted export never leaves a
+    half-written version; what a killed export left there is swept first.
     """
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
@@ -337,9 +348,9 @@ def export_generator(
     limit = photo_limit(strategy, max_pixels, max_photo_pixels)
     final = version_dir(base_dir, version)
     base_dir = os.path.dirname(final)
-    os.makedirs(base_dir, exist_ok=True)
-    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{os.path.basename(final)}-")
-    try:
+    sweep_temporaries(base_dir)
+    # The rename fails if a filled `final` appeared meanwhile.
+    with atomic_path(final, directory=True, replace=False) as temporary:
         build_archive(generator, max_pixels, strategy, max_photo_pixels).write_out(
             temporary, verbose=False
         )
@@ -354,15 +365,10 @@ def export_generator(
                 "max_photo_pixels": limit,  # what the uint8 and bytes signatures accept
             }
             json.dump(config, handle)
-        os.chmod(temporary, 0o755)  # mkdtemp's 0700 would hide it from a server's own user
-        os.rename(temporary, final)  # atomic; fails if a filled `final` appeared meanwhile
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return final
 
 
-def main(argv=None):
+def _main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.export",
         description="Export a PEN-Net generator as a TF Serving SavedModel (savedmodels/NAME/N).",
@@ -414,29 +420,30 @@ def main(argv=None):
         f"before decoding (default {DEFAULT_MAX_PHOTO_PIXELS})",
     )
     args = parser.parse_args(argv)
-    try:
-        if args.max_pixels < 1:
-            raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
-        strategy = PhotoStrategy(
-            args.strategy,
-            model_size=args.model_size,
-            margin=args.margin,
-            trigger=args.trigger,
-            residual_aggregation=args.residual_aggregation,
-        )
-        photo_limit(strategy, args.max_pixels, args.max_photo_pixels)
-        version_dir(args.out, args.version)  # refuse a taken --version before loading anything
-        generator = load_generator(
-            args.weights, patch_method="conv", attention_chunk_mb=args.attention_chunk_mb
-        )
-        path = export_generator(
-            generator, args.out, args.version, args.max_pixels, strategy, args.max_photo_pixels
-        )
-    except (OSError, ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
+    strategy = PhotoStrategy(
+        args.strategy,
+        model_size=args.model_size,
+        margin=args.margin,
+        trigger=args.trigger,
+        residual_aggregation=args.residual_aggregation,
+    )
+    photo_limit(strategy, args.max_pixels, args.max_photo_pixels)
+    version_dir(args.out, args.version)  # refuse a taken --version before loading anything
+    generator = load_generator(
+        args.weights, patch_method="conv", attention_chunk_mb=args.attention_chunk_mb
+    )
+    path = export_generator(
+        generator, args.out, args.version, args.max_pixels, strategy, args.max_photo_pixels
+    )
     print(f"exported {path}")
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.inference import binary_mask, composite_uint8, reflect_indices, uint8_to_float
+from penet_tf.inference import composite_uint8, hole_mask, reflect_indices, uint8_to_float
 from penet_tf.models.generator import SIZE_MULTIPLE
 from penet_tf.residual_aggregation import (
     TRANSFERS,
@@ -360,11 +360,12 @@ def inpaint_union_box(generator, image, mask, strategy):
 
 
 def serve_photos(generator, image, mask, strategy):
-    """uint8 [B, H, W, 3] and mask [B, H, W, 1] (any nonzero = hole) -> uint8 inpainted,
-    with ``strategy`` in the graph (``full`` photos as ``composite_uint8``)."""
-    hole = binary_mask(mask)
+    """uint8 [B, H, W, 3] and mask [B, H, W, 1] -> uint8 inpainted, with ``strategy`` in
+    the graph (``full`` photos as ``penet_tf.inference.serve``). The mask is binarised by
+    the mask rule (``penet_tf.inference.hole_mask``)."""
+    hole = hole_mask(mask)
     if strategy.name == "full":
-        return composite_uint8(generator, image, mask)
+        return composite_uint8(generator, image, tf.cast(hole, tf.uint8))
 
     def cropped():
         return tf.map_fn(
@@ -379,7 +380,7 @@ def serve_photos(generator, image, mask, strategy):
     return tf.cond(
         tf.maximum(shape[1], shape[2]) > strategy.trigger,
         cropped,
-        lambda: composite_uint8(generator, image, mask),
+        lambda: composite_uint8(generator, image, tf.cast(hole, tf.uint8)),
     )
 
 

@@ -13,6 +13,7 @@ those checks pass (``gate``), so a huge or malformed request is refused in milli
 
 import tensorflow as tf
 
+from penet_tf.image_io import HOLE_THRESHOLD
 from penet_tf.losses import composite
 from penet_tf.models.generator import SIZE_MULTIPLE
 
@@ -198,12 +199,29 @@ def serve(generator, image, mask, max_pixels):
     """uint8 image [B, H, W, 3] and mask [B, H, W, 1] -> uint8 inpainted, after the checks.
 
     The one inference function every export and the ``inpaint`` CLI wrap: nothing runs
-    before ``check_request`` has passed.
+    before ``check_request`` has passed. The mask is binarised by the mask rule
+    (``hole_mask``): 0/1 masks, 0/255 masks and antialiased edges alike.
     """
     image, mask = gate(check_request(image, mask, max_pixels), image, mask)
-    return composite_uint8(generator, image, mask)
+    return composite_uint8(generator, image, tf.cast(hole_mask(mask), tf.uint8))
 
 
 def binary_mask(mask):
-    """Any mask (0/1, 0/255, bool, float) -> float32 with 1 where nonzero (a hole)."""
+    """A binarised mask (0/1, 0/255, bool, float) -> float32 with 1 where nonzero (a hole).
+
+    For masks that are binary already (``hole_mask`` output, the converted models' inputs).
+    """
     return tf.cast(tf.not_equal(tf.cast(mask, tf.float32), 0.0), tf.float32)
+
+
+def hole_mask(mask):
+    """The mask rule of ``penet_tf.image_io.MASK_RULE`` in the graph.
+
+    uint8 masks [B, H, W, 1] -> float32 0/1 [B, H, W, 1]: a hole where the value is at
+    least ``HOLE_THRESHOLD`` (128), or, in a mask whose values are all 0 or 1, where it
+    is 1. Each image of the batch is judged on its own mask.
+    """
+    values = tf.cast(mask, tf.float32)
+    peak = tf.reduce_max(values, axis=[1, 2, 3], keepdims=True)
+    threshold = tf.where(peak <= 1.0, 1.0, float(HOLE_THRESHOLD))
+    return tf.cast(values >= threshold, tf.float32)

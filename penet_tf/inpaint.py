@@ -6,8 +6,10 @@
 
 Images and masks are paired by file name without its extension (``photos/cat.jpg`` with
 ``masks/cat.png``); a single mask file may serve a whole folder (it is then resized to each
-image, nearest neighbour). A mask is any image PIL reads, with a hole wherever a colour
-channel is nonzero (alpha ignored; 0/1 and 0/255 masks both work); or masks are generated
+image, nearest neighbour). A mask is any image PIL reads, with a hole where its largest
+colour channel is at least 128 of 255 (alpha ignored; a mask holding only 0 and 1 is a
+0/1 mask, 1 = hole; see ``penet_tf.image_io``); ``--mask-from-alpha`` takes the hole from
+each image's alpha channel instead (transparent = hole); or masks are generated
 with ``--mask-type centre`` (the centred (H/2) x (W/2) block of the release's test masks)
 or ``--mask-type strokes`` (free-form strokes, seeded by ``--seed`` and the image's
 position in the sorted list, so runs repeat exactly).
@@ -34,12 +36,14 @@ import argparse
 import sys
 
 from penet_tf.cli import (
+    add_batch_arguments,
     add_mask_arguments,
     add_model_arguments,
     add_strategy_arguments,
+    run,
     strategy_from_args,
 )
-from penet_tf.inpainting import inpaint_files, load_inpainter
+from penet_tf.inpainting import check_out_folder, inpaint_files, load_inpainter
 
 
 def build_parser():
@@ -47,60 +51,60 @@ def build_parser():
         prog="python -m penet_tf.inpaint",
         description="Inpaint your own images with a PEN-Net model. Writes OUT/<name>.png "
         "(the prediction inside the holes, the original pixels elsewhere). Exit status 1 if "
-        "any file was skipped (each is reported on stderr with the reason), 2 on errors.",
+        "any file was skipped (each is reported on stderr with the reason), 2 on errors, "
+        "130 on Ctrl-C (the images written by then are complete).",
     )
     add_model_arguments(parser)
     parser.add_argument("--images", required=True, help="an image file or a folder of images")
     masks = parser.add_mutually_exclusive_group(required=True)
     add_mask_arguments(masks)
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=1,
-        help="images per model call (default 1); only images of equal size share a batch",
+    masks.add_argument(
+        "--mask-from-alpha",
+        action="store_true",
+        help="take each hole from the image's own alpha channel: transparent (alpha below "
+        "128) = hole",
     )
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument(
         "--grid",
         action="store_true",
         help="also write OUT/<name>_grid.png: masked input | output | original",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of --mask-type strokes (default 0)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(parser, batch_size=1)
     add_strategy_arguments(parser)
     return parser
 
 
-def main(argv=None):
-    """The CLI; returns the exit status."""
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    try:
-        inpainter = load_inpainter(args.model, strategy_from_args(args))
-        written, skipped, seconds = inpaint_files(
-            inpainter,
-            args.images,
-            args.out,
-            masks=args.masks,
-            mask_type=args.mask_type,
-            batch_size=args.batch_size,
-            grid=args.grid,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
-    except (FileNotFoundError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    check_out_folder(args.out, args.images, args.masks)  # before loading the model
+    inpainter = load_inpainter(args.model, strategy_from_args(args))
+    written, skipped, seconds = inpaint_files(
+        inpainter,
+        args.images,
+        args.out,
+        masks=args.masks,
+        mask_type=args.mask_type,
+        batch_size=args.batch_size,
+        grid=args.grid,
+        seed=args.seed,
+        progress=not args.quiet,
+        mask_from_alpha=args.mask_from_alpha,
+    )
     rate = len(written) / seconds if seconds > 0 else 0.0
     print(
         f"inpainted {len(written)} image(s) into {args.out} in {seconds:.1f} s "
         f"({rate:.2f} images/s); skipped {len(skipped)}"
     )
     return 1 if skipped else 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -25,25 +25,33 @@ Example:
 
 import dataclasses
 import json
-import math
 import os
 import re
 import sys
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from penet_tf.data import masks as mask_lib
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
+from penet_tf.image_io import (
+    alpha_mask,
+    open_image,
+    probe_size,
+    read_error_reason,
+    read_mask,
+    read_rgb,
+    to_rgb,
+)
 from penet_tf.inference import padded_pixels, padded_size, serve
 from penet_tf.io_utils import IMAGE_SUFFIXES, atomic_path
 
 MASK_TYPES = ("centre", "strokes")
 NO_PIXEL_LIMIT = 2**62
 EXPORT_CONFIG_FILE = "penet_tf.json"  # written by penet_tf.export in assets.extra/
-EXIF_ORIENTATION = 0x0112
 
 
 # ----------------------------------------------------------------------------- files
@@ -68,20 +76,6 @@ class Skipped:
 
     name: str
     reason: str
-
-
-def _reason(error):
-    """A short human reason for a failed read."""
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
-    if isinstance(error, IsADirectoryError):
-        return "is a directory"
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image file that can be read (unknown or corrupt format)"
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return f"unreadable ({text})"
 
 
 def list_images(path, flag="--images"):
@@ -117,14 +111,6 @@ def _by_name(paths):
         ):
             found[name] = path
     return found
-
-
-def probe_size(path):
-    """(H, W) of an image as displayed (EXIF rotation applied), reading only its header."""
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def collect_items(images, masks=None, predictions=None, resize=None):
@@ -173,7 +159,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         try:
             size = probe_size(path)
         except Exception as error:  # anything PIL raises on a bad file
-            skipped.append(Skipped(path, _reason(error)))
+            skipped.append(Skipped(path, read_error_reason(error)))
             continue
         if resize is not None:
             size = tuple(resize)
@@ -204,28 +190,10 @@ def _check_size(path, size, what):
     try:
         found = probe_size(path)
     except Exception as error:
-        return f"{what} {path}: {_reason(error)}"
+        return f"{what} {path}: {read_error_reason(error)}"
     if tuple(found) != tuple(size):
         return f"{what} {path} is {found[1]}x{found[0]} (WxH) but the image is {size[1]}x{size[0]}"
     return None
-
-
-def read_rgb(path, resize=None):
-    """An image file as uint8 [H, W, 3] (EXIF rotation applied; PIL bilinear resize to
-    ``resize`` = (H, W) if given)."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
-        if resize is not None and image.size != (resize[1], resize[0]):
-            image = image.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
-        return np.asarray(image, np.uint8)
-
-
-def read_mask(path):
-    """A mask file as uint8 [H, W, 1]: 1 (a hole) where any colour channel is nonzero,
-    alpha ignored (as the export's ``inpaint_bytes``)."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
-        return np.asarray(image).any(axis=-1).astype(np.uint8)[..., None]
 
 
 # ---------------------------------------------------------------------------- batches
@@ -251,6 +219,7 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
     Args:
         batches: ``plan_batches`` output.
         mask_source: ``"files"`` (``Item.mask``, one file per image or one shared file),
+            ``"alpha"`` (the image's own alpha channel: transparent = hole),
             ``"centre"``, ``"strokes"`` or None (no masks).
         seed: seeds ``"strokes"``: image ``i`` gets the stateless seed ``[seed, i]``.
         resize: (H, W) to resize images to, or None.
@@ -262,7 +231,7 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
         [B, H, W, 3] (with ``predictions``) and ``error`` string [B]: empty, or why that
         image could not be read (its arrays are then zeros).
     """
-    if mask_source not in (None, "files", *MASK_TYPES):
+    if mask_source not in (None, "files", "alpha", *MASK_TYPES):
         raise ValueError(f"unknown mask source {mask_source!r}")
     shared_cache = {}
 
@@ -272,14 +241,20 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
         count = len(batch)
         images = np.zeros([count, height, width, 3], np.uint8)
         # Arrays not read here stay empty (generated masks are made in the next map).
-        masks = np.zeros([count, *((height, width) if mask_source == "files" else (0, 0)), 1])
+        read_masks = mask_source in ("files", "alpha")
+        masks = np.zeros([count, *((height, width) if read_masks else (0, 0)), 1])
         masks = masks.astype(np.uint8)
         preds = np.zeros([count, *((height, width) if predictions else (0, 0)), 3], np.uint8)
         errors = [""] * count
         for slot, item in enumerate(batch):
             what = "image"
             try:
-                images[slot] = _fit(read_rgb(item.image, resize), (height, width), "image")
+                if mask_source == "alpha":  # one read gives both
+                    picture = open_image(item.image)
+                    images[slot] = _fit(to_rgb(picture), (height, width), "image")
+                    masks[slot] = _fit(alpha_mask(picture, item.image), (height, width), "mask")
+                else:
+                    images[slot] = _fit(read_rgb(item.image, resize), (height, width), "image")
                 if mask_source == "files":
                     what = "mask"
                     masks[slot] = _mask_for(item, (height, width), shared_cache)
@@ -288,7 +263,7 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
                     preds[slot] = _fit(read_rgb(item.prediction), (height, width), "prediction")
             except Exception as error:  # any unreadable file: reported, not fatal
                 path = {"image": item.image, "mask": item.mask, "prediction": item.prediction}
-                reason = str(error) if isinstance(error, _SizeError) else _reason(error)
+                reason = str(error) if isinstance(error, _SizeError) else read_error_reason(error)
                 errors[slot] = reason if what == "image" else f"{what} {path[what]}: {reason}"
         indices = np.array([item.index for item in batch], np.int64)
         return indices, images, masks, preds, np.array(errors, dtype=object)
@@ -516,7 +491,7 @@ def load_inpainter(path, strategy=None):
 def write_png(path, array):
     """Writes uint8 [H, W, C] as a PNG atomically (temporary file in the folder + rename)."""
     array = np.asarray(array, np.uint8)
-    with atomic_path(path, suffix=".png") as temporary:
+    with atomic_path(path) as temporary:
         Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(temporary, "PNG")
 
 
@@ -526,37 +501,16 @@ def grid_image(image, mask, output):
     return np.concatenate([masked, output, image], axis=1)
 
 
-class Progress:
-    """A progress line on stderr with rate and ETA (redrawn on a terminal; otherwise a
-    line about every 10 % of the work)."""
+def progress_bar(total, enabled=True):
+    """Keras' ``Progbar`` over ``total`` images (as training shows its steps): redrawn on
+    a terminal, one line at the end otherwise; silent when not ``enabled``."""
+    verbose = (1 if sys.stdout.isatty() else 2) if enabled and total else 0
+    return keras.utils.Progbar(total, verbose=verbose, unit_name="image")
 
-    def __init__(self, total, unit="images", stream=None, enabled=True):
-        self.total, self.unit, self.done = total, unit, 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and total > 0
-        self.start = time.perf_counter()
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._next_report = 0.1
 
-    def add(self, count):
-        self.done += count
-        if not self.enabled:
-            return
-        fraction = self.done / self.total
-        if not self.tty and fraction < self._next_report and self.done < self.total:
-            return
-        self._next_report = math.floor(fraction * 10 + 1) / 10
-        elapsed = time.perf_counter() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        bar = "#" * int(30 * fraction)
-        line = (
-            f"[{bar:<30}] {self.done}/{self.total} {self.unit} {rate:.2f}/s "
-            f"ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        )
-        end = "\n" if not self.tty or self.done >= self.total else ""
-        self.stream.write(("\r" if self.tty else "") + line + end)
-        self.stream.flush()
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``inpaint_files``; the message says how many images were written
+    (each of them complete: they are written atomically)."""
 
 
 def run_batches(dataset, items, inpainter=None):
@@ -613,13 +567,6 @@ def _graph_message(error):
     return lines[0] if lines else repr(error)
 
 
-def write_text(path, text):
-    """Writes ``text`` to ``path`` atomically (temporary file in the folder + rename)."""
-    with atomic_path(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-
-
 def report_skipped(skipped, stream=None):
     """One ``skipped NAME: reason`` line per skipped file."""
     stream = stream or sys.stderr
@@ -628,6 +575,57 @@ def report_skipped(skipped, stream=None):
 
 
 # ------------------------------------------------------------------------ folders
+
+
+def _same(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_out_folder(out, images, masks=None):
+    """ValueError if the output folder ``out`` is the ``--images`` or ``--masks`` folder
+    (or ``--images``' folder when it names one file): outputs would land among the inputs.
+    Cheap: run it before loading a model."""
+    folders = {"--images": images, "--masks": masks}
+    for flag, path in folders.items():
+        if path is None:
+            continue
+        folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        if _same(out, folder):
+            raise ValueError(
+                f"--out {out} is the {flag} folder {folder}: the results would be written "
+                "among the inputs; choose another output folder"
+            )
+
+
+def output_paths(items, out, grid=False, inputs=()):
+    """``{item.index: [path, ...]}``: where each item's results go (``OUT/<name>.png`` and,
+    with ``grid``, ``OUT/<name>_grid.png``).
+
+    ValueError, before anything is written, if two results would share a path (images
+    ``p.png`` and ``p_grid.png`` with ``grid``) or a result would replace one of the
+    ``inputs`` (image, mask or prediction files).
+    """
+    planned, owner = {}, {}
+    inputs = {os.path.realpath(path) for path in inputs if path is not None}
+    for item in items:
+        paths = [os.path.join(out, f"{item.name}.png")]
+        if grid:
+            paths.append(os.path.join(out, f"{item.name}_grid.png"))
+        for path in paths:
+            key = os.path.realpath(path)
+            if key in inputs:
+                raise ValueError(
+                    f"{path} would replace an input file (from {item.image}); choose another "
+                    "output folder"
+                )
+            if key in owner:
+                raise ValueError(
+                    f"{path} would be written for both {owner[key]} and {item.image} "
+                    "(with --grid, NAME_grid.png is the grid of NAME); rename one of them"
+                )
+            owner[key] = item.image
+        planned[item.index] = paths
+    return planned
 
 
 def inpaint_files(
@@ -640,35 +638,50 @@ def inpaint_files(
     grid=False,
     seed=0,
     progress=True,
+    mask_from_alpha=False,
 ):
     """Inpaints every image of ``images`` into ``out``; returns ``(written, skipped, seconds)``.
 
+    The holes come from ``masks`` (a file or folder), ``mask_type`` (generated) or, with
+    ``mask_from_alpha``, each image's alpha channel (transparent = hole).
+
     ``written`` lists output PNG paths; ``skipped`` the ``Skipped`` files (already printed
-    to stderr). See the module docstring for pairing and batching.
+    to stderr). See the module docstring for pairing and batching. Every output path is
+    checked against the inputs and the other outputs before the first write
+    (``check_out_folder``, ``output_paths``): nothing is written twice or onto an input.
     """
-    if (masks is None) == (mask_type is None):
-        raise ValueError("give either masks (a file or folder) or a mask type")
+    if sum([masks is not None, mask_type is not None, bool(mask_from_alpha)]) != 1:
+        raise ValueError("give one of masks (a file or folder), a mask type or mask_from_alpha")
     if mask_type is not None and mask_type not in MASK_TYPES:
         raise ValueError(f"--mask-type must be one of {MASK_TYPES}, got {mask_type!r}")
+    check_out_folder(out, images, masks)
     items, skipped = collect_items(images, masks)
+    inputs = [item.image for item in items] + [item.mask for item in items]
+    planned = output_paths(items, out, grid, inputs)
     report_skipped(skipped)
     os.makedirs(out, exist_ok=True)
     batches = plan_batches(items, batch_size)
-    dataset = make_dataset(batches, "files" if masks is not None else mask_type, seed)
-    bar = Progress(len(items), enabled=progress)
+    source = "files" if masks is not None else "alpha" if mask_from_alpha else mask_type
+    dataset = make_dataset(batches, source, seed)
+    bar = progress_bar(len(items), enabled=progress)
     written = []
     start = time.perf_counter()
-    for batch_items, arrays, failed, count in run_batches(dataset, items, inpainter):
-        report_skipped(failed)
-        skipped.extend(failed)
-        for slot, item in enumerate(batch_items):
-            path = os.path.join(out, f"{item.name}.png")
-            write_png(path, arrays["output"][slot])
-            written.append(path)
-            if grid:
-                write_png(
-                    os.path.join(out, f"{item.name}_grid.png"),
-                    grid_image(arrays["image"][slot], arrays["mask"][slot], arrays["output"][slot]),
-                )
-        bar.add(count)
+    try:
+        for batch_items, arrays, failed, count in run_batches(dataset, items, inpainter):
+            report_skipped(failed)
+            skipped.extend(failed)
+            for slot, item in enumerate(batch_items):
+                paths = planned[item.index]
+                write_png(paths[0], arrays["output"][slot])
+                if grid:
+                    image, mask = arrays["image"][slot], arrays["mask"][slot]
+                    write_png(paths[1], grid_image(image, mask, arrays["output"][slot]))
+                written.append(paths[0])
+            bar.add(count)
+    except KeyboardInterrupt:
+        if sys.stdout.isatty() and progress:
+            print(flush=True)  # end the progress bar's line
+        raise Interrupted(
+            f"interrupted after {len(written)} of {len(items)} images; those written are complete"
+        ) from None
     return written, skipped, time.perf_counter() - start

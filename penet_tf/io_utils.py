@@ -1,12 +1,26 @@
-"""Writing user files safely: to a temporary file beside the target, then a rename."""
+"""Writing user files safely: the one atomic writer, and the sweep of what a kill left.
+
+Every file or directory penet_tf writes for a user (PNGs, reports, weights, exports,
+conversions) is written under a temporary name beside its target,
+``.tmp-<pid>-<name>``, and renamed onto the target only once it is complete
+(``atomic_path``), so a crash, a full disk or Ctrl-C never leaves a half-written output;
+the temporary is removed on failure. A process killed outright (``kill -9``) cannot
+remove its temporary: ``sweep_temporaries`` removes those of processes that no longer
+run; train, export and convert call it when they start.
+"""
 
 import contextlib
 import json
 import os
-import tempfile
+import re
+import shutil
 
 # Image files penet_tf reads (all decoded with Pillow).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+# Temporaries: ".tmp-<pid>-<name>"; older versions wrote ".tmp-<random>" (no pid).
+TEMPORARY_PREFIX = ".tmp-"
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
 
 
 def find_files(path, suffixes):
@@ -31,35 +45,132 @@ def _read_umask():
 _UMASK = _read_umask()
 
 
-@contextlib.contextmanager
-def atomic_path(path, suffix=""):
-    """Yields a temporary path beside ``path``; renames it to ``path`` on success only.
+def temporary_path(path, tag=""):
+    """``dirname(path)/.tmp-<pid>-<tag><basename(path)>``: where ``path`` is written first.
 
-    The file gets the permissions a plain ``open(path, "w")`` would give it (``mkstemp``
-    alone would leave it readable by its owner only).
+    It keeps the target's name, so its suffix too (Keras wants ``.weights.h5``).
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(handle)
+    path = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f"{TEMPORARY_PREFIX}{os.getpid()}-{tag}{name}")
+
+
+def remove_path(path):
+    """Removes a file, link or directory tree; False if there was nothing to remove."""
     try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def atomic_path(path, directory=False, replace=True):
+    """Yields a temporary path beside ``path``, renamed onto ``path`` on success only.
+
+    Args:
+        path: the target file or directory (its folder is created if missing).
+        directory: the target is a directory: the temporary one is created (empty) and
+            yielded for the caller to fill.
+        replace: whether an existing target is replaced. A directory that exists is
+            moved aside and removed after the rename; with ``replace=False`` the rename
+            fails (``OSError``) if a non-empty target appeared meanwhile.
+
+    Files and directories get the permissions a plain ``open`` / ``os.makedirs`` would
+    give them. On any exception (Ctrl-C included) the temporary is removed.
+
+    Example:
+
+        >>> with atomic_path("out/result.png") as temporary:  # doctest: +SKIP
+        ...     image.save(temporary, "PNG")
+    """
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = temporary_path(path)
+    remove_path(temporary)  # a leftover of an earlier process with this pid
+    old = None
+    try:
+        if directory:
+            os.mkdir(temporary)
         yield temporary
-        os.chmod(temporary, 0o666 & ~_UMASK)
-        os.replace(temporary, path)
+        if directory:
+            os.chmod(temporary, 0o777 & ~_UMASK)
+            if replace and os.path.lexists(path):
+                old = temporary_path(path, "old-")
+                remove_path(old)
+                os.rename(path, old)
+            os.rename(temporary, path)
+        else:
+            if os.path.exists(temporary):
+                os.chmod(temporary, 0o666 & ~_UMASK)
+            if not replace and os.path.lexists(path):
+                raise FileExistsError(f"{path} exists")
+            os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        remove_path(temporary)
+        if old is not None:
+            remove_path(old)
+
+
+def _running(pid):
+    """Whether a process ``pid`` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def sweep_temporaries(folder):
+    """Removes the temporaries ``atomic_path`` left in ``folder`` (not recursive) when
+    its process was killed; returns the removed paths.
+
+    A ``.tmp-<pid>-*`` entry is removed when process ``pid`` no longer runs (a running
+    process, this one included, may still be writing it); ``.tmp-*`` entries without a
+    pid are leftovers of older versions and are removed too.
+    """
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in sorted(os.listdir(folder)):
+        if not name.startswith(TEMPORARY_PREFIX):
+            continue
+        match = _TEMPORARY.match(name)
+        if match and _running(int(match.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        if remove_path(path):
+            removed.append(path)
+    return removed
+
+
+def write_bytes_atomically(data, path):
+    """Writes ``data`` (bytes) to ``path`` through ``atomic_path``."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+
+
+def write_text_atomically(text, path):
+    """Writes ``text`` (UTF-8, newlines as given) to ``path`` through ``atomic_path``."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
 
 
 def save_weights_atomically(model, path):
-    """``model.save_weights(path)`` (a ``.weights.h5`` file) via a temporary file."""
-    with atomic_path(path, suffix=".weights.h5") as temporary:
+    """``model.save_weights(path)`` (a ``.weights.h5`` file) through ``atomic_path``."""
+    with atomic_path(path) as temporary:
         model.save_weights(temporary, overwrite=True)
 
 
 def write_json_atomically(data, path):
-    with atomic_path(path, suffix=".json") as temporary:
-        with open(temporary, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+    """``data`` as indented, sorted JSON to ``path`` through ``atomic_path``."""
+    write_text_atomically(json.dumps(data, indent=2, sort_keys=True) + "\n", path)

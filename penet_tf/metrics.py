@@ -43,6 +43,8 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
+from penet_tf.errors import PenetError
+
 MAX_VALUE = 255.0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # tf.image.ssim_multiscale's
 SSIM_FILTER_SIZE = 11
@@ -321,7 +323,7 @@ def extract_features(model, images):
     return np.asarray(features, np.float64), np.asarray(logits, np.float64)
 
 
-class InceptionWeightsError(RuntimeError):
+class InceptionWeightsError(PenetError, RuntimeError):
     """The InceptionV3 ImageNet weights are neither cached nor downloadable."""
 
 

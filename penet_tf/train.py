@@ -24,6 +24,8 @@ import argparse
 import logging
 import sys
 
+from penet_tf.cli import run
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
@@ -68,6 +70,12 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """The CLI; returns the exit status: 2 on errors (one line, no traceback), 130 on
+    Ctrl-C (after saving a checkpoint: the line says what was saved)."""
+    return run(_main, argv, interrupted="interrupted: nothing was written")
+
+
+def _main(argv):
     args = parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
@@ -91,26 +99,22 @@ def _train(args):
     ):
         if value is not None:
             overrides.append({key: value})
-    try:
-        from penet_tf.training.config import load_config
+    from penet_tf.training.config import load_config
 
-        config = load_config(args.config, overrides)
-        # Logical CPU devices must exist before TensorFlow initialises its devices.
-        from penet_tf.training.strategy import split_cpu
+    config = load_config(args.config, overrides)
+    # Logical CPU devices must exist before TensorFlow initialises its devices.
+    from penet_tf.training.strategy import split_cpu
 
-        split_cpu(config.cpu_devices)
-        from penet_tf.training.trainer import Trainer, summarize
+    split_cpu(config.cpu_devices)
+    from penet_tf.training.trainer import Trainer, summarize
 
-        trainer = Trainer(config, init_from=args.init_from, verbose=0 if args.quiet else 1)
+    trainer = Trainer(config, init_from=args.init_from, verbose=0 if args.quiet else 1)
+    try:  # errors (a full disk too: OSError) and Ctrl-C are reported by run
         logs = trainer.run()
-    except (OSError, ValueError, ImportError) as error:  # OSError: a full disk too
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as interrupt:  # the trainer's says what was saved
+    except KeyboardInterrupt:  # the trainer's says what was saved
         if not args.quiet:
             print(flush=True)  # end the progress bar's line
-        print(f"interrupted: {interrupt or 'nothing was written'}", file=sys.stderr)
-        return 130
+        raise
     if trainer.chief:
         print(f"finished at step {int(trainer.state.step.numpy())}: {summarize(logs)}")
         print(f"weights: {config.output_dir}/generator.weights.h5")

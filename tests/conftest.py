@@ -27,3 +27,22 @@ def official_fixture():
     case["gen"] = str(FIXTURE / "gen.pth")
     case["dis"] = str(FIXTURE / "dis.pth")
     return case
+
+
+@pytest.fixture
+def dead_pid():
+    """The id of a process that has ended (what a ``kill -9`` leaves behind)."""
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture(scope="session")
+def thin_savedmodel(tmp_path_factory):
+    """ONE thin export (``penet_tf.export`` of a base_channels=4 generator with varied
+    weights) shared by every test that needs a SavedModel: ``BASE/thin/1``."""
+    from conversion_helpers import thin_export
+
+    return thin_export(tmp_path_factory.getbasetemp())

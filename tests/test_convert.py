@@ -191,13 +191,16 @@ def test_missing_tfjs_venv_says_how_to_create_it(export, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_requests_fail_clearly(export, tmp_path, capsys):
+def test_bad_requests_fail_clearly(export, tmp_path, capsys, dead_pid):
+    (tmp_path / f".tmp-{dead_pid}-out").mkdir()  # what a conversion killed with -9 left
+    (tmp_path / f".tmp-{dead_pid}-out" / "model.tflite").write_bytes(b"half")
     with pytest.raises(ValueError, match="multiple of 64"):
         convert(export, "tflite", tmp_path / "out", size=200)
     with pytest.raises(ValueError, match="--quantize applies"):
         convert(export, "onnx", tmp_path / "out", quantize="float16")
     with pytest.raises(FileNotFoundError, match="No SavedModel"):
         convert(tmp_path, "tflite", tmp_path / "out")
+    assert not (tmp_path / f".tmp-{dead_pid}-out").exists()  # swept when convert started
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError, match="--force"):
         convert(export, "tflite", tmp_path / "taken")

@@ -113,14 +113,19 @@ def test_signatures_equal_the_keras_model(exported, batch, height, width):
     assert (served[hole] != image[hole]).mean() > 0.5  # the holes really were repainted
 
 
-def test_mask_0_255_equals_mask_0_1(exported):
+def test_mask_rule_0_1_0_255_and_antialiased_edges(exported):
     image, mask = _case(1, 72, 90, seed=1)
     signature = exported["model"].signatures["serving_default"]
     ones = signature(image=image, mask=mask)["inpainted"].numpy()
     full = signature(image=image, mask=mask * 255)["inpainted"].numpy()
-    odd = signature(image=image, mask=mask * 7)["inpainted"].numpy()  # any nonzero = hole
+    half = signature(image=image, mask=mask * 128)["inpainted"].numpy()  # >= 128: a hole
     np.testing.assert_array_equal(ones, full)
-    np.testing.assert_array_equal(ones, odd)
+    np.testing.assert_array_equal(ones, half)
+    # An antialiased brush: the hole at 255 with a faint halo (127 and below) around it.
+    halo = np.where(mask > 0, 255, 0).astype(np.uint8)
+    halo[:, 5:20] = np.maximum(halo[:, 5:20], 127)
+    halo[:, 40:44] = np.maximum(halo[:, 40:44], 3)
+    np.testing.assert_array_equal(signature(image=image, mask=halo)["inpainted"].numpy(), full)
     _check_against_keras(exported, image, mask * 255)
 
 
@@ -168,12 +173,12 @@ def test_inpaint_bytes_reads_masks_of_any_format_and_mode(exported):
     served = exported["model"].signatures["serving_default"](image=image, mask=mask)
     hole = mask[0, ..., 0] > 0
     colour = np.zeros((30, 44, 3), np.uint8)
-    colour[hole] = (0, 0, 3)  # faint blue: grey conversion would round it to 0
+    colour[hole] = (0, 0, 200)  # blue: as grey (23) it would not reach the threshold
     alpha = np.full((30, 44), 255, np.uint8)  # opaque everywhere: alpha is not the mask
     masks = {
         "L": Image.fromarray(hole.astype(np.uint8)),
         "1": Image.fromarray(hole),
-        "LA": Image.fromarray(np.dstack([hole.astype(np.uint8) * 9, alpha])),
+        "LA": Image.fromarray(np.dstack([hole.astype(np.uint8) * 200, alpha])),
         "RGB": Image.fromarray(colour),
         "RGBA": Image.fromarray(np.dstack([colour, alpha])),
         "P": Image.fromarray(hole.astype(np.uint8) * 255).convert("P"),
@@ -403,12 +408,15 @@ class _FailingArchive:
         raise KeyboardInterrupt  # interrupted mid-write
 
 
-def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
+def test_failed_export_leaves_no_version_and_sweeps_a_killed_one(tmp_path, monkeypatch, dead_pid):
     monkeypatch.setattr("penet_tf.export.build_archive", lambda *args: _FailingArchive())
     (tmp_path / "1").mkdir()
+    # What an export killed with -9 left, and one of a running export (the parent process).
+    (tmp_path / f".tmp-{dead_pid}-2" / "variables").mkdir(parents=True)
+    (tmp_path / f".tmp-{os.getppid()}-9").mkdir()
     with pytest.raises(KeyboardInterrupt):
         export_generator(Generator(base_channels=4), tmp_path)
-    assert os.listdir(tmp_path) == ["1"]
+    assert sorted(os.listdir(tmp_path)) == [f".tmp-{os.getppid()}-9", "1"]
 
 
 def test_served_auto_strategy_crops_large_photos_as_the_library(exported):

@@ -93,7 +93,7 @@ def test_inpaints_a_folder_in_batches_with_grids(workspace, tmp_path, capsys):
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "inpainted 6 image(s)" in captured.out and "skipped 0" in captured.out
-    assert "ETA" in captured.err  # the progress bar
+    assert "6/6" in captured.out and "/image" in captured.out  # the progress bar (Progbar)
     names = sorted(workspace["originals"])
     assert sorted(os.listdir(out)) == sorted(
         [f"{n}.png" for n in names] + [f"{n}_grid.png" for n in names]
@@ -337,3 +337,67 @@ def test_saved_model_refuses_another_strategy(workspace, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exported with" in err and "re-export" in err and "Traceback" not in err
     assert main([*args, "--strategy", "full"]) == 0
+
+
+def test_out_equal_to_an_input_folder_is_refused_before_any_work(workspace, tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    shutil.copytree(workspace["images"], images)
+    shutil.copytree(workspace["masks"], masks)
+    before = {path: path.read_bytes() for path in [*images.iterdir(), *masks.iterdir()]}
+    # A model path that does not exist: the refusal comes before the model is loaded.
+    args = ["--model", str(tmp_path / "never-loaded.weights.h5"), "--images", str(images)]
+    for flag, folder in (("--images", images), ("--masks", masks)):
+        assert main([*args, "--masks", str(masks), "--out", str(folder), "--grid"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {folder} is the {flag} folder {folder}")
+        assert "never-loaded" not in err and "Traceback" not in err
+    assert {path: path.read_bytes() for path in [*images.iterdir(), *masks.iterdir()]} == before
+
+
+def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = workspace["originals"]["china"]
+    Image.fromarray(photo).save(images / "p.png")
+    Image.fromarray(photo[::-1]).save(images / "p_grid.png")
+    args = ["--model", workspace["weights"], "--images", str(images), "--mask-type", "centre"]
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--grid", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'p_grid.png'} would be written for both" in err and "rename one" in err
+    assert not out.exists()  # refused before the first write
+    # Without --grid both have their own output.
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert sorted(os.listdir(out)) == ["p.png", "p_grid.png"]
+    # One image file as --images, written into its own folder: it would be replaced.
+    single = ["--images", str(images / "p.png"), "--mask-type", "centre"]
+    assert main(["--model", workspace["weights"], *single, "--out", str(images)]) == 2
+    assert "is the --images folder" in capsys.readouterr().err
+    np.testing.assert_array_equal(_read(images / "p.png"), photo)
+
+
+def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):
+    import penet_tf.inpainting as inpainting
+    from penet_tf.io_utils import atomic_path
+
+    real_write, calls = inpainting.write_png, []
+
+    def write_then_ctrl_c(path, array):
+        calls.append(path)
+        if len(calls) <= 2:
+            return real_write(path, array)
+        with atomic_path(path) as temporary:  # Ctrl-C in the middle of the third write
+            open(temporary, "wb").write(b"\x89PNG half")
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
+    args += ["--mask-type", "centre", "--out", str(out), "--quiet"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inpainting, "write_png", write_then_ctrl_c)
+        assert main(args) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted after 2 of 6 images; those written are complete"]
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(path) for path in calls[:2])
+    for path in calls[:2]:
+        assert _read(path).shape[2] == 3  # complete PNGs

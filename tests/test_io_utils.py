@@ -1,11 +1,16 @@
-"""Atomic writes: a finished file appears whole, with ordinary permissions; a failed one never."""
+"""Atomic writes: a finished file appears whole, with ordinary permissions; a failed one never;
+what a killed process left is swept."""
 
 import os
+import pathlib
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from penet_tf.io_utils import atomic_path, find_files, write_json_atomically
+from penet_tf.io_utils import atomic_path, find_files, sweep_temporaries, write_json_atomically
 
 
 def _mode(path):
@@ -40,3 +45,78 @@ def test_find_files_is_recursive_sorted_and_case_blind(tmp_path):
         (tmp_path / name).write_bytes(b"")
     found = find_files(tmp_path, (".png", ".jpg", ".webp"))
     assert found == sorted(str(tmp_path / n) for n in ("a.jpg", "b/c.webp", "b/z.PNG"))
+
+
+def test_temporaries_sit_beside_the_target_named_after_the_process(tmp_path):
+    target = tmp_path / "out" / "result.weights.h5"
+    with atomic_path(target) as temporary:
+        assert os.path.basename(temporary) == f".tmp-{os.getpid()}-result.weights.h5"
+        assert os.path.dirname(temporary) == str(target.parent)
+        with open(temporary, "wb") as handle:
+            handle.write(b"new")
+    assert target.read_bytes() == b"new"
+
+
+def test_a_directory_is_renamed_into_place_whole(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("previous")
+    with atomic_path(target, directory=True) as temporary:
+        assert os.listdir(temporary) == []
+        (pathlib.Path(temporary) / "new.txt").write_text("complete")
+        assert (target / "old.txt").exists()  # the old one stays until the end
+    assert os.listdir(target) == ["new.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+    # replace=False: an existing non-empty target is never replaced.
+    with pytest.raises(OSError):
+        with atomic_path(target, directory=True, replace=False) as temporary:
+            (pathlib.Path(temporary) / "other.txt").write_text("x")
+    assert os.listdir(target) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["model"]
+    # A failure removes the half-written directory.
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "v2", directory=True) as temporary:
+            (pathlib.Path(temporary) / "half").write_text("x")
+            raise KeyboardInterrupt
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+# A process that writes through atomic_path and waits (killed -9 by the test). io_utils
+# is loaded by path: it needs no TensorFlow, so this costs a plain Python start.
+_WRITER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("io_utils", sys.argv[1])
+io_utils = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(io_utils)
+with io_utils.atomic_path(sys.argv[2], directory=sys.argv[3] == "dir") as temporary:
+    if sys.argv[3] == "dir":
+        open(temporary + "/saved_model.pb", "wb").write(b"half")
+    else:
+        open(temporary, "wb").write(b"half")
+    print(temporary, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_what_a_kill_9_leaves_is_swept_and_a_running_writer_is_not(tmp_path):
+    module = os.path.join(os.path.dirname(__file__), "..", "penet_tf", "io_utils.py")
+    killed = []
+    for kind, name in (("file", "result.png"), ("dir", "3")):
+        process = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, module, str(tmp_path / name), kind],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        temporary = process.stdout.readline().strip()
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        assert os.path.exists(temporary)  # what kill -9 leaves
+        killed.append(temporary)
+    (tmp_path / ".tmp-x7f3.json").write_text("{}")  # an older version's leftover (no pid)
+    (tmp_path / "mine.txt").write_text("the user's")
+    with atomic_path(tmp_path / "busy.png") as busy:  # this process is still writing it
+        open(busy, "wb").write(b"in progress")
+        removed = sweep_temporaries(tmp_path)
+        assert os.path.exists(busy)
+    assert sorted(removed) == sorted(killed + [str(tmp_path / ".tmp-x7f3.json")])
+    assert sorted(os.listdir(tmp_path)) == ["busy.png", "mine.txt"]

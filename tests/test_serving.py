@@ -409,7 +409,9 @@ def test_read_mask_any_mode(tmp_path):
             )
         ),
         "P": Image.fromarray(hole.astype(np.uint8) * 255).convert("P"),
-        "I;16": Image.fromarray(hole.astype(np.uint16) * 1000),
+        "I;16": Image.fromarray(hole.astype(np.uint16) * 65535),
+        # antialiased: a faint halo (< 128) around the hole is not a hole
+        "halo": Image.fromarray((hole * 255 + (~hole) * 60).astype(np.uint8)),
     }
     for mode, image in images.items():
         path = tmp_path / f"{mode.replace(';', '')}.png"

@@ -243,7 +243,7 @@ def _checkpoint_tensors(run):
 
 
 def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
-    photos, tmp_path, capsys, monkeypatch
+    photos, tmp_path, capsys, monkeypatch, dead_pid
 ):
     config = tiny_config(photos, tmp_path / "a", iterations=4)
     Trainer(load_config(write_config(tmp_path / "a.json", config)), verbose=0).run()
@@ -265,7 +265,8 @@ def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
     (run / "checkpoints" / "ckpt-9_temp" / "part-00000-of-00001.index").write_bytes(b"x")
     (run / "checkpoints" / "ckpt-7.index").write_bytes(b"half written")
     (run / "checkpoints" / "checkpoint.tmp0123abcd").write_text("model_checkpoint_path")
-    (run / ".tmp-k2j4.weights.h5").write_bytes(b"half")
+    (run / ".tmp-k2j4.weights.h5").write_bytes(b"half")  # an older version's name
+    (run / f".tmp-{dead_pid}-generator.weights.h5").write_bytes(b"half")
     (run / ".worker-1-tmp").mkdir()
     (run / "notes.txt").write_text("mine")
     status, lines = run_main(capsys, path)

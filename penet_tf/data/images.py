@@ -147,11 +147,10 @@ class ImageSource:
         raise ValueError(f"None of the {len(self.items)} image files could be decoded.")
 
     def _decode_python(self, path):
-        from PIL import Image
+        from penet_tf.image_io import read_rgb
 
         try:
-            with Image.open(path.decode()) as image:
-                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            array = read_rgb(path.decode())  # EXIF orientation, 16-bit, ... as everywhere
             if array.ndim != 3 or min(array.shape[:2]) < 1:
                 raise ValueError("empty image")
             return array, True

@@ -5,9 +5,12 @@ Command line::
     python -m penet_tf.serving.client --server localhost:8500 --model demo \\
         --image photo.png --mask mask.png --out inpainted.png
 
-The mask may be any image the size of the photo: a pixel is a hole where any colour
-channel is nonzero (alpha is ignored), so 0/1 and 0/255 masks both work. The output is
-written atomically (a temporary file renamed into place).
+Files are read as every penet_tf path reads them (``penet_tf.image_io``: EXIF orientation
+applied, 16-bit scaled to 8 bits). The mask may be any image the size of the photo: a
+pixel is a hole where its largest colour channel is at least 128 of 255 (alpha ignored;
+a mask holding only 0 and 1 is a 0/1 mask, 1 = hole); ``--mask-from-alpha`` takes the
+hole from the photo's alpha channel instead (transparent = hole). The output is written
+atomically (a temporary file renamed into place).
 
 Library::
 
@@ -28,18 +31,23 @@ import io
 import os
 import re
 import sys
-import tempfile
 
 import grpc
 import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     model_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from penet_tf import image_io
+from penet_tf.cli import run
+from penet_tf.errors import PenetError
+from penet_tf.image_io import alpha_mask, open_image, read_rgb, to_rgb
+from penet_tf.io_utils import write_bytes_atomically
 
 DEFAULT_TIMEOUT = 30.0
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # a 2048 x 2048 request is 16 MiB; gRPC's default is 4
@@ -48,13 +56,15 @@ SIGNATURES = ("serving_default", "inpaint_bytes")
 SERVER_DECODES = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
 
 
-class ServingError(RuntimeError):
+class ServingError(PenetError, RuntimeError):
     """A request that TF Serving (or the connection to it) failed.
 
     Attributes:
         code: the ``grpc.StatusCode``.
         details: the server's (or gRPC's) own message.
     """
+
+    exit_status = 1  # the CLI's status for a server error (2: bad input)
 
     def __init__(self, message, code=None, details=""):
         super().__init__(message)
@@ -163,8 +173,8 @@ class InpaintClient:
 
         Args:
             image: uint8 [H, W, 3] or a batch [B, H, W, 3].
-            mask: [H, W] or [H, W, 1] (or [B, H, W] / [B, H, W, 1]), any dtype; nonzero
-                = hole.
+            mask: [H, W] or [H, W, 1] (or [B, H, W] / [B, H, W, 1]): a hole where >= 128,
+                or the 1s of a 0/1 mask (the mask rule of ``penet_tf.image_io``).
 
         Returns:
             uint8 like ``image``: the known pixels unchanged, the holes filled.
@@ -191,7 +201,8 @@ class InpaintClient:
 
         Args:
             image_bytes: an encoded image (``bytes``) or a list of them.
-            mask_bytes: the masks, likewise (decoded as grey: nonzero = hole).
+            mask_bytes: the masks, likewise (largest colour channel, then the mask rule
+                of ``penet_tf.image_io``). EXIF orientation is not applied by the server.
 
         Returns:
             PNG ``bytes`` (a list for list inputs).
@@ -256,40 +267,22 @@ def _check_arrays(image, mask):
             f"image and mask sizes differ: image {image.shape[:3]} vs mask {mask.shape[:3]} "
             "(batch, height, width)"
         )
-    return image, np.where(mask != 0, 255, 0).astype(np.uint8), single
-
-
-def _open(path, what):
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} file not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot read {what} {path}: {error}") from None
-    return image
+    # The mask rule (penet_tf.image_io), per image: the server applies it again.
+    holes = np.array([image_io.binary_mask(one) for one in mask], np.uint8).reshape(mask.shape)
+    holes *= np.uint8(255)
+    return image, holes, single
 
 
 def read_image(path):
-    """An image file as uint8 RGB [H, W, 3]."""
-    return np.asarray(_open(path, "image").convert("RGB"))
+    """An image file as uint8 RGB [H, W, 3], as every penet_tf path reads it
+    (``penet_tf.image_io.read_rgb``: EXIF orientation applied, 16-bit scaled to 8 bits)."""
+    return read_rgb(path)
 
 
 def read_mask(path):
-    """A mask file of any mode as uint8 [H, W, 1]: 255 where any colour channel is nonzero.
-
-    Alpha is ignored; a palette image counts its colours, not its indices.
-    """
-    mask = _open(path, "mask")
-    if mask.mode == "P":
-        mask = mask.convert("RGBA")
-    array = np.asarray(mask)
-    if mask.mode in ("LA", "PA", "RGBA", "La", "RGBa"):
-        array = array[..., :-1]
-    hole = array != 0
-    if hole.ndim == 3:
-        hole = hole.any(axis=-1)
-    return np.where(hole, 255, 0).astype(np.uint8)[..., None]
+    """A mask file as uint8 [H, W, 1]: 255 = hole, by the mask rule of
+    ``penet_tf.image_io`` (largest colour channel >= 128, alpha ignored; 0/1 masks: 1)."""
+    return image_io.read_mask(path) * np.uint8(255)
 
 
 def _encode(array, image_format="PNG"):
@@ -300,21 +293,6 @@ def _encode(array, image_format="PNG"):
     return buffer.getvalue()
 
 
-def write_atomic(path, data):
-    """Writes ``data`` to ``path`` through a temporary file in the same folder + rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def _output_format(path):
     extension = os.path.splitext(path)[1].lower()
     image_format = Image.registered_extensions().get(extension)
@@ -323,17 +301,29 @@ def _output_format(path):
     return image_format
 
 
-def inpaint_files(client, image_path, mask_path, out_path, signature="serving_default"):
+def inpaint_files(
+    client, image_path, mask_path, out_path, signature="serving_default", mask_from_alpha=False
+):
     """Reads ``image_path`` and ``mask_path``, inpaints through ``client``, writes ``out_path``.
 
-    Returns the inpainted uint8 [H, W, 3] array.
+    Files are read as every penet_tf path reads them (``penet_tf.image_io``); with
+    ``mask_from_alpha`` (and no ``mask_path``) the hole is the image's transparent part.
+    For ``inpaint_bytes`` the file's own bytes are sent when the server decodes them to
+    the same pixels (PNG, JPEG, GIF, BMP, WebP without an EXIF rotation), else a PNG of
+    the decoded image. Returns the inpainted uint8 [H, W, 3] array.
     """
+    if (mask_path is None) == (not mask_from_alpha):
+        raise ValueError("give either a mask file or mask_from_alpha")
     out_format = _output_format(out_path)
     if not os.path.isdir(os.path.dirname(os.path.abspath(out_path))):
         raise FileNotFoundError(f"output folder does not exist: {os.path.dirname(out_path)}")
-    source = _open(image_path, "image")
-    image = np.asarray(source.convert("RGB"))
-    mask = read_mask(mask_path)
+    source = open_image(image_path, "image")
+    image = to_rgb(source)
+    if mask_from_alpha:
+        mask_path = image_path
+        mask = alpha_mask(source, image_path) * np.uint8(255)
+    else:
+        mask = read_mask(mask_path)
     if image.shape[:2] != mask.shape[:2]:
         raise ValueError(
             f"image and mask sizes differ: {image_path} is {image.shape[1]}x{image.shape[0]}, "
@@ -342,22 +332,22 @@ def inpaint_files(client, image_path, mask_path, out_path, signature="serving_de
     if signature == "inpaint_bytes":
         with open(image_path, "rb") as handle:
             data = handle.read()
-        if source.format not in SERVER_DECODES:
-            data = _encode(image)
+        if source.format not in SERVER_DECODES or source.orientation != 1:
+            data = _encode(image)  # the server would decode it otherwise (or sideways)
         png = client.inpaint_bytes(data, _encode(mask))
         result = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         if out_format == "PNG":
-            write_atomic(out_path, png)
+            write_bytes_atomically(png, out_path)
             return result
     elif signature == "serving_default":
         result = client.inpaint(image, mask)
     else:
         raise ValueError(f"unknown signature {signature!r}; expected one of {SIGNATURES}")
-    write_atomic(out_path, _encode(result, out_format))
+    write_bytes_atomically(_encode(result, out_format), out_path)
     return result
 
 
-def main(argv=None):
+def _main(argv):
     """The command line; returns the exit status (0 ok, 1 server error, 2 bad input)."""
     parser = argparse.ArgumentParser(
         prog="python -m penet_tf.serving.client",
@@ -366,7 +356,17 @@ def main(argv=None):
     parser.add_argument("--server", default="localhost:8500", help="TF Serving gRPC HOST:PORT")
     parser.add_argument("--model", required=True, help="model name in models.config")
     parser.add_argument("--image", required=True, help="the photo (PNG, JPEG, ...)")
-    parser.add_argument("--mask", required=True, help="the mask, same size; nonzero = hole")
+    masks = parser.add_mutually_exclusive_group(required=True)
+    masks.add_argument(
+        "--mask",
+        help="the mask, same size: a hole where the largest colour channel is >= 128 of 255 "
+        "(antialiased edges: half-opaque or more), or the 1s of a 0/1 mask",
+    )
+    masks.add_argument(
+        "--mask-from-alpha",
+        action="store_true",
+        help="take the hole from the image's alpha channel: transparent (alpha below 128) = hole",
+    )
     parser.add_argument("--out", required=True, help="where to write the result (.png)")
     parser.add_argument("--signature", choices=SIGNATURES, default="serving_default")
     parser.add_argument("--version", type=int, help="model version (default: the server's)")
@@ -374,17 +374,15 @@ def main(argv=None):
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request"
     )
     args = parser.parse_args(argv)
-    try:
-        with InpaintClient(args.server, args.model, args.timeout, args.version) as client:
-            result = inpaint_files(client, args.image, args.mask, args.out, args.signature)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ServingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    with InpaintClient(args.server, args.model, args.timeout, args.version) as client:
+        result = inpaint_files(client, args.image, args.mask, args.out, args.signature)
     print(f"wrote {args.out} ({result.shape[1]}x{result.shape[0]})")
     return 0
+
+
+def main(argv=None):
+    """The CLI; returns the exit status (errors: one line on stderr, no traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

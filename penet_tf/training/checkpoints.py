@@ -8,9 +8,9 @@ last complete checkpoint; files of an interrupted save are never picked up.
 Nothing half-written stays behind: a save that fails (a full disk, Ctrl-C) removes its own
 partial files before the error goes on, and ``sweep_leftovers`` removes those of a process
 that was killed (``ckpt-N_temp/``, unreferenced ``ckpt-N.*`` newer than the last complete
-checkpoint, TensorFlow's ``checkpoint.tmp*``, ``.tmp-*`` files of ``penet_tf.io_utils``'
-atomic writes, and the private ``.worker-K-tmp/`` folders of multi-worker runs) when the
-next run starts.
+checkpoint, TensorFlow's ``checkpoint.tmp*``, the ``.tmp-*`` temporaries of
+``penet_tf.io_utils.atomic_path`` whose process is gone, and the private
+``.worker-K-tmp/`` folders of multi-worker runs) when the next run starts.
 """
 
 import contextlib
@@ -25,7 +25,12 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.io_utils import save_weights_atomically, write_json_atomically
+from penet_tf.io_utils import (
+    remove_path,
+    save_weights_atomically,
+    sweep_temporaries,
+    write_json_atomically,
+)
 from penet_tf.models import discriminator_config, generator_config
 
 logger = logging.getLogger("penet_tf.train")
@@ -61,28 +66,17 @@ def latest_step(directory):
     return None if latest is None else int(latest.rsplit("-", 1)[1])
 
 
-def _remove(path):
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-        return True
-    except FileNotFoundError:
-        return False
-
-
 def sweep_leftovers(output_dir):
     """Removes what interrupted saves left in the run folder ``output_dir``; returns the
     removed paths. Call it before training starts (the chief only): nothing is being
     written there then."""
-    removed = []
+    removed = sweep_temporaries(output_dir)  # .tmp-* of penet_tf.io_utils.atomic_path
     if not os.path.isdir(output_dir):
         return removed
     for name in sorted(os.listdir(output_dir)):
-        if name.startswith(".tmp-") or re.fullmatch(r"\.worker-\d+-tmp", name):
+        if re.fullmatch(r"\.worker-\d+-tmp", name):
             path = os.path.join(output_dir, name)
-            if _remove(path):
+            if remove_path(path):
                 removed.append(path)
     directory = os.path.join(output_dir, "checkpoints")
     if os.path.isdir(directory):
@@ -96,7 +90,7 @@ def sweep_leftovers(output_dir):
                 or (match and (latest is None or int(match.group(1)) > latest))
             ):
                 path = os.path.join(directory, name)
-                if _remove(path):
+                if remove_path(path):
                     removed.append(path)
     if removed:
         logger.info(
@@ -228,7 +222,7 @@ class TrainingState:
             for name in os.listdir(self.save_directory):
                 match = CHECKPOINT.match(name)
                 if match and int(match.group(1)) == number:
-                    _remove(os.path.join(self.save_directory, name))
+                    remove_path(os.path.join(self.save_directory, name))
 
     def export_weights(self):
         """Writes ``generator.weights.h5`` + ``generator.config.json`` (for penet_tf.export)

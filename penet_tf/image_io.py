@@ -1,0 +1,190 @@
+"""Reading image and mask files: the one reader of every Python path.
+
+The inpaint and evaluate CLIs, the gRPC client and training data read files here, so a
+file gives the same pixels whichever path it takes; the export's ``inpaint_bytes``
+signature decodes encoded images the same way in the graph (``penet_tf.export``).
+
+Images (``read_rgb``) become uint8 RGB [H, W, 3]:
+
+* EXIF orientation is applied (the image as a photo viewer shows it);
+* 16-bit sources are scaled to 8 bits by dropping the low byte (``value >> 8``, as
+  ``tf.io.decode_image`` does; 65535 -> 255, ``257 * v`` -> ``v``), grey and RGB alike;
+* grey, grey + alpha, palette, RGBA and CMYK sources are converted to RGB; an alpha
+  channel is dropped, not composited (its colours are kept as stored);
+* JPEGs decode bit-identically to ``tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")``.
+
+Masks (``read_mask``) become uint8 [H, W, 1], 1 = hole, 0 = known, by ``MASK_RULE``: a
+mask pixel's value is its largest colour channel (alpha ignored; 16-bit scaled to 8 bits
+as above); it is a hole where that value is at least ``HOLE_THRESHOLD`` (128, half of
+255), so antialiased brush edges count as holes only where they are at least half
+opaque. A mask whose values are all 0 or 1 is a 0/1 mask: 1 = hole. ``binary_mask``
+applies the rule to arrays; ``penet_tf.inference.hole_mask`` is the same rule in the
+graph (every SavedModel signature applies it to the masks it gets).
+
+``read_alpha_mask`` takes the hole from an image's alpha channel instead
+(``--mask-from-alpha``): transparent = hole, where the opacity is below half
+(alpha < 128).
+
+Example:
+
+    >>> image = read_rgb("photo.jpg")  # doctest: +SKIP
+    >>> mask = read_mask("mask.png")  # doctest: +SKIP
+    >>> image.shape[:2] == mask.shape[:2]  # doctest: +SKIP
+    True
+"""
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# A mask pixel is a hole where its value (largest colour channel, 8 bits) is at least
+# this; masks whose values are all 0 or 1 are 0/1 masks (1 = hole).
+HOLE_THRESHOLD = 128
+MASK_RULE = (
+    "a hole where the largest colour channel is at least 128 of 255 (alpha ignored; 16-bit "
+    "masks scaled to 8 bits); a mask holding only 0 and 1 is a 0/1 mask, 1 = hole"
+)
+# --mask-from-alpha: a hole where the alpha (opacity) is below this.
+ALPHA_THRESHOLD = 128
+EXIF_ORIENTATION = 0x0112
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an image; ``reason`` says why, in a few words."""
+
+    def __init__(self, what, path, reason):
+        super().__init__(f"cannot read {what} {path}: {reason}")
+        self.reason = reason
+
+
+def read_error_reason(error):
+    """A short human reason for a failed read (missing, unreadable, corrupt ...)."""
+    if isinstance(error, ImageReadError):
+        return error.reason
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image file that can be read (unknown or corrupt format)"
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"unreadable ({text})"
+
+
+def open_image(path, what="image"):
+    """The file as a loaded PIL image, EXIF orientation applied (``format`` kept, and the
+    orientation it had in ``orientation``).
+
+    Raises ``FileNotFoundError`` (``"{what} file not found: PATH"``) for a missing file
+    and ``ImageReadError`` (a ``ValueError``: ``"cannot read {what} PATH: REASON"``) for
+    one that is not a readable image.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            orientation = _orientation(image)
+            oriented = ImageOps.exif_transpose(image)
+            if oriented is image:
+                oriented = image.copy()
+            oriented.format = image.format
+            oriented.orientation = orientation
+            return oriented
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(what, path, read_error_reason(error)) from None
+
+
+def _orientation(image):
+    try:
+        return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block: shown as stored
+        return 1
+
+
+def probe_size(path):
+    """(H, W) of an image file as displayed (EXIF rotation applied), from its header."""
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = _orientation(image)
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def _eight_bit(array):
+    """16-bit (or 32-bit integer) values -> uint8 by dropping the low byte."""
+    return (np.clip(array.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+
+
+def to_rgb(image):
+    """A PIL image of any mode -> uint8 RGB [H, W, 3] (see the module docstring)."""
+    if image.mode in _SIXTEEN_BIT:
+        grey = _eight_bit(np.asarray(image))
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"), np.uint8)
+
+
+def mask_values(image):
+    """A PIL image of any mode -> uint8 [H, W, 1]: the largest colour channel (8 bits)."""
+    if image.mode in _SIXTEEN_BIT:
+        return _eight_bit(np.asarray(image))[..., None]
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA")  # colours, not palette indices
+    elif image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGB")  # CMYK, YCbCr, F, ...
+    array = np.asarray(image, np.uint8)
+    if array.ndim == 2:
+        return array[..., None]
+    if image.mode in ("LA", "RGBA"):
+        array = array[..., :-1]  # alpha is not the mask
+    return array.max(axis=-1, keepdims=True)
+
+
+def binary_mask(values):
+    """Mask values (uint8, any shape; one mask) -> uint8 0/1 by ``MASK_RULE``."""
+    values = np.asarray(values)
+    if values.size and values.max() <= 1:
+        return (values != 0).astype(np.uint8)
+    return (values >= HOLE_THRESHOLD).astype(np.uint8)
+
+
+def read_rgb(path, resize=None, what="image"):
+    """An image file as uint8 RGB [H, W, 3] (PIL bilinear resize to ``resize`` = (H, W)
+    if given)."""
+    image = open_image(path, what)
+    if resize is not None and image.size != (resize[1], resize[0]):
+        if image.mode in _SIXTEEN_BIT:
+            image = Image.fromarray(to_rgb(image))
+        image = image.convert("RGB").resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
+    return to_rgb(image)
+
+
+def read_mask(path):
+    """A mask file as uint8 [H, W, 1]: 1 = hole, by ``MASK_RULE``."""
+    return binary_mask(mask_values(open_image(path, "mask")))
+
+
+def has_alpha(image):
+    """Whether a PIL image has an alpha channel (or palette transparency)."""
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
+
+
+def alpha_mask(image, path="image"):
+    """uint8 [H, W, 1] from a PIL image's alpha: 1 (hole) where alpha < 128."""
+    if not has_alpha(image):
+        raise ValueError(
+            f"{path} has no alpha channel: --mask-from-alpha needs an image with "
+            "transparency (a PNG or WebP with alpha; transparent = hole)"
+        )
+    alpha = np.asarray(image.convert("RGBA"))[..., 3]
+    return (alpha < ALPHA_THRESHOLD).astype(np.uint8)[..., None]
+
+
+def read_alpha_mask(path):
+    """The hole of an image file with transparency (``--mask-from-alpha``): uint8
+    [H, W, 1], 1 where alpha < 128."""
+    return alpha_mask(open_image(path, "image"), path)

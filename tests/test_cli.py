@@ -1,0 +1,49 @@
+"""``penet_tf.cli.run``: the error handling every command line shares."""
+
+import errno
+
+import pytest
+
+from penet_tf.cli import run
+from penet_tf.errors import PenetError
+
+
+class _ServerDown(PenetError):
+    exit_status = 1
+
+
+@pytest.mark.parametrize(
+    "error, status, line",
+    [
+        (ValueError("--size must be a multiple of 64, got 200"), 2, "error: --size must be"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.png"), 2, "error: "),
+        (OSError(errno.ENOSPC, "No space left on device"), 2, "error: [Errno 28] No space"),
+        (ImportError("tensorflowjs is not installed"), 2, "error: tensorflowjs is not"),
+        (PenetError("the converter failed"), 2, "error: the converter failed"),
+        (_ServerDown("server unavailable"), 1, "error: server unavailable"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (KeyboardInterrupt("stopped at step 3"), 130, "interrupted: stopped at step 3"),
+        (KeyboardInterrupt("interrupted after 2 of 5 images"), 130, "interrupted after 2 of 5"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+)
+def test_known_errors_end_in_one_line_and_an_exit_status(error, status, line, capsys):
+    def body(argv):
+        assert argv == ["--x"]
+        raise error
+
+    assert run(body, ["--x"]) == status
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), lines
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_the_exit_status_of_the_body_and_usage_errors_pass_through(capsys):
+    assert run(lambda argv: 1) == 1
+    with pytest.raises(SystemExit):
+        run(lambda argv: exec("raise SystemExit(2)"))
+    with pytest.raises(ZeroDivisionError):  # a bug is not hidden
+        run(lambda argv: 1 / 0)
+    assert run(lambda argv: exec("raise KeyboardInterrupt"), interrupted="interrupted: none") == 130
+    assert capsys.readouterr().err == "interrupted: none\n"

@@ -1,0 +1,242 @@
+"""One image reader for every path: real-world files through the CLI, the gRPC client with
+the served graph (``serving_default`` and ``inpaint_bytes``) give identical pixels.
+
+Each kind of file (16-bit grey and RGB PNG, palette, grey + alpha, RGBA, CMYK JPEG, an
+EXIF-rotated phone JPEG, an antialiased mask, a hole taken from the alpha channel) runs
+through ``python -m penet_tf.inpaint`` (in-process), the client's ``serving_default``
+path and its ``inpaint_bytes`` path against the TF Serving test double, all on one thin
+export. The known pixels must equal an independent decoding of the file (NumPy / TF,
+not Pillow), and the three results must be identical.
+"""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from serving_double import ServingDouble
+
+from penet_tf import image_io
+from penet_tf.inference import hole_mask
+from penet_tf.inpaint import main as inpaint_main
+from penet_tf.serving import InpaintClient
+from penet_tf.serving.client import inpaint_files as client_inpaint_files
+
+SIZE = 64
+MODEL = "thin"
+
+
+def _photo(height=SIZE, width=SIZE):
+    from conversion_helpers import photo
+
+    return photo(height, width)
+
+
+def _square_mask(height=SIZE, width=SIZE):
+    mask = np.zeros((height, width), np.uint8)
+    mask[height // 4 : height // 2, width // 3 : 2 * width // 3] = 255
+    return mask
+
+
+def _accurate_jpeg(data):
+    """A JPEG as libjpeg's accurate integer DCT decodes it (TF, not Pillow)."""
+    return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+
+
+def _exif_rotated_jpeg(photo):
+    """A phone photo: stored landscape, EXIF orientation 6 (shown rotated 90° clockwise)."""
+    stored = np.ascontiguousarray(np.rot90(photo, k=1))  # what the sensor wrote
+    exif = Image.Exif()
+    exif[image_io.EXIF_ORIENTATION] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, "JPEG", quality=92, exif=exif)
+    data = buffer.getvalue()
+    shown = np.rot90(_accurate_jpeg(data), k=-1)  # orientation 6: rotate 90° clockwise
+    return data, shown
+
+
+def _kinds():
+    """{name: (file bytes, suffix, mask (H, W) 0/255 array or None, expected RGB, hole)}."""
+    rng = np.random.default_rng(5)
+    photo = _photo()
+    square = _square_mask()
+    hole = square > 0
+    kinds = {}
+
+    def png(array, mode=None, **options):
+        buffer = io.BytesIO()
+        Image.fromarray(array, mode).save(buffer, "PNG", **options)
+        return buffer.getvalue()
+
+    grey16 = (photo[..., 1].astype(np.uint16) * 257 + rng.integers(0, 257, (SIZE, SIZE))).astype(
+        np.uint16
+    )
+    expected = np.repeat((grey16 >> 8).astype(np.uint8)[..., None], 3, -1)
+    kinds["grey16"] = (png(grey16), ".png", square, expected, hole)
+    rgb16 = photo.astype(np.uint16) * 257 + rng.integers(0, 257, photo.shape).astype(np.uint16)
+    data = tf.io.encode_png(tf.constant(rgb16)).numpy()
+    kinds["rgb16"] = (data, ".png", square, (rgb16 >> 8).astype(np.uint8), hole)
+    palette = Image.fromarray(photo).quantize(32)
+    buffer = io.BytesIO()
+    palette.save(buffer, "PNG", transparency=0)
+    colours = np.array(palette.getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)
+    kinds["palette"] = (buffer.getvalue(), ".png", square, colours[np.asarray(palette)], hole)
+    grey = photo[..., 0]
+    alpha = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+    la = png(np.dstack([grey, alpha]), "LA")
+    kinds["grey_alpha"] = (la, ".png", square, np.repeat(grey[..., None], 3, -1), hole)
+    kinds["rgba"] = (png(np.dstack([photo, alpha]), "RGBA"), ".png", square, photo, hole)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).convert("CMYK").save(buffer, "JPEG", quality=92)
+    cmyk = buffer.getvalue()
+    kinds["cmyk_jpeg"] = (cmyk, ".jpg", square, _accurate_jpeg(cmyk), hole)
+    rotated, shown = _exif_rotated_jpeg(_photo(SIZE, 48))  # shown 48 wide, 64 high
+    square_tall = _square_mask(SIZE, 48)
+    kinds["exif_jpeg"] = (rotated, ".jpg", square_tall, shown, square_tall > 0)
+    # An antialiased brush: 255 inside, an edge ramp and a faint halo around it.
+    brush = np.zeros((SIZE, SIZE), np.uint8)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    distance = np.hypot(rows - 30, cols - 34)
+    brush[distance < 16] = 40  # faint halo: known
+    brush[distance < 13] = 127  # just under half: known
+    brush[distance < 11] = 128  # half: a hole
+    brush[distance < 9] = 255
+    kinds["antialiased_mask"] = (png(photo), ".png", brush, photo, brush >= 128)
+    return kinds
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image_io")
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    kinds = _kinds()
+    for name, (data, suffix, mask, _, _) in kinds.items():
+        (images / f"{name}{suffix}").write_bytes(data)
+        Image.fromarray(mask).save(masks / f"{name}.png")
+    # A hole from the alpha channel (transparent = hole), with a soft edge.
+    alpha = np.full((SIZE, SIZE), 255, np.uint8)
+    alpha[20:40, 10:30] = 0
+    alpha[19, 10:30] = 127  # under half opaque: a hole
+    alpha[18, 10:30] = 128  # half opaque: known
+    photo = _photo()
+    alpha_dir = root / "alpha"
+    alpha_dir.mkdir()
+    Image.fromarray(np.dstack([photo, alpha]), "RGBA").save(alpha_dir / "cutout.png")
+    return {
+        "root": root,
+        "images": images,
+        "masks": masks,
+        "kinds": kinds,
+        "alpha": (alpha_dir / "cutout.png", photo, alpha < 128),
+    }
+
+
+@pytest.fixture(scope="module")
+def served(thin_savedmodel):
+    with ServingDouble(thin_savedmodel.parent, MODEL) as double:
+        yield double.address
+
+
+def _read(path):
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _check(name, outputs, expected, hole):
+    """All paths agree exactly; the known pixels are the file's own, decoded right."""
+    first_path, first = next(iter(outputs.items()))
+    assert first.shape == expected.shape, name
+    known = ~hole
+    for path, output in outputs.items():
+        np.testing.assert_array_equal(output, first, err_msg=f"{name}: {path} vs {first_path}")
+        np.testing.assert_array_equal(output[known], expected[known], err_msg=f"{name}: {path}")
+    assert (first[hole] != expected[hole]).any(), name  # the hole was filled
+
+
+def test_every_kind_of_file_gives_identical_pixels_on_every_path(
+    files, served, thin_savedmodel, tmp_path
+):
+    out = tmp_path / "cli"
+    args = ["--model", str(thin_savedmodel), "--images", str(files["images"])]
+    assert inpaint_main([*args, "--masks", str(files["masks"]), "--out", str(out), "--quiet"]) == 0
+    with InpaintClient(served, MODEL, timeout=60) as client:
+        for name, (_, suffix, _, expected, hole) in files["kinds"].items():
+            image = files["images"] / f"{name}{suffix}"
+            mask = files["masks"] / f"{name}.png"
+            outputs = {"cli": _read(out / f"{name}.png")}
+            for signature in ("serving_default", "inpaint_bytes"):
+                path = tmp_path / f"{name}-{signature}.png"
+                client_inpaint_files(client, image, mask, path, signature)
+                outputs[f"client {signature}"] = _read(path)
+            _check(name, outputs, expected, hole)
+
+
+def test_mask_from_alpha_on_every_path(files, served, thin_savedmodel, tmp_path, capsys):
+    path, photo, hole = files["alpha"]
+    out = tmp_path / "cli"
+    args = ["--model", str(thin_savedmodel), "--images", str(path), "--mask-from-alpha"]
+    assert inpaint_main([*args, "--out", str(out), "--quiet"]) == 0
+    outputs = {"cli": _read(out / "cutout.png")}
+    with InpaintClient(served, MODEL, timeout=60) as client:
+        for signature in ("serving_default", "inpaint_bytes"):
+            result = tmp_path / f"{signature}.png"
+            client_inpaint_files(client, path, None, result, signature, mask_from_alpha=True)
+            outputs[f"client {signature}"] = _read(result)
+    _check("alpha", outputs, photo, hole[..., None].repeat(3, -1))
+    # An image without alpha: refused by name, before the model runs.
+    opaque = tmp_path / "opaque.png"
+    Image.fromarray(photo).save(opaque)
+    args = ["--model", str(thin_savedmodel), "--images", str(opaque), "--mask-from-alpha"]
+    assert inpaint_main([*args, "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "has no alpha channel" in capsys.readouterr().err
+
+
+def test_raw_bytes_decode_in_the_served_graph_as_in_python(files, thin_savedmodel):
+    """``inpaint_bytes`` fed the files themselves (no client): the same pixels as the
+    Python reader, for every kind the client sends as is (all but the EXIF-rotated)."""
+    signatures = tf.saved_model.load(str(thin_savedmodel)).signatures
+    for name, (data, _, mask, expected, _) in files["kinds"].items():
+        if name == "exif_jpeg":
+            continue  # the graph shows it as stored: the client sends an oriented PNG
+        mask_png = tf.io.encode_png(mask[..., None]).numpy()
+        result = signatures["inpaint_bytes"](
+            image_bytes=tf.constant([data]), mask_bytes=tf.constant([mask_png])
+        )["inpainted_bytes"].numpy()[0]
+        output = tf.io.decode_png(result).numpy()
+        served = signatures["serving_default"](
+            image=tf.constant(expected[None]), mask=tf.constant(mask[None, ..., None])
+        )["inpainted"].numpy()[0]
+        np.testing.assert_array_equal(output, served, err_msg=name)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    values = np.arange(0, 65536, 64, dtype=np.uint16).reshape(32, 32)
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    image = image_io.read_rgb(tmp_path / "grey16.png")
+    np.testing.assert_array_equal(image[..., 0], values >> 8)
+    assert (image == 255).mean() < 0.01  # Pillow's convert("RGB") clips 99 % to 255
+    decoded = tf.io.decode_image((tmp_path / "grey16.png").read_bytes(), channels=3).numpy()
+    np.testing.assert_array_equal(image, decoded)
+
+
+def test_exif_rotation_is_applied_to_images_and_sizes(tmp_path):
+    data, shown = _exif_rotated_jpeg(_photo(SIZE, 48))
+    (tmp_path / "phone.jpg").write_bytes(data)
+    assert image_io.probe_size(tmp_path / "phone.jpg") == (SIZE, 48)
+    np.testing.assert_array_equal(image_io.read_rgb(tmp_path / "phone.jpg"), shown)
+
+
+def test_the_mask_rule_is_the_same_in_numpy_and_in_the_graph():
+    values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    zero_one = (np.arange(256) % 3 == 0).astype(np.uint8).reshape(1, 16, 16, 1)
+    empty = np.zeros((1, 16, 16, 1), np.uint8)
+    batch = np.concatenate([values, zero_one, empty])
+    graph = hole_mask(tf.constant(batch)).numpy().astype(np.uint8)
+    numpy = np.stack([image_io.binary_mask(mask) for mask in batch])
+    np.testing.assert_array_equal(graph, numpy)
+    np.testing.assert_array_equal(numpy[0].ravel(), np.arange(256) >= 128)  # 0/255: >= 128
+    np.testing.assert_array_equal(numpy[1], zero_one[0])  # 0/1 masks: 1 = hole
+    assert not numpy[2].any()
+    assert "128" in image_io.MASK_RULE
