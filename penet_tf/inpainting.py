@@ -488,11 +488,16 @@ def load_inpainter(path, strategy=None):
 # ----------------------------------------------------------------------------- output
 
 
+# zlib level 1: a 12-MP photo in ~0.6 s instead of ~2.5 s (level 6) for a file ~25 % larger.
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_png(path, array):
     """Writes uint8 [H, W, C] as a PNG atomically (temporary file in the folder + rename)."""
     array = np.asarray(array, np.uint8)
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     with atomic_path(path) as temporary:
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(temporary, "PNG")
+        image.save(temporary, "PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
 def grid_image(image, mask, output):
