@@ -34,13 +34,24 @@ def _photos():
 
 
 def _mask(shape, seed):
+    """A brush mask: a 255 rectangle with an antialiased edge (200: a hole) and a faint
+    halo (60: known), and a band at 200; the "china" mask (seed 4) is a 0/1 mask."""
     rng = np.random.default_rng(seed)
     h, w = shape[:2]
     mask = np.zeros((h, w), np.uint8)
     top, left = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    mask[max(top - 2, 0) : top + h // 3 + 2, max(left - 2, 0) : left + w // 3 + 2] = 60
+    mask[max(top - 1, 0) : top + h // 3 + 1, max(left - 1, 0) : left + w // 3 + 1] = 200
     mask[top : top + h // 3, left : left + w // 3] = 255
-    mask[h // 2 : h // 2 + 6, :] = 1  # 0/1 values count as holes too (nonzero)
+    mask[h // 2 : h // 2 + 6, :] = 200
+    if seed == 4:
+        mask = (mask >= 128).astype(np.uint8)  # 0/1 masks work too
     return mask
+
+
+def _hole(mask):
+    """The documented mask rule, written out: >= 128, or the 1s of a 0/1 mask."""
+    return mask == 1 if mask.max() <= 1 else mask >= 128
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +69,7 @@ def workspace(tmp_path_factory):
         originals[name] = np.asarray(Image.open(path).convert("RGB"))  # JPEG as decoded
         mask_arrays[name] = _mask(photo.shape, seed)
         mask = mask_arrays[name]
-        if name == "flower":  # an RGBA mask drawn in blue: any nonzero channel is a hole
+        if name == "flower":  # an RGBA mask drawn in blue: the largest channel counts
             mask = np.stack([0 * mask, 0 * mask, mask, np.full_like(mask, 128)], axis=-1)
         Image.fromarray(mask).save(masks / f"{name}.png")
     generator = Generator(base_channels=4)
@@ -99,7 +110,7 @@ def test_inpaints_a_folder_in_batches_with_grids(workspace, tmp_path, capsys):
         [f"{n}.png" for n in names] + [f"{n}_grid.png" for n in names]
     )
     for name in names:
-        original, hole = workspace["originals"][name], workspace["masks_array"][name] != 0
+        original, hole = workspace["originals"][name], _hole(workspace["masks_array"][name])
         output = _read(out / f"{name}.png")
         assert output.shape == original.shape, name
         np.testing.assert_array_equal(output[~hole], original[~hole], err_msg=name)
@@ -126,7 +137,7 @@ def test_the_output_is_the_generator_composite(workspace, inpainter, tmp_path):
 
     name = "coffee"  # 100 x 130: reflect-padded to 128 x 192 inside
     image = workspace["originals"][name]
-    hole = (workspace["masks_array"][name] != 0).astype(np.float32)[None, ..., None]
+    hole = _hole(workspace["masks_array"][name]).astype(np.float32)[None, ..., None]
     _, composite = inpaint(workspace["generator"], image[None] / 127.5 - 1.0, hole)
     expected = np.clip(np.round((composite[0].numpy() + 1) * 127.5), 0, 255)
     written, skipped, _ = inpaint_files(
