@@ -25,8 +25,17 @@ Signatures (dynamic batch, height and width; any H and W, padded inside the grap
   ``inpainted`` (the composite), float32, for research use. NaN, infinities and values
   out of range (e.g. 0-255 floats) are refused.
 
+Photos of any size (``--strategy``, default ``auto``; penet_tf.high_resolution):
+``serving_default`` and ``inpaint_bytes`` run the exported strategy in the graph. With
+``auto`` a photo whose long side exceeds ``--trigger`` (512) is inpainted through ONE
+region around the union box of all its holes (plus ``--margin``), shrunk to
+``--model-size`` (256), with residual aggregation; smaller photos run ``full``. The
+photo is then limited by ``--max-photo-pixels`` (8192 x 6144), ``max_pixels`` bounds
+the network input. ``--strategy full`` is the network on the whole photo, limited by
+``max_pixels``. ``predict_float`` always runs ``full``.
+
 Bad requests (rank, size or batch mismatch, empty batch, wrong channel count, an image
-over ``max_pixels``, bytes that are not an image) fail with ``InvalidArgumentError``
+over the limit, bytes that are not an image) fail with ``InvalidArgumentError``
 naming the problem, which TF Serving returns as ``INVALID_ARGUMENT`` with that message.
 The checks read shapes only and run before any cast, pad or decode
 (``penet_tf.inference.serve``), so a bad request costs milliseconds whatever its size.
@@ -35,7 +44,8 @@ image costs 64 x 4096). Encoded PNG, JPEG and GIF sizes are checked from their h
 before decoding.
 
 ``assets.extra/`` holds TF Serving's warm-up requests (one per signature) and
-``penet_tf.json`` (the generator's architecture and ``max_pixels``). See serving/README.md.
+``penet_tf.json`` (the generator's architecture, ``max_pixels``, the ``strategy`` and
+``max_photo_pixels``). See serving/README.md.
 """
 
 import argparse
