@@ -239,3 +239,20 @@ def test_help_documents_every_flag():
         for flag in action.option_strings:
             assert flag in text
         assert action.help, action.option_strings
+
+
+def test_strategy_options_parse_into_a_photo_strategy():
+    from penet_tf.cli import strategy_from_args
+    from penet_tf.evaluate import build_parser
+    from penet_tf.high_resolution import PhotoStrategy
+
+    base = ["--model", "m.weights.h5", "--images", "val/", "--mask-type", "centre"]
+    base += ["--out", "r.json"]
+    parser = build_parser()
+    assert strategy_from_args(parser.parse_args(base)) is None  # the model's own / auto
+    args = parser.parse_args([*base, "--strategy", "crop", "--margin", "64"])
+    assert strategy_from_args(args) == PhotoStrategy("crop", margin=64)
+    args = parser.parse_args([*base, "--no-residual-aggregation", "--model-size", "512"])
+    assert strategy_from_args(args) == PhotoStrategy(residual_aggregation=False, model_size=512)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        strategy_from_args(parser.parse_args([*base, "--model-size", "100"]))
