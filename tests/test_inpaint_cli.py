@@ -300,6 +300,12 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path,
     assert "160x96" in line and "24576 pixels" in line and "limit of 16384" in line
     assert "--max-pixels 24576" in line and "Graph execution error" not in err
     assert "astronaut" not in err  # 128 x 128 fits exactly
+    # The export runs the strategy it was exported with (full): another is refused.
+    assert (
+        main(["--model", str(base), *args, "--out", str(tmp_path / "s"), "--strategy", "crop"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "exported with" in err and "re-export" in err and "Traceback" not in err
 
 
 def test_strategy_options_on_a_large_photo(workspace, tmp_path, capsys):
@@ -334,20 +340,6 @@ def test_strategy_options_on_a_large_photo(workspace, tmp_path, capsys):
         np.testing.assert_array_equal(_read(out / "big.png"), expected)
     assert main([*common, "--out", str(tmp_path / "x"), "--model-size", "100"]) == 2
     assert "multiple of 64" in capsys.readouterr().err
-
-
-def test_saved_model_refuses_another_strategy(workspace, tmp_path, capsys):
-    from penet_tf.export import export_generator
-    from penet_tf.high_resolution import PhotoStrategy
-
-    base = tmp_path / "full"
-    export_generator(workspace["generator"], base, strategy=PhotoStrategy("full"))
-    args = ["--model", str(base), "--images", str(workspace["images"]), "--quiet"]
-    args += ["--masks", str(workspace["masks"]), "--out", str(tmp_path / "o")]
-    assert main([*args, "--strategy", "crop"]) == 2
-    err = capsys.readouterr().err
-    assert "exported with" in err and "re-export" in err and "Traceback" not in err
-    assert main([*args, "--strategy", "full"]) == 0
 
 
 def test_out_equal_to_an_input_folder_is_refused_before_any_work(workspace, tmp_path, capsys):
