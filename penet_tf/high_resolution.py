@@ -3,7 +3,8 @@ and ``auto`` strategies, one implementation used by the CLIs and the SavedModel.
 
 PEN-Net is trained on 256 x 256 images with holes up to 128 x 128. Run over a whole
 12-MP photo, the network sees contexts and holes far larger than any in training, and the
-exact attention costs grows with side^4 (1024^2 takes 76 s on 2 cores). As IOPaint does
+exact attention costs side^4 (a 1024^2 forward takes 36 s on 2 cores, 2048^2 754 s,
+README Performance). As IOPaint does
 for its fixed-size models, the network instead runs on a region around each hole,
 resized so that its long side is the model size:
 
@@ -39,11 +40,11 @@ networks trained at 512):
 
 * ``model_size=256``: PEN-Net's training size; larger inputs meet contexts it never saw
   and cost side^4 in the attention.
-* ``margin=128``: IOPaint's; at the 256 network input a 300-pixel hole's region
-  (556 pixels) is halved, so the hole covers about half the input, as the 128^2 training
-  holes covered 1/4 of 256^2 (its area) - the regime the network was trained in.
-* ``trigger=512``: twice the training size. Up to 512^2 the full path costs a few
-  seconds and keeps the whole photo as context; larger photos cost side^4 in ``full``.
+* ``margin=128``: IOPaint's; a 300-pixel hole's region (556 pixels, 576 with the
+  rounding) is shrunk 2.25x to the 256 input, so the hole spans about half the input's
+  side, as the 128^2 training holes did in 256^2 images: the regime it was trained in.
+* ``trigger=512``: twice the training size. Up to 512^2 the full path costs about
+  1.5 s and keeps the whole photo as context; larger photos cost side^4 in ``full``.
 
 The web demo (demos/web/crop.js) plans the same groups and windows for its fixed
 S x S graph (square regions).
