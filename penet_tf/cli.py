@@ -139,12 +139,20 @@ def strategy_from_args(args):
     return PhotoStrategy(name, **given)
 
 
+def positive_int(text):
+    """argparse ``type``: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_batch_arguments(parser, batch_size):
     """``--batch-size`` (default ``batch_size``), ``--seed`` and ``--quiet`` (inpaint and
     evaluate)."""
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=batch_size,
         help=f"images per model call (default {batch_size}); only images of equal size share "
         "a batch",

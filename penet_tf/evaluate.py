@@ -309,8 +309,6 @@ def build_parser():
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.is_splits < 1:
         parser.error(f"--is-splits must be at least 1, got {args.is_splits}")
     if (

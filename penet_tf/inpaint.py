@@ -78,8 +78,6 @@ def build_parser():
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     check_out_folder(args.out, args.images, args.masks)  # before loading the model
     inpainter = load_inpainter(args.model, strategy_from_args(args))
     written, skipped, seconds = inpaint_files(

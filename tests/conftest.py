@@ -42,7 +42,16 @@ def dead_pid():
 @pytest.fixture(scope="session")
 def thin_savedmodel(tmp_path_factory):
     """ONE thin export (``penet_tf.export`` of a base_channels=4 generator with varied
-    weights) shared by every test that needs a SavedModel: ``BASE/thin/1``."""
+    weights, ``max_pixels`` 300 x 300) shared by every test that needs a SavedModel:
+    ``BASE/thin/1`` (``tests/conversion_helpers.py``)."""
     from conversion_helpers import thin_export
 
     return thin_export(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def thin_weights(tmp_path_factory):
+    """The generator weights of ``thin_savedmodel`` (``generator.weights.h5`` + config)."""
+    from conversion_helpers import thin_weights
+
+    return thin_weights(tmp_path_factory.getbasetemp())

@@ -1,9 +1,12 @@
-"""Shared by test_convert.py and test_web_demo.py: one thin export and its conversions.
+"""One thin export, its weights and its conversions, shared by the whole session.
 
-Both modules need the same thin SavedModel and TF.js conversion; they are built once per
-pytest session under pytest's session temporary directory and reused by path.
+test_convert, test_web_demo, test_serving, test_inpaint_cli and test_image_io need a
+thin SavedModel (and some its weights or TF.js conversion); they are built once per
+pytest session under pytest's session temporary directory and reused by path
+(``tests/conftest.py``: the ``thin_savedmodel`` and ``thin_weights`` fixtures).
 """
 
+import json
 import os
 import pathlib
 
@@ -13,6 +16,8 @@ from penet_tf import Generator
 
 BASE_CHANNELS = 4
 SIZE = 256
+# The thin export's pixel budget: small, so tests can exceed it cheaply (300 x 300).
+MAX_PIXELS = 300 * 300
 
 
 def _scale_weights(generator, seed):
@@ -34,16 +39,32 @@ def _scale_weights(generator, seed):
 
 
 def thin_export(base_temp, seed=0):
-    """``base_temp/thin/1``: a thin generator exported with ``penet_tf.export``."""
+    """``base_temp/thin/1``: a thin generator exported with ``penet_tf.export``
+    (``max_pixels=MAX_PIXELS``); its weights are ``thin_weights(base_temp)``."""
     from penet_tf.export import export_generator
+    from penet_tf.high_resolution import PhotoStrategy
+    from penet_tf.io_utils import save_weights_atomically
 
     path = pathlib.Path(base_temp) / "thin" / "1"
     if not path.is_dir():
         generator = Generator(base_channels=BASE_CHANNELS)
         generator.build()
         _scale_weights(generator, seed)
-        export_generator(generator, path.parent, version=1)
+        weights = pathlib.Path(base_temp) / "thin-weights" / "generator.weights.h5"
+        save_weights_atomically(generator, weights)  # as training writes them
+        config = json.dumps({"base_channels": BASE_CHANNELS})
+        weights.with_name("generator.config.json").write_text(config)
+        # ``full``: the photo itself is limited by max_pixels (tests of the limit), and
+        # the signatures are the network on the whole image (the conversions' reference).
+        full = PhotoStrategy("full")
+        export_generator(generator, path.parent, version=1, max_pixels=MAX_PIXELS, strategy=full)
     return path
+
+
+def thin_weights(base_temp):
+    """The thin export's generator weights (``.weights.h5``, with its config beside)."""
+    thin_export(base_temp)
+    return pathlib.Path(base_temp) / "thin-weights" / "generator.weights.h5"
 
 
 def converted(base_temp, to, quantize="none", size=SIZE):

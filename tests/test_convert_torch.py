@@ -1,5 +1,7 @@
 """The released-checkpoint converter (needs the [torch] extra)."""
 
+import contextlib
+import io
 import subprocess
 import sys
 
@@ -80,35 +82,18 @@ def test_wrong_checkpoints_are_named(official_fixture, tmp_path):
         load_released_generator(str(tmp_path / "garbage.pth"))
 
 
-def test_cli_reports_errors_without_a_traceback(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "penet_tf.convert_torch",
-            "--generator",
-            str(tmp_path / "nope.pth"),
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "error: No checkpoint at" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    assert main(["--generator", str(tmp_path / "nope.pth"), "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: No checkpoint at") and len(error.splitlines()) == 1
 
 
 def _convert(*args):
-    result = subprocess.run(
-        [sys.executable, "-m", "penet_tf.convert_torch", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
+    """``python -m penet_tf.convert_torch ARGS`` in this process; returns what it printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([str(arg) for arg in args]) == 0
+    return printed.getvalue()
 
 
 def test_released_keras_released_round_trip_is_bit_identical(official_fixture, tmp_path):
@@ -121,8 +106,8 @@ def test_released_keras_released_round_trip_is_bit_identical(official_fixture, t
         "--out",
         keras_dir,
     )
-    result = _convert("--to-torch", "--weights", keras_dir, "--out", torch_dir)
-    assert "gen.pth" in result.stdout and "dis.pth" in result.stdout
+    printed = _convert("--to-torch", "--weights", keras_dir, "--out", torch_dir)
+    assert "gen.pth" in printed and "dis.pth" in printed
     assert sorted(p.name for p in torch_dir.iterdir()) == ["dis.pth", "gen.pth"]
     for name, key in (("gen", "netG"), ("dis", "netD")):
         original = torch.load(official_fixture[name], map_location="cpu", weights_only=True)[key]

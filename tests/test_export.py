@@ -3,6 +3,7 @@
 One export (through the real CLI, of a thin random generator) serves the whole module.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -50,12 +51,10 @@ def exported(tmp_path_factory):
     base = root / "savedmodels" / "thin"
     (base / "2").mkdir(parents=True)  # an existing version: the next free one is 3
     (base / "notes").mkdir()  # not a version
-    result = _run(
-        [sys.executable, "-m", "penet_tf.export", "--weights", str(weights), "--out", str(base)],
-        cwd=root,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"exported {base / '3'}" in result.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # the CLI, in-process (a fresh process: below)
+        assert main(["--weights", str(weights), "--out", str(base)]) == 0
+    assert f"exported {base / '3'}" in printed.getvalue()
     return {
         "root": root,
         "weights": weights,

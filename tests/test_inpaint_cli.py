@@ -1,6 +1,5 @@
 """``python -m penet_tf.inpaint`` on real photographs with a thin generator."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -12,9 +11,9 @@ from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_images
 
-from penet_tf import Generator
 from penet_tf.inpaint import build_parser, main
 from penet_tf.inpainting import inpaint_files, load_inpainter
+from penet_tf.models import load_generator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,8 +54,9 @@ def _hole(mask):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """Photos (PNG and one JPEG), masks, and a thin generator's weights + config."""
+def workspace(tmp_path_factory, thin_weights, thin_savedmodel):
+    """Photos (PNG and one JPEG), masks, and the session's thin generator: its weights +
+    config and its export (max_pixels 300 x 300)."""
     root = tmp_path_factory.mktemp("inpaint")
     images, masks = root / "images", root / "masks"
     images.mkdir()
@@ -72,17 +72,13 @@ def workspace(tmp_path_factory):
         if name == "flower":  # an RGBA mask drawn in blue: the largest channel counts
             mask = np.stack([0 * mask, 0 * mask, mask, np.full_like(mask, 128)], axis=-1)
         Image.fromarray(mask).save(masks / f"{name}.png")
-    generator = Generator(base_channels=4)
-    generator.build()
-    weights = root / "generator.weights.h5"
-    generator.save_weights(weights)
-    (root / "generator.config.json").write_text(json.dumps({"base_channels": 4}))
     return {
         "root": root,
         "images": images,
         "masks": masks,
-        "weights": str(weights),
-        "generator": generator,
+        "weights": str(thin_weights),
+        "saved_model": thin_savedmodel,
+        "generator": load_generator(thin_weights),
         "originals": originals,
         "masks_array": mask_arrays,
     }
@@ -210,10 +206,7 @@ def test_skips_missing_and_unreadable_files(workspace, tmp_path, capsys):
 
 
 def test_saved_model_gives_the_same_outputs(workspace, inpainter, tmp_path):
-    from penet_tf.export import export_generator
-
-    base = tmp_path / "savedmodel"
-    export_generator(workspace["generator"], base, version=3)
+    base = workspace["saved_model"].parent
     out_saved, out_weights = tmp_path / "saved", tmp_path / "weights"
     # The base directory: the highest numeric version is used.
     args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
@@ -246,7 +239,10 @@ def test_usage_errors_exit_2_without_traceback(workspace, tmp_path, capsys):
         main(["--model", workspace["weights"], *args, "--masks", str(workspace["masks"])])
 
 
-def test_help_documents_every_flag():
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "--mask-from-alpha" in capsys.readouterr().out
     parser = build_parser()
     text = parser.format_help()
     flags = [flag for action in parser._actions for flag in action.option_strings]
@@ -274,36 +270,25 @@ def test_command_line_entry_point(workspace, tmp_path):
     assert result.returncode == 1, result.stderr
     assert f"skipped {tmp_path / 'gone.png'}: no such file" in result.stderr
     assert "inpainted 0 image(s)" in result.stdout
-    help_text = subprocess.run(
-        [sys.executable, "-m", "penet_tf.inpaint", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert help_text.returncode == 0 and "--mask-type" in help_text.stdout
 
 
 def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path, capsys):
-    from penet_tf.export import export_generator
-
-    base = tmp_path / "small"
-    from penet_tf.high_resolution import PhotoStrategy
-
-    full = PhotoStrategy("full")  # auto and crop exports limit the photo separately
-    export_generator(workspace["generator"], base, max_pixels=128 * 128, strategy=full)
-    args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
-    assert main(["--model", str(base), *args, "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    images = tmp_path / "images"
+    shutil.copytree(workspace["images"], images)
+    Image.fromarray(data.astronaut()[:290, :300]).save(images / "large.png")
+    args = ["--images", str(images), "--mask-type", "centre", "--out", str(tmp_path / "o")]
+    assert main(["--model", str(workspace["saved_model"]), *args, "--quiet"]) == 1
     err = capsys.readouterr().err
-    # chelsea is 160x96: it runs as 192x128 = 24576 pixels, over 16384
-    line = next(line for line in err.splitlines() if "chelsea" in line)
-    assert "160x96" in line and "24576 pixels" in line and "limit of 16384" in line
-    assert "--max-pixels 24576" in line and "Graph execution error" not in err
-    assert "astronaut" not in err  # 128 x 128 fits exactly
+    # 300x290 runs as 320x320 = 102400 pixels, over the export's 90000
+    line = next(line for line in err.splitlines() if "large.png" in line)
+    assert "300x290" in line and "102400 pixels" in line and "limit of 90000" in line
+    assert "--max-pixels 102400" in line and "Graph execution error" not in err
+    assert sorted(os.listdir(tmp_path / "o")) == sorted(
+        f"{name}.png" for name in workspace["originals"]
+    )  # the others were inpainted
     # The export runs the strategy it was exported with (full): another is refused.
-    assert (
-        main(["--model", str(base), *args, "--out", str(tmp_path / "s"), "--strategy", "crop"]) == 2
-    )
+    strategy_args = ["--model", str(workspace["saved_model"]), *args[:-2]]
+    assert main([*strategy_args, "--out", str(tmp_path / "s"), "--strategy", "crop"]) == 2
     err = capsys.readouterr().err
     assert "exported with" in err and "re-export" in err and "Traceback" not in err
 

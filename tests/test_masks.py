@@ -20,8 +20,9 @@ def _binary(mask):
 @pytest.mark.parametrize("hole_ratio", [(0.1, 0.3), (0.3, 0.5)])
 def test_stroke_hole_ratio_stays_in_range(hole_ratio):
     ratios = []
+    draw = tf.function(lambda seed: strokes(96, 128, seed, hole_ratio=hole_ratio))  # traced once
     for i in range(40):
-        mask = strokes(96, 128, _seed(i), hole_ratio=hole_ratio)
+        mask = draw(_seed(i))
         assert mask.shape == (96, 128, 1) and _binary(mask)
         ratios.append(float(tf.reduce_mean(mask)))
     assert min(ratios) >= hole_ratio[0] and max(ratios) <= hole_ratio[1]
@@ -82,7 +83,7 @@ def test_mixture_uses_every_component_by_weight(tmp_path):
         "components": [{"type": "square", "augment": False}, {"type": "strokes"}],
         "weights": [3, 1],
     }
-    generator = MaskGenerator(config, 64, 64)
+    generator = tf.function(MaskGenerator(config, 64, 64))  # traced once, not 80 eager runs
     squares = sum(float(tf.reduce_sum(generator(_seed(i)))) == 32 * 32 for i in range(80))
     assert 40 <= squares <= 75  # ~60 expected
 

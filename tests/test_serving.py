@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from conversion_helpers import MAX_PIXELS as THIN_MAX_PIXELS
 from PIL import Image
 from serving_double import ServingDouble, free_port
 
@@ -25,31 +26,34 @@ from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.serving import InpaintClient, ServingError, read_mask
 from penet_tf.serving.client import main
 
-MODEL = "penet"
-MAX_PIXELS = 300 * 300
-# Photos over 256 on the long side are cropped in the graph (network inputs <= 256^2).
+MODEL = "thin"
+MAX_PIXELS = THIN_MAX_PIXELS  # 300 x 300
+# An auto export: photos over 256 on the long side are cropped in the graph.
 STRATEGY = PhotoStrategy("auto", trigger=256)
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A thin generator exported with a small max_pixels, served by the test double."""
-    base = tmp_path_factory.mktemp("models") / MODEL
+def served(thin_savedmodel):
+    """The session's thin export (max_pixels 300 x 300), served by the test double."""
+    base = thin_savedmodel.parent
+    direct = tf.saved_model.load(str(thin_savedmodel)).signatures  # the reference
+    with ServingDouble(base, MODEL) as double:
+        yield {"address": double.address, "direct": direct, "double": double, "base": str(base)}
+
+
+@pytest.fixture(scope="module")
+def served_auto(tmp_path_factory):
+    """A thin generator exported with ``STRATEGY``, served by the test double."""
+    base = tmp_path_factory.mktemp("models") / "auto"
     generator = Generator(base_channels=4, patch_method="conv")
     generator.build()
-    path = export_generator(
+    export_generator(
         generator, base, max_pixels=MAX_PIXELS, strategy=STRATEGY, max_photo_pixels=MAX_PIXELS
     )
-    direct = tf.saved_model.load(path).signatures  # the reference: a direct call
-    with ServingDouble(base, MODEL) as double:
-        yield {
-            "address": double.address,
-            "direct": direct,
-            "double": double,
-            "base": str(base),
-            "generator": generator,
-        }
+    with ServingDouble(base, "auto") as double:
+        with InpaintClient(double.address, "auto", timeout=60) as client:
+            yield {"client": client, "generator": generator}
 
 
 @pytest.fixture()
@@ -91,7 +95,8 @@ def test_inpaint_equals_the_direct_signature_call(served, client):
     np.testing.assert_array_equal(client.inpaint(image, (mask[..., 0] > 0)), result)
 
 
-def test_a_photo_over_the_trigger_is_cropped_as_the_library_does(served, client):
+def test_a_photo_over_the_trigger_is_cropped_as_the_library_does(served_auto):
+    client = served_auto["client"]
     rng = np.random.default_rng(5)
     y, x = np.mgrid[:120, :290]
     image = np.stack([x % 256, (2 * y) % 256, (x + y) % 256], -1).astype(np.float64)
@@ -99,7 +104,7 @@ def test_a_photo_over_the_trigger_is_cropped_as_the_library_does(served, client)
     mask = np.zeros((120, 290, 1), np.uint8)
     mask[40:80, 200:260] = 255
     result = client.inpaint(image, mask)
-    expected = inpaint_photo(served["generator"], image, mask, STRATEGY)
+    expected = inpaint_photo(served_auto["generator"], image, mask, STRATEGY)
     known = mask[..., 0] == 0
     np.testing.assert_array_equal(result[known], image[known])
     difference = np.abs(result.astype(int) - expected.astype(int))
@@ -366,7 +371,7 @@ def test_unknown_model_signature_and_version(served):
             client.inpaint(image, mask)
         assert caught.value.code == grpc.StatusCode.NOT_FOUND
     with InpaintClient(served["address"], MODEL, timeout=30, version=99) as client:
-        with pytest.raises(ServingError, match=r"Specific\(penet, 99\)"):
+        with pytest.raises(ServingError, match=r"Specific\(thin, 99\)"):
             client.metadata()
     with InpaintClient(served["address"], MODEL, timeout=30, version=1) as client:
         with pytest.raises(ServingError, match='signature key "nope" not found') as caught:
@@ -510,7 +515,7 @@ def test_cli_errors_are_one_line_messages(served, tmp_path, capsys):
                 "5",
             ],
             1,
-            "does not serve model 'penet version 5'",
+            "does not serve model 'thin version 5'",
         ),
     ]
     for args, status, message in cases:
@@ -520,65 +525,12 @@ def test_cli_errors_are_one_line_messages(served, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_cli_unreachable_server(tmp_path):
+def test_cli_unreachable_server(tmp_path, capsys):
     _files(tmp_path)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "penet_tf.serving.client",
-            "--server",
-            f"127.0.0.1:{free_port()}",
-            "--model",
-            MODEL,
-            "--image",
-            str(tmp_path / "a.png"),
-            "--mask",
-            str(tmp_path / "m.png"),
-            "--out",
-            str(tmp_path / "o.png"),
-            "--timeout",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 1
-    assert "error: cannot reach TF Serving at 127.0.0.1:" in result.stderr
-    assert "Traceback" not in result.stderr
+    argv = ["--server", f"127.0.0.1:{free_port()}", "--model", MODEL, "--timeout", "5"]
+    argv += ["--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png")]
+    assert main([*argv, "--out", str(tmp_path / "o.png")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: cannot reach TF Serving at 127.0.0.1:")
+    assert "Traceback" not in error and len(error.splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
-
-
-class _RpcError(grpc.RpcError):
-    def __init__(self, code, details):
-        self._code, self._details = code, details
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return self._details
-
-
-@pytest.mark.parametrize(
-    "code, details, message",
-    [
-        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", "cannot reach"),
-        (
-            grpc.StatusCode.UNAVAILABLE,
-            "The batch scheduling queue to which this task was submitted is full",
-            "is overloaded, retry later",
-        ),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max", "resources"),
-        (grpc.StatusCode.INTERNAL, "boom", "failed the request (INTERNAL): boom"),
-    ],
-)
-def test_error_messages(code, details, message):
-    client = InpaintClient("127.0.0.1:1", MODEL)
-    error = client._error(_RpcError(code, details))
-    client.close()
-    assert isinstance(error, ServingError) and error.code == code and error.details == details
-    assert message in str(error)

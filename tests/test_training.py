@@ -448,12 +448,11 @@ def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path):
     assert not (checkpoints / f"ckpt-{reached + 50}.index").exists()  # swept
 
 
-def test_cli_reports_bad_input_clearly(tmp_path):
-    result = run_cli(["--config", str(tmp_path / "missing.json")])
-    assert result.returncode == 2 and "error: No config file at" in result.stderr
+def test_cli_reports_bad_input_clearly(tmp_path, capsys):
+    status, lines = run_main(capsys, str(tmp_path / "missing.json"))
+    assert status == 2 and lines[-1].startswith("error: No config file at")
     config = write_config(
         tmp_path / "c.json", {"name": "x", "data": {"path": str(tmp_path / "none")}}
     )
-    result = run_cli(["--config", config])
-    assert result.returncode == 2 and "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
+    status, lines = run_main(capsys, config)
+    assert status == 2 and "does not exist" in lines[-1]
