@@ -175,3 +175,38 @@ def test_recomputed_backward_equals_plain_autodiff(match_size, similarity, chunk
     for plain, recomputed in zip(*results, strict=True):
         scale = max(1.0, float(tf.reduce_max(tf.abs(plain))))
         np.testing.assert_allclose(recomputed.numpy(), plain.numpy(), atol=1e-5 * scale, rtol=0)
+
+
+def _transposed_transfer(attention, low):
+    """Eq 4 from given weights, the literal way: [B, hw, hw] and [B, 2h, 2w, C1]."""
+    batch, height2, width2, channels = low.shape
+    h, w = height2 // 2, width2 // 2
+    padded = np.pad(low, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    values = np.stack(
+        [padded[:, 2 * y : 2 * y + 4, 2 * x : 2 * x + 4] for y in range(h) for x in range(w)],
+        axis=1,
+    )  # [B, keys, 4, 4, C1]
+    patches = np.einsum("bqk,bkijc->bqijc", attention.astype(np.float64), values)
+    canvas = np.zeros((batch, 2 * h + 2, 2 * w + 2, channels))
+    for q in range(h * w):
+        qy, qx = divmod(q, w)
+        canvas[:, 2 * qy : 2 * qy + 4, 2 * qx : 2 * qx + 4] += patches[:, q]
+    return canvas[:, 1:-1, 1:-1] / 4.0
+
+
+@pytest.mark.parametrize("match_size", [1, 3])
+def test_return_attention_is_what_the_transfer_uses(match_size):
+    low, high = _inputs(9, 3, 6, 8)
+    mask = _masks(3, 24, 32)
+    mask[2] = 0.0  # one sample without a hole: every key usable
+    layer = AttentionTransfer(match_size=match_size, fuse=False, chunk_mb=1e-3)
+    plain = layer(low, high, mask)
+    out, attention = layer(low, high, mask, return_attention=True)
+    assert attention.shape == (3, 48, 48) and attention.dtype == tf.float32
+    np.testing.assert_allclose(out.numpy(), plain.numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        _transposed_transfer(attention.numpy(), low), out.numpy(), atol=1e-5, rtol=0
+    )
+    sums = attention.numpy().sum(axis=-1)
+    np.testing.assert_allclose(sums[2], 1.0, atol=1e-5)  # no hole: a plain softmax
+    assert np.all(sums <= 1.0 + 48 * 1e-8 + 1e-5) and attention.numpy().min() >= 1e-8

@@ -162,3 +162,27 @@ def test_build_is_idempotent():
     assert len(generator.weights) == len(weights) == 68
     for a, b in zip(weights, generator.weights, strict=True):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_return_attention_gives_at_conv01_weights():
+    generator = _thin()
+    image, mask = _batch(2, 64, 64)
+    mask[1] = 0.0  # no hole: every key usable, rows are plain softmaxes
+    output, pyramid = generator(image, mask)
+    output2, pyramid2, attention = generator(image, mask, return_attention=True)
+    np.testing.assert_allclose(output2.numpy(), output.numpy(), atol=1e-6, rtol=0)
+    assert attention.shape == (2, 16 * 16, 16 * 16) and attention.dtype == tf.float32
+    sums = attention.numpy().sum(axis=-1)
+    np.testing.assert_allclose(sums[1], 1.0, atol=1e-5)
+    assert np.all(sums <= 1.0 + 1e-5)
+    # The same weights as at_conv01 called on its own inputs (x1 and the filled x2).
+    features = tf.concat([image * (1 - mask) + mask, mask], axis=-1)
+    encoded = []
+    for layer in generator.encoder:
+        features = layer(tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]]))
+        encoded.append(features)
+    filled = encoded[5]
+    for layer, low in zip(generator.attention[:-1], encoded[4:0:-1], strict=True):
+        filled = layer(low, filled, mask)
+    _, direct = generator.attention[-1](encoded[0], filled, mask, return_attention=True)
+    np.testing.assert_allclose(attention.numpy(), direct.numpy(), atol=1e-6, rtol=0)

@@ -102,6 +102,7 @@ def attention_transfer(
     chunk_bytes=192 * 2**20,
     recompute_gradient=False,
     backward_chunk_bytes=16 * 2**20,
+    return_attention=False,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
 
@@ -121,9 +122,15 @@ def attention_transfer(
             Not for graphs that get exported (SavedModel cannot save this gradient).
         backward_chunk_bytes: chunk budget of the recomputing backward pass (``None``:
             one chunk).
+        return_attention: also return the attention weights (eq 3), the very tensor the
+            transfer multiplies with. All scores are then computed in one chunk (the
+            returned tensor is (h * w)^2 anyway) and the gradient is plain autodiff.
 
     Returns:
-        [B, 2h, 2w, C1] in ``low``'s dtype.
+        [B, 2h, 2w, C1] in ``low``'s dtype; with ``return_attention``, the pair
+        ``(transferred, attention)``, ``attention`` float32 [B, h * w, h * w]: row q is
+        query position (q // w, q % w) of ``high``, column l key position (l // w, l % w),
+        each row sums to 1 up to the 1e-8 floors of unusable keys.
     """
     check_patch_method(patch_method)
     if similarity not in SIMILARITIES:
@@ -206,22 +213,28 @@ def attention_transfer(
         shifted.append(tf.pad(block, [[0, 0], [0, delta], [0, 0]]))
     phase_values = tf.concat(shifted, axis=-1)
 
-    def boxed_rows(source, key_factor, first, last):
+    def attention_rows(source, key_factor, first, count):
+        """Eq 3's weights of query rows [first, first + count): [batch, count * w, h * w]."""
+        attention = tf.nn.softmax(scores(source, key_factor, first, count), axis=-1)
+        # Eq 3 as released: unusable keys still count exp(0) in the softmax denominator,
+        # then get weight 0, then every weight is at least 1e-8.
+        return tf.maximum(attention * usable, _MIN_ATTENTION)
+
+    def boxed_rows(source, key_factor, first, last, attention=None):
         """The transfer weights of product rows [first, last): grid rows, 0 = the zero row
         above the image; [batch, (last - first) * grid_w, grid_keys] in the values' dtype.
 
         Product row p needs the attention of query rows p - 1 and p (the 2 x 2 box), so a
         chunk scores one halo row besides its own; rows outside the image are zero.
+        ``attention``: those rows' weights when already computed.
         """
         top = _maybe_min(first, 1)  # 0: the first chunk starts at the zero row
         queries_first = first - top
         queries_last = _maybe_min(last, height)
         bottom = last - queries_last  # 1: the last chunk ends at the zero row below
         count = queries_last - queries_first
-        attention = tf.nn.softmax(scores(source, key_factor, queries_first, count), axis=-1)
-        # Eq 3 as released: unusable keys still count exp(0) in the softmax denominator,
-        # then get weight 0, then every weight is at least 1e-8.
-        attention = tf.maximum(attention * usable, _MIN_ATTENTION)
+        if attention is None:
+            attention = attention_rows(source, key_factor, queries_first, count)
         attention = tf.reshape(attention, [batch, count, width, height, width])
         attention = tf.pad(attention, [[0, 0], [1 - top, bottom], [2, 1], [1, 1], [2, 1]])
         rows = last - first
@@ -291,7 +304,11 @@ def attention_transfer(
         )
         return d_source, d_factor, tf.cast(d_values, phase_values.dtype)
 
-    if recompute_gradient:
+    if return_attention:
+        # One chunk: the weights returned are the ones multiplied with the values.
+        attention = attention_rows(source, key_factor, 0, height)
+        product = tf.matmul(boxed_rows(source, key_factor, 0, height + 1, attention), phase_values)
+    elif recompute_gradient:
 
         @tf.custom_gradient
         def recomputed_transfer(source, key_factor, phase_values):
@@ -309,7 +326,10 @@ def attention_transfer(
         product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
         for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS)
     ]
-    return tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
+    transferred = tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
+    if return_attention:
+        return transferred, attention
+    return transferred
 
 
 def _smaller_budget(a, b):
@@ -388,9 +408,16 @@ class AttentionTransfer(keras.layers.Layer):
         high: [batch, h, w, C2] high-level features.
         mask: [batch, H, W, 1], 1 = hole, 0 = known, at any resolution.
         training: ``True`` turns on ``recompute_gradient``.
+        return_attention: also return the attention weights of eq 3 (computed in one
+            chunk, plain autodiff; the tensor holds (h * w)^2 floats per image).
 
     Returns:
-        [batch, 2h, 2w, filters] (``fuse``) or [batch, 2h, 2w, C1].
+        [batch, 2h, 2w, filters] (``fuse``) or [batch, 2h, 2w, C1]; with
+        ``return_attention``, the pair ``(outputs, attention)``: ``attention`` float32
+        [batch, h * w, h * w], ``attention[b, q, l]`` the weight with which query position
+        q = y * w + x of ``high`` (row-major) copies the patch of key position l (same
+        numbering), exactly the weights the transfer uses: rows sum to 1, except that
+        unusable keys (hole patches) carry the 1e-8 floor on top.
 
     Example:
 
@@ -466,7 +493,7 @@ class AttentionTransfer(keras.layers.Layer):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, low, high, mask, training=None):
+    def call(self, low, high, mask, training=None, return_attention=False):
         for name, tensor in (("low", low), ("high", high), ("mask", mask)):
             if tensor.shape.rank != 4:
                 raise ValueError(
@@ -496,9 +523,14 @@ class AttentionTransfer(keras.layers.Layer):
             chunk_bytes=None if self.chunk_mb is None else int(self.chunk_mb * 2**20),
             # Only in training: SavedModel cannot save a custom gradient's closure.
             recompute_gradient=self.recompute_gradient and training is True,
+            return_attention=return_attention,
         )
+        if return_attention:
+            outputs, attention = outputs
         if self.fuse:
             outputs = tf.concat([conv(outputs) for conv in self.fuse_convs], axis=-1)
+        if return_attention:
+            return outputs, attention
         return outputs
 
     def compute_output_shape(self, low_shape, high_shape=None, mask_shape=None):

@@ -104,11 +104,25 @@ class Generator(keras.Model):
         mask: float32 [batch, H, W, 1], 1 = hole, 0 = known.
         training: ``True`` in training: the attention layers then keep no (h * w)^2
             tensor for the backward pass (they recompute the attention there).
+        return_attention: also return the attention weights of the finest ATN layer,
+            ``at_conv01`` (computed there in one chunk: (H / 4 * W / 4)^2 floats per
+            image, 1 GiB at 512^2).
 
     Returns:
         ``(output, pyramid)``: ``output`` [batch, H, W, 3] in [-1, 1], the raw prediction
         (not composited; see ``penet_tf.losses.composite``), and ``pyramid``, five
         [batch, H / 2**k, W / 2**k, 3] images for k = 1 ... 5, finest first.
+
+        With ``return_attention``, ``(output, pyramid, attention)``: ``attention`` is
+        at_conv01's softmax weights (eq 3), float32 [batch, q, k] with q = k = (H / 4) *
+        (W / 4), exactly the weights its transfer multiplies with. Rows are queries,
+        columns keys, both cells of the H / 4 x W / 4 score grid (the ``dw_conv02``
+        feature map) numbered row-major: index i is cell (i // (W / 4), i % (W / 4)).
+        Cell (y, x) stands for the 4 x 4 image pixels [4y, 4y + 4) x [4x, 4x + 4); its
+        key is the 3 x 3 cell neighbourhood around it, usable only where the mask,
+        resized to H / 4 x W / 4 with align_corners (cell y samples image row
+        y * (H - 1) / (H / 4 - 1)), is zero on that whole neighbourhood. Each row sums to 1
+        over the usable keys; every unusable key carries the 1e-8 floor.
 
     Example:
 
@@ -223,7 +237,7 @@ class Generator(keras.Model):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, image, mask, training=None):
+    def call(self, image, mask, training=None, return_attention=False):
         checks = check_image_and_mask(image, mask)
         with tf.control_dependencies(checks):
             mask = tf.cast(mask, self.compute_dtype)
@@ -239,7 +253,13 @@ class Generator(keras.Model):
         # Pyramid-context encoder (eq 1): x5 = at_conv05(x5, x6), x4 = at_conv04(x4, x5), ...
         filled = [encoded[5]]  # filled[0] = x6, then the new x5, x4, ..., x1
         for layer, low in zip(self.attention, reversed(encoded[:5]), strict=True):
-            filled.append(layer(low, filled[-1], mask, training=training))
+            if return_attention and layer is self.attention[-1]:  # at_conv01
+                features, attention = layer(
+                    low, filled[-1], mask, training=training, return_attention=True
+                )
+                filled.append(features)
+            else:
+                filled.append(layer(low, filled[-1], mask, training=training))
 
         # Multi-scale decoder (eq 5) with a torgb head per scale.
         skip = filled[1:]  # x5 ... x1 after attention
@@ -251,6 +271,8 @@ class Generator(keras.Model):
             if level < 4:
                 decoded = self.decoder_convs[level + 1](upsample(joined))
         output = self.decoder_conv2(self.decoder_conv1(upsample(joined)))
+        if return_attention:
+            return output, pyramid[::-1], attention
         return output, pyramid[::-1]
 
     def compute_output_shape(self, image_shape, mask_shape=None):
