@@ -38,13 +38,17 @@ def reflect_pad_to_multiple(images, multiple=SIZE_MULTIPLE):
     return tf.gather(images, reflect_indices(width, padded_w), axis=2)
 
 
-def inpaint(generator, image, mask):
+def inpaint(generator, image, mask, composite_only=False):
     """Runs ``generator`` on float images of any size.
 
     Args:
         generator: a ``penet_tf.Generator``.
         image: float32 [B, H, W, 3] in [-1, 1].
         mask: float32 [B, H, W, 1], 1 = hole.
+        composite_only: with ``True`` only the composite is exact: the generator is
+            called with ``output_mask`` (the hole), so its finest attention layer scores
+            only the queries that reach the hole's rows, and ``output`` is the raw
+            prediction only there. The composite is the same (within float rounding).
 
     Returns:
         ``(output, inpainted)``, both float32 [B, H, W, 3]: the raw prediction and the
@@ -54,7 +58,16 @@ def inpaint(generator, image, mask):
     mask = tf.cast(mask, tf.float32)
     shape = tf.shape(image)
     # The mask is reflected with the image: reflected hole pixels stay holes.
-    output, _ = generator(reflect_pad_to_multiple(image), reflect_pad_to_multiple(mask))
+    padded_mask = reflect_pad_to_multiple(mask)
+    extra = {}
+    if composite_only:
+        # Only the pixels cropped back need the prediction: the hole itself.
+        padded_shape = tf.shape(padded_mask)
+        extra["output_mask"] = tf.pad(
+            mask,
+            [[0, 0], [0, padded_shape[1] - shape[1]], [0, padded_shape[2] - shape[2]], [0, 0]],
+        )
+    output, _ = generator(reflect_pad_to_multiple(image), padded_mask, **extra)
     output = tf.cast(output, tf.float32)[:, : shape[1], : shape[2], :]
     return output, composite(output, image, mask)
 
@@ -189,7 +202,7 @@ def composite_uint8(generator, image, mask):
     too (TFLite's SELECT_V2 has no broadcasting uint8 kernel).
     """
     hole = binary_mask(mask)
-    _, inpainted = inpaint(generator, uint8_to_float(image), hole)
+    _, inpainted = inpaint(generator, uint8_to_float(image), hole, composite_only=True)
     rounded = tf.clip_by_value(tf.round((inpainted + 1.0) * 127.5), 0.0, 255.0)
     return tf.cast(tf.where(hole > 0, rounded, tf.cast(image, tf.float32)), tf.uint8)
 

@@ -103,6 +103,7 @@ def attention_transfer(
     recompute_gradient=False,
     backward_chunk_bytes=16 * 2**20,
     return_attention=False,
+    needed_rows=None,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
 
@@ -126,6 +127,14 @@ def attention_transfer(
             transfer multiplies with. All scores are then computed in one chunk (the
             returned tensor is (h * w)^2 anyway) and the gradient is plain autodiff.
 
+        needed_rows: ``(first, last)``, rows of the result (0 ... 2h) that must be exact,
+            Python ints or scalar tensors; ``None``: all. Only the queries those rows read
+            are scored (product rows ``first // 2`` to ``(last - 1) // 2 + 1``, the 2 x 2
+            box needing one query row more): a hole's band of a large image costs
+            O(band * h * w) instead of O((h * w)^2). Rows outside are not the attention's
+            (they are zero); the keys stay complete. Not with ``recompute_gradient`` or
+            ``return_attention``.
+
     Returns:
         [B, 2h, 2w, C1] in ``low``'s dtype; with ``return_attention``, the pair
         ``(transferred, attention)``, ``attention`` float32 [B, h * w, h * w]: row q is
@@ -133,6 +142,11 @@ def attention_transfer(
         each row sums to 1 up to the 1e-8 floors of unusable keys.
     """
     check_patch_method(patch_method)
+    if needed_rows is not None and (recompute_gradient or return_attention):
+        raise ValueError(
+            "needed_rows restricts inference; it cannot be combined with recompute_gradient "
+            "or return_attention."
+        )
     if similarity not in SIMILARITIES:
         raise ValueError(f"Unknown similarity {similarity!r}: expected one of {SIMILARITIES}.")
     if match_size not in (1, 3):
@@ -242,24 +256,39 @@ def attention_transfer(
         boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)[:, : rows * grid_w]
         return tf.cast(boxed, phase_values.dtype)
 
-    def transfer(source, key_factor, phase_values, chunk_bytes):
-        """Product rows 0 ... height (height + 1 rows) in chunks: [batch, rows * grid_w, 4 C1]."""
+    def transfer(source, key_factor, phase_values, chunk_bytes, span=None):
+        """Product rows 0 ... height (height + 1 rows) in chunks: [batch, rows * grid_w, 4 C1].
+
+        ``span``: ``(start, stop)``, compute only product rows [start, stop); the others
+        are zero.
+        """
         rows = rows_per_chunk(height, width, chunk_bytes)
-        if _one_chunk(chunk_bytes, rows, height):
-            return tf.matmul(boxed_rows(source, key_factor, 0, height + 1), phase_values)
-        chunks = (height + rows - 1) // rows
-        pieces = tf.TensorArray(phase_values.dtype, size=chunks, infer_shape=False)
+        if span is None:
+            if _one_chunk(chunk_bytes, rows, height):
+                return tf.matmul(boxed_rows(source, key_factor, 0, height + 1), phase_values)
+            start, stop = 0, height + 1
+        else:
+            start, stop = span
+        if chunk_bytes is None:
+            product = tf.matmul(boxed_rows(source, key_factor, start, stop), phase_values)
+        else:
+            # As many chunks as whole row budgets fit; the last one takes the odd row.
+            chunks = tf.maximum((stop - start - 1 + rows - 1) // rows, 1)
+            pieces = tf.TensorArray(phase_values.dtype, size=chunks, infer_shape=False)
 
-        def body(index, pieces):
-            first = index * rows
-            last = tf.where(index == chunks - 1, height + 1, first + rows)
-            piece = tf.matmul(boxed_rows(source, key_factor, first, last), phase_values)
-            return index + 1, pieces.write(index, tf.transpose(piece, [1, 0, 2]))
+            def body(index, pieces):
+                first = start + index * rows
+                last = tf.where(index == chunks - 1, stop, first + rows)
+                piece = tf.matmul(boxed_rows(source, key_factor, first, last), phase_values)
+                return index + 1, pieces.write(index, tf.transpose(piece, [1, 0, 2]))
 
-        _, pieces = tf.while_loop(
-            lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
-        )
-        return tf.transpose(pieces.concat(), [1, 0, 2])
+            _, pieces = tf.while_loop(
+                lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
+            )
+            product = tf.transpose(pieces.concat(), [1, 0, 2])
+        if span is None:
+            return product
+        return tf.pad(product, [[0, 0], [start * grid_w, (height + 1 - stop) * grid_w], [0, 0]])
 
     def transfer_gradients(source, key_factor, phase_values, d_product):
         """Gradients of ``transfer`` from its inputs alone, recomputing the attention in
@@ -320,7 +349,14 @@ def attention_transfer(
 
         product = recomputed_transfer(source, key_factor, phase_values)
     else:
-        product = transfer(source, key_factor, phase_values, chunk_bytes)
+        span = None
+        if needed_rows is not None:
+            # Result row 2y + e reads product rows y (e = 0) and y + 1 (e = 1).
+            first, last = needed_rows
+            start = tf.clip_by_value(first // 2, 0, height)
+            stop = tf.clip_by_value((last - 1) // 2 + 2, start + 1, height + 1)
+            span = (start, stop)
+        product = transfer(source, key_factor, phase_values, chunk_bytes, span)
     product = tf.reshape(product, [batch, height + 1, grid_w, 4, channels_low])
     outputs = [
         product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
@@ -410,6 +446,11 @@ class AttentionTransfer(keras.layers.Layer):
         training: ``True`` turns on ``recompute_gradient``.
         return_attention: also return the attention weights of eq 3 (computed in one
             chunk, plain autodiff; the tensor holds (h * w)^2 floats per image).
+        needed_rows: ``(first, last)`` (ints or scalar tensors), the output rows that must
+            be exact; ``None`` (default): every row. The layer widens the band by the
+            fuse branches' reach (``fuse_rows_reach``) and scores only the queries the
+            band reads; rows outside it are not the layer's output. For inference whose
+            result is composited (see ``Generator``); not in training.
 
     Returns:
         [batch, 2h, 2w, filters] (``fuse``) or [batch, 2h, 2w, C1]; with
@@ -493,7 +534,15 @@ class AttentionTransfer(keras.layers.Layer):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, low, high, mask, training=None, return_attention=False):
+    @property
+    def fuse_rows_reach(self):
+        """How many rows the fuse branches reach above and below an output row."""
+        return max(
+            [conv.kernel_size[0] // 2 * conv.dilation_rate[0] for conv in self.fuse_convs],
+            default=0,
+        )
+
+    def call(self, low, high, mask, training=None, return_attention=False, needed_rows=None):
         for name, tensor in (("low", low), ("high", high), ("mask", mask)):
             if tensor.shape.rank != 4:
                 raise ValueError(
@@ -524,6 +573,9 @@ class AttentionTransfer(keras.layers.Layer):
             # Only in training: SavedModel cannot save a custom gradient's closure.
             recompute_gradient=self.recompute_gradient and training is True,
             return_attention=return_attention,
+            needed_rows=None
+            if needed_rows is None
+            else (needed_rows[0] - self.fuse_rows_reach, needed_rows[1] + self.fuse_rows_reach),
         )
         if return_attention:
             outputs, attention = outputs

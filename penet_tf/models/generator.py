@@ -104,6 +104,14 @@ class Generator(keras.Model):
         mask: float32 [batch, H, W, 1], 1 = hole, 0 = known.
         training: ``True`` in training: the attention layers then keep no (h * w)^2
             tensor for the backward pass (they recompute the attention there).
+        output_mask: ``None`` (default), or [batch, H, W, 1] with nonzero where the output
+            is needed (for a composite: the hole). Then at_conv01, the finest and by far
+            the costliest attention layer, scores only the queries whose results can reach
+            the band of rows the mask touches (rows of the union over the batch, widened
+            by everything downstream: fuse branches, up-sampling, decoder; see
+            ``at_conv01_rows``), and the output is exact only in that band. Deeper layers
+            stay complete. A centred hole of half the height halves at_conv01's work; a
+            small hole in a large image makes it nearly free. Inference only.
         return_attention: also return the attention weights of the finest ATN layer,
             ``at_conv01`` (computed there in one chunk: (H / 4 * W / 4)^2 floats per
             image, 1 GiB at 512^2).
@@ -237,7 +245,32 @@ class Generator(keras.Model):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, image, mask, training=None, return_attention=False):
+    def at_conv01_rows(self, output_mask):
+        """Rows of at_conv01's result (H / 2 high) that reach a nonzero pixel of
+        ``output_mask`` [B, H, W, 1] in the output: ``(first, last)`` scalar tensors.
+
+        The reach is read off the layers downstream of at_conv01: the two decoder
+        convolutions (kernel // 2 * dilation rows each), then the bilinear x2 up-sampling
+        with align_corners (output row i reads input rows floor(i s) and ceil(i s),
+        s = (H / 2 - 1) / (H - 1)). at_conv01 adds its own fuse branches' reach. An empty
+        mask gives every row.
+        """
+        rows = tf.reduce_any(output_mask > 0, axis=[0, 2, 3])
+        height = tf.shape(rows, out_type=tf.int32)[0]
+        first = tf.argmax(tf.cast(rows, tf.int32), output_type=tf.int32)
+        last = height - tf.argmax(tf.cast(rows[::-1], tf.int32), output_type=tf.int32)
+        reach = sum(
+            conv.kernel_size[0] // 2 * conv.dilation_rate[0]
+            for conv in (self.decoder_conv1, self.decoder_conv2)
+        )
+        first = tf.maximum(first - reach, 0)
+        last = tf.minimum(last + reach, height)
+        half = height // 2
+        first = first * (half - 1) // (height - 1)
+        last = -(-(last - 1) * (half - 1) // (height - 1)) + 1
+        return first, last
+
+    def call(self, image, mask, training=None, return_attention=False, output_mask=None):
         checks = check_image_and_mask(image, mask)
         with tf.control_dependencies(checks):
             mask = tf.cast(mask, self.compute_dtype)
@@ -258,6 +291,10 @@ class Generator(keras.Model):
                     low, filled[-1], mask, training=training, return_attention=True
                 )
                 filled.append(features)
+            elif output_mask is not None and layer is self.attention[-1]:
+                filled.append(
+                    layer(low, filled[-1], mask, needed_rows=self.at_conv01_rows(output_mask))
+                )
             else:
                 filled.append(layer(low, filled[-1], mask, training=training))
 
