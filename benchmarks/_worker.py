@@ -20,9 +20,12 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def centre_mask(batch, size):
+def centre_mask(batch, size, hole=None):
+    """A centred square hole, ``hole`` pixels a side (half the size by default)."""
+    hole = size // 2 if hole is None else hole
+    top = (size - hole) // 2
     mask = np.zeros((batch, size, size, 1), np.float32)
-    mask[:, size // 4 : size // 4 + size // 2, size // 4 : size // 4 + size // 2] = 1
+    mask[:, top : top + hole, top : top + hole] = 1
     return mask
 
 
@@ -47,6 +50,15 @@ def penet(case):
     if case["kind"] == "forward":
         run = tf.function(lambda: generator(image, mask)[0], jit_compile=jit)
         return lambda: run().numpy()
+    if case["kind"] == "composite":
+        from penet_tf.inference import composite_uint8
+
+        pixels = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+        hole = tf.constant(centre_mask(batch, size, case.get("hole")).astype(np.uint8))
+        spec = [tf.TensorSpec([None, None, None, c], tf.uint8) for c in (3, 1)]
+        run = tf.function(lambda i, m: composite_uint8(generator, i, m), input_signature=spec)
+        run(pixels[:, :64, :64], hole[:, :64, :64])  # traced on a small image, not timed
+        return lambda: run(pixels, hole).numpy()
     from penet_tf.training import PENetGAN
     from penet_tf.training.optimizers import TorchAdam
 

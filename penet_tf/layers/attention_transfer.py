@@ -104,6 +104,7 @@ def attention_transfer(
     backward_chunk_bytes=16 * 2**20,
     return_attention=False,
     needed_rows=None,
+    matmul_dtype=None,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
 
@@ -134,6 +135,12 @@ def attention_transfer(
             O(band * h * w) instead of O((h * w)^2). Rows outside are not the attention's
             (they are zero); the keys stay complete. Not with ``recompute_gradient`` or
             ``return_attention``.
+
+        matmul_dtype: ``None`` (the default: float32 scores, the transfer in ``low``'s
+            dtype) or ``"bfloat16"``: both matrix products (the Gram similarity and the
+            transfer) take bfloat16 operands (AVX512-BF16 / AMX on CPUs, tensor cores on
+            GPUs), while the box sums, the softmax and the floors stay float32. Faster,
+            not exact: see benchmarks/README.md for its distance from the release.
 
     Returns:
         [B, 2h, 2w, C1] in ``low``'s dtype; with ``return_attention``, the pair
@@ -196,15 +203,16 @@ def attention_transfer(
             queries = tf.reshape(
                 source[:, first_row : first_row + rows + 2], [batch, -1, channels_high]
             )
-            gram = tf.matmul(queries, grid_flat, transpose_b=True)
+            gram = _product(queries, grid_flat, matmul_dtype, transpose_b=True)
             dots = diagonal_box_sum(gram, rows + 2, grid_w, 3)
             dots = tf.reshape(dots, [batch, rows + 2, grid_w, grid_h, grid_w])
             dots = dots[:, 1 : rows + 1, 2 : width + 2, 1 : height + 1, 2 : width + 2]
             dots = tf.reshape(dots, [batch, rows * width, length])
         else:
-            dots = tf.matmul(
+            dots = _product(
                 source[:, first_row * width : (first_row + rows) * width],
                 source,
+                matmul_dtype,
                 transpose_b=True,
             )
         return dots * key_factor
@@ -226,6 +234,8 @@ def attention_transfer(
         block = phases[:, delta:, phase * channels_low : (phase + 1) * channels_low]
         shifted.append(tf.pad(block, [[0, 0], [0, delta], [0, 0]]))
     phase_values = tf.concat(shifted, axis=-1)
+    if matmul_dtype is not None:
+        phase_values = tf.cast(phase_values, matmul_dtype)
 
     def attention_rows(source, key_factor, first, count):
         """Eq 3's weights of query rows [first, first + count): [batch, count * w, h * w]."""
@@ -236,7 +246,9 @@ def attention_transfer(
 
     def boxed_rows(source, key_factor, first, last, attention=None):
         """The transfer weights of product rows [first, last): grid rows, 0 = the zero row
-        above the image; [batch, (last - first) * grid_w, grid_keys] in the values' dtype.
+        above the image; [batch, (last - first + 1) * grid_w, grid_keys] in the values'
+        dtype, the last grid row not being one of them (not cut off here: slicing the
+        product instead saves a copy of the matrix).
 
         Product row p needs the attention of query rows p - 1 and p (the 2 x 2 box), so a
         chunk scores one halo row besides its own; rows outside the image are zero.
@@ -253,8 +265,12 @@ def attention_transfer(
         attention = tf.pad(attention, [[0, 0], [1 - top, bottom], [2, 1], [1, 1], [2, 1]])
         rows = last - first
         attention = tf.reshape(attention, [batch, (rows + 1) * grid_w, grid_keys])
-        boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)[:, : rows * grid_w]
+        boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)
         return tf.cast(boxed, phase_values.dtype)
+
+    def product_rows(boxed, phase_values, first, last):
+        """The transfer product of product rows [first, last) from ``boxed_rows``."""
+        return tf.matmul(boxed, phase_values)[:, : (last - first) * grid_w]
 
     def transfer(source, key_factor, phase_values, chunk_bytes, span=None):
         """Product rows 0 ... height (height + 1 rows) in chunks: [batch, rows * grid_w, 4 C1].
@@ -265,12 +281,14 @@ def attention_transfer(
         rows = rows_per_chunk(height, width, chunk_bytes)
         if span is None:
             if _one_chunk(chunk_bytes, rows, height):
-                return tf.matmul(boxed_rows(source, key_factor, 0, height + 1), phase_values)
+                boxed = boxed_rows(source, key_factor, 0, height + 1)
+                return product_rows(boxed, phase_values, 0, height + 1)
             start, stop = 0, height + 1
         else:
             start, stop = span
         if chunk_bytes is None:
-            product = tf.matmul(boxed_rows(source, key_factor, start, stop), phase_values)
+            boxed = boxed_rows(source, key_factor, start, stop)
+            product = product_rows(boxed, phase_values, start, stop)
         else:
             # As many chunks as whole row budgets fit; the last one takes the odd row.
             chunks = tf.maximum((stop - start - 1 + rows - 1) // rows, 1)
@@ -279,7 +297,8 @@ def attention_transfer(
             def body(index, pieces):
                 first = start + index * rows
                 last = tf.where(index == chunks - 1, stop, first + rows)
-                piece = tf.matmul(boxed_rows(source, key_factor, first, last), phase_values)
+                boxed = boxed_rows(source, key_factor, first, last)
+                piece = product_rows(boxed, phase_values, first, last)
                 return index + 1, pieces.write(index, tf.transpose(piece, [1, 0, 2]))
 
             _, pieces = tf.while_loop(
@@ -300,7 +319,10 @@ def attention_transfer(
                 local_source, local_factor = tf.identity(source), tf.identity(key_factor)
                 tape.watch([local_source, local_factor])
                 boxed = boxed_rows(local_source, local_factor, first, last)
-            d_rows = d_product[:, first * grid_w : last * grid_w]
+            # One zero row for the extra grid row of ``boxed`` (see boxed_rows).
+            d_rows = tf.pad(
+                d_product[:, first * grid_w : last * grid_w], [[0, 0], [0, grid_w], [0, 0]]
+            )
             d_values = tf.matmul(boxed, d_rows, transpose_a=True)
             d_boxed = tf.matmul(d_rows, phase_values, transpose_b=True)
             d_source, d_factor = tape.gradient(
@@ -336,7 +358,8 @@ def attention_transfer(
     if return_attention:
         # One chunk: the weights returned are the ones multiplied with the values.
         attention = attention_rows(source, key_factor, 0, height)
-        product = tf.matmul(boxed_rows(source, key_factor, 0, height + 1, attention), phase_values)
+        boxed = boxed_rows(source, key_factor, 0, height + 1, attention)
+        product = product_rows(boxed, phase_values, 0, height + 1)
     elif recompute_gradient:
 
         @tf.custom_gradient
@@ -362,10 +385,17 @@ def attention_transfer(
         product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
         for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS)
     ]
-    transferred = tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
+    transferred = tf.cast(tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2), low.dtype)
     if return_attention:
         return transferred, attention
     return transferred
+
+
+def _product(a, b, dtype, **kwargs):
+    """``tf.matmul`` in float32, or with ``dtype`` operands and a float32 result."""
+    if dtype is None:
+        return tf.matmul(a, b, **kwargs)
+    return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), tf.float32)
 
 
 def _smaller_budget(a, b):
@@ -437,6 +467,9 @@ class AttentionTransfer(keras.layers.Layer):
             the backward pass: the attention is recomputed there, in chunks of 16 MiB of
             scores per image (see ``attention_transfer``). Same values and gradients,
             a fraction of the memory. Outside training, plain autodiff.
+        matmul_dtype: ``None`` or ``"bfloat16"``: the attention's two matrix products in
+            bfloat16, softmax and sums in float32 (see ``attention_transfer``); an
+            inference speed option, not exact.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -482,9 +515,13 @@ class AttentionTransfer(keras.layers.Layer):
         chunk_mb=192,
         kernel_init="released",
         recompute_gradient=True,
+        matmul_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if matmul_dtype not in (None, "bfloat16"):
+            raise ValueError(f"matmul_dtype must be None or 'bfloat16', got {matmul_dtype!r}.")
+        self.matmul_dtype = matmul_dtype
         if match_size not in (1, 3):
             raise ValueError(f"match_size must be 1 or 3, got {match_size}.")
         if similarity not in SIMILARITIES:
@@ -573,6 +610,7 @@ class AttentionTransfer(keras.layers.Layer):
             # Only in training: SavedModel cannot save a custom gradient's closure.
             recompute_gradient=self.recompute_gradient and training is True,
             return_attention=return_attention,
+            matmul_dtype=self.matmul_dtype,
             needed_rows=None
             if needed_rows is None
             else (needed_rows[0] - self.fuse_rows_reach, needed_rows[1] + self.fuse_rows_reach),
@@ -602,5 +640,6 @@ class AttentionTransfer(keras.layers.Layer):
             chunk_mb=self.chunk_mb,
             kernel_init=self.kernel_init,
             recompute_gradient=self.recompute_gradient,
+            matmul_dtype=self.matmul_dtype,
         )
         return config

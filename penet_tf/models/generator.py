@@ -97,6 +97,10 @@ class Generator(keras.Model):
             (``None``: no chunking, no loop in the graph).
         kernel_init: ``"released"`` (normal(0, 0.02)) or a Keras initializer name such as
             ``"he_normal"`` (better for thin models); biases start at 0.
+        attention_matmul_dtype: ``None`` (exact) or ``"bfloat16"``: the attention layers'
+            matrix products in bfloat16, their softmax and sums in float32, everything
+            else in the model's dtype; an inference speed option (distance from the
+            release in benchmarks/README.md).
         **kwargs: base model arguments (``name``, ``dtype`` such as ``"mixed_bfloat16"``).
 
     Call arguments:
@@ -149,10 +153,12 @@ class Generator(keras.Model):
         similarity="gram",
         attention_chunk_mb=192,
         kernel_init="released",
+        attention_matmul_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_patch_method(patch_method)
+        self.attention_matmul_dtype = attention_matmul_dtype
         self.base_channels = base_channels
         self.kernel_init = kernel_init
         self.patch_method = patch_method
@@ -176,6 +182,7 @@ class Generator(keras.Model):
             similarity=similarity,
             chunk_mb=attention_chunk_mb,
             kernel_init=kernel_init,
+            matmul_dtype=attention_matmul_dtype,
             dtype=self.dtype_policy,
         )
         self.attention = [
@@ -329,5 +336,6 @@ class Generator(keras.Model):
             similarity=self.similarity,
             attention_chunk_mb=self.attention_chunk_mb,
             kernel_init=self.kernel_init,
+            attention_matmul_dtype=self.attention_matmul_dtype,
         )
         return config
