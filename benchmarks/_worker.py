@@ -45,7 +45,9 @@ def penet(case):
     rng = np.random.default_rng(0)
     image = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
     mask = tf.constant(centre_mask(batch, size))
-    generator = Generator(dtype=policy)
+    # "attention-bfloat16": float32 network, bfloat16 attention products.
+    attention_dtype = "bfloat16" if case.get("dtype") == "attention-bfloat16" else None
+    generator = Generator(dtype=policy, attention_matmul_dtype=attention_dtype)
     generator.build()
     if case["kind"] == "forward":
         run = tf.function(lambda: generator(image, mask)[0], jit_compile=jit)

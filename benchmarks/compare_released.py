@@ -143,8 +143,9 @@ def main(argv=None):
         "--penet-dtypes",
         nargs="+",
         default=["float32"],
-        choices=["float32", "bfloat16"],
-        help="also time penet_tf under mixed_bfloat16",
+        choices=["float32", "bfloat16", "attention-bfloat16"],
+        help="also time penet_tf under mixed_bfloat16 (bfloat16), or with only the "
+        "attention's matrix products in bfloat16 (attention-bfloat16)",
     )
     parser.add_argument(
         "--xla", action="store_true", help="also time penet_tf compiled with XLA (jit_compile)"
