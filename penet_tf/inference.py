@@ -8,7 +8,9 @@ crops back and composites the prediction into the known pixels (paper eq 7).
 ``check_request`` first (shape-only graph assertions: rank, channels, sizes, the pixel
 budget on the *padded* size), and nothing else - no cast, pad or decode - starts before
 those checks pass (``gate``), so a huge or malformed request is refused in milliseconds.
-``composite_uint8`` is the uint8 composite shared by ``serve`` and the conversions.
+``composite_uint8`` is the uint8 composite shared by ``serve`` and the conversions;
+``serve`` runs it with ``composite_only=True``: the finest attention layer then scores
+only the queries that reach the hole (``Generator``'s ``output_mask``).
 """
 
 import tensorflow as tf
@@ -192,8 +194,13 @@ def check_float_values(image, mask):
 FLOAT_TOLERANCE = 1e-5
 
 
-def composite_uint8(generator, image, mask):
+def composite_uint8(generator, image, mask, composite_only=False):
     """uint8 image [B, H, W, 3], uint8 mask [B, H, W, 1] -> uint8 composite; no checks.
+
+    ``composite_only=True`` (what ``serve`` runs) lets the generator compute its finest
+    attention only for the hole's rows (see ``inpaint``): same composite, data-dependent
+    shapes. The default keeps every shape static, which the conversions need (the
+    TF.js rewrite turns rank-5 slices into rank-4 ones only for static shapes).
 
     Known pixels are copied bit for bit, hole pixels are the rounded prediction. The one
     uint8 composite: ``serve`` (every SavedModel signature) and the conversions (TFLite,
@@ -202,7 +209,7 @@ def composite_uint8(generator, image, mask):
     too (TFLite's SELECT_V2 has no broadcasting uint8 kernel).
     """
     hole = binary_mask(mask)
-    _, inpainted = inpaint(generator, uint8_to_float(image), hole, composite_only=True)
+    _, inpainted = inpaint(generator, uint8_to_float(image), hole, composite_only)
     rounded = tf.clip_by_value(tf.round((inpainted + 1.0) * 127.5), 0.0, 255.0)
     return tf.cast(tf.where(hole > 0, rounded, tf.cast(image, tf.float32)), tf.uint8)
 
@@ -214,7 +221,7 @@ def serve(generator, image, mask, max_pixels):
     before ``check_request`` has passed.
     """
     image, mask = gate(check_request(image, mask, max_pixels), image, mask)
-    return composite_uint8(generator, image, mask)
+    return composite_uint8(generator, image, mask, composite_only=True)
 
 
 def binary_mask(mask):

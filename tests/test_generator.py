@@ -240,6 +240,16 @@ def test_output_mask_through_the_uint8_composite():
     mask[0, 60:70, 10:30] = 255
     mask[1, 5:9, 80:90] = 1
     _, full = inpaint(generator, image / 127.5 - 1.0, (mask > 0).astype(np.float32))
-    got = composite_uint8(generator, image, mask).numpy()
+    got = composite_uint8(generator, image, mask, composite_only=True).numpy()
     expected = float_to_uint8(full).numpy()
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # rounding ties only
+
+
+def test_output_mask_without_a_hole_runs_and_composites_the_image():
+    from penet_tf.inference import composite_uint8
+
+    generator = _thin()
+    image = np.random.default_rng(5).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((1, 64, 64, 1), np.uint8)
+    got = composite_uint8(generator, image, mask, composite_only=True)
+    np.testing.assert_array_equal(got.numpy(), image)

@@ -260,12 +260,13 @@ class Generator(keras.Model):
         convolutions (kernel // 2 * dilation rows each), then the bilinear x2 up-sampling
         with align_corners (output row i reads input rows floor(i s) and ceil(i s),
         s = (H / 2 - 1) / (H - 1)). at_conv01 adds its own fuse branches' reach. An empty
-        mask gives every row.
+        mask needs no row (at_conv01 then computes one).
         """
         rows = tf.reduce_any(output_mask > 0, axis=[0, 2, 3])
         height = tf.shape(rows, out_type=tf.int32)[0]
-        first = tf.argmax(tf.cast(rows, tf.int32), output_type=tf.int32)
-        last = height - tf.argmax(tf.cast(rows[::-1], tf.int32), output_type=tf.int32)
+        index = tf.range(height)
+        first = tf.reduce_min(tf.where(rows, index, height))  # no slice with a stride -1:
+        last = tf.reduce_max(tf.where(rows, index + 1, 0))  # TF.js copies those slowly
         reach = sum(
             conv.kernel_size[0] // 2 * conv.dilation_rate[0]
             for conv in (self.decoder_conv1, self.decoder_conv2)
