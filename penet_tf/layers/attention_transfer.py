@@ -145,8 +145,9 @@ def attention_transfer(
     Returns:
         [B, 2h, 2w, C1] in ``low``'s dtype; with ``return_attention``, the pair
         ``(transferred, attention)``, ``attention`` float32 [B, h * w, h * w]: row q is
-        query position (q // w, q % w) of ``high``, column l key position (l // w, l % w),
-        each row sums to 1 up to the 1e-8 floors of unusable keys.
+        query position (q // w, q % w) of ``high``, column l key position (l // w, l % w);
+        a row sums to 1 when every key is usable (unusable keys count exp(0 - max) in the
+        denominator, then carry the 1e-8 floor).
     """
     check_patch_method(patch_method)
     if needed_rows is not None and (recompute_gradient or return_attention):
@@ -490,8 +491,9 @@ class AttentionTransfer(keras.layers.Layer):
         ``return_attention``, the pair ``(outputs, attention)``: ``attention`` float32
         [batch, h * w, h * w], ``attention[b, q, l]`` the weight with which query position
         q = y * w + x of ``high`` (row-major) copies the patch of key position l (same
-        numbering), exactly the weights the transfer uses: rows sum to 1, except that
-        unusable keys (hole patches) carry the 1e-8 floor on top.
+        numbering), exactly the weights the transfer uses: rows sum to 1 when every key
+        is usable; unusable keys (hole patches) take their exp(0 - max) share of the
+        denominator (as released) and carry the 1e-8 floor.
 
     Example:
 

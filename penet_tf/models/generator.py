@@ -133,10 +133,12 @@ class Generator(keras.Model):
         Cell (y, x) stands for the 4 x 4 image pixels [4y, 4y + 4) x [4x, 4x + 4) (its
         nominal footprint; the stride-2 encoder centres it on pixel (4y, 4x), and its
         transfer writes at_conv01 positions 2y - 1 ... 2y + 2 at H / 2, image rows about
-        4y - 2 ... 4y + 5). Its key is the 3 x 3 cell neighbourhood around it, usable only where the mask,
-        resized to H / 4 x W / 4 with align_corners (cell y samples image row
-        y * (H - 1) / (H / 4 - 1)), is zero on that whole neighbourhood. Each row sums to 1
-        over the usable keys; every unusable key carries the 1e-8 floor.
+        4y - 2 ... 4y + 5). Its key is the 3 x 3 cell neighbourhood around it, usable
+        only where the mask, resized to H / 4 x W / 4 with align_corners (cell y samples
+        image row y * (H - 1) / (H / 4 - 1)), is zero on that whole neighbourhood. A row
+        sums to 1 when every key is usable; otherwise, as released, unusable keys count
+        exp(0 - max) in the softmax denominator, so the usable weights sum to a little
+        less, and every unusable key carries the 1e-8 floor.
 
     Example:
 
