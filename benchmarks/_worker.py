@@ -20,9 +20,12 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def centre_mask(batch, size):
+def centre_mask(batch, size, hole=None):
+    """A centred square hole, ``hole`` pixels a side (half the size by default)."""
+    hole = size // 2 if hole is None else hole
+    top = (size - hole) // 2
     mask = np.zeros((batch, size, size, 1), np.float32)
-    mask[:, size // 4 : size // 4 + size // 2, size // 4 : size // 4 + size // 2] = 1
+    mask[:, top : top + hole, top : top + hole] = 1
     return mask
 
 
@@ -42,11 +45,22 @@ def penet(case):
     rng = np.random.default_rng(0)
     image = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
     mask = tf.constant(centre_mask(batch, size))
-    generator = Generator(dtype=policy)
+    # "attention-bfloat16": float32 network, bfloat16 attention products.
+    attention_dtype = "bfloat16" if case.get("dtype") == "attention-bfloat16" else None
+    generator = Generator(dtype=policy, attention_matmul_dtype=attention_dtype)
     generator.build()
     if case["kind"] == "forward":
         run = tf.function(lambda: generator(image, mask)[0], jit_compile=jit)
         return lambda: run().numpy()
+    if case["kind"] == "composite":
+        from penet_tf.inference import composite_uint8
+
+        pixels = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+        hole = tf.constant(centre_mask(batch, size, case.get("hole")).astype(np.uint8))
+        spec = [tf.TensorSpec([None, None, None, c], tf.uint8) for c in (3, 1)]
+        run = tf.function(lambda i, m: composite_uint8(generator, i, m), input_signature=spec)
+        run(pixels[:, :64, :64], hole[:, :64, :64])  # traced on a small image, not timed
+        return lambda: run(pixels, hole).numpy()
     from penet_tf.training import PENetGAN
     from penet_tf.training.optimizers import TorchAdam
 

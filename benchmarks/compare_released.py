@@ -33,6 +33,17 @@ CASES = {
     "forward-1024-b1": ("forward", 1024, 1, 0, 1),
     "forward-2048-b1": ("forward", 2048, 1, 0, 1),
     "train-256-b4": ("train", 256, 4, 2, 5),
+    # The composited inference of the signatures and CLIs (penet_tf.inference.composite_uint8,
+    # its finest attention restricted to the hole's rows), penet_tf only: one centred
+    # square hole of the given side.
+    "composite-1024-hole512": ("composite", 1024, 1, 0, 1),
+    "composite-1024-hole64": ("composite", 1024, 1, 0, 1),
+    "composite-2048-hole1024": ("composite", 2048, 1, 0, 1),
+}
+HOLES = {
+    "composite-1024-hole512": 512,
+    "composite-1024-hole64": 64,
+    "composite-2048-hole1024": 1024,
 }
 
 
@@ -132,8 +143,9 @@ def main(argv=None):
         "--penet-dtypes",
         nargs="+",
         default=["float32"],
-        choices=["float32", "bfloat16"],
-        help="also time penet_tf under mixed_bfloat16",
+        choices=["float32", "bfloat16", "attention-bfloat16"],
+        help="also time penet_tf under mixed_bfloat16 (bfloat16), or with only the "
+        "attention's matrix products in bfloat16 (attention-bfloat16)",
     )
     parser.add_argument(
         "--xla", action="store_true", help="also time penet_tf compiled with XLA (jit_compile)"
@@ -150,7 +162,7 @@ def main(argv=None):
         impls = [("penet", dtype, False) for dtype in args.penet_dtypes]
         if args.xla:
             impls += [("penet", dtype, True) for dtype in args.penet_dtypes]
-        if args.reference:
+        if args.reference and kind != "composite":  # the release has no composite path
             impls.append(("released", "float32", False))
         keys = [f"{impl}-{dtype}" + ("-xla" if jit else "") for impl, dtype, jit in impls]
         runs = {key: [] for key in keys}
@@ -169,6 +181,7 @@ def main(argv=None):
                     "dtype": dtype,
                     "jit": jit,
                     "reference": args.reference,
+                    "hole": HOLES.get(name, size // 2),
                 }
                 result = run_worker(case, args.time_limit, args.memory_limit_gb * 1024)
                 runs[key].append(result)

@@ -278,7 +278,9 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
     if not hole.any():
         return image.copy()
     if name == "full":
-        out = composite_uint8(generator, image[None], hole[None, ..., None].astype(np.uint8))
+        out = composite_uint8(
+            generator, image[None], hole[None, ..., None].astype(np.uint8), composite_only=True
+        )
         return out[0].numpy()
     if name == "resize":
         groups = [(0, 0, height, width)]
@@ -366,7 +368,7 @@ def serve_photos(generator, image, mask, strategy):
     the mask rule (``penet_tf.inference.hole_mask``)."""
     hole = hole_mask(mask)
     if strategy.name == "full":
-        return composite_uint8(generator, image, tf.cast(hole, tf.uint8))
+        return composite_uint8(generator, image, tf.cast(hole, tf.uint8), composite_only=True)
 
     def cropped():
         return tf.map_fn(
@@ -381,7 +383,7 @@ def serve_photos(generator, image, mask, strategy):
     return tf.cond(
         tf.maximum(shape[1], shape[2]) > strategy.trigger,
         cropped,
-        lambda: composite_uint8(generator, image, tf.cast(hole, tf.uint8)),
+        lambda: composite_uint8(generator, image, tf.cast(hole, tf.uint8), composite_only=True),
     )
 
 

@@ -8,7 +8,9 @@ crops back and composites the prediction into the known pixels (paper eq 7).
 ``check_request`` first (shape-only graph assertions: rank, channels, sizes, the pixel
 budget on the *padded* size), and nothing else - no cast, pad or decode - starts before
 those checks pass (``gate``), so a huge or malformed request is refused in milliseconds.
-``composite_uint8`` is the uint8 composite shared by ``serve`` and the conversions.
+``composite_uint8`` is the uint8 composite shared by ``serve`` and the conversions;
+``serve`` runs it with ``composite_only=True``: the finest attention layer then scores
+only the queries that reach the hole (``Generator``'s ``output_mask``).
 """
 
 import tensorflow as tf
@@ -39,13 +41,17 @@ def reflect_pad_to_multiple(images, multiple=SIZE_MULTIPLE):
     return tf.gather(images, reflect_indices(width, padded_w), axis=2)
 
 
-def inpaint(generator, image, mask):
+def inpaint(generator, image, mask, composite_only=False):
     """Runs ``generator`` on float images of any size.
 
     Args:
         generator: a ``penet_tf.Generator``.
         image: float32 [B, H, W, 3] in [-1, 1].
         mask: float32 [B, H, W, 1], 1 = hole.
+        composite_only: with ``True`` only the composite is exact: the generator is
+            called with ``output_mask`` (the hole), so its finest attention layer scores
+            only the queries that reach the hole's rows, and ``output`` is the raw
+            prediction only there. The composite is the same (within float rounding).
 
     Returns:
         ``(output, inpainted)``, both float32 [B, H, W, 3]: the raw prediction and the
@@ -55,7 +61,16 @@ def inpaint(generator, image, mask):
     mask = tf.cast(mask, tf.float32)
     shape = tf.shape(image)
     # The mask is reflected with the image: reflected hole pixels stay holes.
-    output, _ = generator(reflect_pad_to_multiple(image), reflect_pad_to_multiple(mask))
+    padded_mask = reflect_pad_to_multiple(mask)
+    extra = {}
+    if composite_only:
+        # Only the pixels cropped back need the prediction: the hole itself.
+        padded_shape = tf.shape(padded_mask)
+        extra["output_mask"] = tf.pad(
+            mask,
+            [[0, 0], [0, padded_shape[1] - shape[1]], [0, padded_shape[2] - shape[2]], [0, 0]],
+        )
+    output, _ = generator(reflect_pad_to_multiple(image), padded_mask, **extra)
     output = tf.cast(output, tf.float32)[:, : shape[1], : shape[2], :]
     return output, composite(output, image, mask)
 
@@ -180,8 +195,13 @@ def check_float_values(image, mask):
 FLOAT_TOLERANCE = 1e-5
 
 
-def composite_uint8(generator, image, mask):
+def composite_uint8(generator, image, mask, composite_only=False):
     """uint8 image [B, H, W, 3], uint8 mask [B, H, W, 1] -> uint8 composite; no checks.
+
+    ``composite_only=True`` (what ``serve`` runs) lets the generator compute its finest
+    attention only for the hole's rows (see ``inpaint``): same composite, data-dependent
+    shapes. The default keeps every shape static, which the conversions need (the
+    TF.js rewrite turns rank-5 slices into rank-4 ones only for static shapes).
 
     Known pixels are copied bit for bit, hole pixels are the rounded prediction. The one
     uint8 composite: ``serve`` (every SavedModel signature) and the conversions (TFLite,
@@ -190,7 +210,7 @@ def composite_uint8(generator, image, mask):
     too (TFLite's SELECT_V2 has no broadcasting uint8 kernel).
     """
     hole = binary_mask(mask)
-    _, inpainted = inpaint(generator, uint8_to_float(image), hole)
+    _, inpainted = inpaint(generator, uint8_to_float(image), hole, composite_only)
     rounded = tf.clip_by_value(tf.round((inpainted + 1.0) * 127.5), 0.0, 255.0)
     return tf.cast(tf.where(hole > 0, rounded, tf.cast(image, tf.float32)), tf.uint8)
 
@@ -203,7 +223,8 @@ def serve(generator, image, mask, max_pixels):
     (``hole_mask``): 0/1 masks, 0/255 masks and antialiased edges alike.
     """
     image, mask = gate(check_request(image, mask, max_pixels), image, mask)
-    return composite_uint8(generator, image, tf.cast(hole_mask(mask), tf.uint8))
+    hole = tf.cast(hole_mask(mask), tf.uint8)
+    return composite_uint8(generator, image, hole, composite_only=True)
 
 
 def binary_mask(mask):

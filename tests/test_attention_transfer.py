@@ -210,3 +210,36 @@ def test_return_attention_is_what_the_transfer_uses(match_size):
     sums = attention.numpy().sum(axis=-1)
     np.testing.assert_allclose(sums[2], 1.0, atol=1e-5)  # no hole: a plain softmax
     assert np.all(sums <= 1.0 + 48 * 1e-8 + 1e-5) and attention.numpy().min() >= 1e-8
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 2 * 10 * 120 * 4, 192 * 2**20])
+@pytest.mark.parametrize("needed", [(0, 3), (9, 24), (23, 24)])
+def test_needed_rows_are_exact(needed, chunk_bytes):
+    low, high = _inputs(12, 2, 12, 10)
+    mask = _masks(2, 48, 40)
+    whole = attention_transfer(low, high, mask).numpy()
+    spec = [tf.TensorSpec([None, None, None, c]) for c in (6, 10, 1)]
+
+    @tf.function(input_signature=[*spec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
+    def run(low, high, mask, first, last):
+        return attention_transfer(
+            low, high, mask, chunk_bytes=chunk_bytes, needed_rows=(first, last)
+        )
+
+    got = run(low, high, mask, *needed).numpy()
+    first, last = needed
+    np.testing.assert_allclose(got[:, first:last], whole[:, first:last], atol=1e-6, rtol=0)
+    if last - first < 6:
+        assert np.abs(got - whole).max() > 1e-3  # rows far away are not computed
+
+
+def test_needed_rows_refused_in_training():
+    low, high = _inputs(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="needed_rows restricts inference"):
+        attention_transfer(
+            low,
+            high,
+            np.zeros((1, 16, 16, 1), np.float32),
+            needed_rows=(0, 2),
+            recompute_gradient=True,
+        )

@@ -186,3 +186,70 @@ def test_return_attention_gives_at_conv01_weights():
         filled = layer(low, filled, mask)
     _, direct = generator.attention[-1](encoded[0], filled, mask, return_attention=True)
     np.testing.assert_allclose(attention.numpy(), direct.numpy(), atol=1e-6, rtol=0)
+
+
+def _hole(kind, size):
+    mask = np.zeros((1, size, size, 1), np.float32)
+    if kind == "square":
+        mask[0, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    elif kind == "stroke":  # a thin diagonal stroke
+        for i in range(size // 8, 7 * size // 8):
+            mask[0, i, i // 2 : i // 2 + 3] = 1
+    elif kind == "border":  # touching the bottom and right borders
+        mask[0, size - size // 8 :, size // 2 :] = 1
+    elif kind == "tiny":  # one pixel
+        mask[0, size // 3, size // 5] = 1
+    elif kind == "top":
+        mask[0, :3, 5:40] = 1
+    return mask
+
+
+@pytest.mark.parametrize(
+    "kind,size,chunk_mb",
+    [
+        ("square", 64, 192),
+        ("stroke", 128, 192),
+        ("border", 128, 0.25),  # several chunks of at_conv01 queries in the band
+        ("tiny", 128, None),  # one chunk, no loop (the exported graphs)
+        ("top", 64, 192),
+    ],
+)
+def test_output_mask_gives_the_same_composite(kind, size, chunk_mb):
+    generator = _thin(attention_chunk_mb=chunk_mb, kernel_init="he_normal")
+    image, _ = _batch(1, size, size, seed=3)
+    mask = _hole(kind, size)
+    full, _ = generator(image, mask)
+    restricted, _ = generator(image, mask, output_mask=mask)
+    hole = np.broadcast_to(mask > 0, full.shape)
+    np.testing.assert_allclose(restricted.numpy()[hole], full.numpy()[hole], atol=1e-5, rtol=0)
+    first, last = (int(v) for v in generator.at_conv01_rows(mask))
+    rows = np.flatnonzero(mask[0, :, :, 0].any(axis=1))
+    assert 0 <= first <= rows[0] // 2 and rows[-1] // 2 < last <= size // 2
+    if kind == "tiny":  # the band is narrow: the restriction does something
+        assert last - first < size // 4
+        assert np.abs(restricted.numpy() - full.numpy()).max() > 1e-3
+
+
+def test_output_mask_through_the_uint8_composite():
+    from penet_tf.inference import composite_uint8, float_to_uint8, inpaint
+
+    generator = _thin(kernel_init="he_normal")
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (2, 70, 90, 3), dtype=np.uint8)  # padded to 128 x 128
+    mask = np.zeros((2, 70, 90, 1), np.uint8)
+    mask[0, 60:70, 10:30] = 255
+    mask[1, 5:9, 80:90] = 1
+    _, full = inpaint(generator, image / 127.5 - 1.0, (mask > 0).astype(np.float32))
+    got = composite_uint8(generator, image, mask, composite_only=True).numpy()
+    expected = float_to_uint8(full).numpy()
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # rounding ties only
+
+
+def test_output_mask_without_a_hole_runs_and_composites_the_image():
+    from penet_tf.inference import composite_uint8
+
+    generator = _thin()
+    image = np.random.default_rng(5).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((1, 64, 64, 1), np.uint8)
+    got = composite_uint8(generator, image, mask, composite_only=True)
+    np.testing.assert_array_equal(got.numpy(), image)

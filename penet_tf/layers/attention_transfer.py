@@ -103,6 +103,8 @@ def attention_transfer(
     recompute_gradient=False,
     backward_chunk_bytes=16 * 2**20,
     return_attention=False,
+    needed_rows=None,
+    matmul_dtype=None,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
 
@@ -126,13 +128,33 @@ def attention_transfer(
             transfer multiplies with. All scores are then computed in one chunk (the
             returned tensor is (h * w)^2 anyway) and the gradient is plain autodiff.
 
+        needed_rows: ``(first, last)``, rows of the result (0 ... 2h) that must be exact,
+            Python ints or scalar tensors; ``None``: all. Only the queries those rows read
+            are scored (product rows ``first // 2`` to ``(last - 1) // 2 + 1``, the 2 x 2
+            box needing one query row more): a hole's band of a large image costs
+            O(band * h * w) instead of O((h * w)^2). Rows outside are not the attention's
+            (they are zero); the keys stay complete. Not with ``recompute_gradient`` or
+            ``return_attention``.
+
+        matmul_dtype: ``None`` (the default: float32 scores, the transfer in ``low``'s
+            dtype) or ``"bfloat16"``: both matrix products (the Gram similarity and the
+            transfer) take bfloat16 operands (AVX512-BF16 / AMX on CPUs, tensor cores on
+            GPUs), while the box sums, the softmax and the floors stay float32. Faster,
+            not exact: see benchmarks/README.md for its distance from the release.
+
     Returns:
         [B, 2h, 2w, C1] in ``low``'s dtype; with ``return_attention``, the pair
         ``(transferred, attention)``, ``attention`` float32 [B, h * w, h * w]: row q is
-        query position (q // w, q % w) of ``high``, column l key position (l // w, l % w),
-        each row sums to 1 up to the 1e-8 floors of unusable keys.
+        query position (q // w, q % w) of ``high``, column l key position (l // w, l % w);
+        a row sums to 1 when every key is usable (unusable keys count exp(0 - max) in the
+        denominator, then carry the 1e-8 floor).
     """
     check_patch_method(patch_method)
+    if needed_rows is not None and (recompute_gradient or return_attention):
+        raise ValueError(
+            "needed_rows restricts inference; it cannot be combined with recompute_gradient "
+            "or return_attention."
+        )
     if similarity not in SIMILARITIES:
         raise ValueError(f"Unknown similarity {similarity!r}: expected one of {SIMILARITIES}.")
     if match_size not in (1, 3):
@@ -182,15 +204,16 @@ def attention_transfer(
             queries = tf.reshape(
                 source[:, first_row : first_row + rows + 2], [batch, -1, channels_high]
             )
-            gram = tf.matmul(queries, grid_flat, transpose_b=True)
+            gram = _product(queries, grid_flat, matmul_dtype, transpose_b=True)
             dots = diagonal_box_sum(gram, rows + 2, grid_w, 3)
             dots = tf.reshape(dots, [batch, rows + 2, grid_w, grid_h, grid_w])
             dots = dots[:, 1 : rows + 1, 2 : width + 2, 1 : height + 1, 2 : width + 2]
             dots = tf.reshape(dots, [batch, rows * width, length])
         else:
-            dots = tf.matmul(
+            dots = _product(
                 source[:, first_row * width : (first_row + rows) * width],
                 source,
+                matmul_dtype,
                 transpose_b=True,
             )
         return dots * key_factor
@@ -212,6 +235,8 @@ def attention_transfer(
         block = phases[:, delta:, phase * channels_low : (phase + 1) * channels_low]
         shifted.append(tf.pad(block, [[0, 0], [0, delta], [0, 0]]))
     phase_values = tf.concat(shifted, axis=-1)
+    if matmul_dtype is not None:
+        phase_values = tf.cast(phase_values, matmul_dtype)
 
     def attention_rows(source, key_factor, first, count):
         """Eq 3's weights of query rows [first, first + count): [batch, count * w, h * w]."""
@@ -222,7 +247,9 @@ def attention_transfer(
 
     def boxed_rows(source, key_factor, first, last, attention=None):
         """The transfer weights of product rows [first, last): grid rows, 0 = the zero row
-        above the image; [batch, (last - first) * grid_w, grid_keys] in the values' dtype.
+        above the image; [batch, (last - first + 1) * grid_w, grid_keys] in the values'
+        dtype, the last grid row not being one of them (not cut off here: slicing the
+        product instead saves a copy of the matrix).
 
         Product row p needs the attention of query rows p - 1 and p (the 2 x 2 box), so a
         chunk scores one halo row besides its own; rows outside the image are zero.
@@ -239,27 +266,49 @@ def attention_transfer(
         attention = tf.pad(attention, [[0, 0], [1 - top, bottom], [2, 1], [1, 1], [2, 1]])
         rows = last - first
         attention = tf.reshape(attention, [batch, (rows + 1) * grid_w, grid_keys])
-        boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)[:, : rows * grid_w]
+        boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)
         return tf.cast(boxed, phase_values.dtype)
 
-    def transfer(source, key_factor, phase_values, chunk_bytes):
-        """Product rows 0 ... height (height + 1 rows) in chunks: [batch, rows * grid_w, 4 C1]."""
+    def product_rows(boxed, phase_values, first, last):
+        """The transfer product of product rows [first, last) from ``boxed_rows``."""
+        return tf.matmul(boxed, phase_values)[:, : (last - first) * grid_w]
+
+    def transfer(source, key_factor, phase_values, chunk_bytes, span=None):
+        """Product rows 0 ... height (height + 1 rows) in chunks: [batch, rows * grid_w, 4 C1].
+
+        ``span``: ``(start, stop)``, compute only product rows [start, stop); the others
+        are zero.
+        """
         rows = rows_per_chunk(height, width, chunk_bytes)
-        if _one_chunk(chunk_bytes, rows, height):
-            return tf.matmul(boxed_rows(source, key_factor, 0, height + 1), phase_values)
-        chunks = (height + rows - 1) // rows
-        pieces = tf.TensorArray(phase_values.dtype, size=chunks, infer_shape=False)
+        if span is None:
+            if _one_chunk(chunk_bytes, rows, height):
+                boxed = boxed_rows(source, key_factor, 0, height + 1)
+                return product_rows(boxed, phase_values, 0, height + 1)
+            start, stop = 0, height + 1
+        else:
+            start, stop = span
+        if chunk_bytes is None:
+            boxed = boxed_rows(source, key_factor, start, stop)
+            product = product_rows(boxed, phase_values, start, stop)
+        else:
+            # As many chunks as whole row budgets fit; the last one takes the odd row.
+            chunks = tf.maximum((stop - start - 1 + rows - 1) // rows, 1)
+            pieces = tf.TensorArray(phase_values.dtype, size=chunks, infer_shape=False)
 
-        def body(index, pieces):
-            first = index * rows
-            last = tf.where(index == chunks - 1, height + 1, first + rows)
-            piece = tf.matmul(boxed_rows(source, key_factor, first, last), phase_values)
-            return index + 1, pieces.write(index, tf.transpose(piece, [1, 0, 2]))
+            def body(index, pieces):
+                first = start + index * rows
+                last = tf.where(index == chunks - 1, stop, first + rows)
+                boxed = boxed_rows(source, key_factor, first, last)
+                piece = product_rows(boxed, phase_values, first, last)
+                return index + 1, pieces.write(index, tf.transpose(piece, [1, 0, 2]))
 
-        _, pieces = tf.while_loop(
-            lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
-        )
-        return tf.transpose(pieces.concat(), [1, 0, 2])
+            _, pieces = tf.while_loop(
+                lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
+            )
+            product = tf.transpose(pieces.concat(), [1, 0, 2])
+        if span is None:
+            return product
+        return tf.pad(product, [[0, 0], [start * grid_w, (height + 1 - stop) * grid_w], [0, 0]])
 
     def transfer_gradients(source, key_factor, phase_values, d_product):
         """Gradients of ``transfer`` from its inputs alone, recomputing the attention in
@@ -271,7 +320,10 @@ def attention_transfer(
                 local_source, local_factor = tf.identity(source), tf.identity(key_factor)
                 tape.watch([local_source, local_factor])
                 boxed = boxed_rows(local_source, local_factor, first, last)
-            d_rows = d_product[:, first * grid_w : last * grid_w]
+            # One zero row for the extra grid row of ``boxed`` (see boxed_rows).
+            d_rows = tf.pad(
+                d_product[:, first * grid_w : last * grid_w], [[0, 0], [0, grid_w], [0, 0]]
+            )
             d_values = tf.matmul(boxed, d_rows, transpose_a=True)
             d_boxed = tf.matmul(d_rows, phase_values, transpose_b=True)
             d_source, d_factor = tape.gradient(
@@ -307,7 +359,8 @@ def attention_transfer(
     if return_attention:
         # One chunk: the weights returned are the ones multiplied with the values.
         attention = attention_rows(source, key_factor, 0, height)
-        product = tf.matmul(boxed_rows(source, key_factor, 0, height + 1, attention), phase_values)
+        boxed = boxed_rows(source, key_factor, 0, height + 1, attention)
+        product = product_rows(boxed, phase_values, 0, height + 1)
     elif recompute_gradient:
 
         @tf.custom_gradient
@@ -320,16 +373,30 @@ def attention_transfer(
 
         product = recomputed_transfer(source, key_factor, phase_values)
     else:
-        product = transfer(source, key_factor, phase_values, chunk_bytes)
+        span = None
+        if needed_rows is not None:
+            # Result row 2y + e reads product rows y (e = 0) and y + 1 (e = 1).
+            first, last = needed_rows
+            start = tf.clip_by_value(first // 2, 0, height)
+            stop = tf.clip_by_value((last - 1) // 2 + 2, start + 1, height + 1)
+            span = (start, stop)
+        product = transfer(source, key_factor, phase_values, chunk_bytes, span)
     product = tf.reshape(product, [batch, height + 1, grid_w, 4, channels_low])
     outputs = [
         product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
         for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS)
     ]
-    transferred = tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
+    transferred = tf.cast(tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2), low.dtype)
     if return_attention:
         return transferred, attention
     return transferred
+
+
+def _product(a, b, dtype, **kwargs):
+    """``tf.matmul`` in float32, or with ``dtype`` operands and a float32 result."""
+    if dtype is None:
+        return tf.matmul(a, b, **kwargs)
+    return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), tf.float32)
 
 
 def _smaller_budget(a, b):
@@ -401,6 +468,9 @@ class AttentionTransfer(keras.layers.Layer):
             the backward pass: the attention is recomputed there, in chunks of 16 MiB of
             scores per image (see ``attention_transfer``). Same values and gradients,
             a fraction of the memory. Outside training, plain autodiff.
+        matmul_dtype: ``None`` or ``"bfloat16"``: the attention's two matrix products in
+            bfloat16, softmax and sums in float32 (see ``attention_transfer``); an
+            inference speed option, not exact.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -410,14 +480,20 @@ class AttentionTransfer(keras.layers.Layer):
         training: ``True`` turns on ``recompute_gradient``.
         return_attention: also return the attention weights of eq 3 (computed in one
             chunk, plain autodiff; the tensor holds (h * w)^2 floats per image).
+        needed_rows: ``(first, last)`` (ints or scalar tensors), the output rows that must
+            be exact; ``None`` (default): every row. The layer widens the band by the
+            fuse branches' reach (``fuse_rows_reach``) and scores only the queries the
+            band reads; rows outside it are not the layer's output. For inference whose
+            result is composited (see ``Generator``); not in training.
 
     Returns:
         [batch, 2h, 2w, filters] (``fuse``) or [batch, 2h, 2w, C1]; with
         ``return_attention``, the pair ``(outputs, attention)``: ``attention`` float32
         [batch, h * w, h * w], ``attention[b, q, l]`` the weight with which query position
         q = y * w + x of ``high`` (row-major) copies the patch of key position l (same
-        numbering), exactly the weights the transfer uses: rows sum to 1, except that
-        unusable keys (hole patches) carry the 1e-8 floor on top.
+        numbering), exactly the weights the transfer uses: rows sum to 1 when every key
+        is usable; unusable keys (hole patches) take their exp(0 - max) share of the
+        denominator (as released) and carry the 1e-8 floor.
 
     Example:
 
@@ -441,9 +517,13 @@ class AttentionTransfer(keras.layers.Layer):
         chunk_mb=192,
         kernel_init="released",
         recompute_gradient=True,
+        matmul_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if matmul_dtype not in (None, "bfloat16"):
+            raise ValueError(f"matmul_dtype must be None or 'bfloat16', got {matmul_dtype!r}.")
+        self.matmul_dtype = matmul_dtype
         if match_size not in (1, 3):
             raise ValueError(f"match_size must be 1 or 3, got {match_size}.")
         if similarity not in SIMILARITIES:
@@ -493,7 +573,15 @@ class AttentionTransfer(keras.layers.Layer):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, low, high, mask, training=None, return_attention=False):
+    @property
+    def fuse_rows_reach(self):
+        """How many rows the fuse branches reach above and below an output row."""
+        return max(
+            [conv.kernel_size[0] // 2 * conv.dilation_rate[0] for conv in self.fuse_convs],
+            default=0,
+        )
+
+    def call(self, low, high, mask, training=None, return_attention=False, needed_rows=None):
         for name, tensor in (("low", low), ("high", high), ("mask", mask)):
             if tensor.shape.rank != 4:
                 raise ValueError(
@@ -524,6 +612,10 @@ class AttentionTransfer(keras.layers.Layer):
             # Only in training: SavedModel cannot save a custom gradient's closure.
             recompute_gradient=self.recompute_gradient and training is True,
             return_attention=return_attention,
+            matmul_dtype=self.matmul_dtype,
+            needed_rows=None
+            if needed_rows is None
+            else (needed_rows[0] - self.fuse_rows_reach, needed_rows[1] + self.fuse_rows_reach),
         )
         if return_attention:
             outputs, attention = outputs
@@ -550,5 +642,6 @@ class AttentionTransfer(keras.layers.Layer):
             chunk_mb=self.chunk_mb,
             kernel_init=self.kernel_init,
             recompute_gradient=self.recompute_gradient,
+            matmul_dtype=self.matmul_dtype,
         )
         return config

@@ -97,6 +97,10 @@ class Generator(keras.Model):
             (``None``: no chunking, no loop in the graph).
         kernel_init: ``"released"`` (normal(0, 0.02)) or a Keras initializer name such as
             ``"he_normal"`` (better for thin models); biases start at 0.
+        attention_matmul_dtype: ``None`` (exact) or ``"bfloat16"``: the attention layers'
+            matrix products in bfloat16, their softmax and sums in float32, everything
+            else in the model's dtype; an inference speed option (distance from the
+            release in benchmarks/README.md).
         **kwargs: base model arguments (``name``, ``dtype`` such as ``"mixed_bfloat16"``).
 
     Call arguments:
@@ -104,6 +108,14 @@ class Generator(keras.Model):
         mask: float32 [batch, H, W, 1], 1 = hole, 0 = known.
         training: ``True`` in training: the attention layers then keep no (h * w)^2
             tensor for the backward pass (they recompute the attention there).
+        output_mask: ``None`` (default), or [batch, H, W, 1] with nonzero where the output
+            is needed (for a composite: the hole). Then at_conv01, the finest and by far
+            the costliest attention layer, scores only the queries whose results can reach
+            the band of rows the mask touches (rows of the union over the batch, widened
+            by everything downstream: fuse branches, up-sampling, decoder; see
+            ``at_conv01_rows``), and the output is exact only in that band. Deeper layers
+            stay complete. A centred hole of half the height halves at_conv01's work; a
+            small hole in a large image makes it nearly free. Inference only.
         return_attention: also return the attention weights of the finest ATN layer,
             ``at_conv01`` (computed there in one chunk: (H / 4 * W / 4)^2 floats per
             image, 1 GiB at 512^2).
@@ -118,11 +130,15 @@ class Generator(keras.Model):
         (W / 4), exactly the weights its transfer multiplies with. Rows are queries,
         columns keys, both cells of the H / 4 x W / 4 score grid (the ``dw_conv02``
         feature map) numbered row-major: index i is cell (i // (W / 4), i % (W / 4)).
-        Cell (y, x) stands for the 4 x 4 image pixels [4y, 4y + 4) x [4x, 4x + 4); its
-        key is the 3 x 3 cell neighbourhood around it, usable only where the mask,
-        resized to H / 4 x W / 4 with align_corners (cell y samples image row
-        y * (H - 1) / (H / 4 - 1)), is zero on that whole neighbourhood. Each row sums to 1
-        over the usable keys; every unusable key carries the 1e-8 floor.
+        Cell (y, x) stands for the 4 x 4 image pixels [4y, 4y + 4) x [4x, 4x + 4) (its
+        nominal footprint; the stride-2 encoder centres it on pixel (4y, 4x), and its
+        transfer writes at_conv01 positions 2y - 1 ... 2y + 2 at H / 2, image rows about
+        4y - 2 ... 4y + 5). Its key is the 3 x 3 cell neighbourhood around it, usable
+        only where the mask, resized to H / 4 x W / 4 with align_corners (cell y samples
+        image row y * (H - 1) / (H / 4 - 1)), is zero on that whole neighbourhood. A row
+        sums to 1 when every key is usable; otherwise, as released, unusable keys count
+        exp(0 - max) in the softmax denominator, so the usable weights sum to a little
+        less, and every unusable key carries the 1e-8 floor.
 
     Example:
 
@@ -141,10 +157,12 @@ class Generator(keras.Model):
         similarity="gram",
         attention_chunk_mb=192,
         kernel_init="released",
+        attention_matmul_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_patch_method(patch_method)
+        self.attention_matmul_dtype = attention_matmul_dtype
         self.base_channels = base_channels
         self.kernel_init = kernel_init
         self.patch_method = patch_method
@@ -168,6 +186,7 @@ class Generator(keras.Model):
             similarity=similarity,
             chunk_mb=attention_chunk_mb,
             kernel_init=kernel_init,
+            matmul_dtype=attention_matmul_dtype,
             dtype=self.dtype_policy,
         )
         self.attention = [
@@ -237,7 +256,33 @@ class Generator(keras.Model):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def call(self, image, mask, training=None, return_attention=False):
+    def at_conv01_rows(self, output_mask):
+        """Rows of at_conv01's result (H / 2 high) that reach a nonzero pixel of
+        ``output_mask`` [B, H, W, 1] in the output: ``(first, last)`` scalar tensors.
+
+        The reach is read off the layers downstream of at_conv01: the two decoder
+        convolutions (kernel // 2 * dilation rows each), then the bilinear x2 up-sampling
+        with align_corners (output row i reads input rows floor(i s) and ceil(i s),
+        s = (H / 2 - 1) / (H - 1)). at_conv01 adds its own fuse branches' reach. An empty
+        mask needs no row (at_conv01 then computes one).
+        """
+        rows = tf.reduce_any(output_mask > 0, axis=[0, 2, 3])
+        height = tf.shape(rows, out_type=tf.int32)[0]
+        index = tf.range(height)
+        first = tf.reduce_min(tf.where(rows, index, height))  # no slice with a stride -1:
+        last = tf.reduce_max(tf.where(rows, index + 1, 0))  # TF.js copies those slowly
+        reach = sum(
+            conv.kernel_size[0] // 2 * conv.dilation_rate[0]
+            for conv in (self.decoder_conv1, self.decoder_conv2)
+        )
+        first = tf.maximum(first - reach, 0)
+        last = tf.minimum(last + reach, height)
+        half = height // 2
+        first = first * (half - 1) // (height - 1)
+        last = -(-(last - 1) * (half - 1) // (height - 1)) + 1
+        return first, last
+
+    def call(self, image, mask, training=None, return_attention=False, output_mask=None):
         checks = check_image_and_mask(image, mask)
         with tf.control_dependencies(checks):
             mask = tf.cast(mask, self.compute_dtype)
@@ -258,6 +303,10 @@ class Generator(keras.Model):
                     low, filled[-1], mask, training=training, return_attention=True
                 )
                 filled.append(features)
+            elif output_mask is not None and layer is self.attention[-1]:
+                filled.append(
+                    layer(low, filled[-1], mask, needed_rows=self.at_conv01_rows(output_mask))
+                )
             else:
                 filled.append(layer(low, filled[-1], mask, training=training))
 
@@ -292,5 +341,6 @@ class Generator(keras.Model):
             similarity=self.similarity,
             attention_chunk_mb=self.attention_chunk_mb,
             kernel_init=self.kernel_init,
+            attention_matmul_dtype=self.attention_matmul_dtype,
         )
         return config
