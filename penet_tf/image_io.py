@@ -1,4 +1,4 @@
-"""Reading image and mask files: the one reader of every Python path.
+"""Reading image and mask files (the one reader of every Python path), and writing PNGs.
 
 The inpaint and evaluate CLIs, the gRPC client and training data read files here, so a
 file gives the same pixels whichever path it takes; the export's ``inpaint_bytes``
@@ -25,6 +25,13 @@ graph (every SavedModel signature applies it to the masks it gets).
 (``--mask-from-alpha``): transparent = hole, where the opacity is below half
 (alpha < 128).
 
+Results are written as PNGs by ``write_png`` (atomically, through
+``penet_tf.io_utils.atomic_path``). ``encode_png`` is its encoder: PNG's "Up" row filter
+and zlib level 1, deflated in one slice of rows per CPU core in parallel (pigz's method:
+each slice ends on a byte-aligned flush, so the slices join into one stream). A 12-MP
+photo takes about a third of Pillow's level-1 time on these 2-core machines, for a
+slightly smaller file; any PNG reader decodes it (tested against Pillow).
+
 Example:
 
     >>> image = read_rgb("photo.jpg")  # doctest: +SKIP
@@ -33,8 +40,15 @@ Example:
     True
 """
 
+import os
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from penet_tf.io_utils import atomic_path
 
 # A mask pixel is a hole where its value (largest colour channel, 8 bits) is at least
 # this; masks whose values are all 0 or 1 are 0/1 masks (1 = hole).
@@ -188,3 +202,73 @@ def read_alpha_mask(path):
     """The hole of an image file with transparency (``--mask-from-alpha``): uint8
     [H, W, 1], 1 where alpha < 128."""
     return alpha_mask(open_image(path, "image"), path)
+
+
+# ----------------------------------------------------------------------------- writing
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # grey, grey + alpha, RGB, RGBA
+_UP_FILTER = 2
+
+
+def _png_chunk(kind, data):
+    checksum = zlib.crc32(data, zlib.crc32(kind))
+    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", checksum)))
+
+
+def encode_png(array, level=1, threads=None):
+    """uint8 [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] as PNG bytes (8 bits per channel).
+
+    Every row gets the "Up" filter (the difference from the row above: smaller files than
+    no filter, and free of Pillow's per-row filter search). ``threads`` slices of rows
+    (default: the CPU count) are deflated in parallel (zlib releases the GIL); each slice
+    but the last ends with a sync flush, which ends on a byte boundary, so the slices
+    concatenate into one zlib stream.
+    """
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"encode_png needs uint8 pixels, got {array.dtype}")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    channels = 1 if array.ndim == 2 else array.shape[-1]
+    if array.ndim not in (2, 3) or channels not in _PNG_COLOUR_TYPES or 0 in array.shape[:2]:
+        raise ValueError(f"encode_png needs [H, W] or [H, W, 1-4] pixels, got {array.shape}")
+    height, width = array.shape[:2]
+    rows = array.reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), np.uint8)
+    filtered[:, 0] = _UP_FILTER
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as PNG defines it
+    slices = max(1, min(threads or os.cpu_count() or 1, height))
+    bounds = np.linspace(0, height, slices + 1).astype(int)
+
+    def deflate(index):
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate
+        last = index == slices - 1
+        data = compressor.compress(filtered[bounds[index] : bounds[index + 1]])
+        return data + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    if slices == 1:
+        blocks = [deflate(0)]
+    else:
+        with ThreadPoolExecutor(slices) as pool:
+            blocks = list(pool.map(deflate, range(slices)))
+    # zlib header: deflate with a 32 KiB window, no dictionary (0x7801 is a multiple of 31).
+    stream = b"".join([b"\x78\x01", *blocks, struct.pack(">I", zlib.adler32(filtered))])
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return b"".join(
+        (
+            PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", stream),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def write_png(path, array):
+    """Writes uint8 [H, W, C] (C = 1, 3 or 4) as a PNG atomically (``encode_png``, then a
+    temporary file in the folder renamed over ``path``)."""
+    data = encode_png(array)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        handle.write(data)

@@ -1,4 +1,11 @@
-"""Shared test set-up: quiet TensorFlow, locate ../shared, small helpers."""
+"""Shared test set-up: quiet TensorFlow, locate ../shared, small helpers.
+
+The README runs the suite on two pytest-xdist workers with ``--dist loadfile``: each test
+module runs whole on one worker, so its module-scoped fixtures (exports, conversions, a
+browser) are built once. (``loadgroup`` would be finer, but with pytest 9.2 it silently
+stops grouping: pytest-xdist issue 1386.) Long modules are split by topic so the two
+workers finish together, e.g. ``test_training``, ``test_training_interruptions`` and
+``test_training_strategies``."""
 
 import os
 import pathlib

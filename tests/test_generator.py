@@ -91,6 +91,23 @@ def test_keras_save_and_load_gives_identical_outputs(tmp_path):
     np.testing.assert_array_equal(loaded(image, mask)[0].numpy(), expected)
 
 
+def test_load_generator_skips_random_init_but_keeps_every_weight_and_the_config(tmp_path):
+    from penet_tf.models import load_generator
+
+    generator = _thin(kernel_init="he_normal")
+    generator.build()
+    path = tmp_path / "g.weights.h5"
+    generator.save_weights(path)
+    loaded = load_generator(path, base_channels=4, kernel_init="he_normal")
+    for saved, read in zip(generator.weights, loaded.weights, strict=True):
+        assert saved.path.split("/", 1)[1] == read.path.split("/", 1)[1]
+        np.testing.assert_array_equal(read.numpy(), saved.numpy())
+    config = {**generator.get_config(), "name": loaded.name}
+    assert loaded.get_config() == config
+    conv = loaded.encoder[0]  # initializers restored after the zero-kernel build
+    assert isinstance(conv.kernel_initializer, tf.keras.initializers.HeNormal)
+
+
 def test_get_config_round_trip():
     generator = _thin(similarity="patches", attention_chunk_mb=32, name="g")
     config = generator.get_config()

@@ -10,6 +10,7 @@ not Pillow), and the three results must be identical.
 """
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -240,3 +241,28 @@ def test_the_mask_rule_is_the_same_in_numpy_and_in_the_graph():
     np.testing.assert_array_equal(numpy[1], zero_one[0])  # 0/1 masks: 1 = hole
     assert not numpy[2].any()
     assert "128" in image_io.MASK_RULE
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (37, 53, 1), (37, 53, 3), (5, 7, 4), (1, 9, 3)])
+@pytest.mark.parametrize("threads", [1, 2, 3, 64])
+def test_encode_png_is_read_back_exactly_by_pillow_and_tensorflow(shape, threads):
+    rng = np.random.default_rng(len(shape) + threads)
+    smooth = np.cumsum(rng.integers(0, 3, size=shape), axis=0)  # exercises the Up filter's wrap
+    array = ((smooth + rng.integers(0, 256, size=shape[-1:])) % 256).astype(np.uint8)
+    data = image_io.encode_png(array, threads=threads)
+    expected = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), expected)
+    decoded = tf.io.decode_png(data).numpy()
+    np.testing.assert_array_equal(decoded, expected.reshape(decoded.shape))
+
+
+def test_write_png_is_atomic_and_refuses_what_png_cannot_hold(tmp_path):
+    photo = np.random.default_rng(0).integers(0, 256, (300, 400, 3)).astype(np.uint8)
+    path = tmp_path / "out.png"
+    image_io.write_png(path, photo)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), photo)
+    assert os.listdir(tmp_path) == ["out.png"]
+    with pytest.raises(ValueError, match="uint8"):
+        image_io.encode_png(photo.astype(np.float32))
+    with pytest.raises(ValueError, match=r"\[H, W\]"):
+        image_io.encode_png(np.zeros((4, 4, 5), np.uint8))

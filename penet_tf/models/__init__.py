@@ -3,6 +3,8 @@
 import json
 import os
 
+import keras
+
 from penet_tf.models.discriminator import Discriminator
 from penet_tf.models.generator import Generator
 
@@ -30,6 +32,28 @@ def discriminator_config(discriminator):
     return {key: config[key] for key in ("base_channels", "spectral_norm")}
 
 
+def build_without_initializing(model):
+    """Builds ``model`` with zero kernels, for weights that are about to be loaded.
+
+    Drawing the full-width generator's random kernels takes 0.2-0.3 s on a 2-core CPU, a
+    tenth of a one-photo CLI run, and loading overwrites every one of them. The layers'
+    initializers (and so ``get_config``) are restored afterwards.
+    """
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(getattr(layer, "kernel_initializer", None), keras.initializers.Initializer)
+    ]
+    initializers = [layer.kernel_initializer for layer in layers]
+    try:
+        for layer in layers:
+            layer.kernel_initializer = keras.initializers.Zeros()
+        model.build()
+    finally:
+        for layer, initializer in zip(layers, initializers, strict=True):
+            layer.kernel_initializer = initializer
+
+
 def load_generator(weights, **kwargs):
     """A built ``Generator(**kwargs)`` holding ``weights``.
 
@@ -50,7 +74,7 @@ def load_generator(weights, **kwargs):
             config = json.load(handle)
     config.update(kwargs)
     generator = Generator(**config)
-    generator.build()
+    build_without_initializing(generator)
     if weights.endswith(".pth"):
         from penet_tf.convert_torch import load_released_generator
 

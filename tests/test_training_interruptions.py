@@ -1,0 +1,144 @@
+"""Training that is stopped and resumed: a full disk, Ctrl-C, SIGKILL. Nothing half
+written stays, and the same command resumes."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from training_helpers import (
+    REPO,
+    checkpoint_tensors,
+    fail_checkpoint_write,
+    leftovers,
+    make_photos,
+    run_cli,
+    run_main,
+    tiny_config,
+    write_config,
+)
+
+from penet_tf.training.config import load_config
+from penet_tf.training.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A tiny stand-in image folder of real photographs."""
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
+    photos, tmp_path, capsys, monkeypatch, dead_pid
+):
+    config = tiny_config(photos, tmp_path / "a", iterations=4)
+    Trainer(load_config(write_config(tmp_path / "a.json", config)), verbose=0).run()
+    run = tmp_path / "b"
+    path = write_config(tmp_path / "b.json", tiny_config(photos, run, iterations=4))
+    with monkeypatch.context() as patch:
+        fail_checkpoint_write(patch, 4, OSError(errno.ENOSPC, "No space left on device"))
+        status, lines = run_main(capsys, path)
+    assert status == 2
+    assert lines[-1].startswith("error: could not save the checkpoint of step 4 in ")
+    assert (
+        "(no space left on the device); its partial files were removed and the last " in (lines[-1])
+    )
+    assert lines[-1].endswith("step 2: free some space and run the same command to resume.")
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-2")
+    assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
+    # What a kill -9 in a save could leave (and a file of the user's, which stays).
+    (run / "checkpoints" / "ckpt-9_temp").mkdir()
+    (run / "checkpoints" / "ckpt-9_temp" / "part-00000-of-00001.index").write_bytes(b"x")
+    (run / "checkpoints" / "ckpt-7.index").write_bytes(b"half written")
+    (run / "checkpoints" / "checkpoint.tmp0123abcd").write_text("model_checkpoint_path")
+    (run / ".tmp-k2j4.weights.h5").write_bytes(b"half")  # an older version's name
+    (run / f".tmp-{dead_pid}-generator.weights.h5").write_bytes(b"half")
+    (run / ".worker-1-tmp").mkdir()
+    (run / "notes.txt").write_text("mine")
+    status, lines = run_main(capsys, path)
+    assert status == 0, lines
+    assert leftovers(run) == [] and not (run / "checkpoints" / "ckpt-7.index").exists()
+    assert (run / "notes.txt").read_text() == "mine"
+    # Resumed from step 2: the same weights (and optimizer states) as one whole run.
+    whole, resumed = checkpoint_tensors(tmp_path / "a"), checkpoint_tensors(run)
+    assert sorted(whole) == sorted(resumed)
+    for name, value in whole.items():
+        if isinstance(value, np.ndarray):  # (not the object graph, bytes)
+            np.testing.assert_allclose(value, resumed[name], atol=1e-6, rtol=0, err_msg=name)
+
+
+def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(
+    photos, tmp_path, capsys, monkeypatch
+):
+    run = tmp_path / "run"
+    config = tiny_config(photos, run, iterations=50, checkpoint_every=50, image_every=50)
+    path = write_config(tmp_path / "c.json", config)
+    original = Trainer._log_scalars
+
+    def ctrl_c_at(step_to_stop):
+        def log(self, writer, step, *args):
+            original(self, writer, step, *args)
+            if step == step_to_stop:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        monkeypatch.setattr(Trainer, "_log_scalars", log)
+
+    handler = signal.getsignal(signal.SIGINT)
+    ctrl_c_at(3)
+    status, lines = run_main(capsys, path)
+    assert status == 130
+    assert lines[-1] == (
+        f"interrupted: stopped at step 3 after saving its checkpoint in {run}/checkpoints: "
+        "run the same command to resume."
+    )
+    assert any("Ctrl-C: stopping after this step" in line for line in lines)
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
+    assert (run / "generator.weights.h5").is_file() and leftovers(run) == []
+    assert signal.getsignal(signal.SIGINT) == handler  # put back
+    # Ctrl-C again while that save is being written: nothing of it stays.
+    ctrl_c_at(4)
+    fail_checkpoint_write(monkeypatch, 4, KeyboardInterrupt())
+    status, lines = run_main(capsys, path)
+    assert status == 130
+    assert lines[-1] == (
+        "interrupted: stopped at step 4 without saving it; the last complete checkpoint is "
+        "step 3: run the same command to resume."
+    )
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
+    assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
+
+
+def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path):
+    config = tiny_config(photos, tmp_path / "run", iterations=1000, checkpoint_every=1)
+    path = write_config(tmp_path / "c.json", config)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "penet_tf.train", "--quiet", "--config", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        latest = tf.train.latest_checkpoint(str(checkpoints))
+        if latest and int(latest.rsplit("-", 1)[1]) >= 3:
+            break
+        time.sleep(0.05)
+    time.sleep(0.13)  # somewhere inside a later step or save
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    latest = tf.train.latest_checkpoint(str(checkpoints))
+    reached = int(latest.rsplit("-", 1)[1])
+    assert reached >= 3
+    # Debris of an interrupted save must not be picked up.
+    (checkpoints / f"ckpt-{reached + 50}.index").write_bytes(b"half written")
+    result = run_cli(["--config", path, "--set", f"trainer.iterations={reached + 2}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {latest}" in result.stderr
+    assert f"finished at step {reached + 2}" in result.stdout
+    assert not (checkpoints / f"ckpt-{reached + 50}.index").exists()  # swept

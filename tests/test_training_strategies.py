@@ -1,0 +1,99 @@
+"""Training under mixed precision and distribution strategies (MirroredStrategy on two
+logical CPUs, MultiWorkerMirroredStrategy with two processes)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from training_helpers import (
+    REPO,
+    free_ports,
+    make_photos,
+    run_cli,
+    tiny_config,
+    write_config,
+)
+
+from penet_tf.training.config import load_config
+from penet_tf.training.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A tiny stand-in image folder of real photographs."""
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+def test_mixed_bfloat16_trains(photos, tmp_path):
+    config = load_config(
+        write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run", iterations=2)),
+        ['mixed_precision="mixed_bfloat16"'],
+    )
+    trainer = Trainer(config, verbose=0)
+    logs = trainer.run()
+    assert all(np.isfinite(v) for v in logs.values())
+    assert trainer.gan.generator.compute_dtype == "bfloat16"
+    assert all(v.dtype == "float32" for v in trainer.gan.generator.weights)
+
+
+def test_mixed_float16_trains_with_loss_scaling(photos, tmp_path):
+    # The GPU path (--mixed-precision on a GPU); its kernels exist on CPU too, only slower.
+    config = load_config(
+        write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run", iterations=2)),
+        ['mixed_precision="mixed_float16"'],
+    )
+    trainer = Trainer(config, verbose=0)
+    before = [v.numpy() for v in trainer.gan.generator.trainable_weights]
+    logs = trainer.run()
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    gan = trainer.gan
+    for optimizer in (gan.g_optimizer, gan.d_optimizer):
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        # Each overflow halves the scale and skips that step; the other steps are applied.
+        skipped = np.log2(optimizer.initial_scale / float(optimizer.dynamic_scale.numpy()))
+        assert skipped == int(skipped) and skipped < 2
+        assert int(optimizer.iterations.numpy()) + int(skipped) == 2
+    assert gan.generator.compute_dtype == "float16"
+    assert gan.discriminator.compute_dtype == "float16"
+    # The spectral-norm power iteration state stays float32.
+    assert all(v.dtype == "float32" for v in gan.discriminator.weights)
+    after = gan.generator.trainable_weights
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after, strict=True))
+
+
+def test_cli_mirrored_strategy_on_two_logical_cpus(photos, tmp_path):
+    path = write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run", iterations=2))
+    result = run_cli(["--config", path, "--cpu-devices", "2", "--strategy", "mirrored"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy with 2 replica(s)" in result.stderr
+    assert "finished at step 2" in result.stdout
+
+
+def test_cli_multi_worker_mirrored_strategy_with_two_processes(photos, tmp_path):
+    path = write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run", iterations=2))
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "penet_tf.train", "--quiet", "--config", path],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                env={**os.environ, "TF_CONFIG": json.dumps(tf_config)},
+            )
+        )
+    outputs = [p.communicate(timeout=400) for p in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+        assert "MultiWorkerMirroredStrategy with 2 replica(s)" in err
+    assert "finished at step 2" in outputs[0][0]  # the chief reports
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+    assert not any(name.startswith(".worker") for name in os.listdir(tmp_path / "run"))
