@@ -79,9 +79,9 @@ def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_out_folder(args.out, args.images, args.masks)  # before loading the model
-    inpainter = load_inpainter(args.model, strategy_from_args(args))
+    strategy = strategy_from_args(args)
     written, skipped, seconds = inpaint_files(
-        inpainter,
+        lambda: load_inpainter(args.model, strategy),  # loaded while the first photo is read
         args.images,
         args.out,
         masks=args.masks,

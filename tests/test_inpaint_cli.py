@@ -11,6 +11,7 @@ from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_images
 
+from penet_tf import inpainting
 from penet_tf.inpaint import build_parser, main
 from penet_tf.inpainting import inpaint_files, load_inpainter
 from penet_tf.models import load_generator
@@ -145,6 +146,38 @@ def test_the_output_is_the_generator_composite(workspace, inpainter, tmp_path):
     )
     assert skipped == [] and written == [str(tmp_path / f"{name}.png")]
     assert np.abs(_read(written[0]).astype(int) - expected).max() <= 1
+
+
+def test_a_model_loader_runs_after_the_checks_while_the_first_photo_is_read(
+    workspace, inpainter, tmp_path, monkeypatch
+):
+    name = "coffee"
+    image, mask = workspace["images"] / f"{name}.png", workspace["masks"] / f"{name}.png"
+    calls = []
+    with pytest.raises(ValueError, match="is the --images folder"):  # refused: never loaded
+        inpaint_files(
+            lambda: calls.append(1),
+            workspace["images"],
+            workspace["images"],
+            masks=workspace["masks"],
+        )
+    assert calls == []
+    read = inpainting.read_rgb
+    order = []
+
+    def read_rgb(*args, **kwargs):
+        order.append("read")
+        return read(*args, **kwargs)
+
+    def load():
+        order.append("load")
+        return inpainter
+
+    monkeypatch.setattr(inpainting, "read_rgb", read_rgb)
+    written, skipped, _ = inpaint_files(load, image, tmp_path / "a", masks=mask, progress=False)
+    assert sorted(order) == ["load", "read"] and not skipped  # (in either order: in parallel)
+    loaded, _, _ = inpaint_files(inpainter, image, tmp_path / "b", masks=mask, progress=False)
+    np.testing.assert_array_equal(_read(written[0]), _read(loaded[0]))
 
 
 def test_generated_masks_are_deterministic(workspace, inpainter, tmp_path):
