@@ -3,9 +3,13 @@
 test_convert, test_web_demo, test_serving, test_inpaint_cli and test_image_io need a
 thin SavedModel (and some its weights or TF.js conversion); they are built once per
 pytest session under pytest's session temporary directory and reused by path
-(``tests/conftest.py``: the ``thin_savedmodel`` and ``thin_weights`` fixtures).
+(``tests/conftest.py``: the ``thin_savedmodel`` and ``thin_weights`` fixtures). Under
+pytest-xdist they live in the directory the workers share, built by whichever worker
+needs them first while the others wait on a file lock.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import pathlib
@@ -38,19 +42,38 @@ def _scale_weights(generator, seed):
         variable.assign(value.astype(np.float32))
 
 
+def shared_root(base_temp):
+    """Where the session's shared models go: ``base_temp``, or under pytest-xdist the
+    session directory above every worker's own ``popen-gwN``."""
+    base = pathlib.Path(base_temp)
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def exclusive(root, name):
+    """Holds ``root/.NAME.lock`` (one worker builds ``name``; the others wait)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def thin_export(base_temp, seed=0):
-    """``base_temp/thin/1``: a thin generator exported with ``penet_tf.export``
+    """``ROOT/thin/1``: a thin generator exported with ``penet_tf.export``
     (``max_pixels=MAX_PIXELS``); its weights are ``thin_weights(base_temp)``."""
     from penet_tf.export import export_generator
     from penet_tf.high_resolution import PhotoStrategy
     from penet_tf.io_utils import save_weights_atomically
 
-    path = pathlib.Path(base_temp) / "thin" / "1"
-    if not path.is_dir():
+    root = shared_root(base_temp)
+    path = root / "thin" / "1"
+    with exclusive(root, "thin"):
+        if path.is_dir():
+            return path
         generator = Generator(base_channels=BASE_CHANNELS)
         generator.build()
         _scale_weights(generator, seed)
-        weights = pathlib.Path(base_temp) / "thin-weights" / "generator.weights.h5"
+        weights = root / "thin-weights" / "generator.weights.h5"
         save_weights_atomically(generator, weights)  # as training writes them
         config = json.dumps({"base_channels": BASE_CHANNELS})
         weights.with_name("generator.config.json").write_text(config)
@@ -64,16 +87,18 @@ def thin_export(base_temp, seed=0):
 def thin_weights(base_temp):
     """The thin export's generator weights (``.weights.h5``, with its config beside)."""
     thin_export(base_temp)
-    return pathlib.Path(base_temp) / "thin-weights" / "generator.weights.h5"
+    return shared_root(base_temp) / "thin-weights" / "generator.weights.h5"
 
 
 def converted(base_temp, to, quantize="none", size=SIZE):
     """``python -m penet_tf.convert`` of the thin export (cached); returns the output dir."""
     from penet_tf.convert import convert
 
-    out = pathlib.Path(base_temp) / f"converted-{to}-{quantize}-{size}"
-    if not out.is_dir():
-        convert(thin_export(base_temp), to, out, size=size, quantize=quantize)
+    root = shared_root(base_temp)
+    out = root / f"converted-{to}-{quantize}-{size}"
+    with exclusive(root, out.name):
+        if not out.is_dir():
+            convert(thin_export(base_temp), to, out, size=size, quantize=quantize)
     return out
 
 

@@ -57,7 +57,23 @@ def _grid_width(width):
     return width + 3
 
 
-def diagonal_box_sum(matrix, query_rows, grid_width, window):
+def _crop(tensor, begin, size, fast_gradient=False):
+    """``tensor[b : b + s]`` in every dimension (``s = -1``: to the end).
+
+    With ``fast_gradient`` a ``Slice`` op, whose gradient is one pad: on these CPUs 5x
+    faster than the gradient of a ``StridedSlice`` (a [4, 18, 67, 66, 67] crop: 0.05 s
+    against 0.26 s), which took a third of the training step's attention backward.
+    Otherwise the ``StridedSlice`` of Python indexing, which ``penet_tf.tfjs_rewrite``
+    rewrites for TF.js.
+    """
+    if fast_gradient:
+        return tf.slice(tensor, begin, size)
+    pairs = zip(begin, size, strict=True)
+    ends = [None if isinstance(s, int) and s == -1 else b + s for b, s in pairs]
+    return tensor[tuple(slice(b, e) for b, e in zip(begin, ends, strict=True))]
+
+
+def diagonal_box_sum(matrix, query_rows, grid_width, window, fast_gradient=False):
     """Averages ``window x window`` diagonal shifts of a [queries, keys] matrix.
 
     Queries and keys are both positions of grids ``grid_width`` wide, flattened row-major
@@ -75,6 +91,8 @@ def diagonal_box_sum(matrix, query_rows, grid_width, window):
 
     Args:
         matrix: [batch, query_rows * grid_width, keys].
+        fast_gradient: crop with ``Slice`` ops (see ``_crop``), for graphs that take a
+            gradient.
 
     Returns:
         [batch, query_rows * grid_width, keys].
@@ -86,7 +104,8 @@ def diagonal_box_sum(matrix, query_rows, grid_width, window):
     flat = tf.pad(flat, [[0, 0], [0, queries]])  # to rows of keys + 1
     view = tf.reshape(flat, [batch, query_rows, grid_width, keys + 1])
     pooled = tf.nn.avg_pool2d(view, window, 1, "SAME")
-    pooled = tf.reshape(pooled, [batch, queries * (keys + 1)])[:, : queries * keys]
+    pooled = tf.reshape(pooled, [batch, queries * (keys + 1)])
+    pooled = _crop(pooled, [0, 0], [-1, queries * keys], fast_gradient)
     return tf.reshape(pooled, [batch, queries, keys])
 
 
@@ -101,7 +120,7 @@ def attention_transfer(
     similarity="gram",
     chunk_bytes=192 * 2**20,
     recompute_gradient=False,
-    backward_chunk_bytes=16 * 2**20,
+    backward_chunk_bytes=8 * 2**20,
     return_attention=False,
     needed_rows=None,
     matmul_dtype=None,
@@ -122,8 +141,11 @@ def attention_transfer(
             ``backward_chunk_bytes`` of scores per image: no (h * w)^2 tensor outlives the
             forward pass. The values are the same; only the gradient's memory differs.
             Not for graphs that get exported (SavedModel cannot save this gradient).
-        backward_chunk_bytes: chunk budget of the recomputing backward pass (``None``:
-            one chunk).
+        backward_chunk_bytes: chunk budget of the recomputing backward pass, and of its
+            forward pass (``None``: one chunk). 8 MiB: a 256^2, batch-4 training step
+            peaks 0.25 GB lower than with 16 MiB (2.10 against 2.34 GB) for 12 % more
+            time (the halo row each chunk recomputes); 4 MiB saves 0.04 GB more for
+            another 15 % (benchmarks/README.md, train-256-b4).
         return_attention: also return the attention weights (eq 3), the very tensor the
             transfer multiplies with. All scores are then computed in one chunk (the
             returned tensor is (h * w)^2 anyway) and the gradient is plain autodiff.
@@ -205,9 +227,10 @@ def attention_transfer(
                 source[:, first_row : first_row + rows + 2], [batch, -1, channels_high]
             )
             gram = _product(queries, grid_flat, matmul_dtype, transpose_b=True)
-            dots = diagonal_box_sum(gram, rows + 2, grid_w, 3)
+            dots = diagonal_box_sum(gram, rows + 2, grid_w, 3, recompute_gradient)
             dots = tf.reshape(dots, [batch, rows + 2, grid_w, grid_h, grid_w])
-            dots = dots[:, 1 : rows + 1, 2 : width + 2, 1 : height + 1, 2 : width + 2]
+            begin, size = [0, 1, 2, 1, 2], [-1, rows, width, height, width]
+            dots = _crop(dots, begin, size, recompute_gradient)
             dots = tf.reshape(dots, [batch, rows * width, length])
         else:
             dots = _product(
@@ -266,7 +289,7 @@ def attention_transfer(
         attention = tf.pad(attention, [[0, 0], [1 - top, bottom], [2, 1], [1, 1], [2, 1]])
         rows = last - first
         attention = tf.reshape(attention, [batch, (rows + 1) * grid_w, grid_keys])
-        boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2)
+        boxed = diagonal_box_sum(attention, rows + 1, grid_w, 2, recompute_gradient)
         return tf.cast(boxed, phase_values.dtype)
 
     def product_rows(boxed, phase_values, first, last):
@@ -465,7 +488,7 @@ class AttentionTransfer(keras.layers.Layer):
         kernel_init: fuse-branch kernel init, ``"released"`` (normal(0, 0.02)) or a Keras
             initializer name.
         recompute_gradient: in training (``training=True``), keep no (h * w)^2 tensor for
-            the backward pass: the attention is recomputed there, in chunks of 16 MiB of
+            the backward pass: the attention is recomputed there, in chunks of 8 MiB of
             scores per image (see ``attention_transfer``). Same values and gradients,
             a fraction of the memory. Outside training, plain autodiff.
         matmul_dtype: ``None`` or ``"bfloat16"``: the attention's two matrix products in
