@@ -36,6 +36,15 @@ def official_fixture():
     return case
 
 
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory):
+    """A tiny stand-in image folder of real photographs (the training tests';
+    test_metrics has its own ``photos``)."""
+    from training_helpers import make_photos
+
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
 @pytest.fixture
 def dead_pid():
     """The id of a process that has ended (what a ``kill -9`` leaves behind)."""

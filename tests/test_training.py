@@ -12,7 +12,6 @@ import skimage.data
 import tensorflow as tf
 from training_helpers import (
     REPO,
-    make_photos,
     run_main,
     tiny_config,
     write_config,
@@ -24,13 +23,6 @@ from penet_tf.training import PENetGAN, StepDecay
 from penet_tf.training.checkpoints import CheckpointWriteError, TrainingState
 from penet_tf.training.config import load_config
 from penet_tf.training.trainer import Trainer, build_gan
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """A tiny stand-in image folder of real photographs."""
-    return make_photos(tmp_path_factory.mktemp("photos"))
-
 
 CONFIGS = sorted(
     name for name in os.listdir(os.path.join(REPO, "configs")) if name.endswith(".json")

@@ -9,14 +9,12 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import tensorflow as tf
 from training_helpers import (
     REPO,
     checkpoint_tensors,
     fail_checkpoint_write,
     leftovers,
-    make_photos,
     run_cli,
     run_main,
     tiny_config,
@@ -25,12 +23,6 @@ from training_helpers import (
 
 from penet_tf.training.config import load_config
 from penet_tf.training.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """A tiny stand-in image folder of real photographs."""
-    return make_photos(tmp_path_factory.mktemp("photos"))
 
 
 def test_full_disk_ends_in_one_line_and_the_same_command_resumes(

@@ -8,12 +8,10 @@ import sys
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 from training_helpers import (
     REPO,
     free_ports,
-    make_photos,
     run_cli,
     tiny_config,
     write_config,
@@ -21,12 +19,6 @@ from training_helpers import (
 
 from penet_tf.training.config import load_config
 from penet_tf.training.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """A tiny stand-in image folder of real photographs."""
-    return make_photos(tmp_path_factory.mktemp("photos"))
 
 
 def test_mixed_bfloat16_trains(photos, tmp_path):
