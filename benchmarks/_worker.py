@@ -47,18 +47,24 @@ def penet(case):
     mask = tf.constant(centre_mask(batch, size))
     # "attention-bfloat16": float32 network, bfloat16 attention products.
     attention_dtype = "bfloat16" if case.get("dtype") == "attention-bfloat16" else None
-    generator = Generator(dtype=policy, attention_matmul_dtype=attention_dtype)
+    chunk = {} if case.get("chunk_mb") is None else {"attention_chunk_mb": case["chunk_mb"]}
+    generator = Generator(dtype=policy, attention_matmul_dtype=attention_dtype, **chunk)
     generator.build()
     if case["kind"] == "forward":
         run = tf.function(lambda: generator(image, mask)[0], jit_compile=jit)
         return lambda: run().numpy()
     if case["kind"] == "composite":
-        from penet_tf.inference import composite_uint8
+        # ``serve``: what every SavedModel signature and the inpaint CLI run (the request
+        # checks, then the composite with at_conv01 restricted to the hole's rows).
+        from penet_tf.inference import serve
+        from penet_tf.inpainting import NO_PIXEL_LIMIT
 
         pixels = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
         hole = tf.constant(centre_mask(batch, size, case.get("hole")).astype(np.uint8))
         spec = [tf.TensorSpec([None, None, None, c], tf.uint8) for c in (3, 1)]
-        run = tf.function(lambda i, m: composite_uint8(generator, i, m), input_signature=spec)
+        run = tf.function(
+            lambda i, m: serve(generator, i, m, max_pixels=NO_PIXEL_LIMIT), input_signature=spec
+        )
         run(pixels[:, :64, :64], hole[:, :64, :64])  # traced on a small image, not timed
         return lambda: run(pixels, hole).numpy()
     from penet_tf.training import PENetGAN

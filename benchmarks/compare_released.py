@@ -150,12 +150,22 @@ def main(argv=None):
     parser.add_argument(
         "--xla", action="store_true", help="also time penet_tf compiled with XLA (jit_compile)"
     )
+    parser.add_argument(
+        "--attention-chunk-mb",
+        type=int,
+        help="penet_tf's Generator(attention_chunk_mb=...) (default: the Generator's)",
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.reference and not os.path.isfile(os.path.join(args.reference, "model", "pennet.py")):
         parser.error(f"{args.reference} is not a PEN-Net checkout (no model/pennet.py)")
 
-    report = {"machine": machine(), "threads": args.threads, "cases": {}}
+    report = {
+        "machine": machine(),
+        "threads": args.threads,
+        "attention_chunk_mb": args.attention_chunk_mb,
+        "cases": {},
+    }
     print(json.dumps(report["machine"]))
     for name in args.cases:
         kind, size, batch, warmup, repeats = CASES[name]
@@ -182,6 +192,7 @@ def main(argv=None):
                     "jit": jit,
                     "reference": args.reference,
                     "hole": HOLES.get(name, size // 2),
+                    "chunk_mb": args.attention_chunk_mb,
                 }
                 result = run_worker(case, args.time_limit, args.memory_limit_gb * 1024)
                 runs[key].append(result)

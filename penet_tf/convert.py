@@ -46,7 +46,7 @@ from tensorflow.python.framework.convert_to_constants import (
 
 from penet_tf.cli import run
 from penet_tf.errors import PenetError
-from penet_tf.inference import composite_uint8
+from penet_tf.inference import ServingArchive, composite_uint8
 from penet_tf.io_utils import atomic_path, sweep_temporaries
 from penet_tf.models import Generator
 from penet_tf.models.generator import SIZE_MULTIPLE
@@ -139,7 +139,8 @@ def inference_function(generator, height=None, width=None, batch=None):
         input_signature=[
             spec([batch, height, width, 3], tf.uint8, "image"),
             spec([batch, height, width, 1], tf.uint8, "mask"),
-        ]
+        ],
+        autograph=False,
     )
     def inpaint_uint8(image, mask):
         return {"inpainted": composite_uint8(generator, image, mask)}
@@ -219,18 +220,38 @@ def check_tflite_builtin_only(ops):
 # ------------------------------------------------------------------------------ ONNX
 
 
+_TF2ONNX_CATCH_ERRORS = "TF2ONNX_CATCH_ERRORS"
+
+
 def onnx_model(generator, opset=ONNX_OPSET):
     """The uint8 -> uint8 model as an ``onnx.ModelProto`` with dynamic batch, H and W."""
     import tf2onnx
 
     function = inference_function(generator)
+
+    def from_function(catch_errors):
+        # tf2onnx deep-copies the whole graph before each of its ~50 optimizer passes so
+        # that a failing one can be skipped (TF2ONNX_CATCH_ERRORS); without the copies the
+        # conversion takes 28 % less time (36.6 s against 50.6 s for a thin generator).
+        saved = os.environ.get(_TF2ONNX_CATCH_ERRORS)
+        os.environ[_TF2ONNX_CATCH_ERRORS] = "TRUE" if catch_errors else "FALSE"
+        try:
+            return tf2onnx.convert.from_function(
+                function, input_signature=function.input_signature, opset=opset
+            )[0]
+        finally:
+            if saved is None:
+                del os.environ[_TF2ONNX_CATCH_ERRORS]
+            else:
+                os.environ[_TF2ONNX_CATCH_ERRORS] = saved
+
     try:
-        model, _ = tf2onnx.convert.from_function(
-            function, input_signature=function.input_signature, opset=opset
-        )
+        try:
+            return from_function(catch_errors=False)
+        except Exception:  # an optimizer failed: tf2onnx's default, which skips it
+            return from_function(catch_errors=True)
     except Exception as error:
         raise ConversionError(f"ONNX conversion with tf2onnx failed: {error}") from error
-    return model
 
 
 def onnx_ops(model):
@@ -284,11 +305,8 @@ def tfjs_converter_path(tfjs_venv=None):
 
 def write_fixed_size_savedmodel(generator, size, path):
     """A SavedModel whose ``serving_default`` is the fixed-size uint8 -> uint8 function."""
-    import keras
-
     _check_size(size)
-    archive = keras.export.ExportArchive()
-    archive.track(generator)
+    archive = ServingArchive(generator)
     spec = tf.TensorSpec
     archive.add_endpoint(
         "serving_default",

@@ -54,13 +54,13 @@ import os
 import re
 import sys
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from penet_tf.cli import run
 from penet_tf.high_resolution import STRATEGIES, PhotoStrategy, serve_photos
 from penet_tf.inference import (
+    ServingArchive,
     check_float_values,
     check_request,
     gate,
@@ -204,7 +204,7 @@ def build_archive(
     strategy=None,
     max_photo_pixels=DEFAULT_MAX_PHOTO_PIXELS,
 ):
-    """A ``keras.export.ExportArchive`` with the three signatures around ``generator``.
+    """A ``ServingArchive`` with the three signatures around ``generator``.
 
     ``strategy`` (a ``penet_tf.high_resolution.PhotoStrategy``, ``auto`` by default) runs
     in the graph of the uint8 and bytes signatures, with one region around the union box
@@ -212,8 +212,7 @@ def build_archive(
     """
     strategy = strategy or PhotoStrategy()
     limit = photo_limit(strategy, max_pixels, max_photo_pixels)
-    archive = keras.export.ExportArchive()
-    archive.track(generator)
+    archive = ServingArchive(generator)
 
     def serving_default(image, mask):
         return {"inpainted": serve_strategy(generator, image, mask, strategy, limit)}

@@ -13,6 +13,8 @@ those checks pass (``gate``), so a huge or malformed request is refused in milli
 only the queries that reach the hole (``Generator``'s ``output_mask``).
 """
 
+import os
+
 import tensorflow as tf
 
 from penet_tf.image_io import HOLE_THRESHOLD
@@ -246,3 +248,53 @@ def hole_mask(mask):
     peak = tf.reduce_max(values, axis=[1, 2, 3], keepdims=True)
     threshold = tf.where(peak <= 1.0, 1.0, float(HOLE_THRESHOLD))
     return tf.cast(values >= threshold, tf.float32)
+
+
+class ServingArchive(tf.__internal__.tracking.AutoTrackable):
+    """A generator and its named graph functions, written as one SavedModel.
+
+    What ``keras.export.ExportArchive`` writes (the same signatures, the same variables
+    and ``variables`` / ``trainable_variables`` / ``non_trainable_variables`` on the
+    loaded object), traced once instead of twice: the Keras archive traces every
+    endpoint before saving to list the variables it uses, and ``tf.saved_model.save``
+    traces it again (a ``tf.function``'s trace cache is keyed on the save context). Here
+    the variables are the generator's and each endpoint is traced once, inside the save:
+    exports take about half the time. Endpoints are plain graph code, traced without
+    AutoGraph.
+
+    Args:
+        generator: the model whose variables the endpoints use.
+
+    Example:
+
+    >>> archive = ServingArchive(generator)
+    >>> archive.add_endpoint(
+    ...     "serving_default",
+    ...     lambda image, mask: {"inpainted": composite_uint8(generator, image, mask)},
+    ...     [tf.TensorSpec([1, 256, 256, 3], tf.uint8), tf.TensorSpec([1, 256, 256, 1], tf.uint8)],
+    ... )
+    >>> archive.write_out("/tmp/penet/1")
+    """
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+        self.variables = list(generator.variables)
+        self.trainable_variables = list(generator.trainable_variables)
+        self.non_trainable_variables = list(generator.non_trainable_variables)
+        self._endpoints = []
+
+    def add_endpoint(self, name, function, input_signature):
+        """Adds ``function`` (tensors -> dict of tensors) as signature ``name``."""
+        if name in self._endpoints:
+            raise ValueError(f"endpoint {name!r} is already defined")
+        setattr(self, name, tf.function(function, input_signature=input_signature, autograph=False))
+        self._endpoints.append(name)
+
+    def write_out(self, path, verbose=False):
+        """Writes the SavedModel to ``path`` (traces every endpoint once).
+
+        ``verbose`` is accepted for ``keras.export.ExportArchive`` compatibility."""
+        del verbose
+        signatures = {name: getattr(self, name) for name in self._endpoints}
+        tf.saved_model.save(self, os.fspath(path), signatures=signatures)

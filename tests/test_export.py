@@ -26,7 +26,13 @@ from penet_tf.export import (
     version_dir,
 )
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
-from penet_tf.inference import check_request, float_to_uint8, inpaint, uint8_to_float
+from penet_tf.inference import (
+    ServingArchive,
+    check_request,
+    float_to_uint8,
+    inpaint,
+    uint8_to_float,
+)
 from penet_tf.models import load_generator
 
 SIGNATURES = ("serving_default", "inpaint_bytes", "predict_float")
@@ -440,3 +446,36 @@ def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
         image_bytes=tf.io.encode_png(image)[None], mask_bytes=tf.io.encode_png(mask)[None]
     )["inpainted_bytes"][0]
     np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(), served)
+
+
+def test_serving_archive_traces_each_endpoint_once(tmp_path):
+    import keras
+
+    layer = keras.layers.Dense(2, name="dense")
+    layer.build((None, 3))
+    layer.kernel.assign(np.arange(6, dtype=np.float32).reshape(3, 2))
+    traces = []
+
+    def double(x):
+        traces.append("double")
+        return {"y": 2.0 * layer(x)}
+
+    def negate(x):
+        traces.append("negate")
+        return {"y": -layer(x)}
+
+    archive = ServingArchive(layer)
+    spec = [tf.TensorSpec([None, 3], tf.float32, "x")]
+    archive.add_endpoint("serving_default", double, spec)
+    archive.add_endpoint("negate", negate, spec)
+    with pytest.raises(ValueError, match="'negate' is already defined"):
+        archive.add_endpoint("negate", negate, spec)
+    archive.write_out(tmp_path / "1")
+    assert sorted(traces) == ["double", "negate"]  # (keras.export.ExportArchive: twice each)
+    loaded = tf.saved_model.load(str(tmp_path / "1"))
+    x = tf.constant([[1.0, 2.0, 3.0]])
+    expected = x.numpy() @ layer.kernel.numpy() + layer.bias.numpy()
+    np.testing.assert_allclose(loaded.signatures["serving_default"](x=x)["y"], 2 * expected)
+    np.testing.assert_allclose(loaded.signatures["negate"](x=x)["y"], -expected)
+    np.testing.assert_allclose(loaded.negate(x)["y"], -expected)  # also as a function
+    assert sorted(v.shape.as_list() for v in loaded.variables) == [[2], [3, 2]]

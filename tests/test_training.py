@@ -1,7 +1,6 @@
 """Training: the configs, the train_step (learning, Keras fit), one complete run and
 what it writes, clear errors."""
 
-import json
 import os
 import shutil
 
@@ -13,7 +12,6 @@ import tensorflow as tf
 from training_helpers import (
     REPO,
     run_main,
-    tiny_config,
     write_config,
 )
 
@@ -22,7 +20,7 @@ from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.training import PENetGAN, StepDecay
 from penet_tf.training.checkpoints import CheckpointWriteError, TrainingState
 from penet_tf.training.config import load_config
-from penet_tf.training.trainer import Trainer, build_gan
+from penet_tf.training.trainer import build_gan
 
 CONFIGS = sorted(
     name for name in os.listdir(os.path.join(REPO, "configs")) if name.endswith(".json")
@@ -104,7 +102,8 @@ def test_learning_works_on_a_tiny_overfit_case():
     gan.build()
     step = tf.function(gan.train_step)
     first = float(step((images, mask))["hole_l1"])
-    holes = [float(step((images, mask))["hole_l1"]) for _ in range(150)]
+    # (hole L1 over the last ten of 60 steps: 0.43 of the first step's on this machine)
+    holes = [float(step((images, mask))["hole_l1"]) for _ in range(60)]
     assert min(holes[-10:]) <= 0.5 * first, (first, holes[-10:])
 
 
@@ -120,21 +119,6 @@ def test_keras_fit_runs_the_same_train_step():
     )
     assert np.isfinite(history.history["g_loss"][-1])
     assert int(gan.g_optimizer.iterations) == int(gan.d_optimizer.iterations) == 2
-
-
-def test_one_device_run_writes_checkpoints_weights_logs_and_config(photos, tmp_path):
-    config = load_config(write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run")))
-    trainer = Trainer(config, verbose=0)
-    logs = trainer.run()
-    assert all(np.isfinite(v) for v in logs.values()) and set(logs) >= {"d_loss", "hole_l1"}
-    run = tmp_path / "run"
-    for name in ("config.json", "generator.weights.h5", "generator.config.json"):
-        assert (run / name).is_file()
-    assert json.loads((run / "generator.config.json").read_text())["base_channels"] == 4
-    assert load_config(str(run / "config.json")) == config  # the resolved config round-trips
-    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
-    assert list((run / "logs").iterdir())
-    assert int(trainer.state.position.numpy()) == 6  # 3 steps x 2 images
 
 
 def test_weights_that_cannot_fit_are_refused_before_writing(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 written stays, and the same command resumes."""
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -9,27 +10,51 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from training_helpers import (
     REPO,
     checkpoint_tensors,
     fail_checkpoint_write,
     leftovers,
-    run_cli,
     run_main,
     tiny_config,
     write_config,
 )
 
+from penet_tf import train as train_cli
 from penet_tf.training.config import load_config
 from penet_tf.training.trainer import Trainer
 
 
+@pytest.fixture(scope="module")
+def whole_run(photos, tmp_path_factory):
+    """One uninterrupted 4-step run on one device: (its folder, its config, the Trainer,
+    the last step's logs). The interrupted runs below must end where it ends."""
+    folder = tmp_path_factory.mktemp("whole")
+    config = load_config(
+        write_config(folder / "c.json", tiny_config(photos, folder / "run", iterations=4))
+    )
+    trainer = Trainer(config, verbose=0)
+    logs = trainer.run()
+    return folder / "run", config, trainer, logs
+
+
+def test_one_device_run_writes_checkpoints_weights_logs_and_config(whole_run):
+    run, config, trainer, logs = whole_run
+    assert all(np.isfinite(v) for v in logs.values()) and set(logs) >= {"d_loss", "hole_l1"}
+    for name in ("config.json", "generator.weights.h5", "generator.config.json"):
+        assert (run / name).is_file()
+    assert json.loads((run / "generator.config.json").read_text())["base_channels"] == 4
+    assert load_config(str(run / "config.json")) == config  # the resolved config round-trips
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-4")
+    assert list((run / "logs").iterdir())
+    assert int(trainer.state.position.numpy()) == 8  # 4 steps x 2 images
+
+
 def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
-    photos, tmp_path, capsys, monkeypatch, dead_pid
+    whole_run, photos, tmp_path, capsys, monkeypatch, dead_pid
 ):
-    config = tiny_config(photos, tmp_path / "a", iterations=4)
-    Trainer(load_config(write_config(tmp_path / "a.json", config)), verbose=0).run()
     run = tmp_path / "b"
     path = write_config(tmp_path / "b.json", tiny_config(photos, run, iterations=4))
     with monkeypatch.context() as patch:
@@ -57,7 +82,7 @@ def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
     assert leftovers(run) == [] and not (run / "checkpoints" / "ckpt-7.index").exists()
     assert (run / "notes.txt").read_text() == "mine"
     # Resumed from step 2: the same weights (and optimizer states) as one whole run.
-    whole, resumed = checkpoint_tensors(tmp_path / "a"), checkpoint_tensors(run)
+    whole, resumed = checkpoint_tensors(whole_run[0]), checkpoint_tensors(run)
     assert sorted(whole) == sorted(resumed)
     for name, value in whole.items():
         if isinstance(value, np.ndarray):  # (not the object graph, bytes)
@@ -105,7 +130,7 @@ def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
 
 
-def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path):
+def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path, capsys):
     config = tiny_config(photos, tmp_path / "run", iterations=1000, checkpoint_every=1)
     path = write_config(tmp_path / "c.json", config)
     checkpoints = tmp_path / "run" / "checkpoints"
@@ -129,8 +154,12 @@ def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path):
     assert reached >= 3
     # Debris of an interrupted save must not be picked up.
     (checkpoints / f"ckpt-{reached + 50}.index").write_bytes(b"half written")
-    result = run_cli(["--config", path, "--set", f"trainer.iterations={reached + 2}"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resuming from {latest}" in result.stderr
-    assert f"finished at step {reached + 2}" in result.stdout
+    # The same command again (in this process: the killed one was the real process).
+    status = train_cli.main(
+        ["--quiet", "--config", path, "--set", f"trainer.iterations={reached + 2}"]
+    )
+    out, err = capsys.readouterr()
+    assert status == 0, err[-3000:]
+    assert f"resuming from {latest}" in err
+    assert f"finished at step {reached + 2}" in out
     assert not (checkpoints / f"ckpt-{reached + 50}.index").exists()  # swept

@@ -283,6 +283,9 @@ def inpainting_dataset(
         mask = masks(mask_seed, index)
         return image, mask, index, ok
 
+    # Plain graph code (no tensor-dependent Python control flow): skipping AutoGraph's
+    # source conversion saves seconds of start-up per pipeline.
+    load = tf.autograph.experimental.do_not_convert(load)
     dataset = stream.map(load, num_parallel_calls=parallel, deterministic=True)
     dataset = dataset.filter(lambda image, mask, index, ok: ok)
     dataset = dataset.map(lambda image, mask, index, ok: ((image, mask), index))

@@ -138,12 +138,17 @@ def strokes(
     def ratio(m):
         return tf.reduce_mean(m)
 
-    for index in range(max_strokes):
+    def add_stroke(index, mask):
         candidate = tf.maximum(
             mask, _stroke(height, width, seeds[index], max_vertices, max_length, widths)
         )
-        take = (ratio(mask) < target) & (ratio(candidate) <= high)
-        mask = tf.where(take, candidate, mask)
+        take = ratio(candidate) <= high
+        return index + 1, tf.where(take, candidate, mask)
+
+    # Once the target is reached no later stroke is taken: the loop stops there.
+    _, mask = tf.while_loop(
+        lambda index, m: (index < max_strokes) & (ratio(m) < target), add_stroke, (0, mask)
+    )
 
     def grow(m):
         grown = tf.nn.max_pool2d(m[None], 3, 1, "SAME")[0]

@@ -98,9 +98,19 @@ class PENetGAN(keras.Model):
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.built = True
 
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``, building first: variables created while ``fit`` traces its
+        step would make TensorFlow trace it a second time (twice the start-up)."""
+        if not self.built:
+            self.build()
+        return super().fit(*args, **kwargs)
+
     def call(self, image, mask):
         return self.generator(image, mask)
 
+    # Plain graph code: AutoGraph's source conversion (``fit``'s default) would only
+    # cost seconds of tracing.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         if isinstance(data[0], (tuple, list)):
             data = data[0]  # ((image, mask), index) from penet_tf.data

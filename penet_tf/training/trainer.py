@@ -258,7 +258,7 @@ class Trainer:
         iterator = iter(self._dataset(int(self.state.position.numpy())))
         strategy, gan = self.strategy, self.gan
 
-        @tf.function
+        @tf.function(autograph=False)
         def distributed_step(iterator):
             batch, index = next(iterator)
             logs = strategy.run(gan.train_step, args=(batch,))
