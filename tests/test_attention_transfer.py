@@ -82,9 +82,18 @@ def test_chunked_equals_unchunked(similarity):
     # One query row per chunk (plus the halo row): 12 chunks.
     assert rows_per_chunk(12, 10, 2 * 10 * 120 * 4) == 1
     chunked = attention_transfer(
-        low, high, mask, similarity=similarity, chunk_bytes=2 * 10 * 120 * 4
+        low, high, mask, similarity=similarity, chunk_bytes=2 * 10 * 120 * 4, min_chunk_rows=1
     )
     np.testing.assert_allclose(chunked.numpy(), whole.numpy(), atol=1e-6, rtol=0)
+    # Grown to 5 rows (4x the budget holds 7 with the halo): 3 chunks, the last of 2.
+    assert rows_per_chunk(12, 10, 2 * 10 * 120 * 4, min_rows=5) == 5
+    assert rows_per_chunk(12, 10, 2 * 10 * 120 * 4 // 3, min_rows=5) == 1  # 4x < 2 rows
+    assert rows_per_chunk(12, 10, 8 * 10 * 120 * 4, min_rows=5) == 7  # budget rows enough
+    grown = attention_transfer(low, high, mask, similarity=similarity, chunk_bytes=2 * 10 * 120 * 4)
+    np.testing.assert_allclose(grown.numpy(), whole.numpy(), atol=1e-6, rtol=0)
+    # The same rule on tensors (dynamic shapes).
+    dynamic = rows_per_chunk(tf.constant(12), tf.constant(10), 2 * 10 * 120 * 4, min_rows=5)
+    assert int(dynamic) == 5
 
 
 def test_unknown_batch_and_size_inside_tf_function_with_chunks():
