@@ -15,7 +15,6 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
-import tensorflow as tf
 from conversion_helpers import MAX_PIXELS as THIN_MAX_PIXELS
 from PIL import Image
 from serving_double import ServingDouble, free_port
@@ -37,8 +36,10 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 def served(thin_savedmodel):
     """The session's thin export (max_pixels 300 x 300), served by the test double."""
     base = thin_savedmodel.parent
-    direct = tf.saved_model.load(str(thin_savedmodel)).signatures  # the reference
     with ServingDouble(base, MODEL) as double:
+        # The reference: the served SavedModel's own signatures, called directly (one
+        # load of the model serves both).
+        direct = double.service.model.signatures
         yield {"address": double.address, "direct": direct, "double": double, "base": str(base)}
 
 
