@@ -109,8 +109,11 @@ def test_learning_works_on_a_tiny_overfit_case():
 
 def test_keras_fit_runs_the_same_train_step():
     keras.utils.set_random_seed(1)
-    gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8), gan_type="nsgan")
-    gan.compile(keras.optimizers.Adam(1e-4, 0.5), keras.optimizers.Adam(1e-4, 0.5))
+    # Made under a strategy, fit outside its scope (fit builds the model under it).
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8), "nsgan")
+        gan.compile(keras.optimizers.Adam(1e-4, 0.5), keras.optimizers.Adam(1e-4, 0.5))
     images = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
     masks = np.zeros((4, 64, 64, 1), np.float32)
     masks[:, 8:40, 8:40] = 1
@@ -118,7 +121,8 @@ def test_keras_fit_runs_the_same_train_step():
         tf.data.Dataset.from_tensor_slices((images, masks)).batch(2), epochs=1, verbose=0
     )
     assert np.isfinite(history.history["g_loss"][-1])
-    assert int(gan.g_optimizer.iterations) == int(gan.d_optimizer.iterations) == 2
+    assert int(gan.g_optimizer.iterations.numpy()) == int(gan.d_optimizer.iterations.numpy()) == 2
+    assert all(isinstance(v.value, tf.distribute.DistributedValues) for v in gan.generator.weights)
 
 
 def test_weights_that_cannot_fit_are_refused_before_writing(tmp_path, monkeypatch):

@@ -173,7 +173,8 @@ def attention_transfer(
         min_chunk_rows: inference chunks (not the training path's) grow towards this
             many query rows, within 4x ``chunk_bytes``, where the budget holds fewer
             (``rows_per_chunk``): at_conv01 of a 1024^2 photo takes 5-row chunks instead
-            of 2-row ones, 2x faster for 0.7 GB more (benchmarks/README.md).
+            of 2-row ones: composited inference 2.4-2.9x faster for 0.7 GB more
+            (benchmarks/README.md).
         matmul_dtype: ``None`` (the default: float32 scores, the transfer in ``low``'s
             dtype) or ``"bfloat16"``: both matrix products (the Gram similarity and the
             transfer) take bfloat16 operands (AVX512-BF16 / AMX on CPUs, tensor cores on

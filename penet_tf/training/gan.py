@@ -102,7 +102,8 @@ class PENetGAN(keras.Model):
         """``keras.Model.fit``, building first: variables created while ``fit`` traces its
         step would make TensorFlow trace it a second time (twice the start-up)."""
         if not self.built:
-            self.build()
+            with self.distribute_strategy.scope():  # the strategy the model was made under
+                self.build()
         return super().fit(*args, **kwargs)
 
     def call(self, image, mask):
