@@ -109,7 +109,7 @@ def test_unknown_batch_and_size_inside_tf_function_with_chunks():
     @tf.function(input_signature=spec)
     def run(low, high, mask):
         # 3 rows per chunk: the loop and its uneven last chunk run with dynamic shapes.
-        return attention_transfer(low, high, mask, chunk_bytes=4 * 6 * 48 * 4)
+        return attention_transfer(low, high, mask, chunk_bytes=4 * 6 * 48 * 4, min_chunk_rows=1)
 
     np.testing.assert_allclose(run(low, high, mask).numpy(), expected, atol=1e-5, rtol=0)
 
@@ -221,9 +221,12 @@ def test_return_attention_is_what_the_transfer_uses(match_size):
     assert np.all(sums <= 1.0 + 48 * 1e-8 + 1e-5) and attention.numpy().min() >= 1e-8
 
 
-@pytest.mark.parametrize("chunk_bytes", [None, 2 * 10 * 120 * 4, 192 * 2**20])
+@pytest.mark.parametrize(
+    "chunk_bytes, min_rows",
+    [(None, 5), (2 * 10 * 120 * 4, 1), (2 * 10 * 120 * 4, 5), (192 * 2**20, 5)],
+)
 @pytest.mark.parametrize("needed", [(0, 3), (9, 24), (23, 24)])
-def test_needed_rows_are_exact(needed, chunk_bytes):
+def test_needed_rows_are_exact(needed, chunk_bytes, min_rows):
     low, high = _inputs(12, 2, 12, 10)
     mask = _masks(2, 48, 40)
     whole = attention_transfer(low, high, mask).numpy()
@@ -232,7 +235,12 @@ def test_needed_rows_are_exact(needed, chunk_bytes):
     @tf.function(input_signature=[*spec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
     def run(low, high, mask, first, last):
         return attention_transfer(
-            low, high, mask, chunk_bytes=chunk_bytes, needed_rows=(first, last)
+            low,
+            high,
+            mask,
+            chunk_bytes=chunk_bytes,
+            needed_rows=(first, last),
+            min_chunk_rows=min_rows,
         )
 
     got = run(low, high, mask, *needed).numpy()
