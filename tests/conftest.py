@@ -5,7 +5,7 @@ module runs whole on one worker, so its module-scoped fixtures (exports, convers
 browser) are built once. (``loadgroup`` would be finer, but with pytest 9.2 it silently
 stops grouping: pytest-xdist issue 1386.) Long modules are split by topic so the two
 workers finish together, e.g. ``test_training``, ``test_training_interruptions`` and
-``test_training_strategies``."""
+``test_training_strategies``, and the longest modules are collected first."""
 
 import os
 import pathlib
@@ -15,6 +15,31 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+# The longest modules first (their clean-clone CI durations, 2026-12-03): with ``--dist
+# loadfile`` a free worker takes the next module in collection order, and a long module
+# taken last keeps one worker busy while the other idles. The rest keep their order.
+LONGEST_MODULES_FIRST = (
+    "test_training_interruptions.py",
+    "test_convert.py",
+    "test_training_strategies.py",
+    "test_serving.py",
+    "test_export.py",
+    "test_inpaint_cli.py",
+    "test_web_demo.py",
+    "test_image_io.py",
+    "test_training.py",
+    "test_evaluate_cli.py",
+    "test_high_resolution_strategies.py",
+    "test_high_resolution.py",
+    "test_training_parity.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-module order
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

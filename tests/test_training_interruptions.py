@@ -131,7 +131,9 @@ def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(
 
 
 def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path, capsys):
-    config = tiny_config(photos, tmp_path / "run", iterations=1000, checkpoint_every=1)
+    config = tiny_config(
+        photos, tmp_path / "run", iterations=1000, checkpoint_every=1, image_every=1000
+    )
     path = write_config(tmp_path / "c.json", config)
     checkpoints = tmp_path / "run" / "checkpoints"
     process = subprocess.Popen(
@@ -143,7 +145,7 @@ def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path, capsys):
     deadline = time.time() + 300
     while time.time() < deadline:
         latest = tf.train.latest_checkpoint(str(checkpoints))
-        if latest and int(latest.rsplit("-", 1)[1]) >= 3:
+        if latest and int(latest.rsplit("-", 1)[1]) >= 2:
             break
         time.sleep(0.05)
     time.sleep(0.13)  # somewhere inside a later step or save
@@ -151,7 +153,7 @@ def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path, capsys):
     process.wait()
     latest = tf.train.latest_checkpoint(str(checkpoints))
     reached = int(latest.rsplit("-", 1)[1])
-    assert reached >= 3
+    assert reached >= 2
     # Debris of an interrupted save must not be picked up.
     (checkpoints / f"ckpt-{reached + 50}.index").write_bytes(b"half written")
     # The same command again (in this process: the killed one was the real process).
