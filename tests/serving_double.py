@@ -96,17 +96,19 @@ def _ndarray(proto):
 
 
 class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Serves the highest numeric version under ``base_path`` as model ``name``."""
+    """Serves the highest numeric version under ``base_path`` as model ``name``;
+    ``loaded``: that version's ``tf.saved_model.load``, when the caller holds one already
+    (it is served instead of a second load)."""
 
     echo = False  # print each request's graph time on stdout (the __main__ server)
 
-    def __init__(self, base_path, name):
+    def __init__(self, base_path, name, loaded=None):
         versions = [int(d) for d in os.listdir(base_path) if re.fullmatch(r"\d+", d)]
         if not versions:
             raise FileNotFoundError(f"no numeric version directory under {base_path}")
         self.name, self.version = name, max(versions)
         path = os.path.join(base_path, str(self.version))
-        self.model = tf.saved_model.load(path)
+        self.model = tf.saved_model.load(path) if loaded is None else loaded
         saved_model = saved_model_pb2.SavedModel()
         with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
             saved_model.ParseFromString(handle.read())
@@ -283,8 +285,8 @@ class ServingDouble:
     ``address`` is ``"127.0.0.1:PORT"`` for the client; ``service`` is the servicer.
     """
 
-    def __init__(self, base_path, name, max_workers=8):
-        self.service = PredictionServiceDouble(base_path, name)
+    def __init__(self, base_path, name, max_workers=8, loaded=None):
+        self.service = PredictionServiceDouble(base_path, name, loaded)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             options=[

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from serving_double import ServingDouble
 
 from penet_tf import Generator
 from penet_tf.export import (
@@ -34,6 +35,7 @@ from penet_tf.inference import (
     uint8_to_float,
 )
 from penet_tf.models import load_generator
+from penet_tf.serving import InpaintClient
 
 SIGNATURES = ("serving_default", "inpaint_bytes", "predict_float")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -426,7 +428,9 @@ def test_failed_export_leaves_no_version_and_sweeps_a_killed_one(tmp_path, monke
 
 def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
     """A photo over the trigger (512) goes through ``crop`` + CRA in the graph, as
-    ``penet_tf.high_resolution.inpaint_photo`` runs it (one hole group = the union box)."""
+    ``penet_tf.high_resolution.inpaint_photo`` runs it (one hole group = the union box);
+    the gRPC client gets the same pixels from the export served by the TF Serving test
+    double (``tests/serving_double.py``), as arrays and as PNG bytes."""
     rng = np.random.default_rng(7)
     y, x = np.mgrid[:90, :700]
     image = np.stack([x % 256, (y * 3) % 256, (x + y) % 256], -1).astype(np.float64)
@@ -446,6 +450,13 @@ def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
         image_bytes=tf.io.encode_png(image)[None], mask_bytes=tf.io.encode_png(mask)[None]
     )["inpainted_bytes"][0]
     np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(), served)
+    with ServingDouble(exported["base"], "thin", loaded=exported["model"]) as double:
+        with InpaintClient(double.address, "thin", timeout=120) as client:
+            np.testing.assert_array_equal(client.inpaint(image, mask), served)
+            png = client.inpaint_bytes(
+                tf.io.encode_png(image).numpy(), tf.io.encode_png(mask).numpy()
+            )
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), served)
 
 
 def test_serving_archive_traces_each_endpoint_once(tmp_path):

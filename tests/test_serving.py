@@ -19,16 +19,11 @@ from conversion_helpers import MAX_PIXELS as THIN_MAX_PIXELS
 from PIL import Image
 from serving_double import ServingDouble, free_port
 
-from penet_tf import Generator
-from penet_tf.export import export_generator
-from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.serving import InpaintClient, ServingError, read_mask
 from penet_tf.serving.client import main
 
 MODEL = "thin"
 MAX_PIXELS = THIN_MAX_PIXELS  # 300 x 300
-# An auto export: photos over 256 on the long side are cropped in the graph.
-STRATEGY = PhotoStrategy("auto", trigger=256)
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -41,20 +36,6 @@ def served(thin_savedmodel):
         # load of the model serves both).
         direct = double.service.model.signatures
         yield {"address": double.address, "direct": direct, "double": double, "base": str(base)}
-
-
-@pytest.fixture(scope="module")
-def served_auto(tmp_path_factory):
-    """A thin generator exported with ``STRATEGY``, served by the test double."""
-    base = tmp_path_factory.mktemp("models") / "auto"
-    generator = Generator(base_channels=4, patch_method="conv")
-    generator.build()
-    export_generator(
-        generator, base, max_pixels=MAX_PIXELS, strategy=STRATEGY, max_photo_pixels=MAX_PIXELS
-    )
-    with ServingDouble(base, "auto") as double:
-        with InpaintClient(double.address, "auto", timeout=60) as client:
-            yield {"client": client, "generator": generator}
 
 
 @pytest.fixture()
@@ -94,24 +75,6 @@ def test_inpaint_equals_the_direct_signature_call(served, client):
     np.testing.assert_array_equal(result[known], image[known])
     # 0/1 and boolean [H, W] masks are the same request.
     np.testing.assert_array_equal(client.inpaint(image, (mask[..., 0] > 0)), result)
-
-
-def test_a_photo_over_the_trigger_is_cropped_as_the_library_does(served_auto):
-    client = served_auto["client"]
-    rng = np.random.default_rng(5)
-    y, x = np.mgrid[:120, :290]
-    image = np.stack([x % 256, (2 * y) % 256, (x + y) % 256], -1).astype(np.float64)
-    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
-    mask = np.zeros((120, 290, 1), np.uint8)
-    mask[40:80, 200:260] = 255
-    result = client.inpaint(image, mask)
-    expected = inpaint_photo(served_auto["generator"], image, mask, STRATEGY)
-    known = mask[..., 0] == 0
-    np.testing.assert_array_equal(result[known], image[known])
-    difference = np.abs(result.astype(int) - expected.astype(int))
-    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
-    png = client.inpaint_bytes(_png(image), _png(mask))
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), result)
 
 
 def test_batch_request(served, client):

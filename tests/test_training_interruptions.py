@@ -130,18 +130,24 @@ def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
 
 
-def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path, capsys):
+def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos, tmp_path, capsys):
+    """The real CLI process trains under MirroredStrategy on two logical CPUs
+    (``--cpu-devices 2 --strategy mirrored``) and is killed; the same command, on one
+    device, resumes from its last complete checkpoint."""
     config = tiny_config(
         photos, tmp_path / "run", iterations=1000, checkpoint_every=1, image_every=1000
     )
     path = write_config(tmp_path / "c.json", config)
     checkpoints = tmp_path / "run" / "checkpoints"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "penet_tf.train", "--quiet", "--config", path],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-    )
+    command = ["--quiet", "--config", path]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "penet_tf.train", *command]
+            + ["--cpu-devices", "2", "--strategy", "mirrored"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=REPO,
+        )
     deadline = time.time() + 300
     while time.time() < deadline:
         latest = tf.train.latest_checkpoint(str(checkpoints))
@@ -151,15 +157,14 @@ def test_sigkill_mid_training_resumes_and_finishes(photos, tmp_path, capsys):
     time.sleep(0.13)  # somewhere inside a later step or save
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert "MirroredStrategy with 2 replica(s)" in (tmp_path / "stderr.txt").read_text()
     latest = tf.train.latest_checkpoint(str(checkpoints))
     reached = int(latest.rsplit("-", 1)[1])
     assert reached >= 2
     # Debris of an interrupted save must not be picked up.
     (checkpoints / f"ckpt-{reached + 50}.index").write_bytes(b"half written")
     # The same command again (in this process: the killed one was the real process).
-    status = train_cli.main(
-        ["--quiet", "--config", path, "--set", f"trainer.iterations={reached + 2}"]
-    )
+    status = train_cli.main([*command, "--set", f"trainer.iterations={reached + 2}"])
     out, err = capsys.readouterr()
     assert status == 0, err[-3000:]
     assert f"resuming from {latest}" in err

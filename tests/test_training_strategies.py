@@ -1,5 +1,6 @@
-"""Training under mixed precision and distribution strategies (MirroredStrategy on two
-logical CPUs, MultiWorkerMirroredStrategy with two processes)."""
+"""Training under mixed precision and MultiWorkerMirroredStrategy with two processes
+(the MirroredStrategy CLI on two logical CPUs is the process that
+test_training_interruptions kills and resumes)."""
 
 import json
 import os
@@ -12,7 +13,6 @@ import tensorflow as tf
 from training_helpers import (
     REPO,
     free_ports,
-    run_cli,
     tiny_config,
     write_config,
 )
@@ -56,14 +56,6 @@ def test_mixed_float16_trains_with_loss_scaling(photos, tmp_path):
     assert all(v.dtype == "float32" for v in gan.discriminator.weights)
     after = gan.generator.trainable_weights
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after, strict=True))
-
-
-def test_cli_mirrored_strategy_on_two_logical_cpus(photos, tmp_path):
-    path = write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "run", iterations=2))
-    result = run_cli(["--config", path, "--cpu-devices", "2", "--strategy", "mirrored"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "MirroredStrategy with 2 replica(s)" in result.stderr
-    assert "finished at step 2" in result.stdout
 
 
 def test_cli_multi_worker_mirrored_strategy_with_two_processes(photos, tmp_path):

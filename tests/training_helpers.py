@@ -4,8 +4,6 @@ or in a fresh one, and what an interrupted save leaves behind."""
 import json
 import os
 import socket
-import subprocess
-import sys
 
 import skimage.data
 import tensorflow as tf
@@ -48,18 +46,6 @@ def tiny_config(photos, output_dir, **trainer):
 def write_config(path, config):
     path.write_text(json.dumps(config))
     return str(path)
-
-
-def run_cli(args, env=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "penet_tf.train", "--quiet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=REPO,
-        check=False,
-    )
 
 
 def fail_checkpoint_write(monkeypatch, number, error):
