@@ -250,9 +250,45 @@ def test_needed_rows_are_exact(needed, chunk_bytes, min_rows):
         assert np.abs(got - whole).max() > 1e-3  # rows far away are not computed
 
 
+@pytest.mark.parametrize("match_size", [3, 1])
+@pytest.mark.parametrize("chunk_bytes", [2 * 4 * 120 * 4, 192 * 2**20])
+def test_needed_windows_are_exact(chunk_bytes, match_size):
+    """Narrow windows take the window path (several chunks with the small budget); the
+    last, as wide as the map, keeps the row band. One trace serves every window."""
+    low, high = _inputs(13, 2, 12, 10)
+    mask = _masks(2, 48, 40)
+    whole = attention_transfer(low, high, mask, match_size=match_size).numpy()
+    spec = [tf.TensorSpec([None, None, None, c]) for c in (6, 10, 1)]
+
+    @tf.function(input_signature=[*spec, *[tf.TensorSpec([], tf.int32)] * 4])
+    def run(low, high, mask, first, last, left, right):
+        return attention_transfer(
+            low,
+            high,
+            mask,
+            match_size=match_size,
+            chunk_bytes=chunk_bytes,
+            needed_rows=(first, last),
+            needed_columns=(left, right),
+        )
+
+    for window in [(0, 3, 0, 2), (9, 24, 3, 5), (23, 24, 19, 20), (0, 24, 7, 8), (5, 9, 0, 20)]:
+        got = run(low, high, mask, *window).numpy()
+        first, last, left, right = window
+        np.testing.assert_allclose(
+            got[:, first:last, left:right],
+            whole[:, first:last, left:right],
+            atol=2e-6,
+            rtol=0,
+            err_msg=str(window),
+        )
+        if right - left < 6:  # columns far away in the same rows are not computed
+            assert np.abs(got[:, first:last] - whole[:, first:last]).max() > 1e-3, window
+
+
 def test_needed_rows_refused_in_training():
     low, high = _inputs(1, 1, 4, 4)
-    with pytest.raises(ValueError, match="needed_rows restricts inference"):
+    with pytest.raises(ValueError, match="restrict inference"):
         attention_transfer(
             low,
             high,

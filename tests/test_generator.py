@@ -222,8 +222,10 @@ def _hole(kind, size):
         ("square", 64, 192),
         ("stroke", 128, 192),
         ("border", 128, 0.25),  # several chunks of at_conv01 queries in the band
-        ("tiny", 128, None),  # one chunk, no loop (the exported graphs)
+        ("tiny", 128, None),  # one chunk, no loop (the exported graphs): the row band
+        ("tiny", 128, 192),  # a narrow window: at_conv01 scores its queries only
         ("top", 64, 192),
+        ("top", 128, 0.25),  # a window in several chunks
     ],
 )
 def test_output_mask_gives_the_same_composite(kind, size, chunk_mb):
@@ -237,6 +239,9 @@ def test_output_mask_gives_the_same_composite(kind, size, chunk_mb):
     first, last = (int(v) for v in generator.at_conv01_rows(mask))
     rows = np.flatnonzero(mask[0, :, :, 0].any(axis=1))
     assert 0 <= first <= rows[0] // 2 and rows[-1] // 2 < last <= size // 2
+    left, right = (int(v) for v in generator.at_conv01_rows(mask, axis=1))
+    columns = np.flatnonzero(mask[0, :, :, 0].any(axis=0))
+    assert 0 <= left <= columns[0] // 2 and columns[-1] // 2 < right <= size // 2
     if kind == "tiny":  # the band is narrow: the restriction does something
         assert last - first < size // 4
         assert np.abs(restricted.numpy() - full.numpy()).max() > 1e-3

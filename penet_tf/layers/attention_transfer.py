@@ -136,6 +136,7 @@ def attention_transfer(
     needed_rows=None,
     matmul_dtype=None,
     min_chunk_rows=5,
+    needed_columns=None,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
 
@@ -169,6 +170,15 @@ def attention_transfer(
             O(band * h * w) instead of O((h * w)^2). Rows outside are not the attention's
             (they are zero); the keys stay complete. Not with ``recompute_gradient`` or
             ``return_attention``.
+        needed_columns: ``(first, last)``, columns of the result (0 ... 2w) that must be
+            exact as well (with ``needed_rows``, or all rows). With chunks
+            (``chunk_bytes`` set: the TF runtime's graphs, not the static ones of the
+            conversions) a window narrower than ``1 / _WINDOW_COST`` of the width is
+            computed from only the queries it reads, each scored against all keys with
+            its whole k x k patch, and transferred with the 16 shifted value phases
+            (``window_transfer``): a small hole of a large photo costs
+            O(window * h * w). Wider windows keep the row band. Outside the window the
+            result is zero, not the attention's.
 
         min_chunk_rows: inference chunks (not the training path's) grow towards this
             many query rows, within 4x ``chunk_bytes``, where the budget holds fewer
@@ -189,10 +199,11 @@ def attention_transfer(
         denominator, then carry the 1e-8 floor).
     """
     check_patch_method(patch_method)
-    if needed_rows is not None and (recompute_gradient or return_attention):
+    restricted = needed_rows is not None or needed_columns is not None
+    if restricted and (recompute_gradient or return_attention):
         raise ValueError(
-            "needed_rows restricts inference; it cannot be combined with recompute_gradient "
-            "or return_attention."
+            "needed_rows / needed_columns restrict inference; they cannot be combined with "
+            "recompute_gradient or return_attention."
         )
     if similarity not in SIMILARITIES:
         raise ValueError(f"Unknown similarity {similarity!r}: expected one of {SIMILARITIES}.")
@@ -222,6 +233,7 @@ def attention_transfer(
     key_factor = (
         softmax_scale * usable / tf.maximum(tf.reshape(key_norms, [batch, 1, length]), _MIN_NORM)
     )
+    patch_factor = key_factor  # for scores that are whole patch products
     use_gram = similarity == "gram" and match_size == 3
     if use_gram:
         # The source of the scores: the zero-padded grid of pixels.
@@ -396,6 +408,25 @@ def attention_transfer(
         )
         return d_source, d_factor, tf.cast(d_values, phase_values.dtype)
 
+    def band_product(needed_rows):
+        span = None
+        if needed_rows is not None:
+            # Result row 2y + e reads product rows y (e = 0) and y + 1 (e = 1).
+            first, last = needed_rows
+            start = tf.clip_by_value(first // 2, 0, height)
+            stop = tf.clip_by_value((last - 1) // 2 + 2, start + 1, height + 1)
+            span = (start, stop)
+        return transfer(source, key_factor, phase_values, chunk_bytes, span, min_chunk_rows)
+
+    def band_image(product):
+        """The [B, 2h, 2w, C1] result from the transfer product's grid rows."""
+        product = tf.reshape(product, [batch, height + 1, grid_w, 4, channels_low])
+        outputs = [
+            product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
+            for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS)
+        ]
+        return tf.cast(tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2), low.dtype)
+
     if return_attention:
         # One chunk: the weights returned are the ones multiplied with the values.
         attention = attention_rows(source, key_factor, 0, height)
@@ -413,23 +444,159 @@ def attention_transfer(
 
         product = recomputed_transfer(source, key_factor, phase_values)
     else:
-        span = None
-        if needed_rows is not None:
-            # Result row 2y + e reads product rows y (e = 0) and y + 1 (e = 1).
-            first, last = needed_rows
-            start = tf.clip_by_value(first // 2, 0, height)
-            stop = tf.clip_by_value((last - 1) // 2 + 2, start + 1, height + 1)
-            span = (start, stop)
-        product = transfer(source, key_factor, phase_values, chunk_bytes, span, min_chunk_rows)
-    product = tf.reshape(product, [batch, height + 1, grid_w, 4, channels_low])
-    outputs = [
-        product[:, 1 - shift_y : 1 - shift_y + height, 2 - shift_x : 2 - shift_x + width, phase]
-        for phase, (shift_y, shift_x) in enumerate(_PHASE_SHIFTS)
-    ]
-    transferred = tf.cast(tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2), low.dtype)
+        rows = (0, 2 * height) if needed_rows is None else needed_rows
+        columns = needed_columns
+        if columns is not None and chunk_bytes is not None:
+            x0, x1 = _window_span(columns, width)
+            # Both paths score the band's rows; the window only its columns (and their
+            # neighbours), at about _WINDOW_COST times the band's cost per score.
+            narrow = (tf.minimum(x1 + 1, width) - tf.maximum(x0 - 1, 0)) * _WINDOW_COST < width
+            return tf.cond(
+                narrow,
+                lambda: tf.cast(
+                    window_transfer(
+                        low,
+                        high,
+                        patch_factor,
+                        usable,
+                        rows,
+                        columns,
+                        chunk_bytes,
+                        min_chunk_rows,
+                        match_size,
+                        patch_method,
+                        matmul_dtype,
+                    ),
+                    low.dtype,
+                ),
+                lambda: band_image(band_product(rows)),
+            )
+        product = band_product(None if needed_rows is None else rows)
+    transferred = band_image(product)
     if return_attention:
         return transferred, attention
     return transferred
+
+
+# The window path's cost per score relative to the band's (a whole k x k patch product
+# and 16 value phases per score, against the Gram similarity's and the polyphase
+# transfer's fewer multiply-adds but more passes over the scores).
+_WINDOW_COST = 2
+# Result phase (ey, ex), in depth_to_space order, reads the attention of the queries
+# shifted by (0 or s_y, 0 or s_x), s = 2 e - 1: -1 for even result rows / columns, +1 for
+# odd ones.
+_PHASE_STEPS = tuple((2 * ey - 1, 2 * ex - 1) for ey in (0, 1) for ex in (0, 1))
+
+
+def _window_span(needed, size):
+    """Query positions ``[first, last)`` (of ``size``) whose results cover the result
+    positions ``needed = (first, last)`` (of ``2 * size``): result 2y + e is query y's."""
+    first, last = needed
+    start = tf.clip_by_value(first // 2, 0, size - 1)
+    stop = tf.clip_by_value((last - 1) // 2 + 1, start + 1, size)
+    return start, stop
+
+
+def window_transfer(
+    low,
+    high,
+    key_factor,
+    usable,
+    needed_rows,
+    needed_columns,
+    chunk_bytes,
+    min_chunk_rows,
+    match_size,
+    patch_method,
+    matmul_dtype,
+):
+    """The attention transfer of a window of the result only (``attention_transfer``'s
+    ``needed_columns``), from the queries it reads.
+
+    With the transposed convolution written out, result pixel (2y + ey, 2x + ex) is
+
+        1/4 * sum over d in {0, s_y} x {0, s_x} of  sum_l a[(y, x) + d, l] * P_e[l - d]
+
+    (``P_e = low[ey::2, ex::2]``, zero outside the image, s = -1 for even and +1 for odd
+    rows / columns): one product of the window's attention rows with the 16 shifted value
+    phases [h * w, 16 * C1], then four shifted sums on the (small) result. The scores are
+    whole k x k patch products (queries: the window's patches and their neighbours), so
+    nothing (h * w)^2 is made. Chunks of query rows hold about ``chunk_bytes`` of scores
+    per image (growing towards ``min_chunk_rows`` rows within 4x the budget).
+
+    Args:
+        key_factor: [B, 1, h * w], softmax scale * usable / key norm (patch products).
+        usable: [B, 1, h * w], 1 where a key is usable.
+
+    Returns:
+        float32 or ``low``'s dtype [B, 2h, 2w, C1], zero outside the window.
+    """
+    batch, height, width, _ = _static_or_dynamic(high)
+    channels = low.shape[-1]
+    length = height * width
+    y0, y1 = _window_span(needed_rows, height)
+    x0, x1 = _window_span(needed_columns, width)
+    qx0, qx1 = tf.maximum(x0 - 1, 0), tf.minimum(x1 + 1, width)
+    patches = extract_patches(high, match_size, 1, match_size // 2, patch_method)
+    keys = tf.reshape(patches, [batch, length, patches.shape[-1]])
+    blocks = []
+    for step_y, step_x in _PHASE_STEPS:
+        ey, ex = (step_y + 1) // 2, (step_x + 1) // 2
+        phase = tf.pad(low[:, ey::2, ex::2, :], [[0, 0], [1, 1], [1, 1], [0, 0]])
+        for dy in (0, step_y):
+            for dx in (0, step_x):  # P_e[l - d]
+                blocks.append(phase[:, 1 - dy : 1 - dy + height, 1 - dx : 1 - dx + width])
+    values = tf.reshape(tf.concat(blocks, axis=-1), [batch, length, 16 * channels])
+    if matmul_dtype is not None:
+        values = tf.cast(values, matmul_dtype)
+
+    def window_rows(ya, yb):
+        """Result query rows [ya, yb) of the window: [B, yb - ya, x1 - x0, 4 * C1]."""
+        qa, qb = tf.maximum(ya - 1, 0), tf.minimum(yb + 1, height)
+        queries = tf.reshape(patches[:, qa:qb, qx0:qx1], [batch, -1, patches.shape[-1]])
+        scores = _product(queries, keys, matmul_dtype, transpose_b=True) * key_factor
+        attention = tf.maximum(tf.nn.softmax(scores, axis=-1) * usable, _MIN_ATTENTION)
+        mixed = tf.matmul(tf.cast(attention, values.dtype), values)
+        mixed = tf.reshape(mixed, [batch, qb - qa, qx1 - qx0, 16 * channels])
+        # Rows ya - 1 ... yb and columns x0 - 1 ... x1 (zero outside the image).
+        mixed = tf.pad(
+            mixed, [[0, 0], [qa - ya + 1, yb + 1 - qb], [qx0 - x0 + 1, x1 + 1 - qx1], [0, 0]]
+        )
+        phases, block = [], 0
+        for step_y, step_x in _PHASE_STEPS:
+            total = 0.0
+            for dy in (0, step_y):
+                for dx in (0, step_x):
+                    part = mixed[:, 1 + dy : 1 + dy + yb - ya, 1 + dx : 1 + dx + x1 - x0]
+                    total += part[..., block * channels : (block + 1) * channels]
+                    block += 1
+            phases.append(total / 4.0)
+        return tf.concat(phases, axis=-1)
+
+    # Query rows per chunk: each scores its rows plus up to two neighbours.
+    row_bytes = tf.cast(qx1 - qx0, tf.int64) * tf.cast(length, tf.int64) * 4
+    budget = tf.constant(chunk_bytes, tf.int64)
+    rows = tf.maximum(budget // row_bytes - 2, 1)
+    grown = tf.minimum(
+        tf.constant(min_chunk_rows, tf.int64), _MAX_CHUNK_GROWTH * budget // row_bytes - 2
+    )
+    rows = tf.cast(tf.minimum(tf.maximum(rows, grown), tf.cast(y1 - y0, tf.int64)), tf.int32)
+    chunks = (y1 - y0 + rows - 1) // rows
+    pieces = tf.TensorArray(values.dtype, size=chunks, infer_shape=False)
+
+    def body(index, pieces):
+        ya = y0 + index * rows
+        yb = tf.minimum(ya + rows, y1)
+        return index + 1, pieces.write(index, tf.transpose(window_rows(ya, yb), [1, 0, 2, 3]))
+
+    _, pieces = tf.while_loop(
+        lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
+    )
+    window = tf.nn.depth_to_space(tf.transpose(pieces.concat(), [1, 0, 2, 3]), 2)
+    return tf.pad(
+        window,
+        [[0, 0], [2 * y0, 2 * (height - y1)], [2 * x0, 2 * (width - x1)], [0, 0]],
+    )
 
 
 def _product(a, b, dtype, **kwargs):
@@ -525,6 +692,8 @@ class AttentionTransfer(keras.layers.Layer):
             fuse branches' reach (``fuse_rows_reach``) and scores only the queries the
             band reads; rows outside it are not the layer's output. For inference whose
             result is composited (see ``Generator``); not in training.
+        needed_columns: the same for columns (widened alike): with chunks, a narrow
+            window is computed from its own queries only (see ``attention_transfer``).
 
     Returns:
         [batch, 2h, 2w, filters] (``fuse``) or [batch, 2h, 2w, C1]; with
@@ -613,15 +782,29 @@ class AttentionTransfer(keras.layers.Layer):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    @property
-    def fuse_rows_reach(self):
-        """How many rows the fuse branches reach above and below an output row."""
+    def fuse_reach(self, axis=0):
+        """How many rows (``axis`` 0) or columns (1) the fuse branches reach on either
+        side of an output position."""
         return max(
-            [conv.kernel_size[0] // 2 * conv.dilation_rate[0] for conv in self.fuse_convs],
+            [conv.kernel_size[axis] // 2 * conv.dilation_rate[axis] for conv in self.fuse_convs],
             default=0,
         )
 
-    def call(self, low, high, mask, training=None, return_attention=False, needed_rows=None):
+    @property
+    def fuse_rows_reach(self):
+        """How many rows the fuse branches reach above and below an output row."""
+        return self.fuse_reach(0)
+
+    def call(
+        self,
+        low,
+        high,
+        mask,
+        training=None,
+        return_attention=False,
+        needed_rows=None,
+        needed_columns=None,
+    ):
         for name, tensor in (("low", low), ("high", high), ("mask", mask)):
             if tensor.shape.rank != 4:
                 raise ValueError(
@@ -653,9 +836,8 @@ class AttentionTransfer(keras.layers.Layer):
             recompute_gradient=self.recompute_gradient and training is True,
             return_attention=return_attention,
             matmul_dtype=self.matmul_dtype,
-            needed_rows=None
-            if needed_rows is None
-            else (needed_rows[0] - self.fuse_rows_reach, needed_rows[1] + self.fuse_rows_reach),
+            needed_rows=self._widened(needed_rows, 0),
+            needed_columns=self._widened(needed_columns, 1),
         )
         if return_attention:
             outputs, attention = outputs
@@ -664,6 +846,13 @@ class AttentionTransfer(keras.layers.Layer):
         if return_attention:
             return outputs, attention
         return outputs
+
+    def _widened(self, span, axis):
+        """``span`` widened by the fuse branches' reach along ``axis``."""
+        if span is None:
+            return None
+        reach = self.fuse_reach(axis)
+        return span[0] - reach, span[1] + reach
 
     def compute_output_shape(self, low_shape, high_shape=None, mask_shape=None):
         channels = (self.filters or low_shape[-1]) if self.fuse else low_shape[-1]

@@ -113,9 +113,10 @@ class Generator(keras.Model):
             the costliest attention layer, scores only the queries whose results can reach
             the band of rows the mask touches (rows of the union over the batch, widened
             by everything downstream: fuse branches, up-sampling, decoder; see
-            ``at_conv01_rows``), and the output is exact only in that band. Deeper layers
-            stay complete. A centred hole of half the height halves at_conv01's work; a
-            small hole in a large image makes it nearly free. Inference only.
+            ``at_conv01_rows``), and, with attention chunks, where the columns reached are
+            narrow, only that window of the band; the output is exact only there. Deeper
+            layers stay complete. A centred hole of half the height halves at_conv01's
+            work; a small hole in a large image makes it nearly free. Inference only.
         return_attention: also return the attention weights of the finest ATN layer,
             ``at_conv01`` (computed there in one chunk: (H / 4 * W / 4)^2 floats per
             image, 1 GiB at 512^2).
@@ -256,9 +257,10 @@ class Generator(keras.Model):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
-    def at_conv01_rows(self, output_mask):
-        """Rows of at_conv01's result (H / 2 high) that reach a nonzero pixel of
-        ``output_mask`` [B, H, W, 1] in the output: ``(first, last)`` scalar tensors.
+    def at_conv01_rows(self, output_mask, axis=0):
+        """Rows (``axis`` 0; columns: 1) of at_conv01's result (H / 2 high) that reach a
+        nonzero pixel of ``output_mask`` [B, H, W, 1] in the output: ``(first, last)``
+        scalar tensors.
 
         The reach is read off the layers downstream of at_conv01: the two decoder
         convolutions (kernel // 2 * dilation rows each), then the bilinear x2 up-sampling
@@ -266,13 +268,14 @@ class Generator(keras.Model):
         s = (H / 2 - 1) / (H - 1)). at_conv01 adds its own fuse branches' reach. An empty
         mask needs no row (at_conv01 then computes one).
         """
-        rows = tf.reduce_any(output_mask > 0, axis=[0, 2, 3])
+        others = [0, 2, 3] if axis == 0 else [0, 1, 3]
+        rows = tf.reduce_any(output_mask > 0, axis=others)
         height = tf.shape(rows, out_type=tf.int32)[0]
         index = tf.range(height)
         first = tf.reduce_min(tf.where(rows, index, height))  # no slice with a stride -1:
         last = tf.reduce_max(tf.where(rows, index + 1, 0))  # TF.js copies those slowly
         reach = sum(
-            conv.kernel_size[0] // 2 * conv.dilation_rate[0]
+            conv.kernel_size[axis] // 2 * conv.dilation_rate[axis]
             for conv in (self.decoder_conv1, self.decoder_conv2)
         )
         first = tf.maximum(first - reach, 0)
@@ -305,7 +308,13 @@ class Generator(keras.Model):
                 filled.append(features)
             elif output_mask is not None and layer is self.attention[-1]:
                 filled.append(
-                    layer(low, filled[-1], mask, needed_rows=self.at_conv01_rows(output_mask))
+                    layer(
+                        low,
+                        filled[-1],
+                        mask,
+                        needed_rows=self.at_conv01_rows(output_mask),
+                        needed_columns=self.at_conv01_rows(output_mask, axis=1),
+                    )
                 )
             else:
                 filled.append(layer(low, filled[-1], mask, training=training))
