@@ -313,10 +313,12 @@ class ServingDouble:
 
 if __name__ == "__main__":
     # python tests/serving_double.py BASE_PATH NAME: serves until stdin closes; prints
-    # "address HOST:PORT", then "request SIGNATURE SECONDS OUTCOME PEAK_GROWTH_BYTES" per
+    # "penet_tf-imported BOOL address HOST:PORT" (a real server has no penet_tf: neither
+    # has this process), then "request SIGNATURE SECONDS OUTCOME PEAK_GROWTH_BYTES" per
     # request: the signature's time and the peak RSS growth while it ran (the tests
     # measure a request's cost in this process, apart from the client's).
     PredictionServiceDouble.echo = True
     with ServingDouble(sys.argv[1], sys.argv[2]) as running:
-        print(f"address {running.address}", flush=True)
+        imported = any(name.split(".")[0] == "penet_tf" for name in sys.modules)
+        print(f"penet_tf-imported {imported} address {running.address}", flush=True)
         sys.stdin.read()

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
@@ -314,43 +313,6 @@ def test_saved_model_cli_lists_three_dynamic_signatures(exported):
         ("outputs", "output"): ("DT_FLOAT", image),
         ("outputs", "inpainted"): ("DT_FLOAT", image),
     }
-
-
-def test_fresh_tensorflow_process_runs_the_export(exported, tmp_path):
-    image, mask = _case(1, 100, 75, seed=6)
-    np.savez(tmp_path / "inputs.npz", image=image, mask=mask * 255)
-    script = textwrap.dedent(
-        """
-        import sys
-        import numpy as np
-        import tensorflow as tf
-
-        model = tf.saved_model.load(sys.argv[1])
-        inputs = np.load(sys.argv[2])
-        out = model.signatures["serving_default"](
-            image=tf.constant(inputs["image"]), mask=tf.constant(inputs["mask"])
-        )
-        np.save(sys.argv[3], out["inpainted"].numpy())
-        print(sorted(model.signatures))
-        print("penet_tf imported:", any(m.split(".")[0] == "penet_tf" for m in sys.modules))
-        """
-    )
-    result = _run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            str(exported["path"]),
-            str(tmp_path / "inputs.npz"),
-            str(tmp_path / "out.npy"),
-        ],
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "['inpaint_bytes', 'predict_float', 'serving_default']" in result.stdout
-    assert "penet_tf imported: False" in result.stdout
-    expected = exported["model"].signatures["serving_default"](image=image, mask=mask * 255)
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected["inpainted"].numpy())
 
 
 def test_warmup_requests_are_valid_prediction_logs(exported):

@@ -274,7 +274,9 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
     """1 x 5,000,000 uint8 (15 MB image + 5 MB mask): refused in milliseconds, and memory
     bounded by about the request's size (was 21 s and 9.7 GB).
 
-    The double runs in its own process, so its memory is the server's alone. It logs the
+    The double runs in its own process, a fresh TensorFlow process without penet_tf (as
+    tensorflow_model_server has none) that answers as the signatures do here; so its
+    memory is the server's alone. It logs the
     signature's time and peak RSS growth (VmHWM, reset through /proc/self/clear_refs);
     the whole process's growth also counts gRPC's buffer, the parsed request and its
     tensors (three copies the protocol makes before any graph runs). Generous bounds,
@@ -293,13 +295,17 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     try:
-        address = double.stdout.readline().split()[-1]
+        started = double.stdout.readline()
+        assert started.startswith("penet_tf-imported False address "), started
+        address = started.split()[-1]
         image = np.full((1, 1, 5_000_000, 3), 7, np.uint8)
         mask = np.zeros((1, 1, 5_000_000, 1), np.uint8)
         request_bytes = image.nbytes + mask.nbytes
         with InpaintClient(address, MODEL, timeout=120) as client:
             small, small_mask = _case(16, 16)
-            client.inpaint(small, small_mask)  # warm up: graph traced, buffers allocated
+            # Warm-up (graph instantiated, buffers allocated), and the same answer.
+            answer = client.inpaint(small, small_mask)
+            np.testing.assert_array_equal(answer, _direct(served, small, small_mask))
             assert double.stdout.readline().startswith("request serving_default")
             baseline = _memory_kib(double.pid, "VmRSS")
             with open(f"/proc/{double.pid}/clear_refs", "w") as clear:
