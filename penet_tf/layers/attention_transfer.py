@@ -28,34 +28,38 @@ def _static_or_dynamic(tensor):
     return [dynamic[i] if dim is None else dim for i, dim in enumerate(static)]
 
 
-def rows_per_chunk(height, width, chunk_bytes, min_rows=1):
+def rows_per_chunk(height, width, chunk_bytes, min_rows=1, halo=1, keys=None):
     """How many query rows one chunk of attention scores may hold.
 
-    A chunk scores ``rows + 1`` query rows (one halo row) against all ``height * width``
-    keys, ``(rows + 1) * width * height * width * 4`` bytes per image in float32. Returns
-    ``height`` when everything fits, else the most rows that fit (at least 1). Where that
-    is fewer than ``min_rows``, chunks grow towards ``min_rows`` rows within 4x the
-    budget: a chunk also computes three rows besides its own (the halo row, and the Gram
-    similarity's rows above and below), so 2-row chunks (at_conv01 of a 1024^2 photo
-    with the default 192 MiB) do 2.5x the Gram work of one pass and 5-row ones 1.6x.
-    Works on Python ints (static shapes: no loop is built when one chunk suffices) and
-    on scalar tensors (dynamic shapes).
+    A chunk scores ``rows + halo`` query rows of ``width`` queries against ``keys``
+    keys (default ``height * width``, all of them), ``(rows + halo) * width * keys * 4``
+    bytes per image in float32. Returns ``height`` when everything fits, else the most
+    rows that fit (at least 1). Where that is fewer than ``min_rows``, chunks grow
+    towards ``min_rows`` rows within 4x the budget: a chunk of the band also computes
+    three rows besides its own (the halo row, and the Gram similarity's rows above and
+    below), so 2-row chunks (at_conv01 of a 1024^2 photo with the default 192 MiB) do
+    2.5x the Gram work of one pass and 5-row ones 1.6x. Works on Python ints (static
+    shapes: no loop is built when one chunk suffices) and on scalar tensors (dynamic
+    shapes).
     """
     if chunk_bytes is None:
         return height
-    if isinstance(height, int) and isinstance(width, int):
-        row_bytes = width * height * width * 4
-        rows = max(1, chunk_bytes // row_bytes - 1)
+    if keys is None:
+        keys = height * width
+    if all(isinstance(value, int) for value in (height, width, keys)):
+        row_bytes = width * keys * 4
+        rows = max(1, chunk_bytes // row_bytes - halo)
         if rows < min_rows:
-            rows = max(rows, min(min_rows, _MAX_CHUNK_GROWTH * chunk_bytes // row_bytes - 1))
+            rows = max(rows, min(min_rows, _MAX_CHUNK_GROWTH * chunk_bytes // row_bytes - halo))
         return min(height, rows)
-    height = tf.cast(height, tf.int64)
-    row_bytes = tf.cast(width, tf.int64) * height * tf.cast(width, tf.int64) * 4
+    row_bytes = tf.cast(width, tf.int64) * tf.cast(keys, tf.int64) * 4
     budget = tf.constant(chunk_bytes, tf.int64)
-    rows = tf.maximum(budget // row_bytes - 1, 1)
-    grown = tf.minimum(tf.constant(min_rows, tf.int64), _MAX_CHUNK_GROWTH * budget // row_bytes - 1)
+    rows = tf.maximum(budget // row_bytes - halo, 1)
+    grown = tf.minimum(
+        tf.constant(min_rows, tf.int64), _MAX_CHUNK_GROWTH * budget // row_bytes - halo
+    )
     rows = tf.maximum(rows, grown)
-    return tf.cast(tf.minimum(rows, height), tf.int32)
+    return tf.cast(tf.minimum(rows, tf.cast(height, tf.int64)), tf.int32)
 
 
 # Both the 3 x 3 Gram similarity and the polyphase transfer lay feature positions out on
@@ -444,10 +448,9 @@ def attention_transfer(
 
         product = recomputed_transfer(source, key_factor, phase_values)
     else:
-        rows = (0, 2 * height) if needed_rows is None else needed_rows
-        columns = needed_columns
-        if columns is not None and chunk_bytes is not None:
-            x0, x1 = _window_span(columns, width)
+        if needed_columns is not None and chunk_bytes is not None:
+            rows = (0, 2 * height) if needed_rows is None else needed_rows
+            x0, x1 = _window_span(needed_columns, width)
             # Both paths score the band's rows; the window only its columns (and their
             # neighbours), at about _WINDOW_COST times the band's cost per score.
             narrow = (tf.minimum(x1 + 1, width) - tf.maximum(x0 - 1, 0)) * _WINDOW_COST < width
@@ -460,7 +463,7 @@ def attention_transfer(
                         patch_factor,
                         usable,
                         rows,
-                        columns,
+                        needed_columns,
                         chunk_bytes,
                         min_chunk_rows,
                         match_size,
@@ -469,9 +472,9 @@ def attention_transfer(
                     ),
                     low.dtype,
                 ),
-                lambda: band_image(band_product(rows)),
+                lambda: band_image(band_product(needed_rows)),
             )
-        product = band_product(None if needed_rows is None else rows)
+        product = band_product(needed_rows)
     transferred = band_image(product)
     if return_attention:
         return transferred, attention
@@ -574,13 +577,7 @@ def window_transfer(
         return tf.concat(phases, axis=-1)
 
     # Query rows per chunk: each scores its rows plus up to two neighbours.
-    row_bytes = tf.cast(qx1 - qx0, tf.int64) * tf.cast(length, tf.int64) * 4
-    budget = tf.constant(chunk_bytes, tf.int64)
-    rows = tf.maximum(budget // row_bytes - 2, 1)
-    grown = tf.minimum(
-        tf.constant(min_chunk_rows, tf.int64), _MAX_CHUNK_GROWTH * budget // row_bytes - 2
-    )
-    rows = tf.cast(tf.minimum(tf.maximum(rows, grown), tf.cast(y1 - y0, tf.int64)), tf.int32)
+    rows = rows_per_chunk(y1 - y0, qx1 - qx0, chunk_bytes, min_chunk_rows, halo=2, keys=length)
     chunks = (y1 - y0 + rows - 1) // rows
     pieces = tf.TensorArray(values.dtype, size=chunks, infer_shape=False)
 
@@ -689,7 +686,7 @@ class AttentionTransfer(keras.layers.Layer):
             chunk, plain autodiff; the tensor holds (h * w)^2 floats per image).
         needed_rows: ``(first, last)`` (ints or scalar tensors), the output rows that must
             be exact; ``None`` (default): every row. The layer widens the band by the
-            fuse branches' reach (``fuse_rows_reach``) and scores only the queries the
+            fuse branches' reach (``fuse_reach``) and scores only the queries the
             band reads; rows outside it are not the layer's output. For inference whose
             result is composited (see ``Generator``); not in training.
         needed_columns: the same for columns (widened alike): with chunks, a narrow
@@ -789,11 +786,6 @@ class AttentionTransfer(keras.layers.Layer):
             [conv.kernel_size[axis] // 2 * conv.dilation_rate[axis] for conv in self.fuse_convs],
             default=0,
         )
-
-    @property
-    def fuse_rows_reach(self):
-        """How many rows the fuse branches reach above and below an output row."""
-        return self.fuse_reach(0)
 
     def call(
         self,
