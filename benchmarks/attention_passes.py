@@ -1,9 +1,11 @@
 """Passes over the (h*w)^2 score matrix in one attention layer, counted from its graph.
 
-    python benchmarks/attention_passes.py --size 256 512 [--needed-rows 0 64]
+    python benchmarks/attention_passes.py --size 256 512 [--layer 1 2 3 4 5] [--needed-rows 0 64]
 
-Traces ``penet_tf.layers.attention_transfer.attention_transfer`` for at_conv01 of an
-H x H image (high: H/4 x H/4 x 64, low: H/2 x H/2 x 32, one chunk, float32) and lists
+Traces ``penet_tf.layers.attention_transfer.attention_transfer`` for at_convN of an
+H x H image with the released widths (at_conv01, the default: high H/4 x H/4 x 64, low
+H/2 x H/2 x 32; at_convN: high H/2^(N+1), low twice that; at_conv05 matches 1 x 1;
+one chunk, float32) and lists
 every op that reads or writes a tensor of at least a quarter of (h*w)^2 elements: its
 type, output shape and the bytes it moves (those big inputs read plus big outputs
 written). Reshapes only relabel a buffer and are listed but not counted. A fused op
@@ -20,25 +22,31 @@ from penet_tf.layers.attention_transfer import attention_transfer
 FREE = {"Reshape", "Identity", "Const", "Placeholder", "NoOp", "Shape"}
 
 
-def count(size, needed_rows=None, matmul_dtype=None):
-    h = size // 4
+# at_convN's (low, high) channels in the released generator (base width 32).
+CHANNELS = {1: (32, 64), 2: (64, 128), 3: (128, 256), 4: (256, 512), 5: (512, 512)}
+
+
+def count(size, needed_rows=None, matmul_dtype=None, layer=1):
+    h = size // 2 ** (layer + 1)
+    low_channels, high_channels = CHANNELS[layer]
     spec = [
-        tf.TensorSpec([1, 2 * h, 2 * h, 32]),
-        tf.TensorSpec([1, h, h, 64]),
+        tf.TensorSpec([1, 2 * h, 2 * h, low_channels]),
+        tf.TensorSpec([1, h, h, high_channels]),
         tf.TensorSpec([1, size, size, 1]),
     ]
 
-    def layer(low, high, mask):
+    def transfer(low, high, mask):
         return attention_transfer(
             low,
             high,
             mask,
+            match_size=1 if layer == 5 else 3,
             chunk_bytes=None,
             needed_rows=needed_rows,
             matmul_dtype=matmul_dtype,
         )
 
-    graph = tf.function(layer).get_concrete_function(*spec).graph
+    graph = tf.function(transfer).get_concrete_function(*spec).graph
     threshold = (h * h) ** 2 // 4
 
     def big(tensor):
@@ -47,10 +55,21 @@ def count(size, needed_rows=None, matmul_dtype=None):
             return 0
         return shape.num_elements() * tensor.dtype.size if shape.num_elements() >= threshold else 0
 
-    rows, passes, moved = [], 0, 0
-    for op in graph.get_operations():
-        read = sum(big(t) for t in op.inputs)
-        written = sum(big(t) for t in op.outputs)
+    # The score matrix and what is derived from it: from the similarity product's output
+    # down to the transfer product's read. (In deep layers the feature maps and value
+    # patches outsize the scores; following the data keeps them out of the count.)
+    derived, rows, passes, moved = set(), [], 0, 0
+    for op in graph.get_operations():  # in topological order
+        starts = not derived and op.type in ("BatchMatMulV2", "MatMul")
+        scores_in = [t for t in op.inputs if t.ref() in derived]
+        if not starts and not scores_in:
+            continue
+        read = sum(big(t) for t in scores_in)
+        # The transfer product reads the weights; what it writes is the result.
+        transfer_product = not starts and op.type in ("BatchMatMulV2", "MatMul")
+        outputs = [] if transfer_product else [t for t in op.outputs if big(t)]
+        derived.update(t.ref() for t in outputs)
+        written = sum(big(t) for t in outputs)
         if not read and not written:
             continue
         free = op.type in FREE
@@ -68,22 +87,31 @@ def main(argv=None):
     parser.add_argument("--size", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--needed-rows", type=int, nargs=2, help="first last (H/2 rows)")
     parser.add_argument("--bfloat16", action="store_true", help="matmul_dtype='bfloat16'")
+    parser.add_argument(
+        "--layer", type=int, nargs="+", default=[1], choices=sorted(CHANNELS), help="at_convN"
+    )
     args = parser.parse_args(argv)
     for size in args.size:
-        needed = tuple(args.needed_rows) if args.needed_rows else None
-        rows, passes, moved = count(size, needed, "bfloat16" if args.bfloat16 else None)
-        h = size // 4
+        for layer in args.layer:
+            report(size, layer, args)
+
+
+def report(size, layer, args):
+    needed = tuple(args.needed_rows) if args.needed_rows else None
+    dtype = "bfloat16" if args.bfloat16 else None
+    rows, passes, moved = count(size, needed, dtype, layer)
+    h = size // 2 ** (layer + 1)
+    print(
+        f"at_conv{layer:02d} of {size}^2: (h*w)^2 = {(h * h) ** 2:,} scores, "
+        f"{(h * h) ** 2 * 4 / 2**30:.4f} GiB in float32"
+    )
+    for kind, shape, read, written, free in rows:
+        note = "  (relabel, not counted)" if free else ""
         print(
-            f"at_conv01 of {size}^2: (h*w)^2 = {(h * h) ** 2:,} scores, "
-            f"{(h * h) ** 2 * 4 / 2**30:.2f} GiB in float32"
+            f"  {kind:18s} {str(shape):28s} read {read / 2**30:6.3f} GiB, "
+            f"write {written / 2**30:6.3f} GiB{note}"
         )
-        for kind, shape, read, written, free in rows:
-            note = "  (relabel, not counted)" if free else ""
-            print(
-                f"  {kind:18s} {str(shape):28s} read {read / 2**30:6.2f} GiB, "
-                f"write {written / 2**30:6.2f} GiB{note}"
-            )
-        print(f"  {passes} passes, {moved / 2**30:.2f} GiB moved")
+    print(f"  {passes} passes, {moved / 2**30:.3f} GiB moved")
 
 
 if __name__ == "__main__":
