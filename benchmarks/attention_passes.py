@@ -3,12 +3,13 @@
     python benchmarks/attention_passes.py --size 256 512 [--layer 1 2 3 4 5] [--needed-rows 0 64]
 
 Traces ``penet_tf.layers.attention_transfer.attention_transfer`` for at_convN of an
-H x H image with the released widths (at_conv01, the default: high H/4 x H/4 x 64, low
-H/2 x H/2 x 32; at_convN: high H/2^(N+1), low twice that; at_conv05 matches 1 x 1;
-one chunk, float32) and lists
-every op that reads or writes a tensor of at least a quarter of (h*w)^2 elements: its
-type, output shape and the bytes it moves (those big inputs read plus big outputs
-written). Reshapes only relabel a buffer and are listed but not counted. A fused op
+H x H image as the released ``Generator`` has it (its widths and match size; at_conv01,
+the default: high H/4 x H/4 x 64, low H/2 x H/2 x 32; one chunk, float32) and follows
+the score matrix from the similarity product's output to the transfer product's read:
+every op on that path that reads or writes a tensor of at least a quarter of (h*w)^2
+elements is listed with its type, output shape and the bytes it moves (those big inputs
+read plus big outputs written). Reshapes only relabel a buffer and are listed but not
+counted. A fused op
 counts once, although it may walk its input several times (softmax: max, exp, sum,
 scale): the bytes are a lower bound of the memory traffic.
 """
@@ -17,18 +18,26 @@ import argparse
 
 import tensorflow as tf
 
+from penet_tf import Generator
 from penet_tf.layers.attention_transfer import attention_transfer
 
 FREE = {"Reshape", "Identity", "Const", "Placeholder", "NoOp", "Shape"}
+PRODUCTS = ("BatchMatMulV2", "MatMul")
+LAYERS = (1, 2, 3, 4, 5)
 
 
-# at_convN's (low, high) channels in the released generator (base width 32).
-CHANNELS = {1: (32, 64), 2: (64, 128), 3: (128, 256), 4: (256, 512), 5: (512, 512)}
+def high_size(size, layer):
+    """at_convN's high-level map of an H x H image is H / 2^(N+1) wide."""
+    return size // 2 ** (layer + 1)
 
 
 def count(size, needed_rows=None, matmul_dtype=None, layer=1):
-    h = size // 2 ** (layer + 1)
-    low_channels, high_channels = CHANNELS[layer]
+    h = high_size(size, layer)
+    # at_convN reads encoder map N (low) and what fills map N + 1 (high, as wide).
+    generator = Generator()
+    low_channels = generator.encoder[layer - 1].filters
+    high_channels = generator.encoder[layer].filters
+    match_size = generator.get_layer(f"at_conv{layer:02d}").match_size
     spec = [
         tf.TensorSpec([1, 2 * h, 2 * h, low_channels]),
         tf.TensorSpec([1, h, h, high_channels]),
@@ -40,7 +49,7 @@ def count(size, needed_rows=None, matmul_dtype=None, layer=1):
             low,
             high,
             mask,
-            match_size=1 if layer == 5 else 3,
+            match_size=match_size,
             chunk_bytes=None,
             needed_rows=needed_rows,
             matmul_dtype=matmul_dtype,
@@ -60,14 +69,14 @@ def count(size, needed_rows=None, matmul_dtype=None, layer=1):
     # patches outsize the scores; following the data keeps them out of the count.)
     derived, rows, passes, moved = set(), [], 0, 0
     for op in graph.get_operations():  # in topological order
-        starts = not derived and op.type in ("BatchMatMulV2", "MatMul")
+        product = op.type in PRODUCTS
+        starts = not derived and product
         scores_in = [t for t in op.inputs if t.ref() in derived]
         if not starts and not scores_in:
             continue
         read = sum(big(t) for t in scores_in)
         # The transfer product reads the weights; what it writes is the result.
-        transfer_product = not starts and op.type in ("BatchMatMulV2", "MatMul")
-        outputs = [] if transfer_product else [t for t in op.outputs if big(t)]
+        outputs = [] if product and not starts else [t for t in op.outputs if big(t)]
         derived.update(t.ref() for t in outputs)
         written = sum(big(t) for t in outputs)
         if not read and not written:
@@ -88,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--needed-rows", type=int, nargs=2, help="first last (H/2 rows)")
     parser.add_argument("--bfloat16", action="store_true", help="matmul_dtype='bfloat16'")
     parser.add_argument(
-        "--layer", type=int, nargs="+", default=[1], choices=sorted(CHANNELS), help="at_convN"
+        "--layer", type=int, nargs="+", default=[1], choices=LAYERS, help="at_convN"
     )
     args = parser.parse_args(argv)
     for size in args.size:
@@ -100,7 +109,7 @@ def report(size, layer, args):
     needed = tuple(args.needed_rows) if args.needed_rows else None
     dtype = "bfloat16" if args.bfloat16 else None
     rows, passes, moved = count(size, needed, dtype, layer)
-    h = size // 2 ** (layer + 1)
+    h = high_size(size, layer)
     print(
         f"at_conv{layer:02d} of {size}^2: (h*w)^2 = {(h * h) ** 2:,} scores, "
         f"{(h * h) ** 2 * 4 / 2**30:.4f} GiB in float32"
