@@ -254,10 +254,12 @@ def test_needed_rows_are_exact(needed, chunk_bytes, min_rows):
 @pytest.mark.parametrize("chunk_bytes", [2 * 4 * 120 * 4, 192 * 2**20])
 def test_needed_windows_are_exact(chunk_bytes, match_size):
     """Narrow windows take the window path (several chunks with the small budget); the
-    last, as wide as the map, keeps the row band. One trace serves every window."""
+    last, as wide as the map, keeps the row band. One trace serves every window. Both
+    paths are 2-3e-6 from the float64 reference here, in different roundings."""
     low, high = _inputs(13, 2, 12, 10)
     mask = _masks(2, 48, 40)
     whole = attention_transfer(low, high, mask, match_size=match_size).numpy()
+    expected = reference_attention_transfer(low, high, mask, match_size)
     spec = [tf.TensorSpec([None, None, None, c]) for c in (6, 10, 1)]
 
     @tf.function(input_signature=[*spec, *[tf.TensorSpec([], tf.int32)] * 4])
@@ -272,15 +274,17 @@ def test_needed_windows_are_exact(chunk_bytes, match_size):
             needed_columns=(left, right),
         )
 
-    for window in [(0, 3, 0, 2), (9, 24, 3, 5), (23, 24, 19, 20), (0, 24, 7, 8), (5, 9, 0, 20)]:
+    windows = [(0, 3, 0, 2), (9, 24, 3, 5), (23, 24, 19, 20), (0, 24, 7, 8), (5, 9, 0, 20)]
+    windows += [(0, 24, 0, 7), (3, 17, 12, 20), (0, 24, 0, 20)]  # the image's borders
+    for window in windows:
         got = run(low, high, mask, *window).numpy()
         first, last, left, right = window
+        inside = np.s_[:, first:last, left:right]
         np.testing.assert_allclose(
-            got[:, first:last, left:right],
-            whole[:, first:last, left:right],
-            atol=2e-6,
-            rtol=0,
-            err_msg=str(window),
+            got[inside], expected[inside], atol=1e-5, rtol=0, err_msg=str(window)
+        )
+        np.testing.assert_allclose(
+            got[inside], whole[inside], atol=5e-6, rtol=0, err_msg=str(window)
         )
         if right - left < 6:  # columns far away in the same rows are not computed
             assert np.abs(got[:, first:last] - whole[:, first:last]).max() > 1e-3, window

@@ -88,7 +88,9 @@ def _crop(tensor, begin, size, fast_gradient=False):
     return tensor[tuple(slice(b, e) for b, e in zip(begin, ends, strict=True))]
 
 
-def diagonal_box_sum(matrix, query_rows, grid_width, window, fast_gradient=False):
+def diagonal_box_sum(
+    matrix, query_rows, grid_width, window, fast_gradient=False, across_rows=True
+):
     """Averages ``window x window`` diagonal shifts of a [queries, keys] matrix.
 
     Queries and keys are both positions of grids ``grid_width`` wide, flattened row-major
@@ -104,10 +106,15 @@ def diagonal_box_sum(matrix, query_rows, grid_width, window, fast_gradient=False
     matrix instead of window^2 shifted copies. Windows must stay inside the query grid for
     the entries that are used (the grid padding above guarantees it).
 
+    With ``across_rows=False`` only the ``window`` shifts along a row (dy = 0) are
+    averaged; then the keys may lie on any grid (a row shift of the query moves the key by
+    the same one position), so the queries can be a window of a wider key grid.
+
     Args:
         matrix: [batch, query_rows * grid_width, keys].
         fast_gradient: crop with ``Slice`` ops (see ``_crop``), for graphs that take a
             gradient.
+        across_rows: ``window x window`` offsets (default) or ``1 x window``.
 
     Returns:
         [batch, query_rows * grid_width, keys].
@@ -118,7 +125,7 @@ def diagonal_box_sum(matrix, query_rows, grid_width, window, fast_gradient=False
     flat = tf.reshape(matrix, [batch, queries * keys])
     flat = tf.pad(flat, [[0, 0], [0, queries]])  # to rows of keys + 1
     view = tf.reshape(flat, [batch, query_rows, grid_width, keys + 1])
-    pooled = tf.nn.avg_pool2d(view, window, 1, "SAME")
+    pooled = tf.nn.avg_pool2d(view, [window if across_rows else 1, window], 1, "SAME")
     pooled = tf.reshape(pooled, [batch, queries * (keys + 1)])
     pooled = _crop(pooled, [0, 0], [-1, queries * keys], fast_gradient)
     return tf.reshape(pooled, [batch, queries, keys])
@@ -178,11 +185,10 @@ def attention_transfer(
             exact as well (with ``needed_rows``, or all rows). With chunks
             (``chunk_bytes`` set: the TF runtime's graphs, not the static ones of the
             conversions) a window narrower than ``1 / _WINDOW_COST`` of the width is
-            computed from only the queries it reads, each scored against all keys with
-            its whole k x k patch, and transferred with the 16 shifted value phases
-            (``window_transfer``): a small hole of a large photo costs
-            O(window * h * w). Wider windows keep the row band. Outside the window the
-            result is zero, not the attention's.
+            computed from only the queries it reads, each scored once against all keys
+            (``window_transfer``): a hole of a large photo costs O(window * h * w).
+            Wider windows keep the row band. Outside the window the result is zero, not
+            the attention's.
 
         min_chunk_rows: inference chunks (not the training path's) grow towards this
             many query rows, within 4x ``chunk_bytes``, where the budget holds fewer
@@ -451,9 +457,11 @@ def attention_transfer(
         if needed_columns is not None and chunk_bytes is not None:
             rows = (0, 2 * height) if needed_rows is None else needed_rows
             x0, x1 = _window_span(needed_columns, width)
-            # Both paths score the band's rows; the window only its columns (and their
-            # neighbours), at about _WINDOW_COST times the band's cost per score.
-            narrow = (tf.minimum(x1 + 1, width) - tf.maximum(x0 - 1, 0)) * _WINDOW_COST < width
+            # Both paths score the band's rows; the window only its block of columns, at
+            # about _WINDOW_COST times the band's cost per query.
+            narrow = tf.cast(_window_block_width(x0, x1), tf.float32) * _WINDOW_COST < tf.cast(
+                grid_w, tf.float32
+            )
             return tf.cond(
                 narrow,
                 lambda: tf.cast(
@@ -467,7 +475,6 @@ def attention_transfer(
                         chunk_bytes,
                         min_chunk_rows,
                         match_size,
-                        patch_method,
                         matmul_dtype,
                     ),
                     low.dtype,
@@ -481,14 +488,19 @@ def attention_transfer(
     return transferred
 
 
-# The window path's cost per score relative to the band's (a whole k x k patch product
-# and 16 value phases per score, against the Gram similarity's and the polyphase
-# transfer's fewer multiply-adds but more passes over the scores).
-_WINDOW_COST = 2
+# The window path's cost per query relative to the band's, at equal chunks (a full-width
+# window: 2.35-2.89 s against 1.97-2.32 s for at_conv01 of a 512^2 photo). The band
+# recomputes its chunks' neighbour rows (1.4x the Gram product at 1024^2); the window
+# path does not but multiplies 3x the channels and 2x the value columns.
+_WINDOW_COST = 1.3
 # Result phase (ey, ex), in depth_to_space order, reads the attention of the queries
 # shifted by (0 or s_y, 0 or s_x), s = 2 e - 1: -1 for even result rows / columns, +1 for
 # odd ones.
 _PHASE_STEPS = tuple((2 * ey - 1, 2 * ex - 1) for ey in (0, 1) for ex in (0, 1))
+# The window path's query block: image columns [x0 - 3, x1 + 2) of a window [x0, x1), so
+# that every query whose attention is used sits at least 2 columns inside the block (the
+# row box sums' skewed view moves an entry up to one query back).
+_BLOCK_LEFT, _BLOCK_RIGHT = 3, 2
 
 
 def _window_span(needed, size):
@@ -498,6 +510,10 @@ def _window_span(needed, size):
     start = tf.clip_by_value(first // 2, 0, size - 1)
     stop = tf.clip_by_value((last - 1) // 2 + 1, start + 1, size)
     return start, stop
+
+
+def _window_block_width(x0, x1):
+    return x1 - x0 + _BLOCK_LEFT + _BLOCK_RIGHT
 
 
 def window_transfer(
@@ -510,86 +526,147 @@ def window_transfer(
     chunk_bytes,
     min_chunk_rows,
     match_size,
-    patch_method,
     matmul_dtype,
 ):
     """The attention transfer of a window of the result only (``attention_transfer``'s
-    ``needed_columns``), from the queries it reads.
+    ``needed_columns``), from the queries it reads, each scored once.
 
-    With the transposed convolution written out, result pixel (2y + ey, 2x + ex) is
+    Keys sit on a grid of the map with one zero column either side (``w + 2`` wide); the
+    queries are a block of the window's columns (and a few more) of a few rows.
 
-        1/4 * sum over d in {0, s_y} x {0, s_x} of  sum_l a[(y, x) + d, l] * P_e[l - d]
+    * Similarity: each position carries its vertical k-stack ``[x(y - 1), x(y), x(y + 1)]``
+      (k C2 channels), so one product gives the k x k patch products summed over the
+      column offsets only, and a row box sum (``diagonal_box_sum(..., across_rows=False)``)
+      adds the k column offsets. Unlike the band's Gram similarity it needs no query rows
+      above or below, and unlike whole patch products it multiplies k (not k^2) times the
+      channels.
+    * Transfer: with the transposed convolution written out, result pixel
+      (2y + ey, 2x + ex) is ``1/4 sum over d in {0, s_y} x {0, s_x} of sum_l
+      a[(y, x) + d, l] P_e[l - d]`` (``P_e = low[ey::2, ex::2]``, zero outside the image,
+      s = -1 for even and +1 for odd rows / columns). The column offsets become one
+      2-wide row box sum of the attention, H[q, l] = a[q, l] + a[q + (0, 1), l + (0, 1)];
+      the row offsets and the phases become 8 shifted value blocks V[e, dy] [keys, C1];
+      so one product H V [queries, 8 C1] per chunk, then shifted sums of that small
+      result. Query columns outside the image (needed only at the image's left and right
+      borders) contribute to H; their terms are subtracted from the product exactly.
 
-    (``P_e = low[ey::2, ex::2]``, zero outside the image, s = -1 for even and +1 for odd
-    rows / columns): one product of the window's attention rows with the 16 shifted value
-    phases [h * w, 16 * C1], then four shifted sums on the (small) result. The scores are
-    whole k x k patch products (queries: the window's patches and their neighbours), so
-    nothing (h * w)^2 is made. Chunks of query rows hold about ``chunk_bytes`` of scores
-    per image (growing towards ``min_chunk_rows`` rows within 4x the budget).
+    Each query row is scored in exactly one chunk (no halo rows), so chunks of any size
+    cost the same per query. Chunks hold about ``chunk_bytes`` of scores per image
+    (growing towards ``min_chunk_rows`` rows within 4x the budget).
 
     Args:
         key_factor: [B, 1, h * w], softmax scale * usable / key norm (patch products).
         usable: [B, 1, h * w], 1 where a key is usable.
 
     Returns:
-        float32 or ``low``'s dtype [B, 2h, 2w, C1], zero outside the window.
+        ``low``'s dtype (or ``matmul_dtype``) [B, 2h, 2w, C1], zero outside the window.
     """
-    batch, height, width, _ = _static_or_dynamic(high)
+    batch, height, width, channels_high = _static_or_dynamic(high)
     channels = low.shape[-1]
-    length = height * width
+    grid_w = width + 2  # one zero column either side: key (y, x) at grid column x + 1
+    keys = height * grid_w
+    k = match_size
     y0, y1 = _window_span(needed_rows, height)
     x0, x1 = _window_span(needed_columns, width)
-    qx0, qx1 = tf.maximum(x0 - 1, 0), tf.minimum(x1 + 1, width)
-    patches = extract_patches(high, match_size, 1, match_size // 2, patch_method)
-    keys = tf.reshape(patches, [batch, length, patches.shape[-1]])
+    block_w = _window_block_width(x0, x1)
+    # Products are needed for query rows y0 - 1 ... y1 (the row offsets), inside the map.
+    top, bottom = tf.maximum(y0 - 1, 0), tf.minimum(y1 + 1, height)
+
+    stacked = tf.pad(high, [[0, 0], [k // 2, k // 2], [0, 0], [0, 0]])
+    stacked = tf.concat([stacked[:, d : d + height] for d in range(k)], axis=-1)
+    key_grid = tf.pad(stacked, [[0, 0], [0, 0], [1, 1], [0, 0]])
+    key_matrix = tf.reshape(key_grid, [batch, keys, k * channels_high])
+    # Image column x at query-grid column x + _BLOCK_LEFT.
+    query_grid = tf.pad(
+        key_grid, [[0, 0], [0, 0], [_BLOCK_LEFT - 1, _BLOCK_RIGHT - 1], [0, 0]]
+    )
+
+    def on_grid(per_key, fill):
+        """[B, 1, h * w] -> [B, 1, keys], ``fill`` in the zero columns."""
+        per_key = tf.reshape(per_key, [batch, height, width])
+        per_key = tf.pad(per_key, [[0, 0], [0, 0], [1, 1]], constant_values=fill)
+        return tf.reshape(per_key, [batch, 1, keys])
+
+    # The zero columns are no keys: -inf scores, weight 0 (not the 1e-8 floor).
+    grid_factor = on_grid(key_factor * float(k), 0.0)  # x k: undo the row box average
+    grid_bias = on_grid(tf.zeros_like(usable), float("-inf"))
+    grid_usable = on_grid(usable, 0.0)
+    grid_floor = on_grid(tf.fill(tf.shape(usable), _MIN_ATTENTION), 0.0)
+
+    # V[e, dy][m] = P_e[(my - dy, mx - delta_e)] / 2 at grid key m = (my, mx + 1), with
+    # delta_e = min(s_x, 0): the transposed convolution's 1/4 times 2, as the row box sum
+    # gives H / 2.
     blocks = []
     for step_y, step_x in _PHASE_STEPS:
         ey, ex = (step_y + 1) // 2, (step_x + 1) // 2
-        phase = tf.pad(low[:, ey::2, ex::2, :], [[0, 0], [1, 1], [1, 1], [0, 0]])
+        delta = min(step_x, 0)
+        phase = tf.pad(low[:, ey::2, ex::2, :], [[0, 0], [1, 1], [2, 2], [0, 0]])
         for dy in (0, step_y):
-            for dx in (0, step_x):  # P_e[l - d]
-                blocks.append(phase[:, 1 - dy : 1 - dy + height, 1 - dx : 1 - dx + width])
-    values = tf.reshape(tf.concat(blocks, axis=-1), [batch, length, 16 * channels])
+            blocks.append(phase[:, 1 - dy : 1 - dy + height, 1 - delta : 1 - delta + grid_w])
+    values = 0.5 * tf.reshape(tf.concat(blocks, axis=-1), [batch, keys, 8 * channels])
+    values_before = tf.pad(values, [[0, 0], [1, 0], [0, 0]])[:, :keys]  # V[l - 1]
     if matmul_dtype is not None:
-        values = tf.cast(values, matmul_dtype)
+        values, values_before = tf.cast(values, matmul_dtype), tf.cast(values_before, matmul_dtype)
 
-    def window_rows(ya, yb):
-        """Result query rows [ya, yb) of the window: [B, yb - ya, x1 - x0, 4 * C1]."""
-        qa, qb = tf.maximum(ya - 1, 0), tf.minimum(yb + 1, height)
-        queries = tf.reshape(patches[:, qa:qb, qx0:qx1], [batch, -1, patches.shape[-1]])
-        scores = _product(queries, keys, matmul_dtype, transpose_b=True) * key_factor
-        attention = tf.maximum(tf.nn.softmax(scores, axis=-1) * usable, _MIN_ATTENTION)
-        mixed = tf.matmul(tf.cast(attention, values.dtype), values)
-        mixed = tf.reshape(mixed, [batch, qb - qa, qx1 - qx0, 16 * channels])
-        # Rows ya - 1 ... yb and columns x0 - 1 ... x1 (zero outside the image).
-        mixed = tf.pad(
-            mixed, [[0, 0], [qa - ya + 1, yb + 1 - qb], [qx0 - x0 + 1, x1 + 1 - qx1], [0, 0]]
-        )
-        phases, block = [], 0
-        for step_y, step_x in _PHASE_STEPS:
-            total = 0.0
-            for dy in (0, step_y):
-                for dx in (0, step_x):
-                    part = mixed[:, 1 + dy : 1 + dy + yb - ya, 1 + dx : 1 + dx + x1 - x0]
-                    total += part[..., block * channels : (block + 1) * channels]
-                    block += 1
-            phases.append(total / 4.0)
-        return tf.concat(phases, axis=-1)
+    # At the image's borders H takes terms of the query columns -1 and w (outside the
+    # image, where the transposed convolution has no query): H[-1] takes all of a[-1],
+    # H[w - 1] takes a[w, l + 1]. Their block columns, and whether they occur:
+    outside_left, outside_right = _BLOCK_LEFT - 1, tf.minimum(width - x0 + _BLOCK_LEFT, block_w - 1)
+    column = tf.range(block_w)
+    fixes = [
+        (outside_left, outside_left, values, tf.equal(x0, 0)),
+        (outside_right, outside_right - 1, values_before, tf.equal(x1, width)),
+    ]
 
-    # Query rows per chunk: each scores its rows plus up to two neighbours.
-    rows = rows_per_chunk(y1 - y0, qx1 - qx0, chunk_bytes, min_chunk_rows, halo=2, keys=length)
-    chunks = (y1 - y0 + rows - 1) // rows
+    def chunk(first, last):
+        """Products H V of query rows [first, last): [B, rows, block_w, 8 C1]."""
+        rows = last - first
+        queries = query_grid[:, first:last, x0 : x0 + block_w]
+        queries = tf.reshape(queries, [batch, rows * block_w, k * channels_high])
+        scores = _product(queries, key_matrix, matmul_dtype, transpose_b=True)
+        if k > 1:
+            scores = diagonal_box_sum(scores, rows, block_w, k, across_rows=False)
+        attention = tf.nn.softmax(scores * grid_factor + grid_bias, axis=-1)
+        attention = tf.maximum(attention * grid_usable, grid_floor)
+        boxed = diagonal_box_sum(attention, rows, block_w, 2, across_rows=False)
+        mixed = tf.matmul(tf.cast(boxed, values.dtype), values)
+        mixed = tf.reshape(mixed, [batch, rows, block_w, 8 * channels])
+        attention = tf.reshape(attention, [batch, rows, block_w, keys])
+        for source, target, shifted_values, occurs in fixes:
+            term = tf.matmul(tf.cast(attention[:, :, source], values.dtype), shifted_values)
+            weight = 0.5 * tf.cast(occurs, values.dtype)  # H's mean: 1/2 a
+            at_target = tf.cast(tf.equal(column, target), values.dtype)[:, None]
+            mixed -= weight * term[:, :, None] * at_target
+        return mixed
+
+    # Chunks of query rows (and at most keys + 1 queries: the row box sums' skewed view
+    # then moves an entry at most one query back).
+    rows = rows_per_chunk(bottom - top, block_w, chunk_bytes, min_chunk_rows, halo=0, keys=keys)
+    rows = tf.clip_by_value(rows, 1, tf.maximum((keys + 1) // block_w, 1))
+    chunks = (bottom - top + rows - 1) // rows
     pieces = tf.TensorArray(values.dtype, size=chunks, infer_shape=False)
 
     def body(index, pieces):
-        ya = y0 + index * rows
-        yb = tf.minimum(ya + rows, y1)
-        return index + 1, pieces.write(index, tf.transpose(window_rows(ya, yb), [1, 0, 2, 3]))
+        first = top + index * rows
+        last = tf.minimum(first + rows, bottom)
+        return index + 1, pieces.write(index, tf.transpose(chunk(first, last), [1, 0, 2, 3]))
 
     _, pieces = tf.while_loop(
         lambda index, _: index < chunks, body, [0, pieces], parallel_iterations=1
     )
-    window = tf.nn.depth_to_space(tf.transpose(pieces.concat(), [1, 0, 2, 3]), 2)
+    mixed = tf.transpose(pieces.concat(), [1, 0, 2, 3])
+    # Rows y0 - 1 ... y1 (zero outside the map).
+    mixed = tf.pad(mixed, [[0, 0], [top - y0 + 1, y1 + 1 - bottom], [0, 0], [0, 0]])
+    phases, block = [], 0
+    for step_y, step_x in _PHASE_STEPS:
+        left = _BLOCK_LEFT + min(step_x, 0)
+        total = 0.0
+        for dy in (0, step_y):
+            part = mixed[:, 1 + dy : 1 + dy + y1 - y0, left : left + x1 - x0]
+            total += part[..., block * channels : (block + 1) * channels]
+            block += 1
+        phases.append(total)
+    window = tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)
     return tf.pad(
         window,
         [[0, 0], [2 * y0, 2 * (height - y1)], [2 * x0, 2 * (width - x1)], [0, 0]],
