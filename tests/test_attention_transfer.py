@@ -290,6 +290,32 @@ def test_needed_windows_are_exact(chunk_bytes, match_size):
             assert np.abs(got[:, first:last] - whole[:, first:last]).max() > 1e-3, window
 
 
+@pytest.mark.parametrize("low_dtype, matmul_dtype", [("bfloat16", None), ("float32", "bfloat16")])
+def test_needed_windows_in_bfloat16(low_dtype, matmul_dtype):
+    """The window path under a mixed_bfloat16 policy (``low`` in bfloat16: the transfer
+    product in bfloat16) and with bfloat16 matrix products: ``low``'s dtype out, close to
+    float32 (bfloat16 keeps 8 bits: a few 1e-2 on values of magnitude ~1)."""
+    low, high = _inputs(14, 2, 12, 10)
+    mask = _masks(2, 48, 40)
+    whole = attention_transfer(low, high, mask).numpy()
+    for window in [(4, 20, 0, 6), (0, 24, 9, 20)]:
+        first, last, left, right = window
+        got = attention_transfer(
+            tf.cast(low, low_dtype),
+            high,
+            mask,
+            chunk_bytes=2 * 4 * 120 * 4,
+            matmul_dtype=matmul_dtype,
+            needed_rows=(first, last),
+            needed_columns=(left, right),
+        )
+        assert got.dtype == low_dtype
+        inside = np.s_[:, first:last, left:right]
+        np.testing.assert_allclose(
+            tf.cast(got, tf.float32).numpy()[inside], whole[inside], atol=0.06, rtol=0
+        )
+
+
 def test_needed_rows_refused_in_training():
     low, high = _inputs(1, 1, 4, 4)
     with pytest.raises(ValueError, match="restrict inference"):
