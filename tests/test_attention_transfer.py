@@ -253,9 +253,10 @@ def test_needed_rows_are_exact(needed, chunk_bytes, min_rows):
 @pytest.mark.parametrize("match_size", [3, 1])
 @pytest.mark.parametrize("chunk_bytes", [2 * 4 * 120 * 4, 192 * 2**20])
 def test_needed_windows_are_exact(chunk_bytes, match_size):
-    """Narrow windows take the window path (several chunks with the small budget); the
-    last, as wide as the map, keeps the row band. One trace serves every window. Both
-    paths are 2-3e-6 from the float64 reference here, in different roundings."""
+    """Narrow windows take the window path (several chunks with the small budget). Windows
+    as wide as the map keep the row band where it runs one chunk (192 MiB) and take the
+    window where the band's chunks hold 2 rows (the small budget). One trace serves every
+    window. Both paths are 2-3e-6 from the float64 reference here, in different roundings."""
     low, high = _inputs(13, 2, 12, 10)
     mask = _masks(2, 48, 40)
     whole = attention_transfer(low, high, mask, match_size=match_size).numpy()

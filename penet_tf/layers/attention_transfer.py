@@ -184,11 +184,12 @@ def attention_transfer(
         needed_columns: ``(first, last)``, columns of the result (0 ... 2w) that must be
             exact as well (with ``needed_rows``, or all rows). With chunks
             (``chunk_bytes`` set: the TF runtime's graphs, not the static ones of the
-            conversions) a window narrower than ``1 / _WINDOW_COST`` of the width is
-            computed from only the queries it reads, each scored once against all keys
-            (``window_transfer``): a hole of a large photo costs O(window * h * w).
-            Wider windows keep the row band. Outside the window the result is zero, not
-            the attention's.
+            conversions) a window that is cheaper than the row band (narrower than
+            about 0.8 of the width where the band's chunks hold 23 rows, any window where
+            they hold 1: ``_WINDOW_COST``, ``_BAND_EXTRA_ROWS``) is computed from only the
+            queries it reads, each scored once against all keys (``window_transfer``): a
+            hole of a large photo costs O(window * h * w). Outside the window the result
+            is zero, not the attention's.
 
         min_chunk_rows: inference chunks (not the training path's) grow towards this
             many query rows, within 4x ``chunk_bytes``, where the budget holds fewer
@@ -457,11 +458,15 @@ def attention_transfer(
         if needed_columns is not None and chunk_bytes is not None:
             rows = (0, 2 * height) if needed_rows is None else needed_rows
             x0, x1 = _window_span(needed_columns, width)
-            # Both paths score the band's rows; the window only its block of columns, at
-            # about _WINDOW_COST times the band's cost per query.
-            narrow = tf.cast(_window_block_width(x0, x1), tf.float32) * _WINDOW_COST < tf.cast(
-                grid_w, tf.float32
+            # Both paths score the band's rows: the window only its block of columns, at
+            # _WINDOW_COST times the band's cost per query; the band whole grid rows, and
+            # each of its chunks _BAND_EXTRA_ROWS rows more than it keeps.
+            band_rows = tf.cast(
+                rows_per_chunk(height, width, chunk_bytes, min_chunk_rows), tf.float32
             )
+            window_cost = tf.cast(_window_block_width(x0, x1), tf.float32) * _WINDOW_COST
+            band_cost = tf.cast(grid_w, tf.float32) * (1.0 + _BAND_EXTRA_ROWS / band_rows)
+            narrow = window_cost < band_cost
             return tf.cond(
                 narrow,
                 lambda: tf.cast(
@@ -488,11 +493,14 @@ def attention_transfer(
     return transferred
 
 
-# The window path's cost per query relative to the band's, at equal chunks (a full-width
-# window: 2.35-2.89 s against 1.97-2.32 s for at_conv01 of a 512^2 photo). The band
-# recomputes its chunks' neighbour rows (1.4x the Gram product at 1024^2); the window
-# path does not but multiplies 3x the channels and 2x the value columns.
+# The window path's cost per query relative to the band's without its chunks' extra rows
+# (it multiplies 3x the channels and 2x the value columns), and the band's extra cost per
+# chunk in rows (the Gram similarity's rows above and below, the halo row). Fitted to
+# at_conv01 with full-width windows, band / window: 512^2 (23-row chunks) 1.97-2.32 /
+# 2.35-2.89 s; 1024^2 (5-row chunks) 5.34-5.61 / 4.93-6.26 s; 2048^2 (1-row chunks)
+# 27.8-30.1 / 17.9-19.4 s.
 _WINDOW_COST = 1.3
+_BAND_EXTRA_ROWS = 1.4
 # Result phase (ey, ex), in depth_to_space order, reads the attention of the queries
 # shifted by (0 or s_y, 0 or s_x), s = 2 e - 1: -1 for even result rows / columns, +1 for
 # odd ones.
