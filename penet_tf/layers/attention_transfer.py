@@ -88,9 +88,7 @@ def _crop(tensor, begin, size, fast_gradient=False):
     return tensor[tuple(slice(b, e) for b, e in zip(begin, ends, strict=True))]
 
 
-def diagonal_box_sum(
-    matrix, query_rows, grid_width, window, fast_gradient=False, across_rows=True
-):
+def diagonal_box_sum(matrix, query_rows, grid_width, window, fast_gradient=False, across_rows=True):
     """Averages ``window x window`` diagonal shifts of a [queries, keys] matrix.
 
     Queries and keys are both positions of grids ``grid_width`` wide, flattened row-major
@@ -585,9 +583,7 @@ def window_transfer(
     key_grid = tf.pad(stacked, [[0, 0], [0, 0], [1, 1], [0, 0]])
     key_matrix = tf.reshape(key_grid, [batch, keys, k * channels_high])
     # Image column x at query-grid column x + _BLOCK_LEFT.
-    query_grid = tf.pad(
-        key_grid, [[0, 0], [0, 0], [_BLOCK_LEFT - 1, _BLOCK_RIGHT - 1], [0, 0]]
-    )
+    query_grid = tf.pad(key_grid, [[0, 0], [0, 0], [_BLOCK_LEFT - 1, _BLOCK_RIGHT - 1], [0, 0]])
 
     def on_grid(per_key, fill):
         """[B, 1, h * w] -> [B, 1, keys], ``fill`` in the zero columns."""
@@ -650,7 +646,7 @@ def window_transfer(
     # Chunks of query rows (and at most keys + 1 queries: the row box sums' skewed view
     # then moves an entry at most one query back).
     rows = rows_per_chunk(bottom - top, block_w, chunk_bytes, min_chunk_rows, halo=0, keys=keys)
-    rows = tf.clip_by_value(rows, 1, tf.maximum((keys + 1) // block_w, 1))
+    rows = tf.minimum(rows, tf.maximum((keys + 1) // block_w, 1))  # rows_per_chunk gives >= 1
     chunks = (bottom - top + rows - 1) // rows
     pieces = tf.TensorArray(values.dtype, size=chunks, infer_shape=False)
 
