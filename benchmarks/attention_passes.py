@@ -12,6 +12,10 @@ read plus big outputs written). Reshapes only relabel a buffer and are listed bu
 counted. A fused op
 counts once, although it may walk its input several times (softmax: max, exp, sum,
 scale): the bytes are a lower bound of the memory traffic.
+
+One chunk in float32 (this count, and at_conv01 up to about 330^2 at the default
+192 MiB) takes ``grid_product``; ``--needed-rows 0 H/2`` counts the row band instead,
+which chunked layers (at_conv01 of 512^2 and larger) still run.
 """
 
 import argparse
@@ -23,6 +27,7 @@ from penet_tf.layers.attention_transfer import attention_transfer
 
 FREE = {"Reshape", "Identity", "Const", "Placeholder", "NoOp", "Shape"}
 PRODUCTS = ("BatchMatMulV2", "MatMul")
+SLICES = ("StridedSlice", "Slice")
 LAYERS = (1, 2, 3, 4, 5)
 
 
@@ -75,6 +80,8 @@ def count(size, needed_rows=None, matmul_dtype=None, layer=1):
         if not starts and not scores_in:
             continue
         read = sum(big(t) for t in scores_in)
+        if op.type in SLICES:  # reads what it writes (grid_product's one column: nothing)
+            read = min(read, sum(big(t) for t in op.outputs))
         # The transfer product reads the weights; what it writes is the result.
         outputs = [] if product and not starts else [t for t in op.outputs if big(t)]
         derived.update(t.ref() for t in outputs)

@@ -114,6 +114,73 @@ def test_unknown_batch_and_size_inside_tf_function_with_chunks():
     np.testing.assert_allclose(run(low, high, mask).numpy(), expected, atol=1e-5, rtol=0)
 
 
+def _grid_masks(batch, size_h, size_w):
+    """Holes at every border and corner (keys next to the grid padding unusable)."""
+    masks = np.zeros((batch, size_h, size_w, 1), np.float32)
+    masks[0, : size_h // 3, : size_w // 3] = 1  # top-left corner
+    masks[1, -size_h // 4 :] = 1  # bottom rows
+    masks[1, :, -3:] = 1  # right columns
+    masks[2] = 1  # every key unusable
+    return masks[:batch]
+
+
+@pytest.mark.parametrize("magnitude,sign", [(1.0, 1.0), (30.0, -1.0), (1e-3, 1.0)])
+def test_one_chunk_grid_path_equals_the_band(magnitude, sign):
+    # One chunk in float32 takes grid_product (scores on the padded grid, phantom keys
+    # and junk rows rescaled and subtracted); the band (needed_rows: the row-band code)
+    # crops to the image. Large negative features make the zero scores (phantom and
+    # unusable keys) dominate the softmax: the rescale and the subtractions carry most of
+    # each row there.
+    low, high = _inputs(21, 3, 10, 13)
+    high = sign * magnitude * high
+    high[:, 5, 6] = magnitude  # one positive key
+    mask = _grid_masks(3, 40, 52)
+    grid = attention_transfer(low, high, mask).numpy()
+    band = attention_transfer(low, high, mask, needed_rows=(0, 20)).numpy()
+    np.testing.assert_allclose(grid, band, atol=2e-6 * max(1.0, np.abs(band).max()), rtol=0)
+    expected = reference_attention_transfer(low, high, mask, 3)
+    np.testing.assert_allclose(grid, expected, atol=2e-4 if magnitude > 1 else 1e-5, rtol=0)
+
+
+def test_one_chunk_grid_path_with_unknown_sizes():
+    low, high = _inputs(8, 2, 7, 9)
+    mask = _masks(2, 28, 36)
+    expected = reference_attention_transfer(low, high, mask, 3)
+    spec = [
+        tf.TensorSpec([None, None, None, 6]),
+        tf.TensorSpec([None, None, None, 10]),
+        tf.TensorSpec([None, None, None, 1]),
+    ]
+    run = tf.function(lambda *t: attention_transfer(*t, chunk_bytes=None), input_signature=spec)
+    np.testing.assert_allclose(run(low, high, mask).numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_one_chunk_grid_path_writes_the_scores_seven_times():
+    # Every op of the traced graph whose output holds at least (h * w)^2 elements (the
+    # score matrix and what follows from it), reshapes aside: the Gram product, its box
+    # sum, x key factor, softmax, x row factor, the 1e-8 floor, the transfer's box sum
+    # (then two products read it). No pad, slice or crop copies the matrix (the band's
+    # one chunk wrote it 13 times).
+    h, w = 8, 10
+    spec = [
+        tf.TensorSpec([1, 2 * h, 2 * w, 6]),
+        tf.TensorSpec([1, h, w, 10]),
+        tf.TensorSpec([1, 4 * h, 4 * w, 1]),
+    ]
+    graph = tf.function(attention_transfer).get_concrete_function(*spec).graph
+    big = [
+        op.type
+        for op in graph.get_operations()
+        if op.type != "Reshape"
+        and op.outputs
+        and op.outputs[0].shape.is_fully_defined()
+        and op.outputs[0].shape.num_elements() >= (h * w) ** 2
+    ]
+    assert sorted(big) == sorted(
+        ["BatchMatMulV2", "AvgPool", "Mul", "Softmax", "Mul", "Maximum", "AvgPool"]
+    )
+
+
 def test_layer_fuse_branches_and_config_round_trip():
     layer = AttentionTransfer(match_size=3, fuse=True, filters=8, chunk_mb=1, name="at_conv02")
     low, high = _inputs(2, 2, 4, 4)

@@ -152,6 +152,9 @@ def attention_transfer(
     Exactly the released network's attention (see ``AttentionTransfer``), batched and
     computed in chunks of query rows so that at most ``chunk_bytes`` of scores per image
     (plus one halo row above and below) exist at once.
+    Where one chunk holds all scores (float32, the Gram similarity; no restriction,
+    recomputed gradient or returned attention) ``grid_product`` computes them with fewer
+    passes.
 
     Args:
         low: [B, 2h, 2w, C1] low-level features; 4 x 4 patches of it are transferred.
@@ -484,7 +487,13 @@ def attention_transfer(
                 ),
                 lambda: band_image(band_product(needed_rows)),
             )
-        product = band_product(needed_rows)
+        whole = _one_chunk(
+            chunk_bytes, rows_per_chunk(height, width, chunk_bytes, min_chunk_rows), height
+        )
+        if whole and use_gram and needed_rows is None and phase_values.dtype == tf.float32:
+            product = grid_product(source, key_factor, usable, phase_values)
+        else:
+            product = band_product(needed_rows)
     transferred = band_image(product)
     if return_attention:
         return transferred, attention
@@ -677,6 +686,90 @@ def window_transfer(
     )
 
 
+def grid_product(source, key_factor, usable, phase_values):
+    """The band's transfer product of every row in one chunk, with 9 passes over the
+    (h w)^2 scores instead of 14 (benchmarks/attention_passes.py): the scores stay on
+    the zero-padded grid from the Gram product to the transfer product, and what that
+    adds is subtracted exactly.
+
+    ``attention_transfer`` (one chunk, the Gram similarity, float32) calls it with its
+    grid of ``high`` and its transfer values; the result is the band's ``product_rows``
+    of rows 0 ... h: [B, (h + 1) * grid_w, 4 C1].
+
+    The band crops the Gram box sums to the image's keys and queries, and pads the
+    attention back onto the grid for the transfer's box sum: two copies of the matrix,
+    and two more for the skewed views of the box sums. Here queries and keys are all
+    ``n = grid_h * grid_w`` grid positions, and one zero query more makes each product
+    [n + 1, n]: the very buffer of the box sums' skewed [n, n + 1] views, so that
+    nothing is padded, sliced or cropped. Then
+
+    * grid keys outside the image ("phantom" keys) get score 0 (factor 0), so the
+      softmax counts them in its denominator: each row is rescaled by 1 / (its sum over
+      the image's keys), one matrix-vector product;
+    * grid queries outside the image ("junk" rows) are rescaled by 0;
+    * after the 1e-8 floor, phantom keys carry a weight the released network does not
+      have, junk rows carry 1e-8 everywhere, and unusable keys carry the rescaled
+      weight of a zero score rather than 0 before the floor. All of these are the same
+      for every key of a row (their scores are all exactly 0), so the error is three
+      rank-1 matrices (a row weight times a key indicator), and its transfer product,
+      through the 2 x 2 box sum, 12 products of shifted vectors: [n, 12] x [12, 4 C1].
+
+    Args:
+        source: [B, grid_h, grid_w, C2] float32, ``high`` on the zero-padded grid.
+        key_factor: [B, 1, h * w], softmax scale * usable / key norm, x 9 (it scales the
+            3 x 3 box average).
+        usable: [B, 1, h * w], 1 where a key is usable.
+        phase_values: [B, n, 4 C1] float32, the transfer values on the grid.
+    """
+    batch, grid_h, grid_w, channels = _static_or_dynamic(source)
+    height, width = grid_h - 2, grid_w - 3
+    n = grid_h * grid_w
+
+    def on_grid(per_key):
+        """[B, 1, h * w] -> [B, n]: zero outside the image."""
+        per_key = tf.reshape(per_key, [batch, height, width])
+        return tf.reshape(tf.pad(per_key, _GRID_PADDING[:3]), [batch, n])
+
+    inside = on_grid(tf.ones_like(usable))  # the image's positions: keys and queries
+    unusable = inside - on_grid(usable)
+    grid_factor = on_grid(key_factor)[:, None, :]
+
+    keys = tf.reshape(source, [batch, n, channels])
+    queries = tf.pad(keys, [[0, 0], [0, 1], [0, 0]])  # one zero query: [n + 1, n]
+    gram = tf.matmul(queries, keys, transpose_b=True)
+    dots = tf.nn.avg_pool2d(tf.reshape(gram, [batch, grid_h, grid_w, n + 1]), 3, 1, "SAME")
+    attention = tf.nn.softmax(tf.reshape(dots, [batch, n + 1, n]) * grid_factor, axis=-1)
+    in_image = tf.matmul(attention, inside[:, :, None])  # [B, n + 1, 1]
+    rows = tf.pad(inside, [[0, 0], [0, 1]])[:, :, None]  # junk rows and the extra one: 0
+    attention = tf.maximum(attention * (rows / tf.maximum(in_image, 1e-30)), _MIN_ATTENTION)
+    boxed = tf.nn.avg_pool2d(tf.reshape(attention, [batch, grid_h, grid_w, n + 1]), 2, 1, "SAME")
+    used = (height + 1) * grid_w
+    product = tf.matmul(tf.reshape(boxed, [batch, n + 1, n]), phase_values)[:, :used]
+
+    # The weights added above. Grid key 0 is a phantom key: in an image row it carries
+    # w0 = max(rescaled weight of a zero score, 1e-8), in a junk row 1e-8 like every key.
+    # added[q, l] = w0[q] phantom[l] + (w0[q] - 1e-8) unusable[l] + 1e-8 junk[q] inside[l]
+    w0 = attention[:, :n, 0]
+    junk = 1.0 - inside
+    row_weights = [w0, w0 - _MIN_ATTENTION, _MIN_ATTENTION * junk]
+    key_indicators = [junk, unusable, inside]
+    # The 2 x 2 box sum averages added[q + d, l + d], d in {0, 1, grid_w, grid_w + 1}:
+    # the product of row p takes 1/4 sum_d row_weight[p + d] (key_indicator[. + d] values).
+    shifts = (0, 1, grid_w, grid_w + 1)
+
+    def shifted(vector, d, size):
+        return tf.pad(vector, [[0, 0], [0, grid_w + 1]])[:, d : d + size]
+
+    row_terms = tf.stack(
+        [shifted(row, d, used) for row in row_weights for d in shifts], axis=-1
+    )  # [B, used, 12]
+    key_terms = tf.stack(
+        [shifted(key, d, n) for key in key_indicators for d in shifts], axis=1
+    )  # [B, 12, n]
+    added = tf.matmul(row_terms, tf.matmul(key_terms, phase_values))
+    return product - 0.25 * added
+
+
 def _product(a, b, dtype, **kwargs):
     """``tf.matmul`` in float32, or with ``dtype`` operands and a float32 result."""
     if dtype is None:
@@ -729,7 +822,12 @@ class AttentionTransfer(keras.layers.Layer):
     * the transposed convolution is evaluated in polyphase form: each of the four output
       phases sums four diagonal shifts of the attention (one more ``avg_pool2d``), then
       one matrix product with 4 * C1 columns replaces the 16 * C1 of a product with the
-      4 x 4 value patches (4x fewer multiply-adds).
+      4 x 4 value patches (4x fewer multiply-adds);
+    * when all scores fit in one chunk (float32; not the recomputing training gradient,
+      not ``return_attention``), they stay on the
+      zero-padded grid of the box sums from the Gram product to the transfer product
+      (``grid_product``): 9 passes over the matrix instead of 14, the grid's extra keys
+      and queries rescaled and subtracted exactly.
 
     The softmax always runs in float32; under a mixed precision policy the transfer
     product runs in the compute dtype.
