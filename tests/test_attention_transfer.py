@@ -96,7 +96,8 @@ def test_chunked_equals_unchunked(similarity):
     assert int(dynamic) == 5
 
 
-def test_unknown_batch_and_size_inside_tf_function_with_chunks():
+@pytest.mark.parametrize("chunk_bytes", [4 * 6 * 48 * 4, None])
+def test_unknown_batch_and_size_inside_tf_function(chunk_bytes):
     low, high = _inputs(5, 2, 8, 6)
     mask = _masks(2, 32, 24)
     expected = reference_attention_transfer(low, high, mask, 3)
@@ -108,8 +109,9 @@ def test_unknown_batch_and_size_inside_tf_function_with_chunks():
 
     @tf.function(input_signature=spec)
     def run(low, high, mask):
-        # 3 rows per chunk: the loop and its uneven last chunk run with dynamic shapes.
-        return attention_transfer(low, high, mask, chunk_bytes=4 * 6 * 48 * 4, min_chunk_rows=1)
+        # 3 rows per chunk: the loop and its uneven last chunk run with dynamic shapes;
+        # one chunk (None): grid_product does.
+        return attention_transfer(low, high, mask, chunk_bytes=chunk_bytes, min_chunk_rows=1)
 
     np.testing.assert_allclose(run(low, high, mask).numpy(), expected, atol=1e-5, rtol=0)
 
@@ -140,19 +142,6 @@ def test_one_chunk_grid_path_equals_the_band(magnitude, sign):
     np.testing.assert_allclose(grid, band, atol=2e-6 * max(1.0, np.abs(band).max()), rtol=0)
     expected = reference_attention_transfer(low, high, mask, 3)
     np.testing.assert_allclose(grid, expected, atol=2e-4 if magnitude > 1 else 1e-5, rtol=0)
-
-
-def test_one_chunk_grid_path_with_unknown_sizes():
-    low, high = _inputs(8, 2, 7, 9)
-    mask = _masks(2, 28, 36)
-    expected = reference_attention_transfer(low, high, mask, 3)
-    spec = [
-        tf.TensorSpec([None, None, None, 6]),
-        tf.TensorSpec([None, None, None, 10]),
-        tf.TensorSpec([None, None, None, 1]),
-    ]
-    run = tf.function(lambda *t: attention_transfer(*t, chunk_bytes=None), input_signature=spec)
-    np.testing.assert_allclose(run(low, high, mask).numpy(), expected, atol=1e-5, rtol=0)
 
 
 def test_one_chunk_grid_path_writes_the_scores_seven_times():

@@ -722,7 +722,7 @@ def grid_product(source, key_factor, usable, phase_values):
         phase_values: [B, n, 4 C1] float32, the transfer values on the grid.
     """
     batch, grid_h, grid_w, channels = _static_or_dynamic(source)
-    height, width = grid_h - 2, grid_w - 3
+    height, width = grid_h - 2, grid_w - 3  # _GRID_PADDING
     n = grid_h * grid_w
 
     def on_grid(per_key):
@@ -753,8 +753,9 @@ def grid_product(source, key_factor, usable, phase_values):
     junk = 1.0 - inside
     row_weights = [w0, w0 - _MIN_ATTENTION, _MIN_ATTENTION * junk]
     key_indicators = [junk, unusable, inside]
-    # The 2 x 2 box sum averages added[q + d, l + d], d in {0, 1, grid_w, grid_w + 1}:
-    # the product of row p takes 1/4 sum_d row_weight[p + d] (key_indicator[. + d] values).
+    # The 2 x 2 box sum averages added[q + d, l + d], d in {0, 1, grid_w, grid_w + 1}, so
+    # each term adds 1/4 sum_d row_weight[p + d] * sum_l key_indicator[l + d] values[l]
+    # to product row p.
     shifts = (0, 1, grid_w, grid_w + 1)
 
     def shifted(vector, d, size):
@@ -824,10 +825,10 @@ class AttentionTransfer(keras.layers.Layer):
       one matrix product with 4 * C1 columns replaces the 16 * C1 of a product with the
       4 x 4 value patches (4x fewer multiply-adds);
     * when all scores fit in one chunk (float32; not the recomputing training gradient,
-      not ``return_attention``), they stay on the
-      zero-padded grid of the box sums from the Gram product to the transfer product
-      (``grid_product``): 9 passes over the matrix instead of 14, the grid's extra keys
-      and queries rescaled and subtracted exactly.
+      not ``return_attention``), they stay on the zero-padded grid of the box sums from
+      the Gram product to the transfer product (``grid_product``): 9 passes over the
+      matrix instead of 14, the grid's extra keys and queries rescaled and subtracted
+      exactly.
 
     The softmax always runs in float32; under a mixed precision policy the transfer
     product runs in the compute dtype.
