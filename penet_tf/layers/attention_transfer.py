@@ -596,9 +596,7 @@ def window_transfer(
 
     def on_grid(per_key, fill):
         """[B, 1, h * w] -> [B, 1, keys], ``fill`` in the zero columns."""
-        per_key = tf.reshape(per_key, [batch, height, width])
-        per_key = tf.pad(per_key, [[0, 0], [0, 0], [1, 1]], constant_values=fill)
-        return tf.reshape(per_key, [batch, 1, keys])
+        return _on_key_grid(per_key, [batch, height, width], [[0, 0], [1, 1]], fill)
 
     # The zero columns are no keys: -inf scores, weight 0 (not the 1e-8 floor).
     grid_factor = on_grid(key_factor * float(k), 0.0)  # x k: undo the row box average
@@ -727,8 +725,8 @@ def grid_product(source, key_factor, usable, phase_values):
 
     def on_grid(per_key):
         """[B, 1, h * w] -> [B, n]: zero outside the image."""
-        per_key = tf.reshape(per_key, [batch, height, width])
-        return tf.reshape(tf.pad(per_key, _GRID_PADDING[:3]), [batch, n])
+        per_key = _on_key_grid(per_key, [batch, height, width], _GRID_PADDING[1:3])
+        return tf.reshape(per_key, [batch, n])
 
     inside = on_grid(tf.ones_like(usable))  # the image's positions: keys and queries
     unusable = inside - on_grid(usable)
@@ -769,6 +767,14 @@ def grid_product(source, key_factor, usable, phase_values):
     )  # [B, 12, n]
     added = tf.matmul(row_terms, tf.matmul(key_terms, phase_values))
     return product - 0.25 * added
+
+
+def _on_key_grid(per_key, shape, padding, fill=0.0):
+    """Per-key values [B, 1, h * w] on a key grid: the h x w map (``shape`` [B, h, w])
+    padded by ``padding`` ([[top, bottom], [left, right]]) with ``fill``;
+    [B, 1, grid keys]."""
+    grid = tf.pad(tf.reshape(per_key, shape), [[0, 0], *padding], constant_values=fill)
+    return tf.reshape(grid, [shape[0], 1, -1])
 
 
 def _product(a, b, dtype, **kwargs):
