@@ -6,7 +6,12 @@ import tensorflow as tf
 from reference_attention import reference_attention_transfer
 
 from penet_tf import AttentionTransfer
-from penet_tf.layers.attention_transfer import attention_transfer, rows_per_chunk
+from penet_tf.layers.attention_transfer import (
+    _GRID_MIN_ROWS,
+    _grid_chunk_layout,
+    attention_transfer,
+    rows_per_chunk,
+)
 
 
 def _inputs(seed, batch, h, w, c1=6, c2=10):
@@ -168,6 +173,58 @@ def test_one_chunk_grid_path_writes_the_scores_seven_times():
     assert sorted(big) == sorted(
         ["BatchMatMulV2", "AvgPool", "Mul", "Softmax", "Mul", "Maximum", "AvgPool"]
     )
+
+
+# (h, w, rows the band's budget gives) and the chunked grid's layout (wide, rows, step)
+# for them: each alignment step once, 2 or 3 chunks.
+GRID_CHUNKS = [((17, 6, 8), (16, 8, 1)), ((17, 5, 8), (8, 8, 2)), ((17, 5, 12), (8, 10, 4))]
+
+
+def _budget(h, w, rows):
+    return (rows + 1) * w * (h * w) * 4  # rows_per_chunk: rows + the halo row
+
+
+@pytest.mark.parametrize("magnitude,sign", [(1.0, 1.0), (30.0, -1.0)])
+@pytest.mark.parametrize("shape,layout", GRID_CHUNKS)
+def test_chunked_grid_path_equals_the_band(shape, layout, magnitude, sign):
+    # Chunked float32 attention takes chunked_grid_product (grid_product's algebra on
+    # chunks of rows read as aligned prefixes of the buffers); needed_rows the band.
+    h, w, rows = shape
+    budget = _budget(h, w, rows)
+    assert rows_per_chunk(h, w, budget, 5) == rows
+    assert _grid_chunk_layout(h, w, budget, _GRID_MIN_ROWS) == layout
+    low, high = _inputs(31, 3, h, w)
+    high = sign * magnitude * high
+    high[:, 5, 3] = magnitude  # one positive key
+    mask = _grid_masks(3, 4 * h, 4 * w)
+    spec = [tf.TensorSpec([None, *array.shape[1:]]) for array in (low, high, mask)]
+    # Batch unknown while tracing: the loop runs over images x chunks.
+    grid = tf.function(lambda *x: attention_transfer(*x, chunk_bytes=budget), input_signature=spec)
+    grid = grid(low, high, mask).numpy()
+    band = attention_transfer(low, high, mask, chunk_bytes=budget, needed_rows=(0, 2 * h)).numpy()
+    np.testing.assert_allclose(grid, band, atol=2e-6 * max(1.0, np.abs(band).max()), rtol=0)
+    expected = reference_attention_transfer(low, high, mask, 3)
+    np.testing.assert_allclose(grid, expected, atol=2e-4 if magnitude > 1 else 1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [64, 128, 256, 512, 640, 768])
+def test_chunked_grid_prefixes_end_on_64_bytes(size):
+    # A Slice of a flat prefix is a view in TensorFlow only where the prefix ends on a
+    # 64-byte boundary (otherwise a copy: a 256 MB one takes as long as a multiply);
+    # every prefix chunked_grid_product reads must, for the Generator's at_conv01 /
+    # at_conv02 maps at every budget, and fit in its buffer.
+    for h in (size // 4, size // 8):
+        for mb in (0.25, 1, 8, 32, 96, 192, 384):
+            layout = _grid_chunk_layout(h, h, int(mb * 2**20), _GRID_MIN_ROWS)
+            if layout is None:
+                continue
+            wide, rows, step = layout
+            assert wide >= h + 3 and rows >= _GRID_MIN_ROWS and (rows + 2) % step == 0
+            n = (h + 2) * wide
+            scored, viewed = (rows + 2 + step) * wide, (rows + 2) * wide
+            assert scored <= n  # the Gram product [scored + 1, n] holds [scored, n + 1]
+            for elements in (scored * (n + 1), scored * n, viewed * (n + 1), viewed * n):
+                assert elements % 16 == 0, (h, mb, layout)
 
 
 def test_layer_fuse_branches_and_config_round_trip():

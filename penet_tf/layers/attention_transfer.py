@@ -152,9 +152,11 @@ def attention_transfer(
     Exactly the released network's attention (see ``AttentionTransfer``), batched and
     computed in chunks of query rows so that at most ``chunk_bytes`` of scores per image
     (plus one halo row above and below) exist at once.
-    Where one chunk holds all scores (float32, the Gram similarity; no restriction,
-    recomputed gradient or returned attention) ``grid_product`` computes them with fewer
-    passes.
+    In float32 with the Gram similarity (no restriction, recomputed gradient or returned
+    attention) the scores stay on the padded grid, with fewer passes over them:
+    ``grid_product`` where one chunk holds them all, ``chunked_grid_product`` where
+    chunks of at least 8 rows do and the map's size is known while tracing (at_conv01
+    of a 512^2 photo).
 
     Args:
         low: [B, 2h, 2w, C1] low-level features; 4 x 4 patches of it are transferred.
@@ -490,8 +492,14 @@ def attention_transfer(
         whole = _one_chunk(
             chunk_bytes, rows_per_chunk(height, width, chunk_bytes, min_chunk_rows), height
         )
-        if whole and use_gram and needed_rows is None and phase_values.dtype == tf.float32:
+        on_grid = use_gram and needed_rows is None and phase_values.dtype == tf.float32
+        layout = None
+        if on_grid and not whole and isinstance(height, int) and isinstance(width, int):
+            layout = _grid_chunk_layout(height, width, chunk_bytes, _GRID_MIN_ROWS)
+        if on_grid and whole:
             product = grid_product(source, key_factor, usable, phase_values)
+        elif layout is not None:
+            product = chunked_grid_product(source, key_factor, usable, phase_values, layout)
         else:
             product = band_product(needed_rows)
     transferred = band_image(product)
@@ -712,6 +720,8 @@ def grid_product(source, key_factor, usable, phase_values):
       rank-1 matrices (a row weight times a key indicator), and its transfer product,
       through the 2 x 2 box sum, 12 products of shifted vectors: [n, 12] x [12, 4 C1].
 
+    ``chunked_grid_product`` does the same in chunks of rows.
+
     Args:
         source: [B, grid_h, grid_w, C2] float32, ``high`` on the zero-padded grid.
         key_factor: [B, 1, h * w], softmax scale * usable / key norm, x 9 (it scales the
@@ -722,51 +732,213 @@ def grid_product(source, key_factor, usable, phase_values):
     batch, grid_h, grid_w, channels = _static_or_dynamic(source)
     height, width = grid_h - 2, grid_w - 3  # _GRID_PADDING
     n = grid_h * grid_w
-
-    def on_grid(per_key):
-        """[B, 1, h * w] -> [B, n]: zero outside the image."""
-        per_key = _on_key_grid(per_key, [batch, height, width], _GRID_PADDING[1:3])
-        return tf.reshape(per_key, [batch, n])
-
-    inside = on_grid(tf.ones_like(usable))  # the image's positions: keys and queries
-    unusable = inside - on_grid(usable)
-    grid_factor = on_grid(key_factor)[:, None, :]
+    inside, unusable, grid_factor = _grid_vectors(
+        key_factor, usable, [batch, height, width], _GRID_PADDING[1:3]
+    )
+    key_values = _floor_key_values(inside, unusable, phase_values, grid_w)
 
     keys = tf.reshape(source, [batch, n, channels])
     queries = tf.pad(keys, [[0, 0], [0, 1], [0, 0]])  # one zero query: [n + 1, n]
     gram = tf.matmul(queries, keys, transpose_b=True)
     dots = tf.nn.avg_pool2d(tf.reshape(gram, [batch, grid_h, grid_w, n + 1]), 3, 1, "SAME")
-    attention = tf.nn.softmax(tf.reshape(dots, [batch, n + 1, n]) * grid_factor, axis=-1)
-    in_image = tf.matmul(attention, inside[:, :, None])  # [B, n + 1, 1]
     rows = tf.pad(inside, [[0, 0], [0, 1]])[:, :, None]  # junk rows and the extra one: 0
-    attention = tf.maximum(attention * (rows / tf.maximum(in_image, 1e-30)), _MIN_ATTENTION)
+    attention = _grid_weights(tf.reshape(dots, [batch, n + 1, n]), grid_factor, inside, rows)
     boxed = tf.nn.avg_pool2d(tf.reshape(attention, [batch, grid_h, grid_w, n + 1]), 2, 1, "SAME")
     used = (height + 1) * grid_w
     product = tf.matmul(tf.reshape(boxed, [batch, n + 1, n]), phase_values)[:, :used]
+    return product - _floor_correction(
+        attention[:, :n, 0], 1.0 - inside, key_values, grid_w, 0, used
+    )
 
-    # The weights added above. Grid key 0 is a phantom key: in an image row it carries
-    # w0 = max(rescaled weight of a zero score, 1e-8), in a junk row 1e-8 like every key.
-    # added[q, l] = w0[q] phantom[l] + (w0[q] - 1e-8) unusable[l] + 1e-8 junk[q] inside[l]
-    w0 = attention[:, :n, 0]
-    junk = 1.0 - inside
+
+def chunked_grid_product(source, key_factor, usable, phase_values, layout):
+    """``grid_product`` in chunks of product rows, for scores that do not fit in one
+    chunk (at_conv01 of a 512^2 photo: 1 GiB): the band's result with 9 passes over
+    each chunk's scores instead of 14.
+
+    A chunk of product rows [p, p + r) scores the queries of grid rows [p - 1, p + r +
+    1 + s) against all n keys of a grid ``wide`` columns wide (``layout``, from
+    ``_grid_chunk_layout``): the Gram box sum needs the rows above and below, the
+    transfer's box sum the row below, and ``s`` more rows keep the views aligned. One
+    zero query more makes the Gram product [m + 1, n] for m queries, which holds the
+    skewed [m, n + 1] view of the 3 x 3 box sum; the box sums' results and the
+    attention are read as [m, n] and [m - s wide, n + 1] prefixes of their buffers.
+    TensorFlow slices a flat prefix without a copy when it ends on a 64-byte boundary:
+    ``wide * s`` is a multiple of 16, so every prefix here does (the band pads and
+    slices the chunk four times, and crops and pads it back once more).
+
+    Everything else is ``grid_product``'s, row by row: phantom keys rescaled away,
+    junk rows (grid padding and the rows outside the image, among them the zero rows
+    the first and last chunks read) rescaled by 0, the 1e-8 floor's extra weights
+    subtracted. The rows a chunk scores besides its own only feed results it drops.
+
+    Args:
+        source, key_factor, usable, phase_values: as ``grid_product``'s (static height
+            and width).
+        layout: ``(wide, rows, step)``: grid width (at least ``grid_w``), product rows
+            per chunk, and the extra rows ``s`` (``wide * s`` a multiple of 16).
+
+    Returns:
+        [B, (h + 1) * grid_w, 4 C1], the band's ``product_rows`` of rows 0 ... h.
+    """
+    wide, rows, step = layout
+    batch = tf.shape(source)[0]
+    _, grid_h, grid_w, channels = source.shape
+    height, width = grid_h - 2, grid_w - 3  # _GRID_PADDING
+    n = grid_h * wide
+    widen = [[0, 0], [0, 0], [0, wide - grid_w], [0, 0]]
+    source = tf.pad(source, widen)
+    inside, unusable, grid_factor = _grid_vectors(
+        key_factor, usable, [batch, height, width], [[1, 1], [2, wide - width - 2]]
+    )
+    columns = phase_values.shape[-1]
+    values = tf.reshape(phase_values, [batch, grid_h, grid_w, columns])
+    values = tf.reshape(tf.pad(values, widen), [batch, n, columns])
+    key_values = _floor_key_values(inside, unusable, values, wide)
+
+    keys = tf.reshape(source, [batch, n, channels])
+    gram_rows, view_rows = rows + 2 + step, rows + 2
+    scored, viewed = gram_rows * wide, view_rows * wide
+    chunks = -(-(height + 1) // rows)
+    # Query grid rows -1 ... : a zero row above the grid, as many below as the last
+    # chunk reads; all of them junk (row factor 0).
+    below = (chunks - 1) * rows - 1 + gram_rows - grid_h
+    queries = tf.pad(source, [[0, 0], [1, below], [0, 0], [0, 0]])
+    row_factor = tf.pad(tf.reshape(inside, [batch, grid_h, wide]), [[0, 0], [1, below], [0, 0]])
+    pieces = tf.TensorArray(values.dtype, size=batch * chunks, infer_shape=False)
+
+    def body(index, pieces):
+        image, first = index // chunks, index % chunks * rows
+        chunk_queries = tf.reshape(queries[image, first : first + gram_rows], [scored, channels])
+        gram = tf.matmul(tf.pad(chunk_queries, [[0, 1], [0, 0]]), keys[image], transpose_b=True)
+        dots = tf.nn.avg_pool2d(_prefix(gram, [1, gram_rows, wide, n + 1]), 3, 1, "SAME")
+        chunk_rows = tf.reshape(row_factor[image, first : first + gram_rows], [scored, 1])
+        attention = _grid_weights(
+            _prefix(dots, [scored, n]), grid_factor[image], inside[image], chunk_rows
+        )
+        boxed = tf.nn.avg_pool2d(_prefix(attention, [1, view_rows, wide, n + 1]), 2, 1, "SAME")
+        product = tf.matmul(_prefix(boxed, [viewed, n]), values[image])
+        product = product[wide : (rows + 1) * wide] - _floor_correction(
+            attention[:, 0], 1.0 - chunk_rows[:, 0], key_values[image], wide, wide, rows * wide
+        )
+        return index + 1, pieces.write(index, product)
+
+    _, pieces = tf.while_loop(
+        lambda index, _: index < batch * chunks, body, [0, pieces], parallel_iterations=1
+    )
+    product = tf.reshape(pieces.concat(), [batch, chunks * rows, wide, columns])
+    return tf.reshape(product[:, : height + 1, :grid_w], [batch, (height + 1) * grid_w, columns])
+
+
+# Chunked grid products need at least this many product rows per chunk (else the rows
+# each chunk scores besides its own cost more than the band's copies).
+_GRID_MIN_ROWS = 8
+# TensorFlow's Slice returns a view, not a copy, for a prefix of a flat tensor whose size
+# is a multiple of 64 bytes (EIGEN_MAX_ALIGN_BYTES on these builds): 16 float32.
+_ALIGNED_FLOATS = 16
+
+
+def _prefix(tensor, shape):
+    """The first ``prod(shape)`` elements of ``tensor`` (row-major), as ``shape``."""
+    size = 1
+    for dim in shape:
+        size *= dim
+    return tf.reshape(tf.slice(tf.reshape(tensor, [-1]), [0], [size]), shape)
+
+
+def _grid_chunk_layout(height, width, chunk_bytes, min_rows):
+    """``(wide, rows, step)`` for ``chunked_grid_product``, or ``None`` where chunks would
+    hold fewer than ``min_rows`` product rows (the band's and the window's chunk rules
+    serve those sizes).
+
+    The band's budget (``rows_per_chunk``) gives the rows; the grid is widened to a
+    multiple of 4, 8 or 16 columns (``step`` = 4, 2, 1 extra rows per chunk), whichever
+    scores fewest grid positions in all.
+    """
+    rows = rows_per_chunk(height, width, chunk_bytes, min_rows)
+    best = None
+    for multiple in (4, 8, 16):
+        step = _ALIGNED_FLOATS // multiple
+        wide = -(-_grid_width(width) // multiple) * multiple
+        fitted = min(rows, height - step)  # a chunk scores at most the grid's rows
+        fitted -= (fitted + 2) % step  # gram rows (rows + 2 + step) a multiple of step
+        if fitted < min_rows:
+            continue
+        chunks = -(-(height + 1) // fitted)
+        cost = chunks * (fitted + 2 + step) * wide * wide
+        if best is None or cost < best[0]:
+            best = (cost, (wide, fitted, step))
+    return None if best is None else best[1]
+
+
+def _grid_vectors(key_factor, usable, shape, padding):
+    """Per-key vectors on the grid: [B, n] image positions, unusable keys, key factors
+    (zero outside the image)."""
+    batch = shape[0]
+
+    def on_grid(per_key):
+        return tf.reshape(_on_key_grid(per_key, shape, padding), [batch, -1])
+
+    inside = on_grid(tf.ones_like(usable))  # the image's positions: keys and queries
+    return inside, inside - on_grid(usable), on_grid(key_factor)
+
+
+def _grid_weights(dots, grid_factor, inside, row_factor):
+    """Eq 3's weights of query rows on the grid: the softmax over all grid keys (phantom
+    keys score 0), rescaled to the image's keys by one matrix-vector product, times
+    ``row_factor`` (0 for junk rows), floored at 1e-8. [..., queries, n]."""
+    attention = tf.nn.softmax(dots * grid_factor[..., None, :], axis=-1)
+    in_image = tf.matmul(attention, inside[..., :, None])  # [..., queries, 1]
+    return tf.maximum(attention * (row_factor / tf.maximum(in_image, 1e-30)), _MIN_ATTENTION)
+
+
+def _floor_key_values(inside, unusable, values, grid_w):
+    """The transfer values of the floor's three key indicators (phantom, unusable,
+    image keys), shifted by the 2 x 2 box's four offsets: [..., 12, 4 C1]."""
+    n = values.shape[-2] if values.shape[-2] is not None else tf.shape(values)[-2]
+    keys = tf.stack(
+        [
+            _shifted(key, d, n, grid_w)
+            for key in (1.0 - inside, unusable, inside)
+            for d in _box_offsets(grid_w)
+        ],
+        axis=-2,
+    )  # [..., 12, n]
+    return tf.matmul(keys, values)
+
+
+def _floor_correction(w0, junk, key_values, grid_w, first, count):
+    """What the 1e-8 floor adds to product rows [first, first + count) (flat query
+    indices of the attention's rows ``w0`` and ``junk`` index).
+
+    ``w0``: each attention row's weight of grid key 0, a phantom key (in an image row
+    max(rescaled weight of a zero score, 1e-8), in a junk row 1e-8 like every key);
+    ``junk``: 1 for junk rows. The added weights are
+    added[q, l] = w0[q] phantom[l] + (w0[q] - 1e-8) unusable[l] + 1e-8 junk[q] inside[l],
+    and the 2 x 2 box sum averages added[q + d, l + d], d in {0, 1, grid_w, grid_w + 1},
+    so each term adds 1/4 sum_d row_weight[p + d] * sum_l key_indicator[l + d] values[l]
+    to product row p.
+    """
     row_weights = [w0, w0 - _MIN_ATTENTION, _MIN_ATTENTION * junk]
-    key_indicators = [junk, unusable, inside]
-    # The 2 x 2 box sum averages added[q + d, l + d], d in {0, 1, grid_w, grid_w + 1}, so
-    # each term adds 1/4 sum_d row_weight[p + d] * sum_l key_indicator[l + d] values[l]
-    # to product row p.
-    shifts = (0, 1, grid_w, grid_w + 1)
+    rows = tf.stack(
+        [
+            _shifted(row, first + d, count, grid_w)
+            for row in row_weights
+            for d in _box_offsets(grid_w)
+        ],
+        axis=-1,
+    )  # [..., count, 12]
+    return 0.25 * tf.matmul(rows, key_values)
 
-    def shifted(vector, d, size):
-        return tf.pad(vector, [[0, 0], [0, grid_w + 1]])[:, d : d + size]
 
-    row_terms = tf.stack(
-        [shifted(row, d, used) for row in row_weights for d in shifts], axis=-1
-    )  # [B, used, 12]
-    key_terms = tf.stack(
-        [shifted(key, d, n) for key in key_indicators for d in shifts], axis=1
-    )  # [B, 12, n]
-    added = tf.matmul(row_terms, tf.matmul(key_terms, phase_values))
-    return product - 0.25 * added
+def _box_offsets(grid_w):
+    return (0, 1, grid_w, grid_w + 1)
+
+
+def _shifted(vector, start, count, grid_w):
+    """``vector[..., start : start + count]``, zero past its end (up to grid_w + 1)."""
+    padded = tf.pad(vector, [[0, 0]] * (vector.shape.rank - 1) + [[0, grid_w + 1]])
+    return padded[..., start : start + count]
 
 
 def _on_key_grid(per_key, shape, padding, fill=0.0):
@@ -830,11 +1002,12 @@ class AttentionTransfer(keras.layers.Layer):
       phases sums four diagonal shifts of the attention (one more ``avg_pool2d``), then
       one matrix product with 4 * C1 columns replaces the 16 * C1 of a product with the
       4 x 4 value patches (4x fewer multiply-adds);
-    * when all scores fit in one chunk (float32; not the recomputing training gradient,
-      not ``return_attention``), they stay on the zero-padded grid of the box sums from
-      the Gram product to the transfer product (``grid_product``): 9 passes over the
-      matrix instead of 14, the grid's extra keys and queries rescaled and subtracted
-      exactly.
+    * in float32 (not the recomputing training gradient, not
+      ``return_attention``), the scores stay on the zero-padded grid of the box sums
+      from the Gram product to the transfer product (``grid_product``; in chunks of
+      rows, ``chunked_grid_product``, where the scores do not fit in one chunk): 9
+      passes over the matrix instead of 14, the grid's extra keys and queries rescaled
+      and subtracted exactly.
 
     The softmax always runs in float32; under a mixed precision policy the transfer
     product runs in the compute dtype.
