@@ -30,7 +30,6 @@ import tensorflow as tf
 
 from penet_tf import Generator
 from penet_tf.layers.attention_transfer import (
-    _GRID_MIN_ROWS,
     _grid_chunk_layout,
     attention_transfer,
 )
@@ -84,7 +83,7 @@ def count(size, needed_rows=None, matmul_dtype=None, layer=1, chunk_bytes=None):
         for op in body.get_operations()
         if op.type in PRODUCTS and op.outputs[0].shape.is_fully_defined()
     ]
-    layout = _grid_chunk_layout(h, h, chunk_bytes, _GRID_MIN_ROWS)
+    layout = _grid_chunk_layout(h, h, chunk_bytes)
     if needed_rows is not None or layout is None or not products:
         # The band's chunks have shapes known only at run time.
         raise SystemExit("--chunk-mb counts chunked_grid_product only (no --needed-rows).")

@@ -192,7 +192,7 @@ def test_chunked_grid_path_equals_the_band(shape, layout, magnitude, sign):
     h, w, rows = shape
     budget = _budget(h, w, rows)
     assert rows_per_chunk(h, w, budget, 5) == rows
-    assert _grid_chunk_layout(h, w, budget, _GRID_MIN_ROWS) == layout
+    assert _grid_chunk_layout(h, w, budget) == layout
     low, high = _inputs(31, 3, h, w)
     high = sign * magnitude * high
     high[:, 5, 3] = magnitude  # one positive key
@@ -200,6 +200,7 @@ def test_chunked_grid_path_equals_the_band(shape, layout, magnitude, sign):
     spec = [tf.TensorSpec([None, *array.shape[1:]]) for array in (low, high, mask)]
     # Batch unknown while tracing: the loop runs over images x chunks.
     grid = tf.function(lambda *x: attention_transfer(*x, chunk_bytes=budget), input_signature=spec)
+    assert grid(low[:0], high[:0], mask[:0]).shape == (0, 2 * h, 2 * w, low.shape[-1])
     grid = grid(low, high, mask).numpy()
     band = attention_transfer(low, high, mask, chunk_bytes=budget, needed_rows=(0, 2 * h)).numpy()
     np.testing.assert_allclose(grid, band, atol=2e-6 * max(1.0, np.abs(band).max()), rtol=0)
@@ -215,7 +216,7 @@ def test_chunked_grid_prefixes_end_on_64_bytes(size):
     # at_conv02 maps at every budget, and fit in its buffer.
     for h in (size // 4, size // 8):
         for mb in (0.25, 1, 8, 32, 96, 192, 384):
-            layout = _grid_chunk_layout(h, h, int(mb * 2**20), _GRID_MIN_ROWS)
+            layout = _grid_chunk_layout(h, h, int(mb * 2**20))
             if layout is None:
                 continue
             wide, rows, step = layout

@@ -13,6 +13,7 @@ _PHASE_SHIFTS = ((1, 1), (1, 0), (0, 1), (0, 0))
 _MIN_NORM = 1e-4  # the released network divides each key by max(|key|, 1e-4)
 _MIN_ATTENTION = 1e-8  # ... and clamps the attention from below by 1e-8
 _MAX_CHUNK_GROWTH = 4  # chunks may exceed their budget up to this factor (rows_per_chunk)
+MIN_CHUNK_ROWS = 5  # inference chunks grow towards this many rows (rows_per_chunk)
 
 
 def resize_align_corners(images, size):
@@ -144,7 +145,7 @@ def attention_transfer(
     return_attention=False,
     needed_rows=None,
     matmul_dtype=None,
-    min_chunk_rows=5,
+    min_chunk_rows=MIN_CHUNK_ROWS,
     needed_columns=None,
 ):
     """Fills ``low`` with patches chosen by attention on ``high`` (paper eqs 2-4).
@@ -495,7 +496,7 @@ def attention_transfer(
         on_grid = use_gram and needed_rows is None and phase_values.dtype == tf.float32
         layout = None
         if on_grid and not whole and isinstance(height, int) and isinstance(width, int):
-            layout = _grid_chunk_layout(height, width, chunk_bytes, _GRID_MIN_ROWS)
+            layout = _grid_chunk_layout(height, width, chunk_bytes, min_chunk_rows)
         if on_grid and whole:
             product = grid_product(source, key_factor, usable, phase_values)
         elif layout is not None:
@@ -805,7 +806,9 @@ def chunked_grid_product(source, key_factor, usable, phase_values, layout):
     below = (chunks - 1) * rows - 1 + gram_rows - grid_h
     queries = tf.pad(source, [[0, 0], [1, below], [0, 0], [0, 0]])
     row_factor = tf.pad(tf.reshape(inside, [batch, grid_h, wide]), [[0, 0], [1, below], [0, 0]])
-    pieces = tf.TensorArray(values.dtype, size=batch * chunks, infer_shape=False)
+    pieces = tf.TensorArray(  # the shape: an empty batch concatenates too
+        values.dtype, size=batch * chunks, element_shape=[rows * wide, columns]
+    )
 
     def body(index, pieces):
         image, first = index // chunks, index % chunks * rows
@@ -846,23 +849,23 @@ def _prefix(tensor, shape):
     return tf.reshape(tf.slice(tf.reshape(tensor, [-1]), [0], [size]), shape)
 
 
-def _grid_chunk_layout(height, width, chunk_bytes, min_rows):
+def _grid_chunk_layout(height, width, chunk_bytes, min_chunk_rows=MIN_CHUNK_ROWS):
     """``(wide, rows, step)`` for ``chunked_grid_product``, or ``None`` where chunks would
-    hold fewer than ``min_rows`` product rows (the band's and the window's chunk rules
-    serve those sizes).
+    hold fewer than ``_GRID_MIN_ROWS`` product rows (the band's and the window's chunk
+    rules serve those sizes).
 
-    The band's budget (``rows_per_chunk``) gives the rows; the grid is widened to a
-    multiple of 4, 8 or 16 columns (``step`` = 4, 2, 1 extra rows per chunk), whichever
-    scores fewest grid positions in all.
+    The band's chunk rows (``rows_per_chunk`` with ``min_chunk_rows``: the same memory)
+    give the rows; the grid is widened to a multiple of 4, 8 or 16 columns (``step`` =
+    4, 2, 1 extra rows per chunk), whichever scores fewest grid positions in all.
     """
-    rows = rows_per_chunk(height, width, chunk_bytes, min_rows)
+    rows = rows_per_chunk(height, width, chunk_bytes, min_chunk_rows)
     best = None
     for multiple in (4, 8, 16):
         step = _ALIGNED_FLOATS // multiple
         wide = -(-_grid_width(width) // multiple) * multiple
         fitted = min(rows, height - step)  # a chunk scores at most the grid's rows
         fitted -= (fitted + 2) % step  # gram rows (rows + 2 + step) a multiple of step
-        if fitted < min_rows:
+        if fitted < _GRID_MIN_ROWS:
             continue
         chunks = -(-(height + 1) // fitted)
         cost = chunks * (fitted + 2 + step) * wide * wide
