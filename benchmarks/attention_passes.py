@@ -77,6 +77,7 @@ def count(size, needed_rows=None, matmul_dtype=None, layer=1, chunk_bytes=None):
         return (*follow(graph, (h * h) ** 2 // 4), 1)
     if len(loops) > 1:
         raise SystemExit(f"{len(loops)} chunk loops in the graph; expected one.")
+    # The loop body is a function of the graph's library (no public accessor in TF 2.21).
     body = graph._get_function(loops[0].get_attr("body").name).graph
     products = [
         op.outputs[0].shape.num_elements()

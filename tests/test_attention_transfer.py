@@ -199,9 +199,9 @@ def test_chunked_grid_path_equals_the_band(shape, layout, magnitude, sign):
     mask = _grid_masks(3, 4 * h, 4 * w)
     spec = [tf.TensorSpec([None, *array.shape[1:]]) for array in (low, high, mask)]
     # Batch unknown while tracing: the loop runs over images x chunks.
-    grid = tf.function(lambda *x: attention_transfer(*x, chunk_bytes=budget), input_signature=spec)
-    assert grid(low[:0], high[:0], mask[:0]).shape == (0, 2 * h, 2 * w, low.shape[-1])
-    grid = grid(low, high, mask).numpy()
+    run = tf.function(lambda *x: attention_transfer(*x, chunk_bytes=budget), input_signature=spec)
+    assert run(low[:0], high[:0], mask[:0]).shape == (0, 2 * h, 2 * w, low.shape[-1])
+    grid = run(low, high, mask).numpy()
     band = attention_transfer(low, high, mask, chunk_bytes=budget, needed_rows=(0, 2 * h)).numpy()
     np.testing.assert_allclose(grid, band, atol=2e-6 * max(1.0, np.abs(band).max()), rtol=0)
     expected = reference_attention_transfer(low, high, mask, 3)
