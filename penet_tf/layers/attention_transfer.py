@@ -459,17 +459,16 @@ def attention_transfer(
 
         product = recomputed_transfer(source, key_factor, phase_values)
     else:
+        band_rows = rows_per_chunk(height, width, chunk_bytes, min_chunk_rows)
         if needed_columns is not None and chunk_bytes is not None:
             rows = (0, 2 * height) if needed_rows is None else needed_rows
             x0, x1 = _window_span(needed_columns, width)
             # Both paths score the band's rows: the window only its block of columns, at
             # _WINDOW_COST times the band's cost per query; the band whole grid rows, and
             # each of its chunks _BAND_EXTRA_ROWS rows more than it keeps.
-            band_rows = tf.cast(
-                rows_per_chunk(height, width, chunk_bytes, min_chunk_rows), tf.float32
-            )
             window_cost = tf.cast(_window_block_width(x0, x1), tf.float32) * _WINDOW_COST
-            band_cost = tf.cast(grid_w, tf.float32) * (1.0 + _BAND_EXTRA_ROWS / band_rows)
+            extra = _BAND_EXTRA_ROWS / tf.cast(band_rows, tf.float32)
+            band_cost = tf.cast(grid_w, tf.float32) * (1.0 + extra)
             narrow = window_cost < band_cost
             return tf.cond(
                 narrow,
@@ -490,12 +489,10 @@ def attention_transfer(
                 ),
                 lambda: band_image(band_product(needed_rows)),
             )
-        whole = _one_chunk(
-            chunk_bytes, rows_per_chunk(height, width, chunk_bytes, min_chunk_rows), height
-        )
+        whole = _one_chunk(chunk_bytes, band_rows, height)
         on_grid = use_gram and needed_rows is None and phase_values.dtype == tf.float32
         layout = None
-        if on_grid and not whole and isinstance(height, int) and isinstance(width, int):
+        if on_grid and not whole:
             layout = _grid_chunk_layout(height, width, chunk_bytes, min_chunk_rows)
         if on_grid and whole:
             product = grid_product(source, key_factor, usable, phase_values)
@@ -789,8 +786,9 @@ def chunked_grid_product(source, key_factor, usable, phase_values, layout):
     n = grid_h * wide
     widen = [[0, 0], [0, 0], [0, wide - grid_w], [0, 0]]
     source = tf.pad(source, widen)
+    (top, bottom), (left, right) = _GRID_PADDING[1:3]
     inside, unusable, grid_factor = _grid_vectors(
-        key_factor, usable, [batch, height, width], [[1, 1], [2, wide - width - 2]]
+        key_factor, usable, [batch, height, width], [[top, bottom], [left, right + wide - grid_w]]
     )
     columns = phase_values.shape[-1]
     values = tf.reshape(phase_values, [batch, grid_h, grid_w, columns])
@@ -852,12 +850,14 @@ def _prefix(tensor, shape):
 def _grid_chunk_layout(height, width, chunk_bytes, min_chunk_rows=MIN_CHUNK_ROWS):
     """``(wide, rows, step)`` for ``chunked_grid_product``, or ``None`` where chunks would
     hold fewer than ``_GRID_MIN_ROWS`` product rows (the band's and the window's chunk
-    rules serve those sizes).
+    rules serve those sizes) or the map's size is unknown while tracing.
 
     The band's chunk rows (``rows_per_chunk`` with ``min_chunk_rows``: the same memory)
     give the rows; the grid is widened to a multiple of 4, 8 or 16 columns (``step`` =
     4, 2, 1 extra rows per chunk), whichever scores fewest grid positions in all.
     """
+    if not (isinstance(height, int) and isinstance(width, int)):
+        return None
     rows = rows_per_chunk(height, width, chunk_bytes, min_chunk_rows)
     best = None
     for multiple in (4, 8, 16):
