@@ -7,12 +7,13 @@ chunk of at_conv01 of a 512^2 photo on elementwise passes between the Gram produ
 the transfer product: the 3 x 3 box sum, the scale, the softmax, the image keys' sums,
 the row factor and the 1e-8 floor (``_grid_weights``), the 2 x 2 box sum. They are
 memory-bound, and fusing them is what XLA does. This times that stretch of the chunk
-loop's body, built from the library's own helpers on the layout ``_grid_chunk_layout``
-picks, as a plain ``tf.function`` and as ``tf.function(jit_compile=True)``, alternating,
-on random scores of the chunk's shape; compile time is excluded. It prints the medians,
-the range and the largest difference between the two. Where at_conv01's scores fit in
-one chunk (256^2) the layer runs ``grid_product``, the same passes over one buffer; this
-still times one chunk of the layout the budget would give.
+loop's body (``_chunk_weights``, the body's own code) on the layout
+``_grid_chunk_layout`` picks, as a plain ``tf.function`` and as
+``tf.function(jit_compile=True)``, alternating, on random scores of the chunk's shape;
+compile time is excluded. It prints the medians, the range and the largest difference
+between the two. Where at_conv01's scores fit in one chunk (256^2) the layer runs
+``grid_product``, the same passes over one buffer; this still times one chunk of the
+layout the budget would give.
 """
 
 import argparse
@@ -21,7 +22,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.layers.attention_transfer import _grid_chunk_layout, _grid_weights, _prefix
+from penet_tf.layers.attention_transfer import _chunk_weights, _grid_chunk_layout
 
 
 def chunk_passes(height, chunk_bytes):
@@ -30,17 +31,14 @@ def chunk_passes(height, chunk_bytes):
     wide, rows, step = _grid_chunk_layout(height, height, chunk_bytes)
     n = (height + 2) * wide  # _GRID_PADDING: one zero row above and below
     gram_rows, view_rows = rows + 2 + step, rows + 2
-    scored, viewed = gram_rows * wide, view_rows * wide
+    scored = gram_rows * wide
     rng = np.random.default_rng(0)
     grid_factor = tf.constant(rng.uniform(0, 10, [1, n]), tf.float32)
     inside = tf.constant(rng.uniform(size=[n]) > 0.1, tf.float32)
     row_factor = tf.constant(rng.uniform(size=[scored, 1]) > 0.1, tf.float32)
 
     def passes(gram):
-        dots = tf.nn.avg_pool2d(_prefix(gram, [1, gram_rows, wide, n + 1]), 3, 1, "SAME")
-        attention = _grid_weights(_prefix(dots, [scored, n]), grid_factor, inside, row_factor)
-        boxed = tf.nn.avg_pool2d(_prefix(attention, [1, view_rows, wide, n + 1]), 2, 1, "SAME")
-        return _prefix(boxed, [viewed, n])
+        return _chunk_weights(gram, wide, view_rows, grid_factor, inside, row_factor)[1]
 
     gram = tf.constant(rng.standard_normal([scored + 1, n]), tf.float32)
     return passes, gram

@@ -793,7 +793,7 @@ def chunked_grid_product(source, key_factor, usable, phase_values, layout):
 
     keys = tf.reshape(source, [batch, n, channels])
     gram_rows, view_rows = rows + 2 + step, rows + 2
-    scored, viewed = gram_rows * wide, view_rows * wide
+    scored = gram_rows * wide
     chunks = -(-(height + 1) // rows)
     # Query grid rows -1 ... : a zero row above the grid, as many below as the last
     # chunk reads; all of them junk (row factor 0).
@@ -808,13 +808,11 @@ def chunked_grid_product(source, key_factor, usable, phase_values, layout):
         image, first = index // chunks, index % chunks * rows
         chunk_queries = tf.reshape(queries[image, first : first + gram_rows], [scored, channels])
         gram = tf.matmul(tf.pad(chunk_queries, [[0, 1], [0, 0]]), keys[image], transpose_b=True)
-        dots = tf.nn.avg_pool2d(_prefix(gram, [1, gram_rows, wide, n + 1]), 3, 1, "SAME")
         chunk_rows = tf.reshape(row_factor[image, first : first + gram_rows], [scored, 1])
-        attention = _grid_weights(
-            _prefix(dots, [scored, n]), grid_factor[image], inside[image], chunk_rows
+        attention, boxed = _chunk_weights(
+            gram, wide, view_rows, grid_factor[image], inside[image], chunk_rows
         )
-        boxed = tf.nn.avg_pool2d(_prefix(attention, [1, view_rows, wide, n + 1]), 2, 1, "SAME")
-        product = tf.matmul(_prefix(boxed, [viewed, n]), values[image])
+        product = tf.matmul(boxed, values[image])
         product = product[wide : (rows + 1) * wide] - _floor_correction(
             attention[:, 0], 1.0 - chunk_rows[:, 0], key_values[image], wide, wide, rows * wide
         )
@@ -833,6 +831,21 @@ _GRID_MIN_ROWS = 8
 # TensorFlow's Slice returns a view, not a copy, for a prefix of a flat tensor whose size
 # is a multiple of 64 bytes (EIGEN_MAX_ALIGN_BYTES on these builds): 16 float32.
 _ALIGNED_FLOATS = 16
+
+
+def _chunk_weights(gram, wide, view_rows, grid_factor, inside, row_factor):
+    """One chunk's weights between its two products: the attention of its m = ``gram_rows
+    * wide`` query rows ([m, n], floored; ``_grid_weights``) and the 2 x 2 box sum of
+    its first ``view_rows`` grid rows ([view_rows * wide, n]), the transfer's operand.
+
+    ``gram``: the chunk's Gram product [m + 1, n] (one zero query more), whose buffer
+    holds the skewed [m, n + 1] view of the 3 x 3 box sum; ``row_factor``: [m, 1].
+    """
+    scored, n = gram.shape[0] - 1, gram.shape[1]
+    dots = tf.nn.avg_pool2d(_prefix(gram, [1, scored // wide, wide, n + 1]), 3, 1, "SAME")
+    attention = _grid_weights(_prefix(dots, [scored, n]), grid_factor, inside, row_factor)
+    boxed = tf.nn.avg_pool2d(_prefix(attention, [1, view_rows, wide, n + 1]), 2, 1, "SAME")
+    return attention, _prefix(boxed, [view_rows * wide, n])
 
 
 def _prefix(tensor, shape):
