@@ -490,9 +490,10 @@ def attention_transfer(
                 lambda: band_image(band_product(needed_rows)),
             )
         on_grid = use_gram and needed_rows is None and phase_values.dtype == tf.float32
+        layout = _grid_chunk_layout(height, width, chunk_bytes, min_chunk_rows)
         if on_grid and _one_chunk(chunk_bytes, band_rows, height):
             product = grid_product(source, key_factor, usable, phase_values)
-        elif on_grid and (layout := _grid_chunk_layout(height, width, chunk_bytes, min_chunk_rows)):
+        elif on_grid and layout:
             product = chunked_grid_product(source, key_factor, usable, phase_values, layout)
         else:
             product = band_product(needed_rows)
