@@ -735,15 +735,29 @@ def grid_product(source, key_factor, usable, phase_values):
     keys = tf.reshape(source, [batch, n, channels])
     queries = tf.pad(keys, [[0, 0], [0, 1], [0, 0]])  # one zero query: [n + 1, n]
     gram = tf.matmul(queries, keys, transpose_b=True)
+    attention, boxed = _one_chunk_weights(gram, grid_h, grid_w, grid_factor, inside)
+    used = (height + 1) * grid_w
+    product = tf.matmul(boxed, phase_values)[:, :used]
+    return product - _floor_correction(
+        attention[:, :n, 0], 1.0 - inside, key_values, grid_w, 0, used
+    )
+
+
+def _one_chunk_weights(gram, grid_h, grid_w, grid_factor, inside):
+    """``grid_product``'s weights between its two products, ``_chunk_weights`` for the
+    whole grid at once: the attention of all n + 1 query rows ([B, n + 1, n], floored;
+    ``_grid_weights``) and the 2 x 2 box sum of its skewed view ([B, n + 1, n]), the
+    transfer's operand.
+
+    ``gram``: the Gram product [B, n + 1, n] (one zero query more), whose buffer is the
+    skewed [grid_h, grid_w, n + 1] view of the 3 x 3 box sum.
+    """
+    batch, n = _static_or_dynamic(gram)[0], grid_h * grid_w
     dots = tf.nn.avg_pool2d(tf.reshape(gram, [batch, grid_h, grid_w, n + 1]), 3, 1, "SAME")
     rows = tf.pad(inside, [[0, 0], [0, 1]])[:, :, None]  # junk rows and the extra one: 0
     attention = _grid_weights(tf.reshape(dots, [batch, n + 1, n]), grid_factor, inside, rows)
     boxed = tf.nn.avg_pool2d(tf.reshape(attention, [batch, grid_h, grid_w, n + 1]), 2, 1, "SAME")
-    used = (height + 1) * grid_w
-    product = tf.matmul(tf.reshape(boxed, [batch, n + 1, n]), phase_values)[:, :used]
-    return product - _floor_correction(
-        attention[:, :n, 0], 1.0 - inside, key_values, grid_w, 0, used
-    )
+    return attention, tf.reshape(boxed, [batch, n + 1, n])
 
 
 def chunked_grid_product(source, key_factor, usable, phase_values, layout):
