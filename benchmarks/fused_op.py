@@ -2,8 +2,8 @@
 
     python benchmarks/fused_op.py [--sizes 256 512] [--rounds 7] [--threads 2]
 
-Between the Gram product and the transfer product, at_conv01's attention makes about a
-dozen passes over the (h w)^2 scores with TensorFlow's builtin ops (``_one_chunk_weights``
+Between the Gram product and the transfer product, at_conv01's attention runs seven
+builtin ops over the (h w)^2 scores, 13 reads and writes of them (``_one_chunk_weights``
 where the scores fit in one chunk, ``_chunk_weights`` per chunk otherwise, in
 ``penet_tf.layers.attention_transfer``): the 3 x 3 box sum, the scale, the softmax, the
 image keys' sums, the row factor, the 1e-8 floor, the 2 x 2 box sum. The library keeps
