@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from _worker import centre_mask  # compare_released.py's input: a centred half-size hole
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -106,9 +107,8 @@ def forward(size, stand_ins=None):
     generator.build()
     rng = np.random.default_rng(0)
     image = tf.constant(rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32))
-    mask = np.zeros((1, size, size, 1), np.float32)
-    mask[:, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
-    run = tf.function(lambda: generator(image, tf.constant(mask))[0])
+    mask = tf.constant(centre_mask(1, size))
+    run = tf.function(lambda: generator(image, mask)[0])
     originals = {name: getattr(attention_transfer, name) for name in stand_ins or {}}
     try:
         for name, function in (stand_ins or {}).items():
