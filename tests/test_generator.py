@@ -1,11 +1,13 @@
 """The generator: released-network equivalence, shapes, serialisation, input validation."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from penet_tf import Generator
 from penet_tf.convert_torch import load_released_generator
+from penet_tf.models.generator import upsample, upsampled_conv
 
 
 def _thin(**kwargs):
@@ -47,6 +49,30 @@ def test_released_network_with_small_chunks_and_builtin_patches(official_fixture
     )
     output, _ = generator(official_fixture["x"], official_fixture["m"])
     assert np.abs(output[0].numpy() - official_fixture["output"]).max() < 1e-4
+
+
+@pytest.mark.parametrize("shape, filters", [((2, 3, 5, 6), 4), ((1, 8, 8, 16), 8)])
+def test_upsampled_conv_equals_the_convolution_of_the_upsampled_map(shape, filters):
+    """The decoder's inference form (separable up-sampling) against conv(upsample(x)),
+    odd and non-square maps included (every border row and column)."""
+    conv = keras.layers.Conv2D(
+        filters, 3, padding="same", activation="tanh", bias_initializer="random_normal"
+    )
+    features = tf.random.stateless_normal(shape, seed=[1, 2])
+    direct = conv(upsample(features)).numpy()
+    separable = upsampled_conv(conv, features).numpy()
+    assert separable.shape == direct.shape == (shape[0], 2 * shape[1], 2 * shape[2], filters)
+    np.testing.assert_allclose(separable, direct, rtol=0, atol=2e-6)
+
+
+def test_training_and_inference_decoders_agree():
+    """Training takes the direct decoder convolutions, inference the separable ones."""
+    generator = _thin()
+    image, mask = _batch(h=64, w=128)
+    trained = generator(image, mask, training=True)
+    inferred = generator(image, mask)
+    for a, b in zip(tf.nest.flatten(trained), tf.nest.flatten(inferred), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-5)
 
 
 def test_output_shapes_any_batch_non_square():
