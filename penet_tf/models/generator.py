@@ -38,11 +38,16 @@ def upsampled_conv(conv, features):
     rows = tf.cast(
         resize_align_corners(tf.nn.conv2d(wide, row_kernels, 1, "SAME"), [height, width]), dtype
     )
-    rows = tf.pad(rows, [[0, 0], [1, 1], [0, 0], [0, 0]])
-    summed = (
-        rows[:, :height, :, :filters]
-        + rows[:, 1 : height + 1, :, filters : 2 * filters]
-        + rows[:, 2:, :, 2 * filters :]
+    # Channel group k holds kernel row k: output row y takes group 0 of row y - 1, group 1
+    # of row y and group 2 of row y + 1 (the first and last rows have no row outside).
+    f = filters
+    summed = tf.concat(
+        [
+            rows[:, :1, :, f : 2 * f] + rows[:, 1:2, :, 2 * f :],
+            rows[:, :-2, :, :f] + rows[:, 1:-1, :, f : 2 * f] + rows[:, 2:, :, 2 * f :],
+            rows[:, -2:-1, :, :f] + rows[:, -1:, :, f : 2 * f],
+        ],
+        axis=1,
     )
     if conv.use_bias:
         summed = tf.nn.bias_add(summed, tf.cast(conv.bias, dtype))
