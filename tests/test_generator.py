@@ -65,6 +65,17 @@ def test_upsampled_conv_equals_the_convolution_of_the_upsampled_map(shape, filte
     np.testing.assert_allclose(separable, direct, rtol=0, atol=2e-6)
 
 
+def test_upsampled_conv_rejects_other_convolutions():
+    for conv in (
+        keras.layers.Conv2D(4, 1, padding="same"),
+        keras.layers.Conv2D(4, 3, padding="same", dilation_rate=2),
+        keras.layers.Conv2D(4, 3, padding="valid"),
+    ):
+        conv.build((None, None, None, 2))
+        with pytest.raises(ValueError, match="3 x 3, stride-1"):
+            upsampled_conv(conv, tf.zeros([1, 4, 4, 2]))
+
+
 def test_training_and_inference_decoders_agree():
     """Training takes the direct decoder convolutions, inference the separable ones."""
     generator = _thin()

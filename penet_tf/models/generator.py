@@ -28,6 +28,12 @@ def upsampled_conv(conv, features):
     shifted by their rows (zero rows at the borders, as the "same" padding). Equal to the
     direct form up to float rounding (2e-6 relative on these layers).
     """
+    form = (conv.kernel_size, conv.strides, conv.dilation_rate, conv.padding)
+    if form != ((3, 3), (1, 1), (1, 1), "same") or conv.groups != 1:
+        raise ValueError(
+            "upsampled_conv: expected a 3 x 3, stride-1, undilated, ungrouped 'same' Conv2D; "
+            f"got kernel_size, strides, dilation_rate, padding = {form}, groups={conv.groups}."
+        )
     dtype = conv.compute_dtype  # as the layer casts; ResizeBilinear returns float32
     shape = tf.shape(features)
     height, width = 2 * shape[1], 2 * shape[2]
