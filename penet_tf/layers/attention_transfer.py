@@ -623,13 +623,16 @@ def window_transfer(
     # V[e, dy][m] = P_e[(my - dy, mx - delta_e)] / 2 at grid key m = (my, mx + 1), with
     # delta_e = min(s_x, 0): the transposed convolution's 1/4 times 2, as the row box sum
     # gives H / 2.
+    # The phases side by side (``_blocks_to_depth``: P_e in channel block 2 ey + ex, the
+    # order of _PHASE_STEPS), padded once.
+    phases = tf.pad(_blocks_to_depth(low), [[0, 0], [1, 1], [2, 2], [0, 0]])
     blocks = []
-    for step_y, step_x in _PHASE_STEPS:
-        ey, ex = (step_y + 1) // 2, (step_x + 1) // 2
-        delta = min(step_x, 0)
-        phase = tf.pad(low[:, ey::2, ex::2, :], [[0, 0], [1, 1], [2, 2], [0, 0]])
+    for phase, (step_y, step_x) in enumerate(_PHASE_STEPS):
+        delta, depth = min(step_x, 0), slice(phase * channels, (phase + 1) * channels)
         for dy in (0, step_y):
-            blocks.append(phase[:, 1 - dy : 1 - dy + height, 1 - delta : 1 - delta + grid_w])
+            blocks.append(
+                phases[:, 1 - dy : 1 - dy + height, 1 - delta : 1 - delta + grid_w, depth]
+            )
     values = 0.5 * tf.reshape(tf.concat(blocks, axis=-1), [batch, keys, 8 * channels])
     values_before = tf.pad(values, [[0, 0], [1, 0], [0, 0]])[:, :keys]  # V[l - 1]
     if matmul_dtype is not None:

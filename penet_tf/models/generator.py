@@ -37,7 +37,7 @@ def upsampled_conv(conv, features):
     dtype = conv.compute_dtype  # as the layer casts; ResizeBilinear returns float32
     shape = tf.shape(features)
     height, width = 2 * shape[1], 2 * shape[2]
-    filters = conv.filters
+    f = conv.filters
     kernel = tf.cast(conv.kernel, dtype)  # [3, 3, Cin, Cout]
     row_kernels = tf.concat([kernel[0], kernel[1], kernel[2]], axis=-1)[None]  # [1, 3, Cin, 3 Cout]
     wide = tf.cast(resize_align_corners(features, [shape[1], width]), dtype)
@@ -46,7 +46,6 @@ def upsampled_conv(conv, features):
     )
     # Channel group k holds kernel row k: output row y takes group 0 of row y - 1, group 1
     # of row y and group 2 of row y + 1 (the first and last rows have no row outside).
-    f = filters
     summed = tf.concat(
         [
             rows[:, :1, :, f : 2 * f] + rows[:, 1:2, :, 2 * f :],
