@@ -78,9 +78,10 @@ def penet(case):
     return lambda: float(step((image, mask))["g_loss"])
 
 
-def released(case):
-    """The released network (and its training step) from a checkout of its code."""
-    sys.path.insert(0, case["reference"])
+def released_model(reference, threads):
+    """``torch`` and the released ``model.pennet`` module from a checkout of its code
+    (``reference``), with ``threads`` CPU threads and seed 0."""
+    sys.path.insert(0, reference)
     try:
         import torchvision  # noqa: F401
     except Exception:  # the released model module imports it but does not need it
@@ -89,10 +90,17 @@ def released(case):
         sys.modules["torchvision"] = stub
         sys.modules["torchvision.models"] = stub.models
     import torch
+    from model import pennet
 
-    torch.set_num_threads(case["threads"])
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    from model.pennet import Discriminator, InpaintGenerator
+    return torch, pennet
+
+
+def released(case):
+    """The released network (and its training step) from a checkout of its code."""
+    torch, pennet = released_model(case["reference"], case["threads"])
+    Discriminator, InpaintGenerator = pennet.Discriminator, pennet.InpaintGenerator
 
     size, batch = case["size"], case["batch"]
     rng = np.random.default_rng(0)
