@@ -7,7 +7,7 @@ released PyTorch network.
 ``compare_released.py`` gives the whole forward's ratio; this says which layers make it.
 Both networks run the same forward (batch 1, full width, random weights, centred
 half-size hole, compare_released.py's input), each round in two fresh processes, penet_tf
-first on even rounds and the release first on odd ones. The time goes to six groups: the
+first on even rounds and the release first on odd ones. The time goes to seven groups: the
 encoder (``dw_conv01`` ... ``dw_conv06``), the five attention layers (``at_conv05`` ...
 ``at_conv01``, with their fuse convolutions), and the decoder (everything else: the
 up-sampling convolutions, the ``torgb`` heads, the last two convolutions, the resizes and
