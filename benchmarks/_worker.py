@@ -97,16 +97,21 @@ def released_model(reference, threads):
     return torch, pennet
 
 
+def released_inputs(torch, size, batch):
+    """The release's random input, NCHW: the image, the centred half-size hole, and its
+    generator's input (the image with the hole filled by 1, and the mask)."""
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    mask = torch.from_numpy(centre_mask(batch, size).transpose(0, 3, 1, 2).copy())
+    return image, mask, torch.cat([image * (1 - mask) + mask, mask], dim=1)
+
+
 def released(case):
     """The released network (and its training step) from a checkout of its code."""
     torch, pennet = released_model(case["reference"], case["threads"])
     Discriminator, InpaintGenerator = pennet.Discriminator, pennet.InpaintGenerator
 
-    size, batch = case["size"], case["batch"]
-    rng = np.random.default_rng(0)
-    image = torch.from_numpy(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
-    mask = torch.from_numpy(centre_mask(batch, size).transpose(0, 3, 1, 2).copy())
-    inputs = torch.cat([image * (1 - mask) + mask, mask], dim=1)
+    image, mask, inputs = released_inputs(torch, case["size"], case["batch"])
     generator = InpaintGenerator()
     if case["kind"] == "forward":
         generator.eval()

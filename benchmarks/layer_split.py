@@ -38,7 +38,7 @@ import tempfile
 import time
 
 import numpy as np
-from _worker import centre_mask, released_model
+from _worker import centre_mask, released_inputs, released_model
 
 GROUPS = ("encoder", "at_conv05", "at_conv04", "at_conv03", "at_conv02", "at_conv01", "decoder")
 
@@ -100,10 +100,7 @@ def penet_split(size, threads, runs):
 def released_split(size, threads, runs, reference):
     torch, pennet = released_model(reference, threads)
     generator = pennet.InpaintGenerator().eval()
-    rng = np.random.default_rng(0)
-    image = torch.from_numpy(rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32))
-    mask = torch.from_numpy(centre_mask(1, size).transpose(0, 3, 1, 2).copy())
-    inputs = torch.cat([image * (1 - mask) + mask, mask], dim=1)
+    _, mask, inputs = released_inputs(torch, size, 1)
 
     def forward():
         with torch.no_grad():

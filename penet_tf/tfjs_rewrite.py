@@ -8,9 +8,9 @@ its 26 s, while TensorFlow runs them in milliseconds:
 * ``StridedSlice`` of a rank-5 tensor: the backend copies slices of rank <= 4 row by row
   but falls back to a per-element JavaScript loop for rank 5 (about 1 µs per element).
   The attention's Gram-similarity crop ``[1, 66, 67, 66, 67] -> [1, 64, 64, 64, 64]``
-  alone took 17 s. Slices with a stride (the attention's ``low[:, ey::2, ex::2]``
-  phases then; since 2026-12-04 a reshape and transpose) take a per-element C++ path,
-  about 0.5 µs per element.
+  alone took 17 s. Slices with a stride take a per-element C++ path, about 0.5 µs per
+  element (the attention's ``low[:, ey::2, ex::2]`` phases were such slices; since
+  2026-12-04 they are a reshape and a transpose).
 * Every ``StridedSlice`` copies its whole input before copying the output out of it, so
   two slices in a row (the polyphase transfer crops ``[:, :q * k]`` and then
   ``[:, :rows * grid_w]`` of a 78 MB matrix) cost four copies.
