@@ -39,6 +39,23 @@ def test_folder_with_a_corrupt_and_a_non_image_file_trains_and_counts_skips(tmp_
     assert all(path.endswith("broken.jpg") for path in source.skipped_files)
 
 
+def test_random_crops_of_one_pixel_wide_images_and_of_skipped_files(tmp_path):
+    # A random crop of 50-100 % of a 1-pixel side (or of an unreadable file's 1 x 1
+    # stand-in) once rounded to 0 pixels and stopped training with an error.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name, size in (("row.png", (1, 40, 3)), ("column.png", (40, 1, 3))):
+        Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8)).save(folder / name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    source = ImageSource({"source": "folder", "path": str(folder)})
+    data = {"image_size": [64, 64], "crop": "random"}
+    batches = list(inpainting_dataset(source, data, MASK, batch_size=2, seed=2).take(4))
+    for (image, mask), _ in batches:
+        assert image.shape == (2, 64, 64, 3) and mask.shape == (2, 64, 64, 1)
+    assert source.skipped >= 2  # the broken file in each of the epochs read
+
+
 def test_empty_or_missing_folders_fail_at_once(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageSource({"source": "folder", "path": str(tmp_path / "missing")})

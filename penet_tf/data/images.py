@@ -206,11 +206,13 @@ def augment_image(image, size, seed, config, training):
     image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
     height, width = size
     if training and config.crop == "random":
-        # A random crop of 50-100 % of the short side, then resized (demo photos are few).
+        # A random crop of 50-100 % of the short side, then resized (demo photos are few);
+        # at least 1 pixel: an image 1 pixel high or wide (or an unreadable file's 1 x 1
+        # stand-in, filtered out below) would otherwise crop to nothing.
         shape = tf.shape(image)
         short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
         scale = tf.random.stateless_uniform([], seeds[0], 0.5, 1.0)
-        side = tf.cast(short * scale, tf.int32)
+        side = tf.maximum(tf.cast(short * scale, tf.int32), 1)
         image = tf.image.stateless_random_crop(image, [side, side, 3], seeds[1])
     image = tf.image.resize(image, [height, width], antialias=True)
     if training:
