@@ -77,6 +77,29 @@ def test_files_mode_reads_pngs(tmp_path):
         assert mask.shape == (64, 64, 1) and _binary(mask) and float(tf.reduce_sum(mask)) > 0
 
 
+def test_files_mode_leaves_out_files_that_cannot_be_read(tmp_path, caplog):
+    array = np.zeros((40, 40), np.uint8)
+    array[10:30, 5:25] = 255
+    Image.fromarray(array).save(tmp_path / "good.png")
+    whole = (tmp_path / "good.png").read_bytes()
+    # Each of these stopped training at the step that first drew it (DecodePng errors).
+    (tmp_path / "half.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "last_byte.png").write_bytes(whole[:-1])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not a mask")
+    with caplog.at_level("WARNING", logger="penet_tf.data"):
+        generator = MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
+    assert [path.decode().rsplit("/", 1)[-1] for path in generator.files.numpy()] == ["good.png"]
+    assert "leaving out 4 of 5 mask files" in caplog.text and "last_byte.png" in caplog.text
+    draw = tf.function(generator)
+    for i in range(10):
+        assert float(tf.reduce_sum(draw(_seed(i)))) > 0
+    for name in ("good.png", "half.png"):
+        (tmp_path / name).unlink()
+    with pytest.raises(ValueError, match=r"None of the 3 mask PNGs .* can be read"):
+        MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
+
+
 def test_mixture_uses_every_component_by_weight(tmp_path):
     config = {
         "type": "mixture",

@@ -7,20 +7,25 @@ deterministic for a given seed, and works in graph mode (``Dataset.map``) and ea
   evaluation (``centre``), the centred block - the released network's masks.
 * ``strokes``: free-form brush strokes (polylines of random vertices and widths), added
   until the hole ratio reaches a target drawn from ``hole_ratio``.
-* ``files``: a folder of mask PNGs (nonzero = hole), e.g. the NVIDIA irregular masks.
+* ``files``: a folder of mask PNGs (nonzero = hole), e.g. the NVIDIA irregular masks;
+  files that cannot be read are left out, with a warning, when the generator is built.
 * any mixture of them with weights.
 
 Training masks get the released augmentation: random horizontal flip, rotation by 0-45
 degrees with canvas expansion, 3 x 3 max-filter dilation and a nearest resize back to H x W.
 """
 
+import logging
 import math
 import os
 
 import tensorflow as tf
 
+from penet_tf.image_io import check_image_file, read_error_reason
 from penet_tf.io_utils import find_files
 from penet_tf.training.config import mask_section
+
+logger = logging.getLogger("penet_tf.data")
 
 
 def centre(height, width):
@@ -204,13 +209,41 @@ def rotate_expanded(mask, angle):
 
 
 def list_mask_files(path):
-    """Sorted mask PNGs under ``path`` (recursive); a clear error when there are none."""
+    """Sorted mask PNGs under ``path`` (recursive) that can be read; a clear error when
+    there are none.
+
+    Each file is checked once here (``penet_tf.image_io.check_image_file``: about 0.04
+    ms per 512^2 mask PNG, so 0.5 s for the 12,000 NVIDIA masks once the file system has
+    cached them): one that is empty, truncated or not an image is left out
+    with a warning naming it, since decoding it in the input pipeline would stop
+    training at whichever step first drew it.
+    """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Mask folder {path} does not exist.")
     files = find_files(path, (".png",))
     if not files:
         raise FileNotFoundError(f"No mask PNGs under {path}.")
-    return files
+    readable, unreadable = [], []
+    for file in files:
+        try:
+            check_image_file(file, "mask")
+            readable.append(file)
+        except (OSError, ValueError) as error:
+            unreadable.append(f"{file} ({read_error_reason(error)})")
+    if not readable:
+        raise ValueError(
+            f"None of the {len(files)} mask PNGs under {path} can be read: {unreadable[0]}"
+            + (", ..." if len(unreadable) > 1 else "")
+        )
+    if unreadable:
+        shown = "; ".join(unreadable[:5]) + ("; ..." if len(unreadable) > 5 else "")
+        logger.warning(
+            "leaving out %d of %d mask files that cannot be read: %s",
+            len(unreadable),
+            len(files),
+            shown,
+        )
+    return readable
 
 
 def load_mask_file(path, height, width):
