@@ -82,10 +82,14 @@ def _main(argv):
     log = logging.getLogger("penet_tf")
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    # Not to the root logger as well: TensorFlow's checkpoint saving gives it a handler
+    # (``logging.basicConfig``), which printed every later warning twice.
+    propagate, log.propagate = log.propagate, False
     try:
         return _train(args)
     finally:
         log.removeHandler(handler)  # main may run more than once in a process (tests)
+        log.propagate = propagate
 
 
 def _train(args):

@@ -84,7 +84,9 @@ class ImageSource:
             checked strictly): ``source`` and its options (``path``; ``root``; ``name``,
             ``split``, ``data_dir``, ``download``).
 
-    ``skipped`` counts the files that could not be decoded so far (per process).
+    ``skipped`` counts the reads that failed so far (per process; a bad file fails each
+    epoch), ``skipped_files`` lists the distinct files that failed (the first 100), and
+    each is logged once.
     """
 
     def __init__(self, config):
@@ -93,6 +95,7 @@ class ImageSource:
         self._lock = threading.Lock()
         self.skipped = 0
         self.skipped_files = []
+        self._unreadable = set()
         self.photos = None
         self.tfds_dataset = None
         if self.kind == "folder":
@@ -147,7 +150,7 @@ class ImageSource:
         raise ValueError(f"None of the {len(self.items)} image files could be decoded.")
 
     def _decode_python(self, path):
-        from penet_tf.image_io import read_rgb
+        from penet_tf.image_io import read_error_reason, read_rgb
 
         try:
             array = read_rgb(path.decode())  # EXIF orientation, 16-bit, ... as everywhere
@@ -157,10 +160,22 @@ class ImageSource:
         except Exception as error:  # noqa: BLE001 - any unreadable file is skipped
             with self._lock:
                 self.skipped += 1
-                if len(self.skipped_files) < 100:
+                first = path not in self._unreadable
+                self._unreadable.add(path)
+                if first and len(self.skipped_files) < 100:
                     self.skipped_files.append(path.decode())
-            logger.warning("skipping unreadable image %s (%s)", path.decode(), error)
+            if first:
+                logger.warning(
+                    "skipping unreadable image %s (%s), whenever the stream reaches it",
+                    path.decode(),
+                    read_error_reason(error),
+                )
             return np.zeros((1, 1, 3), np.uint8), False
+
+    @property
+    def unreadable_count(self):
+        """How many distinct files failed to decode so far."""
+        return len(self._unreadable)
 
     def decode(self, item):
         """item (a path or an index) -> (uint8 [H, W, 3], ok)."""

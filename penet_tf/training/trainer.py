@@ -307,7 +307,13 @@ class Trainer:
                     f"{self.state.directory}: run the same command to resume."
                 )
         if self.source.skipped:
-            logger.warning("skipped %d unreadable image files", self.source.skipped)
+            files = self.source.skipped_files
+            logger.warning(
+                "skipped %d reads of %d unreadable image files: %s",
+                self.source.skipped,
+                self.source.unreadable_count,
+                ", ".join(files[:5]) + (", ..." if self.source.unreadable_count > 5 else ""),
+            )
         writer.flush()
         return logs
 
