@@ -4,6 +4,7 @@ written stays, and the same command resumes."""
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +88,57 @@ def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
     for name, value in whole.items():
         if isinstance(value, np.ndarray):  # (not the object graph, bytes)
             np.testing.assert_allclose(value, resumed[name], atol=1e-6, rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "deleted"])
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(
+    whole_run, photos, tmp_path, capsys, damage
+):
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)  # checkpoints of steps 2 and 4
+    checkpoints = run / "checkpoints"
+    data = checkpoints / "ckpt-4.data-00000-of-00001"
+    if damage == "cut short":
+        data.write_bytes(data.read_bytes()[:1000])
+    else:  # the state file still names ckpt-4; ckpt-2 was once swept away as a leftover
+        data.unlink()
+        (checkpoints / "ckpt-4.index").unlink()
+    path = write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=4))
+    status, lines = run_main(capsys, path)
+    assert status == 0, lines
+    warning = next(line for line in lines if "passed over" in line)
+    assert warning.startswith("penet_tf.train: resuming from ckpt-2, the newest checkpoint")
+    if damage == "cut short":
+        assert warning.endswith(f"; their files are now in {checkpoints}/damaged")
+        damaged = sorted(p.name for p in (checkpoints / "damaged").iterdir())
+        assert damaged == ["ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    else:
+        assert "ckpt-4 (its files are missing)" in warning
+    # Steps 3 and 4 again from step 2: the uninterrupted run's weights.
+    whole, resumed = checkpoint_tensors(whole_run[0]), checkpoint_tensors(run)
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-4")
+    for name, value in whole.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(value, resumed[name], atol=1e-6, rtol=0, err_msg=name)
+
+
+def test_unreadable_or_foreign_checkpoints_end_in_one_line(whole_run, photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    wider = tiny_config(photos, run, iterations=4)
+    wider["model"]["base_channels"] = 8
+    status, lines = run_main(capsys, write_config(tmp_path / "w.json", wider))
+    assert status == 2 and lines[-1].startswith(f"error: the checkpoint {run}/checkpoints/ckpt-4")
+    assert "does not fit this model" in lines[-1] and "another model config" in lines[-1]
+    for step in (2, 4):
+        (run / "checkpoints" / f"ckpt-{step}.data-00000-of-00001").write_bytes(b"x")
+    status, lines = run_main(capsys, write_config(tmp_path / "c.json", tiny_config(photos, run)))
+    assert status == 2
+    assert lines[-1].startswith(f"error: none of the 2 checkpoints in {run}/checkpoints can be")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir())[:2] == [
+        "checkpoint",
+        "ckpt-2.data-00000-of-00001",
+    ]  # nothing moved
 
 
 def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(

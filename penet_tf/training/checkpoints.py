@@ -5,6 +5,10 @@
 names the latest one, so a run killed at any moment (SIGKILL included) restarts from its
 last complete checkpoint; files of an interrupted save are never picked up.
 
+A checkpoint that cannot be read when a run resumes (its files damaged or gone) is
+passed over for the newest one that can (``TrainingState.restore``); its files move to
+``checkpoints/damaged/``.
+
 Nothing half-written stays behind: a save that fails (a full disk, Ctrl-C) removes its own
 partial files before the error goes on, and ``sweep_leftovers`` removes those of a process
 that was killed (``ckpt-N_temp/``, unreferenced ``ckpt-N.*`` newer than the last complete
@@ -24,6 +28,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from penet_tf.io_utils import (
     remove_path,
@@ -35,6 +40,11 @@ from penet_tf.models import discriminator_config, generator_config
 
 logger = logging.getLogger("penet_tf.train")
 CHECKPOINT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
+
+
+class CheckpointReadError(ValueError):
+    """No checkpoint of the run can be read, or the newest was written for another model
+    (another config): one line saying which, and what to do."""
 
 
 class CheckpointWriteError(OSError):
@@ -57,13 +67,28 @@ def _reason(error):
     if is_disk_full(error):
         return "no space left on the device"
     lines = str(error).strip().splitlines() or [type(error).__name__]
-    return lines[0][:300]
+    # Without TensorFlow's "{{function_node ...}} " prefix and " [Op:...]" suffix.
+    return re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]$", "", lines[0])[:300]
 
 
 def latest_step(directory):
     """The step of the last complete checkpoint in ``directory`` (None: there is none)."""
     latest = tf.train.latest_checkpoint(directory)
-    return None if latest is None else int(latest.rsplit("-", 1)[1])
+    return None if latest is None else _step(latest)
+
+
+def _step(path):
+    return int(path.rsplit("-", 1)[1])
+
+
+def listed_checkpoints(directory):
+    """The checkpoints the state file of ``directory`` names, oldest first (paths; empty
+    when there is no state file), whether or not their files are there."""
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None or not state.model_checkpoint_path:
+        return []
+    paths = set(state.all_model_checkpoint_paths) | {state.model_checkpoint_path}
+    return sorted(paths, key=_step)
 
 
 def sweep_leftovers(output_dir):
@@ -80,7 +105,10 @@ def sweep_leftovers(output_dir):
                 removed.append(path)
     directory = os.path.join(output_dir, "checkpoints")
     if os.path.isdir(directory):
-        latest = latest_step(directory)
+        # Newer than every checkpoint the state file names (even one whose files are
+        # gone: the older ones it names are still the run's, not leftovers).
+        listed = listed_checkpoints(directory)
+        latest = _step(listed[-1]) if listed else None
         for name in sorted(os.listdir(directory)):
             match = CHECKPOINT.match(name)
             if (
@@ -166,16 +194,97 @@ class TrainingState:
         self.save_directory = (
             self.directory if chief else os.path.join(output_dir, f".worker-{worker}-tmp")
         )
+        self.keep = keep
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.save_directory, max_to_keep=keep
         )
 
     def restore(self):
-        """Restores the latest complete checkpoint; returns its path or None."""
-        latest = tf.train.latest_checkpoint(self.directory)
-        if latest is not None:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        return latest
+        """Restores the newest checkpoint that can be read; returns its path or None.
+
+        A checkpoint whose files are missing or cannot be read (damaged on disk or in a
+        copy) is passed over for the one before it: the chief moves its files to
+        ``checkpoints/damaged/`` (kept, and not in the way of the next save of that
+        step) and rewrites the state file to name the one restored, with a warning.
+
+        Raises ``CheckpointReadError`` when none can be read, or when the newest
+        readable one was written for another model (a different config); nothing is
+        moved then.
+        """
+        listed = listed_checkpoints(self.directory)
+        damaged = []
+        for path in reversed(listed):
+            if not tf.io.gfile.exists(path + ".index"):
+                damaged.append((path, "its files are missing"))
+                continue
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (ValueError, AssertionError) as error:
+                raise CheckpointReadError(
+                    f"the checkpoint {path} does not fit this model ({_reason(error)}): "
+                    f"it was written with another model config (see {self.output_dir}/"
+                    "config.json); resume with that config, or train into another "
+                    "output directory."
+                ) from None
+            except (tf.errors.OpError, OSError, IndexError, DecodeError) as error:
+                damaged.append((path, _reason(error)))
+                continue
+            if damaged:
+                self._set_aside(damaged, path, listed)
+            return path
+        if damaged:
+            raise CheckpointReadError(
+                f"none of the {len(listed)} checkpoints in {self.directory} can be read "
+                f"({os.path.basename(damaged[0][0])}: {damaged[0][1]}): move that folder "
+                "away to train from the start, or restore its files from a copy."
+            )
+        return None
+
+    def _set_aside(self, damaged, restored, listed):
+        """Moves the files of the ``damaged`` checkpoints into ``checkpoints/damaged/``
+        and names ``restored`` in the state file (the chief only)."""
+        names = ", ".join(f"{os.path.basename(path)} ({reason})" for path, reason in damaged)
+        if not self.chief:
+            logger.warning("passed over checkpoints that cannot be read: %s", names)
+            return
+        aside = os.path.join(self.directory, "damaged")
+        prefixes = {os.path.basename(path) for path, _ in damaged}
+        moved = [
+            name
+            for name in sorted(os.listdir(self.directory))
+            if CHECKPOINT.match(name) and name.split(".", 1)[0] in prefixes
+        ]
+        for name in moved:
+            os.makedirs(aside, exist_ok=True)
+            target, copy = os.path.join(aside, name), 0
+            while os.path.exists(target):  # set aside before: keep both
+                copy += 1
+                target = os.path.join(aside, f"{name}.{copy}")
+            os.replace(os.path.join(self.directory, name), target)
+        # The same state with the damaged ones left out; the timestamps let the manager
+        # delete the older checkpoints as it would have (without them it keeps them all).
+        state = tf.train.get_checkpoint_state(self.directory)
+        paths, stamps = state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps
+        times = dict(zip(paths, stamps, strict=False))
+        kept = [path for path in listed if _step(path) <= _step(restored)]
+        tf.compat.v1.train.update_checkpoint_state(
+            self.directory,
+            restored,
+            all_model_checkpoint_paths=kept,
+            all_model_checkpoint_timestamps=[
+                times.get(path, state.last_preserved_timestamp) for path in kept
+            ],
+            last_preserved_timestamp=state.last_preserved_timestamp,
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self.save_directory, max_to_keep=self.keep
+        )
+        logger.warning(
+            "resuming from %s, the newest checkpoint that can be read: passed over %s%s",
+            os.path.basename(restored),
+            names,
+            f"; their files are now in {aside}" if moved else "",
+        )
 
     def latest_step(self):
         """The step of the last complete checkpoint (None: there is none yet)."""
