@@ -74,7 +74,10 @@ def test_empty_or_missing_folders_fail_at_once(tmp_path):
 
 def test_file_list_relative_to_its_folder(tmp_path):
     folder = _photo_folder(tmp_path / "images")
-    (tmp_path / "train.flist").write_text("images/img0.png\n\nimages/sub/img1.jpg\n")
+    # Windows line ends and a byte-order mark, as Notepad saves a list.
+    (tmp_path / "train.flist").write_bytes(
+        b"\xef\xbb\xbfimages/img0.png\r\n\r\nimages/sub/img1.jpg\r\n"
+    )
     source = ImageSource({"source": "flist", "path": str(tmp_path / "train.flist")})
     assert source.items == [str(folder / "img0.png"), str(folder / "sub" / "img1.jpg")]
     (image, _), _ = next(iter(inpainting_dataset(source, DATA, MASK, 2)))

@@ -53,7 +53,7 @@ def read_file_list(path, root=None):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"File list {path} does not exist.")
     root = root if root is not None else os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # (a BOM, as Notepad writes, is not a path)
         lines = [line.strip() for line in handle if line.strip()]
     if not lines:
         raise ValueError(f"File list {path} is empty.")
