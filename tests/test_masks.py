@@ -87,14 +87,16 @@ def test_files_mode_leaves_out_files_that_cannot_be_read(tmp_path, caplog):
     (tmp_path / "last_byte.png").write_bytes(whole[:-1])
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("not a mask")
+    (tmp_path / "trailer.png").write_bytes(whole + b"bytes after IEND")  # decodes: kept
     with caplog.at_level("WARNING", logger="penet_tf.data"):
         generator = MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
-    assert [path.decode().rsplit("/", 1)[-1] for path in generator.files.numpy()] == ["good.png"]
-    assert "leaving out 4 of 5 mask files" in caplog.text and "last_byte.png" in caplog.text
+    names = [path.decode().rsplit("/", 1)[-1] for path in generator.files.numpy()]
+    assert names == ["good.png", "trailer.png"]
+    assert "leaving out 4 of 6 mask files" in caplog.text and "last_byte.png" in caplog.text
     draw = tf.function(generator)
     for i in range(10):
         assert float(tf.reduce_sum(draw(_seed(i)))) > 0
-    for name in ("good.png", "half.png"):
+    for name in ("good.png", "trailer.png", "half.png"):
         (tmp_path / name).unlink()
     with pytest.raises(ValueError, match=r"None of the 3 mask PNGs .* can be read"):
         MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
