@@ -74,7 +74,7 @@ class ImageReadError(ValueError):
 
 def read_error_reason(error):
     """A short human reason for a failed read (missing, unreadable, corrupt ...)."""
-    if isinstance(error, ImageReadError):
+    if isinstance(error, ImageReadError | NoAlphaError):
         return error.reason
     if isinstance(error, FileNotFoundError):
         return "no such file"
@@ -216,13 +216,22 @@ def has_alpha(image):
     return image.mode in _ALPHA_MODES or "transparency" in image.info
 
 
+class NoAlphaError(ValueError):
+    """``--mask-from-alpha`` on an image without transparency; ``reason`` without the
+    path (for the CLIs' "skipped PATH: REASON" lines)."""
+
+    def __init__(self, path):
+        self.reason = (
+            "has no alpha channel: --mask-from-alpha needs an image with transparency (a PNG "
+            "or WebP with alpha; transparent = hole)"
+        )
+        super().__init__(f"{path} {self.reason}")
+
+
 def alpha_mask(image, path="image"):
     """uint8 [H, W, 1] from a PIL image's alpha: 1 (hole) where alpha < 128."""
     if not has_alpha(image):
-        raise ValueError(
-            f"{path} has no alpha channel: --mask-from-alpha needs an image with "
-            "transparency (a PNG or WebP with alpha; transparent = hole)"
-        )
+        raise NoAlphaError(path)
     alpha = np.asarray(image.convert("RGBA"))[..., 3]
     return (alpha < ALPHA_THRESHOLD).astype(np.uint8)[..., None]
 

@@ -191,7 +191,7 @@ def test_mask_from_alpha_on_every_path(files, served, thin_savedmodel, tmp_path,
     Image.fromarray(photo).save(opaque)
     args = ["--model", str(thin_savedmodel), "--images", str(opaque), "--mask-from-alpha"]
     assert inpaint_main([*args, "--out", str(tmp_path / "o"), "--quiet"]) == 1
-    assert "has no alpha channel" in capsys.readouterr().err
+    assert f"skipped {opaque}: has no alpha channel: --mask-from-alpha" in capsys.readouterr().err
 
 
 def test_raw_bytes_decode_in_the_served_graph_as_in_python(files, thin_savedmodel):
