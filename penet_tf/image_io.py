@@ -40,6 +40,7 @@ Example:
     True
 """
 
+import contextlib
 import os
 import struct
 import zlib
@@ -96,16 +97,23 @@ def open_image(path, what="image"):
     and ``ImageReadError`` (a ``ValueError``: ``"cannot read {what} PATH: REASON"``) for
     one that is not a readable image.
     """
+    with _read_errors(path, what), Image.open(path) as image:
+        image.load()
+        orientation = _orientation(image)
+        oriented = ImageOps.exif_transpose(image)
+        if oriented is image:
+            oriented = image.copy()
+        oriented.format = image.format
+        oriented.orientation = orientation
+        return oriented
+
+
+@contextlib.contextmanager
+def _read_errors(path, what):
+    """Pillow's and the file system's errors while reading ``path`` as ``open_image``
+    raises them: ``FileNotFoundError`` naming ``what``, else ``ImageReadError``."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            orientation = _orientation(image)
-            oriented = ImageOps.exif_transpose(image)
-            if oriented is image:
-                oriented = image.copy()
-            oriented.format = image.format
-            oriented.orientation = orientation
-            return oriented
+        yield
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
@@ -126,17 +134,13 @@ def check_image_file(path, what="image"):
 
     Raises ``FileNotFoundError`` and ``ImageReadError`` as ``open_image`` does.
     """
-    try:
+    with _read_errors(path, what):
         with Image.open(path) as image:
             kind = image.format
             image.verify()
         if kind == "PNG":
             with open(path, "rb") as handle:
                 complete = _PNG_END in handle.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(what, path, read_error_reason(error)) from None
     if kind == "PNG" and not complete:
         raise ImageReadError(what, path, "truncated (its IEND chunk is missing)")
 

@@ -94,8 +94,7 @@ class ImageSource:
         self.kind = self.config.source
         self._lock = threading.Lock()
         self.skipped = 0
-        self.skipped_files = []
-        self._unreadable = set()
+        self._unreadable = {}  # distinct paths that failed, in the order met (a set)
         self.photos = None
         self.tfds_dataset = None
         if self.kind == "folder":
@@ -161,9 +160,7 @@ class ImageSource:
             with self._lock:
                 self.skipped += 1
                 first = path not in self._unreadable
-                self._unreadable.add(path)
-                if first and len(self.skipped_files) < 100:
-                    self.skipped_files.append(path.decode())
+                self._unreadable[path] = None
             if first:
                 logger.warning(
                     "skipping unreadable image %s (%s), whenever the stream reaches it",
@@ -171,6 +168,11 @@ class ImageSource:
                     read_error_reason(error),
                 )
             return np.zeros((1, 1, 3), np.uint8), False
+
+    @property
+    def skipped_files(self):
+        """The distinct files that failed, in the order met (the first 100)."""
+        return [path.decode() for path in list(self._unreadable)[:100]]
 
     @property
     def unreadable_count(self):
