@@ -1,10 +1,12 @@
 """Reading image and mask files (the one reader of every Python path), and writing PNGs.
 
-The inpaint and evaluate CLIs, the gRPC client and training data read files here, so a
-file gives the same pixels whichever path it takes; the export's ``inpaint_bytes``
-signature decodes encoded images the same way in the graph (``penet_tf.export``).
+The inpaint and evaluate CLIs, the gRPC client and training data (files and TFDS
+records) read images here, so a file gives the same pixels whichever path it takes;
+the export's ``inpaint_bytes`` signature decodes encoded images the same way in the graph
+(``penet_tf.export``).
 
-Images (``read_rgb``) become uint8 RGB [H, W, 3]:
+Images (``read_rgb``; ``decode_rgb`` for encoded bytes such as TFDS records) become
+uint8 RGB [H, W, 3]:
 
 * EXIF orientation is applied (the image as a photo viewer shows it);
 * 16-bit sources are scaled to 8 bits by dropping the low byte (``value >> 8``, as
@@ -41,6 +43,7 @@ Example:
 """
 
 import contextlib
+import io
 import os
 import struct
 import zlib
@@ -89,15 +92,16 @@ def read_error_reason(error):
     return f"unreadable ({text})"
 
 
-def open_image(path, what="image"):
+def open_image(path, what="image", name=None):
     """The file as a loaded PIL image, EXIF orientation applied (``format`` kept, and the
-    orientation it had in ``orientation``).
+    orientation it had in ``orientation``). ``path`` may also be a binary file object
+    (``name`` then names it in errors).
 
     Raises ``FileNotFoundError`` (``"{what} file not found: PATH"``) for a missing file
     and ``ImageReadError`` (a ``ValueError``: ``"cannot read {what} PATH: REASON"``) for
     one that is not a readable image.
     """
-    with _read_errors(path, what), Image.open(path) as image:
+    with _read_errors(name or path, what), Image.open(path) as image:
         image.load()
         orientation = _orientation(image)
         oriented = ImageOps.exif_transpose(image)
@@ -208,6 +212,13 @@ def read_rgb(path, resize=None, what="image"):
             image = Image.fromarray(to_rgb(image))
         image = image.convert("RGB").resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
     return to_rgb(image)
+
+
+def decode_rgb(data, name, what="image"):
+    """Encoded image bytes (a whole PNG, JPEG, ... file in memory, e.g. a TFDS record) as
+    uint8 RGB [H, W, 3], exactly as ``read_rgb`` reads the same bytes from a file;
+    ``name`` names them in an ``ImageReadError``."""
+    return to_rgb(open_image(io.BytesIO(data), what, name=name))
 
 
 def read_mask(path):

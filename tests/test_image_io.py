@@ -212,6 +212,16 @@ def test_raw_bytes_decode_in_the_served_graph_as_in_python(files, thin_savedmode
         np.testing.assert_array_equal(output, served, err_msg=name)
 
 
+def test_encoded_bytes_decode_as_their_files(files):
+    """``decode_rgb`` (TFDS records) gives every kind of file the pixels ``read_rgb``
+    gives the same bytes on disk, and names what it cannot read."""
+    for name, (data, suffix, _, _, _) in files["kinds"].items():
+        from_file = image_io.read_rgb(str(files["images"] / f"{name}{suffix}"))
+        np.testing.assert_array_equal(image_io.decode_rgb(data, name), from_file, err_msg=name)
+    with pytest.raises(image_io.ImageReadError, match="cannot read image record 7: not an image"):
+        image_io.decode_rgb(b"", "record 7")
+
+
 def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
     values = np.arange(0, 65536, 64, dtype=np.uint16).reshape(32, 32)
     Image.fromarray(values).save(tmp_path / "grey16.png")

@@ -15,8 +15,10 @@ Sources (``config["source"]``):
 The stream is a deterministic function of ``seed`` and the element's position: files are
 shuffled per epoch with a stateless permutation, and every element carries its global
 index, from which its augmentation and mask seeds derive. Training can therefore resume
-at any position without replaying the files before it. Unreadable or corrupt files are
-skipped (and counted by ``ImageSource.skipped``), never a crash.
+at any position without replaying the files before it. Files and TFDS records are read
+by ``penet_tf.image_io`` (the same pixels as the inpaint CLI's); unreadable or corrupt ones
+are skipped (counted by ``ImageSource.skipped``, each named once in the log), never a
+crash.
 """
 
 import logging
@@ -85,8 +87,9 @@ class ImageSource:
             ``split``, ``data_dir``, ``download``).
 
     ``skipped`` counts the reads that failed so far (per process; a bad file fails each
-    epoch), ``skipped_files`` lists the distinct files that failed (the first 100), and
-    each is logged once.
+    epoch), ``skipped_files`` lists the distinct files (or TFDS record ids) that failed
+    (the first 100), and each is logged once. ``item_kind`` says what the items are
+    (``"image file"``, ``"TFDS record"`` or ``"demo photo"``).
     """
 
     def __init__(self, config):
@@ -94,9 +97,10 @@ class ImageSource:
         self.kind = self.config.source
         self._lock = threading.Lock()
         self.skipped = 0
-        self._unreadable = {}  # distinct paths that failed, in the order met (a set)
+        self._unreadable = {}  # distinct paths (record ids) that failed, in order (a set)
         self.photos = None
         self.tfds_dataset = None
+        self.item_kind = "image file"
         if self.kind == "folder":
             self.items = list_image_files(self._require("path"))
         elif self.kind == "flist":
@@ -105,9 +109,11 @@ class ImageSource:
             photos = demo_photos()
             self.photos = [tf.io.encode_png(photo) for photo in photos]
             self.items = [str(i) for i in range(len(photos))]
+            self.item_kind = "demo photo"
         else:
             self.tfds_dataset, self.items = self._load_tfds()
-        if self.kind in ("folder", "flist"):
+            self.item_kind = "TFDS record"
+        if self.kind != "demo":
             self._check_one_readable()
 
     def _require(self, key):
@@ -133,65 +139,91 @@ class ImageSource:
                         "download it now."
                     )
                 builder.download_and_prepare()
+            # The encoded bytes (decoded by penet_tf.image_io, as files are) and the
+            # record's id, which names it when it cannot be read.
             dataset = builder.as_dataset(
-                split=split, decoders={"image": tfds.decode.SkipDecoding()}
+                split=split,
+                decoders={"image": tfds.decode.SkipDecoding()},
+                read_config=tfds.ReadConfig(add_tfds_id=True),
             )
             count = builder.info.splits[split].num_examples
         except tfds.core.registered.DatasetNotFoundError as error:
             raise ValueError(f"TFDS has no dataset named {name!r}.") from error
-        return dataset.map(lambda example: example["image"]), [str(i) for i in range(count)]
+        records = dataset.map(lambda example: (example["tfds_id"], example["image"]))
+        return records, [str(i) for i in range(count)]
 
     def _check_one_readable(self):
-        # Guards against an endless loop over a stream whose every file is unreadable.
-        for path in self.items:
-            if self._decode_python(path.encode())[1]:
-                return
-        raise ValueError(f"None of the {len(self.items)} image files could be decoded.")
+        # Guards against an endless loop over a stream whose every item is unreadable; in
+        # the usual case this reads the first file or record only.
+        if self.tfds_dataset is not None:
+            reads = (
+                self._decode_python(*record) for record in self.tfds_dataset.as_numpy_iterator()
+            )
+        else:
+            reads = (self._decode_python(path.encode()) for path in self.items)
+        if not any(ok for _, ok in reads):
+            raise ValueError(f"None of the {len(self.items)} {self.item_kind}s could be decoded.")
 
-    def _decode_python(self, path):
-        from penet_tf.image_io import read_error_reason, read_rgb
+    def _decode_python(self, name, data=None):
+        """A file's path (or a TFDS record's id and its bytes) -> (uint8 [H, W, 3], ok)."""
+        from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb
 
+        name = _as_bytes(name)
+        data = None if data is None else _as_bytes(data)
         try:
-            array = read_rgb(path.decode())  # EXIF orientation, 16-bit, ... as everywhere
+            # EXIF orientation, 16-bit, CMYK ... as on every other path
+            array = read_rgb(name.decode()) if data is None else decode_rgb(data, name.decode())
             if array.ndim != 3 or min(array.shape[:2]) < 1:
                 raise ValueError("empty image")
             return array, True
-        except Exception as error:  # noqa: BLE001 - any unreadable file is skipped
+        except Exception as error:  # noqa: BLE001 - any unreadable item is skipped
             with self._lock:
                 self.skipped += 1
-                first = path not in self._unreadable
-                self._unreadable[path] = None
+                first = name not in self._unreadable
+                self._unreadable[name] = None
             if first:
                 logger.warning(
-                    "skipping unreadable image %s (%s), whenever the stream reaches it",
-                    path.decode(),
+                    "skipping unreadable %s %s (%s), whenever the stream reaches it",
+                    self.item_kind,
+                    name.decode(),
                     read_error_reason(error),
                 )
             return np.zeros((1, 1, 3), np.uint8), False
 
     @property
     def skipped_files(self):
-        """The distinct files that failed, in the order met (the first 100)."""
+        """The distinct files (or TFDS record ids) that failed, in the order met (the first
+        100)."""
         return [path.decode() for path in list(self._unreadable)[:100]]
 
     @property
     def unreadable_count(self):
-        """How many distinct files failed to decode so far."""
+        """How many distinct files (or TFDS records) failed to decode so far."""
         return len(self._unreadable)
 
-    def decode(self, item):
-        """item (a path or an index) -> (uint8 [H, W, 3], ok)."""
+    def decode(self, item, data=None):
+        """item (a path, a demo photo's index, or a TFDS record's id with its encoded
+        ``data``) -> (uint8 [H, W, 3], ok)."""
         if self.kind == "demo":
             photos = tf.constant([photo.numpy() for photo in self.photos])
             image = tf.io.decode_png(photos[tf.strings.to_number(item, tf.int32)], channels=3)
             return image, tf.constant(True)
+        inputs = [item] if data is None else [item, data]
         image, ok = tf.numpy_function(
-            self._decode_python, [item], [tf.uint8, tf.bool], stateful=False
+            self._decode_python, inputs, [tf.uint8, tf.bool], stateful=False
         )
         return tf.ensure_shape(image, [None, None, 3]), tf.ensure_shape(ok, [])
 
     def __len__(self):
         return len(self.items)
+
+
+def _as_bytes(value):
+    """A string as ``tf.numpy_function`` passes it (bytes in a graph; called eagerly, a
+    0-d object array, or a fixed-width one for a Python bytes argument) -> bytes."""
+    if isinstance(value, np.ndarray):
+        return value.tobytes() if value.dtype.kind == "S" else value.item()  # keeps \x00 ends
+    return value
 
 
 def shuffled_items(items, seed, start=0, shuffle=True):
@@ -274,6 +306,12 @@ def inpainting_dataset(
     Returns:
         ``tf.data.Dataset`` of ``((image [B, H, W, 3] float32 in [-1, 1], mask
         [B, H, W, 1] float32), index [B] int64)``.
+
+    Files and TFDS records are decoded in Python (``tf.numpy_function``). Let an iterator
+    you made with ``iter()`` go (``del``) before the interpreter exits: one still alive
+    then, with decodes in flight, can hang the exit in TensorFlow's iterator destructor
+    (tensorflow/tensorflow#21277; 1 in 3 exits of a script that kept one, on a folder
+    source). ``for`` loops over ``take(n)``, ``fit`` and the training CLI release theirs.
     """
     data_config = data_section(data_config)
     size = data_config.image_size
@@ -295,7 +333,7 @@ def inpainting_dataset(
         element_seed = tf.stack([tf.cast(seed, tf.int64), index])
         image_seed, mask_seed = tf.unstack(tf.random.experimental.stateless_split(element_seed, 2))
         if source.tfds_dataset is not None:
-            image, ok = tf.io.decode_image(item, channels=3, expand_animations=False), True
+            image, ok = source.decode(*item)  # (record id, encoded bytes)
         else:
             image, ok = source.decode(item)
         image = augment_image(image, size, image_seed, data_config, training)

@@ -309,9 +309,10 @@ class Trainer:
         if self.source.skipped:
             files = self.source.skipped_files
             logger.warning(
-                "skipped %d reads of %d unreadable image files: %s",
+                "skipped %d reads of %d unreadable %ss: %s",
                 self.source.skipped,
                 self.source.unreadable_count,
+                self.source.item_kind,
                 ", ".join(files[:5]) + (", ..." if self.source.unreadable_count > 5 else ""),
             )
         writer.flush()

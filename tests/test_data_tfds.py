@@ -1,0 +1,99 @@
+"""A TFDS source: records are read by penet_tf.image_io like files; bad ones are skipped.
+
+The datasets are real TFDS datasets, built offline into ``tmp_path`` by the builder below
+(its records are encoded bytes stored as given, so a record can be corrupt), then read
+back by name as a user's ``data.source: tfds`` config reads them.
+"""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from penet_tf.data.images import ImageSource, inpainting_dataset
+from penet_tf.image_io import EXIF_ORIENTATION, read_rgb
+
+DATA = {"image_size": [64, 64]}
+MASK = {"type": "square"}
+
+
+def _encoded(array, kind="PNG", orientation=None):
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[EXIF_ORIENTATION] = orientation
+    Image.fromarray(array).save(buffer, format=kind, exif=exif)
+    return buffer.getvalue()
+
+
+def _records(config):
+    rng = np.random.default_rng(0)
+    png = _encoded(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    if config == "unreadable":
+        return [png[: len(png) // 2], b""]
+    rotated = _encoded(rng.integers(0, 255, (32, 56, 3), dtype=np.uint8), "JPEG", orientation=6)
+    grey16 = _encoded((rng.integers(0, 65535, (36, 44)) // 257 * 257).astype(np.uint16))
+    return [png, png[: len(png) // 2], b"", b"not an image", rotated, grey16]
+
+
+class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
+    """Six records ("mixed": three readable, three not) or two unreadable ones."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name="mixed"),
+        tfds.core.BuilderConfig(name="unreadable"),
+    ]
+
+    def _info(self):
+        image = tfds.features.Image(encoding_format="png")
+        return tfds.core.DatasetInfo(
+            builder=self, features=tfds.features.FeaturesDict({"image": image})
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for key, data in enumerate(_records(self.builder_config.name)):
+            yield key, {"image": data}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tfds")
+    for config in ("mixed", "unreadable"):
+        PenetTestPhotos(config=config, data_dir=str(path)).download_and_prepare()
+    return str(path)
+
+
+def test_tfds_records_decode_like_files_and_bad_ones_are_skipped(data_dir, tmp_path):
+    source = ImageSource(
+        {"source": "tfds", "name": "penet_test_photos/mixed", "data_dir": data_dir}
+    )
+    assert len(source) == 6 and source.item_kind == "TFDS record"
+    # Each readable record gives the pixels its bytes give as a file (EXIF rotation, 16 bit).
+    shapes = []
+    for record_id, data in source.tfds_dataset.as_numpy_iterator():
+        image, ok = source.decode(record_id, data)
+        if ok:
+            path = tmp_path / "record"
+            path.write_bytes(data)
+            np.testing.assert_array_equal(image.numpy(), read_rgb(str(path)))
+            shapes.append(tuple(image.shape[:2]))
+    assert sorted(shapes) == [(36, 44), (40, 48), (56, 32)]  # the JPEG shown upright
+    assert source.unreadable_count == 3
+    assert all(name.startswith("penet_test_photos-train.tfrecord") for name in source.skipped_files)
+    # Training streams on past them (more than an epoch).
+    dataset = inpainting_dataset(source, DATA, MASK, batch_size=2, seed=1)
+    for (image, mask), _ in dataset.take(5):
+        assert image.shape == (2, 64, 64, 3) and mask.shape == (2, 64, 64, 1)
+    assert source.skipped >= 6
+
+
+def test_tfds_split_with_no_readable_record_fails_at_once(data_dir):
+    config = {"source": "tfds", "name": "penet_test_photos/unreadable", "data_dir": data_dir}
+    with pytest.raises(ValueError, match="None of the 2 TFDS records could be decoded"):
+        ImageSource(config)
