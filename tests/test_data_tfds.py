@@ -9,10 +9,11 @@ import io
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from penet_tf.data.images import ImageSource, inpainting_dataset
+from penet_tf.data.images import ImageSource, inpainting_dataset, shuffled_records
 from penet_tf.image_io import EXIF_ORIENTATION, read_rgb
 
 DATA = {"image_size": [64, 64]}
@@ -97,3 +98,50 @@ def test_tfds_split_with_no_readable_record_fails_at_once(data_dir):
     config = {"source": "tfds", "name": "penet_test_photos/unreadable", "data_dir": data_dir}
     with pytest.raises(ValueError, match="None of the 2 TFDS records could be decoded"):
         ImageSource(config)
+
+
+@pytest.fixture
+def global_seed():
+    """The trainer's ``keras.utils.set_random_seed(config.seed)``, seed 0 (the demo's)."""
+    tf.random.set_seed(0)
+    yield
+    tf.random.set_seed(None)
+
+
+def test_tfds_epochs_are_shuffled_permutations_and_resume_reads_no_earlier_epoch(
+    data_dir, global_seed
+):
+    source = ImageSource(
+        {"source": "tfds", "name": "penet_test_photos/mixed", "data_dir": data_dir}
+    )
+    ids = sorted(record_id for record_id, _ in source.tfds_dataset.as_numpy_iterator())
+    stream = shuffled_records(source.tfds_dataset, 6, seed=3, buffer_size=6).take(18)
+    elements = [(int(index), record_id) for index, (record_id, _) in stream.as_numpy_iterator()]
+    assert [index for index, _ in elements] == list(range(18))
+    epochs = [[record_id for _, record_id in elements[e * 6 : (e + 1) * 6]] for e in range(3)]
+    assert all(sorted(epoch) == ids for epoch in epochs)
+    assert epochs[0] != epochs[1] != epochs[2] and epochs[0] != ids  # shuffled, per epoch
+    # Resuming at element 8 (epoch 1) gives the same elements, and reads the records of
+    # epochs 1 and 2 only (at most 12), never epoch 0's (which would make at least 18).
+    reads = []
+
+    def read(record_id):
+        reads.append(record_id.numpy())
+        return record_id
+
+    counted = source.tfds_dataset.map(
+        lambda record_id, data: (tf.py_function(read, [record_id], tf.string), data)
+    )
+    resumed = shuffled_records(counted, 6, seed=3, start=8, buffer_size=6).take(10)
+    resumed = [(int(index), record_id) for index, (record_id, _) in resumed.as_numpy_iterator()]
+    assert resumed == elements[8:]
+    assert 10 <= len(reads) <= 12
+    # The training stream resumes to the same pixels and masks.
+    whole = list(inpainting_dataset(source, DATA, MASK, 2, seed=5).take(4))
+    again = list(
+        inpainting_dataset(source, DATA, MASK, 2, seed=5, start=int(whole[2][1][0])).take(2)
+    )
+    for a, b in zip(whole[2:], again, strict=True):
+        np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+        np.testing.assert_array_equal(a[0][0].numpy(), b[0][0].numpy())
+        np.testing.assert_array_equal(a[0][1].numpy(), b[0][1].numpy())

@@ -13,9 +13,11 @@ Sources (``config["source"]``):
   for the offline demo.
 
 The stream is a deterministic function of ``seed`` and the element's position: files are
-shuffled per epoch with a stateless permutation, and every element carries its global
-index, from which its augmentation and mask seeds derive. Training can therefore resume
-at any position without replaying the files before it. Files and TFDS records are read
+shuffled per epoch with a stateless permutation (TFDS records, which are read in order,
+in blocks of ``shuffle_buffer``), and every element carries its global index,
+from which its augmentation and mask seeds derive. Training can therefore resume at any
+position without replaying the files before it (for TFDS, at most the records of the
+resumed epoch before it are read again). Files and TFDS records are read
 by ``penet_tf.image_io`` (the same pixels as the inpaint CLI's); unreadable or corrupt ones
 are skipped (counted by ``ImageSource.skipped``, each named once in the log), never a
 crash.
@@ -246,6 +248,37 @@ def shuffled_items(items, seed, start=0, shuffle=True):
     return stream.skip(start - first_epoch * count)
 
 
+def shuffled_records(records, count, seed, start=0, shuffle=True, buffer_size=1000):
+    """An endless stream of (global index, record) from ``records``, a dataset of
+    ``count`` records read in order (a TFDS split, whose records TFDS stored shuffled).
+
+    Each epoch permutes every block of ``buffer_size`` consecutive records by a stateless
+    permutation seeded by (``seed``, epoch, block): a function of the position alone,
+    like the files' order, so a resume at element ``start`` reads no epoch before its own
+    (at most one epoch's records, not every record trained on so far).
+    """
+    first_epoch = start // count
+    seed = tf.cast(seed, tf.int64)
+
+    def epoch(number):
+        indices = tf.data.Dataset.range(number * count, (number + 1) * count)
+        if not shuffle:
+            return tf.data.Dataset.zip((indices, records))
+        epoch_seed = tf.stack([seed, number])
+
+        def permute(block, batch):
+            block_seed = tf.random.experimental.stateless_fold_in(epoch_seed, block)
+            size = tf.shape(tf.nest.flatten(batch)[0])[0]
+            order = tf.random.experimental.stateless_shuffle(tf.range(size), block_seed)
+            return tf.nest.map_structure(lambda values: tf.gather(values, order), batch)
+
+        blocks = records.batch(buffer_size).enumerate().map(permute)
+        return tf.data.Dataset.zip((indices, blocks.unbatch()))
+
+    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+    return stream.skip(start - first_epoch * count)
+
+
 def augment_image(image, size, seed, config, training):
     """Resize to ``size`` (whole image, or a random crop for ``crop: "random"``), random
     flip and colour jitter as released (0.05 brightness / contrast / saturation / hue).
@@ -318,14 +351,14 @@ def inpainting_dataset(
     masks = MaskGenerator(mask_config, size[0], size[1], training=training)
     parallel = data_config.parallel_calls or tf.data.AUTOTUNE
     if source.tfds_dataset is not None:
-        stream = source.tfds_dataset
-        if training:
-            stream = stream.repeat().shuffle(source.config.shuffle_buffer, seed)
-        stream = stream.enumerate().skip(start)
+        buffer_size = source.config.shuffle_buffer
+        stream = shuffled_records(
+            source.tfds_dataset, len(source), seed, start, training, buffer_size
+        )
     else:
         stream = shuffled_items(source.items, seed, start, shuffle=training)
-        if not training:
-            stream = stream.take(len(source) - start)
+    if not training:
+        stream = stream.take(len(source) - start)
     if input_context is not None and input_context.num_input_pipelines > 1:
         stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 

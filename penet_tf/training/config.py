@@ -359,7 +359,8 @@ class FlistData(DataConfig):
 @dataclasses.dataclass(frozen=True)
 class TfdsData(DataConfig):
     """``source: "tfds"``: a TensorFlow Datasets dataset (``download`` false: a missing
-    dataset is an error, never a silent download)."""
+    dataset is an error, never a silent download). Its records are read in order and
+    shuffled per epoch within blocks of ``shuffle_buffer`` records (held in memory)."""
 
     source: Literal["tfds"] = "tfds"
     name: str | None = None
