@@ -114,13 +114,21 @@ def test_tfds_epochs_are_shuffled_permutations_and_resume_reads_no_earlier_epoch
     source = ImageSource(
         {"source": "tfds", "name": "penet_test_photos/mixed", "data_dir": data_dir}
     )
-    ids = sorted(record_id for record_id, _ in source.tfds_dataset.as_numpy_iterator())
+    in_order = [record_id for record_id, _ in source.tfds_dataset.as_numpy_iterator()]
+    ids = sorted(in_order)
     stream = shuffled_records(source.tfds_dataset, 6, seed=3, buffer_size=6).take(18)
     elements = [(int(index), record_id) for index, (record_id, _) in stream.as_numpy_iterator()]
     assert [index for index, _ in elements] == list(range(18))
     epochs = [[record_id for _, record_id in elements[e * 6 : (e + 1) * 6]] for e in range(3)]
     assert all(sorted(epoch) == ids for epoch in epochs)
     assert epochs[0] != epochs[1] != epochs[2] and epochs[0] != ids  # shuffled, per epoch
+    # A buffer of 4: blocks of records 0-3 and 4-5 (the last one short), each permuted.
+    blocks = shuffled_records(source.tfds_dataset, 6, seed=3, buffer_size=4).take(12)
+    blocks = [record_id for _, (record_id, _) in blocks.as_numpy_iterator()]
+    for start in (0, 6):
+        assert sorted(blocks[start : start + 4]) == sorted(in_order[:4])
+        assert sorted(blocks[start + 4 : start + 6]) == sorted(in_order[4:])
+    assert blocks[:6] != blocks[6:]
     # Resuming at element 8 (epoch 1) gives the same elements, and reads the records of
     # epochs 1 and 2 only (at most 12), never epoch 0's (which would make at least 18).
     reads = []

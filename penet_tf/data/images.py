@@ -14,11 +14,11 @@ Sources (``config["source"]``):
 
 The stream is a deterministic function of ``seed`` and the element's position: files are
 shuffled per epoch with a stateless permutation (TFDS records, which are read in order,
-in blocks of ``shuffle_buffer``), and every element carries its global index,
-from which its augmentation and mask seeds derive. Training can therefore resume at any
-position without replaying the files before it (for TFDS, at most the records of the
-resumed epoch before it are read again). Files and TFDS records are read
-by ``penet_tf.image_io`` (the same pixels as the inpaint CLI's); unreadable or corrupt ones
+in blocks of ``shuffle_buffer``), and every element carries its global index, from which
+its augmentation and mask seeds derive. Training can therefore resume at any position
+without replaying the files before it (for TFDS, at most the records of the resumed
+epoch before it are read again). Files and TFDS records are read by
+``penet_tf.image_io`` (the same pixels as the inpaint CLI's); unreadable or corrupt ones
 are skipped (counted by ``ImageSource.skipped``, each named once in the log), never a
 crash.
 """
@@ -235,7 +235,6 @@ def shuffled_items(items, seed, start=0, shuffle=True):
     """
     count = len(items)
     items = tf.constant(items)
-    first_epoch = start // count
 
     def epoch(number):
         order = tf.range(count, dtype=tf.int64)
@@ -244,8 +243,7 @@ def shuffled_items(items, seed, start=0, shuffle=True):
         indices = number * count + tf.range(count, dtype=tf.int64)
         return tf.data.Dataset.from_tensor_slices((indices, tf.gather(items, order)))
 
-    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
-    return stream.skip(start - first_epoch * count)
+    return _epochs(epoch, count, start)
 
 
 def shuffled_records(records, count, seed, start=0, shuffle=True, buffer_size=1000):
@@ -257,7 +255,6 @@ def shuffled_records(records, count, seed, start=0, shuffle=True, buffer_size=10
     like the files' order, so a resume at element ``start`` reads no epoch before its own
     (at most one epoch's records, not every record trained on so far).
     """
-    first_epoch = start // count
     seed = tf.cast(seed, tf.int64)
 
     def epoch(number):
@@ -275,6 +272,13 @@ def shuffled_records(records, count, seed, start=0, shuffle=True, buffer_size=10
         blocks = records.batch(buffer_size).enumerate().map(permute)
         return tf.data.Dataset.zip((indices, blocks.unbatch()))
 
+    return _epochs(epoch, count, start)
+
+
+def _epochs(epoch, count, start):
+    """``epoch(number)``'s datasets of ``count`` elements, one after another from epoch
+    ``start // count`` (the epochs before it are never built), from element ``start``."""
+    first_epoch = start // count
     stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
     return stream.skip(start - first_epoch * count)
 
