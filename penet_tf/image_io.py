@@ -66,6 +66,7 @@ ALPHA_THRESHOLD = 128
 EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_ROTATED = (2, 3, 4, 5, 6, 7, 8)  # EXIF orientations other than "as stored" (1)
 
 
 class ImageReadError(ValueError):
@@ -102,11 +103,12 @@ def open_image(path, what="image", name=None):
     one that is not a readable image.
     """
     with _read_errors(name or path, what), Image.open(path) as image:
-        image.load()
+        image.load()  # (the pixels stay when the file closes)
         orientation = _orientation(image)
+        if orientation not in _ROTATED:
+            image.orientation = orientation
+            return image  # not copied: a 12-MP photo's copy costs 30 ms
         oriented = ImageOps.exif_transpose(image)
-        if oriented is image:
-            oriented = image.copy()
         oriented.format = image.format
         oriented.orientation = orientation
         return oriented
@@ -174,7 +176,9 @@ def to_rgb(image):
     if image.mode in _SIXTEEN_BIT:
         grey = _eight_bit(np.asarray(image))
         return np.repeat(grey[..., None], 3, axis=-1)
-    return np.asarray(image.convert("RGB"), np.uint8)
+    if image.mode != "RGB":
+        image = image.convert("RGB")  # (converting RGB to RGB would copy it)
+    return np.asarray(image, np.uint8)
 
 
 def mask_values(image):
