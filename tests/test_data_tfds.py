@@ -153,3 +153,10 @@ def test_tfds_epochs_are_shuffled_permutations_and_resume_reads_no_earlier_epoch
         np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
         np.testing.assert_array_equal(a[0][0].numpy(), b[0][0].numpy())
         np.testing.assert_array_equal(a[0][1].numpy(), b[0][1].numpy())
+
+
+def test_tfds_finds_a_registered_dataset_s_code_for_its_download():
+    """``data.download=true`` reaches the download: TFDS looks for a registered dataset's
+    checksums beside its code through ``importlib_resources``, which TFDS does not
+    require (tensorflow/datasets#11212) and penet_tf does."""
+    assert tfds.builder_cls("dtd").code_path.name == "dtd.py"
