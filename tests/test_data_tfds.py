@@ -46,7 +46,9 @@ class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name="mixed"),
         tfds.core.BuilderConfig(name="unreadable"),
+        tfds.core.BuilderConfig(name="manual"),  # its files must be downloaded by hand
     ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Put the photos in manual_dir."
 
     def _info(self):
         image = tfds.features.Image(encoding_format="png")
@@ -55,6 +57,8 @@ class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
+        if self.builder_config.name == "manual":
+            dl_manager.manual_dir  # noqa: B018 - TFDS raises when it is missing or empty
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
@@ -160,3 +164,11 @@ def test_tfds_finds_a_registered_dataset_s_code_for_its_download():
     checksums beside its code through ``importlib_resources``, which TFDS does not
     require (tensorflow/datasets#11212) and penet_tf does."""
     assert tfds.builder_cls("dtd").code_path.name == "dtd.py"
+
+
+def test_tfds_dataset_to_download_by_hand_is_one_clear_error(tmp_path):
+    config = {"source": "tfds", "name": "penet_test_photos/manual", "data_dir": str(tmp_path)}
+    with pytest.raises(FileNotFoundError, match="is not prepared under"):
+        ImageSource(config)
+    with pytest.raises(FileNotFoundError, match="(?s)TFDS cannot prepare .*Put the photos in"):
+        ImageSource({**config, "download": True})

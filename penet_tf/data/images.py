@@ -140,7 +140,10 @@ class ImageSource:
                         "download the dataset needs), or set data.download=true to let TFDS "
                         "download it now."
                     )
-                builder.download_and_prepare()
+                try:
+                    builder.download_and_prepare()
+                except AssertionError as error:  # TFDS: "Manual directory ... is empty ..."
+                    raise FileNotFoundError(f"TFDS cannot prepare {name!r}: {error}") from None
             # The encoded bytes (decoded by penet_tf.image_io, as files are) and the
             # record's id, which names it when it cannot be read.
             dataset = builder.as_dataset(
