@@ -1,4 +1,5 @@
-"""A TFDS source: records are read by penet_tf.image_io like files; bad ones are skipped.
+"""A TFDS source: records are read by penet_tf.image_io like files, bad ones are skipped,
+epochs are shuffled so that a resume reads no earlier epoch, preparing errors are clear.
 
 The datasets are real TFDS datasets, built offline into ``tmp_path`` by the builder below
 (its records are encoded bytes stored as given, so a record can be corrupt), then read
@@ -40,7 +41,8 @@ def _records(config):
 
 
 class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
-    """Six records ("mixed": three readable, three not) or two unreadable ones."""
+    """Six records ("mixed": three readable, three not), two unreadable ones
+    ("unreadable"), or ("manual") an error until its files are put in by hand."""
 
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = [
