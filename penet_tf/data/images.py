@@ -102,7 +102,6 @@ class ImageSource:
         self._unreadable = {}  # distinct paths (record ids) that failed, in order (a set)
         self.photos = None
         self.tfds_dataset = None
-        self.item_kind = "image file"
         if self.kind == "folder":
             self.items = list_image_files(self._require("path"))
         elif self.kind == "flist":
@@ -111,10 +110,8 @@ class ImageSource:
             photos = demo_photos()
             self.photos = [tf.io.encode_png(photo) for photo in photos]
             self.items = [str(i) for i in range(len(photos))]
-            self.item_kind = "demo photo"
         else:
             self.tfds_dataset, self.items = self._load_tfds()
-            self.item_kind = "TFDS record"
         if self.kind != "demo":
             self._check_one_readable()
 
@@ -194,6 +191,11 @@ class ImageSource:
                     read_error_reason(error),
                 )
             return np.zeros((1, 1, 3), np.uint8), False
+
+    @property
+    def item_kind(self):
+        """What the items are: ``"image file"``, ``"TFDS record"`` or ``"demo photo"``."""
+        return {"tfds": "TFDS record", "demo": "demo photo"}.get(self.kind, "image file")
 
     @property
     def skipped_files(self):
@@ -373,10 +375,7 @@ def inpainting_dataset(
     def load(index, item):
         element_seed = tf.stack([tf.cast(seed, tf.int64), index])
         image_seed, mask_seed = tf.unstack(tf.random.experimental.stateless_split(element_seed, 2))
-        if source.tfds_dataset is not None:
-            image, ok = source.decode(*item)  # (record id, encoded bytes)
-        else:
-            image, ok = source.decode(item)
+        image, ok = source.decode(*tf.nest.flatten(item))  # a path, or a TFDS (id, bytes)
         image = augment_image(image, size, image_seed, data_config, training)
         mask = masks(mask_seed, index)
         return image, mask, index, ok
