@@ -42,21 +42,25 @@ def _records(config):
 
 class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
     """Six records ("mixed": three readable, three not), two unreadable ones
-    ("unreadable"), or ("manual") an error until its files are put in by hand."""
+    ("unreadable"), ("manual") an error until its files are put in by hand, or ("photo")
+    the mixed records in a feature named ``photo``, beside a ``label``."""
 
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name="mixed"),
         tfds.core.BuilderConfig(name="unreadable"),
         tfds.core.BuilderConfig(name="manual"),  # its files must be downloaded by hand
+        tfds.core.BuilderConfig(name="photo"),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Put the photos in manual_dir."
 
     def _info(self):
         image = tfds.features.Image(encoding_format="png")
-        return tfds.core.DatasetInfo(
-            builder=self, features=tfds.features.FeaturesDict({"image": image})
-        )
+        if self.builder_config.name == "photo":
+            features = {"photo": image, "label": tfds.features.ClassLabel(num_classes=2)}
+        else:
+            features = {"image": image}
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
 
     def _split_generators(self, dl_manager):
         if self.builder_config.name == "manual":
@@ -64,8 +68,12 @@ class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
-        for key, data in enumerate(_records(self.builder_config.name)):
-            yield key, {"image": data}
+        if self.builder_config.name == "photo":
+            for key, data in enumerate(_records("mixed")):
+                yield key, {"photo": data, "label": key % 2}
+        else:
+            for key, data in enumerate(_records(self.builder_config.name)):
+                yield key, {"image": data}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,23 @@ def test_tfds_records_decode_like_files_and_bad_ones_are_skipped(data_dir, tmp_p
     for (image, mask), _ in dataset.take(5):
         assert image.shape == (2, 64, 64, 3) and mask.shape == (2, 64, 64, 1)
     assert source.skipped >= 6
+
+
+def test_tfds_images_from_a_feature_named_by_image_key(tmp_path):
+    config = {"source": "tfds", "name": "penet_test_photos/photo", "data_dir": str(tmp_path)}
+    # A wrong key is refused before anything is downloaded or read, naming the choices.
+    for key in ("image", "label"):
+        with pytest.raises(ValueError, match=f"no image feature '{key}'.*features: 'photo'"):
+            ImageSource({**config, "image_key": key, "download": True})
+    assert not list(tmp_path.iterdir())
+    PenetTestPhotos(config="photo", data_dir=str(tmp_path)).download_and_prepare()
+    source = ImageSource({**config, "image_key": "photo"})
+    decoded = [source.decode(*record) for record in source.tfds_dataset.as_numpy_iterator()]
+    assert sorted(tuple(image.shape[:2]) for image, ok in decoded if ok) == [
+        (36, 44),
+        (40, 48),
+        (56, 32),
+    ]
 
 
 def test_tfds_split_with_no_readable_record_fails_at_once(data_dir):

@@ -6,7 +6,8 @@ Sources (``config["source"]``):
   recursively;
 * ``"flist"``: the released code's file lists, one image path per line (relative paths
   are relative to ``root``, default the list's folder);
-* ``"tfds"``: a TensorFlow Datasets dataset by ``name`` and ``split``, read from
+* ``"tfds"``: a TensorFlow Datasets dataset by ``name`` and ``split``, its images from
+  the feature ``image_key`` (default ``"image"``; ``"hr"`` for ``div2k``), read from
   ``data_dir`` (``download`` is false by default: a missing dataset is an error that says
   where its files must be, never a silent long download);
 * ``"demo"``: real photographs shipped inside scikit-image and scikit-learn (no download),
@@ -86,7 +87,7 @@ class ImageSource:
     Args:
         config: the ``data`` section of a training config (a ``DataConfig`` or a mapping,
             checked strictly): ``source`` and its options (``path``; ``root``; ``name``,
-            ``split``, ``data_dir``, ``download``).
+            ``split``, ``image_key``, ``data_dir``, ``download``).
 
     ``skipped`` counts the reads that failed so far (per process; a bad file fails each
     epoch), ``skipped_files`` lists the distinct files (or TFDS record ids) that failed
@@ -125,10 +126,20 @@ class ImageSource:
 
         name = self._require("name")
         split = self.config.split
+        key = self.config.image_key
         data_dir = self.config.data_dir
         where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         try:
             builder = tfds.builder(name, data_dir=data_dir)
+            # Checked before any download: the features are known from the dataset's code.
+            features = builder.info.features
+            features = features.items() if isinstance(features, tfds.features.FeaturesDict) else []
+            images = [k for k, feature in features if isinstance(feature, tfds.features.Image)]
+            if key not in images:
+                raise ValueError(
+                    f"TFDS dataset {name!r} has no image feature {key!r} (data.image_key); "
+                    f"its image features: {', '.join(map(repr, images)) or 'none'}."
+                )
             if not builder.is_prepared():
                 if not self.config.download:
                     raise FileNotFoundError(
@@ -145,13 +156,13 @@ class ImageSource:
             # record's id, which names it when it cannot be read.
             dataset = builder.as_dataset(
                 split=split,
-                decoders={"image": tfds.decode.SkipDecoding()},
+                decoders={key: tfds.decode.SkipDecoding()},
                 read_config=tfds.ReadConfig(add_tfds_id=True),
             )
             count = builder.info.splits[split].num_examples
         except tfds.core.registered.DatasetNotFoundError as error:
             raise ValueError(f"TFDS has no dataset named {name!r}.") from error
-        records = dataset.map(lambda example: (example["tfds_id"], example["image"]))
+        records = dataset.map(lambda example: (example["tfds_id"], example[key]))
         return records, [str(i) for i in range(count)]
 
     def _check_one_readable(self):

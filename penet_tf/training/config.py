@@ -359,12 +359,14 @@ class FlistData(DataConfig):
 @dataclasses.dataclass(frozen=True)
 class TfdsData(DataConfig):
     """``source: "tfds"``: a TensorFlow Datasets dataset (``download`` false: a missing
-    dataset is an error, never a silent download). Its records are read in order and
-    shuffled per epoch within blocks of ``shuffle_buffer`` records (held in memory)."""
+    dataset is an error, never a silent download), its images from the feature
+    ``image_key`` (``"hr"`` for ``div2k``). Its records are read in order and shuffled per
+    epoch within blocks of ``shuffle_buffer`` records (held in memory)."""
 
     source: Literal["tfds"] = "tfds"
     name: str | None = None
     split: str = "train"
+    image_key: str = "image"
     data_dir: str | None = None
     download: bool = False
     shuffle_buffer: int = 1000
