@@ -1,11 +1,17 @@
-"""Image pipelines: folders with bad files, file lists, the demo photos, determinism."""
+"""Image pipelines: folders with bad files, file lists, the demo photos, determinism, an
+exit with an iterator alive."""
+
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from penet_tf.data.images import ImageSource, inpainting_dataset, shuffled_items
+from penet_tf.data.images import ImageSource, _ExitGate, inpainting_dataset, shuffled_items
 
 DATA = {"image_size": [64, 64]}
 MASK = {"type": "square"}
@@ -129,3 +135,58 @@ def test_evaluation_pass_is_ordered_and_finite(tmp_path):
     np.testing.assert_array_equal(indices, np.arange(4))
     masks = np.concatenate([mask.numpy() for (_, mask), _ in batches])
     assert np.all(masks.mean(axis=(1, 2, 3)) == 0.25)  # centred squares
+
+
+def test_exit_gate_waits_for_running_decodes_then_answers_at_once():
+    gate = _ExitGate(quiet=0.05)
+    started, seen = threading.Event(), []
+
+    def decode():
+        with gate.call() as exiting:
+            started.set()
+            time.sleep(0.3)
+            seen.append(exiting)
+
+    worker = threading.Thread(target=decode)
+    worker.start()
+    started.wait()
+    gate.close()  # returns once the running decode has ended and 0.05 s passed quietly
+    assert seen == [False]
+    worker.join()
+    with gate.call() as exiting:
+        assert exiting  # later decodes are told to return a stand-in
+    begin = time.monotonic()
+    _ExitGate().close()  # no decode ever ran: no wait
+    assert time.monotonic() - begin < 0.1
+
+
+_KEEPS_AN_ITERATOR = """
+import sys
+from penet_tf.data.images import ImageSource, inpainting_dataset
+source = ImageSource({"source": "folder", "path": sys.argv[1]})
+dataset = inpainting_dataset(source, {"image_size": [64, 64]}, {"type": "square"}, 4)
+iterator = iter(dataset)
+next(iterator)
+print("read a batch", flush=True)
+"""
+
+
+def test_a_script_that_keeps_an_iterator_alive_exits(tmp_path):
+    # Without the exit gate, 3 of 8 exits of this script on these 12 photos hung in
+    # TensorFlow's iterator destructor (tensorflow/tensorflow#21277).
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        photo = rng.integers(0, 255, (384, 384, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(folder / f"{i}.jpg")
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-c", _KEEPS_AN_ITERATOR, str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "read a batch" in result.stdout

@@ -24,9 +24,12 @@ are skipped (counted by ``ImageSource.skipped``, each named once in the log), ne
 crash.
 """
 
+import atexit
+import contextlib
 import logging
 import os
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -79,6 +82,51 @@ def demo_photos():
     photos = [getattr(skimage.data, name)() for name in names]
     photos += list(load_sample_images().images)
     return [np.ascontiguousarray(photo[..., :3], dtype=np.uint8) for photo in photos]
+
+
+class _ExitGate:
+    """Lets the interpreter exit while a pipeline's iterator is still alive.
+
+    At exit, Python ends every thread that asks for the GIL; a TensorFlow worker thread
+    about to run a decode (``tf.numpy_function``) is ended with it, and the iterator's
+    destructor, run later in the exit, waits for that call forever
+    (tensorflow/tensorflow#21277). So before the exit (``atexit``) the gate closes: the
+    calls still to come return a 1 × 1 stand-in at once, the pipeline's buffers fill, and
+    the exit waits until no decode has run for ``quiet`` seconds (at most ``limit``).
+    """
+
+    def __init__(self, quiet=0.25, limit=5.0):
+        self.quiet, self.limit = quiet, limit
+        self.closed = False
+        self._lock = threading.Lock()
+        self._running = 0
+        self._last = float("-inf")  # when a decode last started or ended (monotonic)
+
+    @contextlib.contextmanager
+    def call(self):
+        """Around one pipeline decode; gives True once the gate is closed."""
+        with self._lock:
+            self._running += 1
+            self._last = time.monotonic()
+        try:
+            yield self.closed
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._last = time.monotonic()
+
+    def close(self):
+        self.closed = True
+        deadline = time.monotonic() + self.limit
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running and time.monotonic() - self._last >= self.quiet:
+                    return
+            time.sleep(0.01)
+
+
+_EXIT_GATE = _ExitGate()
+atexit.register(_EXIT_GATE.close)
 
 
 class ImageSource:
@@ -203,6 +251,12 @@ class ImageSource:
                 )
             return np.zeros((1, 1, 3), np.uint8), False
 
+    def _decode_in_pipeline(self, name, data=None):
+        with _EXIT_GATE.call() as exiting:
+            if exiting:  # the interpreter is exiting: nobody reads this element
+                return np.zeros((1, 1, 3), np.uint8), True
+            return self._decode_python(name, data)
+
     @property
     def item_kind(self):
         """What the items are: ``"image file"``, ``"TFDS record"`` or ``"demo photo"``."""
@@ -228,7 +282,7 @@ class ImageSource:
             return image, tf.constant(True)
         inputs = [item] if data is None else [item, data]
         image, ok = tf.numpy_function(
-            self._decode_python, inputs, [tf.uint8, tf.bool], stateful=False
+            self._decode_in_pipeline, inputs, [tf.uint8, tf.bool], stateful=False
         )
         return tf.ensure_shape(image, [None, None, 3]), tf.ensure_shape(ok, [])
 
@@ -361,11 +415,8 @@ def inpainting_dataset(
         ``tf.data.Dataset`` of ``((image [B, H, W, 3] float32 in [-1, 1], mask
         [B, H, W, 1] float32), index [B] int64)``.
 
-    Files and TFDS records are decoded in Python (``tf.numpy_function``). Let an iterator
-    you made with ``iter()`` go (``del``) before the interpreter exits: one still alive
-    then, with decodes in flight, can hang the exit in TensorFlow's iterator destructor
-    (tensorflow/tensorflow#21277; 1 in 3 exits of a script that kept one, on a folder
-    source). ``for`` loops over ``take(n)``, ``fit`` and the training CLI release theirs.
+    Files and TFDS records are decoded in Python (``tf.numpy_function``). An iterator
+    still alive when the interpreter exits does not hang the exit (``_ExitGate``).
     """
     data_config = data_section(data_config)
     size = data_config.image_size
