@@ -123,11 +123,13 @@ def _header_pixels(data, head):
     )
 
 
-def _decode(data, channels, name, max_pixels):
+def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
     """Decodes one encoded image after checking its format and (from the header) its size.
 
     A PNG, JPEG or GIF over ``max_pixels`` is refused before it is decoded, so a small
     file cannot make the server allocate a huge image; other formats are checked after.
+    ``dtype`` ``tf.uint16`` keeps a 16-bit PNG's values (8-bit images are multiplied by
+    256 or 257, so that dropping the low byte gives them back).
     """
     head = tf.strings.join([data, tf.constant(b"\0" * 32)])  # substr never runs past the end
     known = tf.reduce_any(
@@ -149,22 +151,31 @@ def _decode(data, channels, name, max_pixels):
         # JPEG as Pillow decodes it (penet_tf.image_io): the accurate integer DCT.
         image = tf.cond(
             tf.equal(tf.strings.substr(head, 0, 3), _MAGIC["JPEG"]),
-            lambda: tf.io.decode_jpeg(data, channels=channels or 3, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(data, channels=channels, expand_animations=False),
+            lambda: tf.image.convert_image_dtype(
+                tf.io.decode_jpeg(data, channels=channels or 3, dct_method="INTEGER_ACCURATE"),
+                dtype,
+            ),
+            lambda: tf.io.decode_image(
+                data, channels=channels, dtype=dtype, expand_animations=False
+            ),
         )
     return tf.ensure_shape(image, [None, None, channels or None])
 
 
 def _decode_mask(data, name, max_pixels):
     """An encoded mask of any format and mode -> uint8 [H, W, 1]: its largest colour
-    channel (alpha ignored; 16-bit scaled to 8 bits), as ``penet_tf.image_io.mask_values``
-    (decoding to grey would refuse GIF, BMP and WebP masks, and could round colours
-    down). ``serve`` then applies the mask rule (``penet_tf.inference.hole_mask``).
+    channel (alpha ignored; 16-bit scaled to 8 bits unless it holds only 0 and 1), as
+    ``penet_tf.image_io.mask_values`` (decoding to grey would refuse GIF, BMP and WebP
+    masks, and could round colours down). ``serve`` then applies the mask rule
+    (``penet_tf.inference.hole_mask``).
     """
-    mask = _decode(data, 0, name, max_pixels)  # [H, W, C], C = 1 (L), 2 (LA), 3 or 4
+    mask = _decode(data, 0, name, max_pixels, tf.uint16)  # [H, W, C], C = 1, 2, 3 or 4
     channels = tf.shape(mask)[-1]
     colours = mask[..., : channels - (1 - channels % 2)]  # drop alpha: 2 -> 1, 4 -> 3
-    return tf.reduce_max(colours, axis=-1, keepdims=True)
+    values = tf.reduce_max(colours, axis=-1, keepdims=True)
+    # A 16-bit 0/1 mask stays one; anything else keeps its high byte (8-bit: its values).
+    eight_bit = tf.where(tf.reduce_max(values) <= 1, values, tf.bitwise.right_shift(values, 8))
+    return tf.cast(eight_bit, tf.uint8)
 
 
 def photo_limit(strategy, max_pixels, max_photo_pixels):

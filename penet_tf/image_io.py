@@ -19,7 +19,7 @@ Masks (``read_mask``) become uint8 [H, W, 1], 1 = hole, 0 = known, by ``MASK_RUL
 mask pixel's value is its largest colour channel (alpha ignored; 16-bit scaled to 8 bits
 as above); it is a hole where that value is at least ``HOLE_THRESHOLD`` (128, half of
 255), so antialiased brush edges count as holes only where they are at least half
-opaque. A mask whose values are all 0 or 1 is a 0/1 mask: 1 = hole. ``binary_mask``
+opaque. A mask whose values are all 0 or 1 (8- or 16-bit) is a 0/1 mask: 1 = hole. ``binary_mask``
 applies the rule to arrays; ``penet_tf.inference.hole_mask`` is the same rule in the
 graph (every SavedModel signature applies it to the masks it gets).
 
@@ -182,9 +182,13 @@ def to_rgb(image):
 
 
 def mask_values(image):
-    """A PIL image of any mode -> uint8 [H, W, 1]: the largest colour channel (8 bits)."""
+    """A PIL image of any mode -> uint8 [H, W, 1]: the largest colour channel (8 bits;
+    a 16-bit mask that holds only 0 and 1 keeps them, to stay a 0/1 mask)."""
     if image.mode in _SIXTEEN_BIT:
-        return _eight_bit(np.asarray(image))[..., None]
+        values = np.asarray(image)
+        if values.max() <= 1:  # dropping the low byte would turn every 1 into 0: no hole
+            return np.clip(values, 0, 1).astype(np.uint8)[..., None]
+        return _eight_bit(values)[..., None]
     if image.mode == "1":
         image = image.convert("L")
     elif image.mode in ("P", "PA"):

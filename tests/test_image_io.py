@@ -232,6 +232,49 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
     np.testing.assert_array_equal(image, decoded)
 
 
+def _mask_files():
+    """{name: (encoded mask, expected hole [H, W])} in formats and modes users send."""
+    rng = np.random.default_rng(9)
+    hole = rng.random((24, 40)) < 0.3
+    ramp = rng.integers(0, 256, (24, 40)).astype(np.uint8)  # the rule: >= 128 is a hole
+
+    def encoded(array, kind="PNG", mode=None):
+        buffer = io.BytesIO()
+        Image.fromarray(array, mode).save(buffer, kind)
+        return buffer.getvalue()
+
+    colour = np.zeros((24, 40, 3), np.uint8)
+    colour[hole] = (200, 30, 0)  # red strokes: the largest channel counts
+    alpha = rng.integers(0, 256, (24, 40), dtype=np.uint8)  # alpha is not the mask
+    return {
+        "png 0/255": (encoded(hole.astype(np.uint8) * 255), hole),
+        "png 0/1": (encoded(hole.astype(np.uint8)), hole),
+        "png ramp": (encoded(ramp), ramp >= 128),
+        "png16 0/1": (encoded(hole.astype(np.uint16)), hole),  # 1 >> 8 would be 0: no hole
+        "png16 0/65535": (encoded(hole.astype(np.uint16) * 65535), hole),
+        "png16 ramp": (encoded(ramp.astype(np.uint16) * 256 + 200), ramp >= 128),
+        "png colour": (encoded(colour), hole),
+        "png grey+alpha": (
+            encoded(np.dstack([hole * 255, alpha]).astype(np.uint8), mode="LA"),
+            hole,
+        ),
+        "bmp 0/1": (encoded(hole.astype(np.uint8), "BMP"), hole),
+        "gif 0/255": (encoded(hole.astype(np.uint8) * 255, "GIF"), hole),
+    }
+
+
+def test_mask_files_follow_one_rule_in_python_and_in_the_served_graph(tmp_path):
+    from penet_tf.export import _decode_mask
+
+    for name, (data, hole) in _mask_files().items():
+        path = tmp_path / "mask"
+        path.write_bytes(data)
+        np.testing.assert_array_equal(image_io.read_mask(path)[..., 0], hole, err_msg=name)
+        values = _decode_mask(tf.constant(data), "mask_bytes", 10**6)
+        graph = hole_mask(values[None]).numpy()[0, ..., 0]
+        np.testing.assert_array_equal(graph, hole, err_msg=name)
+
+
 def test_exif_rotation_is_applied_to_images_and_sizes(tmp_path):
     data, shown = _exif_rotated_jpeg(_photo(SIZE, 48))
     (tmp_path / "phone.jpg").write_bytes(data)

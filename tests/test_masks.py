@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from penet_tf.data.masks import MaskGenerator, centre, rotate_expanded, strokes
+from penet_tf.data.masks import MaskGenerator, centre, load_mask_file, rotate_expanded, strokes
 
 
 def _seed(i):
@@ -135,3 +135,16 @@ def test_masks_in_a_tf_data_pipeline():
 def test_bad_mask_configs(config, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         MaskGenerator(config, 64, 64)
+
+
+def test_mask_files_holes_are_their_nonzero_pixels_at_8_and_16_bits(tmp_path):
+    hole = np.random.default_rng(3).random((20, 30)) < 0.3
+    for name, array in {
+        "eight": hole.astype(np.uint8) * 255,
+        "zero_one": hole.astype(np.uint8),
+        "sixteen_zero_one": hole.astype(np.uint16),  # once decoded to 8 bits: no hole
+        "sixteen": hole.astype(np.uint16) * 65535,
+    }.items():
+        Image.fromarray(array).save(tmp_path / f"{name}.png")
+        mask = load_mask_file(str(tmp_path / f"{name}.png"), 20, 30).numpy()[..., 0]
+        np.testing.assert_array_equal(mask, hole, err_msg=name)

@@ -248,7 +248,8 @@ def list_mask_files(path):
 
 def load_mask_file(path, height, width):
     """A mask PNG (nonzero = hole) as float32 [height, width, 1] (nearest resize)."""
-    mask = tf.io.decode_png(tf.io.read_file(path), channels=1)
+    # 16 bits, so that a 16-bit mask's values below 256 (a 0/1 mask) are not rounded to 0.
+    mask = tf.io.decode_png(tf.io.read_file(path), channels=1, dtype=tf.uint16)
     mask = tf.cast(mask > 0, tf.float32)
     return tf.image.resize(mask, [height, width], method="nearest")
 
