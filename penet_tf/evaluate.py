@@ -48,6 +48,7 @@ from penet_tf.cli import (
 )
 from penet_tf.inpainting import (
     collect_items,
+    list_images,
     load_inpainter,
     make_dataset,
     plan_batches,
@@ -55,7 +56,7 @@ from penet_tf.inpainting import (
     report_skipped,
     run_batches,
 )
-from penet_tf.io_utils import write_text_atomically
+from penet_tf.io_utils import check_file_target, write_text_atomically
 
 PROTOCOLS = {
     # The paper's Places2 comparison: 256 x 256 images, the centred 128 x 128 hole.
@@ -250,6 +251,17 @@ def csv_path(json_path):
     return (root if extension.lower() == ".json" else json_path) + ".csv"
 
 
+def check_report_path(path, images, masks=None, predictions=None):
+    """ValueError, before any work, if the report (``path``) or its CSV could not be
+    written there or would replace one of the input files."""
+    inputs = list_images(images)
+    for folder, flag in ((masks, "--masks"), (predictions, "--predictions")):
+        if folder is not None:
+            inputs += list_images(folder, flag)
+    check_file_target(path, "--out", inputs)
+    check_file_target(csv_path(path), f"--out {path}: its CSV", inputs)
+
+
 def write_report(report, path):
     """Writes ``path`` (JSON) and the CSV beside it, each atomically; returns the CSV path."""
     write_text_atomically(json.dumps(report, indent=2, allow_nan=False) + "\n", path)
@@ -318,6 +330,7 @@ def _main(argv):
         and (args.protocol is None)
     ):
         parser.error("--model needs masks: give --masks, --mask-type or --protocol")
+    check_report_path(args.out, args.images, args.masks, args.predictions)
     strategy = strategy_from_args(args)
     inpainter = load_inpainter(args.model, strategy) if args.model is not None else None
     report, skipped = evaluate(

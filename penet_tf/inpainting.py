@@ -52,7 +52,7 @@ from penet_tf.image_io import (
     write_png,
 )
 from penet_tf.inference import padded_pixels, padded_size, serve
-from penet_tf.io_utils import IMAGE_SUFFIXES
+from penet_tf.io_utils import IMAGE_SUFFIXES, check_folder_target
 
 MASK_TYPES = ("centre", "strokes")
 NO_PIXEL_LIMIT = 2**62
@@ -586,9 +586,10 @@ def _same(a, b):
 
 
 def check_out_folder(out, images, masks=None):
-    """ValueError if the output folder ``out`` is the ``--images`` or ``--masks`` folder
-    (or ``--images``' folder when it names one file): outputs would land among the inputs.
-    Cheap: run it before loading a model."""
+    """ValueError if the output folder ``out`` cannot be a folder (``check_folder_target``)
+    or is the ``--images`` or ``--masks`` folder (or ``--images``' folder when it names one
+    file): outputs would land among the inputs. Cheap: run it before loading a model."""
+    check_folder_target(out)
     folders = {"--images": images, "--masks": masks}
     for flag, path in folders.items():
         if path is None:
@@ -606,8 +607,8 @@ def output_paths(items, out, grid=False, inputs=()):
     with ``grid``, ``OUT/<name>_grid.png``).
 
     ValueError, before anything is written, if two results would share a path (images
-    ``p.png`` and ``p_grid.png`` with ``grid``) or a result would replace one of the
-    ``inputs`` (image, mask or prediction files).
+    ``p.png`` and ``p_grid.png`` with ``grid``), a result would replace one of the
+    ``inputs`` (image, mask or prediction files) or a folder stands at its path.
     """
     planned, owner = {}, {}
     inputs = {os.path.realpath(path) for path in inputs if path is not None}
@@ -621,6 +622,11 @@ def output_paths(items, out, grid=False, inputs=()):
                 raise ValueError(
                     f"{path} would replace an input file (from {item.image}); choose another "
                     "output folder"
+                )
+            if os.path.isdir(path):
+                raise ValueError(
+                    f"{path} is a folder: the result for {item.image} cannot be written "
+                    "there; move it or choose another output folder"
                 )
             if key in owner:
                 raise ValueError(
@@ -680,13 +686,13 @@ def inpaint_files(
     inputs = [item.image for item in items] + [item.mask for item in items]
     planned = output_paths(items, out, grid, inputs)
     report_skipped(skipped)
-    os.makedirs(out, exist_ok=True)
     batches = plan_batches(items, batch_size)
     source = "files" if masks is not None else "alpha" if mask_from_alpha else mask_type
     dataset = make_dataset(batches, source, seed)
     start = time.perf_counter()
     if not isinstance(inpainter, Inpainter):
         inpainter, dataset = _load_while_reading(inpainter, dataset)
+    os.makedirs(out, exist_ok=True)  # once the model loaded: a bad model leaves no folder
     bar = progress_bar(len(items), enabled=progress)
     written = []
     try:

@@ -67,6 +67,42 @@ def remove_path(path):
         return False
 
 
+def _check_folders_above(path, flag):
+    """ValueError if a file (not a folder) stands where one of ``path``'s folders must be."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
+
+
+def check_file_target(path, flag="--out", inputs=()):
+    """ValueError, before any work, naming why ``atomic_path`` could not write the file
+    ``path``: it is empty, an existing folder, below a file, or one of ``inputs`` (the
+    files a run reads, which it would replace)."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{flag} is empty: give the file to write")
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder: give the file to write")
+    _check_folders_above(path, flag)
+    real = os.path.realpath(path)
+    for source in inputs:
+        if source is not None and os.path.realpath(source) == real:
+            raise ValueError(f"{flag} {path} would replace the input {source}")
+
+
+def check_folder_target(path, flag="--out"):
+    """ValueError, before any work, if ``path`` cannot be (or become) a folder: it is
+    empty, a file, or below a file."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{flag} is empty: give the folder to write to")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a file, not a folder")
+    _check_folders_above(path, flag)
+
+
 @contextlib.contextmanager
 def atomic_path(path, directory=False, replace=True):
     """Yields a temporary path beside ``path``, renamed onto ``path`` on success only.

@@ -228,6 +228,33 @@ def test_skips_and_errors(folders, tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+def test_a_report_that_would_replace_an_input_or_cannot_be_written_is_refused_first(
+    folders, tmp_path, capsys
+):
+    root = folders["root"]
+    inputs = [*(root / "images").iterdir(), *(root / "masks").iterdir()]
+    before = {path: path.read_bytes() for path in inputs}
+    (tmp_path / "afile").write_text("a file")
+    (tmp_path / "table.csv").mkdir()
+    refusals = {
+        str(root / "images" / "china.png"): "would replace the input",  # was overwritten
+        str(root / "masks" / "china.png"): "would replace the input",
+        str(tmp_path): "is a folder: give the file to write",
+        str(tmp_path / "afile" / "r.json"): "afile is a file, not a folder",
+        str(tmp_path / "table.json"): "its CSV " + str(tmp_path / "table.csv") + " is a folder",
+        "": "--out is empty",
+    }
+    # A model that does not exist: each refusal comes before the model is loaded.
+    model = ["--model", str(tmp_path / "never-loaded.weights.h5")]
+    for out, reason in refusals.items():
+        args = _args(folders, *model, "--masks", str(root / "masks"), "--out", out, "--quiet")
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert reason in err and "never-loaded" not in err and "Traceback" not in err, err
+    assert {path: path.read_bytes() for path in inputs} == before
+    assert not (tmp_path / "table.json").exists()  # nothing half-written
+
+
 def test_help_documents_every_flag():
     parser = build_parser()
     text = parser.format_help()

@@ -397,6 +397,34 @@ def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys
     np.testing.assert_array_equal(_read(images / "p.png"), photo)
 
 
+def test_an_output_folder_that_cannot_be_one_is_refused_before_any_work(
+    workspace, tmp_path, capsys
+):
+    (tmp_path / "afile.png").write_bytes(b"a user's file")
+    out = tmp_path / "out"
+    (out / "china.png").mkdir(parents=True)  # a folder where a result goes
+    args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
+    refusals = {
+        str(tmp_path / "afile.png"): "is a file, not a folder",
+        str(tmp_path / "afile.png" / "sub"): "afile.png is a file, not a folder",
+        "": "--out is empty",
+        str(out): f"{out / 'china.png'} is a folder: the result for",
+    }
+    for target, reason in refusals.items():
+        assert main(["--model", workspace["weights"], *args, "--out", target, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and "Traceback" not in err, err
+    assert os.listdir(out) == ["china.png"]  # nothing was written before the refusal
+    assert (tmp_path / "afile.png").read_bytes() == b"a user's file"
+    # A model that cannot be loaded leaves no output folder behind.
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(b"not HDF5")
+    fresh = tmp_path / "fresh"
+    assert main(["--model", str(broken), *args, "--out", str(fresh), "--quiet"]) == 2
+    assert "cannot read it as a weights file" in capsys.readouterr().err
+    assert not fresh.exists()
+
+
 def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):
     import penet_tf.inpainting as inpainting
     from penet_tf.io_utils import atomic_path
