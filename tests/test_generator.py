@@ -1,5 +1,7 @@
 """The generator: released-network equivalence, shapes, serialisation, input validation."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -146,6 +148,31 @@ def test_load_generator_skips_random_init_but_keeps_every_weight_and_the_config(
     assert loaded.get_config() == config
     conv = loaded.encoder[0]  # initializers restored after the zero-kernel build
     assert isinstance(conv.kernel_initializer, tf.keras.initializers.HeNormal)
+
+
+def test_load_generator_names_a_bad_config_or_weights_file(tmp_path):
+    from penet_tf.models import load_generator
+
+    generator = _thin()
+    generator.build()
+    path = tmp_path / "g.weights.h5"
+    generator.save_weights(path)
+    config = tmp_path / "g.config.json"
+    refusals = {
+        '{"base_channels": "x"}': "base_channels must be a positive integer, got 'x'",
+        "[4]": 'g.config.json: expected a JSON object such as {"base_channels": 32}, got [4]',
+        '{"base_channels": 4,': "g.config.json: cannot read the generator's architecture",
+        '{"base_channels": 4, "dropout": 0.1}': "Unrecognized keyword arguments",
+    }
+    for text, message in refusals.items():
+        config.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_generator(path)
+    config.write_text('{"base_channels": 4}')
+    truncated = tmp_path / "t.weights.h5"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="t.weights.h5: cannot read it as a weights file"):
+        load_generator(truncated, base_channels=4)
 
 
 def test_get_config_round_trip():

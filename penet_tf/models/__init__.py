@@ -54,6 +54,21 @@ def build_without_initializing(model):
             layer.kernel_initializer = initializer
 
 
+def _read_architecture(path):
+    """The generator arguments in ``NAME.config.json``, or a ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the generator's architecture: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f'{path}: expected a JSON object such as {{"base_channels": 32}}, got '
+            f"{json.dumps(config)[:80]}"
+        )
+    return config
+
+
 def load_generator(weights, **kwargs):
     """A built ``Generator(**kwargs)`` holding ``weights``.
 
@@ -70,10 +85,13 @@ def load_generator(weights, **kwargs):
     config = {}
     config_path = weights[: -len(".weights.h5")] + ".config.json"
     if weights.endswith(".weights.h5") and os.path.isfile(config_path):
-        with open(config_path) as handle:
-            config = json.load(handle)
+        config = _read_architecture(config_path)
     config.update(kwargs)
-    generator = Generator(**config)
+    try:
+        generator = Generator(**config)
+    except (TypeError, ValueError) as error:  # e.g. an unknown key in the config file
+        where = f" (from {config_path})" if os.path.isfile(config_path) else ""
+        raise ValueError(f"Generator({config}){where}: {error}") from None
     build_without_initializing(generator)
     if weights.endswith(".pth"):
         from penet_tf.convert_torch import load_released_generator
@@ -83,6 +101,8 @@ def load_generator(weights, **kwargs):
         raise ValueError(f"{weights}: expected a .weights.h5 file (or a released .pth checkpoint).")
     try:
         generator.load_weights(weights)
+    except OSError as error:  # h5py: truncated, or not HDF5 at all
+        raise ValueError(f"{weights}: cannot read it as a weights file: {error}") from None
     except ValueError as error:
         raise ValueError(
             f"{weights} does not hold weights of Generator({config or ''}): {error}"

@@ -205,6 +205,12 @@ class Generator(keras.Model):
     ):
         super().__init__(**kwargs)
         check_patch_method(patch_method)
+        if (
+            isinstance(base_channels, bool)
+            or not isinstance(base_channels, int)
+            or base_channels < 1
+        ):
+            raise ValueError(f"base_channels must be a positive integer, got {base_channels!r}")
         self.attention_matmul_dtype = attention_matmul_dtype
         self.base_channels = base_channels
         self.kernel_init = kernel_init
