@@ -203,6 +203,14 @@ def evaluate(
         )
     if scales and scales != [5]:
         notes.append(f"ms_ssim used {scales} scale(s) (5 need min(H, W) >= 161)")
+    no_hole = [row["name"] for row in rows if float(row["hole_ratio"]) == 0.0]
+    if no_hole:
+        shown = ", ".join(no_hole[:5]) + (", ..." if len(no_hole) > 5 else "")
+        notes.append(
+            f"{len(no_hole)} image(s) had no hole in their mask ({shown}): they are "
+            "compared with themselves (see the mask rule: a hole is a value of at least "
+            "128, or 1 in a 0/1 mask)"
+        )
 
     counts = ("images", "psnr_infinite")
     report = {

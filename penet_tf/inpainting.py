@@ -557,6 +557,17 @@ def run_batches(dataset, items, inpainter=None):
         yield batch_items, arrays, failed, len(indices)
 
 
+def _no_hole(item, source):
+    """Why ``item``'s result is its image unchanged: its mask has no hole."""
+    if source == "alpha":
+        where = f"the alpha channel of {item.image} has no hole (alpha below 128)"
+    elif item.mask:
+        where = f"the mask {item.mask} has no hole (a value of at least 128, or 1 in a 0/1 mask)"
+    else:
+        where = "the generated mask has no hole"
+    return f"{where}: {item.image} is written unchanged"
+
+
 def _graph_message(error):
     """The first meaningful line of a TF error (not "Graph execution error:")."""
     message = getattr(error, "message", None) or str(error)
@@ -701,6 +712,8 @@ def inpaint_files(
             skipped.extend(failed)
             for slot, item in enumerate(batch_items):
                 paths = planned[item.index]
+                if not arrays["mask"][slot].any():
+                    print(f"note: {_no_hole(item, source)}", file=sys.stderr)
                 write_png(paths[0], arrays["output"][slot])
                 if grid:
                     image, mask = arrays["image"][slot], arrays["mask"][slot]

@@ -255,6 +255,22 @@ def test_a_report_that_would_replace_an_input_or_cannot_be_written_is_refused_fi
     assert not (tmp_path / "table.json").exists()  # nothing half-written
 
 
+def test_masks_without_a_hole_are_noted_in_the_report(folders, tmp_path):
+    root = folders["root"]
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name in folders["photos"]:
+        mask = np.asarray(Image.open(root / "masks" / f"{name}.png"))
+        if name in ("china", "flower"):
+            mask = np.zeros_like(mask)
+        Image.fromarray(mask).save(masks / f"{name}.png")
+    out = tmp_path / "report.json"
+    args = ["--model", folders["weights"], "--masks", str(masks), "--out", str(out)]
+    assert main(_args(folders, *args, "--no-fid", "--quiet")) == 0
+    notes = json.loads(out.read_text())["notes"]
+    assert "2 image(s) had no hole in their mask (china, flower)" in " ".join(notes)
+
+
 def test_help_documents_every_flag():
     parser = build_parser()
     text = parser.format_help()

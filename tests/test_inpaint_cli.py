@@ -425,6 +425,18 @@ def test_an_output_folder_that_cannot_be_one_is_refused_before_any_work(
     assert not fresh.exists()
 
 
+def test_a_mask_without_a_hole_is_noted_and_the_photo_kept(workspace, tmp_path, capsys):
+    photo = workspace["originals"]["china"]
+    image = workspace["images"] / "china.png"
+    faint = tmp_path / "faint.png"  # drawn at 100 of 255: under the rule's 128, no hole
+    Image.fromarray(np.full(photo.shape[:2], 100, np.uint8)).save(faint)
+    args = ["--model", workspace["weights"], "--images", str(image), "--masks", str(faint)]
+    assert main([*args, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: the mask {faint} has no hole" in err and f"{image} is written unchanged" in err
+    np.testing.assert_array_equal(_read(tmp_path / "out" / "china.png"), photo)
+
+
 def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):
     import penet_tf.inpainting as inpainting
     from penet_tf.io_utils import atomic_path
