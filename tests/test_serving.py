@@ -360,6 +360,11 @@ def test_client_side_checks(client):
         client.inpaint(np.zeros((16, 16, 4), np.uint8), mask)
     with pytest.raises(ValueError, match="HOST:PORT"):
         InpaintClient("localhost", MODEL)
+    with pytest.raises(ValueError, match="the port must be 1 to 65535"):
+        InpaintClient("localhost:99999", MODEL)  # gRPC took it as port 34463
+    for timeout in (0, float("inf"), float("nan")):  # inf, nan: every request failed at once
+        with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+            InpaintClient("localhost:8500", MODEL, timeout=timeout)
 
 
 def test_deadline_exceeded_is_reported(served):
@@ -457,6 +462,17 @@ def test_cli_inpaint_bytes_signature(served, tmp_path, capsys):
         "inpaint_bytes",
     ]
     assert main(argv) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), _direct(served, image, mask))
+
+
+def test_cli_mask_from_alpha(served, tmp_path, capsys):
+    image, mask = _files(tmp_path, 33, 52)
+    alpha = np.where(mask[..., 0] > 0, 0, 255).astype(np.uint8)  # transparent = hole
+    Image.fromarray(np.dstack([image, alpha]), "RGBA").save(tmp_path / "cutout.png")
+    out = tmp_path / "out.png"
+    argv = ["--server", served["address"], "--model", MODEL, "--image"]
+    argv += [str(tmp_path / "cutout.png"), "--mask-from-alpha", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err  # was "give either a mask file or ..."
     np.testing.assert_array_equal(np.asarray(Image.open(out)), _direct(served, image, mask))
 
 

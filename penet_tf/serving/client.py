@@ -28,6 +28,7 @@ sending raise ``ValueError``.
 
 import argparse
 import io
+import math
 import os
 import re
 import sys
@@ -91,10 +92,13 @@ class InpaintClient:
     """
 
     def __init__(self, server, model, timeout=DEFAULT_TIMEOUT, version=None):
-        if not re.fullmatch(r"\S+:\d+|unix:\S+", server):
+        address = re.fullmatch(r"\S+:(\d+)|unix:\S+", server)
+        if not address:
             raise ValueError(f"server must be HOST:PORT (e.g. localhost:8500), got {server!r}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout}")
+        if address.group(1) is not None and not 1 <= int(address.group(1)) <= 65535:
+            raise ValueError(f"server {server!r}: the port must be 1 to 65535")
+        if not (math.isfinite(timeout) and timeout > 0):  # gRPC fails at once on inf or nan
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
         self.server, self.model, self.timeout, self.version = server, model, timeout, version
         self.channel = grpc.insecure_channel(
             server,
@@ -375,7 +379,9 @@ def _main(argv):
     )
     args = parser.parse_args(argv)
     with InpaintClient(args.server, args.model, args.timeout, args.version) as client:
-        result = inpaint_files(client, args.image, args.mask, args.out, args.signature)
+        result = inpaint_files(
+            client, args.image, args.mask, args.out, args.signature, args.mask_from_alpha
+        )
     print(f"wrote {args.out} ({result.shape[1]}x{result.shape[0]})")
     return 0
 
