@@ -89,6 +89,8 @@ def read_error_reason(error):
         return "permission denied"
     if isinstance(error, UnidentifiedImageError):
         return "not an image file that can be read (unknown or corrupt format)"
+    if isinstance(error, Image.DecompressionBombError):  # a header declaring billions of pixels
+        return f"too large to decode ({error})"
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return f"unreadable ({text})"
 
@@ -122,7 +124,13 @@ def _read_errors(path, what):
         yield
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,  # not an OSError or ValueError
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as error:
         raise ImageReadError(what, path, read_error_reason(error)) from None
 
 

@@ -275,6 +275,28 @@ def test_mask_files_follow_one_rule_in_python_and_in_the_served_graph(tmp_path):
         np.testing.assert_array_equal(graph, hole, err_msg=name)
 
 
+def _png_header(width, height):
+    """A PNG of only a header declaring ``width`` x ``height`` RGB pixels (and IEND)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_an_unreadable_file_not_a_traceback(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(100_000, 100_000))  # 10^10 pixels in 57 bytes
+    for read in (image_io.read_rgb, image_io.read_mask, image_io.check_image_file):
+        with pytest.raises(image_io.ImageReadError, match="bomb.png: too large to decode"):
+            read(bomb)
+
+
 def test_exif_rotation_is_applied_to_images_and_sizes(tmp_path):
     data, shown = _exif_rotated_jpeg(_photo(SIZE, 48))
     (tmp_path / "phone.jpg").write_bytes(data)
