@@ -91,27 +91,105 @@ _MAGIC = {
 _JXL_CONTAINER = b"\0\0\0\x0cJXL "
 
 
-def _header_pixels(data, head):
+# A GIF's frames are found by walking its blocks (``_gif_frames``): at most this many steps
+# (each skips a run of up to _GIF_RUN equal sub-blocks, 64 KB of 255-byte ones; about
+# 50 us a step on a 2-core CPU, so a GIF that needs more is refused within 0.5 s).
+_GIF_STEPS = 10_000
+_GIF_RUN = 256
+
+
+def _gif_frames(data):
+    """(largest frame height, largest frame width, pixels of all frames, whether the walk
+    reached the end) of a GIF, from its image descriptors, without decoding.
+
+    TensorFlow's GIF decoder makes its canvas as large as the largest frame, whatever
+    the logical screen says, and giflib holds every frame's pixels: a 13-kB GIF with an
+    8 x 8 screen decodes to 4000 x 4000.
+    """
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int64)
+    n = tf.size(raw, out_type=tf.int64)
+    zero = tf.constant(0, tf.int64)
+
+    def at(i):  # the byte(s) at i, -1 past the end
+        i = tf.convert_to_tensor(i, tf.int64)
+        inside = tf.gather(raw, tf.clip_by_value(i, zero, tf.maximum(n - 1, zero)))
+        return tf.where(i < n, inside, tf.constant(-1, tf.int64))
+
+    def table(flags):  # bytes of the colour table a packed field announces (bit 7)
+        size = 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, 7))
+        return tf.where(flags >= 128, size, zero)
+
+    def step(pos, in_data, height, width, total, steps, ended):
+        # In a block's data sub-blocks (a length byte, then that many bytes; 0 ends
+        # them): skip the run of sub-blocks as long as this one at once.
+        size = at(pos)
+        run = at(pos + (size + 1) * tf.range(_GIF_RUN, dtype=tf.int64)) == size
+        count = tf.maximum(tf.reduce_sum(tf.math.cumprod(tf.cast(run, tf.int64))), 1)
+        # At a block: an extension (0x21: label, then sub-blocks), an image (0x2C: a
+        # 10-byte descriptor, its colour table, the LZW code size, then sub-blocks), or
+        # the trailer (0x3B, or anything else: the decoder judges it).
+        extension, image = tf.equal(size, 0x21), tf.equal(size, 0x2C)
+        frame_width = at(pos + 5) + 256 * at(pos + 6)
+        frame_height = at(pos + 7) + 256 * at(pos + 8)
+        new_frame = tf.logical_and(tf.logical_not(in_data), image)
+        return (
+            tf.where(
+                in_data,
+                pos + (size + 1) * count,
+                tf.where(image, pos + 11 + table(at(pos + 9)), pos + 2),
+            ),
+            tf.where(in_data, size != 0, tf.logical_or(extension, image)),
+            tf.where(new_frame, tf.maximum(height, frame_height), height),
+            tf.where(new_frame, tf.maximum(width, frame_width), width),
+            tf.where(new_frame, total + frame_width * frame_height, total),
+            steps + 1,
+            tf.where(in_data, size < 0, tf.logical_not(tf.logical_or(extension, image))),
+        )
+
+    start = 13 + table(at(10))  # after the header, the logical screen and its colour table
+    *_, height, width, total, _, ended = tf.while_loop(
+        lambda *state: tf.logical_and(tf.logical_not(state[-1]), state[-2] < _GIF_STEPS),
+        step,
+        (start, tf.constant(False), zero, zero, zero, zero, tf.constant(False)),
+    )
+    return height, width, total, ended
+
+
+def _header_pixels(data, head, name):
     """Padded H * W (as ``check_request`` counts) read from a PNG, JPEG or GIF header
-    without decoding (-1 for other formats)."""
+    without decoding (-1 for other formats); for a GIF, its largest frame's, or all its
+    frames' pixels if more."""
     magic = tf.strings.substr(head, 0, 4)
 
-    def padded(size):
-        size = tf.cast(size, tf.int64)
-        return padded_pixels(size[0], size[1])
+    def padded(height, width):
+        return padded_pixels(tf.cast(height, tf.int64), tf.cast(width, tf.int64))
 
-    def png():  # IHDR: big-endian width, height at bytes 16..23
-        return padded(
-            tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.int32, little_endian=False)
+    def png():  # IHDR, the first chunk: big-endian width, height at bytes 16..23
+        check = tf.debugging.Assert(
+            tf.equal(tf.strings.substr(head, 12, 4), b"IHDR"),
+            [f"{name}: not a valid PNG (its first chunk is not IHDR)"],
         )
+        size = tf.cast(tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.uint8), tf.int64)
+        width, height = (
+            tf.reduce_sum(size[start : start + 4] * [2**24, 2**16, 2**8, 1]) for start in (0, 4)
+        )
+        with tf.control_dependencies([check]):
+            return padded(height, width)
 
-    def gif():  # logical screen: little-endian width, height at bytes 6..9
-        return padded(
-            tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
+    def gif():  # the logical screen (little-endian width, height at bytes 6..9) and frames
+        screen = tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
+        height, width, total, ended = _gif_frames(data)
+        check = tf.debugging.Assert(
+            ended,
+            [f"{name}: a GIF of more than {_GIF_STEPS} runs of data sub-blocks is not decoded"],
         )
+        screen = tf.cast(screen, tf.int64)
+        with tf.control_dependencies([check]):
+            largest = padded(tf.maximum(height, screen[1]), tf.maximum(width, screen[0]))
+            return tf.maximum(largest, total)
 
     def jpeg():
-        return padded(tf.io.extract_jpeg_shape(data, tf.int64)[:2])
+        return padded(*tf.unstack(tf.io.extract_jpeg_shape(data, tf.int64)[:2]))
 
     return tf.case(
         [
@@ -126,8 +204,9 @@ def _header_pixels(data, head):
 def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
     """Decodes one encoded image after checking its format and (from the header) its size.
 
-    A PNG, JPEG or GIF over ``max_pixels`` is refused before it is decoded, so a small
-    file cannot make the server allocate a huge image; other formats are checked after.
+    A PNG, JPEG or GIF over ``max_pixels`` (a GIF: any frame, or all its frames) is
+    refused before it is decoded, so a small file cannot make the server allocate a huge
+    image; other formats are checked after.
     ``dtype`` ``tf.uint16`` keeps a 16-bit PNG's values (8-bit images are multiplied by
     256 or 257, so that dropping the low byte gives them back).
     """
@@ -141,7 +220,7 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
         known, [f"{name}: not an encoded image (expected one of {formats})"]
     )
     with tf.control_dependencies([check_format]):
-        pixels = _header_pixels(data, head)
+        pixels = _header_pixels(data, head, name)
     check_size = tf.debugging.assert_less_equal(
         pixels,
         tf.constant(max_pixels, tf.int64),

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from serving_double import ServingDouble
 
 from penet_tf import Generator
@@ -270,6 +271,26 @@ def test_an_8192_squared_request_is_refused_before_any_cast_or_pad(exported):
     assert "server limit of 50331648 pixels" in outcome.message
     assert seconds < 0.5
     assert growth < 64 * 2**20  # the request is 268 MB; one float32 copy would be 805 MB
+
+
+def test_a_gif_whose_frame_outgrows_its_screen_is_refused_before_decoding(exported):
+    """A 47-kB GIF whose logical screen says 8 x 8 and whose frame is 8000 x 8000: the
+    decoder's canvas is the frame's, so the frame is what the limit checks, before any
+    decoding (it was decoded whole, then refused). Generous bounds, not a benchmark."""
+    buffer = io.BytesIO()
+    Image.new("L", (8000, 8000)).save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = np.array([8, 8], "<u2").tobytes()
+    mask = tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)).numpy()
+    signature = exported["model"].signatures["inpaint_bytes"]
+    signature(image_bytes=tf.constant([mask]), mask_bytes=tf.constant([mask]))  # warm up
+    outcome, seconds, growth = _peak_growth(
+        lambda: signature(image_bytes=tf.constant([bytes(data)]), mask_bytes=tf.constant([mask]))
+    )
+    assert isinstance(outcome, tf.errors.InvalidArgumentError)
+    assert "image_bytes: image is larger than the server limit of 50331648" in outcome.message
+    assert seconds < 0.5
+    assert growth < 64 * 2**20  # decoding it takes 64 MB of indices and 192 MB of RGB
 
 
 def test_graph_checks_channels_when_fed_unchecked(exported):

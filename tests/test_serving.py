@@ -131,6 +131,18 @@ def test_50_concurrent_clients(served):
     assert served["double"].service.requests - before == 200
 
 
+def _gif(height, width, screen=None, comments=0):
+    """A GIF of ``height`` x ``width``; ``screen`` (W, H) overwrites its logical screen
+    (a frame larger than the screen), ``comments`` one-byte comment blocks go before it."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    if screen is not None:
+        data[6:10] = np.array(screen, "<u2").tobytes()
+    start = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    return bytes(data[:start] + b"\x21\xfe\x01#\x00" * comments + data[start:])
+
+
 def _image(h, w, channels=3, dtype=np.uint8, batch=1):
     return np.full((batch, h, w, channels), 100, dtype)
 
@@ -239,6 +251,30 @@ BAD_REQUESTS = {
         },
         f"image_bytes: image is larger than the server limit of {MAX_PIXELS} pixels",
     ),
+    "gif frame larger than its screen": (  # 8 x 8 screen, 400 x 400 frame (TF's canvas)
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_gif(400, 400, screen=(8, 8))], object),
+            "mask_bytes": np.array([_png(_mask(8, 8)[0])], object),
+        },
+        f"image_bytes: image is larger than the server limit of {MAX_PIXELS} pixels",
+    ),
+    "gif of too many blocks to walk": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_gif(16, 16, comments=3400)], object),  # 3 steps each
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
+        },
+        "image_bytes: a GIF of more than 10000 runs of data sub-blocks is not decoded",
+    ),
+    "png without its header chunk": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([b"\x89PNG\r\n\x1a\n" + b"\xff" * 40], object),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
+        },
+        "image_bytes: not a valid PNG (its first chunk is not IHDR)",  # was: over the limit
+    ),
     "bytes batch mismatch": (
         "inpaint_bytes",
         {
@@ -268,6 +304,20 @@ def _memory_kib(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
+
+
+def test_an_animated_gif_and_one_with_comments_are_inpainted(client):
+    """The GIF walk reads past every frame and past 100 comment blocks; the first frame
+    is inpainted, its known pixels kept."""
+    image, mask = _case(16, 24, seed=5)
+    buffer = io.BytesIO()
+    frames = [Image.fromarray(image), Image.fromarray(255 - image)]
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    first_frame = np.asarray(Image.open(buffer).convert("RGB"))
+    known = mask[..., 0] == 0
+    for data, shown in ((buffer.getvalue(), first_frame), (_gif(16, 24, comments=100), 0)):
+        result = np.asarray(Image.open(io.BytesIO(client.inpaint_bytes(data, _png(mask)))))
+        np.testing.assert_array_equal(result[known], np.broadcast_to(shown, result.shape)[known])
 
 
 def test_a_15_mb_bad_request_is_refused_cheaply(served):
