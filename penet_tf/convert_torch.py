@@ -1,18 +1,27 @@
 """Convert between the released PEN-Net PyTorch checkpoints and Keras weights.
 
     python -m penet_tf.convert_torch --generator gen_00050.pth \
-        [--discriminator dis_00050.pth] --out DIR
-    python -m penet_tf.convert_torch --to-torch --weights DIR --out DIR2
+        [--discriminator dis_00050.pth] --out DIR [--force]
+    python -m penet_tf.convert_torch --to-torch --weights DIR --out DIR2 [--force]
 
-The first writes ``DIR/generator.weights.h5`` (and ``DIR/discriminator.weights.h5``),
-which ``Generator().load_weights(...)`` / ``Discriminator().load_weights(...)`` accept once
-the model is built (``penet_tf.models.load_generator`` does both). The second reads those
-files (as this converter or ``penet_tf.train`` writes them, with the ``*.config.json``
-beside them when the architecture is not the released one) and writes ``DIR2/gen.pth``
-(``{'netG': state_dict}``) and ``DIR2/dis.pth`` (``{'netD': state_dict}``, spectral-norm
-state as ``weight_orig`` / ``weight_u`` / ``weight_v``), which the authors' code loads.
-Released -> Keras -> released is bit-identical for every tensor. ``.pth`` files need
-PyTorch: ``pip install 'penet_tf[torch]'``. It is imported here only.
+The first writes ``DIR/generator.weights.h5`` with its architecture,
+``DIR/generator.config.json`` (and ``DIR/discriminator.weights.h5`` +
+``discriminator.config.json``). ``penet_tf.models.load_generator`` reads such a pair;
+``Generator().load_weights(...)`` / ``Discriminator().load_weights(...)`` accept the
+weights once the model is built. A checkpoint holding the other network (``netD`` given
+as ``--generator``, or ``netG`` as ``--discriminator``), or a state dict entry that is not
+a tensor, is an error naming the file and what it holds. The second reads those files (as
+this converter or ``penet_tf.train`` writes them, with the ``*.config.json`` beside them)
+and writes ``DIR2/gen.pth`` (``{'netG': state_dict}``) and ``DIR2/dis.pth``
+(``{'netD': state_dict}``, spectral-norm state as ``weight_orig`` / ``weight_u`` /
+``weight_v``), which the authors' code loads. Released -> Keras -> released is
+bit-identical for every tensor.
+
+Every file is written atomically (``penet_tf.io_utils.atomic_path``); a weights file and
+its config are renamed into place together, so they always match. A target that exists
+(weights, config, ``gen.pth`` or ``dis.pth``) is refused before any work unless
+``--force`` is given, which replaces it. ``.pth`` files need PyTorch:
+``pip install 'penet_tf[torch]'``. It is imported here only.
 """
 
 import argparse
@@ -23,9 +32,24 @@ import sys
 import numpy as np
 
 from penet_tf.cli import run
-from penet_tf.io_utils import atomic_path, save_weights_atomically, write_json_atomically
+from penet_tf.io_utils import (
+    atomic_path,
+    check_file_target,
+    check_folder_target,
+    save_weights_and_config,
+    sweep_temporaries,
+)
 from penet_tf.layers.spectral_norm import SpectralNorm
-from penet_tf.models import Discriminator, Generator, discriminator_config, load_generator
+from penet_tf.models import (
+    Discriminator,
+    Generator,
+    discriminator_config,
+    generator_config,
+    load_generator,
+)
+
+# What convert_released writes per network: NAME.weights.h5 and NAME.config.json.
+SUFFIXES = (".weights.h5", ".config.json")
 
 
 class CheckpointError(ValueError):
@@ -43,7 +67,28 @@ def _torch():
     return torch
 
 
+# The wrapper key of each released checkpoint: {key: (what it holds, convert_torch's flag)}.
+_KINDS = {"netG": ("generator", "--generator"), "netD": ("discriminator", "--discriminator")}
+
+
+def _state_kind(names):
+    """The network whose parameter ``names`` these recognisably are: ``netD``, ``netG``
+    or None."""
+    if any(name.endswith(".weight_orig") or name.startswith("classifier.") for name in names):
+        return "netD"
+    if any(name.startswith(("torgb", "dw_conv", "up_conv", "at_conv")) for name in names):
+        return "netG"
+    return None
+
+
 def _load_state_dict(path, key):
+    """The state dict of the released checkpoint ``path``: {name: float32 array}.
+
+    ``path`` holds ``{key: state_dict, ...}`` (its other entries, e.g. ``epoch``, are
+    ignored) or a bare state dict, in which every entry must be a tensor (a ``module.``
+    prefix is dropped). A checkpoint of the other network (``netD`` where ``netG`` is
+    expected, or the other network's parameter names) is a ``CheckpointError`` saying so.
+    """
     torch = _torch()
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at {path}")
@@ -51,14 +96,38 @@ def _load_state_dict(path, key):
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {error}") from error
-    if isinstance(data, dict) and key in data:
-        data = data[key]
+    what = _KINDS[key][0]
+    (other,) = (kind for kind in _KINDS if kind != key)
+    other_what, other_flag = _KINDS[other]
+    wrong = f"{path} is not a {what} checkpoint: it holds"
+    hint = f"convert_torch takes it as {other_flag}"
+    expected = f"expected {{'{key}': state_dict}} or a bare state dict"
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a state dict or {{'{key}': state_dict}}.")
+        raise CheckpointError(f"{path}: {expected}, got a {type(data).__name__}.")
+    if key in data:
+        data, where = data[key], f"{path}: {key!r} entry"
+        if not isinstance(data, dict):
+            raise CheckpointError(
+                f"{path}: {key!r} holds a {type(data).__name__}, not a state dict."
+            )
+    elif other in data:
+        raise CheckpointError(f"{wrong} {other!r} (a {other_what}'s; {hint}).")
+    else:
+        where = f"{path}: entry"
     state = {}
     for name, value in data.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"{where} {name!r} is not a parameter name ({expected}).")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{where} {name!r} is not a tensor ({type(value).__name__} "
+                f"{value!r:.40}; {expected})."
+            )
         name = name[len("module.") :] if name.startswith("module.") else name
         state[name] = value.detach().cpu().numpy().astype(np.float32)
+    if _state_kind(state) == other:
+        names = ", ".join(repr(name) for name in sorted(state)[:2])
+        raise CheckpointError(f"{wrong} a {other_what}'s parameters ({names}, ...; {hint}).")
     return state
 
 
@@ -113,9 +182,10 @@ def _check_consumed(state, path):
         raise CheckpointError(f"{path}: unexpected parameters {sorted(state)[:8]}.")
 
 
-def load_released_generator(path, generator=None):
-    """Returns a built ``Generator`` holding the weights of a released ``gen_*.pth``."""
-    state = _load_state_dict(path, "netG")
+def load_released_generator(path, generator=None, state=None):
+    """Returns a built ``Generator`` holding the weights of a released ``gen_*.pth``
+    (``state``: its state dict when already read)."""
+    state = _load_state_dict(path, "netG") if state is None else state
     generator = generator or Generator()
     if not generator.built:
         generator.build()
@@ -129,8 +199,9 @@ def load_released_generator(path, generator=None):
     return generator
 
 
-def load_released_discriminator(path, discriminator=None):
-    """Returns a built ``Discriminator`` holding the weights of a released ``dis_*.pth``.
+def load_released_discriminator(path, discriminator=None, state=None):
+    """Returns a built ``Discriminator`` holding the weights of a released ``dis_*.pth``
+    (``state``: its state dict when already read).
 
     The released network stores ``weight_orig`` and the power-iteration vectors u, v. With
     the default ``spectral_norm="released"`` they map one to one (W to the kernel, u and v
@@ -138,7 +209,7 @@ def load_released_discriminator(path, discriminator=None):
     Keras' in-place spectral norm (``spectral_norm="keras"``) keeps the normalised kernel
     itself: there ``weight_orig / (u . W v)`` is stored, and u as ``vector_u``.
     """
-    state = _load_state_dict(path, "netD")
+    state = _load_state_dict(path, "netD") if state is None else state
     discriminator = discriminator or Discriminator()
     if not discriminator.built:
         discriminator.build()
@@ -201,11 +272,12 @@ def discriminator_state_dict(discriminator):
     return state
 
 
-def save_released_checkpoint(state, key, path):
-    """Writes ``{key: state_dict}`` as a torch pickle (``gen.pth`` / ``dis.pth``) atomically."""
+def save_released_checkpoint(state, key, path, replace=True):
+    """Writes ``{key: state_dict}`` as a torch pickle (``gen.pth`` / ``dis.pth``) atomically
+    (``replace=False``: ``FileExistsError`` if ``path`` exists)."""
     torch = _torch()
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
-    with atomic_path(path) as temporary:
+    with atomic_path(path, replace=replace) as temporary:
         torch.save({key: tensors}, temporary)
 
 
@@ -229,40 +301,72 @@ def load_discriminator(weights):
     return discriminator
 
 
-def export_to_torch(weights_dir, out_dir):
+def check_targets(paths, force=False, inputs=()):
+    """ValueError / FileExistsError, before any work, if one of the files ``paths`` cannot
+    be written, or exists and ``force`` is false."""
+    for path in paths:
+        check_file_target(path, inputs=inputs)
+    existing = [path for path in paths if os.path.lexists(path)]
+    if existing and not force:
+        names = ", ".join(os.path.basename(path) for path in existing)
+        folder = os.path.dirname(existing[0]) or "."
+        raise FileExistsError(
+            f"{folder} already holds {names}: choose another --out or pass --force to "
+            f"replace {'it' if len(existing) == 1 else 'them'}"
+        )
+
+
+def export_to_torch(weights_dir, out_dir, force=False):
     """``--to-torch``: ``weights_dir/{generator,discriminator}.weights.h5`` -> released
-    ``out_dir/gen.pth`` and ``out_dir/dis.pth``. Returns the paths written."""
+    ``out_dir/gen.pth`` and ``out_dir/dis.pth``. Returns the paths written. An existing
+    ``gen.pth`` / ``dis.pth`` is a ``FileExistsError`` unless ``force``."""
     generator_path = os.path.join(weights_dir, "generator.weights.h5")
     discriminator_path = os.path.join(weights_dir, "discriminator.weights.h5")
     if not os.path.isfile(generator_path):
         raise FileNotFoundError(f"No generator.weights.h5 in {weights_dir}")
+    targets = [os.path.join(out_dir, "gen.pth")]
+    if os.path.isfile(discriminator_path):
+        targets.append(os.path.join(out_dir, "dis.pth"))
+    check_folder_target(out_dir)
+    check_targets(targets, force, inputs=(generator_path, discriminator_path))
+    sweep_temporaries(out_dir)  # what a killed conversion left
     try:
         generator = load_generator(generator_path)
     except ValueError as error:
         raise CheckpointError(str(error)) from error
+    discriminator_state = None
+    if len(targets) > 1:
+        discriminator_state = discriminator_state_dict(load_discriminator(discriminator_path))
+    save_released_checkpoint(generator_state_dict(generator), "netG", targets[0], force)
+    if discriminator_state is not None:
+        save_released_checkpoint(discriminator_state, "netD", targets[1], force)
+    return targets
+
+
+def convert_released(generator_path, out_dir, discriminator_path=None, force=False):
+    """Released ``gen_*.pth`` (and ``dis_*.pth``) -> ``out_dir/generator.weights.h5`` and
+    ``generator.config.json`` (and ``discriminator.*``). Returns the paths written.
+
+    Existing targets are a ``FileExistsError`` unless ``force``; the targets and both
+    checkpoints (what they hold) are checked before any model is built.
+    """
+    names = ["generator"] + (["discriminator"] if discriminator_path else [])
+    targets = [os.path.join(out_dir, f"{name}{suffix}") for name in names for suffix in SUFFIXES]
+    check_folder_target(out_dir)
+    check_targets(targets, force, inputs=(generator_path, discriminator_path))
+    sweep_temporaries(out_dir)  # what a killed conversion left
+    generator_state = _load_state_dict(generator_path, "netG")
+    discriminator_state = None
+    if discriminator_path:
+        discriminator_state = _load_state_dict(discriminator_path, "netD")
+    generator = load_released_generator(generator_path, state=generator_state)
     discriminator = None
-    if os.path.isfile(discriminator_path):
-        discriminator = load_discriminator(discriminator_path)
-        discriminator_state = discriminator_state_dict(discriminator)
-    written = [os.path.join(out_dir, "gen.pth")]
-    save_released_checkpoint(generator_state_dict(generator), "netG", written[0])
+    if discriminator_path:
+        discriminator = load_released_discriminator(discriminator_path, state=discriminator_state)
+    written = save_weights_and_config(generator, generator_config(generator), targets[0], force)
     if discriminator is not None:
-        written.append(os.path.join(out_dir, "dis.pth"))
-        save_released_checkpoint(discriminator_state, "netD", written[1])
-    return written
-
-
-def _from_torch(args):
-    generator = load_released_generator(args.generator)
-    discriminator = load_released_discriminator(args.discriminator) if args.discriminator else None
-    written = [os.path.join(args.out, "generator.weights.h5")]
-    save_weights_atomically(generator, written[0])
-    if discriminator is not None:
-        written.append(os.path.join(args.out, "discriminator.weights.h5"))
-        save_weights_atomically(discriminator, written[1])
-        write_json_atomically(
-            discriminator_config(discriminator),
-            os.path.join(args.out, "discriminator.config.json"),
+        written += save_weights_and_config(
+            discriminator, discriminator_config(discriminator), targets[2], force
         )
     return written
 
@@ -283,12 +387,22 @@ def _main(argv):
     )
     parser.add_argument("--weights", help="with --to-torch: the folder of .weights.h5 files")
     parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the files --out already holds (generator.weights.h5, "
+        "generator.config.json, discriminator.*; --to-torch: gen.pth, dis.pth); without "
+        "it an existing one is an error and nothing is written",
+    )
     args = parser.parse_args(argv)
     if args.to_torch and (not args.weights or args.generator or args.discriminator):
         parser.error("--to-torch takes --weights DIR (and --out), not --generator/--discriminator")
     if not args.to_torch and (args.weights or not args.generator):
         parser.error("--generator is required (or --to-torch --weights DIR)")
-    written = export_to_torch(args.weights, args.out) if args.to_torch else _from_torch(args)
+    if args.to_torch:
+        written = export_to_torch(args.weights, args.out, args.force)
+    else:
+        written = convert_released(args.generator, args.out, args.discriminator, args.force)
     for path in written:
         print(f"wrote {path}")
     return 0

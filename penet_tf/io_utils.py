@@ -201,10 +201,24 @@ def write_text_atomically(text, path):
             handle.write(text)
 
 
-def save_weights_atomically(model, path):
-    """``model.save_weights(path)`` (a ``.weights.h5`` file) through ``atomic_path``."""
-    with atomic_path(path) as temporary:
-        model.save_weights(temporary, overwrite=True)
+def save_weights_and_config(model, config, weights, replace=True):
+    """``model``'s ``weights`` (``NAME.weights.h5``) and its architecture ``config``
+    (``NAME.config.json``, which ``penet_tf.models.load_generator`` reads), each through
+    ``atomic_path``: both are complete before either is renamed into place, and the two
+    renames follow each other directly, so the pair matches (a crash between them leaves
+    the new weights beside the old config). ``replace=False``: a target that appeared
+    meanwhile is not replaced (``FileExistsError``). Returns both paths."""
+    weights = os.fspath(weights)
+    config_path = weights[: -len(".weights.h5")] + ".config.json"
+    # The inner context exits first: the weights are renamed, then the config.
+    with (
+        atomic_path(config_path, replace=replace) as config_temporary,
+        atomic_path(weights, replace=replace) as weights_temporary,
+    ):
+        with open(config_temporary, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        model.save_weights(weights_temporary, overwrite=True)
+    return [weights, config_path]
 
 
 def write_json_atomically(data, path):

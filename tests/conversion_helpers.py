@@ -10,7 +10,6 @@ needs them first while the others wait on a file lock.
 
 import contextlib
 import fcntl
-import json
 import os
 import pathlib
 
@@ -63,7 +62,7 @@ def thin_export(base_temp, seed=0):
     (``max_pixels=MAX_PIXELS``); its weights are ``thin_weights(base_temp)``."""
     from penet_tf.export import export_generator
     from penet_tf.high_resolution import PhotoStrategy
-    from penet_tf.io_utils import save_weights_atomically
+    from penet_tf.io_utils import save_weights_and_config
 
     root = shared_root(base_temp)
     path = root / "thin" / "1"
@@ -74,9 +73,7 @@ def thin_export(base_temp, seed=0):
         generator.build()
         _scale_weights(generator, seed)
         weights = root / "thin-weights" / "generator.weights.h5"
-        save_weights_atomically(generator, weights)  # as training writes them
-        config = json.dumps({"base_channels": BASE_CHANNELS})
-        weights.with_name("generator.config.json").write_text(config)
+        save_weights_and_config(generator, {"base_channels": BASE_CHANNELS}, weights)  # as training
         # ``full``: the photo itself is limited by max_pixels (tests of the limit), and
         # the signatures are the network on the whole image (the conversions' reference).
         full = PhotoStrategy("full")

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
 
@@ -17,8 +18,8 @@ from penet_tf.convert_torch import (
     load_released_generator,
     main,
 )
-from penet_tf.io_utils import save_weights_atomically, write_json_atomically
-from penet_tf.models import discriminator_config, generator_config
+from penet_tf.io_utils import save_weights_and_config
+from penet_tf.models import discriminator_config, generator_config, load_generator
 
 
 def test_cli_writes_weights_that_reproduce_the_fixture(official_fixture, tmp_path):
@@ -42,6 +43,7 @@ def test_cli_writes_weights_that_reproduce_the_fixture(official_fixture, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "discriminator.config.json",
         "discriminator.weights.h5",
+        "generator.config.json",
         "generator.weights.h5",
     ]
     generator = Generator()
@@ -126,8 +128,7 @@ def _save_as_training_does(folder, generator, discriminator):
         ("generator", generator, generator_config(generator)),
         ("discriminator", discriminator, discriminator_config(discriminator)),
     ):
-        save_weights_atomically(model, folder / f"{name}.weights.h5")
-        write_json_atomically(config, folder / f"{name}.config.json")
+        save_weights_and_config(model, config, folder / f"{name}.weights.h5")
 
 
 def test_trained_thin_weights_export_to_the_released_format(tmp_path):
@@ -165,3 +166,110 @@ def test_to_torch_errors_are_named(tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # nothing half-written
     with pytest.raises(SystemExit):
         main(["--to-torch", "--generator", "g.pth", "--out", str(tmp_path)])
+
+
+def _error_of(capsys, *args):
+    """``main(ARGS)``'s one-line stderr, asserting exit status 2."""
+    assert main([str(arg) for arg in args]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and len(error.splitlines()) == 1, error
+    return error.strip()
+
+
+def test_the_other_networks_checkpoint_is_named(tmp_path, capsys):
+    tensor = torch.zeros(2)
+    dis, gen = tmp_path / "dis.pth", tmp_path / "gen.pth"
+    torch.save({"netD": {"classifier.bias": tensor}}, dis)
+    torch.save({"netG": {"torgb1.0.bias": tensor}, "epoch": 5}, gen)
+    out = tmp_path / "out"
+    assert _error_of(capsys, "--generator", dis, "--out", out) == (
+        f"error: {dis} is not a generator checkpoint: it holds 'netD' (a discriminator's; "
+        "convert_torch takes it as --discriminator)."
+    )
+    # The generator's checkpoint is read, but no model is built before both are checked.
+    assert _error_of(capsys, "--generator", gen, "--discriminator", gen, "--out", out) == (
+        f"error: {gen} is not a discriminator checkpoint: it holds 'netG' (a generator's; "
+        "convert_torch takes it as --generator)."
+    )
+    bare = tmp_path / "bare_dis.pth"
+    torch.save({"encoder.0.weight_orig": tensor, "classifier.bias": tensor}, bare)
+    assert _error_of(capsys, "--generator", bare, "--out", out) == (
+        f"error: {bare} is not a generator checkpoint: it holds a discriminator's parameters "
+        "('classifier.bias', 'encoder.0.weight_orig', ...; convert_torch takes it as "
+        "--discriminator)."
+    )
+    assert not out.exists()
+    # penet_tf.export / inpaint read a .pth through load_generator
+    with pytest.raises(ValueError, match="dis.pth is not a generator checkpoint: it holds 'netD'"):
+        load_generator(dis, base_channels=4)
+
+
+def test_non_tensor_entries_are_refused_by_name(tmp_path, capsys):
+    path = tmp_path / "step.pth"
+    torch.save({"netG": {"torgb1.0.bias": torch.zeros(2), "step": 3}}, path)
+    assert _error_of(capsys, "--generator", path, "--out", tmp_path / "out") == (
+        f"error: {path}: 'netG' entry 'step' is not a tensor (int 3; expected "
+        "{'netG': state_dict} or a bare state dict)."
+    )
+    torch.save({"model": {"torgb1.0.bias": torch.zeros(2)}}, path)
+    assert "entry 'model' is not a tensor (dict" in _error_of(
+        capsys, "--generator", path, "--out", tmp_path / "out"
+    )
+
+
+def test_existing_weights_are_kept_unless_force(official_fixture, tmp_path, capsys):
+    thin = Generator(base_channels=4)
+    thin.build()
+    save_weights_and_config(thin, generator_config(thin), tmp_path / "generator.weights.h5")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert _error_of(capsys, "--generator", official_fixture["gen"], "--out", tmp_path) == (
+        f"error: {tmp_path} already holds generator.weights.h5, generator.config.json: "
+        "choose another --out or pass --force to replace them"
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "generator.config.json").write_text('{"base_channels": 4}')
+    assert "already holds generator.config.json: choose another --out or pass --force" in (
+        _error_of(capsys, "--generator", official_fixture["gen"], "--out", lone)
+    )
+
+    _convert("--generator", official_fixture["gen"], "--out", tmp_path, "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "generator.config.json",
+        "generator.weights.h5",
+        "lone",
+    ]
+    released = Generator()
+    assert json.loads((tmp_path / "generator.config.json").read_text()) == generator_config(
+        released
+    )
+    loaded = load_generator(tmp_path / "generator.weights.h5")  # the pair matches
+    expected = load_released_generator(official_fixture["gen"], released)
+    for a, b in zip(expected.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_to_torch_keeps_existing_checkpoints_unless_force(tmp_path, capsys):
+    generator = Generator(base_channels=4)
+    generator.build()
+    discriminator = Discriminator(base_channels=8)
+    discriminator.build()
+    _save_as_training_does(tmp_path, generator, discriminator)
+    out = tmp_path / "pth"
+    out.mkdir()
+    (out / "dis.pth").write_bytes(b"the user's")
+    assert _error_of(capsys, "--to-torch", "--weights", tmp_path, "--out", out) == (
+        f"error: {out} already holds dis.pth: choose another --out or pass --force to replace it"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["dis.pth"]
+    assert (out / "dis.pth").read_bytes() == b"the user's"
+
+    _convert("--to-torch", "--weights", tmp_path, "--out", out, "--force")
+    assert sorted(p.name for p in out.iterdir()) == ["dis.pth", "gen.pth"]
+    d_clone = load_released_discriminator(str(out / "dis.pth"), Discriminator(base_channels=8))
+    for a, b in zip(discriminator.weights, d_clone.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert "already holds gen.pth, dis.pth" in _error_of(
+        capsys, "--to-torch", "--weights", tmp_path, "--out", out
+    )

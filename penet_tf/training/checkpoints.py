@@ -30,12 +30,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from penet_tf.io_utils import (
-    remove_path,
-    save_weights_atomically,
-    sweep_temporaries,
-    write_json_atomically,
-)
+from penet_tf.io_utils import remove_path, save_weights_and_config, sweep_temporaries
 from penet_tf.models import discriminator_config, generator_config
 
 logger = logging.getLogger("penet_tf.train")
@@ -354,18 +349,13 @@ class TrainingState:
         failure = None
         with _quiet_h5py_close_errors():
             try:
-                save_weights_atomically(self.gan.generator, path)
-                write_json_atomically(
-                    generator_config(self.gan.generator),
-                    os.path.join(self.output_dir, "generator.config.json"),
+                save_weights_and_config(
+                    self.gan.generator, generator_config(self.gan.generator), path
                 )
-                save_weights_atomically(
+                save_weights_and_config(
                     self.gan.discriminator,
-                    os.path.join(self.output_dir, "discriminator.weights.h5"),
-                )
-                write_json_atomically(
                     discriminator_config(self.gan.discriminator),
-                    os.path.join(self.output_dir, "discriminator.config.json"),
+                    os.path.join(self.output_dir, "discriminator.weights.h5"),
                 )
             except OSError as error:  # the atomic writes left no partial file
                 failure = (
