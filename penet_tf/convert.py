@@ -47,7 +47,7 @@ from tensorflow.python.framework.convert_to_constants import (
 from penet_tf.cli import run
 from penet_tf.errors import PenetError
 from penet_tf.inference import ServingArchive, composite_uint8
-from penet_tf.io_utils import atomic_path, sweep_temporaries
+from penet_tf.io_utils import atomic_path, check_folder_target, sweep_temporaries
 from penet_tf.models import Generator
 from penet_tf.models.generator import SIZE_MULTIPLE
 from penet_tf.tfjs_rewrite import rewrite_for_wasm
@@ -444,6 +444,13 @@ def convert(
         _check_size(size)
     if to == "tfjs":
         tfjs_converter_path(tfjs_venv)  # fail before the slow part
+    check_folder_target(out)
+    source, target = os.path.realpath(saved_model), os.path.realpath(out)
+    if os.path.commonpath([source, target]) == target:  # even with --force
+        raise ValueError(
+            f"--out {out} holds the export being converted ({saved_model}): replacing it "
+            "would delete the export; choose another --out"
+        )
     if os.path.exists(out) and not force:
         raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
     out = os.path.abspath(out)
@@ -502,7 +509,11 @@ def convert(
 
 
 def run_tflite(model_path, image, mask):
-    """Runs a converted ``model.tflite`` with ai-edge-litert; uint8 arrays in and out."""
+    """Runs a converted ``model.tflite`` with ai-edge-litert; uint8 arrays in and out
+    (any other dtype is a ValueError: a float image in [0, 1] would be cast to black)."""
+    for name, array in (("image", image), ("mask", mask)):
+        if np.asarray(array).dtype != np.uint8:
+            raise ValueError(f"{name} must be uint8, got {np.asarray(array).dtype}")
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=os.fspath(model_path))

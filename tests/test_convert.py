@@ -208,6 +208,18 @@ def test_bad_requests_fail_clearly(export, tmp_path, capsys, dead_pid):
                                 "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     assert "error: No SavedModel" in capsys.readouterr().err
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    # --out that holds the export: refused even with --force (it deleted every version).
+    copy = tmp_path / "copy" / "1"
+    shutil.copytree(export, copy)
+    for out in (copy, copy.parent):
+        with pytest.raises(ValueError, match="holds the export being converted"):
+            convert(copy, "tflite", out, force=True)
+    assert (copy / "saved_model.pb").is_file()
+    (tmp_path / "afile").write_text("a file")
+    with pytest.raises(ValueError, match="afile is a file, not a folder"):
+        convert(export, "tflite", tmp_path / "afile" / "sub")
+    with pytest.raises(ValueError, match="image must be uint8, got float32"):  # was black
+        run_tflite(tmp_path / "model.tflite", np.zeros((1, 64, 64, 3), np.float32), None)
 
 
 def test_wrong_generator_config_is_reported(export, tmp_path):
