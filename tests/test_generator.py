@@ -168,6 +168,10 @@ def test_load_generator_names_a_bad_config_or_weights_file(tmp_path):
         config.write_text(text)
         with pytest.raises(ValueError, match=re.escape(message)):
             load_generator(path)
+    config.write_text('{"base_channels": 8}')  # weights of another width: named, one line
+    with pytest.raises(ValueError, match="it holds a generator with base_channels 4") as caught:
+        load_generator(path)
+    assert len(str(caught.value).splitlines()) == 1  # was Keras' list of 34 layers
     config.write_text('{"base_channels": 4}')
     truncated = tmp_path / "t.weights.h5"
     truncated.write_bytes(path.read_bytes()[:5000])

@@ -54,6 +54,28 @@ def build_without_initializing(model):
             layer.kernel_initializer = initializer
 
 
+def _what_weights_hold(path, config_name):
+    """What a ``.weights.h5`` file that ``Generator`` could not load holds, when it says:
+    a discriminator's weights, or a generator of another ``base_channels`` (from the
+    first convolution's kernel, [3, 3, 4, base_channels]); else None."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as weights:
+            if "classifier" in weights:
+                return "it holds a discriminator's weights (give generator.weights.h5)"
+            kernel = weights.get("dw_conv01/vars/0")
+            if kernel is not None and len(kernel.shape) == 4:
+                return (
+                    f"it holds a generator with base_channels {kernel.shape[-1]} (the "
+                    f"architecture comes from {config_name} beside the weights, as training "
+                    "and convert_torch write it)"
+                )
+    except (OSError, KeyError, ValueError):
+        pass
+    return None
+
+
 def _read_architecture(path):
     """The generator arguments in ``NAME.config.json``, or a ValueError naming the file."""
     try:
@@ -104,7 +126,9 @@ def load_generator(weights, **kwargs):
     except OSError as error:  # h5py: truncated, or not HDF5 at all
         raise ValueError(f"{weights}: cannot read it as a weights file: {error}") from None
     except ValueError as error:
+        found = _what_weights_hold(weights, os.path.basename(config_path))
         raise ValueError(
-            f"{weights} does not hold weights of Generator({config or ''}): {error}"
-        ) from error
+            f"{weights} does not hold weights of Generator({config or ''}): "
+            f"{found or str(error).splitlines()[0]}"
+        ) from None
     return generator
