@@ -228,14 +228,24 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
     )
     with tf.control_dependencies([check_size]):
         # JPEG as Pillow decodes it (penet_tf.image_io): the accurate integer DCT.
-        image = tf.cond(
-            tf.equal(tf.strings.substr(head, 0, 3), _MAGIC["JPEG"]),
-            lambda: tf.image.convert_image_dtype(
-                tf.io.decode_jpeg(data, channels=channels or 3, dct_method="INTEGER_ACCURATE"),
-                dtype,
-            ),
-            lambda: tf.io.decode_image(
-                data, channels=channels, dtype=dtype, expand_animations=False
+        image = tf.case(
+            [
+                (
+                    tf.equal(tf.strings.substr(head, 0, 3), _MAGIC["JPEG"]),
+                    lambda: tf.image.convert_image_dtype(
+                        tf.io.decode_jpeg(
+                            data, channels=channels or 3, dct_method="INTEGER_ACCURATE"
+                        ),
+                        dtype,
+                    ),
+                ),
+                (  # the one format here with 16 bits (decode_image refuses WebP at 16)
+                    tf.equal(tf.strings.substr(head, 0, 4), _MAGIC["PNG"]),
+                    lambda: tf.io.decode_png(data, channels=channels, dtype=dtype),
+                ),
+            ],
+            default=lambda: tf.image.convert_image_dtype(
+                tf.io.decode_image(data, channels=channels, expand_animations=False), dtype
             ),
         )
     return tf.ensure_shape(image, [None, None, channels or None])

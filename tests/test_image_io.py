@@ -260,6 +260,7 @@ def _mask_files():
         ),
         "bmp 0/1": (encoded(hole.astype(np.uint8), "BMP"), hole),
         "gif 0/255": (encoded(hole.astype(np.uint8) * 255, "GIF"), hole),
+        "webp 0/255": (encoded(np.dstack([hole * 255] * 3).astype(np.uint8), "WEBP"), hole),
     }
 
 
