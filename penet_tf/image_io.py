@@ -184,6 +184,10 @@ def to_rgb(image):
     if image.mode in _SIXTEEN_BIT:
         grey = _eight_bit(np.asarray(image))
         return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode == "P" and "transparency" in image.info:
+        # The same colours; converting straight to RGB warns on stderr ("Palette images
+        # with Transparency expressed in bytes should be converted to RGBA images").
+        image = image.convert("RGBA")
     if image.mode != "RGB":
         image = image.convert("RGB")  # (converting RGB to RGB would copy it)
     return np.asarray(image, np.uint8)

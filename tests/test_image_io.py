@@ -11,6 +11,7 @@ not Pillow), and the three results must be identical.
 
 import io
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -296,6 +297,17 @@ def test_a_decompression_bomb_is_an_unreadable_file_not_a_traceback(tmp_path):
     for read in (image_io.read_rgb, image_io.read_mask, image_io.check_image_file):
         with pytest.raises(image_io.ImageReadError, match="bomb.png: too large to decode"):
             read(bomb)
+
+
+def test_a_palette_with_transparency_per_colour_is_read_without_a_warning(tmp_path):
+    photo = _photo(32, 48)
+    palette = Image.fromarray(photo).quantize(32)
+    palette.save(tmp_path / "p.png", transparency=bytes(range(0, 256, 8)))  # alpha per entry
+    colours = np.array(palette.getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow warned on stderr ("... converted to RGBA")
+        image = image_io.read_rgb(tmp_path / "p.png")
+    np.testing.assert_array_equal(image, colours[np.asarray(palette)])
 
 
 def test_exif_rotation_is_applied_to_images_and_sizes(tmp_path):
