@@ -56,7 +56,7 @@ from penet_tf.inpainting import (
     report_skipped,
     run_batches,
 )
-from penet_tf.io_utils import check_file_target, write_text_atomically
+from penet_tf.io_utils import check_file_target, sweep_temporaries, write_text_atomically
 
 PROTOCOLS = {
     # The paper's Places2 comparison: 256 x 256 images, the centred 128 x 128 hole.
@@ -272,6 +272,7 @@ def check_report_path(path, images, masks=None, predictions=None):
 
 def write_report(report, path):
     """Writes ``path`` (JSON) and the CSV beside it, each atomically; returns the CSV path."""
+    sweep_temporaries(os.path.dirname(os.path.abspath(path)))  # what a killed run left
     write_text_atomically(json.dumps(report, indent=2, allow_nan=False) + "\n", path)
     table = csv_path(path)
     write_text_atomically(csv_text(report), table)

@@ -52,7 +52,7 @@ from penet_tf.image_io import (
     write_png,
 )
 from penet_tf.inference import padded_pixels, padded_size, serve
-from penet_tf.io_utils import IMAGE_SUFFIXES, check_folder_target
+from penet_tf.io_utils import IMAGE_SUFFIXES, check_folder_target, sweep_temporaries
 
 MASK_TYPES = ("centre", "strokes")
 NO_PIXEL_LIMIT = 2**62
@@ -704,6 +704,7 @@ def inpaint_files(
     if not isinstance(inpainter, Inpainter):
         inpainter, dataset = _load_while_reading(inpainter, dataset)
     os.makedirs(out, exist_ok=True)  # once the model loaded: a bad model leaves no folder
+    sweep_temporaries(out)  # what a run killed with -9 left
     bar = progress_bar(len(items), enabled=progress)
     written = []
     try:

@@ -6,7 +6,8 @@ conversions) is written under a temporary name beside its target,
 (``atomic_path``), so a crash, a full disk or Ctrl-C never leaves a half-written output;
 the temporary is removed on failure. A process killed outright (``kill -9``) cannot
 remove its temporary: ``sweep_temporaries`` removes those of processes that no longer
-run; train, export and convert call it when they start.
+run; train, export, convert, convert_torch, inpaint, evaluate and the serving client call
+it on the folders they write to.
 """
 
 import contextlib

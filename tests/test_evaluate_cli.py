@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import keras
 import numpy as np
@@ -253,6 +254,14 @@ def test_a_report_that_would_replace_an_input_or_cannot_be_written_is_refused_fi
         assert reason in err and "never-loaded" not in err and "Traceback" not in err, err
     assert {path: path.read_bytes() for path in inputs} == before
     assert not (tmp_path / "table.json").exists()  # nothing half-written
+
+
+def test_leftovers_of_a_killed_run_beside_the_report_are_swept(folders, tmp_path, dead_pid):
+    (tmp_path / f".tmp-{dead_pid}-report.json").write_text("{")
+    out = tmp_path / "report.json"
+    args = _args(folders, "--predictions", str(folders["root"] / "predictions"))
+    assert main([*args, "--out", str(out), "--no-fid", "--quiet"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["report.csv", "report.json"]
 
 
 def test_masks_without_a_hole_are_noted_in_the_report(folders, tmp_path):

@@ -437,6 +437,16 @@ def test_a_mask_without_a_hole_is_noted_and_the_photo_kept(workspace, tmp_path, 
     np.testing.assert_array_equal(_read(tmp_path / "out" / "china.png"), photo)
 
 
+def test_leftovers_of_a_killed_run_are_swept(workspace, tmp_path, dead_pid):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".tmp-{dead_pid}-china.png").write_bytes(b"half a PNG")  # its process is gone
+    image = workspace["images"] / "china.png"
+    args = ["--model", workspace["weights"], "--images", str(image), "--mask-type", "centre"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert os.listdir(out) == ["china.png"]
+
+
 def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):
     import penet_tf.inpainting as inpainting
     from penet_tf.io_utils import atomic_path

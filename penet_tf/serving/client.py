@@ -48,7 +48,7 @@ from penet_tf import image_io
 from penet_tf.cli import run
 from penet_tf.errors import PenetError
 from penet_tf.image_io import alpha_mask, open_image, read_rgb, to_rgb
-from penet_tf.io_utils import write_bytes_atomically
+from penet_tf.io_utils import sweep_temporaries, write_bytes_atomically
 
 DEFAULT_TIMEOUT = 30.0
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # a 2048 x 2048 request is 16 MiB; gRPC's default is 4
@@ -321,6 +321,7 @@ def inpaint_files(
     out_format = _output_format(out_path)
     if not os.path.isdir(os.path.dirname(os.path.abspath(out_path))):
         raise FileNotFoundError(f"output folder does not exist: {os.path.dirname(out_path)}")
+    sweep_temporaries(os.path.dirname(os.path.abspath(out_path)))  # what a killed run left
     source = open_image(image_path, "image")
     image = to_rgb(source)
     if mask_from_alpha:
