@@ -23,9 +23,10 @@ with the known pixels' full-resolution detail aggregated into the holes
 does. Images of the same size are batched together, up to ``--batch-size``
 (a batch never mixes sizes; an image whose size no other shares runs alone). The
 composite - the prediction inside the hole, the original pixels, bit for bit, outside it
-- is written to ``OUT/<name>.png``; ``--grid`` adds ``OUT/<name>_grid.png`` (masked input
-| output | original). Files are written to a temporary name and renamed, so a crash never
-leaves a half-written PNG.
+- is written to ``OUT/<name>.png`` (for one image, ``--out NAME.png`` names the file
+itself); ``--grid`` adds ``OUT/<name>_grid.png`` (masked input | output | original).
+Files are written to a temporary name and renamed, so a crash never leaves a
+half-written PNG.
 
 A missing or unreadable image or mask, or a mask whose size differs from its image, is
 reported by name on stderr and skipped; the exit status is then 1 (2 for a usage error or
@@ -64,7 +65,12 @@ def build_parser():
         help="take each hole from the image's own alpha channel: transparent (alpha below "
         "128) = hole",
     )
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder (created if missing); for a single image, NAME.png names the "
+        "result itself",
+    )
     parser.add_argument(
         "--grid",
         action="store_true",

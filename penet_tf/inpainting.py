@@ -52,7 +52,12 @@ from penet_tf.image_io import (
     write_png,
 )
 from penet_tf.inference import padded_pixels, padded_size, serve
-from penet_tf.io_utils import IMAGE_SUFFIXES, check_folder_target, sweep_temporaries
+from penet_tf.io_utils import (
+    IMAGE_SUFFIXES,
+    check_file_target,
+    check_folder_target,
+    sweep_temporaries,
+)
 
 MASK_TYPES = ("centre", "strokes")
 NO_PIXEL_LIMIT = 2**62
@@ -596,10 +601,33 @@ def _same(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def names_output_file(out, images):
+    """Whether ``--out`` names the result file itself rather than a folder: one image in
+    (``--images`` a file) and ``--out NAME.png`` that is not an existing folder. ValueError
+    for an image name that cannot be (another suffix: results are PNGs; a folder of
+    images in)."""
+    out = os.fspath(out)
+    if os.path.isdir(out) or not out.lower().endswith(IMAGE_SUFFIXES):
+        return False
+    if os.path.isdir(images):
+        raise ValueError(
+            f"--out {out} names a file, but --images {images} is a folder: give --out a "
+            "folder (each result is written as OUT/<name>.png)"
+        )
+    if not out.lower().endswith(".png"):
+        raise ValueError(f"--out {out}: the result is written as a PNG; name it NAME.png")
+    return True
+
+
 def check_out_folder(out, images, masks=None):
     """ValueError if the output folder ``out`` cannot be a folder (``check_folder_target``)
     or is the ``--images`` or ``--masks`` folder (or ``--images``' folder when it names one
-    file): outputs would land among the inputs. Cheap: run it before loading a model."""
+    file): outputs would land among the inputs; for ``--out NAME.png``
+    (``names_output_file``), if that file cannot be written or is an input. Cheap: run it
+    before loading a model."""
+    if names_output_file(out, images):
+        check_file_target(out, "--out", inputs=(images, masks))
+        return
     check_folder_target(out)
     folders = {"--images": images, "--masks": masks}
     for flag, path in folders.items():
@@ -615,7 +643,8 @@ def check_out_folder(out, images, masks=None):
 
 def output_paths(items, out, grid=False, inputs=()):
     """``{item.index: [path, ...]}``: where each item's results go (``OUT/<name>.png`` and,
-    with ``grid``, ``OUT/<name>_grid.png``).
+    with ``grid``, ``OUT/<name>_grid.png``; for ``--out NAME.png``, ``NAME.png`` and
+    ``NAME_grid.png``).
 
     ValueError, before anything is written, if two results would share a path (images
     ``p.png`` and ``p_grid.png`` with ``grid``), a result would replace one of the
@@ -623,10 +652,16 @@ def output_paths(items, out, grid=False, inputs=()):
     """
     planned, owner = {}, {}
     inputs = {os.path.realpath(path) for path in inputs if path is not None}
+    single = len(items) == 1 and names_output_file(out, items[0].image)
     for item in items:
-        paths = [os.path.join(out, f"{item.name}.png")]
-        if grid:
-            paths.append(os.path.join(out, f"{item.name}_grid.png"))
+        if single:
+            paths = [os.fspath(out), os.fspath(out)[: -len(".png")] + "_grid.png"]
+        else:
+            paths = [
+                os.path.join(out, f"{item.name}.png"),
+                os.path.join(out, f"{item.name}_grid.png"),
+            ]
+        paths = paths[: 2 if grid else 1]
         for path in paths:
             key = os.path.realpath(path)
             if key in inputs:
@@ -703,8 +738,9 @@ def inpaint_files(
     start = time.perf_counter()
     if not isinstance(inpainter, Inpainter):
         inpainter, dataset = _load_while_reading(inpainter, dataset)
-    os.makedirs(out, exist_ok=True)  # once the model loaded: a bad model leaves no folder
-    sweep_temporaries(out)  # what a run killed with -9 left
+    folder = os.path.dirname(os.path.abspath(out)) if names_output_file(out, images) else out
+    os.makedirs(folder, exist_ok=True)  # once the model loaded: a bad model leaves no folder
+    sweep_temporaries(folder)  # what a run killed with -9 left
     bar = progress_bar(len(items), enabled=progress)
     written = []
     try:

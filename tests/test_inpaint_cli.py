@@ -401,11 +401,13 @@ def test_an_output_folder_that_cannot_be_one_is_refused_before_any_work(
     workspace, tmp_path, capsys
 ):
     (tmp_path / "afile.png").write_bytes(b"a user's file")
+    (tmp_path / "afile").write_bytes(b"another")
     out = tmp_path / "out"
     (out / "china.png").mkdir(parents=True)  # a folder where a result goes
     args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
     refusals = {
-        str(tmp_path / "afile.png"): "is a file, not a folder",
+        str(tmp_path / "afile.png"): "names a file, but --images",
+        str(tmp_path / "afile"): "is a file, not a folder",
         str(tmp_path / "afile.png" / "sub"): "afile.png is a file, not a folder",
         "": "--out is empty",
         str(out): f"{out / 'china.png'} is a folder: the result for",
@@ -435,6 +437,23 @@ def test_a_mask_without_a_hole_is_noted_and_the_photo_kept(workspace, tmp_path, 
     err = capsys.readouterr().err
     assert f"note: the mask {faint} has no hole" in err and f"{image} is written unchanged" in err
     np.testing.assert_array_equal(_read(tmp_path / "out" / "china.png"), photo)
+
+
+def test_one_image_to_a_named_png(workspace, tmp_path, capsys):
+    image, mask = workspace["images"] / "china.png", workspace["masks"] / "china.png"
+    args = ["--model", workspace["weights"], "--images", str(image), "--masks", str(mask)]
+    out = tmp_path / "results" / "fixed.png"  # was a folder named fixed.png
+    assert main([*args, "--out", str(out), "--grid", "--quiet"]) == 0
+    assert sorted(os.listdir(out.parent)) == ["fixed.png", "fixed_grid.png"]
+    in_folder = tmp_path / "folder"
+    assert main([*args, "--out", str(in_folder), "--quiet"]) == 0
+    np.testing.assert_array_equal(_read(out), _read(in_folder / "china.png"))
+    for target, reason in (
+        (tmp_path / "fixed.jpg", "the result is written as a PNG; name it NAME.png"),
+        (image, "would replace the input"),
+    ):
+        assert main([*args, "--out", str(target), "--quiet"]) == 2
+        assert reason in capsys.readouterr().err
 
 
 def test_leftovers_of_a_killed_run_are_swept(workspace, tmp_path, dead_pid):
