@@ -67,6 +67,7 @@ EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _ROTATED = (2, 3, 4, 5, 6, 7, 8)  # EXIF orientations other than "as stored" (1)
+_TURNED = (5, 6, 7, 8)  # those that turn the image a quarter: W and H swap
 
 
 class ImageReadError(ValueError):
@@ -171,7 +172,17 @@ def probe_size(path):
     with Image.open(path) as image:
         width, height = image.size
         orientation = _orientation(image)
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+    return (width, height) if orientation in _TURNED else (height, width)
+
+
+def turned_by_exif(path):
+    """Whether the file's EXIF orientation turns it a quarter (displayed W x H = stored
+    H x W), from its header; False for an unreadable file."""
+    try:
+        with Image.open(path) as image:
+            return _orientation(image) in _TURNED
+    except Exception:  # noqa: BLE001 - probed again, and reported, where it is read
+        return False
 
 
 def _eight_bit(array):

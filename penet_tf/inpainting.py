@@ -49,6 +49,7 @@ from penet_tf.image_io import (
     read_mask,
     read_rgb,
     to_rgb,
+    turned_by_exif,
     write_png,
 )
 from penet_tf.inference import padded_pixels, padded_size, serve
@@ -180,7 +181,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             if item.mask is None:
                 problem = f"no mask named {name}.* in {masks}"
             else:
-                problem = _check_size(item.mask, size, "mask")
+                problem = _check_size(item.mask, size, "mask", None if resize else path)
         if problem is None and prediction_lookup is not None:
             item.prediction = prediction_lookup.get(name)
             if item.prediction is None:
@@ -196,13 +197,22 @@ def collect_items(images, masks=None, predictions=None, resize=None):
     return items, skipped
 
 
-def _check_size(path, size, what):
+def _check_size(path, size, what, image=None):
     try:
         found = probe_size(path)
     except Exception as error:
         return f"{what} {path}: {read_error_reason(error)}"
     if tuple(found) != tuple(size):
-        return f"{what} {path} is {found[1]}x{found[0]} (WxH) but the image is {size[1]}x{size[0]}"
+        problem = (
+            f"{what} {path} is {found[1]}x{found[0]} (WxH) but the image is {size[1]}x{size[0]}"
+        )
+        turned = [name for name in (image, path) if name is not None and turned_by_exif(name)]
+        if tuple(found) == tuple(size)[::-1] and turned:
+            problem += (
+                f" as displayed ({turned[0]} is turned by its EXIF orientation; draw the "
+                f"{what} on the photo as a viewer shows it)"
+            )
+        return problem
     return None
 
 

@@ -456,6 +456,20 @@ def test_one_image_to_a_named_png(workspace, tmp_path, capsys):
         assert reason in capsys.readouterr().err
 
 
+def test_a_mask_drawn_on_a_phone_photo_as_stored_is_explained(workspace, tmp_path, capsys):
+    photo = workspace["originals"]["china"][:40, :64]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 40 wide, 64 high
+    Image.fromarray(photo).save(tmp_path / "phone.jpg", exif=exif)
+    Image.fromarray(_mask(photo.shape, 1)).save(tmp_path / "phone_mask.png")  # 64 x 40
+    args = ["--model", workspace["weights"], "--images", str(tmp_path / "phone.jpg")]
+    args += ["--masks", str(tmp_path / "phone_mask.png"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "is 64x40 (WxH) but the image is 40x64 as displayed" in err
+    assert "phone.jpg is turned by its EXIF orientation; draw the mask on the photo" in err
+
+
 def test_leftovers_of_a_killed_run_are_swept(workspace, tmp_path, dead_pid):
     out = tmp_path / "out"
     out.mkdir()
