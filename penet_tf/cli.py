@@ -12,6 +12,7 @@ Example:
 """
 
 import argparse
+import re
 import sys
 
 from penet_tf.errors import PenetError
@@ -136,7 +137,13 @@ def strategy_from_args(args):
     name = given.pop("strategy", "auto")
     from penet_tf.high_resolution import PhotoStrategy
 
-    return PhotoStrategy(name, **given)
+    try:
+        return PhotoStrategy(name, **given)
+    except ValueError as error:  # "model_size must be ..." -> "--model-size must be ..."
+        message = str(error)
+        for option in given:
+            message = re.sub(rf"\b{option}\b", "--" + option.replace("_", "-"), message)
+        raise ValueError(message) from None
 
 
 def positive_int(text):

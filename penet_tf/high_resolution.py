@@ -122,6 +122,16 @@ class PhotoStrategy:
     def to_config(self):
         return dataclasses.asdict(self)
 
+    def options(self):
+        """The command-line options that give this strategy (inpaint, export)."""
+        aggregation = (
+            "--residual-aggregation" if self.residual_aggregation else "--no-residual-aggregation"
+        )
+        return (
+            f"--strategy {self.name} --model-size {self.model_size} --margin {self.margin} "
+            f"--trigger {self.trigger} {aggregation}"
+        )
+
     @classmethod
     def from_config(cls, config):
         return cls(**config)

@@ -154,6 +154,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         else:
             raise FileNotFoundError(f"--masks {masks}: no such file or directory")
     if predictions is not None:
+        if os.path.isfile(predictions):
+            raise ValueError(f"--predictions {predictions} is a file: give the folder of them")
         if not os.path.isdir(predictions):
             raise FileNotFoundError(f"--predictions {predictions}: no such directory")
         prediction_lookup = _by_name(list_images(predictions, "--predictions"))
@@ -470,9 +472,9 @@ def load_inpainter(path, strategy=None):
         exported = _saved_strategy(config)
         if strategy is not None and strategy != exported:
             raise ValueError(
-                f"--model {version} was exported with {exported} (recorded in assets.extra/"
-                f"{EXPORT_CONFIG_FILE}); it cannot run {strategy}: re-export it with "
-                "python -m penet_tf.export --strategy ..., or drop the strategy options"
+                f"--model {version} was exported with {exported.options()} (recorded in "
+                f"assets.extra/{EXPORT_CONFIG_FILE}); it cannot run {strategy.options()}: "
+                "re-export it with those options (python -m penet_tf.export), or drop them"
             )
         return Inpainter(
             run_saved, f"SavedModel {version}", keep=loaded, max_pixels=_saved_max_pixels(config)

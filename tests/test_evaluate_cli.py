@@ -224,6 +224,9 @@ def test_skips_and_errors(folders, tmp_path, capsys):
     empty.mkdir()
     assert main(_args(folders, "--predictions", str(empty), "--out", str(out), "--no-fid")) == 2
     assert "no image could be evaluated" in capsys.readouterr().err
+    one_file = str(root / "predictions" / "china.png")
+    assert main(_args(folders, "--predictions", one_file, "--out", str(out), "--no-fid")) == 2
+    assert f"--predictions {one_file} is a file: give the folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # a model needs masks
         main(_args(folders, "--model", folders["weights"], "--out", str(out)))
     assert exit_info.value.code == 2

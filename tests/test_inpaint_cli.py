@@ -323,7 +323,12 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path,
     strategy_args = ["--model", str(workspace["saved_model"]), *args[:-2]]
     assert main([*strategy_args, "--out", str(tmp_path / "s"), "--strategy", "crop"]) == 2
     err = capsys.readouterr().err
-    assert "exported with" in err and "re-export" in err and "Traceback" not in err
+    assert "exported with --strategy full --model-size 256" in err and "re-export" in err
+    assert "cannot run --strategy crop" in err and "Traceback" not in err
+    # Bad strategy values are named by their options.
+    for option, value in (("--model-size", "100"), ("--margin", "-1"), ("--trigger", "0")):
+        assert main([*strategy_args, "--out", str(tmp_path / "s"), option, value]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {option} must be")
 
 
 def test_strategy_options_on_a_large_photo(workspace, tmp_path, capsys):
