@@ -20,7 +20,7 @@ from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.training import PENetGAN, StepDecay
 from penet_tf.training.checkpoints import CheckpointWriteError, TrainingState
 from penet_tf.training.config import load_config
-from penet_tf.training.trainer import build_gan
+from penet_tf.training.trainer import build_gan, load_initial_weights
 
 CONFIGS = sorted(
     name for name in os.listdir(os.path.join(REPO, "configs")) if name.endswith(".json")
@@ -141,6 +141,31 @@ def test_weights_that_cannot_fit_are_refused_before_writing(tmp_path, monkeypatc
     assert "there is no complete checkpoint yet" in message and "\n" not in message
     assert os.listdir(tmp_path) == ["generator.weights.h5"]
     assert (tmp_path / "generator.weights.h5").read_bytes() == b"previous"
+
+
+def test_init_from_a_weights_folder_and_a_mismatch_named_in_one_line(tmp_path):
+    thin = ["model.base_channels=4", "model.discriminator_channels=8"]
+    trained = build_gan(load_config(None, thin))
+    trained.build()
+    TrainingState(trained, str(tmp_path)).export_weights()  # as a finished run leaves them
+    fresh = build_gan(load_config(None, thin))
+    fresh.build()
+    kernel = fresh.generator.weights[0]
+    assert not np.array_equal(kernel.numpy(), trained.generator.weights[0].numpy())
+    load_initial_weights(fresh, str(tmp_path))
+    for net in ("generator", "discriminator"):
+        pairs = zip(getattr(trained, net).weights, getattr(fresh, net).weights, strict=True)
+        for saved, loaded in pairs:
+            np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+    wider = build_gan(load_config(None, ["model.base_channels=8"]))
+    wider.build()
+    for path in (tmp_path, tmp_path / "generator.weights.h5"):
+        with pytest.raises(ValueError) as info:
+            load_initial_weights(wider, str(path))
+        message = str(info.value)  # was Keras' 40-line list of the layers it could not load
+        assert "does not fit this run's generator (model.base_channels" in message
+        assert message.endswith("it holds a generator with base_channels 4")
+        assert "\n" not in message
 
 
 def test_cli_reports_bad_input_clearly(tmp_path, capsys):

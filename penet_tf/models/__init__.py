@@ -14,6 +14,7 @@ __all__ = [
     "discriminator_config",
     "generator_config",
     "load_generator",
+    "weights_file_holds",
 ]
 
 # Generator arguments that describe the architecture (saved beside trained weights).
@@ -54,23 +55,19 @@ def build_without_initializing(model):
             layer.kernel_initializer = initializer
 
 
-def _what_weights_hold(path, config_name):
-    """What a ``.weights.h5`` file that ``Generator`` could not load holds, when it says:
-    a discriminator's weights, or a generator of another ``base_channels`` (from the
-    first convolution's kernel, [3, 3, 4, base_channels]); else None."""
+def weights_file_holds(path):
+    """What a ``.weights.h5`` file holds, when its layers say: ``"a discriminator's
+    weights"`` or ``"a generator with base_channels N"`` (from the first convolution's
+    kernel, [3, 3, 4, N]); else None (unreadable, or neither)."""
     import h5py
 
     try:
         with h5py.File(path, "r") as weights:
             if "classifier" in weights:
-                return "it holds a discriminator's weights (give generator.weights.h5)"
+                return "a discriminator's weights"
             kernel = weights.get("dw_conv01/vars/0")
             if kernel is not None and len(kernel.shape) == 4:
-                return (
-                    f"it holds a generator with base_channels {kernel.shape[-1]} (the "
-                    f"architecture comes from {config_name} beside the weights, as training "
-                    "and convert_torch write it)"
-                )
+                return f"a generator with base_channels {kernel.shape[-1]}"
     except (OSError, KeyError, ValueError):
         pass
     return None
@@ -126,9 +123,18 @@ def load_generator(weights, **kwargs):
     except OSError as error:  # h5py: truncated, or not HDF5 at all
         raise ValueError(f"{weights}: cannot read it as a weights file: {error}") from None
     except ValueError as error:
-        found = _what_weights_hold(weights, os.path.basename(config_path))
+        found = weights_file_holds(weights)
+        if found is None:
+            found = str(error).splitlines()[0]
+        elif found.startswith("a generator"):
+            found = (
+                f"it holds {found} (the architecture comes from "
+                f"{os.path.basename(config_path)} beside the weights, as training and "
+                "convert_torch write it)"
+            )
+        else:
+            found = f"it holds {found} (give generator.weights.h5)"
         raise ValueError(
-            f"{weights} does not hold weights of Generator({config or ''}): "
-            f"{found or str(error).splitlines()[0]}"
+            f"{weights} does not hold weights of Generator({config or ''}): {found}"
         ) from None
     return generator

@@ -23,7 +23,7 @@ import tensorflow as tf
 from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.io_utils import write_json_atomically
 from penet_tf.losses import composite
-from penet_tf.models import Discriminator, Generator
+from penet_tf.models import Discriminator, Generator, weights_file_holds
 from penet_tf.training.checkpoints import (
     CheckpointWriteError,
     TrainingState,
@@ -86,22 +86,39 @@ def build_gan(config, policy="float32"):
     return gan
 
 
+def _load_initial(model, path, what, section):
+    """``model.load_weights(path)``, or one ValueError saying why the file does not fit
+    (another architecture than the config's ``section``)."""
+    try:
+        model.load_weights(path)
+    except OSError as error:  # h5py: truncated, or not HDF5
+        raise ValueError(f"--init-from {path}: cannot read it as a weights file: {error}") from None
+    except ValueError as error:
+        holds = weights_file_holds(path)
+        found = f"it holds {holds}" if holds else str(error).splitlines()[0]
+        raise ValueError(
+            f"--init-from {path} does not fit this run's {what} ({section} in the config): {found}"
+        ) from None
+
+
 def load_initial_weights(gan, path):
     """``--init-from``: a convert_torch output folder, a .weights.h5 or a released .pth."""
+    model = "model.base_channels, model.kernel_init"
+    critic = "model.discriminator_channels, model.spectral_norm"
     if os.path.isdir(path):
         generator = os.path.join(path, "generator.weights.h5")
         discriminator = os.path.join(path, "discriminator.weights.h5")
         if not os.path.isfile(generator):
             raise FileNotFoundError(f"--init-from {path}: no generator.weights.h5 in it.")
-        gan.generator.load_weights(generator)
+        _load_initial(gan.generator, generator, "generator", model)
         if os.path.isfile(discriminator):
-            gan.discriminator.load_weights(discriminator)
+            _load_initial(gan.discriminator, discriminator, "discriminator", critic)
     elif path.endswith(".pth"):
         from penet_tf.convert_torch import load_released_generator
 
         load_released_generator(path, gan.generator)
     elif path.endswith(".weights.h5") and os.path.isfile(path):
-        gan.generator.load_weights(path)
+        _load_initial(gan.generator, path, "generator", model)
     else:
         raise FileNotFoundError(f"--init-from {path}: not a weights folder, .weights.h5 or .pth.")
 
