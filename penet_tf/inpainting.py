@@ -594,7 +594,9 @@ def _graph_message(error):
     lines = [
         line.strip()
         for line in message.splitlines()
-        if line.strip() and not line.startswith(("Graph execution error", "Detected at node", "  "))
+        if line.strip()
+        and not line.startswith(("Graph execution error", "Detected at node", "  "))
+        and line.strip() != "<stack traces unavailable>"
     ]
     return lines[0] if lines else repr(error)
 

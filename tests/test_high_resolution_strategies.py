@@ -86,6 +86,71 @@ def test_groups_merge_only_when_their_margins_overlap():
     assert len(hole_groups(boxes, margin=300)) == 1
 
 
+def _groups_pair_by_pair(boxes, margin):
+    """The grouping as demos/web/crop.js does it: merge a near pair, start over."""
+    groups = [tuple(box) for box in boxes]
+
+    def near(a, b):
+        return (
+            max(a[0], b[0]) < min(a[2], b[2]) + 2 * margin
+            and max(a[1], b[1]) < min(a[3], b[3]) + 2 * margin
+        )
+
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if near(groups[i], groups[j]):
+                    a, b = groups[i], groups.pop(j)
+                    groups[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(groups)
+
+
+def test_groups_are_those_of_merging_pair_by_pair_and_fast_for_dust():
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        count, margin = int(rng.integers(1, 30)), int(rng.integers(0, 60))
+        tops, lefts = rng.integers(0, 500, count), rng.integers(0, 700, count)
+        sizes = rng.integers(1, 50, (count, 2))
+        boxes = [(t, x, t + h, x + w) for t, x, (h, w) in zip(tops, lefts, sizes, strict=True)]
+        assert hole_groups(boxes, margin) == _groups_pair_by_pair(boxes, margin)
+    # 2000 dust specks on a 12-MP photo, margin 16: took 125 s pair by pair; well under 1 s.
+    rows, cols = rng.integers(0, 3000, 2000), rng.integers(0, 4000, 2000)
+    specks = [(y, x, y + 1, x + 1) for y, x in zip(rows, cols, strict=True)]
+    assert 1000 < len(hole_groups(specks, 16)) < 2000
+
+
+def test_separate_holes_run_one_region_per_network_call(generator, monkeypatch):
+    """12 separate holes through one call took 7.2 GB (0.6 GB a region); one at a time
+    they take what one hole does, and give the same pixels."""
+    from penet_tf import high_resolution
+
+    image = photo(200, 600, seed=5)
+    mask = np.zeros((200, 600), np.uint8)
+    for x in (40, 240, 440):
+        mask[90:110, x : x + 20] = 1
+    strategy = PhotoStrategy("crop", margin=32)
+    calls, original = [], high_resolution.inpaint_regions
+
+    def counted(generator, regions, *args):
+        calls.append(regions.shape[0])
+        return original(generator, regions, *args)
+
+    monkeypatch.setattr(high_resolution, "inpaint_regions", counted)
+    got = inpaint_photo(generator, image, mask, strategy)
+    assert calls == [1, 1, 1]
+    for x in (40, 240, 440):  # each as the only hole of the photo
+        alone = np.zeros_like(mask)
+        alone[90:110, x : x + 20] = 1
+        expected = inpaint_photo(generator, image, alone, strategy)
+        np.testing.assert_array_equal(got[alone > 0], expected[alone > 0])
+
+
 def test_regions_at_the_borders_and_photos_smaller_than_the_region(generator):
     image = photo(100, 150, seed=2)
     mask = np.zeros((100, 150), np.uint8)
@@ -162,6 +227,10 @@ def test_bad_strategies_and_inputs_are_refused(generator):
         PhotoStrategy(model_size=300)
     with pytest.raises(ValueError, match="margin"):
         PhotoStrategy(margin=-1)
+    with pytest.raises(ValueError, match="margin must be 0 to 65536"):
+        PhotoStrategy(margin=10**11)  # overflowed the served graph's int32 plan
+    with pytest.raises(ValueError, match="trigger must be 1 to 65536"):
+        PhotoStrategy(trigger=0)
     with pytest.raises(ValueError, match="uint8"):
         inpaint_photo(generator, np.zeros((8, 8, 3), np.float32), np.zeros((8, 8)))
     with pytest.raises(ValueError, match="mask"):

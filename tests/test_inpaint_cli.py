@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_images
@@ -473,6 +474,20 @@ def test_a_mask_drawn_on_a_phone_photo_as_stored_is_explained(workspace, tmp_pat
     err = capsys.readouterr().err
     assert "is 64x40 (WxH) but the image is 40x64 as displayed" in err
     assert "phone.jpg is turned by its EXIF orientation; draw the mask on the photo" in err
+
+
+def test_a_graph_error_is_reported_by_its_first_meaningful_line():
+    from penet_tf.inpainting import _graph_message
+
+    error = tf.errors.InvalidArgumentError(
+        None,
+        None,
+        "Graph execution error:\n\nDetected at node range defined at (most recent call "
+        "last):\n<stack traces unavailable>\nRequires start <= limit when delta > 0: "
+        "0/-1863462592\n\t [[{{node range}}]]",
+    )
+    # was "<stack traces unavailable>", the whole of what inpaint reported
+    assert _graph_message(error) == "Requires start <= limit when delta > 0: 0/-1863462592"
 
 
 def test_leftovers_of_a_killed_run_are_swept(workspace, tmp_path, dead_pid):
