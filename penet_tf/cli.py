@@ -134,14 +134,19 @@ def strategy_from_args(args):
     }
     if not given:
         return None
-    name = given.pop("strategy", "auto")
+    return photo_strategy(given.pop("strategy", "auto"), **given)
+
+
+def photo_strategy(name, **options):
+    """``PhotoStrategy(name, **options)`` from command-line values: a bad one is a
+    ValueError naming its option as typed (``--model-size must be ...``)."""
     from penet_tf.high_resolution import PhotoStrategy
 
     try:
-        return PhotoStrategy(name, **given)
+        return PhotoStrategy(name, **options)
     except ValueError as error:  # "model_size must be ..." -> "--model-size must be ..."
         message = str(error)
-        for option in given:
+        for option in options:
             message = re.sub(rf"\b{option}\b", "--" + option.replace("_", "-"), message)
         raise ValueError(message) from None
 

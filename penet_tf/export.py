@@ -57,7 +57,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.cli import run
+from penet_tf.cli import photo_strategy, run
 from penet_tf.high_resolution import STRATEGIES, PhotoStrategy, serve_photos
 from penet_tf.inference import (
     ServingArchive,
@@ -531,7 +531,7 @@ def _main(argv):
     args = parser.parse_args(argv)
     if args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
-    strategy = PhotoStrategy(
+    strategy = photo_strategy(
         args.strategy,
         model_size=args.model_size,
         margin=args.margin,

@@ -372,6 +372,17 @@ def test_cli_refuses_a_taken_version(exported, capsys):
     assert "3 exists: choose another --version" in error and "Traceback" not in error
 
 
+def test_cli_names_bad_strategy_options_as_typed(exported, tmp_path, capsys):
+    weights = ["--weights", str(exported["weights"]), "--out", str(tmp_path / "m")]
+    for option, value, message in (
+        ("--margin", "99999999999", "--margin must be 0 to 65536"),  # was exported, then
+        ("--model-size", "100", "--model-size must be a positive multiple of 64"),  # failed
+    ):
+        assert main([*weights, option, value]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert not (tmp_path / "m").exists()
+
+
 def test_cli_reports_missing_weights(tmp_path, capsys):
     status = main(["--weights", str(tmp_path / "nope.weights.h5"), "--out", str(tmp_path / "m")])
     assert status == 2
