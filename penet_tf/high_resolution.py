@@ -3,8 +3,8 @@ and ``auto`` strategies, one implementation used by the CLIs and the SavedModel.
 
 PEN-Net is trained on 256 x 256 images with holes up to 128 x 128. Run over a whole
 12-MP photo, the network sees contexts and holes far larger than any in training, and the
-exact attention costs side^4 (a 1024^2 forward takes 36 s on 2 cores, 2048^2 754 s,
-README Performance). As IOPaint does
+exact attention costs side^4 (composited through ``full`` on 2 cores: 17-18 s at 1024^2
+with a 512^2 hole, 221-247 s at 2048^2; README Performance). As IOPaint does
 for its fixed-size models, the network instead runs on a region around each hole,
 resized so that its long side is the model size:
 
