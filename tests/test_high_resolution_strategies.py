@@ -151,6 +151,31 @@ def test_separate_holes_run_one_region_per_network_call(generator, monkeypatch):
         np.testing.assert_array_equal(got[alone > 0], expected[alone > 0])
 
 
+def test_what_is_under_the_hole_does_not_reach_the_result(generator, monkeypatch):
+    """The residual aggregation took the known pixels' detail against a downsample that
+    averaged the hole's own pixels in: painting the hole white changed the residual the
+    attention pastes into the hole (up to 104/255 next to a 300^2 hole; a random thin
+    network's near-uniform attention then moves the result by less than a level)."""
+    from penet_tf import high_resolution
+
+    residuals, original = [], high_resolution.aggregate_residual
+
+    def recorded(attention, residual, *args):
+        residuals.append(residual.numpy())
+        return original(attention, residual, *args)
+
+    monkeypatch.setattr(high_resolution, "aggregate_residual", recorded)
+    image = photo(300, 400, seed=6)
+    mask = np.zeros((300, 400), np.uint8)
+    mask[110:210, 140:270] = 1
+    painted = np.where(mask[..., None] > 0, np.uint8(255), image)
+    for strategy in (PhotoStrategy("crop", model_size=64, margin=40), PhotoStrategy("resize")):
+        results = [inpaint_photo(generator, one, mask, strategy) for one in (image, painted)]
+        np.testing.assert_array_equal(results[0], results[1])
+        assert np.abs(residuals[-2]).max() > 0.1  # there is detail to paste
+        np.testing.assert_array_equal(residuals[-2], residuals[-1])
+
+
 def test_regions_at_the_borders_and_photos_smaller_than_the_region(generator):
     image = photo(100, 150, seed=2)
     mask = np.zeros((100, 150), np.uint8)
