@@ -559,6 +559,12 @@ def test_cli_errors_are_one_line_messages(served, tmp_path, capsys):
         error = capsys.readouterr().err
         assert error.startswith("error: ") and message in error, error
     assert not (tmp_path / "o.png").exists()
+    # --out the photo itself: refused before the request (it replaced the photo).
+    before = (tmp_path / "a.png").read_bytes()
+    argv = ["--server", served["address"], "--model", MODEL, "--image", str(tmp_path / "a.png")]
+    assert main([*argv, "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "a.png")]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert (tmp_path / "a.png").read_bytes() == before
 
 
 def test_cli_unreachable_server(tmp_path, capsys):

@@ -48,7 +48,7 @@ from penet_tf import image_io
 from penet_tf.cli import run
 from penet_tf.errors import PenetError
 from penet_tf.image_io import alpha_mask, open_image, read_rgb, to_rgb
-from penet_tf.io_utils import sweep_temporaries, write_bytes_atomically
+from penet_tf.io_utils import check_file_target, sweep_temporaries, write_bytes_atomically
 
 DEFAULT_TIMEOUT = 30.0
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # a 2048 x 2048 request is 16 MiB; gRPC's default is 4
@@ -319,6 +319,7 @@ def inpaint_files(
     if (mask_path is None) == (not mask_from_alpha):
         raise ValueError("give either a mask file or mask_from_alpha")
     out_format = _output_format(out_path)
+    check_file_target(out_path, "--out", inputs=(image_path, mask_path))  # not the photo
     if not os.path.isdir(os.path.dirname(os.path.abspath(out_path))):
         raise FileNotFoundError(f"output folder does not exist: {os.path.dirname(out_path)}")
     sweep_temporaries(os.path.dirname(os.path.abspath(out_path)))  # what a killed run left
