@@ -88,17 +88,20 @@ def test_files_mode_leaves_out_files_that_cannot_be_read(tmp_path, caplog):
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("not a mask")
     (tmp_path / "trailer.png").write_bytes(whole + b"bytes after IEND")  # decodes: kept
+    Image.fromarray(array).save(tmp_path / "webp.png", "WEBP")  # Pillow reads it, TF did not
+    Image.fromarray(array).save(tmp_path / "jpeg.png", "JPEG")  # decode_png reads JPEG: kept
     with caplog.at_level("WARNING", logger="penet_tf.data"):
         generator = MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
     names = [path.decode().rsplit("/", 1)[-1] for path in generator.files.numpy()]
-    assert names == ["good.png", "trailer.png"]
-    assert "leaving out 4 of 6 mask files" in caplog.text and "last_byte.png" in caplog.text
+    assert names == ["good.png", "jpeg.png", "trailer.png"]
+    assert "leaving out 5 of 8 mask files" in caplog.text and "last_byte.png" in caplog.text
+    assert "webp.png (a WEBP file named .png: save it as a PNG)" in caplog.text
     draw = tf.function(generator)
     for i in range(10):
         assert float(tf.reduce_sum(draw(_seed(i)))) > 0
-    for name in ("good.png", "trailer.png", "half.png"):
+    for name in ("good.png", "trailer.png", "half.png", "jpeg.png"):
         (tmp_path / name).unlink()
-    with pytest.raises(ValueError, match=r"None of the 3 mask PNGs .* can be read"):
+    with pytest.raises(ValueError, match=r"None of the 4 mask PNGs .* can be read"):
         MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
 
 
@@ -111,6 +114,21 @@ def test_mixture_uses_every_component_by_weight(tmp_path):
     generator = tf.function(MaskGenerator(config, 64, 64))  # traced once, not 80 eager runs
     squares = sum(float(tf.reduce_sum(generator(_seed(i)))) == 32 * 32 for i in range(80))
     assert 40 <= squares <= 75  # ~60 expected
+
+
+@pytest.mark.parametrize(
+    "weights,share",  # share: of the square component; float32 took 1e-50 to 0, 1e39 to inf
+    [([1e-50, 0.0], 1.0), ([1e-50, 1e-50], 0.5), ([1e39, 1.0], 1.0)],
+)
+def test_mixture_weights_of_any_magnitude(weights, share):
+    config = {
+        "type": "mixture",
+        "components": [{"type": "square", "augment": False}, {"type": "strokes"}],
+        "weights": weights,
+    }
+    generator = tf.function(MaskGenerator(config, 64, 64))
+    squares = sum(float(tf.reduce_sum(generator(_seed(i)))) == 32 * 32 for i in range(40))
+    assert abs(squares / 40 - share) <= 0.25  # always the last component before
 
 
 def test_masks_in_a_tf_data_pipeline():

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from penet_tf.image_io import check_image_file, read_error_reason
@@ -208,6 +209,10 @@ def rotate_expanded(mask, angle):
     return rotated[0]
 
 
+# What load_mask_file's tf.io.decode_png reads (its own format, and JPEG).
+_DECODED_AS_PNG = ("PNG", "JPEG")
+
+
 def list_mask_files(path):
     """Sorted mask PNGs under ``path`` (recursive) that can be read; a clear error when
     there are none.
@@ -226,10 +231,14 @@ def list_mask_files(path):
     readable, unreadable = [], []
     for file in files:
         try:
-            check_image_file(file, "mask")
-            readable.append(file)
+            kind = check_image_file(file, "mask")
         except (OSError, ValueError) as error:
             unreadable.append(f"{file} ({read_error_reason(error)})")
+            continue
+        if kind in _DECODED_AS_PNG:
+            readable.append(file)
+        else:  # tf.io.decode_png stopped training on it (a WebP named .png)
+            unreadable.append(f"{file} (a {kind} file named .png: save it as a PNG)")
     if not readable:
         raise ValueError(
             f"None of the {len(files)} mask PNGs under {path} can be read: {unreadable[0]}"
@@ -293,9 +302,11 @@ class MaskGenerator:
             }
         elif kind == "mixture":
             components = config.components
-            weights = config.weights or [1.0] * len(components)
+            weights = np.asarray(config.weights or [1.0] * len(components), np.float64)
             self.components = [MaskGenerator(c, height, width, training) for c in components]
-            self.log_weights = tf.math.log(tf.constant([weights], tf.float32))
+            # Normalised in float64 first: float32 took 1e-50 to 0 and 1e39 to inf, and
+            # the draw then fell to the last component whatever the weights.
+            self.log_weights = tf.math.log(tf.constant([weights / weights.sum()], tf.float32))
 
     def __call__(self, seed, index=0):
         seed = tf.convert_to_tensor(seed)
