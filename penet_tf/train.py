@@ -113,11 +113,20 @@ def _train(args):
     from penet_tf.training.trainer import Trainer, summarize
 
     trainer = Trainer(config, init_from=args.init_from, verbose=0 if args.quiet else 1)
+    from penet_tf.training.checkpoints import CheckpointReadError
+
     try:  # errors (a full disk too: OSError) and Ctrl-C are reported by run
         logs = trainer.run()
     except KeyboardInterrupt:  # the trainer's says what was saved
         if not args.quiet:
             print(flush=True)  # end the progress bar's line
+        raise
+    except CheckpointReadError:
+        # The failed restore leaves TensorFlow warnings ("... deleted with unrestored
+        # values", one per variable) for the exit, after the one error line.
+        import logging
+
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
         raise
     if trainer.chief:
         print(f"finished at step {int(trainer.state.step.numpy())}: {summarize(logs)}")

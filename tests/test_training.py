@@ -11,7 +11,9 @@ import skimage.data
 import tensorflow as tf
 from training_helpers import (
     REPO,
+    make_photos,
     run_main,
+    tiny_config,
     write_config,
 )
 
@@ -166,6 +168,38 @@ def test_init_from_a_weights_folder_and_a_mismatch_named_in_one_line(tmp_path):
         assert "does not fit this run's generator (model.base_channels" in message
         assert message.endswith("it holds a generator with base_channels 4")
         assert "\n" not in message
+
+
+def test_a_run_that_cannot_start_leaves_the_run_folder_as_it_was(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    run = tmp_path / "run"
+    config = tiny_config(make_photos(photos), run, iterations=2, checkpoint_every=2)
+    assert run_main(capsys, write_config(tmp_path / "c.json", config))[0] == 0
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    (tmp_path / "afile").write_text("a file")
+    refusals = {  # each was written into the run (config.json, an event file) first
+        "missing masks": (
+            {**config, "mask": {"type": "files", "path": str(tmp_path / "none")}},
+            "does not exist",
+        ),
+        "mixed precision switched on": (
+            {
+                **config,
+                "mixed_precision": "mixed_float16",
+                "trainer": {**config["trainer"], "iterations": 4},
+            },
+            "does not fit this model",  # was "none ... can be read: move that folder away"
+        ),
+        "output dir a file": (
+            {**config, "output_dir": str(tmp_path / "afile")},
+            "output_dir " + str(tmp_path / "afile") + " is a file, not a folder",
+        ),
+    }
+    for name, (changed, message) in refusals.items():
+        status, lines = run_main(capsys, write_config(tmp_path / "c.json", changed))
+        assert status == 2 and message in lines[-1], (name, lines)
+        assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 
 def test_cli_reports_bad_input_clearly(tmp_path, capsys):

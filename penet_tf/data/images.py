@@ -402,7 +402,8 @@ def inpainting_dataset(
         source: an ``ImageSource``.
         data_config: the ``data`` config section (``image_size``, ``random_flip``,
             ``color_jitter``, ``crop``, ``parallel_calls``): a ``DataConfig`` or a mapping.
-        mask_config: the ``mask`` config section (see ``MaskGenerator``).
+        mask_config: the ``mask`` config section (see ``MaskGenerator``), or a
+            ``MaskGenerator`` of the data's image size.
         batch_size: images per batch (per input pipeline).
         seed: makes the stream (order, augmentation, masks) reproducible.
         start: the global element index to start from (resume).
@@ -420,7 +421,10 @@ def inpainting_dataset(
     """
     data_config = data_section(data_config)
     size = data_config.image_size
-    masks = MaskGenerator(mask_config, size[0], size[1], training=training)
+    if isinstance(mask_config, MaskGenerator):  # built already (its mask files listed)
+        masks = mask_config
+    else:
+        masks = MaskGenerator(mask_config, size[0], size[1], training=training)
     parallel = data_config.parallel_calls or tf.data.AUTOTUNE
     if source.tfds_dataset is not None:
         buffer_size = source.config.shuffle_buffer

@@ -158,6 +158,11 @@ def _weights_bytes(*models):
     )
 
 
+def _other_dtype(error):
+    """Whether a restore failed on a variable saved with another dtype."""
+    return "does not equal original dtype" in str(getattr(error, "message", error))
+
+
 class TrainingState:
     """Generator, discriminator, both optimizers, the step and the data position.
 
@@ -214,14 +219,19 @@ class TrainingState:
                 continue
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (ValueError, AssertionError) as error:
+            except (ValueError, AssertionError, tf.errors.OpError) as error:
+                # A variable of another dtype (mixed precision switched on or off) is an
+                # OpError too, but a readable checkpoint of another model, not a damaged one.
+                if isinstance(error, tf.errors.OpError) and not _other_dtype(error):
+                    damaged.append((path, _reason(error)))
+                    continue
                 raise CheckpointReadError(
                     f"the checkpoint {path} does not fit this model ({_reason(error)}): "
                     f"it was written with another model config (see {self.output_dir}/"
-                    "config.json); resume with that config, or train into another "
-                    "output directory."
+                    "config.json; mixed_precision counts too); resume with that config, or "
+                    "train into another output directory."
                 ) from None
-            except (tf.errors.OpError, OSError, IndexError, DecodeError) as error:
+            except (OSError, IndexError, DecodeError) as error:
                 damaged.append((path, _reason(error)))
                 continue
             if damaged:

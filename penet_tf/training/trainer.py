@@ -21,7 +21,8 @@ import keras
 import tensorflow as tf
 
 from penet_tf.data.images import ImageSource, inpainting_dataset
-from penet_tf.io_utils import write_json_atomically
+from penet_tf.data.masks import MaskGenerator
+from penet_tf.io_utils import check_folder_target, write_json_atomically
 from penet_tf.losses import composite
 from penet_tf.models import Discriminator, Generator, weights_file_holds
 from penet_tf.training.checkpoints import (
@@ -190,7 +191,15 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)  # the same initial weights per seed
         self.policy = resolve_policy(config.mixed_precision)
         self.output_dir = config.output_dir
+        # What can be refused cheaply is refused before the model is built (and before
+        # anything is written): the output folder, the images, the masks, the batch.
+        check_folder_target(self.output_dir, "output_dir")
+        if init_from is not None and not os.path.exists(init_from):
+            raise FileNotFoundError(f"--init-from {init_from}: no such file or folder.")
         self.source = ImageSource(config.data)
+        size = config.data.image_size
+        self.masks = MaskGenerator(config.mask, size[0], size[1])  # lists a mask folder
+        self._check_batch()
         with self.strategy.scope():
             self.gan = build_gan(config, self.policy)
             self.gan.build()
@@ -202,20 +211,23 @@ class Trainer:
                 worker=task_id(self.strategy),
             )
 
-    def _dataset(self, start):
-        config, seed = self.config, self.config.seed
-        global_batch = config.trainer.batch_size
+    def _check_batch(self):
+        global_batch = self.config.trainer.batch_size
         replicas = self.strategy.num_replicas_in_sync
         if global_batch % replicas:
             raise ValueError(
                 f"trainer.batch_size {global_batch} is not divisible by the {replicas} replicas."
             )
 
+    def _dataset(self, start):
+        config, seed = self.config, self.config.seed
+        global_batch = config.trainer.batch_size
+
         def dataset_fn(context):
             return inpainting_dataset(
                 self.source,
                 config.data,
-                config.mask,
+                self.masks,
                 context.get_per_replica_batch_size(global_batch),
                 seed=seed,
                 start=start,
@@ -236,6 +248,8 @@ class Trainer:
         resumed = self.state.restore()
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
+            if self.init_from:
+                logger.warning("--init-from %s is not used: the run resumes", self.init_from)
         elif self.init_from:
             load_initial_weights(self.gan, self.init_from)
         # Ctrl-C saves first only where this process can save alone (not multi-worker).
@@ -264,6 +278,7 @@ class Trainer:
 
     def _train(self, resumed, stop):
         config, trainer = self.config, self.config.trainer
+        iterator = iter(self._dataset(int(self.state.position.numpy())))  # before any write
         if self.chief:
             os.makedirs(self.output_dir, exist_ok=True)
             write_json_atomically(config.to_dict(), os.path.join(self.output_dir, "config.json"))
@@ -272,7 +287,6 @@ class Trainer:
             if self.chief
             else tf.summary.create_noop_writer()
         )
-        iterator = iter(self._dataset(int(self.state.position.numpy())))
         strategy, gan = self.strategy, self.gan
 
         @tf.function(autograph=False)
