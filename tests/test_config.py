@@ -148,6 +148,10 @@ def test_choices_are_checked_by_the_config(override, expected):
         ('mask={"type": "strokes", "hole_ratio": [0.5, 0.2]}', "mask.hole_ratio must be"),
         ('mask={"type": "mixture", "components": []}', "non-empty 'components'"),
         ('mask={"type": "files"}', "files masks need mask.path"),
+        # 1e20 passed, then failed in TensorFlow (an OverflowError traceback for niter)
+        ("schedule.niter=100000000000000000000", "schedule.niter must be at most 4294967295"),
+        ("trainer.batch_size=100000000000000000000", "trainer.batch_size must be at most"),
+        ("seed=-1", "seed must be 0 to 2**32 - 1, got -1."),  # was Keras' error, unnamed
     ],
 )
 def test_ranges_are_checked(override, expected):

@@ -7,6 +7,7 @@ back by name as a user's ``data.source: tfds`` config reads them.
 """
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -123,6 +124,19 @@ def test_tfds_images_from_a_feature_named_by_image_key(tmp_path):
         (40, 48),
         (56, 32),
     ]
+
+
+def test_tfds_bad_splits_are_named(data_dir):
+    config = {"source": "tfds", "name": "penet_test_photos/mixed", "data_dir": data_dir}
+    for split, reason in (
+        ("train[:0]", "corresponds to no data"),  # was TFDS's message alone
+        ("train[10:20]", "incompatible with 6 examples"),
+        ("trian", "Unknown split 'trian'"),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"data.split '{re.escape(split)}' of TFDS .*{reason}"
+        ):
+            ImageSource({**config, "split": split})
 
 
 def test_tfds_split_with_no_readable_record_fails_at_once(data_dir):

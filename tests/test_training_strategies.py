@@ -9,6 +9,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from training_helpers import (
     REPO,
@@ -81,3 +82,15 @@ def test_cli_multi_worker_mirrored_strategy_with_two_processes(photos, tmp_path)
     assert "finished at step 2" in outputs[0][0]  # the chief reports
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
     assert not any(name.startswith(".worker") for name in os.listdir(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    "tf_config,message",
+    [("[]", "TF_CONFIG must be"), ("{bad", "TF_CONFIG is not JSON")],  # a traceback; unnamed
+)
+def test_a_bad_tf_config_is_named(monkeypatch, tf_config, message):
+    from penet_tf.training.strategy import make_strategy
+
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match=message):
+        make_strategy("auto")

@@ -202,12 +202,18 @@ class ImageSource:
                     raise FileNotFoundError(f"TFDS cannot prepare {name!r}: {error}") from None
             # The encoded bytes (decoded by penet_tf.image_io, as files are) and the
             # record's id, which names it when it cannot be read.
-            dataset = builder.as_dataset(
-                split=split,
-                decoders={key: tfds.decode.SkipDecoding()},
-                read_config=tfds.ReadConfig(add_tfds_id=True),
-            )
-            count = builder.info.splits[split].num_examples
+            try:
+                dataset = builder.as_dataset(
+                    split=split,
+                    decoders={key: tfds.decode.SkipDecoding()},
+                    read_config=tfds.ReadConfig(add_tfds_id=True),
+                )
+                count = builder.info.splits[split].num_examples
+            except ValueError as error:  # "Instruction [] corresponds to no data!" ...
+                reason = str(error).splitlines()[0]
+                raise ValueError(
+                    f"data.split {split!r} of TFDS dataset {name!r}: {reason}"
+                ) from None
         except tfds.core.registered.DatasetNotFoundError as error:
             raise ValueError(f"TFDS has no dataset named {name!r}.") from error
         records = dataset.map(lambda example: (example["tfds_id"], example[key]))

@@ -110,6 +110,11 @@ def _type_error(path, kind, value, hint=""):
     )
 
 
+# The largest integer a config key may hold: 2**32 - 1, the largest seed (steps, sizes
+# and batches far beyond any run; 1e20 passed the check, then failed in TensorFlow).
+_INT_LIMIT = 2**32 - 1
+
+
 def _convert(value, kind, path):
     """``value`` checked against the annotation ``kind`` (ints accepted as floats)."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
@@ -135,6 +140,8 @@ def _convert(value, kind, path):
         raise _type_error(path, kind, value)
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT_LIMIT <= value <= _INT_LIMIT:  # TensorFlow takes them as int64
+                raise ConfigError(f"{path} must be at most {_INT_LIMIT} in size, got {value}.")
             return value
         raise _type_error(path, kind, value)
     if kind is float:
@@ -628,6 +635,7 @@ class TrainingConfig(Section):
 
     def check(self, path):
         _positive_ints(self, path, ["cpu_devices"])
+        _require(0 <= self.seed <= 2**32 - 1, _join(path, "seed"), "0 to 2**32 - 1", self.seed)
 
     def override(self, *overrides):
         """A new config with ``overrides`` applied (``"a.b=value"`` strings or nested

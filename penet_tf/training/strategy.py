@@ -19,8 +19,19 @@ def split_cpu(count):
 
 
 def _workers_in_tf_config():
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    cluster = config.get("cluster", {})
+    text = os.environ.get("TF_CONFIG", "{}") or "{}"
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"TF_CONFIG is not JSON ({error}): {text[:80]!r}") from None
+    cluster = config.get("cluster", {}) if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not all(
+        isinstance(cluster.get(kind, []), list) for kind in ("worker", "chief")
+    ):
+        raise ValueError(
+            'TF_CONFIG must be {"cluster": {"worker": ["host:port", ...]}, "task": '
+            f'{{"type": "worker", "index": 0}}}}, got {text[:80]!r}'
+        )
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
