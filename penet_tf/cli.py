@@ -13,6 +13,7 @@ Example:
 
 import argparse
 import re
+import signal
 import sys
 
 from penet_tf.errors import PenetError
@@ -39,6 +40,10 @@ def run(function, argv=None, interrupted="interrupted"):
       ``interrupted`` when the exception has no message;
     * ``SystemExit`` (argparse's usage errors) and anything else pass through.
     """
+    import penet_tf
+
+    if signal.getsignal(signal.SIGINT) is penet_tf._interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # started: Ctrl-C as usual
     try:
         return function(argv)
     except KeyboardInterrupt as interrupt:

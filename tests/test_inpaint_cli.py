@@ -2,8 +2,10 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -474,6 +476,24 @@ def test_a_mask_drawn_on_a_phone_photo_as_stored_is_explained(workspace, tmp_pat
     err = capsys.readouterr().err
     assert "is 64x40 (WxH) but the image is 40x64 as displayed" in err
     assert "phone.jpg is turned by its EXIF orientation; draw the mask on the photo" in err
+
+
+def test_ctrl_c_while_tensorflow_imports_is_one_line(tmp_path):
+    """``python -m penet_tf.inpaint`` interrupted in its first second, while TensorFlow
+    imports (a few seconds on 2 cores): a KeyboardInterrupt traceback through importlib
+    before; now the commands' usual one line and status 130."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "penet_tf.inpaint", "--model", "m", "--images", "i"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.7)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
 
 
 def test_a_graph_error_is_reported_by_its_first_meaningful_line():
