@@ -373,11 +373,12 @@ def _union_box(hole):
     return [tf.cast(v, tf.int32) for v in (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)]
 
 
-def inpaint_union_box(generator, image, mask, strategy):
+def inpaint_union_box(generator, image, mask, strategy, max_region_pixels=None):
     """``crop`` (or ``resize``) in a graph, for one uint8 photo [H, W, 3] and its mask
     [H, W, 1] (float, 1 = hole): ONE region around the union box of all holes (the
     SavedModel's plan; the library plans one region per hole group). A photo without
-    holes is returned as it is."""
+    holes is returned as it is. A region over ``max_region_pixels`` is refused before it
+    is gathered (a 400 x 100000 photo's would be 25000 x 100000: the server's memory)."""
     hole2d = mask[..., 0] > 0
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
@@ -388,6 +389,17 @@ def inpaint_union_box(generator, image, mask, strategy):
         else:
             box, margin = _union_box(hole2d), strategy.margin
         top, left, rows, cols, tile = region_plan(box, height, width, strategy.model_size, margin)
+        if max_region_pixels is not None:
+            check = tf.debugging.assert_less_equal(
+                tf.cast(rows, tf.int64) * tf.cast(cols, tf.int64),
+                tf.constant(max_region_pixels, tf.int64),
+                message=f"the photo is too thin for the {strategy.name} strategy: its region "
+                f"(its short side mirrored to 16 attention cells) would exceed "
+                f"{max_region_pixels} pixels; crop the photo, or use an export with "
+                "--strategy full",
+            )
+            with tf.control_dependencies([check]):
+                rows = tf.identity(rows)
         ys = region_indices(top, rows, height)
         xs = region_indices(left, cols, width)
         region = tf.gather(tf.gather(image, ys, axis=0), xs, axis=1)
@@ -412,17 +424,20 @@ def inpaint_union_box(generator, image, mask, strategy):
     return tf.cond(tf.reduce_any(hole2d), run, lambda: tf.identity(image))
 
 
-def serve_photos(generator, image, mask, strategy):
+def serve_photos(generator, image, mask, strategy, max_region_pixels=None):
     """uint8 [B, H, W, 3] and mask [B, H, W, 1] -> uint8 inpainted, with ``strategy`` in
     the graph (``full`` photos as ``penet_tf.inference.serve``). The mask is binarised by
-    the mask rule (``penet_tf.inference.hole_mask``)."""
+    the mask rule (``penet_tf.inference.hole_mask``); ``max_region_pixels``: see
+    ``inpaint_union_box``."""
     hole = hole_mask(mask)
     if strategy.name == "full":
         return composite_uint8(generator, image, tf.cast(hole, tf.uint8), composite_only=True)
 
     def cropped():
         return tf.map_fn(
-            lambda pair: inpaint_union_box(generator, pair[0], pair[1], strategy),
+            lambda pair: inpaint_union_box(
+                generator, pair[0], pair[1], strategy, max_region_pixels
+            ),
             (image, hole),
             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
         )

@@ -236,6 +236,25 @@ def test_graph_union_box_matches_the_library_for_one_group(generator):
         assert_same_photo(got, inpaint_photo(generator, image, mask, strategy), image, mask)
 
 
+def test_the_served_graph_refuses_a_region_too_large_before_gathering_it(generator):
+    """A thin photo's crop region is mirrored to 16 attention cells on its short side: a
+    40 x 3000 strip with a full-width scratch needs 752 x 3008 (2.26 M pixels); a
+    400 x 100000 one would need 25000 x 100000, beyond a server's memory."""
+    strip = photo(40, 3000, seed=7)
+    scratch = np.zeros((40, 3000, 1), np.uint8)
+    scratch[20] = 255
+    strategy = PhotoStrategy("crop")
+    served = tf.function(
+        lambda i, m: serve_photos(generator, i, m, strategy, max_region_pixels=1_000_000)
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="too thin for the crop strategy"):
+        served(tf.constant(strip[None]), tf.constant(scratch[None]))
+    image, mask = photo(300, 420, seed=5), np.zeros((300, 420, 1), np.uint8)
+    mask[100:180, 300:400] = 255  # an ordinary photo's region: well within the bound
+    got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
+    np.testing.assert_array_equal(got[mask[..., 0] == 0], image[mask[..., 0] == 0])
+
+
 def assert_same_photo(got, expected, image, mask):
     """Known pixels bit-identical; hole pixels equal up to a rare 1-step rounding
     difference (graph and eager kernels may sum in a different order)."""
