@@ -46,6 +46,7 @@ from penet_tf.models import (
     discriminator_config,
     generator_config,
     load_generator,
+    load_weights,
 )
 
 # What convert_released writes per network: NAME.weights.h5 and NAME.config.json.
@@ -293,11 +294,13 @@ def load_discriminator(weights):
     discriminator = Discriminator(**config)
     discriminator.build()
     try:
-        discriminator.load_weights(weights)
+        load_weights(
+            discriminator,
+            weights,
+            f"{weights} does not hold weights of Discriminator({config or ''})",
+        )
     except ValueError as error:
-        raise CheckpointError(
-            f"{weights} does not hold weights of Discriminator({config or ''}): {error}"
-        ) from error
+        raise CheckpointError(str(error)) from None
     return discriminator
 
 

@@ -638,10 +638,10 @@ def check_out_folder(out, images, masks=None):
     or is the ``--images`` or ``--masks`` folder (or ``--images``' folder when it names one
     file): outputs would land among the inputs; for ``--out NAME.png``
     (``names_output_file``), if that file cannot be written or is an input. Cheap: run it
-    before loading a model."""
+    before loading a model. Returns whether ``out`` names the result file."""
     if names_output_file(out, images):
         check_file_target(out, "--out", inputs=(images, masks))
-        return
+        return True
     check_folder_target(out)
     folders = {"--images": images, "--masks": masks}
     for flag, path in folders.items():
@@ -653,12 +653,13 @@ def check_out_folder(out, images, masks=None):
                 f"--out {out} is the {flag} folder {folder}: the results would be written "
                 "among the inputs; choose another output folder"
             )
+    return False
 
 
-def output_paths(items, out, grid=False, inputs=()):
+def output_paths(items, out, grid=False, inputs=(), out_file=False):
     """``{item.index: [path, ...]}``: where each item's results go (``OUT/<name>.png`` and,
-    with ``grid``, ``OUT/<name>_grid.png``; for ``--out NAME.png``, ``NAME.png`` and
-    ``NAME_grid.png``).
+    with ``grid``, ``OUT/<name>_grid.png``; with ``out_file``, ``--out NAME.png`` names
+    the one item's result: ``NAME.png`` and ``NAME_grid.png``).
 
     ValueError, before anything is written, if two results would share a path (images
     ``p.png`` and ``p_grid.png`` with ``grid``), a result would replace one of the
@@ -666,9 +667,8 @@ def output_paths(items, out, grid=False, inputs=()):
     """
     planned, owner = {}, {}
     inputs = {os.path.realpath(path) for path in inputs if path is not None}
-    single = len(items) == 1 and names_output_file(out, items[0].image)
     for item in items:
-        if single:
+        if out_file:
             paths = [os.fspath(out), os.fspath(out)[: -len(".png")] + "_grid.png"]
         else:
             paths = [
@@ -741,10 +741,10 @@ def inpaint_files(
         raise ValueError("give one of masks (a file or folder), a mask type or mask_from_alpha")
     if mask_type is not None and mask_type not in MASK_TYPES:
         raise ValueError(f"--mask-type must be one of {MASK_TYPES}, got {mask_type!r}")
-    check_out_folder(out, images, masks)
+    out_file = check_out_folder(out, images, masks)
     items, skipped = collect_items(images, masks)
     inputs = [item.image for item in items] + [item.mask for item in items]
-    planned = output_paths(items, out, grid, inputs)
+    planned = output_paths(items, out, grid, inputs, out_file)
     report_skipped(skipped)
     batches = plan_batches(items, batch_size)
     source = "files" if masks is not None else "alpha" if mask_from_alpha else mask_type
@@ -752,7 +752,7 @@ def inpaint_files(
     start = time.perf_counter()
     if not isinstance(inpainter, Inpainter):
         inpainter, dataset = _load_while_reading(inpainter, dataset)
-    folder = os.path.dirname(os.path.abspath(out)) if names_output_file(out, images) else out
+    folder = os.path.dirname(os.path.abspath(out)) if out_file else out
     os.makedirs(folder, exist_ok=True)  # once the model loaded: a bad model leaves no folder
     sweep_temporaries(folder)  # what a run killed with -9 left
     bar = progress_bar(len(items), enabled=progress)

@@ -14,6 +14,7 @@ __all__ = [
     "discriminator_config",
     "generator_config",
     "load_generator",
+    "load_weights",
     "weights_file_holds",
 ]
 
@@ -118,23 +119,34 @@ def load_generator(weights, **kwargs):
         return load_released_generator(weights, generator)
     if not weights.endswith(".weights.h5"):
         raise ValueError(f"{weights}: expected a .weights.h5 file (or a released .pth checkpoint).")
-    try:
-        generator.load_weights(weights)
-    except OSError as error:  # h5py: truncated, or not HDF5 at all
-        raise ValueError(f"{weights}: cannot read it as a weights file: {error}") from None
-    except ValueError as error:
-        found = weights_file_holds(weights)
-        if found is None:
-            found = str(error).splitlines()[0]
-        elif found.startswith("a generator"):
-            found = (
-                f"it holds {found} (the architecture comes from "
-                f"{os.path.basename(config_path)} beside the weights, as training and "
-                "convert_torch write it)"
-            )
-        else:
-            found = f"it holds {found} (give generator.weights.h5)"
-        raise ValueError(
-            f"{weights} does not hold weights of Generator({config or ''}): {found}"
-        ) from None
+    architecture = (
+        f"the architecture comes from {os.path.basename(config_path)} beside the weights, "
+        "as training and convert_torch write it"
+    )
+    load_weights(
+        generator,
+        weights,
+        f"{weights} does not hold weights of Generator({config or ''})",
+        lambda holds: (
+            architecture if holds.startswith("a generator") else "give generator.weights.h5"
+        ),
+    )
     return generator
+
+
+def load_weights(model, path, does_not_fit, advice=None, name=None):
+    """``model.load_weights(path)``, or one ValueError: ``"NAME: cannot read it as a
+    weights file: ..."`` (truncated, not HDF5; ``name`` defaults to ``path``), or
+    ``"DOES_NOT_FIT: it holds ..."`` saying what the file holds (``weights_file_holds``,
+    with ``advice(holds)`` in brackets) where Keras lists every layer it could not load."""
+    try:
+        model.load_weights(path)
+    except OSError as error:  # h5py: truncated, or not HDF5 at all
+        raise ValueError(f"{name or path}: cannot read it as a weights file: {error}") from None
+    except ValueError as error:
+        holds = weights_file_holds(path)
+        if holds is None:
+            found = str(error).splitlines()[0]
+        else:
+            found = f"it holds {holds}" + (f" ({advice(holds)})" if advice else "")
+        raise ValueError(f"{does_not_fit}: {found}") from None

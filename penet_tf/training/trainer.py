@@ -24,7 +24,7 @@ from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.data.masks import MaskGenerator
 from penet_tf.io_utils import check_folder_target, write_json_atomically
 from penet_tf.losses import composite
-from penet_tf.models import Discriminator, Generator, weights_file_holds
+from penet_tf.models import Discriminator, Generator, load_weights
 from penet_tf.training.checkpoints import (
     CheckpointWriteError,
     TrainingState,
@@ -90,16 +90,8 @@ def build_gan(config, policy="float32"):
 def _load_initial(model, path, what, section):
     """``model.load_weights(path)``, or one ValueError saying why the file does not fit
     (another architecture than the config's ``section``)."""
-    try:
-        model.load_weights(path)
-    except OSError as error:  # h5py: truncated, or not HDF5
-        raise ValueError(f"--init-from {path}: cannot read it as a weights file: {error}") from None
-    except ValueError as error:
-        holds = weights_file_holds(path)
-        found = f"it holds {holds}" if holds else str(error).splitlines()[0]
-        raise ValueError(
-            f"--init-from {path} does not fit this run's {what} ({section} in the config): {found}"
-        ) from None
+    does_not_fit = f"--init-from {path} does not fit this run's {what} ({section} in the config)"
+    load_weights(model, path, does_not_fit, name=f"--init-from {path}")
 
 
 def load_initial_weights(gan, path):
