@@ -25,8 +25,10 @@ resized so that its long side is the model size:
      inside the photo, mirrored past the photo's edges only when the photo is smaller);
   4. the region is area-downsampled to the network input (a network pixel is a hole
      when any photo pixel in it is), inpainted, the prediction upsampled back
-     (bilinear) and pasted into the group's hole pixels only. Regions of the same input
-     size run as one batch.
+     (bilinear) and pasted into the group's hole pixels only, one region per network
+     call (``REGIONS_PER_CALL``: memory follows one region). A group whose region
+     would be more than half mirror (a thin panorama) is first cut along the photo's
+     long side (``region_pieces``).
 
 * ``auto`` (the default): ``crop`` when the photo's long side exceeds ``trigger``, else
   ``full``.
@@ -193,6 +195,55 @@ def region_plan(box, height, width, model_size=256, margin=128):
     return top, left, rows, cols, tile
 
 
+def region_pieces(box, hole, model_size=256, margin=128, tight=True):
+    """The boxes a hole group (or ``resize``'s whole photo) is inpainted in: ``[box]``,
+    or the box cut along the photo's long side when its region would be mostly mirror.
+
+    A thin photo's region is mirrored past its short side up to 16 attention cells of
+    the tile its long side sets: a full-width scratch across a 200 x 16000 strip needed
+    a 4000 x 16000 region (7.1 GB). When more than half a region's pixels lie past the
+    photo's edges, the box is cut into equal pieces along the other side, each short
+    enough that its window (piece + ``2 * margin``) takes at most 16 cells of
+    ``ceil(short side / 16)`` pixels on the short side: the pieces' regions stay within
+    the photo, give or take a cell (32 pieces of 208 x 832 for that strip).
+
+    Args:
+        box: ``(y0, x0, y1, x1)``, end exclusive.
+        hole: bool [H, W], the photo's mask.
+        tight: shrink each piece to the bounding box of its hole pixels (``crop``'s
+            groups; ``resize`` keeps the photo's full extent as context).
+
+    Returns:
+        Boxes that split ``box``'s hole pixels between them, none empty.
+    """
+    height, width = hole.shape
+    _, _, rows, cols, _ = region_plan(box, height, width, model_size, margin)
+    if rows * cols <= 2 * min(rows, height) * min(cols, width):
+        return [box]
+    axis = 1 if rows * width > cols * height else 0  # rows mirrored more: cut the columns
+    short = height if axis == 1 else width
+    window = model_size // CELL * max(CELL, _ceil_div(short, CELL_MULTIPLE))
+    length = max(window - 2 * margin, window // 2)
+    start, stop = box[axis], box[axis + 2]
+    count = _ceil_div(stop - start, length)
+    if count < 2:
+        return [box]  # a photo small on both sides: cutting it would not help
+    edges = [start + (stop - start) * i // count for i in range(count + 1)]
+    pieces = []
+    for first, end in zip(edges[:-1], edges[1:], strict=True):
+        piece = list(box)
+        piece[axis], piece[axis + 2] = first, end
+        y0, x0, y1, x1 = piece
+        inside = hole[y0:y1, x0:x1]
+        if not inside.any():
+            continue
+        if tight:
+            ys, xs = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+            piece = (y0 + ys[0], x0 + xs[0], y0 + ys[-1] + 1, x0 + xs[-1] + 1)
+        pieces.append(tuple(int(v) for v in piece))
+    return pieces
+
+
 def hole_boxes(mask):
     """Bounding boxes ``(y0, x0, y1, x1)`` of the 8-connected components of a 2-D mask."""
     from scipy import ndimage
@@ -328,13 +379,16 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
         )
         return out[0].numpy()
     if name == "resize":
-        groups = [(0, 0, height, width)]
-        plans = [region_plan(groups[0], height, width, strategy.model_size, margin=0)]
+        margin = 0
+        groups = region_pieces((0, 0, height, width), hole, strategy.model_size, 0, tight=False)
     else:
-        groups = hole_groups(hole_boxes(hole), strategy.margin)
-        plans = [
-            region_plan(g, height, width, strategy.model_size, strategy.margin) for g in groups
+        margin = strategy.margin
+        groups = [
+            piece
+            for group in hole_groups(hole_boxes(hole), margin)
+            for piece in region_pieces(group, hole, strategy.model_size, margin)
         ]
+    plans = [region_plan(g, height, width, strategy.model_size, margin) for g in groups]
     result = image.copy()
     batches = {}
     for group, plan in zip(groups, plans, strict=True):
@@ -460,6 +514,7 @@ __all__ = [
     "hole_groups",
     "inpaint_photo",
     "inpaint_regions",
+    "region_pieces",
     "region_plan",
     "serve_photos",
 ]

@@ -11,6 +11,7 @@ from penet_tf.high_resolution import (
     hole_boxes,
     hole_groups,
     inpaint_photo,
+    region_pieces,
     region_plan,
     serve_photos,
 )
@@ -253,6 +254,58 @@ def test_the_served_graph_refuses_a_region_too_large_before_gathering_it(generat
     mask[100:180, 300:400] = 255  # an ordinary photo's region: well within the bound
     got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
     np.testing.assert_array_equal(got[mask[..., 0] == 0], image[mask[..., 0] == 0])
+
+
+def test_a_thin_panorama_is_cut_into_regions_that_fit_its_short_side():
+    """A region is mirrored past a thin photo's short side up to 16 cells of the tile its
+    long side sets: a full-width scratch across a 200 x 16000 strip needed 4000 x 16000
+    (7.1 GB); cut along the long side, 28 regions of 208 x 832."""
+    hole = np.zeros((200, 16000), bool)
+    hole[90:110] = True
+    hole[150, 7000:7100] = True  # a second component inside the same group
+    box = (90, 0, 151, 16000)
+    assert region_plan(box, 200, 16000, 256, 128)[2:] == (4000, 16000, 250)
+    for mask, group in ((hole, box), (hole.T, (0, 90, 16000, 151))):
+        pieces = region_pieces(group, mask)
+        assert len(pieces) == 28
+        plans = {region_plan(p, *mask.shape, 256, 128)[2:] for p in pieces}
+        assert plans == ({(208, 832, 13)} if mask is hole else {(832, 208, 13)})
+        covered = np.zeros(mask.shape, int)
+        for y0, x0, y1, x1 in pieces:
+            covered[y0:y1, x0:x1] += mask[y0:y1, x0:x1]
+        np.testing.assert_array_equal(covered, mask)  # every hole pixel in one piece
+    resize = region_pieces((0, 0, 200, 16000), hole, 256, 0, tight=False)
+    assert {region_plan(p, 200, 16000, 256, 0)[2:] for p in resize} == {(208, 832, 13)}
+    assert all(p[0] == 0 and p[2] == 200 for p in resize)  # the whole height as context
+    # An ordinary photo, a small one and a slightly mirrored one stay one region.
+    square = np.zeros((300, 400), bool)
+    square[100:140, 150:190] = True
+    assert region_pieces((100, 150, 140, 190), square) == [(100, 150, 140, 190)]
+    assert region_pieces((5, 0, 6, 20), np.ones((20, 20), bool)) == [(5, 0, 6, 20)]
+    assert len(region_pieces((500, 0, 501, 5000), np.ones((1000, 5000), bool))) == 1
+
+
+@pytest.mark.parametrize("name", ["crop", "resize"])
+def test_thin_photos_run_in_regions_near_their_size(generator, monkeypatch, name):
+    from penet_tf import high_resolution
+
+    shapes, original = [], high_resolution.inpaint_regions
+
+    def recorded(generator, regions, *args):
+        shapes.append(regions.shape[1:3])
+        return original(generator, regions, *args)
+
+    monkeypatch.setattr(high_resolution, "inpaint_regions", recorded)
+    strip = photo(40, 3000, seed=8)
+    scratch = np.zeros((40, 3000), np.uint8)
+    scratch[18:21, 5:2990] = 1
+    for image, mask in ((strip, scratch), (strip.transpose(1, 0, 2).copy(), scratch.T)):
+        got = inpaint_photo(generator, image, mask, PhotoStrategy(name))
+        np.testing.assert_array_equal(got[mask == 0], image[mask == 0])
+        assert (got[mask > 0] != image[mask > 0]).mean() > 0.5
+    # Before: one 752 x 3008 region (crop) or 752 x 3008 (resize), mostly mirror.
+    assert max(rows * cols for rows, cols in shapes) <= 96 * 384
+    assert len(shapes) == (2 * 24 if name == "crop" else 2 * 12)
 
 
 def assert_same_photo(got, expected, image, mask):
