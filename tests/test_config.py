@@ -176,6 +176,19 @@ def test_text_stays_text_for_string_keys():
     assert config.output_dir == os.path.join("runs", "2024")
 
 
+def test_a_renamed_run_config_starts_its_own_run(tmp_path):
+    """A run's config.json holds its output_dir: `--config runs/x/config.json --set
+    name=y` went on training run x (its checkpoints, under the new name)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(load_config(None, ["name=x"]).to_dict()))
+    assert load_config(str(path)).output_dir == os.path.join("runs", "x")  # resumes x
+    assert load_config(str(path), ["name=y"]).output_dir == os.path.join("runs", "y")
+    given = load_config(str(path), ["name=y", "output_dir=elsewhere/y"])
+    assert given.output_dir == "elsewhere/y"
+    path.write_text(json.dumps(load_config(None, ["name=x", "output_dir=/data/x"]).to_dict()))
+    assert load_config(str(path), ["name=y"]).output_dir == "/data/x"  # chosen: kept
+
+
 def test_override_gives_a_new_checked_config():
     config = load_config(os.path.join(REPO, "configs", "demo.json"))
     longer = config.override("trainer.iterations=4", {"optimizer": {"lr": 1e-3}})

@@ -771,9 +771,24 @@ def load_config(path=None, overrides=()):
 
     Returns a ``TrainingConfig`` with ``output_dir`` filled in (``runs/<name>``); raises
     ``ConfigError`` (a ``ValueError``) naming the key for anything it cannot use.
+
+    A run's resolved ``config.json`` holds its ``output_dir``: loaded as it is, it
+    resumes that run. Renamed (``--set name=y``) without an ``output_dir`` of its own, a
+    file whose ``output_dir`` was its name's default (``runs/<name>``) gets the new name's
+    (``runs/y``): a new run, not the old one trained on under another name.
     """
     tree = read_config_file(path) if path is not None else {}
-    return as_config(apply_overrides(tree, overrides))
+    name, output_dir = tree.get("name", TrainingConfig.name), tree.get("output_dir")
+    tree = apply_overrides(tree, overrides)
+    if (
+        isinstance(name, str)
+        and isinstance(output_dir, str)
+        and tree.get("name", TrainingConfig.name) != name
+        and tree.get("output_dir") == output_dir
+        and os.path.normpath(output_dir) == os.path.join("runs", name)
+    ):
+        del tree["output_dir"]
+    return as_config(tree)
 
 
 def as_config(config):
