@@ -45,6 +45,7 @@ Example:
 import contextlib
 import io
 import os
+import stat
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,22 @@ def read_error_reason(error):
     return f"unreadable ({text})"
 
 
+def refuse_special_file(path, what="image"):
+    """Raises ``ImageReadError`` when ``path`` names a pipe, socket or device: opening a
+    named pipe waits for a writer, for ever (a FIFO named photo.png in --images hung the
+    CLI). A file object, or a path that does not exist, passes (the open reports it)."""
+    if not isinstance(path, str | bytes | os.PathLike):
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ImageReadError(
+            what, os.fsdecode(path), "not a regular file (a pipe, socket or device)"
+        )
+
+
 def open_image(path, what="image", name=None):
     """The file as a loaded PIL image, EXIF orientation applied (``format`` kept, and the
     orientation it had in ``orientation``). ``path`` may also be a binary file object
@@ -105,6 +122,7 @@ def open_image(path, what="image", name=None):
     and ``ImageReadError`` (a ``ValueError``: ``"cannot read {what} PATH: REASON"``) for
     one that is not a readable image.
     """
+    refuse_special_file(path, what)
     with _read_errors(name or path, what), Image.open(path) as image:
         image.load()  # (the pixels stay when the file closes)
         orientation = _orientation(image)
@@ -150,6 +168,7 @@ def check_image_file(path, what="image"):
     Raises ``FileNotFoundError`` and ``ImageReadError`` as ``open_image`` does; returns
     the file's format as Pillow names it (``"PNG"``, ``"JPEG"``, ...).
     """
+    refuse_special_file(path, what)
     with _read_errors(path, what):
         with Image.open(path) as image:
             kind = image.format
@@ -171,6 +190,7 @@ def _orientation(image):
 
 def probe_size(path):
     """(H, W) of an image file as displayed (EXIF rotation applied), from its header."""
+    refuse_special_file(path)
     with Image.open(path) as image:
         width, height = image.size
         orientation = _orientation(image)
@@ -181,6 +201,7 @@ def turned_by_exif(path):
     """Whether the file's EXIF orientation turns it a quarter (displayed W x H = stored
     H x W), from its header; False for an unreadable file."""
     try:
+        refuse_special_file(path)
         with Image.open(path) as image:
             return _orientation(image) in _TURNED
     except Exception:  # noqa: BLE001 - probed again, and reported, where it is read

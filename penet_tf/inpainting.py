@@ -151,6 +151,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
                 mask_lookup = {stem(image_paths[0]): os.fspath(masks)}
             else:
                 shared_mask = os.fspath(masks)
+        elif os.path.exists(masks):
+            raise ValueError(f"--masks {masks}: not a regular file (a pipe, socket or device)")
         else:
             raise FileNotFoundError(f"--masks {masks}: no such file or directory")
     if predictions is not None:

@@ -25,14 +25,23 @@ _TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
 
 
 def find_files(path, suffixes):
-    """Sorted files under ``path`` (recursive) whose names end with ``suffixes`` (any case)."""
+    """Sorted regular files under ``path`` (recursive, not into linked folders) whose
+    names end with ``suffixes`` (any case). Pipes, sockets and devices are left out:
+    reading a named pipe waits for a writer for ever."""
     suffixes = tuple(suffix.lower() for suffix in suffixes)
-    return sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(path)
-        for name in names
-        if name.lower().endswith(suffixes)
-    )
+    found, folders = [], [os.fspath(path)]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                entries = list(entries)
+        except OSError:  # (as os.walk: an unreadable folder is passed over)
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+            elif entry.name.lower().endswith(suffixes) and entry.is_file():
+                found.append(entry.path)
+    return sorted(found)
 
 
 def _read_umask():

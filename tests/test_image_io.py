@@ -299,6 +299,15 @@ def test_a_decompression_bomb_is_an_unreadable_file_not_a_traceback(tmp_path):
             read(bomb)
 
 
+def test_a_pipe_is_refused_by_every_reader_without_waiting_for_a_writer(tmp_path):
+    pipe = tmp_path / "photo.png"
+    os.mkfifo(pipe)
+    for read in (image_io.open_image, image_io.check_image_file, image_io.probe_size):
+        with pytest.raises(image_io.ImageReadError, match="not a regular file"):
+            read(str(pipe))
+    assert image_io.turned_by_exif(str(pipe)) is False
+
+
 def test_a_palette_with_transparency_per_colour_is_read_without_a_warning(tmp_path):
     photo = _photo(32, 48)
     palette = Image.fromarray(photo).quantize(32)

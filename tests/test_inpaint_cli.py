@@ -223,6 +223,7 @@ def test_skips_missing_and_unreadable_files(workspace, tmp_path, capsys):
     (images / "truncated.jpg").write_bytes(jpeg.read_bytes()[:400])
     Image.fromarray(workspace["masks_array"]["chelsea"]).save(masks / "truncated.png")
     (images / "notes.txt").write_text("not an image: ignored")
+    os.mkfifo(images / "pipe.png")  # opening it waited for a writer: the CLI hung
 
     out = tmp_path / "out"
     code = main(
@@ -234,8 +235,9 @@ def test_skips_missing_and_unreadable_files(workspace, tmp_path, capsys):
     skipped = {line.split(":")[0] for line in err.splitlines() if line.startswith("skipped ")}
     assert skipped == {
         f"skipped {images / name}"
-        for name in ("broken.png", "nomask.png", "wrongsize.png", "truncated.jpg")
+        for name in ("broken.png", "nomask.png", "wrongsize.png", "truncated.jpg", "pipe.png")
     }
+    assert "pipe.png: not a regular file (a pipe, socket or device)" in err
     assert "no mask named nomask.*" in err
     assert "mask" in err and "but the image is 90x72" in err
     assert sorted(os.listdir(out)) == ["astronaut.png", "coffee.png", "flower.png"]
@@ -273,6 +275,14 @@ def test_usage_errors_exit_2_without_traceback(workspace, tmp_path, capsys):
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):  # --masks and --mask-type exclude each other
         main(["--model", workspace["weights"], *args, "--masks", str(workspace["masks"])])
+
+
+def test_a_pipe_given_as_the_mask_is_refused(workspace, tmp_path, capsys):
+    os.mkfifo(tmp_path / "mask.png")
+    image = workspace["images"] / "astronaut.png"
+    args = ["--model", workspace["weights"], "--images", str(image), "--out", str(tmp_path / "o")]
+    assert main([*args, "--masks", str(tmp_path / "mask.png")]) == 2
+    assert "mask.png: not a regular file (a pipe, socket or device)" in capsys.readouterr().err
 
 
 def test_help_documents_every_flag(capsys):

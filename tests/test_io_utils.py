@@ -43,8 +43,12 @@ def test_find_files_is_recursive_sorted_and_case_blind(tmp_path):
     (tmp_path / "b").mkdir()
     for name in ("b/z.PNG", "a.jpg", "notes.txt", "b/c.webp"):
         (tmp_path / name).write_bytes(b"")
+    os.mkfifo(tmp_path / "b" / "pipe.png")  # a training pipeline reading it waited for ever
+    os.symlink(tmp_path / "a.jpg", tmp_path / "link.jpg")
+    os.symlink(tmp_path / "b", tmp_path / "linked_folder.png")  # not followed, as os.walk
     found = find_files(tmp_path, (".png", ".jpg", ".webp"))
-    assert found == sorted(str(tmp_path / n) for n in ("a.jpg", "b/c.webp", "b/z.PNG"))
+    expected = ("a.jpg", "b/c.webp", "b/z.PNG", "link.jpg")
+    assert found == sorted(str(tmp_path / n) for n in expected)
 
 
 def test_temporaries_sit_beside_the_target_named_after_the_process(tmp_path):
