@@ -259,15 +259,26 @@ def csv_path(json_path):
     return (root if extension.lower() == ".json" else json_path) + ".csv"
 
 
-def check_report_path(path, images, masks=None, predictions=None):
+def check_report_path(path, images, masks=None, predictions=None, model=None, inception=None):
     """ValueError, before any work, if the report (``path``) or its CSV could not be
-    written there or would replace one of the input files."""
+    written there or would replace one of the files the run reads: images, masks,
+    predictions, the model (its weights and ``NAME.config.json``; anything inside a
+    SavedModel folder) and ``--inception-weights``."""
     inputs = list_images(images)
     for folder, flag in ((masks, "--masks"), (predictions, "--predictions")):
         if folder is not None:
             inputs += list_images(folder, flag)
-    check_file_target(path, "--out", inputs)
-    check_file_target(csv_path(path), f"--out {path}: its CSV", inputs)
+    if model is not None and not os.path.isdir(model):
+        inputs.append(model)
+        if model.endswith(".weights.h5"):
+            inputs.append(model[: -len(".weights.h5")] + ".config.json")
+    inputs.append(inception)
+    for target, flag in ((path, "--out"), (csv_path(path), f"--out {path}: its CSV")):
+        check_file_target(target, flag, inputs)
+        if model is not None and os.path.isdir(model):
+            inside = os.path.realpath(model)
+            if os.path.commonpath([os.path.realpath(target), inside]) == inside:
+                raise ValueError(f"{flag} {target} is inside the model folder {model}")
 
 
 def write_report(report, path):
@@ -339,7 +350,9 @@ def _main(argv):
         and (args.protocol is None)
     ):
         parser.error("--model needs masks: give --masks, --mask-type or --protocol")
-    check_report_path(args.out, args.images, args.masks, args.predictions)
+    check_report_path(
+        args.out, args.images, args.masks, args.predictions, args.model, args.inception_weights
+    )
     strategy = strategy_from_args(args)
     inpainter = load_inpainter(args.model, strategy) if args.model is not None else None
     report, skipped = evaluate(

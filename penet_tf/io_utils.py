@@ -174,13 +174,15 @@ def _running(pid):
     return True
 
 
-def sweep_temporaries(folder):
+def sweep_temporaries(folder, older_versions=False):
     """Removes the temporaries ``atomic_path`` left in ``folder`` (not recursive) when
     its process was killed; returns the removed paths.
 
     A ``.tmp-<pid>-*`` entry is removed when process ``pid`` no longer runs (a running
-    process, this one included, may still be writing it); ``.tmp-*`` entries without a
-    pid are leftovers of older versions and are removed too.
+    process, this one included, may still be writing it). ``.tmp-*`` entries without a
+    pid (older versions' leftovers) go only with ``older_versions``, for folders that are
+    penet_tf's own (a run folder): elsewhere they may be the user's (evaluate's report
+    folder swept a ``.tmp-cache/`` folder of theirs, with everything in it).
     """
     removed = []
     if not os.path.isdir(folder):
@@ -189,7 +191,7 @@ def sweep_temporaries(folder):
         if not name.startswith(TEMPORARY_PREFIX):
             continue
         match = _TEMPORARY.match(name)
-        if match and _running(int(match.group(1))):
+        if (match and _running(int(match.group(1)))) or not (match or older_versions):
             continue
         path = os.path.join(folder, name)
         if remove_path(path):

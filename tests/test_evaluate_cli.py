@@ -259,12 +259,40 @@ def test_a_report_that_would_replace_an_input_or_cannot_be_written_is_refused_fi
     assert not (tmp_path / "table.json").exists()  # nothing half-written
 
 
+def test_a_report_onto_the_model_or_inception_weights_is_refused(folders, tmp_path, capsys):
+    """--out the --model file was written over (exit 0): the weights held the report."""
+    root = folders["root"]
+    model, config = root / "generator.weights.h5", root / "generator.config.json"
+    saved = tmp_path / "savedmodel" / "1"
+    saved.mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"a model")
+    inception = tmp_path / "inception.h5"
+    inception.write_bytes(b"weights")
+    before = {path: path.read_bytes() for path in (model, config, saved / "saved_model.pb")}
+    masks = ["--masks", str(root / "masks"), "--quiet"]
+    cases = [
+        (str(model), str(model), "would replace the input"),
+        (str(model), str(config), "would replace the input"),
+        (str(saved.parent), str(saved / "saved_model.pb"), "is inside the model folder"),
+        (str(saved), str(saved / "report.json"), "is inside the model folder"),
+    ]
+    for model_arg, out, reason in cases:
+        assert main(_args(folders, "--model", model_arg, *masks, "--out", out)) == 2
+        assert reason in capsys.readouterr().err
+    args = _args(folders, "--predictions", str(root / "predictions"), "--quiet")
+    assert main([*args, "--inception-weights", str(inception), "--out", str(inception)]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in before} == before
+    assert inception.read_bytes() == b"weights"
+
+
 def test_leftovers_of_a_killed_run_beside_the_report_are_swept(folders, tmp_path, dead_pid):
     (tmp_path / f".tmp-{dead_pid}-report.json").write_text("{")
     out = tmp_path / "report.json"
     args = _args(folders, "--predictions", str(folders["root"] / "predictions"))
+    (tmp_path / ".tmp-cache").mkdir()  # the user's: it went with the sweep
     assert main([*args, "--out", str(out), "--no-fid", "--quiet"]) == 0
-    assert sorted(os.listdir(tmp_path)) == ["report.csv", "report.json"]
+    assert sorted(os.listdir(tmp_path)) == [".tmp-cache", "report.csv", "report.json"]
 
 
 def test_masks_without_a_hole_are_noted_in_the_report(folders, tmp_path):

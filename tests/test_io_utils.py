@@ -118,9 +118,16 @@ def test_what_a_kill_9_leaves_is_swept_and_a_running_writer_is_not(tmp_path):
         killed.append(temporary)
     (tmp_path / ".tmp-x7f3.json").write_text("{}")  # an older version's leftover (no pid)
     (tmp_path / "mine.txt").write_text("the user's")
+    (tmp_path / ".tmp-cache").mkdir()  # the user's too: swept, with its files, before
+    (tmp_path / ".tmp-cache" / "a.bin").write_bytes(b"x")
     with atomic_path(tmp_path / "busy.png") as busy:  # this process is still writing it
         open(busy, "wb").write(b"in progress")
         removed = sweep_temporaries(tmp_path)
         assert os.path.exists(busy)
-    assert sorted(removed) == sorted(killed + [str(tmp_path / ".tmp-x7f3.json")])
-    assert sorted(os.listdir(tmp_path)) == ["busy.png", "mine.txt"]
+    assert sorted(removed) == sorted(killed)
+    assert sorted(os.listdir(tmp_path)) == [".tmp-cache", ".tmp-x7f3.json", "busy.png", "mine.txt"]
+    # In a folder of penet_tf's own (a run folder), older versions' names go too.
+    assert sweep_temporaries(tmp_path, older_versions=True) == [
+        str(tmp_path / ".tmp-cache"),
+        str(tmp_path / ".tmp-x7f3.json"),
+    ]

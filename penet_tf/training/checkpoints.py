@@ -90,7 +90,8 @@ def sweep_leftovers(output_dir):
     """Removes what interrupted saves left in the run folder ``output_dir``; returns the
     removed paths. Call it before training starts (the chief only): nothing is being
     written there then."""
-    removed = sweep_temporaries(output_dir)  # .tmp-* of penet_tf.io_utils.atomic_path
+    # .tmp-* of penet_tf.io_utils.atomic_path; the run folder is penet_tf's own.
+    removed = sweep_temporaries(output_dir, older_versions=True)
     if not os.path.isdir(output_dir):
         return removed
     for name in sorted(os.listdir(output_dir)):
