@@ -96,16 +96,18 @@ def _stroke(height, width, seed, max_vertices, max_length, width_range):
         size=[(coarse_h - 1) * 4 + 1, (coarse_w - 1) * 4 + 1],
         align_corners=True,
     )[0]
-    covered = tf.pad(
-        covered,
-        [
-            [0, tf.maximum(height - tf.shape(covered)[0], 0)],
-            [0, tf.maximum(width - tf.shape(covered)[1], 0)],
-            [0, 0],
-        ],
-        mode="SYMMETRIC",
-    )[:height, :width]
+    # The last rows and columns past the coarse grid, mirrored (as a SYMMETRIC pad, which
+    # cannot pad a 1-sample extent to an image 3 or 4 pixels high: they repeat it).
+    covered = tf.gather(covered, _mirrored(height, tf.shape(covered)[0]), axis=0)
+    covered = tf.gather(covered, _mirrored(width, tf.shape(covered)[1]), axis=1)
     return tf.cast(covered <= radius, tf.float32)
+
+
+def _mirrored(size, extent):
+    """Indices ``0 .. size - 1`` into ``extent`` samples, mirrored past the last one."""
+    index = tf.range(size)
+    index = tf.where(index < extent, index, 2 * extent - 1 - index)
+    return tf.clip_by_value(index, 0, extent - 1)
 
 
 def strokes(
@@ -122,8 +124,11 @@ def strokes(
 
     Strokes are added one at a time until the hole ratio reaches a target drawn uniformly
     from ``hole_ratio``; a stroke that would push it above the maximum is skipped. If
-    ``max_strokes`` tries end below the minimum (rare: tiny brushes), the mask is dilated
-    until it reaches the minimum.
+    ``max_strokes`` tries end below the minimum (tiny brushes, narrow ranges such as
+    (0.3, 0.32)), the mask is dilated (3 x 3) until it reaches the minimum; a dilation
+    that would pass the maximum takes its new pixels in raster order up to the target
+    only, and a mask without any stroke grows from one pixel drawn from ``seed``. The
+    range is met whenever some pixel count falls in it (not for a 1 x 1 image).
 
     Args:
         hole_ratio: (min, max) fraction of hole pixels.
@@ -156,12 +161,28 @@ def strokes(
         lambda index, m: (index < max_strokes) & (ratio(m) < target), add_stroke, (0, mask)
     )
 
+    pixels = tf.cast(height * width, tf.float32)
+    # Pixels a dilation may bring the hole to: the target, within the range's maximum.
+    wanted = tf.minimum(tf.math.ceil(target * pixels), tf.floor(high * pixels))
+    start = tf.random.stateless_uniform(
+        [2], tf.random.experimental.stateless_fold_in(seed, max_strokes), dtype=tf.float32
+    )
+    start = tf.cast(start * tf.cast([height, width], tf.float32), tf.int32)
+    one_pixel = tf.scatter_nd(start[None], [1.0], [height, width])[..., None]
+
     def grow(m):
-        grown = tf.nn.max_pool2d(m[None], 3, 1, "SAME")[0]
-        return (tf.where(ratio(grown) <= high, grown, m),)
+        ring = tf.nn.max_pool2d(m[None], 3, 1, "SAME")[0] - m
+        ring = tf.where(tf.reduce_any(m > 0), ring, one_pixel)
+        count = tf.reduce_sum(m)
+        room = tf.where(count + tf.reduce_sum(ring) <= high * pixels, pixels, wanted - count)
+        taken = tf.reshape(tf.cumsum(tf.reshape(ring, [-1])), tf.shape(ring))
+        return (m + ring * tf.cast(taken <= room, tf.float32),)
 
     (mask,) = tf.while_loop(
-        lambda m: ratio(m) < low, grow, (mask,), maximum_iterations=tf.cast(side, tf.int32)
+        lambda m: ratio(m) < low,
+        grow,
+        (mask,),
+        maximum_iterations=tf.maximum(height, width) + 1,
     )
     return mask
 
