@@ -190,3 +190,34 @@ def test_a_script_that_keeps_an_iterator_alive_exits(tmp_path):
         )
         assert result.returncode == 0, result.stderr[-2000:]
         assert "read a batch" in result.stdout
+
+
+def test_every_augmentation_draws_from_its_own_seed(monkeypatch):
+    """The hue shift drew from the crop scale's seed: hue delta -0.05 + 0.1 u with crop
+    scale 0.5 + 0.5 u, the same u, so a large crop always came with a positive shift."""
+    from penet_tf.data import images
+
+    seeds = []
+
+    def recording(name, function):
+        def draw(*args, **kwargs):
+            seed = kwargs.get("seed", args[1] if name == "stateless_uniform" else args[-1])
+            seeds.append(tuple(np.asarray(seed).tolist()))
+            return function(*args, **kwargs)
+
+        return draw
+
+    for module, name in [
+        (tf.random, "stateless_uniform"),
+        (tf.image, "stateless_random_crop"),
+        (tf.image, "stateless_random_flip_left_right"),
+        (tf.image, "stateless_random_contrast"),
+        (tf.image, "stateless_random_saturation"),
+        (tf.image, "stateless_random_hue"),
+    ]:
+        monkeypatch.setattr(module, name, recording(name, getattr(module, name)))
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (40, 50, 3), np.uint8))
+    config = {"source": "demo", "crop": "random", "random_flip": True, "color_jitter": 0.05}
+    out = images.augment_image(image, (32, 32), tf.constant([5, 6], tf.int64), config, True)
+    assert out.shape == (32, 32, 3)
+    assert len(seeds) == 7 and len(set(seeds)) == 7, seeds  # scale, crop, flip, 4 jitters

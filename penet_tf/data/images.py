@@ -364,7 +364,10 @@ def augment_image(image, size, seed, config, training):
     flip and colour jitter as released (0.05 brightness / contrast / saturation / hue).
     ``config``: the ``data`` section (a ``DataConfig`` or a mapping)."""
     config = data_section(config)
-    seeds = tf.random.experimental.stateless_split(seed, 6)
+    # One seed per draw (the first six as before: the split's first rows do not depend on
+    # its length); the hue drew from the crop's seed, so a large crop always came with
+    # a positive hue shift.
+    seeds = tf.random.experimental.stateless_split(seed, 7)
     height, width = size
     if training and config.crop == "random":
         # A random crop of 50-100 % of the short side, then resized (demo photos are few);
@@ -387,7 +390,7 @@ def augment_image(image, size, seed, config, training):
             image = image * factor
             image = tf.image.stateless_random_contrast(image, 1 - jitter, 1 + jitter, seeds[4])
             image = tf.image.stateless_random_saturation(image, 1 - jitter, 1 + jitter, seeds[5])
-            image = tf.image.stateless_random_hue(image, jitter, seeds[0])
+            image = tf.image.stateless_random_hue(image, jitter, seeds[6])
     return tf.clip_by_value(image, 0.0, 1.0) * 2.0 - 1.0  # [-1, 1]
 
 
