@@ -9,8 +9,10 @@
     python -m penet_tf.evaluate --predictions results/ --images photos/ --out report.json
 
 Writes ``report.json`` (overall means, FID / IS, settings, skipped files, every image) and
-``report.csv`` beside it (one row per image). Per image, on the composited result against
-the original: ``l1`` (mean absolute error on [0, 1] x 100, whole image), ``l1_hole`` (the
+``report.csv`` beside it (one row per image). Per image, on the result against the
+original (a model's result composited: its known pixels are the original's; a
+``--predictions`` file scored as given, known pixels and all, as the other program
+delivered it): ``l1`` (mean absolute error on [0, 1] x 100, whole image), ``l1_hole`` (the
 same over the hole only, when the masks are known: the paper does not say which one its
 tables use), ``relative_mae`` (the release's sum|a-b| / sum(a+b)), ``psnr`` (dB),
 ``ssim`` (11 x 11 Gaussian window, ``tf.image.ssim``), ``ssim_win51`` (the release's
@@ -202,7 +204,11 @@ def evaluate(
             "in JSON); the mean is over the others"
         )
     if scales and scales != [5]:
-        notes.append(f"ms_ssim used {scales} scale(s) (5 need min(H, W) >= 161)")
+        used = ", ".join(map(str, scales))
+        notes.append(
+            f"ms_ssim used {used} scale(s) (5 need min(H, W) >= 161; 0: too small for "
+            "any, ms_ssim null)"
+        )
     no_hole = [row["name"] for row in rows if float(row["hole_ratio"]) == 0.0]
     if no_hole:
         shown = ", ".join(no_hole[:5]) + (", ..." if len(no_hole) > 5 else "")
