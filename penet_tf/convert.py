@@ -446,16 +446,18 @@ def convert(
         tfjs_converter_path(tfjs_venv)  # fail before the slow part
     check_folder_target(out)
     source, target = os.path.realpath(saved_model), os.path.realpath(out)
-    if os.path.commonpath([source, target]) == target:  # even with --force
+    is_export = os.path.isfile(os.path.join(saved_model, "saved_model.pb"))
+    if is_export and os.path.commonpath([source, target]) in (source, target):  # even --force
+        where = "holds" if os.path.commonpath([source, target]) == target else "is inside"
         raise ValueError(
-            f"--out {out} holds the export being converted ({saved_model}): replacing it "
-            "would delete the export; choose another --out"
+            f"--out {out} {where} the export being converted ({saved_model}): replacing it "
+            "would delete (part of) the export; choose another --out"
         )
     if os.path.exists(out) and not force:
         raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
     out = os.path.abspath(out)
-    sweep_temporaries(os.path.dirname(out))  # what a killed conversion left
     generator, config = load_generator_for_conversion(saved_model)
+    sweep_temporaries(os.path.dirname(out))  # what a killed conversion left
     with atomic_path(out, directory=True, replace=force) as temporary:
         fixed = [1, size, size]
         info = {

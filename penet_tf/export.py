@@ -244,11 +244,24 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
                     lambda: tf.io.decode_png(data, channels=channels, dtype=dtype),
                 ),
             ],
+            # WebP, GIF, BMP: decoded as stored, alpha dropped after (TF's WebP decoder
+            # refuses to turn RGBA into 3 channels: every RGBA WebP photo was refused).
             default=lambda: tf.image.convert_image_dtype(
-                tf.io.decode_image(data, channels=channels, expand_animations=False), dtype
+                _channels(tf.io.decode_image(data, expand_animations=False), channels), dtype
             ),
         )
     return tf.ensure_shape(image, [None, None, channels or None])
+
+
+def _channels(image, channels):
+    """[H, W, C] as ``channels`` (0: as it is): 3 from grey (repeated) or RGBA (alpha
+    dropped, as ``penet_tf.image_io.to_rgb``)."""
+    if not channels:
+        return image
+    stored = tf.shape(image)[-1]
+    return tf.cond(
+        stored >= 3, lambda: image[..., :3], lambda: tf.repeat(image[..., :1], 3, axis=-1)
+    )
 
 
 def _decode_mask(data, name, max_pixels):
@@ -275,6 +288,12 @@ def photo_limit(strategy, max_pixels, max_photo_pixels):
     and ``resize`` run it on at most ``model_size`` squared (and ``auto`` on photos up to
     ``trigger`` squared): photos up to ``max_photo_pixels`` are accepted.
     """
+    smallest = padded_size(1) ** 2  # one 1 x 1 photo, padded to 64 x 64
+    if max_pixels < smallest:
+        raise ValueError(
+            f"max_pixels must be at least {smallest} (one 64 x 64 network input: sizes are "
+            f"padded to multiples of 64), got {max_pixels}: every request would be refused"
+        )
     if strategy.name == "full":
         return max_pixels
     largest = {"crop": strategy.model_size, "resize": strategy.model_size}.get(
@@ -286,8 +305,11 @@ def photo_limit(strategy, max_pixels, max_photo_pixels):
             f"pixels, over max_pixels={max_pixels}: raise max_pixels or lower the "
             "model size (and the trigger)"
         )
-    if max_photo_pixels < 1:
-        raise ValueError(f"max_photo_pixels must be positive, got {max_photo_pixels}")
+    if max_photo_pixels < smallest:
+        raise ValueError(
+            f"max_photo_pixels must be at least {smallest} (photos are counted padded to "
+            f"multiples of 64), got {max_photo_pixels}: every request would be refused"
+        )
     return max_photo_pixels
 
 
@@ -420,10 +442,21 @@ def write_warmup_requests(path, model_name, size=64):
 
 
 def version_dir(base_dir, version=None):
-    """``base_dir/<version>`` (the next free version by default); raises if it is taken."""
+    """``base_dir/<version>`` (the next free version by default); raises if it is taken,
+    or if ``base_dir`` is (or is inside) a SavedModel version rather than a base folder."""
     base_dir = os.path.abspath(base_dir)
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise FileExistsError(f"{base_dir} is a file, not a model directory")
+    folder = base_dir
+    while True:  # --out savedmodels/demo/1 wrote a whole export inside version 1
+        if os.path.isfile(os.path.join(folder, "saved_model.pb")):
+            raise ValueError(
+                f"--out {base_dir} is inside the SavedModel {folder}: give the model base "
+                f"directory ({os.path.dirname(folder)}), whose numbered folders are versions"
+            )
+        if os.path.dirname(folder) == folder:
+            break
+        folder = os.path.dirname(folder)
     if version is None:
         version = next_version(base_dir) if os.path.isdir(base_dir) else 1
     if int(version) < 0:
@@ -452,8 +485,6 @@ def export_generator(
     (``penet_tf.io_utils.atomic_path``), so a failed or interrupted export never leaves a
     half-written version; what a killed export left there is swept first.
     """
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     strategy = strategy or PhotoStrategy()
     limit = photo_limit(strategy, max_pixels, max_photo_pixels)
     final = version_dir(base_dir, version)
@@ -530,8 +561,10 @@ def _main(argv):
         f"before decoding (default {DEFAULT_MAX_PHOTO_PIXELS})",
     )
     args = parser.parse_args(argv)
-    if args.max_pixels < 1:
-        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
+    if not 0 < args.attention_chunk_mb < float("inf"):  # (NaN fails too)
+        raise ValueError(
+            f"--attention-chunk-mb must be a positive number, got {args.attention_chunk_mb}"
+        )
     strategy = photo_strategy(
         args.strategy,
         model_size=args.model_size,
@@ -539,7 +572,13 @@ def _main(argv):
         trigger=args.trigger,
         residual_aggregation=args.residual_aggregation,
     )
-    photo_limit(strategy, args.max_pixels, args.max_photo_pixels)
+    try:
+        photo_limit(strategy, args.max_pixels, args.max_photo_pixels)
+    except ValueError as error:  # "max_pixels must ..." -> "--max-pixels must ..."
+        message = str(error)
+        for option in ("max_pixels", "max_photo_pixels"):
+            message = re.sub(rf"\b{option}\b", "--" + option.replace("_", "-"), message)
+        raise ValueError(message) from None
     version_dir(args.out, args.version)  # refuse a taken --version before loading anything
     generator = load_generator(
         args.weights, patch_method="conv", attention_chunk_mb=args.attention_chunk_mb

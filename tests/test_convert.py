@@ -200,21 +200,29 @@ def test_bad_requests_fail_clearly(export, tmp_path, capsys, dead_pid):
         convert(export, "onnx", tmp_path / "out", quantize="float16")
     with pytest.raises(FileNotFoundError, match="No SavedModel"):
         convert(tmp_path, "tflite", tmp_path / "out")
-    assert not (tmp_path / f".tmp-{dead_pid}-out").exists()  # swept when convert started
+    # A conversion that fails touches nothing (it swept the folder first, before).
+    assert (tmp_path / f".tmp-{dead_pid}-out" / "model.tflite").exists()
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError, match="--force"):
         convert(export, "tflite", tmp_path / "taken")
     assert convert_module.main(["--saved-model", str(tmp_path), "--to", "onnx",
                                 "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     assert "error: No SavedModel" in capsys.readouterr().err
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
-    # --out that holds the export: refused even with --force (it deleted every version).
+    # --out that holds the export, or lies inside it: refused even with --force (it
+    # deleted every version; inside, its variables/ or assets.extra/).
     copy = tmp_path / "copy" / "1"
     shutil.copytree(export, copy)
     for out in (copy, copy.parent):
         with pytest.raises(ValueError, match="holds the export being converted"):
             convert(copy, "tflite", out, force=True)
-    assert (copy / "saved_model.pb").is_file()
+    for out in (copy / "variables", copy / "assets.extra", copy / "new"):
+        with pytest.raises(ValueError, match="is inside the export being converted"):
+            convert(copy, "tflite", out, force=True)
+    assert sorted(os.listdir(copy)) == sorted(os.listdir(export))
+    assert sorted(os.listdir(copy / "variables")) == sorted(os.listdir(export / "variables"))
+    # A conversion that runs sweeps what a killed one left beside its --out.
+    convert(export, "tflite", tmp_path / "out", size=64, log=lambda *_: None)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
     (tmp_path / "afile").write_text("a file")
     with pytest.raises(ValueError, match="afile is a file, not a folder"):
         convert(export, "tflite", tmp_path / "afile" / "sub")

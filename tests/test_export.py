@@ -383,6 +383,60 @@ def test_cli_names_bad_strategy_options_as_typed(exported, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_cli_refuses_limits_no_request_meets_and_a_version_folder_as_out(
+    exported, tmp_path, capsys
+):
+    """--max-photo-pixels 1000 was exported, then refused every request (a 1 x 1 photo
+    counts 64 x 64) and its own warm-up; --out base/3 wrote a whole export inside
+    version 3; --attention-chunk-mb nan printed Keras' multi-line error."""
+    weights = ["--weights", str(exported["weights"])]
+    out = ["--out", str(tmp_path / "m")]
+    for args, message in (
+        (["--max-photo-pixels", "1000"], "--max-photo-pixels must be at least 4096"),
+        (["--max-pixels", "4095", "--strategy", "full"], "--max-pixels must be at least 4096"),
+        (["--attention-chunk-mb", "nan"], "--attention-chunk-mb must be a positive number"),
+        (["--attention-chunk-mb", "0"], "--attention-chunk-mb must be a positive number"),
+    ):
+        assert main([*weights, *out, *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) <= 3, err
+    assert not (tmp_path / "m").exists()
+    for inside in (exported["path"], exported["path"] / "variables"):
+        assert main([*weights, "--out", str(inside)]) == 2
+        err = capsys.readouterr().err
+        assert f"is inside the SavedModel {exported['path']}: give the model base" in err
+    assert sorted(os.listdir(exported["path"])) == sorted(
+        ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb", "variables"]
+    )
+
+
+def test_inpaint_bytes_reads_rgba_webp_photos(exported):
+    """TF's WebP decoder refuses to give 3 channels of an RGBA file: every RGBA WebP
+    photo was refused ("Number of channels requested does not match input")."""
+    from PIL import Image
+
+    from penet_tf.image_io import decode_rgb
+
+    image, mask = _case(1, 30, 44, seed=9)
+    alpha = np.linspace(0, 255, 30 * 44).reshape(30, 44, 1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(np.concatenate([image[0], alpha], -1)).save(
+        buffer,
+        "WEBP",
+        lossless=True,
+        exact=True,  # (exact: the colours under alpha 0 kept)
+    )
+    data = buffer.getvalue()
+    np.testing.assert_array_equal(decode_rgb(data, "photo.webp"), image[0])  # stored colours
+    served = exported["model"].signatures["serving_default"](image=image, mask=mask)
+    result = exported["model"].signatures["inpaint_bytes"](
+        image_bytes=[data], mask_bytes=[tf.io.encode_png(mask[0] * 255).numpy()]
+    )["inpainted_bytes"]
+    np.testing.assert_array_equal(
+        tf.io.decode_png(result[0]).numpy(), served["inpainted"][0].numpy()
+    )
+
+
 def test_cli_reports_missing_weights(tmp_path, capsys):
     status = main(["--weights", str(tmp_path / "nope.weights.h5"), "--out", str(tmp_path / "m")])
     assert status == 2
