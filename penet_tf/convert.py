@@ -166,7 +166,17 @@ def tflite_bytes(generator, size=DEFAULT_SIZE, quantize="none"):
     # Freeze the weights into constants first: converting the function with its
     # variables kept READ_VARIABLE ops whose values the converted model never received.
     frozen = convert_variables_to_constants_v2(function.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+
+    # The frozen function, called by one that names its output, converted with a trackable
+    # object: the model gets the "serving_default" signature (image, mask -> inpainted);
+    # the frozen function alone gave none, and an output tensor named "Identity".
+    @tf.function(input_signature=function.input_signature, autograph=False)
+    def serving_default(image, mask):
+        return {"inpainted": frozen(image=image, mask=mask)[0]}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serving_default.get_concrete_function()], tf.Module()
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.allow_custom_ops = False
     if quantize == "float16":
@@ -247,11 +257,18 @@ def onnx_model(generator, opset=ONNX_OPSET):
 
     try:
         try:
-            return from_function(catch_errors=False)
+            model = from_function(catch_errors=False)
         except Exception:  # an optimizer failed: tf2onnx's default, which skips it
-            return from_function(catch_errors=True)
+            model = from_function(catch_errors=True)
     except Exception as error:
         raise ConversionError(f"ONNX conversion with tf2onnx failed: {error}") from error
+    # The dynamic dimensions by the names penet_tf.json gives (tf2onnx: "unk__123").
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for dim, name in zip(dims, ("batch", "height", "width"), strict=False):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = name
+    return model
 
 
 def onnx_ops(model):

@@ -95,6 +95,12 @@ def test_tflite_float32_matches_saved_model_and_is_builtin_only(base, case):
     output = run_tflite(out / "model.tflite", image, mask)
     difference = assert_matches_saved_model(output, reference, image, mask)
     print(f"\nTFLite float32 vs SavedModel: max |diff| {difference.max()}/255 in the hole")
+    # The names penet_tf.json gives, as a signature (there was none, and the output
+    # tensor was "Identity").
+    signature = {"inputs": sorted(info["inputs"]), "outputs": sorted(info["outputs"])}
+    assert interpreter.get_signature_list() == {"serving_default": signature}
+    runner = interpreter.get_signature_runner("serving_default")
+    np.testing.assert_array_equal(runner(image=image, mask=mask)["inpainted"], output)
 
 
 @pytest.mark.parametrize("quantize", ["float16", "dynamic"])
@@ -138,9 +144,12 @@ def onnx_session(base):
 def test_onnx_has_dynamic_height_and_width(onnx_session):
     inputs = {i.name: i for i in onnx_session.get_inputs()}
     assert set(inputs) == {"image", "mask"}
-    for tensor in inputs.values():
+    outputs = {o.name: o for o in onnx_session.get_outputs()}
+    assert set(outputs) == {"inpainted"}
+    for tensor in [*inputs.values(), *outputs.values()]:
         assert tensor.type == "tensor(uint8)"
-        assert all(isinstance(dim, str) or dim is None for dim in tensor.shape[:3])
+        # named as penet_tf.json says (they were "unk__...")
+        assert tensor.shape[:3] == ["batch", "height", "width"], tensor.shape
 
 
 @pytest.mark.parametrize("height,width", [(SIZE, SIZE), (192, 320), (100, 150)])
