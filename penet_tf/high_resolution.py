@@ -255,8 +255,8 @@ def hole_boxes(mask):
 
 def hole_groups(boxes, margin=128):
     """``boxes`` merged (their union) while their ``margin``-enlarged boxes overlap,
-    sorted top to bottom (demos/web/crop.js ``holeGroups``, which merges pair by pair:
-    merging only grows boxes, so any order ends in the same groups).
+    sorted top to bottom (demos/web/crop.js ``holeGroups`` does the same in JavaScript;
+    merging only grows boxes, so any order of merging ends in the same groups).
 
     Each round finds the overlapping pairs by a sweep down the enlarged boxes' rows and
     joins them (union-find), until a round joins none: 1023 dust specks take

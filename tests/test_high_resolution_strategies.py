@@ -88,7 +88,7 @@ def test_groups_merge_only_when_their_margins_overlap():
 
 
 def _groups_pair_by_pair(boxes, margin):
-    """The grouping as demos/web/crop.js does it: merge a near pair, start over."""
+    """Merging a near pair and starting over (the reference: any order, same groups)."""
     groups = [tuple(box) for box in boxes]
 
     def near(a, b):

@@ -35,6 +35,8 @@ from conversion_helpers import converted, hole_mask, photo, saved_model_output, 
 from PIL import Image
 from scipy import ndimage
 
+from penet_tf.high_resolution import hole_groups
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEB = os.path.join(REPO, "demos", "web")
 SCREENSHOT = os.path.join(REPO, "docs", "web-demo.png")
@@ -433,3 +435,41 @@ def test_webgl_is_refused_for_a_model_it_would_compute_wrongly(server, tmp_path,
     hole = np.broadcast_to(mask > 0, image.shape)
     np.testing.assert_array_equal(output[~hole], image[~hole])
     assert (output != image)[hole].mean() > 0.9
+
+
+_GROUPS = """
+import { holeGroups } from './crop.js';
+const cases = JSON.parse(process.argv[1]);
+const out = cases.map(({ boxes, margin }) =>
+  holeGroups(boxes.map(([y0, x0, y1, x1]) => ({ x0, y0, x1, y1 })), margin)
+    .map(({ x0, y0, x1, y1 }) => [y0, x0, y1, x1]));
+console.log(JSON.stringify(out));
+"""
+
+
+def test_crop_js_groups_holes_as_the_python_strategy():
+    """crop.js merged a near pair and started over (seconds for a few thousand specks);
+    it now sweeps and joins as penet_tf.high_resolution.hole_groups, with its groups."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(200):
+        count, margin = int(rng.integers(1, 30)), int(rng.integers(0, 60))
+        tops, lefts = rng.integers(0, 500, count), rng.integers(0, 700, count)
+        sizes = rng.integers(1, 50, (count, 2))
+        boxes = [
+            [int(t), int(x), int(t + h), int(x + w)]
+            for t, x, (h, w) in zip(tops, lefts, sizes, strict=True)
+        ]
+        cases.append({"boxes": boxes, "margin": margin})
+    rows, cols = rng.integers(0, 3000, 2000), rng.integers(0, 4000, 2000)
+    specks = [[int(y), int(x), int(y) + 1, int(x) + 1] for y, x in zip(rows, cols, strict=True)]
+    cases.append({"boxes": specks, "margin": 16})
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", _GROUPS, json.dumps(cases)],
+        cwd=WEB, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    for case, groups in zip(cases, json.loads(result.stdout), strict=True):
+        expected = hole_groups([tuple(box) for box in case["boxes"]], case["margin"])
+        assert [tuple(group) for group in groups] == expected
+    assert 1000 < len(groups) < 2000  # the specks: many groups, some merged
