@@ -202,10 +202,10 @@ def region_pieces(box, hole, model_size=256, margin=128, tight=True):
     A thin photo's region is mirrored past its short side up to 16 attention cells of
     the tile its long side sets: a full-width scratch across a 200 x 16000 strip needed
     a 4000 x 16000 region (7.1 GB). When more than half a region's pixels lie past the
-    photo's edges, the box is cut into equal pieces along the other side, each short
-    enough that its window (piece + ``2 * margin``) takes at most 16 cells of
-    ``ceil(short side / 16)`` pixels on the short side: the pieces' regions stay within
-    the photo, give or take a cell (32 pieces of 208 x 832 for that strip).
+    photo's edges, the box is cut into equal pieces along the long side, each short
+    enough that its window (piece + ``2 * margin``) spans at most ``model_size / 4``
+    cells of ``ceil(short side / 16)`` pixels: its region's 16 cells across then cover
+    the photo's short side, give or take a cell (28 regions of 208 x 832 for that strip).
 
     Args:
         box: ``(y0, x0, y1, x1)``, end exclusive.
