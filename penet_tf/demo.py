@@ -3,7 +3,7 @@
     python -m penet_tf.convert --saved-model savedmodels/demo/1 --to tfjs --out converted/tfjs
     python -m penet_tf.demo --model converted/tfjs          # http://127.0.0.1:8000/
 
-serves, on 127.0.0.1 only:
+serves, on 127.0.0.1 unless ``--host`` names another address:
 
 * ``/``: the static page in ``demos/web`` (index.html, app.js, style.css) and its
   ``node_modules`` (TensorFlow.js and the wasm backend, installed by ``npm ci``);

@@ -523,7 +523,9 @@ def _main(argv):
         "--max-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,
-        help=f"largest H * W a request may send (default {DEFAULT_MAX_PIXELS})",
+        help="largest network input (H * W, padded to multiples of 64); for --strategy full "
+        f"also the largest photo a request may send (default {DEFAULT_MAX_PIXELS}); crop, "
+        "resize and auto take photos up to --max-photo-pixels",
     )
     parser.add_argument(
         "--attention-chunk-mb",

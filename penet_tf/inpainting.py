@@ -379,11 +379,14 @@ class Inpainter:
     and how to raise it.
     """
 
-    def __init__(self, function, description, keep=None, max_pixels=None):
+    def __init__(
+        self, function, description, keep=None, max_pixels=None, limit_option="--max-pixels"
+    ):
         self._function = function
         self.description = description
         self._keep = keep  # the SavedModel object its signature needs alive
         self.max_pixels = max_pixels
+        self.limit_option = limit_option  # the export option that sets max_pixels
 
     def check_size(self, height, width):
         """ValueError if an H x W image is over ``max_pixels`` (counted padded)."""
@@ -395,8 +398,8 @@ class Inpainter:
                 f"the image is {width}x{height} (WxH), {pixels} pixels once padded to "
                 f"{padded_size(width)}x{padded_size(height)}, over this SavedModel's limit of "
                 f"{self.max_pixels} pixels per image; re-export it with a larger limit "
-                f"(python -m penet_tf.export ... --max-pixels {pixels}) or pass generator "
-                "weights as --model (no limit)"
+                f"(python -m penet_tf.export ... {self.limit_option} {pixels}) or pass "
+                "generator weights as --model (no limit)"
             )
 
     def __call__(self, image, mask):
@@ -479,7 +482,12 @@ def load_inpainter(path, strategy=None):
                 "re-export it with those options (python -m penet_tf.export), or drop them"
             )
         return Inpainter(
-            run_saved, f"SavedModel {version}", keep=loaded, max_pixels=_saved_max_pixels(config)
+            run_saved,
+            f"SavedModel {version}",
+            keep=loaded,
+            max_pixels=_saved_max_pixels(config),
+            # full exports take photos up to --max-pixels; the others --max-photo-pixels
+            limit_option="--max-pixels" if exported.name == "full" else "--max-photo-pixels",
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"--model {path}: no such file or directory")

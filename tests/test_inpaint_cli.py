@@ -1,5 +1,6 @@
 """``python -m penet_tf.inpaint`` on real photographs with a thin generator."""
 
+import json
 import os
 import shutil
 import signal
@@ -332,6 +333,17 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path,
     assert sorted(os.listdir(tmp_path / "o")) == sorted(
         f"{name}.png" for name in workspace["originals"]
     )  # the others were inpainted
+    # A crop / resize / auto export's photo limit is --max-photo-pixels: the advice named
+    # --max-pixels (the network input's bound), which would change nothing.
+    auto = tmp_path / "auto" / "1"
+    shutil.copytree(workspace["saved_model"], auto)
+    config = auto / "assets.extra" / "penet_tf.json"
+    recorded = json.loads(config.read_text())
+    recorded["strategy"] = {**recorded["strategy"], "name": "auto"}
+    config.write_text(json.dumps(recorded))
+    assert main(["--model", str(auto), *args[:-1], str(tmp_path / "a"), "--quiet"]) == 1
+    line = next(line for line in capsys.readouterr().err.splitlines() if "large.png" in line)
+    assert "limit of 90000" in line and "--max-photo-pixels 102400" in line, line
     # The export runs the strategy it was exported with (full): another is refused.
     strategy_args = ["--model", str(workspace["saved_model"]), *args[:-2]]
     assert main([*strategy_args, "--out", str(tmp_path / "s"), "--strategy", "crop"]) == 2

@@ -229,7 +229,7 @@ class TrainingState:
                 raise CheckpointReadError(
                     f"the checkpoint {path} does not fit this model ({_reason(error)}): "
                     f"it was written with another model config (see {self.output_dir}/"
-                    "config.json; mixed_precision counts too); resume with that config, or "
+                    "config.json; mixed_float16 on or off counts too); resume with that config, or "
                     "train into another output directory."
                 ) from None
             except (OSError, IndexError, DecodeError) as error:
