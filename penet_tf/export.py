@@ -100,7 +100,8 @@ _GIF_RUN = 256
 
 def _gif_frames(data):
     """(largest frame height, largest frame width, pixels of all frames, whether the walk
-    reached the end) of a GIF, from its image descriptors, without decoding.
+    reached the end, whether the first frame has a transparent colour) of a GIF, from its
+    blocks, without decoding.
 
     TensorFlow's GIF decoder makes its canvas as large as the largest frame, whatever
     the logical screen says, and giflib holds every frame's pixels: a 13-kB GIF with an
@@ -119,7 +120,7 @@ def _gif_frames(data):
         size = 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, 7))
         return tf.where(flags >= 128, size, zero)
 
-    def step(pos, in_data, height, width, total, steps, ended):
+    def step(pos, in_data, height, width, total, transparent, steps, ended):
         # In a block's data sub-blocks (a length byte, then that many bytes; 0 ends
         # them): skip the run of sub-blocks as long as this one at once.
         size = at(pos)
@@ -132,6 +133,12 @@ def _gif_frames(data):
         frame_width = at(pos + 5) + 256 * at(pos + 6)
         frame_height = at(pos + 7) + 256 * at(pos + 8)
         new_frame = tf.logical_and(tf.logical_not(in_data), image)
+        # A graphic control extension (label 0xF9) before the first frame (the one decoded
+        # here): its packed byte's bit 0 = a transparent colour.
+        control = tf.logical_and(tf.logical_not(in_data), extension) & tf.equal(at(pos + 1), 0xF9)
+        sets_transparency = (
+            control & tf.equal(tf.bitwise.bitwise_and(at(pos + 3), 1), 1) & tf.equal(total, 0)
+        )
         return (
             tf.where(
                 in_data,
@@ -142,17 +149,18 @@ def _gif_frames(data):
             tf.where(new_frame, tf.maximum(height, frame_height), height),
             tf.where(new_frame, tf.maximum(width, frame_width), width),
             tf.where(new_frame, total + frame_width * frame_height, total),
+            tf.logical_or(transparent, sets_transparency),
             steps + 1,
             tf.where(in_data, size < 0, tf.logical_not(tf.logical_or(extension, image))),
         )
 
     start = 13 + table(at(10))  # after the header, the logical screen and its colour table
-    *_, height, width, total, _, ended = tf.while_loop(
+    *_, height, width, total, transparent, _, ended = tf.while_loop(
         lambda *state: tf.logical_and(tf.logical_not(state[-1]), state[-2] < _GIF_STEPS),
         step,
-        (start, tf.constant(False), zero, zero, zero, zero, tf.constant(False)),
+        (start, tf.constant(False), zero, zero, zero, tf.constant(False), zero, tf.constant(False)),
     )
-    return height, width, total, ended
+    return height, width, total, ended, transparent
 
 
 def _header_pixels(data, head, name):
@@ -178,13 +186,19 @@ def _header_pixels(data, head, name):
 
     def gif():  # the logical screen (little-endian width, height at bytes 6..9) and frames
         screen = tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
-        height, width, total, ended = _gif_frames(data)
+        height, width, total, ended, transparent = _gif_frames(data)
         check = tf.debugging.Assert(
             ended,
             [f"{name}: a GIF of more than {_GIF_STEPS} runs of data sub-blocks is not decoded"],
         )
+        # TensorFlow's decoder leaves a transparent colour's pixels black where Pillow
+        # (penet_tf.image_io) gives the colour: the known pixels would come back wrong.
+        opaque = tf.debugging.Assert(
+            tf.logical_not(transparent),
+            [f"{name}: a GIF with a transparent colour is not decoded here; send it as PNG"],
+        )
         screen = tf.cast(screen, tf.int64)
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([check, opaque]):
             largest = padded(tf.maximum(height, screen[1]), tf.maximum(width, screen[0]))
             return tf.maximum(largest, total)
 
@@ -199,6 +213,64 @@ def _header_pixels(data, head, name):
         ],
         default=lambda: tf.constant(-1, tf.int64),
     )
+
+
+def _little_endian(data, offset, length):
+    """The unsigned little-endian integer of ``length`` bytes at ``offset`` of ``data``."""
+    raw = tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8)
+    return tf.reduce_sum(tf.cast(raw, tf.int64) * 256 ** tf.range(length, dtype=tf.int64))
+
+
+def _decoder_checks(data, head, name):
+    """Asserts, before decoding, that TensorFlow reads the file as ``penet_tf.image_io``
+    does: an animated WebP (TensorFlow 2.21's WebP decoders abort the whole process on
+    one: "double free or corruption") and BMPs it misreads (a palette read as grey
+    levels unless the palette is the grey ramp; 1-, 4- and 16-bit) are refused."""
+    webp = tf.equal(tf.strings.substr(head, 0, 4), _MAGIC["WebP"]) & tf.equal(
+        tf.strings.substr(head, 8, 4), b"WEBP"
+    )
+    animated = (
+        webp
+        & tf.equal(tf.strings.substr(head, 12, 4), b"VP8X")
+        & tf.not_equal(tf.bitwise.bitwise_and(_little_endian(head, 20, 1), 2), 0)
+    )
+    not_animated = tf.debugging.Assert(
+        tf.logical_not(animated),
+        [f"{name}: an animated WebP is not decoded here; send its first frame as PNG"],
+    )
+
+    def bmp_readable():
+        padded = tf.strings.join([data, tf.constant(b"\0" * 1100)])  # substr stays inside
+        header = _little_endian(head, 14, 4)  # 12: the old core header, else 40 or more
+        bits = tf.where(header >= 40, _little_endian(head, 28, 2), _little_endian(head, 24, 2))
+
+        def grey_palette():  # 8 bits: TensorFlow reads the indices as grey levels
+            used = _little_endian(padded, 46, 4)
+            colours = tf.where(tf.logical_and(used > 0, used <= 256), used, 256)
+            start = tf.minimum(14 + header, tf.cast(tf.strings.length(data), tf.int64))
+            palette = tf.io.decode_raw(tf.strings.substr(padded, start, 1024), tf.uint8)
+            palette = tf.cast(tf.reshape(palette, [256, 4])[:, :3], tf.int64)
+            ramp = tf.range(256, dtype=tf.int64)[:, None]
+            rows = tf.reduce_all(tf.equal(palette, ramp), axis=1)
+            return tf.reduce_all(tf.logical_or(rows, tf.range(256, dtype=tf.int64) >= colours))
+
+        return tf.case(
+            [
+                (tf.logical_or(tf.equal(bits, 24), tf.equal(bits, 32)), lambda: tf.constant(True)),
+                (tf.logical_and(tf.equal(bits, 8), header >= 40), grey_palette),
+            ],
+            default=lambda: tf.constant(False),
+        )
+
+    bmp = tf.equal(tf.strings.substr(head, 0, 2), _MAGIC["BMP"])
+    readable_bmp = tf.debugging.Assert(
+        tf.cond(bmp, bmp_readable, lambda: tf.constant(True)),
+        [
+            f"{name}: a BMP of 1, 4, 16 or 8 bits with a colour palette is not decoded here "
+            "(24- and 32-bit BMPs are); send it as PNG"
+        ],
+    )
+    return [not_animated, readable_bmp]
 
 
 def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
@@ -221,12 +293,13 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
     )
     with tf.control_dependencies([check_format]):
         pixels = _header_pixels(data, head, name)
+        readable = _decoder_checks(data, head, name)
     check_size = tf.debugging.assert_less_equal(
         pixels,
         tf.constant(max_pixels, tf.int64),
         message=f"{name}: {pixel_limit_message(max_pixels)}",
     )
-    with tf.control_dependencies([check_size]):
+    with tf.control_dependencies([check_size, *readable]):
         # JPEG as Pillow decodes it (penet_tf.image_io): the accurate integer DCT.
         image = tf.case(
             [

@@ -65,12 +65,22 @@ command -v tensorflow_model_server >/dev/null || {
   echo "error: tensorflow_model_server not on PATH (see serving/README.md, or drop --local)" >&2
   exit 2
 }
-# models.config names container paths (/models/...): point them at the host folder.
+# models.config names container paths (/models/...): point them at the host folder, in a
+# copy made now (edit serving/models.config, then restart to apply it). The path is
+# escaped for sed (a folder named a&b wrote the match itself into base_path).
 config="$(mktemp "${TMPDIR:-/tmp}/penet-models.XXXXXX.config")"
-trap 'rm -f "$config"' EXIT
-sed "s#base_path: \"/models/#base_path: \"$models/#" "$here/models.config" > "$config"
+escaped="$(printf '%s' "$models" | sed 's/[\\&#]/\\&/g')"
+sed "s#base_path: \"/models/#base_path: \"$escaped/#" "$here/models.config" > "$config"
 tensorflow_model_server \
   --port="$grpc_port" --rest_api_port="$rest_port" \
   --model_config_file="$config" \
   --batching_parameters_file="$batching" \
-  "${flags[@]}" "$@"
+  "${flags[@]}" "$@" &
+server=$!
+# Stopping the launcher (a supervisor's TERM, Ctrl-C) stops the server, then removes the
+# copy: the server was left running, its config already deleted.
+trap 'kill -TERM "$server" 2>/dev/null; wait "$server" || true; rm -f "$config"; exit 143' TERM INT HUP
+status=0
+wait "$server" || status=$?
+rm -f "$config"
+exit "$status"

@@ -84,6 +84,28 @@ def _kinds():
     palette.save(buffer, "PNG", transparency=0)
     colours = np.array(palette.getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)
     kinds["palette"] = (buffer.getvalue(), ".png", square, colours[np.asarray(palette)], hole)
+    # TensorFlow read these otherwise than Pillow (a GIF's transparent colour as black, a
+    # palette BMP's indices as grey) or aborted the server (an animated WebP): the client
+    # sends them as PNG, the served graph refuses them (below).
+    buffer = io.BytesIO()
+    palette.save(buffer, "GIF", transparency=0)
+    kinds["transparent_gif"] = (
+        buffer.getvalue(),
+        ".gif",
+        square,
+        colours[np.asarray(palette)],
+        hole,
+    )
+    buffer = io.BytesIO()
+    palette.save(buffer, "BMP")
+    kinds["palette_bmp"] = (buffer.getvalue(), ".bmp", square, colours[np.asarray(palette)], hole)
+    buffer = io.BytesIO()
+    frames = [Image.fromarray(photo), Image.fromarray(255 - photo)]
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    kinds["animated_webp"] = (buffer.getvalue(), ".webp", square, photo, hole)
+    buffer = io.BytesIO()
+    Image.fromarray(photo[..., 1]).save(buffer, "BMP")  # 8 bits, the grey ramp: read right
+    kinds["grey_bmp"] = (buffer.getvalue(), ".bmp", square, np.repeat(photo[..., 1:2], 3, -1), hole)
     grey = photo[..., 0]
     alpha = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
     la = png(np.dstack([grey, alpha]), "LA")
@@ -195,13 +217,33 @@ def test_mask_from_alpha_on_every_path(files, served, thin_savedmodel, tmp_path,
     assert f"skipped {opaque}: has no alpha channel: --mask-from-alpha" in capsys.readouterr().err
 
 
+# What TensorFlow's decoders would read otherwise: the served graph refuses these.
+REFUSED = {
+    "transparent_gif": "a GIF with a transparent colour is not decoded here",
+    "palette_bmp": "a BMP of 1, 4, 16 or 8 bits with a colour palette is not decoded here",
+    "animated_webp": "an animated WebP is not decoded here",  # (it aborted the server)
+}
+
+
 def test_raw_bytes_decode_in_the_served_graph_as_in_python(files, thin_savedmodel):
     """``inpaint_bytes`` fed the files themselves (no client): the same pixels as the
-    Python reader, for every kind the client sends as is (all but the EXIF-rotated)."""
+    Python reader, or INVALID_ARGUMENT for what TensorFlow would read otherwise."""
     signatures = tf.saved_model.load(str(thin_savedmodel)).signatures
     for name, (data, _, mask, expected, _) in files["kinds"].items():
         if name == "exif_jpeg":
             continue  # the graph shows it as stored: the client sends an oriented PNG
+        if name in REFUSED:
+            mask_png = tf.io.encode_png(mask[..., None]).numpy()
+            with pytest.raises(tf.errors.InvalidArgumentError, match=REFUSED[name]):
+                signatures["inpaint_bytes"](
+                    image_bytes=tf.constant([data]), mask_bytes=tf.constant([mask_png])
+                )
+            with pytest.raises(tf.errors.InvalidArgumentError, match=REFUSED[name]):
+                signatures["inpaint_bytes"](  # as a mask too
+                    image_bytes=tf.constant([tf.io.encode_png(expected).numpy()]),
+                    mask_bytes=tf.constant([data]),
+                )
+            continue
         mask_png = tf.io.encode_png(mask[..., None]).numpy()
         result = signatures["inpaint_bytes"](
             image_bytes=tf.constant([data]), mask_bytes=tf.constant([mask_png])

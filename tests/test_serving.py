@@ -15,6 +15,7 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
+import tensorflow as tf
 from conversion_helpers import MAX_PIXELS as THIN_MAX_PIXELS
 from PIL import Image
 from serving_double import ServingDouble, free_port
@@ -412,7 +413,8 @@ def test_client_side_checks(client):
         InpaintClient("localhost", MODEL)
     with pytest.raises(ValueError, match="the port must be 1 to 65535"):
         InpaintClient("localhost:99999", MODEL)  # gRPC took it as port 34463
-    for timeout in (0, float("inf"), float("nan")):  # inf, nan: every request failed at once
+    # inf, nan and 1e10 (past gRPC's int64 nanoseconds): every request failed at once
+    for timeout in (0, float("inf"), float("nan"), 1e10):
         with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
             InpaintClient("localhost:8500", MODEL, timeout=timeout)
 
@@ -565,6 +567,51 @@ def test_cli_errors_are_one_line_messages(served, tmp_path, capsys):
     assert main([*argv, "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "a.png")]) == 2
     assert "would replace the input" in capsys.readouterr().err
     assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_cli_output_formats(served, tmp_path, capsys):
+    """A format Pillow cannot write RGB in was found after the server had answered; WebP
+    was written lossy (known pixels up to 211 levels off)."""
+    image, mask = _files(tmp_path)
+    argv = ["--server", served["address"], "--model", MODEL, "--image", str(tmp_path / "a.png")]
+    argv += ["--mask", str(tmp_path / "m.png")]
+    for name in ("o.xbm", "o.h5"):
+        assert main([*argv, "--out", str(tmp_path / name)]) == 2
+        assert "Pillow cannot write an RGB image as" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "o.webp")]) == 0
+    written = np.asarray(Image.open(tmp_path / "o.webp").convert("RGB"))
+    known = mask[..., 0] == 0
+    np.testing.assert_array_equal(written[known], image[known])
+
+
+def test_a_model_without_the_exports_outputs_is_one_line(tmp_path, capsys):
+    """Another model served under the name: its answer without 'inpainted' was a KeyError
+    traceback."""
+
+    class Other(tf.Module):
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None, None, 3], tf.uint8),
+                tf.TensorSpec([None, None, None, 1], tf.uint8),
+            ]
+        )
+        def serve(self, image, mask):
+            return {"output_0": image}
+
+    other = Other()
+    tf.saved_model.save(
+        other, str(tmp_path / "other" / "1"), signatures={"serving_default": other.serve}
+    )
+    image, mask = _files(tmp_path)
+    with ServingDouble(tmp_path / "other", "other") as double:
+        with InpaintClient(double.address, "other", timeout=60) as client:
+            with pytest.raises(ServingError, match="answered serving_default without 'inpainted'"):
+                client.inpaint(image, mask)
+        argv = ["--server", double.address, "--model", "other", "--out", str(tmp_path / "o.png")]
+        argv += ["--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png")]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "its outputs: ['output_0']" in err and "Traceback" not in err, err
 
 
 def test_cli_unreachable_server(tmp_path, capsys):

@@ -1,8 +1,10 @@
 """serving/: the TF Serving config files parse as TF Serving's protos and agree."""
 
+import os
 import pathlib
 import re
 import subprocess
+import time
 
 import pytest
 from google.protobuf import (
@@ -107,3 +109,43 @@ def test_launchers_use_the_same_files_and_flags():
         assert "--port=8500" in text and "--rest_api_port=8501" in text
     assert "../savedmodels:/models:ro" in compose and "./models.config:" in compose
     assert '"$models:/models:ro"' in script
+
+
+def test_local_launcher_rewrites_paths_and_stops_its_server(tmp_path):
+    """--local with a fake tensorflow_model_server: a models folder named with '&' (sed
+    wrote the match itself into base_path), and a TERM to the launcher (the server kept
+    running, orphaned, while its config copy was deleted)."""
+    bin_dir, models = tmp_path / "bin", tmp_path / "a&b#c" / "savedmodels"
+    bin_dir.mkdir()
+    models.mkdir(parents=True)
+    fake = bin_dir / "tensorflow_model_server"
+    fake.write_text(
+        "#!/bin/bash\n"
+        'for a in "$@"; do case $a in --model_config_file=*) echo "CONFIG ${a#*=}";'
+        ' cat "${a#*=}";; esac; done\n'
+        'echo "SERVER $$"\nexec sleep 60\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELS_DIR": str(models)}
+    env["TMPDIR"] = str(tmp_path)
+    launcher = subprocess.Popen(
+        ["bash", str(SERVING / "run_tf_serving.sh"), "--local"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines = []
+    while not (lines and lines[-1].startswith("SERVER ")):
+        lines.append(launcher.stdout.readline().strip())
+        assert lines[-1] or launcher.poll() is None, lines
+    config = next(line.split()[1] for line in lines if line.startswith("CONFIG "))
+    assert f'base_path: "{models}/demo"' in lines
+    server = int(lines[-1].split()[1])
+    launcher.terminate()
+    assert launcher.wait(timeout=30) == 143
+    launcher.stdout.close()
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{server}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{server}")  # the server stopped with it
+    assert not os.path.exists(config)  # and its config copy is gone

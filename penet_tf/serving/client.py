@@ -53,8 +53,11 @@ from penet_tf.io_utils import check_file_target, sweep_temporaries, write_bytes_
 DEFAULT_TIMEOUT = 30.0
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # a 2048 x 2048 request is 16 MiB; gRPC's default is 4
 SIGNATURES = ("serving_default", "inpaint_bytes")
-# Formats the export's inpaint_bytes signature decodes itself; others are sent as PNG.
-SERVER_DECODES = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
+MAX_TIMEOUT = 1e8  # seconds (three years): gRPC's deadlines overflow at about 9.2e9
+# Formats the export's inpaint_bytes signature decodes as penet_tf.image_io does; others
+# are sent as PNG (TensorFlow reads a GIF's transparent colour and palette BMPs otherwise,
+# or refuses them; an animated file goes as its first frame).
+SERVER_DECODES = {"PNG", "JPEG", "WEBP"}
 
 
 class ServingError(PenetError, RuntimeError):
@@ -97,8 +100,12 @@ class InpaintClient:
             raise ValueError(f"server must be HOST:PORT (e.g. localhost:8500), got {server!r}")
         if address.group(1) is not None and not 1 <= int(address.group(1)) <= 65535:
             raise ValueError(f"server {server!r}: the port must be 1 to 65535")
-        if not (math.isfinite(timeout) and timeout > 0):  # gRPC fails at once on inf or nan
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        # gRPC fails at once on inf or nan, and on deadlines past its int64 nanoseconds
+        # (about 9.2e9 s): every request failed within 0.00 s.
+        if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+            raise ValueError(
+                f"timeout must be a positive number of seconds up to {MAX_TIMEOUT:g}, got {timeout}"
+            )
         self.server, self.model, self.timeout, self.version = server, model, timeout, version
         self.channel = grpc.insecure_channel(
             server,
@@ -133,8 +140,8 @@ class InpaintClient:
             message = f"{where} is overloaded, retry later: {details}"  # batching queue full
         elif code == grpc.StatusCode.UNAVAILABLE:
             message = (
-                f"cannot reach {where} ({details}); is tensorflow_model_server running "
-                "there, with that gRPC --port?"
+                f"cannot reach {where}, or it dropped the connection ({details}); is "
+                "tensorflow_model_server running there, with that gRPC --port?"
             )
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             message = (
@@ -172,6 +179,18 @@ class InpaintClient:
         response = self._call(self.stub.Predict, request)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
+    def _outputs(self, result, signature, *names):
+        """``result[name]`` for each of ``names``, or a ServingError naming what the model
+        answered instead (another model served under this name: a KeyError traceback)."""
+        missing = [name for name in names if name not in result]
+        if missing:
+            raise ServingError(
+                f"model {self.model!r} at {self.server} answered {signature} without "
+                f"{', '.join(map(repr, missing))} (its outputs: {sorted(result) or 'none'}): "
+                "is it a penet_tf export?"
+            )
+        return [result[name] for name in names]
+
     def inpaint(self, image, mask):
         """Inpaints with ``serving_default``.
 
@@ -184,7 +203,8 @@ class InpaintClient:
             uint8 like ``image``: the known pixels unchanged, the holes filled.
         """
         image, mask, single = _check_arrays(image, mask)
-        result = self.predict({"image": image, "mask": mask})["inpainted"]
+        result = self.predict({"image": image, "mask": mask})
+        (result,) = self._outputs(result, "serving_default", "inpainted")
         return result[0] if single else result
 
     def predict_float(self, image, mask):
@@ -197,11 +217,13 @@ class InpaintClient:
         if mask.ndim == 3:
             mask = mask[..., None]
         result = self.predict({"image": image, "mask": mask}, "predict_float")
-        output, inpainted = result["output"], result["inpainted"]
+        output, inpainted = self._outputs(result, "predict_float", "output", "inpainted")
         return (output[0], inpainted[0]) if single else (output, inpainted)
 
     def inpaint_bytes(self, image_bytes, mask_bytes):
-        """Inpaints encoded images with ``inpaint_bytes`` (PNG, JPEG, GIF, BMP or WebP).
+        """Inpaints encoded images with ``inpaint_bytes`` (PNG, JPEG, GIF, BMP or WebP; the
+        server refuses what its decoders would read otherwise: a GIF with a transparent
+        colour, palette BMPs, animated WebP).
 
         Args:
             image_bytes: an encoded image (``bytes``) or a list of them.
@@ -219,7 +241,8 @@ class InpaintClient:
         result = self.predict(
             {"image_bytes": np.array(images, object), "mask_bytes": np.array(masks, object)},
             "inpaint_bytes",
-        )["inpainted_bytes"]
+        )
+        (result,) = self._outputs(result, "inpaint_bytes", "inpainted_bytes")
         return result[0] if single else list(result)
 
     def metadata(self):
@@ -291,17 +314,28 @@ def read_mask(path):
 
 def _encode(array, image_format="PNG"):
     buffer = io.BytesIO()
+    # WebP losslessly: lossy, the known pixels came back up to 211 levels off.
+    options = {"lossless": True, "exact": True} if image_format == "WEBP" else {}
     Image.fromarray(np.squeeze(array, -1) if array.shape[-1] == 1 else array).save(
-        buffer, format=image_format
+        buffer, format=image_format, **options
     )
     return buffer.getvalue()
 
 
 def _output_format(path):
+    """The Pillow format ``path``'s extension names, if Pillow writes it (checked before
+    the request: a .xbm or .h5 was refused only after the server had answered)."""
     extension = os.path.splitext(path)[1].lower()
     image_format = Image.registered_extensions().get(extension)
     if image_format is None:
         raise ValueError(f"--out {path}: unknown image extension {extension!r} (use .png)")
+    try:  # a 2 x 2 RGB image written in memory: what the result will need
+        _encode(np.zeros((2, 2, 3), np.uint8), image_format)
+    except Exception as error:  # noqa: BLE001 - Pillow's writers raise their own kinds
+        raise ValueError(
+            f"--out {path}: Pillow cannot write an RGB image as {image_format} "
+            f"({str(error) or type(error).__name__}); use .png"
+        ) from None
     return image_format
 
 
@@ -313,8 +347,9 @@ def inpaint_files(
     Files are read as every penet_tf path reads them (``penet_tf.image_io``); with
     ``mask_from_alpha`` (and no ``mask_path``) the hole is the image's transparent part.
     For ``inpaint_bytes`` the file's own bytes are sent when the server decodes them to
-    the same pixels (PNG, JPEG, GIF, BMP, WebP without an EXIF rotation), else a PNG of
-    the decoded image. Returns the inpainted uint8 [H, W, 3] array.
+    the same pixels (PNG, JPEG, still WebP, without an EXIF rotation), else a PNG of the
+    decoded image (GIF, BMP, animated or turned files, other formats). Returns the
+    inpainted uint8 [H, W, 3] array.
     """
     if (mask_path is None) == (not mask_from_alpha):
         raise ValueError("give either a mask file or mask_from_alpha")
@@ -338,7 +373,11 @@ def inpaint_files(
     if signature == "inpaint_bytes":
         with open(image_path, "rb") as handle:
             data = handle.read()
-        if source.format not in SERVER_DECODES or source.orientation != 1:
+        if (
+            source.format not in SERVER_DECODES
+            or source.orientation != 1
+            or getattr(source, "is_animated", False)
+        ):
             data = _encode(image)  # the server would decode it otherwise (or sideways)
         png = client.inpaint_bytes(data, _encode(mask))
         result = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
