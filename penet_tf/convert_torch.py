@@ -206,7 +206,9 @@ def load_released_discriminator(path, discriminator=None, state=None):
 
     The released network stores ``weight_orig`` and the power-iteration vectors u, v. With
     the default ``spectral_norm="released"`` they map one to one (W to the kernel, u and v
-    to ``vector_u`` / ``vector_v``), so training resumes exactly where the release stopped.
+    to ``vector_u`` / ``vector_v``): the network continues exactly where the release's
+    stopped (its optimizers' ``opt_N.pth`` is not read: Adam's moments and the step start
+    afresh).
     Keras' in-place spectral norm (``spectral_norm="keras"``) keeps the normalised kernel
     itself: there ``weight_orig / (u . W v)`` is stored, and u as ``vector_u``.
     """

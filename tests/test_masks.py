@@ -95,6 +95,28 @@ def test_files_mode_reads_pngs(tmp_path):
         assert mask.shape == (64, 64, 1) and _binary(mask) and float(tf.reduce_sum(mask)) > 0
 
 
+def test_mask_files_are_augmented_at_their_own_size_as_released(tmp_path):
+    """The release flips, rotates (canvas expanded) and dilates a mask file at its own
+    size, then resizes it (core/dataset.py); resized first, a 512^2 mask's 3 x 3 dilation
+    was twice as thick at 256^2."""
+    from penet_tf.data.masks import augment, load_mask_file
+
+    array = np.zeros((512, 512), np.uint8)
+    for row in range(100, 400, 20):  # 15 lines two pixels wide
+        array[row : row + 2, 50:460] = 255
+    Image.fromarray(array).save(tmp_path / "lines.png")
+    path = str(tmp_path / "lines.png")
+    masks = MaskGenerator({"type": "files", "path": str(tmp_path)}, 256, 256)
+    native, resized = load_mask_file(path), load_mask_file(path, 256, 256)
+    ours, resized_first = [], []
+    for i in range(8):
+        mask = masks(_seed(i)).numpy()
+        np.testing.assert_array_equal(mask, augment(native, _seed(i), 256, 256).numpy())
+        ours.append(mask.mean())
+        resized_first.append(augment(resized, _seed(i), 256, 256).numpy().mean())
+    assert np.mean(ours) < 0.8 * np.mean(resized_first)  # thinner lines, as released
+
+
 def test_files_mode_leaves_out_files_that_cannot_be_read(tmp_path, caplog):
     array = np.zeros((40, 40), np.uint8)
     array[10:30, 5:25] = 255

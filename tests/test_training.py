@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 import tensorflow as tf
+from conftest import FIXTURE
 from training_helpers import (
     REPO,
     make_photos,
@@ -78,8 +79,9 @@ def test_config_overrides_and_errors(tmp_path):
 
 
 def test_step_decay_schedule():
+    # The release's iteration is Keras' 0-based step + 1 (the decay came one step late).
     schedule = StepDecay(1e-4, niter=10, niter_steady=25)
-    values = [float(schedule(step)) for step in (0, 9, 10, 19, 20, 30, 1000)]
+    values = [float(schedule(step)) for step in (0, 8, 9, 18, 19, 29, 1000)]
     np.testing.assert_allclose(values, [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6, 1e-6], rtol=1e-6)
 
 
@@ -168,6 +170,27 @@ def test_init_from_a_weights_folder_and_a_mismatch_named_in_one_line(tmp_path):
         assert "does not fit this run's generator (model.base_channels" in message
         assert message.endswith("it holds a generator with base_channels 4")
         assert "\n" not in message
+
+
+def test_init_from_a_released_generator_loads_its_discriminator_too(tmp_path):
+    """--init-from gen_N.pth loaded the generator only: it trained against a new D."""
+    pytest.importorskip("torch")
+    from penet_tf.convert_torch import load_released_discriminator
+
+    released = str(FIXTURE)
+    shutil.copy(os.path.join(released, "gen.pth"), tmp_path / "gen_00042.pth")
+    gan = build_gan(load_config(None))
+    gan.build()
+    load_initial_weights(gan, str(tmp_path / "gen_00042.pth"))
+    fresh = [w.numpy() for w in gan.discriminator.weights]  # no dis_00042.pth: D as built
+    shutil.copy(os.path.join(released, "dis.pth"), tmp_path / "dis_00042.pth")
+    load_initial_weights(gan, str(tmp_path / "gen_00042.pth"))
+    expected = load_released_discriminator(os.path.join(released, "dis.pth"))
+    for loaded, want in zip(gan.discriminator.weights, expected.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), want.numpy())
+    assert any(
+        not np.array_equal(b, w.numpy()) for b, w in zip(fresh, expected.weights, strict=True)
+    )
 
 
 def test_a_run_that_cannot_start_leaves_the_run_folder_as_it_was(tmp_path, capsys):

@@ -8,7 +8,10 @@ from penet_tf import losses
 
 @keras.saving.register_keras_serializable(package="penet_tf")
 class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """The released step decay: ``lr * 0.1 ** (min(step, niter_steady) // niter)``."""
+    """The released step decay: ``lr * 0.1 ** (min(it, niter_steady) // niter)``, with
+    ``it = step + 1``: the release counts its iterations from 1 (``self.iteration += 1``
+    before ``adjust_learning_rate``), Keras' ``optimizer.iterations`` from 0, so the
+    decay came one step late."""
 
     def __init__(self, initial_learning_rate, niter, niter_steady):
         self.initial_learning_rate = float(initial_learning_rate)
@@ -16,7 +19,7 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.niter_steady = int(niter_steady)
 
     def __call__(self, step):
-        step = tf.minimum(tf.cast(step, tf.int64), self.niter_steady)
+        step = tf.minimum(tf.cast(step, tf.int64) + 1, self.niter_steady)
         decays = tf.cast(step // self.niter, tf.float32)
         return self.initial_learning_rate * tf.pow(0.1, decays)
 

@@ -95,7 +95,10 @@ def _load_initial(model, path, what, section):
 
 
 def load_initial_weights(gan, path):
-    """``--init-from``: a convert_torch output folder, a .weights.h5 or a released .pth."""
+    """``--init-from``: a convert_torch output folder, a .weights.h5 or a released .pth
+    (``gen_N.pth``; the ``dis_N.pth`` the release saves beside it is loaded too: without
+    it the generator trained against a new discriminator). Weights only: the optimizers'
+    moments and the step (so the learning-rate decay) start afresh, as in a new run."""
     model = "model.base_channels, model.kernel_init"
     critic = "model.discriminator_channels, model.spectral_norm"
     if os.path.isdir(path):
@@ -107,9 +110,13 @@ def load_initial_weights(gan, path):
         if os.path.isfile(discriminator):
             _load_initial(gan.discriminator, discriminator, "discriminator", critic)
     elif path.endswith(".pth"):
-        from penet_tf.convert_torch import load_released_generator
+        from penet_tf.convert_torch import load_released_discriminator, load_released_generator
 
         load_released_generator(path, gan.generator)
+        folder, name = os.path.split(path)
+        sibling = os.path.join(folder, "dis" + name[3:]) if name.startswith("gen") else None
+        if sibling is not None and os.path.isfile(sibling):
+            load_released_discriminator(sibling, gan.discriminator)
     elif path.endswith(".weights.h5") and os.path.isfile(path):
         _load_initial(gan.generator, path, "generator", model)
     else:
