@@ -65,20 +65,41 @@ def hinge_g_loss(fake_logits):
     return -tf.reduce_mean(fake_logits)
 
 
+def released_bce(logits, target):
+    """``torch.nn.BCELoss()(torch.sigmoid(logits), target)`` per element, value and
+    gradient as the release computes them (its nsgan discriminator ends in a sigmoid):
+    the logs clamped at -100, and the gradient ``(p - t) / max(p (1 - p), 1e-12)`` times
+    the sigmoid's ``p (1 - p)``. It equals the cross-entropy with logits for |logit| up to
+    about 16; beyond, where float32 rounds p to 1, the release's loss stops at 100 and its
+    gradient at 0 (with logits: the logit itself, gradient 1)."""
+    (logits,) = _f32(logits)
+
+    @tf.custom_gradient
+    def bce(x):
+        p = tf.sigmoid(x)
+        log_p = tf.maximum(tf.math.log(p), -100.0)
+        log_q = tf.maximum(tf.math.log(1.0 - p), -100.0)
+
+        def grad(upstream):
+            slope = p * (1.0 - p)
+            return upstream * (p - target) / tf.maximum(slope, 1e-12) * slope
+
+        return -(target * log_p + (1.0 - target) * log_q), grad
+
+    return bce(logits)
+
+
 def nonsaturating_d_loss(real_logits, fake_logits):
-    """Non-saturating GAN loss (dtd / facade configs): (BCE(D(x), 1) + BCE(D(z), 0)) / 2."""
-    real_logits, fake_logits = _f32(real_logits, fake_logits)
-    real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
-    fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)
+    """Non-saturating GAN loss (dtd / facade configs): (BCE(D(x), 1) + BCE(D(z), 0)) / 2,
+    as ``torch.nn.BCELoss`` on the release's sigmoid outputs (``released_bce``)."""
+    real = released_bce(real_logits, 1.0)
+    fake = released_bce(fake_logits, 0.0)
     return 0.5 * (tf.reduce_mean(real) + tf.reduce_mean(fake))
 
 
 def nonsaturating_g_loss(fake_logits):
-    """Non-saturating generator loss: BCE(D(z), 1)."""
-    (fake_logits,) = _f32(fake_logits)
-    return tf.reduce_mean(
-        tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits)
-    )
+    """Non-saturating generator loss: BCE(D(z), 1) (``released_bce``)."""
+    return tf.reduce_mean(released_bce(fake_logits, 1.0))
 
 
 GAN_LOSSES = {

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from penet_tf import losses
 
@@ -66,6 +67,36 @@ def test_nonsaturating_losses():
     expected_d = 0.5 * (bce(real, 1) + bce(fake, 0))
     assert losses.nonsaturating_d_loss(real, fake).numpy() == pytest.approx(expected_d, rel=1e-5)
     assert losses.nonsaturating_g_loss(fake).numpy() == pytest.approx(bce(fake, 1), rel=1e-5)
+
+
+def test_nonsaturating_losses_saturate_as_the_release_does():
+    """The release's nsgan D ends in a sigmoid and uses torch.nn.BCELoss (logs clamped at
+    -100): past |logit| ~ 16 its loss stops at 100 and its gradient at 0, where the
+    cross-entropy with logits went on (a D-fake logit of 20: loss 20, gradient 1)."""
+    torch = pytest.importorskip("torch")
+    # (Between about 12 and 17, log(1 - p) is 1 - p rounded near 1 in float32, which
+    # TensorFlow's and PyTorch's sigmoids round differently: the release's own noise.)
+    logits = np.array([-120, -60, -40, -20, -5, 0, 3, 10, 20, 40, 120], np.float32)
+    for target in (0.0, 1.0):
+        x = torch.tensor(logits, requires_grad=True)
+        expected = torch.nn.BCELoss(reduction="none")(torch.sigmoid(x), torch.full_like(x, target))
+        expected.sum().backward()
+        tensor = tf.constant(logits)
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            got = losses.released_bce(tensor, target)
+            total = tf.reduce_sum(got)
+        gradient = tape.gradient(total, tensor).numpy()
+        np.testing.assert_allclose(got.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gradient, x.grad.numpy(), rtol=1e-4, atol=1e-12)
+        assert np.isfinite(gradient).all()
+    # D-fake logit 20 (p rounds to 1): the release's loss is 100, its gradient 0.
+    fake = tf.constant([[20.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(fake)
+        d_loss = losses.nonsaturating_d_loss(tf.constant([[5.0]]), fake)
+    assert tape.gradient(d_loss, fake).numpy().item() == 0.0
+    assert d_loss.numpy() == pytest.approx(0.5 * (np.log1p(np.exp(-5.0)) + 100.0), rel=1e-5)
 
 
 def test_gan_losses_lookup():
