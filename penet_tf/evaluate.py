@@ -141,6 +141,10 @@ def evaluate(
         raise ValueError("evaluating a model needs masks: give --masks, --mask-type or --protocol")
 
     items, skipped = collect_items(images, masks, predictions, resize)
+    limit = getattr(inpainter, "limit", None)  # a SavedModel's; refused before decoding
+    if limit is not None:
+        items, over = limit.split(items)
+        skipped += over
     report_skipped(skipped)
     notes = []
     model = None

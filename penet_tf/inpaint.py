@@ -44,7 +44,12 @@ from penet_tf.cli import (
     run,
     strategy_from_args,
 )
-from penet_tf.inpainting import check_out_folder, inpaint_files, load_inpainter
+from penet_tf.inpainting import (
+    check_out_folder,
+    inpaint_files,
+    load_inpainter,
+    saved_pixel_limit,
+)
 
 
 def build_parser():
@@ -97,6 +102,7 @@ def _main(argv):
         seed=args.seed,
         progress=not args.quiet,
         mask_from_alpha=args.mask_from_alpha,
+        limit=saved_pixel_limit(args.model),  # photos over it skipped before decoding
     )
     rate = len(written) / seconds if seconds > 0 else 0.0
     print(

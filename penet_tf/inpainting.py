@@ -370,6 +370,55 @@ def _mask_for(item, size, cache):
 # ----------------------------------------------------------------------------- models
 
 
+@dataclasses.dataclass(frozen=True)
+class PixelLimit:
+    """A SavedModel's photo limit: ``max_pixels`` per image, counted padded to multiples
+    of 64 as the served graph counts (None: none), raised by the export option
+    ``option``."""
+
+    max_pixels: int | None = None
+    option: str = "--max-pixels"
+
+    def problem(self, height, width):
+        """Why an H x W image is over the limit, or None."""
+        pixels = padded_pixels(height, width)
+        if self.max_pixels is None or pixels <= self.max_pixels:
+            return None
+        return (
+            f"the image is {width}x{height} (WxH), {pixels} pixels once padded to "
+            f"{padded_size(width)}x{padded_size(height)}, over this SavedModel's limit of "
+            f"{self.max_pixels} pixels per image; re-export it with a larger limit "
+            f"(python -m penet_tf.export ... {self.option} {pixels}) or pass "
+            "generator weights as --model (no limit)"
+        )
+
+    def split(self, items):
+        """``(items, skipped)``: the items whose size (from their headers) is within the
+        limit, and a ``Skipped`` for each of the others, before anything is decoded (a
+        photo over the limit was decoded in full first, then refused)."""
+        kept, skipped = [], []
+        for item in items:
+            problem = self.problem(*item.size)
+            if problem:
+                skipped.append(Skipped(item.image, problem))
+            else:
+                kept.append(item)
+        return kept, skipped
+
+
+def saved_pixel_limit(path):
+    """The ``PixelLimit`` of the SavedModel ``--model path`` names, read from its
+    ``assets.extra/penet_tf.json`` without loading it; None for generator weights."""
+    path = os.fspath(path)
+    version = find_saved_model(path) if os.path.isdir(path) else None
+    if version is None:
+        return None
+    config = _saved_config(version)
+    # full exports take photos up to --max-pixels; the others --max-photo-pixels
+    option = "--max-pixels" if _saved_strategy(config).name == "full" else "--max-photo-pixels"
+    return PixelLimit(_saved_max_pixels(config), option)
+
+
 class Inpainter:
     """A loaded model: ``inpainter(image uint8 [B, H, W, 3], mask uint8 [B, H, W, 1]) ->
     uint8 [B, H, W, 3]`` (mask nonzero = hole; composited, known pixels unchanged).
@@ -386,21 +435,13 @@ class Inpainter:
         self.description = description
         self._keep = keep  # the SavedModel object its signature needs alive
         self.max_pixels = max_pixels
-        self.limit_option = limit_option  # the export option that sets max_pixels
+        self.limit = PixelLimit(max_pixels, limit_option)
 
     def check_size(self, height, width):
         """ValueError if an H x W image is over ``max_pixels`` (counted padded)."""
-        if self.max_pixels is None:
-            return
-        pixels = padded_pixels(height, width)
-        if pixels > self.max_pixels:
-            raise ValueError(
-                f"the image is {width}x{height} (WxH), {pixels} pixels once padded to "
-                f"{padded_size(width)}x{padded_size(height)}, over this SavedModel's limit of "
-                f"{self.max_pixels} pixels per image; re-export it with a larger limit "
-                f"(python -m penet_tf.export ... {self.limit_option} {pixels}) or pass "
-                "generator weights as --model (no limit)"
-            )
+        problem = self.limit.problem(height, width)
+        if problem:
+            raise ValueError(problem)
 
     def __call__(self, image, mask):
         self.check_size(*np.shape(image)[1:3])
@@ -481,13 +522,13 @@ def load_inpainter(path, strategy=None):
                 f"assets.extra/{EXPORT_CONFIG_FILE}); it cannot run {strategy.options()}: "
                 "re-export it with those options (python -m penet_tf.export), or drop them"
             )
+        limit = saved_pixel_limit(version)
         return Inpainter(
             run_saved,
             f"SavedModel {version}",
             keep=loaded,
-            max_pixels=_saved_max_pixels(config),
-            # full exports take photos up to --max-pixels; the others --max-photo-pixels
-            limit_option="--max-pixels" if exported.name == "full" else "--max-photo-pixels",
+            max_pixels=limit.max_pixels,
+            limit_option=limit.option,
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"--model {path}: no such file or directory")
@@ -731,6 +772,7 @@ def inpaint_files(
     seed=0,
     progress=True,
     mask_from_alpha=False,
+    limit=None,
 ):
     """Inpaints every image of ``images`` into ``out``; returns ``(written, skipped, seconds)``.
 
@@ -741,6 +783,10 @@ def inpaint_files(
 
     The holes come from ``masks`` (a file or folder), ``mask_type`` (generated) or, with
     ``mask_from_alpha``, each image's alpha channel (transparent = hole).
+
+    ``limit``: the ``PixelLimit`` a loader's model will have (``saved_pixel_limit``), so
+    that photos over it are skipped from their headers, before they are decoded (an
+    ``Inpainter``'s own limit is used without it).
 
     ``written`` lists output PNG paths; ``skipped`` the ``Skipped`` files (already printed
     to stderr). See the module docstring for pairing and batching. Every output path is
@@ -753,6 +799,10 @@ def inpaint_files(
         raise ValueError(f"--mask-type must be one of {MASK_TYPES}, got {mask_type!r}")
     out_file = check_out_folder(out, images, masks)
     items, skipped = collect_items(images, masks)
+    limit = inpainter.limit if isinstance(inpainter, Inpainter) else limit
+    if limit is not None:  # photos over a SavedModel's limit: refused before decoding
+        items, over = limit.split(items)
+        skipped += over
     inputs = [item.image for item in items] + [item.mask for item in items]
     planned = output_paths(items, out, grid, inputs, out_file)
     report_skipped(skipped)

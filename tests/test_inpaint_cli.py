@@ -319,17 +319,24 @@ def test_command_line_entry_point(workspace, tmp_path):
     assert "inpainted 0 image(s)" in result.stdout
 
 
-def test_saved_model_refusing_a_large_photo_names_the_limit(workspace, tmp_path, capsys):
+def test_saved_model_refusing_a_large_photo_names_the_limit(
+    workspace, tmp_path, capsys, monkeypatch
+):
     images = tmp_path / "images"
     shutil.copytree(workspace["images"], images)
     Image.fromarray(data.astronaut()[:290, :300]).save(images / "large.png")
     args = ["--images", str(images), "--mask-type", "centre", "--out", str(tmp_path / "o")]
+    read, original = [], inpainting.read_rgb
+    monkeypatch.setattr(
+        inpainting, "read_rgb", lambda path, *a: read.append(path) or original(path, *a)
+    )
     assert main(["--model", str(workspace["saved_model"]), *args, "--quiet"]) == 1
     err = capsys.readouterr().err
     # 300x290 runs as 320x320 = 102400 pixels, over the export's 90000
     line = next(line for line in err.splitlines() if "large.png" in line)
     assert "300x290" in line and "102400 pixels" in line and "limit of 90000" in line
     assert "--max-pixels 102400" in line and "Graph execution error" not in err
+    assert read and not [path for path in read if path.endswith("large.png")]  # not decoded
     assert sorted(os.listdir(tmp_path / "o")) == sorted(
         f"{name}.png" for name in workspace["originals"]
     )  # the others were inpainted
