@@ -206,6 +206,8 @@ def region_pieces(box, hole, model_size=256, margin=128, tight=True):
     enough that its window (piece + ``2 * margin``) spans at most ``model_size / 4``
     cells of ``ceil(short side / 16)`` pixels: its region's 16 cells across then cover
     the photo's short side, give or take a cell (28 regions of 208 x 832 for that strip).
+    The group stays whole when the pieces' regions would hold more pixels than its own
+    (a margin long against the short side grows every piece's window back).
 
     Args:
         box: ``(y0, x0, y1, x1)``, end exclusive.
@@ -229,6 +231,19 @@ def region_pieces(box, hole, model_size=256, margin=128, tight=True):
     if count < 2:
         return [box]  # a photo small on both sides: cutting it would not help
     edges = [start + (stop - start) * i // count for i in range(count + 1)]
+    pieces = _cut(box, hole, axis, edges, tight)
+    # A margin long against the short side makes every piece's window long again (its
+    # tile, and so its mirror, grows back): cut only when the pieces cost fewer pixels.
+    cost = sum(
+        plan[2] * plan[3]
+        for plan in (region_plan(p, height, width, model_size, margin) for p in pieces)
+    )
+    return pieces if cost < rows * cols else [box]
+
+
+def _cut(box, hole, axis, edges, tight):
+    """``box`` cut at ``edges`` along ``axis`` (1: columns), pieces without a hole pixel
+    left out, each shrunk to its hole pixels' bounding box with ``tight``."""
     pieces = []
     for first, end in zip(edges[:-1], edges[1:], strict=True):
         piece = list(box)

@@ -283,6 +283,12 @@ def test_a_thin_panorama_is_cut_into_regions_that_fit_its_short_side():
     assert region_pieces((100, 150, 140, 190), square) == [(100, 150, 140, 190)]
     assert region_pieces((5, 0, 6, 20), np.ones((20, 20), bool)) == [(5, 0, 6, 20)]
     assert len(region_pieces((500, 0, 501, 5000), np.ones((1000, 5000), bool))) == 1
+    # A margin long against the short side: the pieces' windows (and regions) grow back
+    # to the uncut one's (margin 2048: 14 regions of 752 x 3008); the group stays whole.
+    strip = np.zeros((100, 3000), bool)
+    strip[50] = True
+    for margin in (512, 2048):
+        assert region_pieces((50, 0, 51, 3000), strip, 256, margin) == [(50, 0, 51, 3000)]
 
 
 @pytest.mark.parametrize("name", ["crop", "resize"])
