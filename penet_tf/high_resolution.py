@@ -25,8 +25,9 @@ resized so that its long side is the model size:
      inside the photo, mirrored past the photo's edges only when the photo is smaller);
   4. the region is area-downsampled to the network input (a network pixel is a hole
      when any photo pixel in it is), inpainted, the prediction upsampled back
-     (bilinear) and pasted into the group's hole pixels only, one region per network
-     call (``REGIONS_PER_CALL``: memory follows one region). A group whose region
+     (bilinear) and pasted into the group's hole pixels only, one model-size region per
+     network call, smaller ones of one size sharing a call up to that size's pixels
+     (``regions_per_call``: memory follows one model-size input). A group whose region
      would be more than half mirror (a thin panorama) is first cut along the photo's
      long side (``region_pieces``).
 
@@ -72,11 +73,21 @@ STRATEGIES = ("auto", "full", "crop", "resize")
 MAX_PHOTO_SIDE = 65536
 CELL = 4  # network pixels per cell of at_conv01's attention grid (its H/4 map)
 CELL_MULTIPLE = SIZE_MULTIPLE // CELL  # cells per side are a multiple of this
-# Regions inpainted per network call. Memory grows with each region of a call (12
-# separate holes in a 12-MP photo, full-width generator, one call: 7.2 GB peak; 2 per
-# call: 1.9 GB; 1: 1.35 GB, as one hole) while batching saves little time (3.7-3.8 s
-# against 4.2 s), so a photo of many separate holes runs them one at a time.
+# Regions inpainted per network call: as many of one size as hold REGIONS_PER_CALL
+# model-size inputs' pixels. Memory grows with each region of a call (12 separate holes
+# in a 12-MP photo, full-width generator, 256^2 inputs, one call: 7.2 GB peak; 2 per
+# call: 1.9 GB; 1: 1.35 GB, as one hole) while batching such regions saves little time
+# (3.7-3.8 s against 4.2 s), so model-size inputs run one at a time; small ones (a
+# speck's 64^2) share a call, 16 to a 256^2 budget (400 specks, margin 0: 400 calls of a
+# 64^2 input took 44.6 s with a thin generator).
 REGIONS_PER_CALL = 1
+
+
+def regions_per_call(rows, cols, tile, model_size):
+    """How many ``rows x cols`` regions of ``tile`` pixels per cell share a network call:
+    their inputs' pixels within ``REGIONS_PER_CALL`` model-size inputs'."""
+    inputs = (rows * CELL // tile) * (cols * CELL // tile)
+    return max(1, REGIONS_PER_CALL * model_size * model_size // inputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,9 +420,10 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
     for group, plan in zip(groups, plans, strict=True):
         batches.setdefault((plan[2], plan[3], plan[4]), []).append((group, plan))
     chunks = [
-        (size, members[start : start + REGIONS_PER_CALL])
+        (size, members[start : start + count])
         for size, members in batches.items()
-        for start in range(0, len(members), REGIONS_PER_CALL)
+        for count in [regions_per_call(*size, strategy.model_size)]
+        for start in range(0, len(members), count)
     ]
     for (rows, cols, tile), members in chunks:
         regions, holes = [], []
