@@ -129,17 +129,23 @@ def add_strategy_arguments(parser):
     )
 
 
-def strategy_from_args(args):
-    """The ``PhotoStrategy`` the options ask for, or None when none was given (ValueError
-    for bad values)."""
-    given = {
-        name: getattr(args, name)
+def strategy_options(args):
+    """The strategy options given on the command line, as ``PhotoStrategy`` fields
+    (``{"name": "crop", "margin": 64}``); {} when none was."""
+    return {
+        "name" if name == "strategy" else name: getattr(args, name)
         for name in STRATEGY_OPTIONS
         if getattr(args, name, None) is not None
     }
+
+
+def strategy_from_args(args):
+    """The ``PhotoStrategy`` the options ask for (the others at their defaults), or None
+    when none was given (ValueError for bad values)."""
+    given = strategy_options(args)
     if not given:
         return None
-    return photo_strategy(given.pop("strategy", "auto"), **given)
+    return photo_strategy(given.pop("name", "auto"), **given)
 
 
 def photo_strategy(name, **options):

@@ -47,6 +47,7 @@ from penet_tf.cli import (
     add_strategy_arguments,
     run,
     strategy_from_args,
+    strategy_options,
 )
 from penet_tf.inpainting import (
     collect_items,
@@ -364,7 +365,8 @@ def _main(argv):
         args.out, args.images, args.masks, args.predictions, args.model, args.inception_weights
     )
     strategy = strategy_from_args(args)
-    inpainter = load_inpainter(args.model, strategy) if args.model is not None else None
+    given = strategy_options(args)
+    inpainter = load_inpainter(args.model, strategy, given) if args.model is not None else None
     report, skipped = evaluate(
         args.images,
         inpainter=inpainter,

@@ -43,6 +43,7 @@ from penet_tf.cli import (
     add_strategy_arguments,
     run,
     strategy_from_args,
+    strategy_options,
 )
 from penet_tf.inpainting import (
     check_out_folder,
@@ -92,7 +93,8 @@ def _main(argv):
     check_out_folder(args.out, args.images, args.masks)  # before loading the model
     strategy = strategy_from_args(args)
     written, skipped, seconds = inpaint_files(
-        lambda: load_inpainter(args.model, strategy),  # loaded while the first photo is read
+        # loaded while the first photo is read
+        lambda: load_inpainter(args.model, strategy, strategy_options(args)),
         args.images,
         args.out,
         masks=args.masks,

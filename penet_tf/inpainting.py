@@ -488,7 +488,15 @@ def _saved_strategy(config):
         return PhotoStrategy("full")
 
 
-def load_inpainter(path, strategy=None):
+def _option_text(field, value):
+    """A ``PhotoStrategy`` field as its command-line option (``margin`` 64 -> ``--margin
+    64``; ``residual_aggregation`` False -> ``--no-residual-aggregation``)."""
+    if field == "residual_aggregation":
+        return "--residual-aggregation" if value else "--no-residual-aggregation"
+    return f"--{'strategy' if field == 'name' else field.replace('_', '-')} {value}"
+
+
+def load_inpainter(path, strategy=None, given=None):
     """Loads ``--model``: a SavedModel (version directory, or base directory -> highest
     version) through its ``serving_default`` signature, or generator weights
     (``.weights.h5`` with an optional ``NAME.config.json``, or a released ``.pth``).
@@ -497,7 +505,11 @@ def load_inpainter(path, strategy=None):
     generator weights treat large photos: ``full`` photos run the export's own ``serve``
     function in a ``tf.function`` (identical to a ``full`` SavedModel), the others
     ``penet_tf.high_resolution.inpaint_photo``. A SavedModel runs the strategy it was
-    exported with; a different ``strategy`` for it is refused (ValueError)."""
+    exported with; a different ``strategy`` for it is refused (ValueError), or, with
+    ``given`` (the options typed, ``penet_tf.cli.strategy_options``), only options typed
+    with another value than the export's (``--margin 64`` alone for an export with
+    ``--strategy crop --margin 64`` was refused as "auto"; for a ``full`` export, the
+    other options mean nothing once ``--strategy full`` is given)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         version = find_saved_model(path)
@@ -516,10 +528,17 @@ def load_inpainter(path, strategy=None):
 
         config = _saved_config(version)
         exported = _saved_strategy(config)
-        if strategy is not None and strategy != exported:
+        if given is not None:
+            if exported.name == "full" and given.get("name") == "full":
+                given = {"name": "full"}
+            differ = {k: v for k, v in given.items() if getattr(exported, k) != v}
+            asked = " ".join(_option_text(k, v) for k, v in differ.items())
+        else:
+            asked = strategy.options() if strategy not in (None, exported) else ""
+        if asked:
             raise ValueError(
                 f"--model {version} was exported with {exported.options()} (recorded in "
-                f"assets.extra/{EXPORT_CONFIG_FILE}); it cannot run {strategy.options()}: "
+                f"assets.extra/{EXPORT_CONFIG_FILE}); it cannot run {asked}: "
                 "re-export it with those options (python -m penet_tf.export), or drop them"
             )
         limit = saved_pixel_limit(version)

@@ -357,6 +357,23 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(
     err = capsys.readouterr().err
     assert "exported with --strategy full --model-size 256" in err and "re-export" in err
     assert "cannot run --strategy crop" in err and "Traceback" not in err
+    # Options typed with the export's own values pass (--margin 128 alone was refused as
+    # "--strategy auto ... --margin 128", the defaults filling the rest); another value
+    # is named; for a full export the other options mean nothing.
+    recorded["strategy"] = {**recorded["strategy"], "name": "crop", "margin": 64}
+    config.write_text(json.dumps(recorded))
+    crop_args = ["--model", str(auto), *args[:-2], "--quiet"]
+    for typed in (["--margin", "64"], ["--strategy", "crop", "--margin", "64"]):
+        assert main([*crop_args, "--out", str(tmp_path / "c"), *typed]) == 1  # large.png
+        assert "cannot run" not in capsys.readouterr().err
+    assert main([*crop_args, "--out", str(tmp_path / "c"), "--strategy", "crop"]) == 1
+    assert main([*crop_args, "--out", str(tmp_path / "c"), "--margin", "128"]) == 2
+    err = capsys.readouterr().err
+    assert "exported with --strategy crop --model-size 256 --margin 64" in err
+    assert "it cannot run --margin 128:" in err
+    full = [*strategy_args, "--out", str(tmp_path / "f"), "--strategy", "full", "--margin", "0"]
+    assert main(full) == 1  # runs (large.png over the limit)
+    assert "cannot run" not in capsys.readouterr().err
     # Bad strategy values are named by their options.
     for option, value in (("--model-size", "100"), ("--margin", "-1"), ("--trigger", "0")):
         assert main([*strategy_args, "--out", str(tmp_path / "s"), option, value]) == 2
