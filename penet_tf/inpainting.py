@@ -413,8 +413,12 @@ def saved_pixel_limit(path):
     version = find_saved_model(path) if os.path.isdir(path) else None
     if version is None:
         return None
-    config = _saved_config(version)
-    # full exports take photos up to --max-pixels; the others --max-photo-pixels
+    return _pixel_limit(_saved_config(version))
+
+
+def _pixel_limit(config):
+    """The ``PixelLimit`` an export's recorded ``config`` gives: full exports take photos
+    up to ``--max-pixels``, the others up to ``--max-photo-pixels``."""
     option = "--max-pixels" if _saved_strategy(config).name == "full" else "--max-photo-pixels"
     return PixelLimit(_saved_max_pixels(config), option)
 
@@ -423,22 +427,19 @@ class Inpainter:
     """A loaded model: ``inpainter(image uint8 [B, H, W, 3], mask uint8 [B, H, W, 1]) ->
     uint8 [B, H, W, 3]`` (mask nonzero = hole; composited, known pixels unchanged).
 
-    ``max_pixels``: the SavedModel's pixel budget (None: no limit). An image over it is
+    ``limit``: the SavedModel's ``PixelLimit`` (none by default). An image over it is
     refused with ``ValueError`` before the model runs, naming the limit, the image's size
     and how to raise it.
     """
 
-    def __init__(
-        self, function, description, keep=None, max_pixels=None, limit_option="--max-pixels"
-    ):
+    def __init__(self, function, description, keep=None, limit=PixelLimit()):
         self._function = function
         self.description = description
         self._keep = keep  # the SavedModel object its signature needs alive
-        self.max_pixels = max_pixels
-        self.limit = PixelLimit(max_pixels, limit_option)
+        self.limit = limit
 
     def check_size(self, height, width):
-        """ValueError if an H x W image is over ``max_pixels`` (counted padded)."""
+        """ValueError if an H x W image is over the limit (counted padded)."""
         problem = self.limit.problem(height, width)
         if problem:
             raise ValueError(problem)
@@ -541,13 +542,8 @@ def load_inpainter(path, strategy=None, given=None):
                 f"assets.extra/{EXPORT_CONFIG_FILE}); it cannot run {asked}: "
                 "re-export it with those options (python -m penet_tf.export), or drop them"
             )
-        limit = saved_pixel_limit(version)
         return Inpainter(
-            run_saved,
-            f"SavedModel {version}",
-            keep=loaded,
-            max_pixels=limit.max_pixels,
-            limit_option=limit.option,
+            run_saved, f"SavedModel {version}", keep=loaded, limit=_pixel_limit(config)
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"--model {path}: no such file or directory")
