@@ -279,6 +279,28 @@ def hole_boxes(mask):
     return [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndimage.find_objects(labels)]
 
 
+# More components than this are first merged by their pixels (``hole_boxes_near``).
+MANY_HOLES = 1000
+
+
+def hole_boxes_near(hole, margin=128):
+    """``hole_boxes(hole)``, or, for more than ``MANY_HOLES`` components (a speckled or
+    dithered mask), the boxes of the components of the hole grown by ``margin`` (a
+    ``2 * margin`` square maximum filter, 8-connected), which ``hole_groups`` merges
+    anyway: two pixels whose grown squares meet lie in boxes that ``hole_groups`` joins
+    (|dy|, |dx| <= 2 * margin), and merging a pair early ends in the same groups. 50,000
+    specks on 12 MP (margin 128, one group) took 56 s in ``hole_groups`` alone."""
+    boxes = hole_boxes(hole)
+    if len(boxes) <= MANY_HOLES or margin == 0:  # (margin 0: the components themselves)
+        return boxes
+    from scipy import ndimage
+
+    grown = ndimage.maximum_filter(np.asarray(hole, bool), size=2 * margin)
+    labels, _ = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    objects = ndimage.find_objects(np.where(hole, labels, 0))
+    return [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in objects if s is not None]
+
+
 def hole_groups(boxes, margin=128):
     """``boxes`` merged (their union) while their ``margin``-enlarged boxes overlap,
     sorted top to bottom (demos/web/crop.js ``holeGroups`` does the same in JavaScript;
@@ -411,7 +433,7 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
         margin = strategy.margin
         groups = [
             piece
-            for group in hole_groups(hole_boxes(hole), margin)
+            for group in hole_groups(hole_boxes_near(hole, margin), margin)
             for piece in region_pieces(group, hole, strategy.model_size, margin)
         ]
     plans = [region_plan(g, height, width, strategy.model_size, margin) for g in groups]
@@ -538,6 +560,7 @@ __all__ = [
     "STRATEGIES",
     "TRANSFERS",
     "hole_boxes",
+    "hole_boxes_near",
     "hole_groups",
     "inpaint_photo",
     "inpaint_regions",
