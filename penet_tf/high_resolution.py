@@ -382,16 +382,22 @@ def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, 
     else:
         output, _ = generator(small, small_hole)
     output = tf.cast(output, tf.float32)
-    result = tf.image.resize(output, shape[1:3], method="bilinear")
     if residual_aggregation:
         # The known pixels' detail against the low-resolution composite: hole cells hold
         # the prediction, not the hole's own pixels, which would otherwise reach the
         # known pixels next to the hole through the upsampling (and so the result).
         composite_small = small * (1.0 - small_hole) + output * small_hole
         residual = high_frequency_residual(image, composite_small) * (1.0 - holes)
-        result += aggregate_residual(attention, residual, holes, tile, transfer)
-    rounded = tf.clip_by_value(tf.round((result + 1.0) * 127.5), 0.0, 255.0)
-    return tf.cast(tf.where(holes > 0, rounded, tf.cast(regions, tf.float32)), tf.uint8)
+        del image  # (eager: full-resolution copies freed as soon as they are done with)
+        detail = aggregate_residual(attention, residual, holes, tile, transfer)
+        del residual
+        result = tf.image.resize(output, shape[1:3], method="bilinear") + detail
+        del detail
+    else:
+        result = tf.image.resize(output, shape[1:3], method="bilinear")
+    rounded = tf.cast(tf.clip_by_value(tf.round((result + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+    del result
+    return tf.where(holes > 0, rounded, regions)  # (in uint8: no float copy of the regions)
 
 
 def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
