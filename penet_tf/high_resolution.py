@@ -382,6 +382,7 @@ def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, 
     else:
         output, _ = generator(small, small_hole)
     output = tf.cast(output, tf.float32)
+    detail = 0.0
     if residual_aggregation:
         # The known pixels' detail against the low-resolution composite: hole cells hold
         # the prediction, not the hole's own pixels, which would otherwise reach the
@@ -391,10 +392,8 @@ def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, 
         del image  # (eager: full-resolution copies freed as soon as they are done with)
         detail = aggregate_residual(attention, residual, holes, tile, transfer)
         del residual
-        result = tf.image.resize(output, shape[1:3], method="bilinear") + detail
-        del detail
-    else:
-        result = tf.image.resize(output, shape[1:3], method="bilinear")
+    result = tf.image.resize(output, shape[1:3], method="bilinear") + detail
+    del detail
     rounded = tf.cast(tf.clip_by_value(tf.round((result + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
     del result
     return tf.where(holes > 0, rounded, regions)  # (in uint8: no float copy of the regions)

@@ -48,6 +48,7 @@ from penet_tf.image_io import (
     read_error_reason,
     read_mask,
     read_rgb,
+    refuse_special_file,
     to_rgb,
     turned_by_exif,
     write_png,
@@ -151,8 +152,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
                 mask_lookup = {stem(image_paths[0]): os.fspath(masks)}
             else:
                 shared_mask = os.fspath(masks)
-        elif os.path.exists(masks):
-            raise ValueError(f"--masks {masks}: not a regular file (a pipe, socket or device)")
+        elif os.path.exists(masks):  # a pipe, socket or device: the readers' one refusal
+            refuse_special_file(masks, "mask")
         else:
             raise FileNotFoundError(f"--masks {masks}: no such file or directory")
     if predictions is not None:
