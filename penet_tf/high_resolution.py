@@ -58,13 +58,24 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.inference import composite_uint8, hole_mask, reflect_indices, uint8_to_float
+from penet_tf.inference import (
+    composite_uint8,
+    float_to_uint8,
+    hole_mask,
+    reflect_indices,
+    uint8_to_float,
+)
 from penet_tf.models.generator import SIZE_MULTIPLE
 from penet_tf.residual_aggregation import (
     TRANSFERS,
-    aggregate_residual,
     check_transfer,
-    high_frequency_residual,
+    detail_rows,
+    hole_cell_map,
+    key_values,
+    query_cells,
+    upsample_columns,
+    upsample_rows,
+    value_rows,
 )
 
 STRATEGIES = ("auto", "full", "crop", "resize")
@@ -358,13 +369,39 @@ def region_indices(first, length, size):
     return np.where(position < size, position, period - position)
 
 
+# Photo pixels (of all the call's regions) that inpaint_regions computes at full
+# resolution at once: a region is downsampled, upsampled, aggregated and rounded in bands
+# of cell rows, so its float copies are a band's, not the region's (a 5-px diagonal
+# stroke across a 24-MP photo through the CLI: 1.74 GB peak, 3.16 GB with whole-region
+# copies; README "High-resolution photos").
+BAND_PIXELS = 1 << 20
+
+
+def _bands(grid_h, row_pixels):
+    """``(first, stop)`` bands of cell rows of at most ``BAND_PIXELS`` photo pixels
+    (``row_pixels`` per cell row); in a graph (tensor sizes) one band, the whole region."""
+    if _is_tensor(grid_h, row_pixels):
+        return [(0, grid_h)]
+    step = max(1, BAND_PIXELS // row_pixels)
+    return [(first, min(first + step, grid_h)) for first in range(0, grid_h, step)]
+
+
+def _dims(tensor):
+    """The tensor's sizes: Python ints where static, int32 scalars where not."""
+    dynamic = tf.shape(tensor)
+    return [size if size is not None else dynamic[i] for i, size in enumerate(tensor.shape)]
+
+
 def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, transfer="tiles"):
     """Inpaints a batch of same-size regions through the network at a lower resolution.
+
+    Full-resolution work runs in bands of cell rows (``BAND_PIXELS``) when the sizes are
+    known (eager), in one band in a graph: the same steps, the same values.
 
     Args:
         generator: a ``penet_tf.Generator``.
         regions: uint8 [B, R, C, 3], R and C multiples of ``16 * tile``.
-        holes: float32 [B, R, C, 1], 1 = hole.
+        holes: [B, R, C, 1] (float or uint8), nonzero = hole.
         tile: photo pixels per attention cell (the network input is R * 4 / tile).
         residual_aggregation: add the aggregated full-resolution residual in the hole.
         transfer: ``"tiles"`` or ``"overlap"``.
@@ -372,31 +409,71 @@ def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, 
     Returns:
         uint8 [B, R, C, 3]: the prediction (rounded) in the hole, ``regions`` elsewhere.
     """
-    image = uint8_to_float(regions)
-    shape = tf.shape(image)
-    size = tf.stack([shape[1] * CELL // tile, shape[2] * CELL // tile])
-    small = tf.image.resize(image, size, method="area")
-    small_hole = tf.cast(tf.image.resize(holes, size, method="area") > 0, tf.float32)
+    regions, holes = tf.convert_to_tensor(regions), tf.convert_to_tensor(holes)
+    batch, height, width, channels = _dims(regions)
+    grid_h, grid_w = height // tile, width // tile
+    bands = _bands(grid_h, batch * tile * width)
+
+    def band(tensor, first, stop):  # photo rows [first, stop), clipped to the region
+        return tensor[:, _max(first, 0) : _min(stop, height)]
+
+    def known(first, stop):  # 1 on known pixels, float
+        return 1.0 - tf.cast(band(holes, first, stop) > 0, tf.float32)
+
+    # The network input, band by band: a cell's tile x tile photo pixels are 4 x 4
+    # network pixels, so every area footprint lies inside one band.
+    small, small_hole = [], []
+    for a, b in bands:
+        size = [(b - a) * CELL, grid_w * CELL]
+        image = uint8_to_float(band(regions, a * tile, b * tile))
+        small.append(tf.image.resize(image, size, method="area"))
+        small_hole.append(tf.image.resize(1.0 - known(a * tile, b * tile), size, method="area"))
+    small = tf.concat(small, axis=1)
+    small_hole = tf.cast(tf.concat(small_hole, axis=1) > 0, tf.float32)
     if residual_aggregation:
         output, _, attention = generator(small, small_hole, return_attention=True)
     else:
         output, _ = generator(small, small_hole)
     output = tf.cast(output, tf.float32)
-    detail = 0.0
+    output_columns = upsample_columns(output, width)
+
     if residual_aggregation:
         # The known pixels' detail against the low-resolution composite: hole cells hold
         # the prediction, not the hole's own pixels, which would otherwise reach the
         # known pixels next to the hole through the upsampling (and so the result).
         composite_small = small * (1.0 - small_hole) + output * small_hole
-        residual = high_frequency_residual(image, composite_small) * (1.0 - holes)
-        del image  # (eager: full-resolution copies freed as soon as they are done with)
-        detail = aggregate_residual(attention, residual, holes, tile, transfer)
-        del residual
-    result = tf.image.resize(output, shape[1:3], method="bilinear") + detail
-    del detail
-    rounded = tf.cast(tf.clip_by_value(tf.round((result + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-    del result
-    return tf.where(holes > 0, rounded, regions)  # (in uint8: no float copy of the regions)
+        composite_columns = upsample_columns(composite_small, width)
+        cell_map = tf.concat(
+            [hole_cell_map(band(holes, a * tile, b * tile), tile) for a, b in bands], axis=0
+        )
+        queries = query_cells(cell_map, transfer)
+        weights = tf.gather(tf.cast(attention, tf.float32), queries, axis=1)  # [B, n, K]
+        transferred = 0.0
+        for a, b in bands:  # the key cells of each band: their residual, weighted
+            lo, hi = value_rows(a, b, tile, transfer)
+            first, stop = _max(lo, 0), _min(hi, height)
+            detail = uint8_to_float(band(regions, lo, hi)) - upsample_rows(
+                composite_columns, height, first, stop
+            )
+            residual = tf.pad(
+                detail * known(lo, hi), [[0, 0], [first - lo, hi - stop], [0, 0], [0, 0]]
+            )  # (0 past the region's edges)
+            values = key_values(residual, tile, transfer, grid_w)
+            transferred += tf.matmul(weights[:, :, a * grid_w : b * grid_w], values)
+
+    out = []
+    for a, b in bands:
+        result = upsample_rows(output_columns, height, a * tile, b * tile)
+        if residual_aggregation:
+            result += detail_rows(transferred, queries, grid_w, tile, channels, transfer, a, b)
+        keep = band(regions, a * tile, b * tile)
+        out.append(tf.where(band(holes, a * tile, b * tile) > 0, float_to_uint8(result), keep))
+    return tf.concat(out, axis=1)
+
+
+def _stacked(arrays):
+    """``np.stack(arrays)``; one array as a view (not a second copy of a 24-MP region)."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
@@ -461,8 +538,8 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
             holes.append(hole[np.ix_(ys, xs)])
         out = inpaint_regions(
             generator,
-            np.stack(regions),
-            np.stack(holes)[..., None].astype(np.float32),
+            _stacked(regions),
+            _stacked(holes)[..., None].view(np.uint8),
             tile,
             strategy.residual_aggregation,
             strategy.transfer,

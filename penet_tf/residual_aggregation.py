@@ -34,11 +34,41 @@ def check_transfer(transfer):
         raise ValueError(f"Unknown residual transfer {transfer!r}: expected one of {TRANSFERS}.")
 
 
+def upsample_columns(small, width):
+    """``small`` [B, h, w, C] interpolated along its columns to ``width``: the first half
+    of its bilinear upsample (``tf.image.resize``'s "bilinear": half-pixel centres,
+    clamped at the edges, the same arithmetic), [B, h, width, C]."""
+    return _interpolate(small, 2, width, 0, width)
+
+
+def upsample_rows(columns, height, first, stop):
+    """Rows ``[first, stop)`` of the bilinear upsample to ``height`` rows, from
+    ``upsample_columns(small, width)``: [B, stop - first, width, C]. A band of rows costs
+    only its own pixels (the full-resolution steps of a 24-MP region run band by band)."""
+    return _interpolate(columns, 1, height, first, stop)
+
+
+def _interpolate(images, axis, size, first, stop):
+    """Positions ``[first, stop)`` of ``images`` linearly resampled to ``size`` along
+    ``axis`` (1 or 2), as TensorFlow's bilinear kernel: source ``(i + 0.5) * scale - 0.5``,
+    neighbours clamped to the edges."""
+    length = tf.shape(images)[axis]
+    scale = tf.cast(length, tf.float32) / tf.cast(size, tf.float32)
+    position = (tf.cast(tf.range(first, stop), tf.float32) + 0.5) * scale - 0.5
+    floor = tf.floor(position)
+    weight = position - floor
+    low = tf.cast(floor, tf.int32)
+    below = tf.gather(images, tf.clip_by_value(low, 0, length - 1), axis=axis)
+    above = tf.gather(images, tf.clip_by_value(low + 1, 0, length - 1), axis=axis)
+    weight = tf.reshape(weight, [-1, 1, 1] if axis == 1 else [-1, 1])
+    return below + (above - below) * weight
+
+
 def high_frequency_residual(region, small):
     """``region - upsample(small)`` (bilinear, half-pixel centres): the detail ``small``
     (the region area-downsampled to the network input) lost. Float [B, H, W, C]."""
     shape = tf.shape(region)
-    up = tf.image.resize(small, shape[1:3], method="bilinear")
+    up = upsample_rows(upsample_columns(small, shape[2]), shape[1], 0, shape[1])
     return region - up
 
 
@@ -60,15 +90,89 @@ def _untile(cells, grid_h, grid_w, size, channels):
     return tf.reshape(images, [batch, grid_h * size, grid_w * size, channels])
 
 
-def _weighted(attention, values, queries):
-    """``attention[:, q] @ values`` for the query cells ``queries`` (int [n]) only, the
-    other rows 0: the cost is proportional to the hole, not to the region."""
-    rows = tf.gather(attention, queries, axis=1)  # [B, n, K]
-    product = tf.matmul(rows, values)  # [B, n, D]
-    batch, cells = tf.shape(attention)[0], tf.shape(attention)[1]
-    product = tf.transpose(product, [1, 0, 2])  # [n, B, D]
-    full = tf.scatter_nd(queries[:, None], product, tf.stack([cells, batch, tf.shape(values)[-1]]))
-    return tf.transpose(full, [1, 0, 2])
+def hole_cell_map(hole, tile):
+    """bool [gh, gw]: the cells of ``hole`` ([B, gh * tile, gw * tile, 1], nonzero =
+    hole) holding a hole pixel in any image of the batch."""
+    shape = tf.shape(hole)
+    cells = tf.reshape(hole > 0, [shape[0], shape[1] // tile, tile, shape[2] // tile, tile])
+    return tf.reduce_any(cells, axis=[0, 2, 4])
+
+
+def query_cells(cell_map, transfer):
+    """int32 [n]: the row-major query cells the transfer computes: the hole cells, and
+    for ``"overlap"`` their neighbours (pixels near a hole cell take their transfers)."""
+    if transfer == "overlap":
+        grown = tf.nn.max_pool2d(tf.cast(cell_map, tf.float32)[None, :, :, None], 3, 1, "SAME")
+        cell_map = grown[0, :, :, 0] > 0
+    return tf.cast(tf.where(tf.reshape(cell_map, [-1]))[:, 0], tf.int32)
+
+
+def value_rows(first, stop, tile, transfer):
+    """``(lo, hi)``: the residual rows the values of key cell rows ``[first, stop)``
+    read (``"overlap"``'s patches reach ``tile // 2`` rows before and after their cells:
+    rows past the region are zeros)."""
+    if transfer == "tiles":
+        return first * tile, stop * tile
+    return first * tile - tile // 2, stop * tile + tile - tile // 2
+
+
+def key_values(block, tile, transfer, grid_w):
+    """The values of a band of key cells: ``block`` holds the residual rows
+    ``value_rows`` names, [B, rows, gw * tile, C]; returns [B, cells, D], row-major,
+    D = ``tile * tile * C`` (``"tiles"``) or four times that (``"overlap"``)."""
+    if transfer == "tiles":
+        return _tiles(block, tile)
+    # "overlap": values are 2 tile x 2 tile patches at stride tile, the first starting
+    # tile // 2 before the region (zero padding), as the released transposed convolution
+    # (kernel 4, stride 2, padding 1) on the H/2 map, whose cells are 2 x 2.
+    before = tile // 2
+    padded = tf.pad(block, [[0, 0], [0, 0], [before, tile - before], [0, 0]])
+    cells_h = tf.shape(block)[1] // tile - 1
+    quads = [
+        _tiles(
+            padded[:, a * tile : a * tile + cells_h * tile, b * tile : b * tile + grid_w * tile],
+            tile,
+        )
+        for a in (0, 1)
+        for b in (0, 1)
+    ]  # quadrant (a, b) of every cell's patch: [B, K, tile * tile * C] each
+    return tf.concat(quads, axis=-1)
+
+
+def detail_rows(transferred, queries, grid_w, tile, channels, transfer, first, stop):
+    """Rows ``[first * tile, stop * tile)`` of the aggregated residual, [B, (stop - first)
+    * tile, gw * tile, C], from ``transferred`` [B, n, D], the weighted values of the
+    ``queries`` cells (0 outside them)."""
+    # The query cell rows [lo, hi) whose transfers reach these rows.
+    lo, hi = (first, stop) if transfer == "tiles" else (first - 1, stop + 1)
+    rows = queries // grid_w
+    pick = tf.where((rows >= lo) & (rows < hi))[:, 0]
+    local = tf.gather(queries, pick) - lo * grid_w
+    values = tf.gather(transferred, pick, axis=1)  # [B, m, D]
+    batch, depth = tf.shape(transferred)[0], tf.shape(transferred)[2]
+    count = tf.size(local)
+    indices = tf.stack(
+        [
+            tf.repeat(tf.range(batch)[:, None], count, axis=1),
+            tf.broadcast_to(local[None], [batch, count]),
+        ],
+        axis=-1,
+    )
+    grid = tf.scatter_nd(indices, values, tf.stack([batch, (hi - lo) * grid_w, depth]))
+    if transfer == "tiles":
+        return _untile(grid, stop - first, grid_w, tile, channels)
+    # Fold: quadrant (a, b) of query (i, j) covers the cell (i + a, j + b) of the grid
+    # shifted by -tile // 2; every covered pixel sums four quadrants, divided by 4.
+    depth = tile * tile * channels
+    grid = tf.reshape(grid, [batch, hi - lo, grid_w, 4, depth])
+    folded = tf.zeros([batch, hi - lo + 1, grid_w + 1, depth])
+    for index, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        folded += tf.pad(grid[:, :, :, index], [[0, 0], [a, 1 - a], [b, 1 - b], [0, 0]])
+    folded = tf.reshape(folded / 4.0, [batch, (hi - lo + 1) * (grid_w + 1), depth])
+    shifted = _untile(folded, hi - lo + 1, grid_w + 1, tile, channels)
+    before = tile // 2
+    start = (first - lo) * tile + before
+    return shifted[:, start : start + (stop - first) * tile, before : before + grid_w * tile]
 
 
 def aggregate_residual(attention, residual, hole, tile, transfer="tiles"):
@@ -79,7 +183,7 @@ def aggregate_residual(attention, residual, hole, tile, transfer="tiles"):
             row-major cells of the H/4 grid of the network input, rows sum to ~1).
         residual: float32 [B, gh * tile, gw * tile, C], the full-resolution residual of
             the region (0 in the hole).
-        hole: float32 [B, gh * tile, gw * tile, 1], 1 = hole, at the same resolution;
+        hole: [B, gh * tile, gw * tile, 1], nonzero = hole, at the same resolution;
             only cells holding a hole pixel (and, for ``"overlap"``, their neighbours)
             are computed.
         tile: full-resolution pixels per attention cell and side (a Python int or an int
@@ -88,48 +192,17 @@ def aggregate_residual(attention, residual, hole, tile, transfer="tiles"):
 
     Returns:
         float32 [B, gh * tile, gw * tile, C]: the aggregated residual (0 outside the
-        computed cells; use it in the hole only).
+        computed cells; use it in the hole only). ``penet_tf.high_resolution`` runs the
+        same steps band by band (``value_rows``, ``key_values``, ``detail_rows``).
     """
     check_transfer(transfer)
-    attention = tf.cast(attention, tf.float32)
     residual = tf.cast(residual, tf.float32)
     shape = tf.shape(residual)
     channels = residual.shape[-1] or shape[3]
     grid_h, grid_w = shape[1] // tile, shape[2] // tile
-    # Cells holding any hole pixel, in any image of the batch.
-    cell_hole = tf.reduce_max(_tiles(tf.cast(hole, tf.float32), tile), axis=-1)  # [B, G]
-    cell_hole = tf.reshape(tf.reduce_max(cell_hole, axis=0), [1, grid_h, grid_w, 1])
-    if transfer == "overlap":  # pixels near a hole cell take the neighbours' transfers
-        cell_hole = tf.nn.max_pool2d(cell_hole, 3, 1, "SAME")
-    queries = tf.cast(tf.where(tf.reshape(cell_hole, [-1]) > 0)[:, 0], tf.int32)
-    if transfer == "tiles":
-        values = _tiles(residual, tile)  # [B, K, tile * tile * C]
-        return _untile(_weighted(attention, values, queries), grid_h, grid_w, tile, channels)
-
-    # "overlap": values are 2 tile x 2 tile patches at stride tile, the first starting
-    # tile // 2 before the region (zero padding), as the released transposed convolution
-    # (kernel 4, stride 2, padding 1) on the H/2 map, whose cells are 2 x 2.
-    before = tile // 2
-    after = tile - before
-    padded = tf.pad(residual, [[0, 0], [before, after], [before, after], [0, 0]])
-    quads = [
-        _tiles(
-            padded[:, a * tile : a * tile + grid_h * tile, b * tile : b * tile + grid_w * tile],
-            tile,
-        )
-        for a in (0, 1)
-        for b in (0, 1)
-    ]  # quadrant (a, b) of every cell's patch: [B, K, tile * tile * C] each
-    depth = tile * tile * channels
-    values = tf.concat(quads, axis=-1)  # [B, K, 4 * depth]
-    transferred = _weighted(attention, values, queries)  # [B, G, 4 * depth]
-    # Fold: quadrant (a, b) of query (i, j) covers the cell (i + a, j + b) of the grid
-    # shifted by -tile // 2; every covered pixel sums four quadrants, divided by 4.
-    batch = tf.shape(residual)[0]
-    transferred = tf.reshape(transferred, [batch, grid_h, grid_w, 4, depth])
-    folded = tf.zeros([batch, grid_h + 1, grid_w + 1, depth])
-    for index, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        folded += tf.pad(transferred[:, :, :, index], [[0, 0], [a, 1 - a], [b, 1 - b], [0, 0]])
-    folded = tf.reshape(folded / 4.0, [batch, (grid_h + 1) * (grid_w + 1), depth])
-    shifted = _untile(folded, grid_h + 1, grid_w + 1, tile, channels)
-    return shifted[:, before : before + grid_h * tile, before : before + grid_w * tile]
+    queries = query_cells(hole_cell_map(hole, tile), transfer)
+    weights = tf.gather(tf.cast(attention, tf.float32), queries, axis=1)  # [B, n, K]
+    lo, hi = value_rows(0, grid_h, tile, transfer)
+    block = tf.pad(residual, [[0, 0], [-lo, hi - shape[1]], [0, 0], [0, 0]])
+    transferred = tf.matmul(weights, key_values(block, tile, transfer, grid_w))
+    return detail_rows(transferred, queries, grid_w, tile, channels, transfer, 0, grid_h)

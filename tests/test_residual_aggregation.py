@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from penet_tf.residual_aggregation import aggregate_residual, high_frequency_residual
+from penet_tf.residual_aggregation import (
+    aggregate_residual,
+    high_frequency_residual,
+    upsample_columns,
+    upsample_rows,
+)
 
 
 def reference(attention, residual, hole, tile, transfer):
@@ -85,3 +90,19 @@ def test_unknown_transfer_is_refused():
         aggregate_residual(
             tf.zeros([1, 1, 1]), tf.zeros([1, 4, 4, 3]), tf.zeros([1, 4, 4, 1]), 4, "x"
         )
+
+
+def test_upsample_by_bands_of_rows_is_tf_image_resize():
+    """The full-resolution steps run band by band (penet_tf.high_resolution); the bands'
+    rows are the whole upsample's, which is tf.image.resize's bilinear."""
+    rng = np.random.default_rng(1)
+    for (h, w), (height, width) in [((8, 12), (32, 47)), ((12, 16), (282, 376)), ((5, 7), (5, 7))]:
+        small = tf.constant(rng.uniform(-1, 1, (2, h, w, 3)), tf.float32)
+        columns = upsample_columns(small, width)
+        whole = upsample_rows(columns, height, 0, height).numpy()
+        bands = [
+            upsample_rows(columns, height, a, min(a + 37, height)) for a in range(0, height, 37)
+        ]
+        np.testing.assert_array_equal(np.concatenate(bands, axis=1), whole)
+        expected = tf.image.resize(small, [height, width], method="bilinear").numpy()
+        np.testing.assert_allclose(whole, expected, atol=1e-6, rtol=0)
