@@ -46,6 +46,33 @@ def test_folder_with_a_corrupt_and_a_non_image_file_trains_and_counts_skips(tmp_
     assert len(source.skipped_files) == 1
 
 
+def test_file_names_that_are_not_utf8_are_read(tmp_path):
+    """A Latin-1 name (b"caf\\xe9.png", from an old archive) among the images or the mask
+    files stopped the run: "Error converting unicode string", naming no file."""
+    import os
+
+    from penet_tf.data.masks import MaskGenerator
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(3)
+    for folder, name, shape in (
+        (images, b"caf\xe9.png", (48, 40, 3)),
+        (masks, b"m\xe4sk.png", (64, 64)),
+    ):
+        path = os.path.join(os.fsencode(folder), name)
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(os.fsdecode(path))
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(images / "b.png")
+    source = ImageSource({"source": "folder", "path": str(images)})
+    mask = {"type": "files", "path": str(masks)}
+    dataset = inpainting_dataset(source, DATA, mask, batch_size=2, seed=1)
+    for (image, holes), _ in dataset.take(2):
+        assert image.shape == (2, 64, 64, 3) and float(tf.reduce_max(holes)) == 1.0
+    assert source.skipped == 0
+    assert MaskGenerator(mask, 64, 64)(tf.constant([1, 2])).shape == (64, 64, 1)
+
+
 def test_random_crops_of_one_pixel_wide_images_and_of_skipped_files(tmp_path):
     # A random crop of 50-100 % of a 1-pixel side (or of an unreadable file's 1 x 1
     # stand-in) once rounded to 0 pixels and stopped training with an error.

@@ -19,11 +19,17 @@ from training_helpers import (
 )
 
 from penet_tf import Discriminator, Generator
+from penet_tf import train as train_cli
 from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.training import PENetGAN, StepDecay
 from penet_tf.training.checkpoints import CheckpointWriteError, TrainingState
 from penet_tf.training.config import load_config
-from penet_tf.training.trainer import build_gan, load_initial_weights
+from penet_tf.training.trainer import (
+    ResumedProgbar,
+    build_gan,
+    load_initial_weights,
+    used_learning_rate,
+)
 
 CONFIGS = sorted(
     name for name in os.listdir(os.path.join(REPO, "configs")) if name.endswith(".json")
@@ -83,6 +89,35 @@ def test_step_decay_schedule():
     schedule = StepDecay(1e-4, niter=10, niter_steady=25)
     values = [float(schedule(step)) for step in (0, 8, 9, 18, 19, 29, 1000)]
     np.testing.assert_allclose(values, [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6, 1e-6], rtol=1e-6)
+
+
+def test_the_learning_rate_logged_is_the_one_the_step_used():
+    """TensorBoard's learning_rate/* at step N showed step N + 1's rate (read after the
+    update advanced the optimizer's iterations): each decay one step early."""
+    from penet_tf.training.optimizers import make_adam
+
+    optimizer = make_adam(StepDecay(1e-4, 2, 4), 0.5, 0.999, 1e-8, "torch")
+    used = []
+    for step in range(1, 6):  # the iterations after each update of steps 1 ... 5
+        optimizer.iterations.assign(step)
+        used.append(used_learning_rate(optimizer))
+    np.testing.assert_allclose(used, [1e-4, 1e-5, 1e-5, 1e-6, 1e-6], rtol=1e-6)
+    scaled = keras.optimizers.LossScaleOptimizer(
+        make_adam(StepDecay(1e-4, 2, 4), 0.5, 0.999, 1e-8, "torch")
+    )
+    scaled.inner_optimizer.iterations.assign(2)
+    np.testing.assert_allclose(used_learning_rate(scaled), 1e-5, rtol=1e-6)
+
+
+def test_the_progress_bar_of_a_resumed_run_counts_its_own_steps():
+    """Resumed at step 900, Keras' Progbar weighed the first step's losses 901 times in
+    its running means and divided the elapsed time by the step number."""
+    progress = ResumedProgbar(1000, 900, verbose=0)
+    for step, loss in zip(range(901, 911), [10.0] + [1.0] * 9, strict=True):
+        progress.update(step, [("g_loss", loss)])
+    total, count = progress._values["g_loss"]
+    assert total / count == pytest.approx(1.9)
+    assert count == 10
 
 
 def test_learning_works_on_a_tiny_overfit_case():
@@ -222,6 +257,15 @@ def test_a_run_that_cannot_start_leaves_the_run_folder_as_it_was(tmp_path, capsy
     for name, (changed, message) in refusals.items():
         status, lines = run_main(capsys, write_config(tmp_path / "c.json", changed))
         assert status == 2 and message in lines[-1], (name, lines)
+        assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+    # --init-from the run's own weights: replaced by the trained ones at the first save.
+    path = write_config(
+        tmp_path / "c.json", {**config, "trainer": {**config["trainer"], "iterations": 4}}
+    )
+    for init in (run, run / "generator.weights.h5"):
+        status = train_cli.main(["--quiet", "--config", path, "--init-from", str(init)])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and "is the run's own output in" in lines[-1], lines
         assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 

@@ -220,3 +220,53 @@ def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos
     assert f"resuming from {latest}" in err
     assert f"finished at step {reached + 2}" in out
     assert not (checkpoints / f"ckpt-{reached + 50}.index").exists()  # swept
+
+
+@pytest.mark.parametrize("state", ["missing", "unreadable"])
+def test_a_lost_state_file_resumes_from_the_checkpoint_files(
+    whole_run, photos, tmp_path, capsys, state
+):
+    """The state file (checkpoints/checkpoint) gone (only the ckpt-N files were copied)
+    or damaged (NULs after a crash): the next start swept every ckpt-N.* as an
+    interrupted save's leftovers and trained from step 0, over the run's weights."""
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    checkpoints = run / "checkpoints"
+    if state == "missing":
+        (checkpoints / "checkpoint").unlink()
+    else:
+        (checkpoints / "checkpoint").write_bytes(b"\0" * 254)
+    before = sorted(os.listdir(checkpoints))
+    status, lines = run_main(
+        capsys, write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=4))
+    )
+    assert status == 0, lines
+    assert any(
+        "was missing or unreadable: resuming from ckpt-4, the newest checkpoint found by its"
+        in line
+        for line in lines
+    ), lines
+    assert not any("leftover" in line for line in lines), lines
+    assert sorted(os.listdir(checkpoints)) == sorted({*before, "checkpoint"})
+    state_file = tf.train.get_checkpoint_state(str(checkpoints))  # written again
+    assert [os.path.basename(p) for p in state_file.all_model_checkpoint_paths] == [
+        "ckpt-2",
+        "ckpt-4",
+    ]
+
+
+def test_a_user_folder_given_as_output_dir_keeps_its_own_tmp_files(tmp_path):
+    """Pid-less ``.tmp-*`` names (older versions' temporaries) are swept in run folders
+    only: a user's folder given as --output-dir lost its .tmp-cache/ with its files."""
+    from penet_tf.training.checkpoints import sweep_leftovers
+
+    (tmp_path / ".tmp-cache").mkdir()
+    (tmp_path / ".tmp-cache" / "notes.txt").write_text("mine")
+    (tmp_path / ".tmp-draft.txt").write_text("mine")
+    assert sweep_leftovers(str(tmp_path)) == []
+    assert sorted(os.listdir(tmp_path)) == [".tmp-cache", ".tmp-draft.txt"]
+    (tmp_path / "checkpoints").mkdir()  # a run folder: an older version's leftovers go
+    assert sweep_leftovers(str(tmp_path)) == [
+        str(tmp_path / ".tmp-cache"),
+        str(tmp_path / ".tmp-draft.txt"),
+    ]

@@ -80,8 +80,13 @@ def test_cli_multi_worker_mirrored_strategy_with_two_processes(photos, tmp_path)
         assert process.returncode == 0, err[-3000:]
         assert "MultiWorkerMirroredStrategy with 2 replica(s)" in err
     assert "finished at step 2" in outputs[0][0]  # the chief reports
-    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+    latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert latest.endswith("ckpt-2")
     assert not any(name.startswith(".worker") for name in os.listdir(tmp_path / "run"))
+    # Both workers' elements count: 2 steps x the global batch of 2 (each worker's
+    # pipeline keeps every other element; the chief's own saved 3, and a resume then
+    # trained element 3 twice).
+    assert tf.train.load_checkpoint(latest).get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE") == 4
 
 
 @pytest.mark.parametrize(
@@ -94,3 +99,25 @@ def test_a_bad_tf_config_is_named(monkeypatch, tf_config, message):
     monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(ValueError, match=message):
         make_strategy("auto")
+
+
+@pytest.mark.parametrize(
+    "task,chief",
+    [("chief", True), ("worker", False), (None, True)],  # None: a cluster without a chief
+)
+def test_one_process_leads_a_cluster_with_a_chief_task(monkeypatch, task, chief):
+    """With a "chief" task in TF_CONFIG, worker 0 led too: two processes wrote the same
+    checkpoints, config.json and weights at once."""
+    import types
+
+    from penet_tf.training.strategy import is_chief
+
+    cluster = {"worker": ["localhost:12346", "localhost:12347"]}
+    if task is not None:
+        cluster["chief"] = ["localhost:12345"]
+    kind = task or "worker"
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": kind, "index": 0}})
+    )
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert is_chief(types.SimpleNamespace(cluster_resolver=resolver)) is chief

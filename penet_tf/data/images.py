@@ -239,7 +239,8 @@ class ImageSource:
         data = None if data is None else _as_bytes(data)
         try:
             # EXIF orientation, 16-bit, CMYK ... as on every other path
-            array = read_rgb(name.decode()) if data is None else decode_rgb(data, name.decode())
+            path = os.fsdecode(name)
+            array = read_rgb(path) if data is None else decode_rgb(data, path)
             if array.ndim != 3 or min(array.shape[:2]) < 1:
                 raise ValueError("empty image")
             return array, True
@@ -252,7 +253,7 @@ class ImageSource:
                 logger.warning(
                     "skipping unreadable %s %s (%s), whenever the stream reaches it",
                     self.item_kind,
-                    name.decode(),
+                    os.fsdecode(name),
                     read_error_reason(error),
                 )
             return np.zeros((1, 1, 3), np.uint8), False
@@ -272,7 +273,7 @@ class ImageSource:
     def skipped_files(self):
         """The distinct files (or TFDS record ids) that failed, in the order met (the first
         100)."""
-        return [path.decode() for path in list(self._unreadable)[:100]]
+        return [os.fsdecode(path) for path in list(self._unreadable)[:100]]
 
     @property
     def unreadable_count(self):
@@ -310,7 +311,9 @@ def shuffled_items(items, seed, start=0, shuffle=True):
     Starts at element ``start`` without touching the items before it.
     """
     count = len(items)
-    items = tf.constant(items)
+    # File names as the file system's bytes: a name that is not UTF-8 (a Latin-1
+    # "caf\xe9.jpg" from an old archive) stopped the run ("Error converting unicode string").
+    items = tf.constant([os.fsencode(item) for item in items])
 
     def epoch(number):
         order = tf.range(count, dtype=tf.int64)

@@ -319,7 +319,8 @@ class MaskGenerator:
         self.kind, self.height, self.width, self.training = kind, height, width, training
         self.augment = getattr(config, "augment", True)
         if kind == "files":
-            self.files = tf.constant(list_mask_files(config.path))
+            # (the file system's bytes: a name that is not UTF-8 stopped the run)
+            self.files = tf.constant([os.fsencode(f) for f in list_mask_files(config.path)])
         elif kind == "strokes":
             self.stroke_options = {
                 key: value for key, value in config.to_dict().items() if key != "type"

@@ -76,24 +76,55 @@ def _step(path):
     return int(path.rsplit("-", 1)[1])
 
 
+def _state(directory):
+    """The state file of ``directory`` (TensorFlow's ``checkpoint``), or None when it is
+    missing, unreadable or names no checkpoint."""
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (OSError, ValueError, DecodeError, tf.errors.OpError):
+        return None
+    return state if state is not None and state.model_checkpoint_path else None
+
+
 def listed_checkpoints(directory):
-    """The checkpoints the state file of ``directory`` names, oldest first (paths; empty
-    when there is no state file), whether or not their files are there."""
-    state = tf.train.get_checkpoint_state(directory)
-    if state is None or not state.model_checkpoint_path:
-        return []
-    paths = set(state.all_model_checkpoint_paths) | {state.model_checkpoint_path}
+    """The run's checkpoints, oldest first (paths): those the state file of
+    ``directory`` names, whether or not their files are there, or, when the state file is
+    missing or unreadable (only the ``ckpt-N.*`` files were copied; a crash damaged it),
+    those whose ``ckpt-N.index`` is there (without this, a run that lost its state file
+    swept every checkpoint as an interrupted save's leftovers and trained from step 0)."""
+    state = _state(directory)
+    if state is not None:
+        paths = set(state.all_model_checkpoint_paths) | {state.model_checkpoint_path}
+    elif os.path.isdir(directory):
+        paths = {
+            os.path.join(directory, f"ckpt-{match.group(1)}")
+            for match in map(CHECKPOINT.match, os.listdir(directory))
+            if match and match.group(2) == "index"
+        }
+    else:
+        paths = set()
     return sorted(paths, key=_step)
+
+
+def _is_run_folder(output_dir):
+    """Whether ``output_dir`` is a training run's folder (penet_tf's own, where even an
+    older version's pid-less ``.tmp-*`` leftovers may be swept): it has checkpoints, or
+    the config.json and logs/ a run writes first."""
+    return os.path.isdir(os.path.join(output_dir, "checkpoints")) or (
+        os.path.isfile(os.path.join(output_dir, "config.json"))
+        and os.path.isdir(os.path.join(output_dir, "logs"))
+    )
 
 
 def sweep_leftovers(output_dir):
     """Removes what interrupted saves left in the run folder ``output_dir``; returns the
     removed paths. Call it before training starts (the chief only): nothing is being
     written there then."""
-    # .tmp-* of penet_tf.io_utils.atomic_path; the run folder is penet_tf's own.
-    removed = sweep_temporaries(output_dir, older_versions=True)
     if not os.path.isdir(output_dir):
-        return removed
+        return []
+    # .tmp-* of penet_tf.io_utils.atomic_path (pid-less ones only in a run folder: a
+    # user's own folder given as --output-dir lost its .tmp-cache/).
+    removed = sweep_temporaries(output_dir, older_versions=_is_run_folder(output_dir))
     for name in sorted(os.listdir(output_dir)):
         if re.fullmatch(r"\.worker-\d+-tmp", name):
             path = os.path.join(output_dir, name)
@@ -213,6 +244,7 @@ class TrainingState:
         moved then.
         """
         listed = listed_checkpoints(self.directory)
+        lost_state = bool(listed) and _state(self.directory) is None  # found by their files
         damaged = []
         for path in reversed(listed):
             if not tf.io.gfile.exists(path + ".index"):
@@ -235,7 +267,7 @@ class TrainingState:
             except (OSError, IndexError, DecodeError) as error:
                 damaged.append((path, _reason(error)))
                 continue
-            if damaged:
+            if damaged or lost_state:
                 self._set_aside(damaged, path, listed)
             return path
         if damaged:
@@ -251,7 +283,8 @@ class TrainingState:
         and names ``restored`` in the state file (the chief only)."""
         names = ", ".join(f"{os.path.basename(path)} ({reason})" for path, reason in damaged)
         if not self.chief:
-            logger.warning("passed over checkpoints that cannot be read: %s", names)
+            if damaged:
+                logger.warning("passed over checkpoints that cannot be read: %s", names)
             return
         aside = os.path.join(self.directory, "damaged")
         prefixes = {os.path.basename(path) for path, _ in damaged}
@@ -267,30 +300,42 @@ class TrainingState:
                 copy += 1
                 target = os.path.join(aside, f"{name}.{copy}")
             os.replace(os.path.join(self.directory, name), target)
-        # The same state with the damaged ones left out; the timestamps let the manager
-        # delete the older checkpoints as it would have (without them it keeps them all).
-        state = tf.train.get_checkpoint_state(self.directory)
-        paths, stamps = state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps
-        times = dict(zip(paths, stamps, strict=False))
+        # The same state with the damaged ones left out (or, the state file lost, the
+        # checkpoints found by their files); the timestamps let the manager delete the
+        # older checkpoints as it would have (without them it keeps them all).
+        state = _state(self.directory)
         kept = [path for path in listed if _step(path) <= _step(restored)]
+        if state is not None:
+            paths, stamps = state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps
+            times = dict(zip(paths, stamps, strict=False))
+            preserved = state.last_preserved_timestamp
+        else:
+            times = {path: os.path.getmtime(path + ".index") for path in kept}
+            preserved = min(times.values())
         tf.compat.v1.train.update_checkpoint_state(
             self.directory,
             restored,
             all_model_checkpoint_paths=kept,
-            all_model_checkpoint_timestamps=[
-                times.get(path, state.last_preserved_timestamp) for path in kept
-            ],
-            last_preserved_timestamp=state.last_preserved_timestamp,
+            all_model_checkpoint_timestamps=[times.get(path, preserved) for path in kept],
+            last_preserved_timestamp=preserved,
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.save_directory, max_to_keep=self.keep
         )
-        logger.warning(
-            "resuming from %s, the newest checkpoint that can be read: passed over %s%s",
-            os.path.basename(restored),
-            names,
-            f"; their files are now in {aside}" if moved else "",
-        )
+        if state is None:
+            logger.warning(
+                "the state file %s was missing or unreadable: resuming from %s, the newest "
+                "checkpoint found by its files (the state file is written again)",
+                os.path.join(self.directory, "checkpoint"),
+                os.path.basename(restored),
+            )
+        if damaged:
+            logger.warning(
+                "resuming from %s, the newest checkpoint that can be read: passed over %s%s",
+                os.path.basename(restored),
+                names,
+                f"; their files are now in {aside}" if moved else "",
+            )
 
     def latest_step(self):
         """The step of the last complete checkpoint (None: there is none yet)."""

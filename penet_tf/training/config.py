@@ -566,7 +566,8 @@ class OptimizerConfig(Section):
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig(Section):
-    """The released step decay: ``lr * 0.1 ** (min(step, niter_steady) // niter)``."""
+    """The released step decay: ``lr * 0.1 ** (min(it, niter_steady) // niter)``, ``it``
+    the iteration counted from 1 (``penet_tf.training.gan.StepDecay``)."""
 
     niter: int = 100000
     niter_steady: int = 150000

@@ -73,7 +73,12 @@ def is_chief(strategy):
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0)
+    if task_type == "chief":
+        return True
+    # Worker 0 leads only a cluster without a chief task (with one, both wrote the same
+    # checkpoints, config.json and weights at once).
+    has_chief = bool(resolver.cluster_spec().as_dict().get("chief"))
+    return task_type == "worker" and task_id == 0 and not has_chief
 
 
 def task_id(strategy):

@@ -87,6 +87,17 @@ def build_gan(config, policy="float32"):
     return gan
 
 
+def used_learning_rate(optimizer):
+    """The learning rate of ``optimizer``'s last update: its schedule at ``iterations - 1``
+    (``optimizer.learning_rate`` is the next update's: TensorBoard showed each decay one
+    step early)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # (LossScaleOptimizer)
+    schedule = optimizer._learning_rate
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return float(optimizer.learning_rate.numpy())
+    return float(schedule(tf.maximum(optimizer.iterations - 1, 0)).numpy())
+
+
 def _load_initial(model, path, what, section):
     """``model.load_weights(path)``, or one ValueError saying why the file does not fit
     (another architecture than the config's ``section``)."""
@@ -123,6 +134,25 @@ def load_initial_weights(gan, path):
         raise FileNotFoundError(f"--init-from {path}: not a weights folder, .weights.h5 or .pth.")
 
 
+# What a run writes in its folder (TrainingState.export_weights): --init-from must not be
+# one of them (the weights it starts from were replaced at the first checkpoint).
+RUN_WEIGHTS = ("generator.weights.h5", "discriminator.weights.h5")
+
+
+def _check_init_from(path, output_dir):
+    """Refuses a missing ``--init-from``, or one the run would write over."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--init-from {path}: no such file or folder.")
+    real = os.path.realpath(path)
+    outputs = {os.path.realpath(os.path.join(output_dir, name)) for name in RUN_WEIGHTS}
+    if real == os.path.realpath(output_dir) or real in outputs:
+        raise ValueError(
+            f"--init-from {path} is the run's own output in {output_dir}: training writes "
+            f"{' and '.join(RUN_WEIGHTS)} there, replacing the weights it starts from; copy "
+            "them elsewhere or choose another output_dir."
+        )
+
+
 def image_grid(image, mask, output):
     """Rows of [masked input | output | composite | ground truth], in [0, 1]."""
     image, mask, output = (tf.cast(t, tf.float32) for t in (image, mask, output))
@@ -131,6 +161,20 @@ def image_grid(image, mask, output):
     rows = tf.concat(columns, axis=2)  # [N, H, 4W, 3]
     grid = tf.reshape(rows, [1, -1, rows.shape[2], 3])
     return (grid + 1.0) / 2.0
+
+
+class ResumedProgbar(keras.utils.Progbar):
+    """``keras.utils.Progbar`` over a run's steps that starts at step ``start`` (a resumed
+    run): the running means and the time per step count this process's steps only (Keras
+    weighed the first step after a resume at step S S + 1 times, and divided the elapsed
+    time by S + k for k steps)."""
+
+    def __init__(self, target, start=0, **kwargs):
+        super().__init__(target, **kwargs)
+        self._seen_so_far = self._first_step = start
+
+    def _estimate_step_duration(self, current, now):
+        return super()._estimate_step_duration(current - self._first_step, now)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -193,8 +237,8 @@ class Trainer:
         # What can be refused cheaply is refused before the model is built (and before
         # anything is written): the output folder, the images, the masks, the batch.
         check_folder_target(self.output_dir, "output_dir")
-        if init_from is not None and not os.path.exists(init_from):
-            raise FileNotFoundError(f"--init-from {init_from}: no such file or folder.")
+        if init_from is not None:
+            _check_init_from(init_from, self.output_dir)
         self.source = ImageSource(config.data)
         size = config.data.image_size
         self.masks = MaskGenerator(config.mask, size[0], size[1])  # lists a mask folder
@@ -296,8 +340,9 @@ class Trainer:
                 name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
                 for name, value in logs.items()
             }
-            local = strategy.experimental_local_results(index)
-            last = tf.reduce_max(tf.stack([tf.reduce_max(i) for i in local]))
+            # The last element any worker took (each worker's pipeline keeps every N-th
+            # element: the chief's own replicas alone gave a position one short).
+            last = tf.reduce_max(strategy.gather(index, axis=0))
             first_batch = strategy.experimental_local_results(batch)[0]
             return logs, last, first_batch
 
@@ -305,7 +350,7 @@ class Trainer:
         if resumed and step >= trainer.iterations:
             self.state.export_weights()  # the weights of the last checkpoint, once more
         iterations = trainer.iterations
-        progress = keras.utils.Progbar(iterations, verbose=self.verbose if self.chief else 0)
+        progress = ResumedProgbar(iterations, step, verbose=self.verbose if self.chief else 0)
         preview = None
         sums, count, started = {}, 0, time.perf_counter()
         logs = {}
@@ -353,14 +398,11 @@ class Trainer:
         with writer.as_default(step=step):
             for name, total in sums.items():
                 tf.summary.scalar(f"loss/{name}", total / max(count, 1))
-            tf.summary.scalar(
-                "learning_rate/generator",
-                float(self.gan.g_optimizer.learning_rate.numpy()),
-            )
-            tf.summary.scalar(
-                "learning_rate/discriminator",
-                float(self.gan.d_optimizer.learning_rate.numpy()),
-            )
+            for name, optimizer in (
+                ("generator", self.gan.g_optimizer),
+                ("discriminator", self.gan.d_optimizer),
+            ):
+                tf.summary.scalar(f"learning_rate/{name}", used_learning_rate(optimizer))
             tf.summary.scalar("images_per_second", batch * count / max(elapsed, 1e-9))
             tf.summary.scalar("data/skipped_files", self.source.skipped)
 
