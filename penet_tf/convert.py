@@ -23,8 +23,15 @@ inference path as ``serving_default`` (``penet_tf.inference.inpaint``) is conver
 * ``onnx``: ``model.onnx`` (opset 17) with dynamic batch, height and width (any H, W:
   padded to multiples of 64 inside the graph, as ``serving_default`` does).
 
+Every converted model runs the network on its whole input (the ``full`` strategy; the
+export's ``auto`` / ``crop`` / ``resize`` plan regions in TensorFlow control flow that is
+not converted): it matches a ``full`` export, and an ``auto`` one on photos up to its
+trigger; for larger photos give it the region around the holes, as the web demo does
+(``demos/web/crop.js``).
+
 Every output directory also holds ``penet_tf.json``: the format, size, inputs, outputs,
-the generator's configuration and the list of ops in the converted model. The
+``strategy`` (``"full"``), the generator's configuration and the list of ops in the
+converted model. The
 conversion fails if the result contains a Flex (TF Select) or custom op. The output is
 written to a temporary directory beside ``--out`` and renamed into place (what a killed
 conversion left there is removed first).
@@ -447,7 +454,8 @@ def convert(
     """Converts the export ``saved_model`` to ``to`` in the directory ``out``; returns its info.
 
     Returns the ``penet_tf.json`` written beside the model: ``format``, ``file``,
-    ``size`` (None for ONNX: any size), ``inputs``, ``outputs``, ``quantize``, ``ops``
+    ``size`` (None for ONNX: any size), ``inputs``, ``outputs``, ``quantize``,
+    ``strategy`` (``"full"``: the network on the whole input), ``ops``
     (op name -> count), ``generator`` and ``source``. ``tfjs_wasm_rewrites=False``
     keeps the TF.js graph as tensorflowjs_converter wrote it (for comparisons).
     """
@@ -474,6 +482,15 @@ def convert(
         raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
     out = os.path.abspath(out)
     generator, config = load_generator_for_conversion(saved_model)
+    strategy = config.get("strategy", {}).get("name", "full")
+    if strategy != "full":
+        log(
+            f"note: the converted model runs the network on the whole input (the full "
+            f"strategy); the export's {strategy} strategy crops large photos inside the "
+            "SavedModel, which a converted graph does not: give it the region around the "
+            "holes (demos/web/crop.js does this for TF.js), or expect other pixels than the "
+            "SavedModel's on photos over its trigger"
+        )
     sweep_temporaries(os.path.dirname(out))  # what a killed conversion left
     with atomic_path(out, directory=True, replace=force) as temporary:
         fixed = [1, size, size]
@@ -483,6 +500,7 @@ def convert(
             "inputs": {"image": ["uint8", fixed + [3]], "mask": ["uint8", fixed + [1]]},
             "outputs": {"inpainted": ["uint8", fixed + [3]]},
             "quantize": quantize,
+            "strategy": "full",  # the network on the whole input (no crop in the graph)
             "generator": config["generator"],
             "source": os.path.abspath(saved_model),
         }

@@ -79,9 +79,36 @@ class ImageReadError(ValueError):
         self.reason = reason
 
 
+class PixelFormatError(ValueError):
+    """Pixels this reader does not turn into 8-bit colours (32-bit float, integers past
+    16 bits); ``reason`` says which, without a path."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_pixel_format(image):
+    """Raises ``PixelFormatError`` for 32-bit float pixels (Pillow's conversion clipped a
+    0-1 float TIFF to 0: a black photo, inpainted without a word) and 32-bit integers
+    past 16 bits (clipped)."""
+    if image.mode.startswith("F"):
+        raise PixelFormatError(
+            "32-bit floating-point pixels are not read: save the image with 8 or 16 bits "
+            "per channel"
+        )
+    if image.mode == "I":
+        extrema = image.getextrema()
+        if extrema[0] < 0 or extrema[1] > 65535:
+            raise PixelFormatError(
+                f"32-bit integer pixels ({extrema[0]} to {extrema[1]}) are not read: save "
+                "the image with 8 or 16 bits per channel"
+            )
+
+
 def read_error_reason(error):
     """A short human reason for a failed read (missing, unreadable, corrupt ...)."""
-    if isinstance(error, ImageReadError | NoAlphaError):
+    if isinstance(error, ImageReadError | NoAlphaError | PixelFormatError):
         return error.reason
     if isinstance(error, FileNotFoundError):
         return "no such file"
@@ -123,8 +150,14 @@ def open_image(path, what="image", name=None):
     one that is not a readable image.
     """
     refuse_special_file(path, what)
+    if isinstance(path, str | bytes | os.PathLike) and _is_tiff(path):
+        # Pillow (11+) turns a TIFF by its orientation itself, but its memory-mapped read
+        # of an uncompressed TIFF opened by name ignores the turn: a grey, RGBA or CMYK
+        # photo with orientation 5-8 came out as scrambled rows. From bytes it is turned.
+        with _read_errors(name or path, what), open(path, "rb") as handle:
+            path, name = io.BytesIO(handle.read()), name or path
     with _read_errors(name or path, what), Image.open(path) as image:
-        image.load()  # (the pixels stay when the file closes)
+        image.load()  # (the pixels stay when the file closes; Pillow drops a TIFF's turn)
         orientation = _orientation(image)
         if orientation not in _ROTATED:
             image.orientation = orientation
@@ -188,13 +221,31 @@ def _orientation(image):
         return 1
 
 
+def _is_tiff(path):
+    """Whether the file starts as a TIFF does (``II*\\0`` or ``MM\\0*``)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) in (b"II*\x00", b"MM\x00*")
+    except OSError:
+        return False  # (the open that follows reports it)
+
+
+def _turned_on_open(image):
+    """Whether Pillow already gives a TIFF's size turned by its orientation (Pillow 11+
+    does; the stored width and height are its tags 256 and 257)."""
+    if image.format != "TIFF" or not hasattr(image, "tag_v2"):
+        return False
+    stored = (image.tag_v2.get(256), image.tag_v2.get(257))
+    return stored != tuple(image.size) and stored == tuple(image.size)[::-1]
+
+
 def probe_size(path):
     """(H, W) of an image file as displayed (EXIF rotation applied), from its header."""
     refuse_special_file(path)
     with Image.open(path) as image:
         width, height = image.size
-        orientation = _orientation(image)
-    return (width, height) if orientation in _TURNED else (height, width)
+        turned = _orientation(image) in _TURNED and not _turned_on_open(image)
+    return (width, height) if turned else (height, width)
 
 
 def turned_by_exif(path):
@@ -215,6 +266,7 @@ def _eight_bit(array):
 
 def to_rgb(image):
     """A PIL image of any mode -> uint8 RGB [H, W, 3] (see the module docstring)."""
+    _check_pixel_format(image)
     if image.mode in _SIXTEEN_BIT:
         grey = _eight_bit(np.asarray(image))
         return np.repeat(grey[..., None], 3, axis=-1)
@@ -230,6 +282,7 @@ def to_rgb(image):
 def mask_values(image):
     """A PIL image of any mode -> uint8 [H, W, 1]: the largest colour channel (8 bits;
     a 16-bit mask that holds only 0 and 1 keeps them, to stay a 0/1 mask)."""
+    _check_pixel_format(image)
     if image.mode in _SIXTEEN_BIT:
         values = np.asarray(image)
         if values.max() <= 1:  # dropping the low byte would turn every 1 into 0: no hole
@@ -277,7 +330,30 @@ def decode_rgb(data, name, what="image"):
 
 def read_mask(path):
     """A mask file as uint8 [H, W, 1]: 1 = hole, by ``MASK_RULE``."""
-    return binary_mask(mask_values(open_image(path, "mask")))
+    values = mask_values(open_image(path, "mask"))
+    if not values.any():  # a 16-bit colour PNG 0/1 mask reads as 0 (its high bytes)
+        low = _sixteen_bit_colour_low_bytes(path)
+        if low is not None and low.max() <= 1:
+            values = low
+    return binary_mask(values)
+
+
+def _sixteen_bit_colour_low_bytes(path):
+    """The mask values of a 16-bit RGB or RGBA PNG's low bytes (as ``mask_values``, EXIF
+    orientation applied), or None for any other file. Pillow reads such a PNG as 8 bits
+    (the high bytes), where a 0/1 mask is all 0: no hole, though the served graph, which
+    decodes 16 bits, found it."""
+    with _read_errors(path, "mask"), Image.open(path) as image:
+        tile = image.tile
+        if image.format != "PNG" or len(tile) != 1 or tile[0][3] not in _PNG16_COLOUR:
+            return None
+        # The same decode, each sample's second (low) byte taken instead of its first.
+        image.tile = [(tile[0][0], tile[0][1], tile[0][2], _PNG16_COLOUR[tile[0][3]])]
+        image.load()
+        return mask_values(ImageOps.exif_transpose(image))
+
+
+_PNG16_COLOUR = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
 
 
 def has_alpha(image):
@@ -321,6 +397,31 @@ _UP_FILTER = 2
 def _png_chunk(kind, data):
     checksum = zlib.crc32(data, zlib.crc32(kind))
     return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", checksum)))
+
+
+def colour_profile(path):
+    """The ICC colour profile embedded in an image file, when it describes RGB (a phone's
+    Display P3, Adobe RGB ...), from its header; else None (no profile, a grey or CMYK
+    one, an unreadable file). The pixels are read as stored, so an output written with
+    this profile shows the colours the input showed: without it, viewers take sRGB and a
+    Display P3 photo's known pixels looked up to 42 levels off."""
+    try:
+        refuse_special_file(path)
+        with Image.open(path) as image:
+            profile = image.info.get("icc_profile")
+    except Exception:  # noqa: BLE001 - the file is read, and reported, elsewhere
+        return None
+    return profile if isinstance(profile, bytes) and profile[16:20] == b"RGB " else None
+
+
+def with_colour_profile(png, profile):
+    """PNG bytes with an ``iCCP`` chunk holding ``profile`` (None: unchanged), placed
+    after IHDR as PNG requires (before the image data)."""
+    if not profile:
+        return png
+    end = len(PNG_SIGNATURE) + 25  # the IHDR chunk: length, type, 13 bytes, CRC
+    chunk = _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(profile))
+    return png[:end] + chunk + png[end:]
 
 
 def encode_png(array, level=1, threads=None):
@@ -373,9 +474,10 @@ def encode_png(array, level=1, threads=None):
     )
 
 
-def write_png(path, array):
+def write_png(path, array, profile=None):
     """Writes uint8 [H, W, C] (C = 1, 3 or 4) as a PNG atomically (``encode_png``, then a
-    temporary file in the folder renamed over ``path``)."""
-    data = encode_png(array)
+    temporary file in the folder renamed over ``path``), with the ICC ``profile`` of the
+    photo it came from (``colour_profile``) if given."""
+    data = with_colour_profile(encode_png(array), profile)
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         handle.write(data)

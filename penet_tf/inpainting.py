@@ -9,7 +9,8 @@ and ``penet_tf.evaluate``.
   together, up to a batch size (a batch never mixes sizes), and decoded in parallel by
   a ``tf.data`` pipeline; masks come from files or are generated (``"centre"``: the
   centred (H/2) x (W/2) block of the release's test masks; ``"strokes"``: free-form
-  strokes seeded by a seed and the image's position in the sorted list).
+  strokes seeded by a seed and the image's position in the sorted list, skipped files
+  included).
 * Models (``load_inpainter``): a SavedModel's ``serving_default`` signature, or generator
   weights run through ``penet_tf.inference.serve``; both give identical results.
 * Running (``run_batches``, ``inpaint_files``): unreadable files are reported by name and
@@ -43,6 +44,7 @@ from penet_tf.data import masks as mask_lib
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.image_io import (
     alpha_mask,
+    colour_profile,
     open_image,
     probe_size,
     read_error_reason,
@@ -71,7 +73,11 @@ EXPORT_CONFIG_FILE = "penet_tf.json"  # written by penet_tf.export in assets.ext
 
 @dataclasses.dataclass
 class Item:
-    """One image to process: its output name, file paths and (H, W) after loading."""
+    """One image to process: its output name, file paths and (H, W) after loading.
+    ``index`` is its position among the ``--images`` files listed (name order), skipped
+    ones included: it seeds ``--mask-type strokes``, so an image's strokes do not depend
+    on which other files were skipped (evaluate gave the image after one without a
+    prediction that image's mask)."""
 
     index: int
     name: str
@@ -164,7 +170,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         prediction_lookup = _by_name(list_images(predictions, "--predictions"))
 
     items, skipped, seen = [], [], {}
-    for path in image_paths:
+    for position, path in enumerate(image_paths):
         name = stem(path)
         if name in seen:
             skipped.append(
@@ -179,7 +185,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             continue
         if resize is not None:
             size = tuple(resize)
-        item = Item(len(items), name, path, size, shared_mask, shared_mask=shared_mask is not None)
+        item = Item(position, name, path, size, shared_mask, shared_mask=shared_mask is not None)
         problem = None
         if mask_lookup is not None:
             item.mask = mask_lookup.get(name)
@@ -197,8 +203,6 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             skipped.append(Skipped(path, problem))
             continue
         items.append(item)
-    for position, item in enumerate(items):
-        item.index = position
     return items, skipped
 
 
@@ -841,10 +845,12 @@ def inpaint_files(
                 paths = planned[item.index]
                 if not arrays["mask"][slot].any():
                     print(f"note: {_no_hole(item, source)}", file=sys.stderr)
-                write_png(paths[0], arrays["output"][slot])
+                profile = colour_profile(item.image)  # (the colours the photo showed)
+                write_png(paths[0], arrays["output"][slot], profile)
                 if grid:
                     image, mask = arrays["image"][slot], arrays["mask"][slot]
-                    write_png(paths[1], grid_image(image, mask, arrays["output"][slot]))
+                    grid_png = grid_image(image, mask, arrays["output"][slot])
+                    write_png(paths[1], grid_png, profile)
                 written.append(paths[0])
             bar.add(count)
     except KeyboardInterrupt:

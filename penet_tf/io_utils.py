@@ -77,13 +77,23 @@ def remove_path(path):
         return False
 
 
-def _check_folders_above(path, flag):
-    """ValueError if a file (not a folder) stands where one of ``path``'s folders must be."""
-    folder = os.path.dirname(os.path.abspath(path))
+def _check_folders_above(path, flag, folder_itself=False):
+    """ValueError if a file (not a folder) stands where one of ``path``'s folders must be,
+    or the folder that would be written in (``path`` itself with ``folder_itself``, when
+    it exists; else the nearest existing folder above, where the missing ones are made)
+    cannot be written (found at the first write otherwise: after the model had loaded,
+    or after a whole evaluation, naming a temporary file)."""
+    folder = os.path.abspath(path)
+    if not (folder_itself and os.path.isdir(folder)):
+        folder = os.path.dirname(folder)
     while not os.path.exists(folder):
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{flag} {path}: the folder {folder} cannot be written (permission denied)"
+        )
 
 
 def check_file_target(path, flag="--out", inputs=()):
@@ -110,7 +120,7 @@ def check_folder_target(path, flag="--out"):
         raise ValueError(f"{flag} is empty: give the folder to write to")
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a file, not a folder")
-    _check_folders_above(path, flag)
+    _check_folders_above(path, flag, folder_itself=True)
 
 
 @contextlib.contextmanager
@@ -207,9 +217,11 @@ def write_bytes_atomically(data, path):
 
 
 def write_text_atomically(text, path):
-    """Writes ``text`` (UTF-8, newlines as given) to ``path`` through ``atomic_path``."""
+    """Writes ``text`` (UTF-8, newlines as given) to ``path`` through ``atomic_path``. A
+    file name that is not UTF-8 (Python's surrogate escapes) is written as its own bytes
+    (evaluate's CSV of a Latin-1 "caf\\xe9.png" failed, after the whole evaluation)."""
     with atomic_path(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        with open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
             handle.write(text)
 
 

@@ -248,3 +248,23 @@ def test_wrong_generator_config_is_reported(export, tmp_path):
     config.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="has shape"):
         convert_module.load_generator_for_conversion(copy)
+
+
+def test_a_cropping_export_converts_to_a_model_that_says_it_runs_full(export, tmp_path):
+    """An ``auto`` export crops photos over 512 px inside the SavedModel; a converted model
+    runs the network on the whole input (ONNX of an auto export differed from it by up to
+    67/255 in the hole at 640 x 600): the conversion says so, and penet_tf.json too."""
+    from penet_tf.high_resolution import PhotoStrategy
+
+    source = tmp_path / "auto" / "1"
+    shutil.copytree(export, source)
+    metadata = source / "assets.extra" / "penet_tf.json"
+    config = json.loads(metadata.read_text())
+    config["strategy"] = PhotoStrategy().to_config()  # auto, as `export` writes by default
+    metadata.write_text(json.dumps(config))
+    lines = []
+    info = convert_module.convert(source, "tflite", tmp_path / "out", size=64, log=lines.append)
+    assert info["strategy"] == "full"
+    assert json.loads((tmp_path / "out" / "penet_tf.json").read_text())["strategy"] == "full"
+    notes = [line for line in lines if line.startswith("note: the converted model runs")]
+    assert len(notes) == 1 and "the export's auto strategy crops large photos" in notes[0]

@@ -154,6 +154,35 @@ def test_generated_masks_are_deterministic(folders):
     assert all(0.09 < r["hole_ratio"] < 0.41 for r in reports[0])
 
 
+def test_an_image_s_strokes_do_not_depend_on_other_images_skipped(folders, tmp_path):
+    """Strokes are seeded by the image's position among the files listed: with one
+    prediction missing, the images after it took the next image's mask (hole_ratio and
+    l1_hole moved), no longer the masks ``penet_tf.inpaint`` used."""
+    import shutil
+
+    some = tmp_path / "predictions"
+    shutil.copytree(folders["root"] / "predictions", some)
+    (some / "astronaut.png").unlink()  # the first in name order
+
+    def per_image(predictions):
+        report, skipped = evaluate(
+            folders["root"] / "images",
+            predictions=predictions,
+            mask_type="strokes",
+            seed=3,
+            fid=False,
+            progress=False,
+        )
+        return {r["name"]: r for r in report["per_image"]}, skipped
+
+    everything, _ = per_image(folders["root"] / "predictions")
+    fewer, skipped = per_image(some)
+    assert [s.name for s in skipped] == [str(folders["root"] / "images" / "astronaut.png")]
+    assert sorted(fewer) == ["chelsea", "china", "flower"]
+    for name, row in fewer.items():
+        assert row == everything[name], name
+
+
 def small_feature_model(size=32):
     """A randomly initialised stand-in for InceptionV3: (16-d features, 10 logits)."""
     keras.utils.set_random_seed(0)

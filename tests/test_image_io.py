@@ -217,6 +217,41 @@ def test_mask_from_alpha_on_every_path(files, served, thin_savedmodel, tmp_path,
     assert f"skipped {opaque}: has no alpha channel: --mask-from-alpha" in capsys.readouterr().err
 
 
+def test_a_photo_s_colour_profile_is_kept_in_the_result(served, thin_savedmodel, tmp_path):
+    """Pixels are read as stored; results lost the photo's ICC profile, so viewers showed
+    a Display P3 photo's known pixels in sRGB (up to 42 levels off). Every writer keeps an
+    RGB profile; a grey or CMYK one (not the result's colours) is left out."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert profile[16:20] == b"RGB "
+    photo = _photo(SIZE, SIZE)
+    image = tmp_path / "in" / "p3.jpg"
+    image.parent.mkdir()
+    Image.fromarray(photo).save(image, quality=95, icc_profile=profile)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[20:40, 20:44] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    args = ["--model", str(thin_savedmodel), "--images", str(image), "--grid"]
+    args += ["--masks", str(tmp_path / "mask.png"), "--out", str(tmp_path / "cli"), "--quiet"]
+    assert inpaint_main(args) == 0
+    results = [tmp_path / "cli" / "p3.png", tmp_path / "cli" / "p3_grid.png"]
+    with InpaintClient(served, MODEL, timeout=60) as client:
+        for signature, suffix in (("serving_default", "webp"), ("inpaint_bytes", "png")):
+            results.append(tmp_path / f"{signature}.{suffix}")
+            client_inpaint_files(client, image, tmp_path / "mask.png", results[-1], signature)
+    expected = image_io.read_rgb(image)
+    for path in results:
+        with Image.open(path) as result:
+            assert result.info.get("icc_profile") == profile, path
+        if "grid" not in path.name:
+            np.testing.assert_array_equal(_read(path)[mask == 0], expected[mask == 0])
+    assert image_io.colour_profile(tmp_path / "mask.png") is None
+    grey = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    Image.fromarray(photo).save(tmp_path / "lab.jpg", icc_profile=grey)
+    assert image_io.colour_profile(tmp_path / "lab.jpg") is None
+
+
 # What TensorFlow's decoders would read otherwise: the served graph refuses these.
 REFUSED = {
     "transparent_gif": "a GIF with a transparent colour is not decoded here",
@@ -286,6 +321,9 @@ def _mask_files():
         Image.fromarray(array, mode).save(buffer, kind)
         return buffer.getvalue()
 
+    def png16(array):
+        return tf.io.encode_png(tf.constant(array.astype(np.uint16))).numpy()
+
     colour = np.zeros((24, 40, 3), np.uint8)
     colour[hole] = (200, 30, 0)  # red strokes: the largest channel counts
     alpha = rng.integers(0, 256, (24, 40), dtype=np.uint8)  # alpha is not the mask
@@ -296,6 +334,10 @@ def _mask_files():
         "png16 0/1": (encoded(hole.astype(np.uint16)), hole),  # 1 >> 8 would be 0: no hole
         "png16 0/65535": (encoded(hole.astype(np.uint16) * 65535), hole),
         "png16 ramp": (encoded(ramp.astype(np.uint16) * 256 + 200), ramp >= 128),
+        # 16-bit colour: Pillow reads the high bytes only (a 0/1 mask had no hole)
+        "png16 rgb 0/1": (png16(np.dstack([hole, hole * 0, hole])), hole),
+        "png16 rgba 0/1": (png16(np.dstack([hole * 0, hole, hole * 0, hole * 0 + 65535])), hole),
+        "png16 rgb 0/65535": (png16(np.dstack([hole * 65535] * 3)), hole),
         "png colour": (encoded(colour), hole),
         "png grey+alpha": (
             encoded(np.dstack([hole * 255, alpha]).astype(np.uint8), mode="LA"),
@@ -366,6 +408,39 @@ def test_exif_rotation_is_applied_to_images_and_sizes(tmp_path):
     (tmp_path / "phone.jpg").write_bytes(data)
     assert image_io.probe_size(tmp_path / "phone.jpg") == (SIZE, 48)
     np.testing.assert_array_equal(image_io.read_rgb(tmp_path / "phone.jpg"), shown)
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+def test_a_tiff_s_orientation_is_applied_once_whatever_its_mode(tmp_path, compression):
+    """Pillow (11+) turns a TIFF by its orientation itself and gives the turned size at
+    open: ``probe_size`` turned it again (the photo was skipped, "60x40 once read,
+    expected 40x60"), and an uncompressed grey, RGBA or CMYK TIFF, read through Pillow's
+    memory map, came out as scrambled rows of the wrong size."""
+    shown = _photo(40, 60)  # (H, W) as a viewer shows it
+    exif = Image.Exif()
+    exif[image_io.EXIF_ORIENTATION] = 6  # stored turned: shown = stored turned 90 clockwise
+    for mode in ("RGB", "L", "RGBA", "CMYK"):
+        path = tmp_path / f"{mode}.tif"
+        displayed = Image.fromarray(shown).convert(mode)
+        stored = displayed.transpose(Image.Transpose.ROTATE_90)
+        stored.save(path, exif=exif, compression=compression)
+        assert image_io.probe_size(path) == (40, 60), mode
+        expected = np.asarray(displayed.convert("RGB"))
+        np.testing.assert_array_equal(image_io.read_rgb(path), expected, err_msg=mode)
+        assert image_io.read_mask(path).shape == (40, 60, 1), mode
+
+
+def test_float_and_32_bit_integer_pixels_are_refused_by_name(tmp_path):
+    """A 0-1 float TIFF (scientific and HDR tools write them) was clipped to 0 by Pillow's
+    conversion: inpainted as a black photo, exit status 0."""
+    ramp = np.linspace(0.2, 0.84, 48 * 64, dtype=np.float32).reshape(48, 64)
+    Image.fromarray(ramp).save(tmp_path / "scan.tif")
+    Image.fromarray((ramp * 1e6).astype(np.int32)).save(tmp_path / "counts.tif")
+    for name, reason in (("scan.tif", "32-bit floating-point"), ("counts.tif", "32-bit integer")):
+        for read in (image_io.read_rgb, image_io.read_mask):
+            with pytest.raises(image_io.PixelFormatError, match=reason) as info:
+                read(tmp_path / name)
+            assert image_io.read_error_reason(info.value).startswith(reason)
 
 
 def test_the_mask_rule_is_the_same_in_numpy_and_in_the_graph():

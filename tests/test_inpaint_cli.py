@@ -572,10 +572,10 @@ def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_p
 
     real_write, calls = inpainting.write_png, []
 
-    def write_then_ctrl_c(path, array):
+    def write_then_ctrl_c(path, array, *profile):
         calls.append(path)
         if len(calls) <= 2:
-            return real_write(path, array)
+            return real_write(path, array, *profile)
         with atomic_path(path) as temporary:  # Ctrl-C in the middle of the third write
             open(temporary, "wb").write(b"\x89PNG half")
             raise KeyboardInterrupt

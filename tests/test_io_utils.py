@@ -3,6 +3,7 @@ what a killed process left is swept."""
 
 import os
 import pathlib
+import re
 import signal
 import stat
 import subprocess
@@ -10,7 +11,13 @@ import sys
 
 import pytest
 
-from penet_tf.io_utils import atomic_path, find_files, sweep_temporaries, write_json_atomically
+from penet_tf.io_utils import (
+    atomic_path,
+    find_files,
+    sweep_temporaries,
+    write_json_atomically,
+    write_text_atomically,
+)
 
 
 def _mode(path):
@@ -131,3 +138,31 @@ def test_what_a_kill_9_leaves_is_swept_and_a_running_writer_is_not(tmp_path):
         str(tmp_path / ".tmp-cache"),
         str(tmp_path / ".tmp-x7f3.json"),
     ]
+
+
+def test_a_target_in_a_folder_that_cannot_be_written_is_refused_first(tmp_path, monkeypatch):
+    """Found at the first write, an unwritable --out ended a whole evaluation (its report
+    lost) with "Permission denied: .../.tmp-5923-report.json". (The tests run as root,
+    whom permissions do not stop: os.access answers as for another user.)"""
+    from penet_tf import io_utils
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(io_utils.os, "access", lambda path, mode: str(path) != str(locked))
+    message = f"the folder {locked} cannot be written (permission denied)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        io_utils.check_folder_target(locked)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        io_utils.check_folder_target(locked / "new" / "deeper")  # made inside it
+    with pytest.raises(ValueError, match=re.escape(message)):
+        io_utils.check_file_target(locked / "report.json")
+    io_utils.check_folder_target(tmp_path / "free")
+    io_utils.check_file_target(tmp_path / "report.json")
+
+
+def test_text_with_a_file_name_that_is_not_utf8_is_written_as_its_bytes(tmp_path):
+    """evaluate's CSV of a Latin-1 "caf\\xe9.png" failed ("surrogates not allowed") after
+    the whole evaluation; the name is written as the file system's own bytes."""
+    name = os.fsdecode(b"caf\xe9.png")
+    write_text_atomically(f"name\n{name}\n", tmp_path / "report.csv")
+    assert (tmp_path / "report.csv").read_bytes() == b"name\ncaf\xe9.png\n"

@@ -47,7 +47,14 @@ from tensorflow_serving.apis import (
 from penet_tf import image_io
 from penet_tf.cli import run
 from penet_tf.errors import PenetError
-from penet_tf.image_io import alpha_mask, open_image, read_rgb, to_rgb
+from penet_tf.image_io import (
+    alpha_mask,
+    colour_profile,
+    open_image,
+    read_rgb,
+    to_rgb,
+    with_colour_profile,
+)
 from penet_tf.io_utils import check_file_target, sweep_temporaries, write_bytes_atomically
 
 DEFAULT_TIMEOUT = 30.0
@@ -312,10 +319,12 @@ def read_mask(path):
     return image_io.read_mask(path) * np.uint8(255)
 
 
-def _encode(array, image_format="PNG"):
+def _encode(array, image_format="PNG", profile=None):
     buffer = io.BytesIO()
     # WebP losslessly: lossy, the known pixels came back up to 211 levels off.
     options = {"lossless": True, "exact": True} if image_format == "WEBP" else {}
+    if profile:  # the photo's ICC profile (image_io.colour_profile)
+        options["icc_profile"] = profile
     Image.fromarray(np.squeeze(array, -1) if array.shape[-1] == 1 else array).save(
         buffer, format=image_format, **options
     )
@@ -360,6 +369,7 @@ def inpaint_files(
     sweep_temporaries(os.path.dirname(os.path.abspath(out_path)))  # what a killed run left
     source = open_image(image_path, "image")
     image = to_rgb(source)
+    profile = colour_profile(image_path)  # kept in the result: the colours the photo showed
     if mask_from_alpha:
         mask_path = image_path
         mask = alpha_mask(source, image_path) * np.uint8(255)
@@ -382,13 +392,13 @@ def inpaint_files(
         png = client.inpaint_bytes(data, _encode(mask))
         result = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         if out_format == "PNG":
-            write_bytes_atomically(png, out_path)
+            write_bytes_atomically(with_colour_profile(png, profile), out_path)
             return result
     elif signature == "serving_default":
         result = client.inpaint(image, mask)
     else:
         raise ValueError(f"unknown signature {signature!r}; expected one of {SIGNATURES}")
-    write_bytes_atomically(_encode(result, out_format), out_path)
+    write_bytes_atomically(_encode(result, out_format, profile), out_path)
     return result
 
 
