@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from penet_tf.image_io import HOLE_THRESHOLD
 from penet_tf.losses import composite
-from penet_tf.models.generator import SIZE_MULTIPLE
+from penet_tf.models.generator import SIZE_MULTIPLE, check_image_and_mask
 
 
 def reflect_indices(size, padded_size):
@@ -59,7 +59,12 @@ def inpaint(generator, image, mask, composite_only=False):
         ``(output, inpainted)``, both float32 [B, H, W, 3]: the raw prediction and the
         composite (prediction in the hole, ``image`` elsewhere).
     """
-    image = tf.cast(image, tf.float32)
+    # Checked before padding (a wrong image was reported with its padded shape; an image
+    # and mask of different sizes ran the whole generator, then failed in a Mul op).
+    image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
+    checks = check_image_and_mask(image, mask, multiple=1, who="inpaint")
+    with tf.control_dependencies(checks):
+        image = tf.cast(image, tf.float32)
     mask = tf.cast(mask, tf.float32)
     shape = tf.shape(image)
     # The mask is reflected with the image: reflected hole pixels stay holes.

@@ -78,6 +78,12 @@ def l1(a, b, mask=None):
     error = tf.abs(a - b) / MAX_VALUE
     if mask is None:
         return (100.0 * tf.reduce_mean(error, axis=[1, 2, 3])).numpy()
+    expected = tuple(a.shape[:3]) + (1,)
+    if tuple(mask.shape) != expected:  # an RGB mask counted each hole pixel 3 times
+        raise ValueError(
+            f"mask must be [B, H, W, 1] {expected} for images {tuple(a.shape)}, "
+            f"got {tuple(mask.shape)}"
+        )
     hole = tf.cast(tf.not_equal(tf.cast(mask, tf.float64), 0.0), tf.float64)
     total = tf.reduce_sum(error * hole, axis=[1, 2, 3])
     count = tf.reduce_sum(hole, axis=[1, 2, 3]) * tf.cast(tf.shape(a)[-1], tf.float64)

@@ -110,6 +110,8 @@ def test_unknown_keys_in_files_and_mixture_components(tmp_path):
         ("model={}", None),  # a whole section may be replaced (defaults fill it)
         ("model=4", "model must be an object ({...}), got 4."),
         ("trainer.iterations.x=3", "trainer.iterations must be an integer, got {"),
+        # (passed the check, then stopped the run with "filters (6) must be divisible ...")
+        ("model.base_channels=6", "model.base_channels must be a multiple of 4 (the attention"),
     ],
 )
 def test_type_errors_are_one_line_naming_the_key_and_type(override, expected):

@@ -99,3 +99,20 @@ def test_tf_train_checkpoint_keeps_the_power_iteration_state(tmp_path):
     tf.train.Checkpoint(discriminator=clone).restore(path).assert_consumed()
     for a, b in zip(discriminator.weights, clone.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_uint8_and_too_small_images_are_refused_even_with_unknown_sizes():
+    """A uint8 photo ran without a word; with unknown H and W a 40 x 40 image gave its own
+    [1, 2, 2, 32] features back instead of logits."""
+    from penet_tf.models.discriminator import MIN_SIZE
+
+    discriminator = Discriminator(base_channels=8)
+    discriminator.build()
+    with pytest.raises(ValueError, match="image must be float in .* got uint8"):
+        discriminator(tf.zeros([1, 64, 64, 3], tf.uint8))
+    spec = tf.TensorSpec([None, None, None, 3])
+    call = tf.function(lambda image: discriminator(image), input_signature=[spec])
+    assert MIN_SIZE == 47 and patch_grid_size(MIN_SIZE) == 1
+    assert call(tf.zeros([1, MIN_SIZE, MIN_SIZE, 3])).shape == (1, 1, 1, 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="H and W must be at least 47"):
+        call(tf.zeros([1, 40, 40, 3]))

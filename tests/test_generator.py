@@ -338,3 +338,42 @@ def test_output_mask_without_a_hole_runs_and_composites_the_image():
     mask = np.zeros((1, 64, 64, 1), np.uint8)
     got = composite_uint8(generator, image, mask, composite_only=True)
     np.testing.assert_array_equal(got.numpy(), image)
+
+
+def test_inputs_the_network_would_misread_are_refused_before_it_runs():
+    """A uint8 0-255 photo and 0/255 mask ran without a word (output up to 1.06 off);
+    base_channels 6 failed at the first call with "filters (6) must be divisible by the
+    number of fuse branches (4)"; inference.inpaint reported a [50, 70, 3] image with its
+    padded shape, and ran the whole generator before failing on an image / mask size
+    mismatch in a Mul op."""
+    from penet_tf.inference import inpaint
+
+    generator = Generator(base_channels=4)
+    generator.build()
+    with pytest.raises(ValueError, match="image must be float .* got uint8; convert uint8"):
+        generator(tf.zeros([1, 64, 64, 3], tf.uint8), tf.zeros([1, 64, 64, 1]))
+    with pytest.raises(ValueError, match="mask must be float .* got uint8"):
+        generator(tf.zeros([1, 64, 64, 3]), tf.zeros([1, 64, 64, 1], tf.uint8))
+    with pytest.raises(ValueError, match="base_channels must be a multiple of 4"):
+        Generator(base_channels=6)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "image must be 4-D; expected image [batch, H, W, 3] and mask [batch, H, W, 1]; "
+            "got image shape (50, 70, 3)"
+        ),
+    ):
+        inpaint(generator, tf.zeros([50, 70, 3]), tf.zeros([1, 50, 70, 1]))
+    with pytest.raises(ValueError, match="mask width 71 differs from image width 70"):
+        inpaint(generator, tf.zeros([1, 50, 70, 3]), tf.zeros([1, 50, 71, 1]))
+
+
+def test_keras_does_not_pick_xla_for_the_chunked_attention():
+    """Keras' jit_compile="auto" picks XLA on a GPU when every layer supports it; the
+    attention's chunk loops cannot compile ("Reshape must be a compile-time constant"),
+    so PENetGAN.fit failed on one GPU."""
+    from keras.src.trainers.trainer import model_supports_jit  # what "auto" asks
+
+    generator = Generator(base_channels=4)
+    generator.build()
+    assert not model_supports_jit(generator)

@@ -222,3 +222,16 @@ def test_inception_feature_model_without_download(tmp_path):
     assert features.shape == (1, 2048) and logits.shape == (1, 1000)
     probabilities = base(metrics.feature_inputs(image, (299, 299))).numpy()
     np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), probabilities, atol=1e-6)
+
+
+def test_l1_in_the_hole_needs_a_one_channel_mask():
+    """An RGB mask counted each hole pixel three times (a third of the L1); a [B, H, W]
+    mask failed with a deep "Incompatible shapes"."""
+    a = np.zeros((1, 8, 8, 3), np.uint8)
+    b = np.full((1, 8, 8, 3), 51, np.uint8)
+    mask = np.zeros((1, 8, 8, 1), np.uint8)
+    mask[0, 2:4, 2:4] = 1
+    np.testing.assert_allclose(metrics.l1(a, b, mask), [20.0])
+    for bad in (np.repeat(mask, 3, axis=-1), mask[..., 0]):
+        with pytest.raises(ValueError, match=r"mask must be \[B, H, W, 1\]"):
+            metrics.l1(a, b, bad)

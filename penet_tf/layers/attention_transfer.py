@@ -1129,6 +1129,10 @@ class AttentionTransfer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # Keras' jit_compile="auto" (compile / fit) picks XLA on a GPU when every layer
+        # supports it; the chunk loops' shapes change per chunk, which XLA cannot compile
+        # ("Reshape must be a compile-time constant"): PENetGAN.fit failed on one GPU.
+        self.supports_jit = False
         if matmul_dtype not in (None, "bfloat16"):
             raise ValueError(f"matmul_dtype must be None or 'bfloat16', got {matmul_dtype!r}.")
         self.matmul_dtype = matmul_dtype

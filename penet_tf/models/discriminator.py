@@ -32,6 +32,10 @@ def patch_grid_size(size):
     return size
 
 
+# The smallest side with a logit (47: four 5 x 5 convolutions, strides 2, 2, 2, 1).
+MIN_SIZE = next(size for size in range(1, 1000) if patch_grid_size(size) >= 1)
+
+
 @keras.saving.register_keras_serializable(package="penet_tf")
 class Discriminator(keras.Model):
     """PatchGAN discriminator with spectral normalisation, as released.
@@ -115,13 +119,25 @@ class Discriminator(keras.Model):
 
     def call(self, image, training=False):
         shape = image.shape
+        dtype = tf.as_dtype(image.dtype)
+        if not dtype.is_floating:
+            raise ValueError(
+                f"Discriminator: image must be float in [-1, 1], got {dtype.name}; convert "
+                "uint8 photos with penet_tf.inference.uint8_to_float."
+            )
         if shape.rank != 4 or shape[-1] != 3:
             raise ValueError(f"Discriminator: expected image [batch, H, W, 3], got shape {shape}.")
+        too_small = f"is too small; H and W must be at least {MIN_SIZE}"
         for size in shape[1:3]:
             if size is not None and patch_grid_size(size) < 1:
-                raise ValueError(
-                    f"Discriminator: image {shape} is too small; H and W must be at least 48."
-                )
+                raise ValueError(f"Discriminator: image {shape} {too_small}.")
+        if None in shape[1:3]:  # (unchecked, a 40 x 40 image gave its own features back)
+            sides = tf.shape(image)[1:3]
+            check = tf.debugging.assert_greater_equal(
+                sides, MIN_SIZE, message=f"Discriminator: the image {too_small}."
+            )
+            with tf.control_dependencies([check]):
+                image = tf.identity(image)
         features = image
         for layer in self.encoder:
             features = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]])

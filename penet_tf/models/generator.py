@@ -65,11 +65,18 @@ def check_image_and_mask(image, mask, multiple=SIZE_MULTIPLE, who="Generator"):
     Static dimensions are checked at once; dimensions only known at run time are checked
     with graph assertions (tf.errors.InvalidArgumentError with the same message).
     """
-    expected = (
-        f"expected image [batch, H, W, 3] and mask [batch, H, W, 1] with H and W "
-        f"multiples of {multiple}"
+    expected = "expected image [batch, H, W, 3] and mask [batch, H, W, 1]" + (
+        f" with H and W multiples of {multiple}" if multiple > 1 else ""
     )
     image_shape, mask_shape = image.shape, mask.shape
+    for name, tensor in (("image", image), ("mask", mask)):
+        dtype = tf.as_dtype(tensor.dtype)
+        if not dtype.is_floating:  # a uint8 0-255 photo ran, and gave a wrong image
+            raise ValueError(
+                f"{who}: {name} must be float ({'in [-1, 1]' if name == 'image' else '1 = hole'}"
+                f"), got {dtype.name}; convert uint8 photos with "
+                "penet_tf.inference.uint8_to_float (or use penet_tf.inference.composite_uint8)."
+            )
     if image_shape.rank != 4:
         raise ValueError(f"{who}: image must be 4-D; {expected}; got image shape {image_shape}.")
     if mask_shape.rank != 4:
@@ -211,6 +218,11 @@ class Generator(keras.Model):
             or base_channels < 1
         ):
             raise ValueError(f"base_channels must be a positive integer, got {base_channels!r}")
+        if base_channels % 4:  # at_conv01 splits its channels between 4 dilated branches
+            raise ValueError(
+                f"base_channels must be a multiple of 4 (the attention's 4 fuse branches "
+                f"share the channels), got {base_channels}"
+            )
         self.attention_matmul_dtype = attention_matmul_dtype
         self.base_channels = base_channels
         self.kernel_init = kernel_init

@@ -518,6 +518,12 @@ class ModelConfig(Section):
 
     def check(self, path):
         _positive_ints(self, path, ["base_channels", "discriminator_channels"])
+        _require(
+            self.base_channels % 4 == 0,
+            _join(path, "base_channels"),
+            "a multiple of 4 (the attention's 4 fuse branches share the channels)",
+            self.base_channels,
+        )
         if self.kernel_init != "released":
             try:
                 kernel_initializer(self.kernel_init)
