@@ -333,24 +333,27 @@ def read_mask(path):
     values = mask_values(open_image(path, "mask"))
     if not values.any():  # a 16-bit colour PNG 0/1 mask reads as 0 (its high bytes)
         low = _sixteen_bit_colour_low_bytes(path)
+        low = None if low is None else mask_values(low)
         if low is not None and low.max() <= 1:
             values = low
     return binary_mask(values)
 
 
-def _sixteen_bit_colour_low_bytes(path):
-    """The mask values of a 16-bit RGB or RGBA PNG's low bytes (as ``mask_values``, EXIF
-    orientation applied), or None for any other file. Pillow reads such a PNG as 8 bits
-    (the high bytes), where a 0/1 mask is all 0: no hole, though the served graph, which
-    decodes 16 bits, found it."""
-    with _read_errors(path, "mask"), Image.open(path) as image:
+def _sixteen_bit_colour_low_bytes(path, what="mask"):
+    """A 16-bit RGB or RGBA PNG's low bytes as a PIL image (EXIF orientation applied), or
+    None for any other file. Pillow reads such a PNG as 8 bits (the high bytes): a 0/1
+    mask was all 0 (no hole, though the served graph, which decodes 16 bits, found it),
+    and a 16-bit transparent colour (tRNS) matched no pixel."""
+    if not isinstance(path, str | bytes | os.PathLike):
+        return None
+    with _read_errors(path, what), Image.open(path) as image:
         tile = image.tile
         if image.format != "PNG" or len(tile) != 1 or tile[0][3] not in _PNG16_COLOUR:
             return None
         # The same decode, each sample's second (low) byte taken instead of its first.
         image.tile = [(tile[0][0], tile[0][1], tile[0][2], _PNG16_COLOUR[tile[0][3]])]
         image.load()
-        return mask_values(ImageOps.exif_transpose(image))
+        return ImageOps.exif_transpose(image)
 
 
 _PNG16_COLOUR = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
@@ -377,6 +380,14 @@ def alpha_mask(image, path="image"):
     """uint8 [H, W, 1] from a PIL image's alpha: 1 (hole) where alpha < 128."""
     if not has_alpha(image):
         raise NoAlphaError(path)
+    key = image.info.get("transparency")  # a PNG's transparent colour (tRNS), if any
+    if image.mode in _SIXTEEN_BIT and isinstance(key, int):  # 16-bit grey: compare 16 bits
+        return (np.asarray(image) == key).astype(np.uint8)[..., None]
+    if image.mode == "RGB" and isinstance(key, tuple):
+        low = _sixteen_bit_colour_low_bytes(path, "image")
+        if low is not None:  # 16-bit RGB: Pillow kept the high bytes, the key has 16 bits
+            values = np.asarray(image).astype(np.uint16) << 8 | np.asarray(low)
+            return np.all(values == np.array(key, np.uint16), axis=-1)[..., None].astype(np.uint8)
     alpha = np.asarray(image.convert("RGBA"))[..., 3]
     return (alpha < ALPHA_THRESHOLD).astype(np.uint8)[..., None]
 

@@ -443,6 +443,43 @@ def test_float_and_32_bit_integer_pixels_are_refused_by_name(tmp_path):
             assert image_io.read_error_reason(info.value).startswith(reason)
 
 
+def test_a_16_bit_png_s_transparent_colour_is_its_hole(tmp_path):
+    """--mask-from-alpha on a 16-bit grey or RGB PNG whose transparency is one colour (its
+    tRNS chunk): the key was compared with Pillow's 8-bit pixels, and no pixel was a hole."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    def png16(array, colour_type, key):
+        rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in array)
+        header = struct.pack(">IIBBBBB", array.shape[1], array.shape[0], 16, colour_type, 0, 0, 0)
+        return b"".join(
+            [
+                image_io.PNG_SIGNATURE,
+                chunk(b"IHDR", header),
+                chunk(b"tRNS", struct.pack(">" + "H" * len(key), *key)),
+                chunk(b"IDAT", zlib.compress(rows)),
+                chunk(b"IEND", b""),
+            ]
+        )
+
+    hole = np.zeros((8, 10), bool)
+    hole[2:4, 3:6] = True
+    grey = np.where(hole, 1234, 40000).astype(np.uint16)
+    colour = np.where(hole[..., None], [1234, 2345, 3456], [40000, 2345, 3456]).astype(np.uint16)
+    for name, data in (
+        ("grey", png16(grey, 0, (1234,))),
+        ("rgb", png16(colour, 2, (1234, 2345, 3456))),
+    ):
+        (tmp_path / f"{name}.png").write_bytes(data)
+        found = image_io.read_alpha_mask(tmp_path / f"{name}.png")[..., 0]
+        np.testing.assert_array_equal(found, hole, err_msg=name)
+
+
 def test_the_mask_rule_is_the_same_in_numpy_and_in_the_graph():
     values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
     zero_one = (np.arange(256) % 3 == 0).astype(np.uint8).reshape(1, 16, 16, 1)
