@@ -12,20 +12,25 @@ weights once the model is built. A checkpoint holding the other network (``netD`
 as ``--generator``, or ``netG`` as ``--discriminator``), or a state dict entry that is not
 a tensor, is an error naming the file and what it holds. The second reads those files (as
 this converter or ``penet_tf.train`` writes them, with the ``*.config.json`` beside them)
-and writes ``DIR2/gen.pth`` (``{'netG': state_dict}``) and ``DIR2/dis.pth``
-(``{'netD': state_dict}``, spectral-norm state as ``weight_orig`` / ``weight_u`` /
-``weight_v``), which the authors' code loads. Released -> Keras -> released is
-bit-identical for every tensor.
+and writes the release's layout in ``DIR2``: ``gen_NNNNN.pth`` (``{'netG': state_dict}``),
+``dis_NNNNN.pth`` (``{'netD': state_dict}``, spectral-norm state as ``weight_orig`` /
+``weight_u`` / ``weight_v``) and ``latest.ckpt`` naming ``NNNNN`` (``--iteration``,
+default 0), which the authors' ``test.py`` loads as it finds them (their trainer's
+``load()`` also reads an ``opt_NNNNN.pth`` of Adam states, which weights do not hold). The
+files use torch's legacy (non-zip) format, which every PyTorch reads (the release was
+tested on 1.1, before the zip format). Released -> Keras -> released is bit-identical for
+every tensor. The widths come from the checkpoint's shapes (a thin network round-trips);
+the release's own code loads only its widths (32 and 64), which ``--to-torch`` notes.
 
 Every file is written atomically (``penet_tf.io_utils.atomic_path``); a weights file and
 its config are renamed into place together, so they always match. A target that exists
-(weights, config, ``gen.pth`` or ``dis.pth``) is refused before any work unless
-``--force`` is given, which replaces it. ``.pth`` files need PyTorch:
-``pip install 'penet_tf[torch]'``. It is imported here only.
+(weights, config, ``gen_*.pth``, ``dis_*.pth``, ``latest.ckpt``), or the other network's
+files left by an earlier conversion (they would be paired with the new ones), is refused
+before any work unless ``--force`` is given, which replaces (or removes) them. ``.pth``
+files need PyTorch: ``pip install 'penet_tf[torch]'``. It is imported here only.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -38,6 +43,7 @@ from penet_tf.io_utils import (
     check_folder_target,
     save_weights_and_config,
     sweep_temporaries,
+    write_bytes_atomically,
 )
 from penet_tf.layers.spectral_norm import SpectralNorm
 from penet_tf.models import (
@@ -47,6 +53,7 @@ from penet_tf.models import (
     generator_config,
     load_generator,
     load_weights,
+    read_architecture,
 )
 
 # What convert_released writes per network: NAME.weights.h5 and NAME.config.json.
@@ -82,7 +89,7 @@ def _state_kind(names):
     return None
 
 
-def _load_state_dict(path, key):
+def read_state_dict(path, key):
     """The state dict of the released checkpoint ``path``: {name: float32 array}.
 
     ``path`` holds ``{key: state_dict, ...}`` (its other entries, e.g. ``epoch``, are
@@ -96,7 +103,7 @@ def _load_state_dict(path, key):
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {error}") from error
+        raise CheckpointError(f"{path} {_unreadable(path, error)}") from None
     what = _KINDS[key][0]
     (other,) = (kind for kind in _KINDS if kind != key)
     other_what, other_flag = _KINDS[other]
@@ -125,11 +132,41 @@ def _load_state_dict(path, key):
                 f"{value!r:.40}; {expected})."
             )
         name = name[len("module.") :] if name.startswith("module.") else name
-        state[name] = value.detach().cpu().numpy().astype(np.float32)
+        # (float() first: NumPy has no bfloat16; float16 / bfloat16 -> float32 is exact)
+        state[name] = value.detach().cpu().float().numpy()
     if _state_kind(state) == other:
         names = ", ".join(repr(name) for name in sorted(state)[:2])
         raise CheckpointError(f"{wrong} a {other_what}'s parameters ({names}, ...; {hint}).")
     return state
+
+
+def _unreadable(path, error):
+    """Why ``torch.load`` could not read ``path``, in one line (torch's own message is
+    several, with terminal colour codes and advice to unpickle arbitrary code)."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(8)
+    except OSError:
+        magic = b""
+    if magic.startswith(b"\x89HDF"):
+        return (
+            "is an HDF5 file (Keras weights?), not a PyTorch checkpoint: convert Keras "
+            "weights with --to-torch --weights FOLDER"
+        )
+    if "weights_only" in str(error) and (magic.startswith(b"PK") or magic[:1] == b"\x80"):
+        return (
+            "holds pickled Python objects besides tensors (a whole nn.Module?), not the "
+            "released {'netG' or 'netD': state_dict}: save the model's state_dict() instead"
+        )
+    return "is not a PyTorch checkpoint (a zip or pickle file of tensors)"
+
+
+def released_width(state, key):
+    """The ``base_channels`` of a released state dict (``netG``: its first convolution's
+    outputs; ``netD``: its first spectral-norm convolution's), or None."""
+    name = "dw_conv01.0.weight" if key == "netG" else "encoder.0.weight_orig"
+    value = state.get(name)
+    return None if value is None or value.ndim != 4 else int(value.shape[0])
 
 
 def generator_convolutions(generator):
@@ -186,8 +223,8 @@ def _check_consumed(state, path):
 def load_released_generator(path, generator=None, state=None):
     """Returns a built ``Generator`` holding the weights of a released ``gen_*.pth``
     (``state``: its state dict when already read)."""
-    state = _load_state_dict(path, "netG") if state is None else state
-    generator = generator or Generator()
+    state = read_state_dict(path, "netG") if state is None else state
+    generator = generator or Generator(base_channels=released_width(state, "netG") or 32)
     if not generator.built:
         generator.build()
     for prefix, conv in generator_convolutions(generator).items():
@@ -212,8 +249,9 @@ def load_released_discriminator(path, discriminator=None, state=None):
     Keras' in-place spectral norm (``spectral_norm="keras"``) keeps the normalised kernel
     itself: there ``weight_orig / (u . W v)`` is stored, and u as ``vector_u``.
     """
-    state = _load_state_dict(path, "netD") if state is None else state
-    discriminator = discriminator or Discriminator()
+    state = read_state_dict(path, "netD") if state is None else state
+    width = released_width(state, "netD") or 64
+    discriminator = discriminator or Discriminator(base_channels=width)
     if not discriminator.built:
         discriminator.build()
     if discriminator.spectral_norm == "none":
@@ -276,12 +314,13 @@ def discriminator_state_dict(discriminator):
 
 
 def save_released_checkpoint(state, key, path, replace=True):
-    """Writes ``{key: state_dict}`` as a torch pickle (``gen.pth`` / ``dis.pth``) atomically
-    (``replace=False``: ``FileExistsError`` if ``path`` exists)."""
+    """Writes ``{key: state_dict}`` as a torch pickle (``gen_N.pth`` / ``dis_N.pth``)
+    atomically (``replace=False``: ``FileExistsError`` if ``path`` exists), in torch's
+    legacy format: PyTorch before 1.6 (the release's 1.1) cannot read the zip format."""
     torch = _torch()
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
     with atomic_path(path, replace=replace) as temporary:
-        torch.save({key: tensors}, temporary)
+        torch.save({key: tensors}, temporary, _use_new_zipfile_serialization=False)
 
 
 def load_discriminator(weights):
@@ -291,9 +330,14 @@ def load_discriminator(weights):
     config_path = weights[: -len(".weights.h5")] + ".config.json"
     config = {}
     if os.path.isfile(config_path):
-        with open(config_path) as handle:
-            config = json.load(handle)
-    discriminator = Discriminator(**config)
+        try:
+            config = read_architecture(config_path, "discriminator")
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
+    try:
+        discriminator = Discriminator(**config)
+    except (TypeError, ValueError) as error:  # e.g. an unknown key in the config file
+        raise CheckpointError(f"Discriminator({config}) (from {config_path}): {error}") from None
     discriminator.build()
     try:
         load_weights(
@@ -321,30 +365,72 @@ def check_targets(paths, force=False, inputs=()):
         )
 
 
-def export_to_torch(weights_dir, out_dir, force=False):
-    """``--to-torch``: ``weights_dir/{generator,discriminator}.weights.h5`` -> released
-    ``out_dir/gen.pth`` and ``out_dir/dis.pth``. Returns the paths written. An existing
-    ``gen.pth`` / ``dis.pth`` is a ``FileExistsError`` unless ``force``."""
+# The release's widths (places2 / celebahq ... configs): its own code loads only these.
+RELEASED_WIDTHS = {"netG": 32, "netD": 64}
+
+
+def released_names(iteration):
+    """The files the release writes at ``iteration`` (``core/trainer.py`` ``save``) and
+    its ``test.py`` loads: ``gen_NNNNN.pth``, ``dis_NNNNN.pth``, and ``latest.ckpt``
+    naming ``NNNNN``."""
+    number = str(iteration).zfill(5)
+    return f"gen_{number}.pth", f"dis_{number}.pth", "latest.ckpt"
+
+
+def _check_pairing(out_dir, writes, others, force):
+    """Refuses (``FileExistsError``) ``others``, the other network's files an earlier
+    conversion left in ``out_dir``, which would be paired with the new ones (``--force``
+    replaced one network's and kept the other's); with ``force`` returns them, to remove."""
+    stale = [os.path.join(out_dir, name) for name in others]
+    stale = [path for path in stale if os.path.lexists(path)]
+    if stale and not force:
+        names = ", ".join(os.path.basename(path) for path in stale)
+        raise FileExistsError(
+            f"{out_dir} holds {names} from another conversion, which would be paired with "
+            f"the new {writes}: choose another --out, or pass --force to remove them"
+        )
+    return stale
+
+
+def export_to_torch(weights_dir, out_dir, force=False, iteration=0, log=print):
+    """``--to-torch``: ``weights_dir/{generator,discriminator}.weights.h5`` -> the
+    release's ``out_dir/gen_NNNNN.pth``, ``dis_NNNNN.pth`` and ``latest.ckpt``
+    (``released_names(iteration)``). Returns the paths written. Existing targets are a
+    ``FileExistsError`` unless ``force``."""
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(f"--iteration must be a non-negative integer, got {iteration!r}")
     generator_path = os.path.join(weights_dir, "generator.weights.h5")
     discriminator_path = os.path.join(weights_dir, "discriminator.weights.h5")
     if not os.path.isfile(generator_path):
         raise FileNotFoundError(f"No generator.weights.h5 in {weights_dir}")
-    targets = [os.path.join(out_dir, "gen.pth")]
+    generator_name, discriminator_name, latest = released_names(iteration)
+    names = [generator_name, latest]
     if os.path.isfile(discriminator_path):
-        targets.append(os.path.join(out_dir, "dis.pth"))
+        names.insert(1, discriminator_name)
+    targets = [os.path.join(out_dir, name) for name in names]
     check_folder_target(out_dir)
     check_targets(targets, force, inputs=(generator_path, discriminator_path))
+    others = [] if discriminator_name in names else [discriminator_name]
+    stale = _check_pairing(out_dir, generator_name, others, force)
     sweep_temporaries(out_dir)  # what a killed conversion left
     try:
         generator = load_generator(generator_path)
     except ValueError as error:
         raise CheckpointError(str(error)) from error
-    discriminator_state = None
-    if len(targets) > 1:
-        discriminator_state = discriminator_state_dict(load_discriminator(discriminator_path))
-    save_released_checkpoint(generator_state_dict(generator), "netG", targets[0], force)
-    if discriminator_state is not None:
-        save_released_checkpoint(discriminator_state, "netD", targets[1], force)
+    states = [("netG", generator_state_dict(generator))]
+    if discriminator_name in names:
+        states.append(("netD", discriminator_state_dict(load_discriminator(discriminator_path))))
+    widths = {key: released_width(state, key) for key, state in states}
+    if any(widths[key] != RELEASED_WIDTHS[key] for key in widths):
+        log(
+            f"note: base_channels {widths} are not the release's {RELEASED_WIDTHS}: the "
+            "release's code cannot load these files (penet_tf can)"
+        )
+    for path in stale:
+        os.remove(path)
+    for (key, state), path in zip(states, targets, strict=False):
+        save_released_checkpoint(state, key, path, force)
+    write_bytes_atomically(f"{str(iteration).zfill(5)}\n".encode(), targets[-1])
     return targets
 
 
@@ -359,15 +445,19 @@ def convert_released(generator_path, out_dir, discriminator_path=None, force=Fal
     targets = [os.path.join(out_dir, f"{name}{suffix}") for name in names for suffix in SUFFIXES]
     check_folder_target(out_dir)
     check_targets(targets, force, inputs=(generator_path, discriminator_path))
+    others = [] if discriminator_path else [f"discriminator{suffix}" for suffix in SUFFIXES]
+    stale = _check_pairing(out_dir, "generator", others, force)
     sweep_temporaries(out_dir)  # what a killed conversion left
-    generator_state = _load_state_dict(generator_path, "netG")
+    generator_state = read_state_dict(generator_path, "netG")
     discriminator_state = None
     if discriminator_path:
-        discriminator_state = _load_state_dict(discriminator_path, "netD")
+        discriminator_state = read_state_dict(discriminator_path, "netD")
     generator = load_released_generator(generator_path, state=generator_state)
     discriminator = None
     if discriminator_path:
         discriminator = load_released_discriminator(discriminator_path, state=discriminator_state)
+    for path in stale:  # (--force: an earlier conversion's discriminator, not this one's)
+        os.remove(path)
     written = save_weights_and_config(generator, generator_config(generator), targets[0], force)
     if discriminator is not None:
         written += save_weights_and_config(
@@ -388,7 +478,13 @@ def _main(argv):
         "--to-torch",
         action="store_true",
         help="write --weights DIR's generator.weights.h5 (and discriminator.weights.h5) as "
-        "the released gen.pth (and dis.pth) in --out",
+        "the release's gen_NNNNN.pth (and dis_NNNNN.pth) with latest.ckpt in --out",
+    )
+    parser.add_argument(
+        "--iteration",
+        type=int,
+        default=0,
+        help="with --to-torch: the NNNNN of the files and latest.ckpt (default 0)",
     )
     parser.add_argument("--weights", help="with --to-torch: the folder of .weights.h5 files")
     parser.add_argument("--out", required=True, help="output directory")
@@ -396,16 +492,19 @@ def _main(argv):
         "--force",
         action="store_true",
         help="replace the files --out already holds (generator.weights.h5, "
-        "generator.config.json, discriminator.*; --to-torch: gen.pth, dis.pth); without "
-        "it an existing one is an error and nothing is written",
+        "generator.config.json, discriminator.*; --to-torch: gen_NNNNN.pth, dis_NNNNN.pth, "
+        "latest.ckpt), and remove the other network's files an earlier conversion left; "
+        "without it an existing one is an error and nothing is written",
     )
     args = parser.parse_args(argv)
     if args.to_torch and (not args.weights or args.generator or args.discriminator):
         parser.error("--to-torch takes --weights DIR (and --out), not --generator/--discriminator")
+    if not args.to_torch and args.iteration:
+        parser.error("--iteration goes with --to-torch")
     if not args.to_torch and (args.weights or not args.generator):
         parser.error("--generator is required (or --to-torch --weights DIR)")
     if args.to_torch:
-        written = export_to_torch(args.weights, args.out, args.force)
+        written = export_to_torch(args.weights, args.out, args.force, args.iteration)
     else:
         written = convert_released(args.generator, args.out, args.discriminator, args.force)
     for path in written:

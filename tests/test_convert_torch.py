@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import torch
 from penet_tf import Discriminator, Generator
 from penet_tf.convert_torch import (
     CheckpointError,
+    generator_convolutions,
     load_released_discriminator,
     load_released_generator,
     main,
@@ -80,7 +82,7 @@ def test_wrong_checkpoints_are_named(official_fixture, tmp_path):
     with pytest.raises(CheckpointError, match="has shape"):
         load_released_generator(str(tmp_path / "thin.pth"))
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"is not a PyTorch checkpoint \(a zip or pickle"):
         load_released_generator(str(tmp_path / "garbage.pth"))
 
 
@@ -108,12 +110,18 @@ def test_released_keras_released_round_trip_is_bit_identical(official_fixture, t
         "--out",
         keras_dir,
     )
-    printed = _convert("--to-torch", "--weights", keras_dir, "--out", torch_dir)
-    assert "gen.pth" in printed and "dis.pth" in printed
-    assert sorted(p.name for p in torch_dir.iterdir()) == ["dis.pth", "gen.pth"]
+    printed = _convert("--to-torch", "--weights", keras_dir, "--out", torch_dir, "--iteration", 50)
+    assert "gen_00050.pth" in printed and "dis_00050.pth" in printed and "note" not in printed
+    names = ["dis_00050.pth", "gen_00050.pth", "latest.ckpt"]
+    assert sorted(p.name for p in torch_dir.iterdir()) == names
+    # As the release's test.py finds them: latest.ckpt's last line names the files.
+    latest = (torch_dir / "latest.ckpt").read_text().splitlines()[-1]
+    assert latest == "00050"
     for name, key in (("gen", "netG"), ("dis", "netD")):
         original = torch.load(official_fixture[name], map_location="cpu", weights_only=True)[key]
-        written = torch.load(torch_dir / f"{name}.pth", map_location="cpu", weights_only=True)
+        path = torch_dir / f"{name}_{latest}.pth"
+        assert not path.read_bytes().startswith(b"PK")  # legacy format: PyTorch < 1.6 reads it
+        written = torch.load(path, map_location="cpu", weights_only=True)
         assert list(written) == [key]
         written = written[key]
         assert sorted(written) == sorted(original)
@@ -140,15 +148,16 @@ def test_trained_thin_weights_export_to_the_released_format(tmp_path):
     mask = tf.cast(tf.random.uniform([1, 64, 64, 1], seed=4) > 0.7, tf.float32)
     discriminator(images, training=True)  # moves u, v away from their initial values
     _save_as_training_does(tmp_path, generator, discriminator)
-    assert main(["--to-torch", "--weights", str(tmp_path), "--out", str(tmp_path / "pth")]) == 0
+    printed = _convert("--to-torch", "--weights", tmp_path, "--out", tmp_path / "pth")
+    assert "note: base_channels {'netG': 4, 'netD': 8} are not the release's" in printed
 
-    clone = load_released_generator(str(tmp_path / "pth" / "gen.pth"), Generator(base_channels=4))
+    # The widths come from the shapes (a thin .pth could not be read back).
+    clone = load_released_generator(str(tmp_path / "pth" / "gen_00000.pth"))
     np.testing.assert_array_equal(
         clone(images, mask)[0].numpy(), generator(images, mask)[0].numpy()
     )
-    d_clone = load_released_discriminator(
-        str(tmp_path / "pth" / "dis.pth"), Discriminator(base_channels=8)
-    )
+    assert load_generator(tmp_path / "pth" / "gen_00000.pth").base_channels == 4
+    d_clone = load_released_discriminator(str(tmp_path / "pth" / "dis_00000.pth"))
     for a, b in zip(discriminator.weights, d_clone.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -258,18 +267,89 @@ def test_to_torch_keeps_existing_checkpoints_unless_force(tmp_path, capsys):
     _save_as_training_does(tmp_path, generator, discriminator)
     out = tmp_path / "pth"
     out.mkdir()
-    (out / "dis.pth").write_bytes(b"the user's")
+    (out / "dis_00000.pth").write_bytes(b"the user's")
     assert _error_of(capsys, "--to-torch", "--weights", tmp_path, "--out", out) == (
-        f"error: {out} already holds dis.pth: choose another --out or pass --force to replace it"
+        f"error: {out} already holds dis_00000.pth: choose another --out or pass --force to "
+        "replace it"
     )
-    assert sorted(p.name for p in out.iterdir()) == ["dis.pth"]
-    assert (out / "dis.pth").read_bytes() == b"the user's"
+    assert sorted(p.name for p in out.iterdir()) == ["dis_00000.pth"]
+    assert (out / "dis_00000.pth").read_bytes() == b"the user's"
 
     _convert("--to-torch", "--weights", tmp_path, "--out", out, "--force")
-    assert sorted(p.name for p in out.iterdir()) == ["dis.pth", "gen.pth"]
-    d_clone = load_released_discriminator(str(out / "dis.pth"), Discriminator(base_channels=8))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dis_00000.pth",
+        "gen_00000.pth",
+        "latest.ckpt",
+    ]
+    d_clone = load_released_discriminator(
+        str(out / "dis_00000.pth"), Discriminator(base_channels=8)
+    )
     for a, b in zip(discriminator.weights, d_clone.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert "already holds gen.pth, dis.pth" in _error_of(
+    assert "already holds gen_00000.pth, dis_00000.pth, latest.ckpt" in _error_of(
         capsys, "--to-torch", "--weights", tmp_path, "--out", out
     )
+    # Without the discriminator's weights, --force replaced the generator and kept the
+    # earlier dis_00000.pth, which latest.ckpt then paired with it.
+    (tmp_path / "discriminator.weights.h5").unlink()
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "dis_00000.pth").write_bytes(b"another run's")
+    assert _error_of(capsys, "--to-torch", "--weights", tmp_path, "--out", lone) == (
+        f"error: {lone} holds dis_00000.pth from another conversion, which would be paired "
+        "with the new gen_00000.pth: choose another --out, or pass --force to remove them"
+    )
+    _convert("--to-torch", "--weights", tmp_path, "--out", out, "--force")
+    assert sorted(p.name for p in out.iterdir()) == ["gen_00000.pth", "latest.ckpt"]
+
+
+def test_convert_force_removes_an_earlier_conversion_s_other_network(official_fixture, tmp_path):
+    """``--force`` without ``--discriminator`` replaced the generator and kept an earlier
+    conversion's discriminator.*, which --init-from FOLDER then loaded with it."""
+    _convert(
+        "--generator",
+        official_fixture["gen"],
+        "--discriminator",
+        official_fixture["dis"],
+        "--out",
+        tmp_path,
+    )
+    assert "discriminator.weights.h5" in os.listdir(tmp_path)
+    _convert("--generator", official_fixture["gen"], "--out", tmp_path, "--force")
+    assert sorted(os.listdir(tmp_path)) == ["generator.config.json", "generator.weights.h5"]
+
+
+def test_checkpoints_torch_reads_otherwise_are_one_line(official_fixture, tmp_path, capsys):
+    """A bfloat16 checkpoint ended in a TypeError traceback (NumPy has no bfloat16); a
+    file that is not a checkpoint printed torch's 5-6 lines with terminal colour codes and
+    advice to unpickle it; a broken discriminator.config.json a traceback or an error
+    naming no file."""
+    state = torch.load(official_fixture["gen"], map_location="cpu", weights_only=True)["netG"]
+    torch.save({"netG": {k: v.bfloat16() for k, v in state.items()}}, tmp_path / "bf16.pth")
+    generator = load_released_generator(str(tmp_path / "bf16.pth"))
+    assert generator.base_channels == 32
+    first = generator_convolutions(generator)["dw_conv01.0"].kernel.numpy()
+    np.testing.assert_array_equal(
+        first, state["dw_conv01.0.weight"].bfloat16().float().numpy().transpose(2, 3, 1, 0)
+    )
+    thin = Generator(base_channels=4)
+    thin.build()
+    save_weights_and_config(thin, generator_config(thin), tmp_path / "k" / "generator.weights.h5")
+    error = _error_of(
+        capsys, "--generator", tmp_path / "k" / "generator.weights.h5", "--out", tmp_path / "o"
+    )
+    assert "is an HDF5 file (Keras weights?), not a PyTorch checkpoint" in error
+    (tmp_path / "notes.pth").write_text("my notes")
+    assert _error_of(
+        capsys, "--generator", tmp_path / "notes.pth", "--out", tmp_path / "o"
+    ).endswith("is not a PyTorch checkpoint (a zip or pickle file of tensors)")
+    discriminator = Discriminator(base_channels=8)
+    discriminator.build()
+    _save_as_training_does(tmp_path / "k", thin, discriminator)
+    for broken in ("", "[8]"):
+        (tmp_path / "k" / "discriminator.config.json").write_text(broken)
+        error = _error_of(
+            capsys, "--to-torch", "--weights", tmp_path / "k", "--out", tmp_path / "o"
+        )
+        assert "discriminator.config.json" in error, error
+    assert not (tmp_path / "o").exists()

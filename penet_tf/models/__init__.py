@@ -74,13 +74,13 @@ def weights_file_holds(path):
     return None
 
 
-def _read_architecture(path):
-    """The generator arguments in ``NAME.config.json``, or a ValueError naming the file."""
+def read_architecture(path, what="generator"):
+    """The model arguments in ``NAME.config.json``, or a ValueError naming the file."""
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read the generator's architecture: {error}") from None
+        raise ValueError(f"{path}: cannot read the {what}'s architecture: {error}") from None
     if not isinstance(config, dict):
         raise ValueError(
             f'{path}: expected a JSON object such as {{"base_channels": 32}}, got '
@@ -105,8 +105,14 @@ def load_generator(weights, **kwargs):
     config = {}
     config_path = weights[: -len(".weights.h5")] + ".config.json"
     if weights.endswith(".weights.h5") and os.path.isfile(config_path):
-        config = _read_architecture(config_path)
+        config = read_architecture(config_path)
     config.update(kwargs)
+    state = None
+    if weights.endswith(".pth"):  # the widths from the checkpoint's shapes
+        from penet_tf.convert_torch import read_state_dict, released_width
+
+        state = read_state_dict(weights, "netG")
+        config.setdefault("base_channels", released_width(state, "netG") or 32)
     try:
         generator = Generator(**config)
     except (TypeError, ValueError) as error:  # e.g. an unknown key in the config file
@@ -116,7 +122,7 @@ def load_generator(weights, **kwargs):
     if weights.endswith(".pth"):
         from penet_tf.convert_torch import load_released_generator
 
-        return load_released_generator(weights, generator)
+        return load_released_generator(weights, generator, state=state)
     if not weights.endswith(".weights.h5"):
         raise ValueError(f"{weights}: expected a .weights.h5 file (or a released .pth checkpoint).")
     architecture = (
