@@ -19,6 +19,7 @@ import functools
 import http.server
 import os
 import posixpath
+import socket
 import sys
 import urllib.parse
 
@@ -48,6 +49,14 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
         self.model_dir = model_dir
         self.quiet = quiet
         super().__init__(*args, directory=web_root, **kwargs)
+
+    def send_head(self):
+        # A NUL byte in the path ("/app.js%00") made open() raise: the connection was
+        # dropped and a traceback printed, even without --verbose.
+        if "\x00" in urllib.parse.unquote(urllib.parse.urlsplit(self.path).path):
+            self.send_error(404, "File not found")
+            return None
+        return super().send_head()
 
     def translate_path(self, path):
         parsed = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
@@ -90,7 +99,32 @@ def make_server(model_dir, host="127.0.0.1", port=8000, web_root=WEB_ROOT, quiet
     model_dir, web_root = os.path.abspath(model_dir), os.path.abspath(web_root)
     check_layout(model_dir, web_root)
     handler = functools.partial(DemoHandler, model_dir=model_dir, web_root=web_root, quiet=quiet)
-    return http.server.ThreadingHTTPServer((host, port), handler)
+    return _server_class(host)((host, port), handler)
+
+
+def _server_class(host):
+    """``ThreadingHTTPServer`` for an IPv4 address or name, its IPv6 twin for an IPv6 one
+    (``--host ::1`` was refused: "Address family for hostname not supported")."""
+    try:
+        family = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
+    except (OSError, UnicodeError):
+        return http.server.ThreadingHTTPServer  # (its bind reports the bad name)
+    if family != socket.AF_INET6:
+        return http.server.ThreadingHTTPServer
+    return type(
+        "ThreadingHTTPServerV6", (http.server.ThreadingHTTPServer,), {"address_family": family}
+    )
+
+
+def _port(text):
+    """argparse type: a TCP port, 0-65535 (70000 ended in an OverflowError traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0 = any free)")
+    return port
 
 
 def _main(argv):
@@ -101,13 +135,16 @@ def _main(argv):
     parser.add_argument(
         "--model", required=True, help="directory with model.json (python -m penet_tf.convert)"
     )
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
+    parser.add_argument(
+        "--port", type=_port, default=8000, help="port (default 8000; 0 = any free)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--web-root", default=WEB_ROOT, help="the page (default demos/web)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     server = make_server(args.model, args.host, args.port, args.web_root, not args.verbose)
     host, port = server.server_address[:2]
+    host = f"[{host}]" if ":" in host else host  # (an IPv6 address, as URLs write it)
     print(f"PEN-Net demo: http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
     try:
         server.serve_forever()

@@ -86,6 +86,9 @@ def test_demo_server_serves_page_model_and_wasm(server):
     assert headers["Content-Type"] == "application/wasm" and body[:4] == b"\0asm"
     with pytest.raises(urllib.error.HTTPError):
         _get(server + "model/../../../etc/passwd")
+    for path in ("app.js%00", "model/%00"):  # open() raised: no answer and a traceback
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            _get(server + path)
 
 
 def test_demo_refuses_a_directory_without_model(tmp_path, capsys):
@@ -93,6 +96,22 @@ def test_demo_refuses_a_directory_without_model(tmp_path, capsys):
 
     assert demo.main(["--model", str(tmp_path), "--port", "0"]) == 2
     assert "No model.json" in capsys.readouterr().err
+
+
+def test_demo_ports_and_ipv6_hosts(tmp_path, capsys):
+    """--port 70000 ended in an OverflowError traceback; --host ::1 was refused ("Address
+    family for hostname not supported")."""
+    import socket
+
+    from penet_tf import demo
+
+    for port in ("70000", "-1"):
+        with pytest.raises(SystemExit) as info:
+            demo.main(["--model", str(tmp_path), "--port", port])
+        assert info.value.code == 2
+        assert f"argument --port: {port} is not a port (0-65535" in capsys.readouterr().err
+    assert demo._server_class("::1").address_family == socket.AF_INET6
+    assert demo._server_class("127.0.0.1").address_family == socket.AF_INET
 
 
 def _decode(text, shape):

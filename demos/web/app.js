@@ -30,6 +30,9 @@ const BACKENDS = ['auto', 'webgl', 'wasm', 'cpu'];
 const THREADS = Math.max(0, Math.min(Math.floor(Number(params.get('threads')) || 0, 8)));
 const WASM_DIR = new URL('node_modules/@tensorflow/tfjs-backend-wasm/dist/', window.location.href).href;
 const MAX_PHOTO_PIXELS = 40e6; // three full-size canvases of 4 bytes per pixel
+// The longest canvas side every browser draws (Chromium's is 65535, Firefox's 32767):
+// past it a canvas stays blank without an error, and painting it made no mask.
+const MAX_PHOTO_SIDE = 32767;
 const BRUSH_COLOR = 'rgb(255, 48, 48)';
 // WebGL renderers that are the CPU in disguise (slower than WebAssembly).
 const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render/i;
@@ -60,6 +63,7 @@ const demo = {
   strokes: 0,
   running: false,
   lastRun: null, // {width, height, regions: [{box, window, region, image, mask, output, ms}], ...}
+  downloadToken: null, // the run whose result the download link may take
   undoDepth: () => history.length,
   /** Photo pixels per CSS pixel of the painting canvas (the brush is in CSS pixels). */
   scale: () => paint.width / (paint.getBoundingClientRect().width || paint.width),
@@ -306,6 +310,14 @@ async function openPhoto(file) {
     );
     return;
   }
+  if (Math.max(width, height) > MAX_PHOTO_SIDE) {
+    bitmap.close();
+    fail(
+      `${file.name} is ${width} × ${height} pixels; browsers draw canvases up to ` +
+        `${MAX_PHOTO_SIDE} pixels a side: crop it first.`
+    );
+    return;
+  }
   demo.error = null;
   resizeCanvases(width, height);
   photoCtx.fillStyle = '#fff'; // transparent pixels become white, as when printed
@@ -324,6 +336,7 @@ function newPhoto(name) {
   paintCtx.clearRect(0, 0, paint.width, paint.height);
   resultCtx.clearRect(0, 0, result.width, result.height);
   $('result-caption').textContent = `Result (${photo.width} × ${photo.height})`;
+  demo.downloadToken = null; // (a result still being encoded is not this photo's)
   setDownload(null);
   updateButtons();
 }
@@ -496,7 +509,12 @@ async function inpaint() {
       `Result (${width} × ${height}; ${runs.length} region${runs.length > 1 ? 's' : ''}, ` +
       `${each} ms on ${demo.backend})`;
     setStatus(`Done in ${(ms / 1000).toFixed(1)} s on ${demo.backend}.`, { progress: 1, done: true });
-    result.toBlob((blob) => setDownload(blob), 'image/png');
+    // Encoded after the page is idle again: a photo opened meanwhile got the previous
+    // photo's result under its own name. Only this run's, for this photo, is offered.
+    const token = (demo.downloadToken = {});
+    result.toBlob((blob) => {
+      if (demo.downloadToken === token) setDownload(blob);
+    }, 'image/png');
   } catch (error) {
     fail(`Inpainting failed: ${error.message}`, error);
   } finally {
@@ -561,7 +579,7 @@ async function main() {
     `Photos keep their size. Each painted region is cut out with ${MARGIN} px of context ` +
     `around it, shrunk to the model's ${demo.size} × ${demo.size} if larger, inpainted and ` +
     'pasted back; only painted pixels change.';
-  drawSample();
+  if (!demo.photo) drawSample(); // (a photo opened while the model loaded stays)
   demo.ready = true;
   updateButtons();
   const info = demo.backendInfo;

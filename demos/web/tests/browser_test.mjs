@@ -72,15 +72,25 @@ try {
   });
   const url = new URL(args.url);
   url.searchParams.set('backend', args.backend);
+  // The photo is opened while the model is still loading (a phone downloading a large
+  // model): the page once drew its sample scene over it when the model arrived.
+  let releaseModel;
+  const modelHeld = new Promise((resolve) => (releaseModel = resolve));
+  await page.route('**/model.json', async (route) => {
+    await modelHeld;
+    await route.continue();
+  });
   await page.goto(url.href);
+  await page.setInputFiles('#file', args.image);
+  await page.waitForFunction(() => window.penetDemo.photosLoaded >= 1, null, { timeout });
+  releaseModel();
   await page.waitForFunction(() => window.penetDemo && (window.penetDemo.ready || window.penetDemo.error), null, {
     timeout,
   });
   const loadError = await page.evaluate(() => window.penetDemo.error);
   check(!loadError, `the page failed to load the model: ${loadError}`);
-
-  await page.setInputFiles('#file', args.image);
-  await page.waitForFunction(() => window.penetDemo.photosLoaded >= 2, null, { timeout });
+  const opened = await page.evaluate(() => [window.penetDemo.photo, window.penetDemo.photosLoaded]);
+  check(opened[0] !== 'sample' && opened[1] === 1, `the opened photo was replaced: ${opened}`);
   const { width, height } = await page.evaluate(() => window.penetDemo.photoSize);
   await page.locator('#brush').fill(String(BRUSH));
   check((await page.textContent('#brush-value')) === String(BRUSH), 'brush size label not updated');
