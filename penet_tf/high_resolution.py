@@ -411,6 +411,7 @@ def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, 
     Returns:
         uint8 [B, R, C, 3]: the prediction (rounded) in the hole, ``regions`` elsewhere.
     """
+    check_transfer(transfer)
     regions, holes = tf.convert_to_tensor(regions), tf.convert_to_tensor(holes)
     batch, height, width, channels = _dims(regions)
     grid_h, grid_w = height // tile, width // tile
