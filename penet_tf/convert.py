@@ -65,7 +65,13 @@ DEFAULT_SIZE = 256
 ONNX_OPSET = 17
 CONFIG_FILE = "penet_tf.json"  # in the SavedModel's assets.extra/ and in every output
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The TF.js converter's own virtualenv: --tfjs-venv, else $PENET_TF_TFJS_VENV, else the
+# checkout's .tfjs-venv (scripts/make_tfjs_venv.sh), else ./.tfjs-venv (an installed wheel
+# has no checkout: its default pointed into site-packages).
+TFJS_VENV_VARIABLE = "PENET_TF_TFJS_VENV"
 DEFAULT_TFJS_VENV = os.path.join(REPO, ".tfjs-venv")
+# The optional modules each format needs, all in the [convert] extra.
+FORMAT_MODULES = {"onnx": ("tf2onnx", "onnx"), "tflite": ()}
 # TF ops the TF.js converter might keep that TF.js (or its wasm backend) cannot run.
 TFJS_FORBIDDEN_OPS = ("ExtractImagePatches", "Einsum", "While", "StatelessWhile", "Assert")
 
@@ -315,16 +321,37 @@ def check_onnx_standard_only(model):
 
 
 def tfjs_converter_path(tfjs_venv=None):
-    """``tensorflowjs_converter`` in ``tfjs_venv`` (default .tfjs-venv), or a clear error."""
-    venv = os.path.abspath(tfjs_venv or DEFAULT_TFJS_VENV)
-    converter = os.path.join(venv, "bin", "tensorflowjs_converter")
-    if not os.access(converter, os.X_OK):
-        raise FileNotFoundError(
-            f"No tensorflowjs_converter in {venv}. tensorflowjs pins an older TensorFlow, so "
-            f"it lives in its own virtualenv: create it with `scripts/make_tfjs_venv.sh "
-            f"{venv}` (or pass --tfjs-venv PATH)."
-        )
-    return converter
+    """``tensorflowjs_converter`` in ``tfjs_venv`` (default: ``$PENET_TF_TFJS_VENV``, the
+    checkout's ``.tfjs-venv``, or ``./.tfjs-venv``), or a clear error."""
+    candidates = (
+        [tfjs_venv]
+        if tfjs_venv
+        else [os.environ.get(TFJS_VENV_VARIABLE), DEFAULT_TFJS_VENV, ".tfjs-venv"]
+    )
+    candidates = [os.path.abspath(venv) for venv in candidates if venv]
+    for venv in candidates:
+        converter = os.path.join(venv, "bin", "tensorflowjs_converter")
+        if os.access(converter, os.X_OK):
+            return converter
+    raise FileNotFoundError(
+        f"No tensorflowjs_converter in {' or '.join(dict.fromkeys(candidates))}. tensorflowjs "
+        "pins an older TensorFlow, so it lives in its own virtualenv: create one with a "
+        "checkout's `scripts/make_tfjs_venv.sh DIR` and pass --tfjs-venv DIR (or set "
+        f"{TFJS_VENV_VARIABLE})."
+    )
+
+
+def require_modules(to):
+    """Raises ``ImportError`` naming the ``[convert]`` extra when a module ``to`` needs is
+    missing (checked before the export is loaded: it was "No module named 'tf2onnx'",
+    after 7 s of loading)."""
+    import importlib.util
+
+    missing = [
+        name for name in FORMAT_MODULES.get(to, ()) if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ImportError(f"--to {to} needs {', '.join(missing)}: pip install 'penet_tf[convert]'")
 
 
 def write_fixed_size_savedmodel(generator, size, path):
@@ -469,6 +496,7 @@ def convert(
         _check_size(size)
     if to == "tfjs":
         tfjs_converter_path(tfjs_venv)  # fail before the slow part
+    require_modules(to)
     check_folder_target(out)
     source, target = os.path.realpath(saved_model), os.path.realpath(out)
     is_export = os.path.isfile(os.path.join(saved_model, "saved_model.pb"))
@@ -551,7 +579,12 @@ def run_tflite(model_path, image, mask):
     for name, array in (("image", image), ("mask", mask)):
         if np.asarray(array).dtype != np.uint8:
             raise ValueError(f"{name} must be uint8, got {np.asarray(array).dtype}")
-    from ai_edge_litert.interpreter import Interpreter
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ImportError(
+            "running a TFLite model needs ai-edge-litert: pip install 'penet_tf[convert]'"
+        ) from None
 
     interpreter = Interpreter(model_path=os.fspath(model_path))
     interpreter.allocate_tensors()
@@ -590,7 +623,8 @@ def _main(argv):
     )
     parser.add_argument(
         "--tfjs-venv",
-        help="virtualenv with tensorflowjs (default .tfjs-venv; see scripts/make_tfjs_venv.sh)",
+        help="virtualenv with tensorflowjs (default: $PENET_TF_TFJS_VENV, the checkout's "
+        ".tfjs-venv, or ./.tfjs-venv; a checkout's scripts/make_tfjs_venv.sh DIR makes one)",
     )
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)

@@ -85,7 +85,11 @@ def check_layout(model_dir, web_root):
             "penet_tf.convert --saved-model savedmodels/NAME/1 --to tfjs --out converted/tfjs`."
         )
     if not os.path.isfile(os.path.join(web_root, "index.html")):
-        raise FileNotFoundError(f"No index.html in {web_root} (the demo page).")
+        raise FileNotFoundError(
+            f"No index.html in {web_root} (the demo page): the page is in penet_tf's source "
+            "checkout, not in the installed package; pass --web-root CHECKOUT/demos/web "
+            "(after `npm ci` there)."
+        )
     for bundle in (TFJS_BUNDLE, WASM_BUNDLE):
         if not os.path.isfile(os.path.join(web_root, bundle)):
             raise FileNotFoundError(
@@ -139,7 +143,11 @@ def _main(argv):
         "--port", type=_port, default=8000, help="port (default 8000; 0 = any free)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    parser.add_argument("--web-root", default=WEB_ROOT, help="the page (default demos/web)")
+    parser.add_argument(
+        "--web-root",
+        default=WEB_ROOT,
+        help=f"the page: a source checkout's demos/web (default {WEB_ROOT})",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     server = make_server(args.model, args.host, args.port, args.web_root, not args.verbose)

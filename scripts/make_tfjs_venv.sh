@@ -7,8 +7,10 @@
 #
 # Usage: scripts/make_tfjs_venv.sh [VENV_DIR]   (default: .tfjs-venv in the repository)
 set -euo pipefail
+# A relative VENV_DIR is relative to where the script is run (it was taken from the
+# repository, where `convert --tfjs-venv DIR` then did not look).
+venv="$(realpath -m "${1:-$(dirname "$0")/../.tfjs-venv}")"
 cd "$(dirname "$0")/.."
-venv="${1:-.tfjs-venv}"
 python="${PYTHON:-python3}"
 if [ -x "$venv/bin/tensorflowjs_converter" ] && "$venv/bin/python" -c "import tensorflowjs" 2>/dev/null; then
   echo "$venv: tensorflowjs already installed"

@@ -238,3 +238,13 @@ def test_cli_refuses_a_typo_in_one_line(capsys, monkeypatch):
         "error: Unknown options for demo data: 'data.colour_jitter'. "
         "Did you mean 'data.color_jitter'?"
     ]
+
+
+def test_a_missing_configs_file_says_where_configs_live(tmp_path, monkeypatch):
+    """Installed from a wheel, `--config configs/demo.json` from another folder said only
+    "No config file at configs/demo.json"."""
+    from penet_tf.training.config import read_config_file
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="the configs/ folder is in penet_tf's source"):
+        read_config_file("configs/demo.json")

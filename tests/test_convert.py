@@ -268,3 +268,31 @@ def test_a_cropping_export_converts_to_a_model_that_says_it_runs_full(export, tm
     assert json.loads((tmp_path / "out" / "penet_tf.json").read_text())["strategy"] == "full"
     notes = [line for line in lines if line.startswith("note: the converted model runs")]
     assert len(notes) == 1 and "the export's auto strategy crops large photos" in notes[0]
+
+
+def test_what_a_conversion_needs_is_named_before_any_work(tmp_path, monkeypatch):
+    """Without the [convert] extra, --to onnx ended in "No module named 'tf2onnx'" after
+    loading the export; an installed wheel's default TF.js virtualenv pointed into
+    site-packages."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a)
+    )
+    with pytest.raises(
+        ImportError, match=r"--to onnx needs tf2onnx: pip install 'penet_tf\[convert\]'"
+    ):
+        convert_module.convert(tmp_path / "no-export", "onnx", tmp_path / "out")
+    venv = tmp_path / "tfjs"
+    (venv / "bin").mkdir(parents=True)
+    converter = venv / "bin" / "tensorflowjs_converter"
+    converter.write_text("#!/bin/sh\n")
+    converter.chmod(0o755)
+    monkeypatch.setenv(convert_module.TFJS_VENV_VARIABLE, str(venv))
+    monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(tmp_path / "none"))
+    assert convert_module.tfjs_converter_path() == str(converter)
+    monkeypatch.delenv(convert_module.TFJS_VENV_VARIABLE)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="pass --tfjs-venv DIR"):
+        convert_module.tfjs_converter_path()

@@ -492,3 +492,13 @@ def test_crop_js_groups_holes_as_the_python_strategy():
         expected = hole_groups([tuple(box) for box in case["boxes"]], case["margin"])
         assert [tuple(group) for group in groups] == expected
     assert 1000 < len(groups) < 2000  # the specks: many groups, some merged
+
+
+def test_an_installed_package_says_where_the_page_is(tmp_path):
+    """From a wheel the default web root (beside the package) does not exist: the error
+    named no way out."""
+    from penet_tf import demo
+
+    (tmp_path / "model.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="pass --web-root CHECKOUT/demos/web"):
+        demo.check_layout(str(tmp_path), str(tmp_path / "site-packages" / "demos" / "web"))

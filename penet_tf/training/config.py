@@ -760,7 +760,13 @@ def apply_overrides(tree, overrides):
 def read_config_file(path):
     """The JSON object in the file at ``path``, or a one-line error."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No config file at {path}")
+        hint = ""
+        if os.path.dirname(os.path.normpath(path)) == "configs":  # the README's configs/*.json
+            hint = (
+                " (the configs/ folder is in penet_tf's source checkout, not in the installed "
+                "package: run from the checkout or give the file's path)"
+            )
+        raise FileNotFoundError(f"No config file at {path}{hint}")
     with open(path) as handle:
         try:
             loaded = json.load(handle)
