@@ -40,7 +40,7 @@ naming the problem, which TF Serving returns as ``INVALID_ARGUMENT`` with that m
 The checks read shapes only and run before any cast, pad or decode
 (``penet_tf.inference.serve``), so a bad request costs milliseconds whatever its size.
 ``max_pixels`` counts the padded size (H and W rounded up to multiples of 64: a 1 x 4096
-image costs 64 x 4096). Encoded PNG, JPEG and GIF sizes are checked from their headers,
+image costs 64 x 4096). Encoded PNG, JPEG, WebP and GIF sizes are checked from their headers,
 before decoding.
 
 ``assets.extra/`` holds TF Serving's warm-up requests (one per signature) and
@@ -163,8 +163,55 @@ def _gif_frames(data):
     return height, width, total, ended, transparent
 
 
+def _gif_first_frame_covers(data, screen):
+    """Whether a GIF's first image descriptor (after the header, the screen's colour table
+    and any extension blocks) sits at (0, 0) with the logical screen's size."""
+    padded = tf.strings.join([data, tf.constant(b"\0" * 16)])
+    length = tf.strings.length(data)
+
+    def at(offset, size=1):
+        return tf.cast(_little_endian(padded, offset, size), tf.int32)
+
+    table = tf.where(at(10) >= 128, 3 * 2 ** (at(10) % 8 + 1), 0)
+
+    def skip(position):  # an extension: introducer, label, then sub-blocks to a 0 byte
+        def sub_block(where, _):
+            size = at(where)
+            return where + 1 + size, tf.logical_or(tf.equal(size, 0), where >= length)
+
+        end, _ = tf.while_loop(
+            lambda where, done: tf.logical_not(done),
+            sub_block,
+            (position + 2, tf.constant(False)),
+            maximum_iterations=_GIF_STEPS,
+        )
+        return end
+
+    def next_block(position):
+        (end,) = tf.while_loop(
+            lambda where: tf.logical_and(tf.equal(at(where), 0x21), where < length),
+            lambda where: (skip(where),),
+            (position,),
+            maximum_iterations=_GIF_STEPS,
+        )
+        return end
+
+    descriptor = next_block(13 + table)
+    fields = [at(descriptor + offset, 2) for offset in (1, 3, 5, 7)]  # left, top, w, h
+    screen = tf.cast(screen, tf.int32)
+    return tf.reduce_all(
+        [
+            tf.equal(at(descriptor), 0x2C),
+            tf.equal(fields[0], 0),
+            tf.equal(fields[1], 0),
+            tf.equal(fields[2], screen[0]),
+            tf.equal(fields[3], screen[1]),
+        ]
+    )
+
+
 def _header_pixels(data, head, name):
-    """Padded H * W (as ``check_request`` counts) read from a PNG, JPEG or GIF header
+    """Padded H * W (as ``check_request`` counts) read from a PNG, JPEG, WebP or GIF header
     without decoding (-1 for other formats); for a GIF, its largest frame's, or all its
     frames' pixels if more."""
     magic = tf.strings.substr(head, 0, 4)
@@ -187,6 +234,7 @@ def _header_pixels(data, head, name):
     def gif():  # the logical screen (little-endian width, height at bytes 6..9) and frames
         screen = tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
         height, width, total, ended, transparent = _gif_frames(data)
+        first_covers = _gif_first_frame_covers(data, screen)
         check = tf.debugging.Assert(
             ended,
             [f"{name}: a GIF of more than {_GIF_STEPS} runs of data sub-blocks is not decoded"],
@@ -197,19 +245,53 @@ def _header_pixels(data, head, name):
             tf.logical_not(transparent),
             [f"{name}: a GIF with a transparent colour is not decoded here; send it as PNG"],
         )
+        # TensorFlow decodes a GIF at its first frame's size, Pillow at the logical
+        # screen's: a first frame that does not cover the screen at (0, 0) is refused
+        # (a 30 x 20 frame on a 60 x 40 screen came back 30 x 20, or failed as a mask
+        # size mismatch).
+        covers = tf.debugging.Assert(
+            first_covers,
+            [
+                f"{name}: a GIF whose first frame does not cover its screen is not decoded here; "
+                "send it as PNG"
+            ],
+        )
         screen = tf.cast(screen, tf.int64)
-        with tf.control_dependencies([check, opaque]):
+        with tf.control_dependencies([check, opaque, covers]):
             largest = padded(tf.maximum(height, screen[1]), tf.maximum(width, screen[0]))
             return tf.maximum(largest, total)
 
     def jpeg():
         return padded(*tf.unstack(tf.io.extract_jpeg_shape(data, tf.int64)[:2]))
 
+    def webp():  # the canvas (a 38-byte WebP declaring 16383^2 was decoded: 4 GB, 10 s)
+        kind = tf.strings.substr(head, 12, 4)
+        # VP8X: canvas width - 1 and height - 1, 3 little-endian bytes each at 24 and 27.
+        extended = (_little_endian(head, 24, 3) + 1, _little_endian(head, 27, 3) + 1)
+        # VP8L: after the signature byte 0x2f, 14 bits of width - 1, then of height - 1.
+        bits = _little_endian(head, 21, 4)
+        lossless = (bits % 2**14 + 1, bits // 2**14 % 2**14 + 1)
+        # VP8 (lossy): the key frame's 14-bit width and height at 26 and 28.
+        lossy = (_little_endian(head, 26, 2) % 2**14, _little_endian(head, 28, 2) % 2**14)
+        width, height = (
+            tf.where(
+                tf.equal(kind, b"VP8X"),
+                extended[i],
+                tf.where(tf.equal(kind, b"VP8L"), lossless[i], lossy[i]),
+            )
+            for i in (0, 1)
+        )
+        return padded(height, width)
+
+    is_webp = tf.logical_and(
+        tf.equal(magic, _MAGIC["WebP"]), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    )
     return tf.case(
         [
             (tf.equal(magic, _MAGIC["PNG"]), png),
             (tf.equal(magic, _MAGIC["GIF"]), gif),
             (tf.equal(tf.strings.substr(head, 0, 3), _MAGIC["JPEG"]), jpeg),
+            (is_webp, webp),
         ],
         default=lambda: tf.constant(-1, tf.int64),
     )
@@ -254,20 +336,39 @@ def _decoder_checks(data, head, name):
             rows = tf.reduce_all(tf.equal(palette, ramp), axis=1)
             return tf.reduce_all(tf.logical_or(rows, tf.range(256, dtype=tf.int64) >= colours))
 
-        return tf.case(
-            [
-                (tf.logical_or(tf.equal(bits, 24), tf.equal(bits, 32)), lambda: tf.constant(True)),
-                (tf.logical_and(tf.equal(bits, 8), header >= 40), grey_palette),
-            ],
-            default=lambda: tf.constant(False),
+        # Compressed (RLE) BMPs decode as garbage, and 32-bit BI_BITFIELDS ones with other
+        # than the BGRA masks swap colours: only uncompressed, or BI_BITFIELDS with
+        # TensorFlow's own masks (red 0x00ff0000, green 0x0000ff00, blue 0x000000ff).
+        compression = tf.where(header >= 40, _little_endian(padded, 30, 4), 0)
+        masks = [_little_endian(padded, 54 + 4 * i, 4) for i in range(3)]
+        bgra = tf.reduce_all(
+            [tf.equal(masks[0], 0xFF0000), tf.equal(masks[1], 0xFF00), tf.equal(masks[2], 0xFF)]
+        )
+        plain = tf.logical_or(
+            tf.equal(compression, 0),
+            tf.logical_and(tf.equal(compression, 3), tf.logical_and(tf.equal(bits, 32), bgra)),
+        )
+        return tf.logical_and(
+            plain,
+            tf.case(
+                [
+                    (
+                        tf.logical_or(tf.equal(bits, 24), tf.equal(bits, 32)),
+                        lambda: tf.constant(True),
+                    ),
+                    (tf.logical_and(tf.equal(bits, 8), header >= 40), grey_palette),
+                ],
+                default=lambda: tf.constant(False),
+            ),
         )
 
     bmp = tf.equal(tf.strings.substr(head, 0, 2), _MAGIC["BMP"])
     readable_bmp = tf.debugging.Assert(
         tf.cond(bmp, bmp_readable, lambda: tf.constant(True)),
         [
-            f"{name}: a BMP of 1, 4, 16 or 8 bits with a colour palette is not decoded here "
-            "(24- and 32-bit BMPs are); send it as PNG"
+            f"{name}: a BMP of 1, 4, 16 or 8 bits with a colour palette, compressed, or with "
+            "other than BGRA bit masks is not decoded here (plain 24- and 32-bit BMPs are); "
+            "send it as PNG"
         ],
     )
     return [not_animated, readable_bmp]
@@ -276,7 +377,7 @@ def _decoder_checks(data, head, name):
 def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
     """Decodes one encoded image after checking its format and (from the header) its size.
 
-    A PNG, JPEG or GIF over ``max_pixels`` (a GIF: any frame, or all its frames) is
+    A PNG, JPEG, WebP or GIF over ``max_pixels`` (a GIF: any frame, or all its frames) is
     refused before it is decoded, so a small file cannot make the server allocate a huge
     image; other formats are checked after.
     ``dtype`` ``tf.uint16`` keeps a 16-bit PNG's values (8-bit images are multiplied by
@@ -362,6 +463,12 @@ def photo_limit(strategy, max_pixels, max_photo_pixels):
     ``trigger`` squared): photos up to ``max_photo_pixels`` are accepted.
     """
     smallest = padded_size(1) ** 2  # one 1 x 1 photo, padded to 64 x 64
+    for name, value in (("max_pixels", max_pixels), ("max_photo_pixels", max_photo_pixels)):
+        if value > MAX_PIXEL_LIMIT:  # (10^19 refused every request, its warm-up too)
+            raise ValueError(
+                f"{name} must be at most {MAX_PIXEL_LIMIT} (2^40 pixels, the served graph "
+                f"counts in int64), got {value}"
+            )
     if max_pixels < smallest:
         raise ValueError(
             f"max_pixels must be at least {smallest} (one 64 x 64 network input: sizes are "
@@ -468,10 +575,16 @@ def build_archive(
     return archive
 
 
+# TF Serving reads version folders as int64: past this, a version is never served.
+MAX_VERSION = 2**63 - 1
+MAX_PIXEL_LIMIT = 2**40
+
+
 def next_version(base_dir):
-    """1 + the largest numeric version under ``base_dir`` (1 when there is none)."""
+    """1 + the largest numeric version under ``base_dir`` (1 when there is none; folders
+    past int64, which TF Serving cannot read as versions, are not counted)."""
     versions = [int(name) for name in os.listdir(base_dir) if re.fullmatch(r"\d+", name)]
-    return max(versions, default=0) + 1
+    return max((v for v in versions if v < MAX_VERSION), default=0) + 1
 
 
 def warmup_inputs(size=64):
@@ -518,6 +631,11 @@ def version_dir(base_dir, version=None):
     """``base_dir/<version>`` (the next free version by default); raises if it is taken,
     or if ``base_dir`` is (or is inside) a SavedModel version rather than a base folder."""
     base_dir = os.path.abspath(base_dir)
+    if version is not None and not 0 <= version <= MAX_VERSION:
+        raise ValueError(
+            f"--version must be from 0 to {MAX_VERSION} (TF Serving reads versions as int64), "
+            f"got {version}"
+        )
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise FileExistsError(f"{base_dir} is a file, not a model directory")
     folder = base_dir

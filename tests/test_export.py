@@ -538,3 +538,87 @@ def test_serving_archive_traces_each_endpoint_once(tmp_path):
     np.testing.assert_allclose(loaded.signatures["negate"](x=x)["y"], -expected)
     np.testing.assert_allclose(loaded.negate(x)["y"], -expected)  # also as a function
     assert sorted(v.shape.as_list() for v in loaded.variables) == [[2], [3, 2]]
+
+
+def _decoded(data, max_pixels=10**6):
+    """``inpaint_bytes``'s decode of one encoded image in a graph: its shape, or the
+    INVALID_ARGUMENT message."""
+    from penet_tf import export
+
+    decode = tf.function(lambda d: export._decode(d, 3, "image", max_pixels))
+    try:
+        return decode(tf.constant(data)).shape
+    except tf.errors.InvalidArgumentError as error:
+        return re.search(r"assertion failed: \[(.*?)\]", error.message, re.S).group(1)
+
+
+def test_files_tensorflow_would_decode_otherwise_are_refused_before_decoding():
+    """A 38-byte WebP declaring 16383^2 pixels was decoded (4 GB, 10 s) before any size
+    check; a GIF whose first frame does not cover its screen came back at the frame's size;
+    an RLE8 BMP decoded as garbage and a 32-bit BMP with RGBA bit masks swapped red and
+    blue (Pillow, penet_tf.image_io, reads all of them right)."""
+    import struct
+
+    photo = np.random.default_rng(0).integers(0, 255, (40, 60, 3), np.uint8)
+
+    def encoded(image, kind, **options):
+        buffer = io.BytesIO()
+        image.save(buffer, kind, **options)
+        return buffer.getvalue()
+
+    for options in ({"lossless": True}, {"quality": 80}):
+        assert _decoded(encoded(Image.fromarray(photo), "WEBP", **options)) == (40, 60, 3)
+    rgba = Image.fromarray(np.dstack([photo, photo[..., :1]]), "RGBA")  # VP8X
+    assert "larger than the server limit of 1000" in _decoded(encoded(rgba, "WEBP"), 1000)
+    dims = (16383 - 1) | (16383 - 1) << 14  # VP8L: 14 bits of width - 1, then of height - 1
+    lossless = b"\x2f" + struct.pack("<I", dims) + b"\0" * 8
+    bomb = b"RIFF" + struct.pack("<I", 4 + 8 + len(lossless)) + b"WEBPVP8L"
+    bomb += struct.pack("<I", len(lossless)) + lossless
+    assert "larger than the server limit" in _decoded(bomb)
+
+    gif = bytearray(encoded(Image.fromarray(photo[:20, :30]).convert("P"), "GIF"))
+    assert _decoded(bytes(gif)) == (20, 30, 3)
+    struct.pack_into("<HH", gif, 6, 60, 40)  # a 60 x 40 screen around the 30 x 20 frame
+    assert "first frame does not cover its screen" in _decoded(bytes(gif))
+
+    assert _decoded(encoded(Image.fromarray(photo), "BMP")) == (40, 60, 3)
+    pixels = b"".join(
+        np.concatenate([row, np.full((60, 1), 255, np.uint8)], -1).tobytes() for row in photo[::-1]
+    )
+    header = struct.pack("<IiiHHIIiiII", 124, 60, 40, 1, 32, 3, len(pixels), 2835, 2835, 0, 0)
+    header += struct.pack("<IIII", 0xFF, 0xFF00, 0xFF0000, 0xFF000000) + b"sRGB" + b"\0" * 64
+    offset = 14 + len(header)
+    bitfields = b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header + pixels
+    assert "other than BGRA bit masks is not decoded here" in _decoded(bitfields)
+    grey = Image.fromarray(photo[..., 0])
+    rle = bytearray(encoded(grey, "BMP"))
+    struct.pack_into("<I", rle, 30, 1)  # BI_RLE8 (its data need not be valid: refused first)
+    assert "compressed" in _decoded(bytes(rle))
+
+
+def test_export_options_past_what_serving_reads_are_refused(tmp_path):
+    """--max-pixels 10^19 exported a model that refused every request (its warm-up too);
+    --version 2^63 a folder TF Serving cannot read as a version, after which every default
+    export went on past int64."""
+    from penet_tf.export import next_version, photo_limit, version_dir
+
+    with pytest.raises(ValueError, match=r"max_pixels must be at most 1099511627776"):
+        photo_limit(PhotoStrategy("full"), 10**19, 10**6)
+    with pytest.raises(ValueError, match=r"max_photo_pixels must be at most"):
+        photo_limit(PhotoStrategy(), 2**22, 10**19)
+    with pytest.raises(ValueError, match="--version must be from 0 to 9223372036854775807"):
+        version_dir(tmp_path, 2**63)
+    (tmp_path / str(2**63)).mkdir()
+    (tmp_path / "7").mkdir()
+    assert next_version(tmp_path) == 8
+
+
+def test_the_client_keeps_the_whole_server_message():
+    """The message was cut at its first "]": "... (mask must be [batch, H, W, 1"."""
+    from penet_tf.serving.client import _short
+
+    details = (
+        "assertion failed: [image and mask height/width differ (mask must be [batch, H, W, 1]"
+        " with the image's H, W)] [Condition x == y did not hold element-wise:]\n\t [[{{node}}]]"
+    )
+    assert _short(details).endswith("[batch, H, W, 1] with the image's H, W)")

@@ -85,7 +85,8 @@ class ServingError(PenetError, RuntimeError):
 
 def _short(details):
     """The message of a TF assertion without its ``[Condition ...]`` and node dump."""
-    match = re.search(r"assertion failed: \[(.*?)\]", details, re.DOTALL)
+    # (up to the "] [Condition" that follows: the message may hold "[batch, H, W, 1]")
+    match = re.search(r"assertion failed: \[(.*?)\](?: \[|\s*$|\n)", details, re.DOTALL)
     if match:
         return match.group(1).replace("\\'", "'").strip()
     return details.split("\n\t [[")[0].strip()
