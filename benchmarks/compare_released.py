@@ -96,7 +96,7 @@ def run_worker(case, time_limit, memory_limit_mb):
     while process.poll() is None:
         peak = max(peak, _rss_mb(process.pid))
         if peak > memory_limit_mb:
-            status = f"stopped: over the {memory_limit_mb / 1024:.0f} GB memory limit"
+            status = f"stopped: over the {memory_limit_mb / 1024:g} GiB memory limit"
         elif time.perf_counter() - started > time_limit:
             status = f"stopped: over the {time_limit:.0f} s time limit"
         if status != "ok":
@@ -138,7 +138,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=3, help="alternations per case")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per process")
-    parser.add_argument("--memory-limit-gb", type=float, default=20.0)
+    parser.add_argument(
+        "--memory-limit-gb", type=float, default=20.0, help="GiB (1024^3 bytes; default 20)"
+    )
     parser.add_argument(
         "--penet-dtypes",
         nargs="+",
@@ -215,7 +217,8 @@ def main(argv=None):
 def _fmt(entry):
     if entry is None:
         return "—"
-    memory = f"{entry['peak_rss_mb'] / 1024:.2f} GB" if entry["peak_rss_mb"] else "?"
+    # (MiB / 1024: GiB; the figures printed before 2026-12-06 said "GB" for GiB)
+    memory = f"{entry['peak_rss_mb'] / 1024:.2f} GiB" if entry["peak_rss_mb"] else "?"
     if entry["status"] != "ok":
         return f"{entry['status']} (peak {memory})"
     return f"{entry['median_s']:.3f} s, {memory}"

@@ -125,7 +125,11 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-full", action="store_true", help="skip the 1024^2 full run")
     args = parser.parse_args(argv)
-    work = tempfile.mkdtemp(prefix="bench-hires-")
+    with tempfile.TemporaryDirectory(prefix="bench-hires-") as work:  # (it was left behind)
+        return _run(args, work)
+
+
+def _run(args, work):
     weights = args.weights
     if weights is None:
         generator = Generator()

@@ -57,7 +57,7 @@ class TimedInpainter:
 
     def __init__(self, inpainter):
         self.inpainter, self.seconds = inpainter, 0.0
-        self.description = inpainter.description
+        self.description, self.limit = inpainter.description, inpainter.limit
 
     def __call__(self, image, mask):
         start = time.perf_counter()
@@ -117,13 +117,15 @@ def main(argv=None):
             for name in os.listdir(warmup):
                 os.remove(os.path.join(warmup, name))
             timed = TimedInpainter(inpainter)
+            # (inpaint_files takes anything but an Inpainter for its loader, and calls it)
             written, skipped, seconds = inpaint_files(
-                timed,
+                lambda timed=timed: timed,
                 images,
                 os.path.join(work, "out"),
                 mask_type=args.mask_type,
                 batch_size=batch_size,
                 progress=False,
+                limit=inpainter.limit,
             )
             if skipped or len(written) != args.count:
                 raise RuntimeError(f"benchmark run skipped files: {skipped}")

@@ -374,7 +374,7 @@ def region_indices(first, length, size):
 # Photo pixels (of all the call's regions) that inpaint_regions computes at full
 # resolution at once: a region is downsampled, upsampled, aggregated and rounded in bands
 # of cell rows, so its float copies are a band's, not the region's (a 5-px diagonal
-# stroke across a 24-MP photo through the CLI: 1.74 GB peak, 3.16 GB with whole-region
+# stroke across a 24-MP photo through the CLI: 1736 MiB peak, 3159 MiB with whole-region
 # copies; README "High-resolution photos").
 BAND_PIXELS = 1 << 20
 

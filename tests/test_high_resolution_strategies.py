@@ -184,7 +184,7 @@ def test_separate_holes_share_a_call_only_while_small(generator, monkeypatch):
 def test_full_resolution_bands_give_the_whole_region_s_result(generator, monkeypatch):
     """A region is downsampled, upsampled, aggregated and rounded in bands of cell rows
     (a 5-px diagonal stroke across a 24-MP photo, one 4512 x 6016 region, peaked at
-    3.16 GB through the CLI with whole-region float copies; 1.74 GB in bands): the same
+    3159 MiB through the CLI with whole-region float copies; 1736 MiB in bands): the same
     pixels up to float rounding (the key cells' sum is added band by band), for both
     transfers, ``resize`` and regions sharing a call."""
     from penet_tf import high_resolution
