@@ -69,8 +69,10 @@ def penet(case):
         pixels = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
         hole = tf.constant(centre_mask(batch, size, case.get("hole")).astype(np.uint8))
         spec = [tf.TensorSpec([None, None, None, c], tf.uint8) for c in (3, 1)]
-        run = tf.function(
-            lambda i, m: serve(generator, i, m, max_pixels=NO_PIXEL_LIMIT), input_signature=spec
+        run = tf.function(  # (jit_compile: the "-xla" composite rows were not XLA)
+            lambda i, m: serve(generator, i, m, max_pixels=NO_PIXEL_LIMIT),
+            input_signature=spec,
+            jit_compile=jit,
         )
         run(pixels[:, :64, :64], hole[:, :64, :64])  # traced on a small image, not timed
         return lambda: run(pixels, hole).numpy()

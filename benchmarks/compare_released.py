@@ -132,11 +132,13 @@ def summarize(runs):
 
 
 def main(argv=None):
+    from penet_tf.cli import positive_int  # (0 rounds or runs crashed the statistics)
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", help="checkout of the released PyTorch PEN-Net code")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--rounds", type=int, default=3, help="alternations per case")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="alternations per case")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per process")
     parser.add_argument(
         "--memory-limit-gb", type=float, default=20.0, help="GiB (1024^3 bytes; default 20)"

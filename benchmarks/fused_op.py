@@ -121,9 +121,11 @@ def forward(size, stand_ins=None):
 
 
 def main():
+    from penet_tf.cli import positive_int  # (0 rounds or runs crashed the statistics)
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--rounds", type=int, default=7, help="alternations per size")
+    parser.add_argument("--rounds", type=positive_int, default=7, help="alternations per size")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

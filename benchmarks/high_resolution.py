@@ -120,9 +120,11 @@ def cli_in_fresh_process(args):
 
 
 def main(argv=None):
+    from penet_tf.cli import positive_int  # (0 rounds or runs crashed the statistics)
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="generator weights (default: random, full width)")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=positive_int, default=5)
     parser.add_argument("--skip-full", action="store_true", help="skip the 1024^2 full run")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-hires-") as work:  # (it was left behind)

@@ -147,12 +147,14 @@ def spread(values):
 
 
 def main():
+    from penet_tf.cli import positive_int  # (0 rounds or runs crashed the statistics)
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", required=True, help="checkout of the released code")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=5, help="forwards per process")
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--runs", type=positive_int, default=5, help="forwards per process")
     parser.add_argument("--worker", choices=("penet", "released"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not os.path.isfile(os.path.join(args.reference, "model", "pennet.py")):

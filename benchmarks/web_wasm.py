@@ -124,9 +124,15 @@ def _label(configuration):
 
 
 def main(argv=None):
+    from penet_tf.cli import positive_int  # (0 rounds or runs crashed the statistics)
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per page (default 3)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    parser.add_argument(
+        "--runs", type=positive_int, default=3, help="timed runs per page (default 3)"
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=2, help="alternating rounds (default 2)"
+    )
     parser.add_argument(
         "--converter-runs",
         type=int,

@@ -165,7 +165,8 @@ def _gif_frames(data):
 
 def _gif_first_frame_covers(data, screen):
     """Whether a GIF's first image descriptor (after the header, the screen's colour table
-    and any extension blocks) sits at (0, 0) with the logical screen's size."""
+    and any extension blocks) sits at (0, 0) with the logical screen's size (or runs past
+    the screen, or is not found: the size and frame checks name those)."""
     padded = tf.strings.join([data, tf.constant(b"\0" * 16)])
     length = tf.strings.length(data)
 
@@ -197,17 +198,19 @@ def _gif_first_frame_covers(data, screen):
         return end
 
     descriptor = next_block(13 + table)
-    fields = [at(descriptor + offset, 2) for offset in (1, 3, 5, 7)]  # left, top, w, h
+    left, top, width, height = (at(descriptor + offset, 2) for offset in (1, 3, 5, 7))
     screen = tf.cast(screen, tf.int32)
-    return tf.reduce_all(
+    covers = tf.reduce_all(
         [
-            tf.equal(at(descriptor), 0x2C),
-            tf.equal(fields[0], 0),
-            tf.equal(fields[1], 0),
-            tf.equal(fields[2], screen[0]),
-            tf.equal(fields[3], screen[1]),
+            tf.equal(left, 0),
+            tf.equal(top, 0),
+            tf.equal(width, screen[0]),
+            tf.equal(height, screen[1]),
         ]
     )
+    # (a frame past its screen is sized by the size check: a GIF bomb is named as one)
+    outgrows = tf.logical_or(left + width > screen[0], top + height > screen[1])
+    return tf.logical_or(tf.not_equal(at(descriptor), 0x2C), tf.logical_or(covers, outgrows))
 
 
 def _header_pixels(data, head, name):
@@ -631,9 +634,9 @@ def version_dir(base_dir, version=None):
     """``base_dir/<version>`` (the next free version by default); raises if it is taken,
     or if ``base_dir`` is (or is inside) a SavedModel version rather than a base folder."""
     base_dir = os.path.abspath(base_dir)
-    if version is not None and not 0 <= version <= MAX_VERSION:
+    if version is not None and version > MAX_VERSION:
         raise ValueError(
-            f"--version must be from 0 to {MAX_VERSION} (TF Serving reads versions as int64), "
+            f"--version must be at most {MAX_VERSION} (TF Serving reads versions as int64), "
             f"got {version}"
         )
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
