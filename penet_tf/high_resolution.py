@@ -72,6 +72,7 @@ from penet_tf.residual_aggregation import (
     TRANSFERS,
     check_transfer,
     detail_rows,
+    high_frequency_rows,
     hole_cell_map,
     key_values,
     query_cells,
@@ -457,8 +458,8 @@ def inpaint_regions(generator, regions, holes, tile, residual_aggregation=True, 
         for a, b in bands:  # the key cells of each band: their residual, weighted
             lo, hi = value_rows(a, b, tile, transfer)
             first, stop = _max(lo, 0), _min(hi, height)
-            detail = uint8_to_float(band(regions, lo, hi)) - upsample_rows(
-                composite_columns, height, first, stop
+            detail = high_frequency_rows(
+                uint8_to_float(band(regions, lo, hi)), composite_columns, height, first, stop
             )
             residual = tf.pad(
                 detail * known(lo, hi), [[0, 0], [first - lo, hi - stop], [0, 0], [0, 0]]

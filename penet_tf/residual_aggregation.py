@@ -68,8 +68,13 @@ def high_frequency_residual(region, small):
     """``region - upsample(small)`` (bilinear, half-pixel centres): the detail ``small``
     (the region area-downsampled to the network input) lost. Float [B, H, W, C]."""
     shape = tf.shape(region)
-    up = upsample_rows(upsample_columns(small, shape[2]), shape[1], 0, shape[1])
-    return region - up
+    return high_frequency_rows(region, upsample_columns(small, shape[2]), shape[1], 0, shape[1])
+
+
+def high_frequency_rows(rows, columns, height, first, stop):
+    """Rows ``[first, stop)`` of ``high_frequency_residual``: ``rows`` are the region's
+    (float), ``columns`` ``upsample_columns(small, width)``, ``height`` the region's."""
+    return rows - upsample_rows(columns, height, first, stop)
 
 
 def _tiles(images, tile):

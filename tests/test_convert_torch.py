@@ -259,15 +259,20 @@ def test_existing_weights_are_kept_unless_force(official_fixture, tmp_path, caps
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def _holding_a_discriminator(folder, data):
+    """``folder``, made, holding a ``dis_00000.pth`` of ``data`` (not this run's)."""
+    folder.mkdir()
+    (folder / "dis_00000.pth").write_bytes(data)
+    return folder
+
+
 def test_to_torch_keeps_existing_checkpoints_unless_force(tmp_path, capsys):
     generator = Generator(base_channels=4)
     generator.build()
     discriminator = Discriminator(base_channels=8)
     discriminator.build()
     _save_as_training_does(tmp_path, generator, discriminator)
-    out = tmp_path / "pth"
-    out.mkdir()
-    (out / "dis_00000.pth").write_bytes(b"the user's")
+    out = _holding_a_discriminator(tmp_path / "pth", b"the user's")
     assert _error_of(capsys, "--to-torch", "--weights", tmp_path, "--out", out) == (
         f"error: {out} already holds dis_00000.pth: choose another --out or pass --force to "
         "replace it"
@@ -292,9 +297,7 @@ def test_to_torch_keeps_existing_checkpoints_unless_force(tmp_path, capsys):
     # Without the discriminator's weights, --force replaced the generator and kept the
     # earlier dis_00000.pth, which latest.ckpt then paired with it.
     (tmp_path / "discriminator.weights.h5").unlink()
-    lone = tmp_path / "lone"
-    lone.mkdir()
-    (lone / "dis_00000.pth").write_bytes(b"another run's")
+    lone = _holding_a_discriminator(tmp_path / "lone", b"another run's")
     assert _error_of(capsys, "--to-torch", "--weights", tmp_path, "--out", lone) == (
         f"error: {lone} holds dis_00000.pth from another conversion, which would be paired "
         "with the new gen_00000.pth: choose another --out, or pass --force to remove them"

@@ -34,6 +34,8 @@ from penet_tf.io_utils import remove_path, save_weights_and_config, sweep_tempor
 from penet_tf.models import discriminator_config, generator_config
 
 logger = logging.getLogger("penet_tf.train")
+# The weights a run writes in its folder (TrainingState.export_weights).
+RUN_WEIGHTS = ("generator.weights.h5", "discriminator.weights.h5")
 CHECKPOINT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
 
 
@@ -390,7 +392,7 @@ class TrainingState:
         ``convert_torch --to-torch``)."""
         if not self.chief:
             return None
-        path = os.path.join(self.output_dir, "generator.weights.h5")
+        path, discriminator_path = (os.path.join(self.output_dir, n) for n in RUN_WEIGHTS)
         # h5py cannot recover from a write that fails on a full disk (tracebacks, and a
         # crash at exit): check the space first (the files are the weights plus ~150 KB).
         needed = _weights_bytes(self.gan.generator, self.gan.discriminator) + (1 << 20)
@@ -411,7 +413,7 @@ class TrainingState:
                 save_weights_and_config(
                     self.gan.discriminator,
                     discriminator_config(self.gan.discriminator),
-                    os.path.join(self.output_dir, "discriminator.weights.h5"),
+                    discriminator_path,
                 )
             except OSError as error:  # the atomic writes left no partial file
                 failure = (

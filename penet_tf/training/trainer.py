@@ -26,6 +26,7 @@ from penet_tf.io_utils import check_folder_target, write_json_atomically
 from penet_tf.losses import composite
 from penet_tf.models import Discriminator, Generator, load_weights
 from penet_tf.training.checkpoints import (
+    RUN_WEIGHTS,
     CheckpointWriteError,
     TrainingState,
     is_disk_full,
@@ -134,13 +135,9 @@ def load_initial_weights(gan, path):
         raise FileNotFoundError(f"--init-from {path}: not a weights folder, .weights.h5 or .pth.")
 
 
-# What a run writes in its folder (TrainingState.export_weights): --init-from must not be
-# one of them (the weights it starts from were replaced at the first checkpoint).
-RUN_WEIGHTS = ("generator.weights.h5", "discriminator.weights.h5")
-
-
 def _check_init_from(path, output_dir):
-    """Refuses a missing ``--init-from``, or one the run would write over."""
+    """Refuses a missing ``--init-from``, or one the run would write over (its folder or
+    its ``RUN_WEIGHTS``: the weights it starts from were replaced at the first save)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"--init-from {path}: no such file or folder.")
     real = os.path.realpath(path)
