@@ -6,6 +6,7 @@ Prints one JSON line: the per-repeat times (after warm-up) and the peak RSS of t
 Fresh processes keep each measurement's peak memory its own.
 """
 
+import importlib.metadata
 import json
 import os
 import resource
@@ -25,6 +26,54 @@ def peak_rss_mb():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine():
+    """The machine a benchmark ran on: CPU model, cores, memory and versions."""
+    import platform
+
+    cpu = "unknown"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    versions = {}
+    for module in ("tensorflow", "keras", "torch", "numpy"):  # (read without importing)
+        try:
+            versions[module] = importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            versions[module] = None
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def machine_line():
+    """``machine()`` as the one line every benchmark prints first (a figure names its
+    machine and date)."""
+    info = machine()
+    versions = ", ".join(
+        f"{name} {info[name]}" for name in ("tensorflow", "keras", "torch") if info[name]
+    )
+    return (
+        f"# {info['date']}, {info['host']}: {info['cpu']}, {info['cores']} cores, "
+        f"{info['memory_gb']} GiB; Python {info['python']}, {versions}"
+    )
+
+
+def random_image(batch, size):
+    """The random input both networks get, NHWC in [-1, 1] (the release's is this one
+    transposed: drawn in each layout, the two pictures differed)."""
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
 
 
 def centre_mask(batch, size, hole=None):
@@ -49,8 +98,7 @@ def penet(case):
     size, batch = case["size"], case["batch"]
     policy = "mixed_bfloat16" if case.get("dtype") == "bfloat16" else "float32"
     jit = bool(case.get("jit"))  # XLA: tf.function(jit_compile=True)
-    rng = np.random.default_rng(0)
-    image = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
+    image = tf.constant(random_image(batch, size))
     mask = tf.constant(centre_mask(batch, size))
     # "attention-bfloat16": float32 network, bfloat16 attention products.
     attention_dtype = "bfloat16" if case.get("dtype") == "attention-bfloat16" else None
@@ -66,7 +114,7 @@ def penet(case):
         from penet_tf.inference import serve
         from penet_tf.inpainting import NO_PIXEL_LIMIT
 
-        pixels = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+        pixels = tf.constant(np.round((random_image(batch, size) + 1) * 127.5).astype(np.uint8))
         hole = tf.constant(centre_mask(batch, size, case.get("hole")).astype(np.uint8))
         spec = [tf.TensorSpec([None, None, None, c], tf.uint8) for c in (3, 1)]
         run = tf.function(  # (jit_compile: the "-xla" composite rows were not XLA)
@@ -109,8 +157,7 @@ def released_model(reference, threads):
 def released_inputs(torch, size, batch):
     """The release's random input, NCHW: the image, the centred half-size hole, and its
     generator's input (the image with the hole filled by 1, and the mask)."""
-    rng = np.random.default_rng(0)
-    image = torch.from_numpy(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    image = torch.from_numpy(random_image(batch, size).transpose(0, 3, 1, 2).copy())
     mask = torch.from_numpy(centre_mask(batch, size).transpose(0, 3, 1, 2).copy())
     return image, mask, torch.cat([image * (1 - mask) + mask, mask], dim=1)
 

@@ -27,6 +27,7 @@ known only at run time). A flat prefix ``Slice`` that ends on 64 bytes is a view
 import argparse
 
 import tensorflow as tf
+from _worker import machine_line
 
 from penet_tf import Generator
 from penet_tf.layers.attention_transfer import (
@@ -150,6 +151,7 @@ def main(argv=None):
         "--chunk-mb", type=float, help="chunk budget per image (default: one chunk)"
     )
     args = parser.parse_args(argv)
+    print(machine_line())
     for size in args.size:
         for layer in args.layer:
             report(size, layer, args)

@@ -17,10 +17,12 @@ allowed to fail at large sizes. Times are medians over all timed repeats after w
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
+import tempfile
 import time
+
+from _worker import machine  # (benchmarks/ is on the path of a script run there)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_worker.py")
@@ -47,29 +49,6 @@ HOLES = {
 }
 
 
-def machine():
-    cpu = "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    versions = {}
-    for module in ("tensorflow", "keras", "torch", "numpy"):
-        try:
-            versions[module] = __import__(module).__version__
-        except ImportError:
-            versions[module] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
-        **versions,
-    }
-
-
 def _rss_mb(pid):
     try:
         with open(f"/proc/{pid}/status") as handle:
@@ -85,25 +64,32 @@ def run_worker(case, time_limit, memory_limit_mb):
     """Runs one measurement; returns its result dict with a status."""
     env = {**os.environ, "PYTHONPATH": os.path.dirname(HERE)}
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, WORKER, json.dumps(case)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    peak, status = 0.0, "ok"
-    while process.poll() is None:
-        peak = max(peak, _rss_mb(process.pid))
-        if peak > memory_limit_mb:
-            status = f"stopped: over the {memory_limit_mb / 1024:g} GiB memory limit"
-        elif time.perf_counter() - started > time_limit:
-            status = f"stopped: over the {time_limit:.0f} s time limit"
-        if status != "ok":
-            process.kill()
-            break
-        time.sleep(0.2)
-    out, err = process.communicate()
+    # The worker's output goes to files, not pipes: a worker writing more than a pipe's
+    # 64 KiB (TensorFlow's verbose logging) blocked while this loop polled, and was
+    # recorded as over the time limit.
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        process = subprocess.Popen(
+            [sys.executable, WORKER, json.dumps(case)],
+            stdout=out_file,
+            stderr=err_file,
+            text=True,
+            env=env,
+        )
+        peak, status = 0.0, "ok"
+        while process.poll() is None:
+            peak = max(peak, _rss_mb(process.pid))
+            if peak > memory_limit_mb:
+                status = f"stopped: over the {memory_limit_mb / 1024:g} GiB memory limit"
+            elif time.perf_counter() - started > time_limit:
+                status = f"stopped: over the {time_limit:.0f} s time limit"
+            if status != "ok":
+                process.kill()
+                break
+            time.sleep(0.2)
+        process.wait()
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     result = {"status": status, "wall_s": time.perf_counter() - started, "polled_peak_mb": peak}
     if status == "ok":
         if process.returncode != 0:

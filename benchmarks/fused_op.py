@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from _worker import centre_mask  # compare_released.py's input: a centred half-size hole
+from _worker import centre_mask, machine_line, random_image  # compare_released.py's inputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,7 +42,12 @@ def build_op(directory):
         "-fPIC",
         "-O3",
         "-march=native",
+        # TensorFlow's bundled Eigen does not compile its AVX512-FP16 packets with g++ 12
+        # ("PacketMathFP16.h: expected initializer before '<'"): on CPUs that have them
+        # (Sapphire Rapids Xeons) -march=native turns them on, so they are turned off.
+        *_accepted_flags(["-mno-avx512fp16"]),
         "-Wno-deprecated-declarations",
+        *_accepted_flags(["-Wno-interference-size"]),
         *tf.sysconfig.get_compile_flags(),
         os.path.join(HERE, "fused_op.cc"),
         "-o",
@@ -51,8 +56,28 @@ def build_op(directory):
     ]
     built = subprocess.run(command, capture_output=True, text=True)
     if built.returncode:
-        raise SystemExit(f"building fused_op.cc failed:\n{built.stderr[-3000:]}")
+        raise SystemExit(f"building fused_op.cc failed:\n{compiler_errors(built.stderr)}")
     return tf.load_op_library(library)
+
+
+def _accepted_flags(flags):
+    """The flags this g++ accepts (older ones reject -mno-avx512fp16)."""
+    probe = subprocess.run(
+        ["g++", *flags, "-x", "c++", "-fsyntax-only", "-"],
+        input="",
+        capture_output=True,
+        text=True,
+    )
+    return flags if probe.returncode == 0 else []
+
+
+def compiler_errors(stderr, limit=3000):
+    """The compiler's error lines first (a failed build's stderr ends in notes and
+    warnings, which hid the error when only its tail was shown)."""
+    lines = stderr.splitlines()
+    errors = [line for line in lines if " error: " in line or line.startswith("error")]
+    shown = "\n".join(errors) if errors else stderr[-limit:]
+    return shown[:limit]
 
 
 def fused_weights(op):
@@ -105,8 +130,7 @@ def forward(size, stand_ins=None):
     keras.utils.set_random_seed(0)
     generator = Generator()
     generator.build()
-    rng = np.random.default_rng(0)
-    image = tf.constant(rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32))
+    image = tf.constant(random_image(1, size))
     mask = tf.constant(centre_mask(1, size))
     run = tf.function(lambda: generator(image, mask)[0])
     originals = {name: getattr(attention_transfer, name) for name in stand_ins or {}}
@@ -128,6 +152,7 @@ def main():
     parser.add_argument("--rounds", type=positive_int, default=7, help="alternations per size")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    print(machine_line())
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     with tempfile.TemporaryDirectory() as directory:

@@ -23,7 +23,6 @@ does not depend on the weights). Prints one JSON object.
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
+from _worker import machine  # noqa: E402
 
 from penet_tf import Generator  # noqa: E402
 from penet_tf.export import export_generator  # noqa: E402
@@ -147,11 +147,8 @@ def _run(args, work):
     Image.fromarray(hole_mask(4000, 3000, [(1200, 1800)])).save(one)
     Image.fromarray(hole_mask(4000, 3000, [(300, 400), (1500, 2000), (2500, 3400)])).save(three)
     report = {
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "tensorflow": tf.__version__,
+        "machine": machine(),  # (its date, host, CPU, cores, memory and versions)
         "weights": args.weights or "random full-width (base_channels=32)",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     out = os.path.join(work, "out")
     for name, mask in (("one_hole", one), ("three_holes", three)):

@@ -32,6 +32,9 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _worker import machine_line  # noqa: E402
+
+from penet_tf.cli import positive_int  # noqa: E402
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo  # noqa: E402
 from penet_tf.inference import composite_uint8  # noqa: E402
 from penet_tf.models import load_generator  # noqa: E402
@@ -115,10 +118,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="generator weights")
     parser.add_argument("--long-side", type=int, default=2048)
-    parser.add_argument("--holes", type=int, default=2, help="holes per photo")
+    parser.add_argument("--holes", type=positive_int, default=2, help="holes per photo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--opencv-path", help="a folder holding cv2, appended to sys.path")
     args = parser.parse_args(argv)
+    upscaled = photos(args.long_side)
+    short = min(min(image.shape[:2]) for image in upscaled.values())
+    if short < CROP:  # (it failed in numpy after the first photos had been inpainted)
+        parser.error(
+            f"--long-side {args.long_side} leaves a photo {short} px on its short side, "
+            f"less than the {CROP} x {CROP} crop (chelsea, 451 x 300, needs 962)"
+        )
+    print(machine_line())
     if args.opencv_path:
         sys.path.append(args.opencv_path)
     try:
@@ -135,7 +146,7 @@ def main(argv=None):
         "crop + CRA (overlap)": PhotoStrategy("crop", transfer="overlap"),
     }
     rows = {}
-    for name, image in photos(args.long_side).items():
+    for name, image in upscaled.items():
         for (top, left), box in holes_for(image.shape, args.holes, rng):
             mask = np.zeros(image.shape[:2], np.uint8)
             y0, x0, y1, x1 = box

@@ -15,7 +15,6 @@ speed does not depend on the weights.
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
+from _worker import machine_line  # noqa: E402
 
 from penet_tf import Generator  # noqa: E402
 from penet_tf.inpainting import inpaint_files, load_inpainter  # noqa: E402
@@ -96,9 +96,9 @@ def main(argv=None):
         warmup = os.path.join(work, "warmup")
         os.makedirs(warmup)
         devices = [d.device_type for d in tf.config.list_physical_devices()]
+        print(machine_line())
         print(
-            f"TensorFlow {tf.__version__}, devices {devices}, {os.cpu_count()} CPU(s), "
-            f"{platform.processor() or platform.machine()}; model: {inpainter.description}; "
+            f"devices {devices}; model: {inpainter.description}; "
             f"{args.count} photos {args.size}x{args.size}, {args.mask_type} masks"
         )
         results = []

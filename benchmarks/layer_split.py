@@ -37,8 +37,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-from _worker import centre_mask, released_inputs, released_model
+from _worker import centre_mask, machine_line, random_image, released_inputs, released_model
 
 GROUPS = ("encoder", "at_conv05", "at_conv04", "at_conv03", "at_conv02", "at_conv01", "decoder")
 
@@ -64,8 +63,7 @@ def penet_split(size, threads, runs):
     from penet_tf import Generator
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    image = tf.constant(rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32))
+    image = tf.constant(random_image(1, size))
     mask = tf.constant(centre_mask(1, size))
     generator = Generator()
     generator.build()
@@ -166,6 +164,7 @@ def main():
             result = released_split(args.size, args.threads, args.runs, args.reference)
         print(json.dumps(result), flush=True)
         return
+    print(machine_line())
     results = {"penet": [], "released": []}
     for index in range(args.rounds):
         order = ("penet", "released") if index % 2 == 0 else ("released", "penet")

@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
+from _worker import machine_line  # noqa: E402
 
 from penet_tf import Generator  # noqa: E402
 from penet_tf.convert_torch import load_released_generator  # noqa: E402
@@ -57,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--gen", default=os.path.join(FIXTURE, "gen.pth"))
     parser.add_argument("--case", default=os.path.join(FIXTURE, "case.npz"))
     args = parser.parse_args(argv)
+    print(machine_line())
     case = np.load(args.case)
     image = case["image"][None].astype(np.float32) / 127.5 - 1.0
     mask = case["mask"][None, ..., None].astype(np.float32)

@@ -79,9 +79,12 @@ def run_page(url, backend, threads, fast_slices, runs, profile, timeout):
         command += ["--threads", str(threads)]
     if profile:
         command.append("--profile")
-    result = subprocess.run(
-        command, cwd=WEB, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    try:
+        result = subprocess.run(
+            command, cwd=WEB, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:  # one slow page is a failed record, not the end
+        return {"error": f"over the {timeout:g} s timeout"}
     if result.returncode:
         return {"error": (result.stdout + result.stderr)[-2000:]}
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -92,13 +95,18 @@ def summarize(label, records):
     if not times:
         errors = [record["error"] for record in records if "error" in record]
         return f"{label}: failed: {errors[:1]}"
-    first = records[0]
+    # A failed page (an "error" record) is counted, not summarized: it crashed the
+    # summary (KeyError 'warmupMs') after every page had run.
+    good = [record for record in records if "timesMs" in record]
+    failed = len(records) - len(good)
+    first = good[0]
     details = first.get("details") or {}
     return (
         f"{label}: median {statistics.median(times) / 1000:.2f} s "
         f"(min {min(times) / 1000:.2f}, max {max(times) / 1000:.2f}, {len(times)} runs; "
-        f"warm-up {statistics.median(r['warmupMs'] for r in records) / 1000:.2f} s) "
+        f"warm-up {statistics.median(r['warmupMs'] for r in good) / 1000:.2f} s) "
         f"backend {first['backend']} {json.dumps(details)}"
+        + (f"; {failed} of {len(records)} pages failed" if failed else "")
     )
 
 

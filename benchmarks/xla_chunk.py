@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from _worker import machine_line
 
 from penet_tf.layers.attention_transfer import _chunk_weights, _grid_chunk_layout
 
@@ -51,6 +52,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    print(machine_line())
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     height = args.size // 4
