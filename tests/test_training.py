@@ -91,6 +91,33 @@ def test_step_decay_schedule():
     np.testing.assert_allclose(values, [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6, 1e-6], rtol=1e-6)
 
 
+def test_d2g_lr_ends_at_the_first_decay_as_released():
+    """The released trainer starts D's Adam at lr * d2glr and sets both rates to lr * 0.1
+    at the first decay (adjust_learning_rate): D's factor applied at every step before."""
+    overrides = [
+        "model.base_channels=4",
+        "model.discriminator_channels=4",
+        "optimizer.lr=1e-4",
+        "optimizer.d2g_lr=4",
+        "schedule.niter=10",
+        "schedule.niter_steady=25",
+    ]
+    steps = (0, 8, 9, 19, 1000)  # 0-based: the release's iterations 1, 9, 10, 20, 1001
+    expected = {
+        "released": [4e-4, 4e-4, 1e-5, 1e-6, 1e-6],
+        "every_step": [4e-4, 4e-4, 4e-5, 4e-6, 4e-6],
+    }
+    for schedule, values in expected.items():
+        config = load_config(None, overrides + [f"optimizer.d2g_lr_schedule={schedule}"])
+        gan = build_gan(config)
+        rates = [float(gan.d_optimizer._learning_rate(step)) for step in steps]
+        np.testing.assert_allclose(rates, values, rtol=1e-6)
+        g_rates = [float(gan.g_optimizer._learning_rate(step)) for step in steps]
+        np.testing.assert_allclose(g_rates, [1e-4, 1e-4, 1e-5, 1e-6, 1e-6], rtol=1e-6)
+    with pytest.raises(ValueError, match="d2g_lr_schedule must be one of"):
+        load_config(None, ["optimizer.d2g_lr_schedule=first_decay"])
+
+
 def test_the_learning_rate_logged_is_the_one_the_step_used():
     """TensorBoard's learning_rate/* at step N showed step N + 1's rate (read after the
     update advanced the optimizer's iterations): each decay one step early."""

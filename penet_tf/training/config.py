@@ -36,6 +36,8 @@ from penet_tf.training.strategy import STRATEGIES
 logger = logging.getLogger("penet_tf.train")
 
 MIXED_PRECISION = ("auto", "mixed_float16", "mixed_bfloat16", "float32", "none")
+# optimizer.d2g_lr: until the first decay, as the released trainer, or at every step.
+D2G_LR_SCHEDULES = ("released", "every_step")
 
 
 class ConfigError(ValueError):
@@ -552,7 +554,9 @@ class LossesConfig(Section):
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig(Section):
-    """Adam for both networks (``d2g_lr``: the discriminator's learning-rate factor)."""
+    """Adam for both networks. ``d2g_lr``: the discriminator's learning-rate factor, until
+    the first decay as released (``d2g_lr_schedule = "released"``: the released trainer
+    sets both rates to ``lr * 0.1`` there) or at every step (``"every_step"``)."""
 
     lr: float = 1e-4
     beta_1: float = 0.5
@@ -560,6 +564,7 @@ class OptimizerConfig(Section):
     epsilon: float = 1e-8
     epsilon_placement: Literal[EPSILON_PLACEMENTS] = "torch"
     d2g_lr: float = 1.0
+    d2g_lr_schedule: Literal[D2G_LR_SCHEDULES] = "released"
 
     def check(self, path):
         for name in ("lr", "epsilon", "d2g_lr"):

@@ -11,23 +11,30 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
     """The released step decay: ``lr * 0.1 ** (min(it, niter_steady) // niter)``, with
     ``it = step + 1``: the release counts its iterations from 1 (``self.iteration += 1``
     before ``adjust_learning_rate``), Keras' ``optimizer.iterations`` from 0, so the
-    decay came one step late."""
+    decay came one step late.
 
-    def __init__(self, initial_learning_rate, niter, niter_steady):
+    ``first_period_factor`` multiplies the rate until the first decay only: the released
+    trainer starts D's Adam at ``lr * d2glr`` and, at the first decay, sets both networks'
+    rates to ``lr * 0.1`` (``adjust_learning_rate``), so D's factor ends there."""
+
+    def __init__(self, initial_learning_rate, niter, niter_steady, first_period_factor=1.0):
         self.initial_learning_rate = float(initial_learning_rate)
         self.niter = int(niter)
         self.niter_steady = int(niter_steady)
+        self.first_period_factor = float(first_period_factor)
 
     def __call__(self, step):
         step = tf.minimum(tf.cast(step, tf.int64) + 1, self.niter_steady)
-        decays = tf.cast(step // self.niter, tf.float32)
-        return self.initial_learning_rate * tf.pow(0.1, decays)
+        decays = step // self.niter
+        factor = tf.where(decays == 0, self.first_period_factor, 1.0)
+        return self.initial_learning_rate * factor * tf.pow(0.1, tf.cast(decays, tf.float32))
 
     def get_config(self):
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "niter": self.niter,
             "niter_steady": self.niter_steady,
+            "first_period_factor": self.first_period_factor,
         }
 
 

@@ -75,8 +75,10 @@ def build_gan(config, policy="float32"):
     )
     gan = PENetGAN(generator, discriminator, **config.losses.to_dict())
 
-    def adam(scale):
-        learning_rate = StepDecay(optim.lr * scale, schedule.niter, schedule.niter_steady)
+    def adam(scale, first_period_factor=1.0):
+        learning_rate = StepDecay(
+            optim.lr * scale, schedule.niter, schedule.niter_steady, first_period_factor
+        )
         optimizer = make_adam(
             learning_rate, optim.beta_1, optim.beta_2, optim.epsilon, optim.epsilon_placement
         )
@@ -84,7 +86,10 @@ def build_gan(config, policy="float32"):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
-    gan.compile(adam(1.0), adam(optim.d2g_lr))
+    if optim.d2g_lr_schedule == "released":  # D's factor until the first decay
+        gan.compile(adam(1.0), adam(1.0, first_period_factor=optim.d2g_lr))
+    else:  # "every_step"
+        gan.compile(adam(1.0), adam(optim.d2g_lr))
     return gan
 
 
