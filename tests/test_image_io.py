@@ -350,6 +350,7 @@ def _mask_files():
 
 
 def test_mask_files_follow_one_rule_in_python_and_in_the_served_graph(tmp_path):
+    from penet_tf.data.masks import load_mask_file
     from penet_tf.export import _decode_mask
 
     for name, (data, hole) in _mask_files().items():
@@ -359,6 +360,10 @@ def test_mask_files_follow_one_rule_in_python_and_in_the_served_graph(tmp_path):
         values = _decode_mask(tf.constant(data), "mask_bytes", 10**6)
         graph = hole_mask(values[None]).numpy()[0, ..., 0]
         np.testing.assert_array_equal(graph, hole, err_msg=name)
+        if name.startswith("png"):  # training's mask files (PNGs, decoded in the graph)
+            # (training took any nonzero value as a hole: "png ramp" was all hole)
+            trained = load_mask_file(str(path)).numpy()[..., 0]
+            np.testing.assert_array_equal(trained, hole, err_msg=f"training, {name}")
 
 
 def _png_header(width, height):

@@ -195,7 +195,7 @@ def test_bad_mask_configs(config, message):
         MaskGenerator(config, 64, 64)
 
 
-def test_mask_files_holes_are_their_nonzero_pixels_at_8_and_16_bits(tmp_path):
+def test_mask_files_holes_are_those_of_a_binary_mask_at_8_and_16_bits(tmp_path):
     hole = np.random.default_rng(3).random((20, 30)) < 0.3
     for name, array in {
         "eight": hole.astype(np.uint8) * 255,

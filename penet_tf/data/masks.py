@@ -7,8 +7,10 @@ deterministic for a given seed, and works in graph mode (``Dataset.map``) and ea
   evaluation (``centre``), the centred block - the released network's masks.
 * ``strokes``: free-form brush strokes (polylines of random vertices and widths), added
   until the hole ratio reaches a target drawn from ``hole_ratio``.
-* ``files``: a folder of mask PNGs (nonzero = hole), e.g. the NVIDIA irregular masks;
-  files that cannot be read are left out, with a warning, when the generator is built.
+* ``files``: a folder of mask PNGs (a hole where the largest colour channel is at least
+  128, or the 1s of a 0/1 mask: ``penet_tf.image_io.MASK_RULE``), e.g. the NVIDIA
+  irregular masks; files that cannot be read are left out, with a warning, when the
+  generator is built.
 * any mixture of them with weights.
 
 Training masks get the released augmentation: random horizontal flip, rotation by 0-45
@@ -22,7 +24,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.image_io import check_image_file, read_error_reason
+from penet_tf.image_io import HOLE_THRESHOLD, check_image_file, read_error_reason
 from penet_tf.io_utils import find_files
 from penet_tf.training.config import mask_section
 
@@ -277,11 +279,21 @@ def list_mask_files(path):
 
 
 def load_mask_file(path, height=None, width=None):
-    """A mask PNG (nonzero = hole) as float32 [height, width, 1] (nearest resize), or at
-    its own size without ``height`` and ``width``."""
-    # 16 bits, so that a 16-bit mask's values below 256 (a 0/1 mask) are not rounded to 0.
-    mask = tf.io.decode_png(tf.io.read_file(path), channels=1, dtype=tf.uint16)
-    mask = tf.cast(mask > 0, tf.float32)
+    """A mask PNG as float32 0/1 [height, width, 1] (nearest resize), or at its own size
+    without ``height`` and ``width``; 1 = hole by the rule of every other path
+    (``penet_tf.image_io.MASK_RULE``, ``read_mask``): the largest colour channel (alpha
+    is not the mask) at least 128 of 255, or, in a mask that holds only 0 and 1 (at 8 or
+    16 bits), the 1s. (Training read any nonzero value as a hole: a soft-edged square
+    covered 0.33 of its image where inference saw 0.25, and a JPEG's noise became hole.)
+    The PNG is decoded in the graph, so an EXIF orientation in it is not applied."""
+    # 16 bits (8-bit files come scaled by 257), so that a 16-bit 0/1 mask keeps its 1s.
+    raw = tf.io.decode_png(tf.io.read_file(path), channels=0, dtype=tf.uint16)
+    channels = tf.shape(raw)[-1]
+    colour = tf.cond(channels >= 3, lambda: raw[..., :3], lambda: raw[..., :1])
+    wide = tf.cast(tf.reduce_max(colour, axis=-1, keepdims=True), tf.int32)
+    values = tf.where(tf.reduce_max(wide) <= 1, wide, wide // 256)  # 8 bits, as read_mask
+    threshold = tf.where(tf.reduce_max(values) <= 1, 1, HOLE_THRESHOLD)
+    mask = tf.cast(values >= threshold, tf.float32)
     if height is None:
         return mask
     return tf.image.resize(mask, [height, width], method="nearest")

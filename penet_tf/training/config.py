@@ -452,7 +452,8 @@ class StrokesMask(MaskConfig):
 
 @dataclasses.dataclass(frozen=True)
 class FilesMask(MaskConfig):
-    """``type: "files"``: mask PNGs under ``path`` (nonzero = hole)."""
+    """``type: "files"``: mask PNGs under ``path`` (holes by ``penet_tf.image_io``'s mask
+    rule: >= 128, or the 1s of a 0/1 mask)."""
 
     type: Literal["files"] = "files"
     path: str | None = None
