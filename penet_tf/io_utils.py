@@ -27,7 +27,10 @@ _TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
 def find_files(path, suffixes):
     """Sorted regular files under ``path`` (recursive, not into linked folders) whose
     names end with ``suffixes`` (any case). Pipes, sockets and devices are left out:
-    reading a named pipe waits for a writer for ever."""
+    reading a named pipe waits for a writer for ever. Hidden files and folders (a name
+    starting with ".") are left out, as the inference CLIs leave them out: a Jupyter
+    ``.ipynb_checkpoints/`` copy trained as a second image, and macOS' ``._name.jpg``
+    resource forks were skipped as unreadable every epoch."""
     suffixes = tuple(suffix.lower() for suffix in suffixes)
     found, folders = [], [os.fspath(path)]
     while folders:
@@ -37,6 +40,8 @@ def find_files(path, suffixes):
         except OSError:  # (as os.walk: an unreadable folder is passed over)
             continue
         for entry in entries:
+            if entry.name.startswith("."):
+                continue
             if entry.is_dir(follow_symlinks=False):
                 folders.append(entry.path)
             elif entry.name.lower().endswith(suffixes) and entry.is_file():

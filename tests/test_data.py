@@ -117,6 +117,25 @@ def test_file_list_relative_to_its_folder(tmp_path):
     assert image.shape == (2, 64, 64, 3)
 
 
+def test_a_file_list_under_the_wrong_root_is_one_error_not_a_warning_per_line(tmp_path, caplog):
+    """A released-style .flist of bare names read under the wrong data.root logged one
+    "skipping unreadable" warning per line (3,000 for a 3,000-line list) before failing."""
+    (tmp_path / "train.flist").write_text("".join(f"Places365_{i:08d}.jpg\n" for i in range(300)))
+    with caplog.at_level("WARNING", logger="penet_tf.data"):
+        with pytest.raises(ValueError, match="None of the 300 image files") as raised:
+            ImageSource({"source": "flist", "path": str(tmp_path / "train.flist")})
+    assert "Places365_00000000.jpg" in str(raised.value) and "data.root" in str(raised.value)
+    assert not [r for r in caplog.records if "skipping unreadable" in r.getMessage()]
+    # Files unreadable before the first good one are neither logged nor counted by the
+    # start-up probe (data/skipped_files counted them), only when the stream reads them.
+    folder = _photo_folder(tmp_path / "images")
+    (folder / "a_broken.jpg").write_bytes(b"not a jpeg")
+    listed = tmp_path / "some.flist"
+    listed.write_text("images/a_broken.jpg\nimages/img0.png\n")
+    source = ImageSource({"source": "flist", "path": str(listed)})
+    assert source.skipped == 0 and source.unreadable_count == 0
+
+
 def test_tfds_without_files_says_where_they_must_be(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not prepared under"):
         ImageSource({"source": "tfds", "name": "dtd", "data_dir": str(tmp_path)})

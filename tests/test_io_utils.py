@@ -53,6 +53,11 @@ def test_find_files_is_recursive_sorted_and_case_blind(tmp_path):
     os.mkfifo(tmp_path / "b" / "pipe.png")  # a training pipeline reading it waited for ever
     os.symlink(tmp_path / "a.jpg", tmp_path / "link.jpg")
     os.symlink(tmp_path / "b", tmp_path / "linked_folder.png")  # not followed, as os.walk
+    # Hidden files and folders, as the inference CLIs' listing: a notebook's checkpoint
+    # copy trained as a second image, macOS' resource forks were "unreadable" each epoch.
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    for name in (".ipynb_checkpoints/a-checkpoint.jpg", "b/._c.webp", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"")
     found = find_files(tmp_path, (".png", ".jpg", ".webp"))
     expected = ("a.jpg", "b/c.webp", "b/z.PNG", "link.jpg")
     assert found == sorted(str(tmp_path / n) for n in expected)

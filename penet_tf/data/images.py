@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from penet_tf.data.masks import MaskGenerator
+from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb
 from penet_tf.io_utils import IMAGE_SUFFIXES, find_files
 from penet_tf.training.config import data_section
 
@@ -220,30 +221,51 @@ class ImageSource:
         return records, [str(i) for i in range(count)]
 
     def _check_one_readable(self):
-        # Guards against an endless loop over a stream whose every item is unreadable; in
-        # the usual case this reads the first file or record only.
+        """Guards against an endless loop over a stream whose every item is unreadable; in
+        the usual case this reads the first file or record only. Items that fail here are
+        neither logged nor counted (the stream does both when it reaches them): a wrong
+        ``data.root`` printed one warning per listed file (3,000 lines for a 3,000-line
+        list) before its error, and ``data/skipped_files`` counted this probe's reads."""
         if self.tfds_dataset is not None:
-            reads = (
-                self._decode_python(*record) for record in self.tfds_dataset.as_numpy_iterator()
-            )
+            records = self.tfds_dataset.as_numpy_iterator()
         else:
-            reads = (self._decode_python(path.encode()) for path in self.items)
-        if not any(ok for _, ok in reads):
-            raise ValueError(f"None of the {len(self.items)} {self.item_kind}s could be decoded.")
+            records = ((path.encode(),) for path in self.items)
+        first_failure = None
+        for record in records:
+            try:
+                self._read(*record)
+                return
+            except Exception as error:  # noqa: BLE001 - reported below if none is readable
+                if first_failure is None:
+                    first_failure = f"{os.fsdecode(record[0])}: {read_error_reason(error)}"
+        message = (
+            f"None of the {len(self.items)} {self.item_kind}s could be decoded "
+            f"(the first, {first_failure})."
+        )
+        if self.kind == "flist":
+            message += (
+                " A .flist's relative names are read under data.root (here "
+                f"{os.path.dirname(self.items[0])}); set data.root to the folder they are "
+                "relative to (the released lists name members of zip files: extract them)."
+            )
+        raise ValueError(message)
+
+    def _read(self, name, data=None):
+        """A file's path (or a TFDS record's id and its bytes) -> uint8 [H, W, 3]; raises
+        when it cannot be read."""
+        path = os.fsdecode(_as_bytes(name))
+        data = None if data is None else _as_bytes(data)
+        # EXIF orientation, 16-bit, CMYK ... as on every other path
+        array = read_rgb(path) if data is None else decode_rgb(data, path)
+        if array.ndim != 3 or min(array.shape[:2]) < 1:
+            raise ValueError("empty image")
+        return array
 
     def _decode_python(self, name, data=None):
         """A file's path (or a TFDS record's id and its bytes) -> (uint8 [H, W, 3], ok)."""
-        from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb
-
         name = _as_bytes(name)
-        data = None if data is None else _as_bytes(data)
         try:
-            # EXIF orientation, 16-bit, CMYK ... as on every other path
-            path = os.fsdecode(name)
-            array = read_rgb(path) if data is None else decode_rgb(data, path)
-            if array.ndim != 3 or min(array.shape[:2]) < 1:
-                raise ValueError("empty image")
-            return array, True
+            return self._read(name, data), True
         except Exception as error:  # noqa: BLE001 - any unreadable item is skipped
             with self._lock:
                 self.skipped += 1
