@@ -384,15 +384,79 @@ def _epochs(epoch, count, start):
     return stream.skip(start - first_epoch * count)
 
 
+# ITU-R 601-2 luma, as Pillow's convert("L"): the grey of the release's colour jitter.
+_LUMA = (0.299, 0.587, 0.114)
+JITTERS = ("brightness", "contrast", "saturation", "hue")
+
+
+def _luma(image):
+    return tf.reduce_sum(image * tf.constant(_LUMA, image.dtype), axis=-1, keepdims=True)
+
+
+def adjust_colour(image, kind, factor):
+    """One of torchvision's ColorJitter adjustments as the release applies them (to a PIL
+    image: Pillow's ``ImageEnhance``), on float RGB in [0, 1], clipped as Pillow clips.
+
+    ``brightness``: ``image * factor``; ``contrast``: a blend with the mean grey level
+    (one value for the image, rounded to a level as Pillow does); ``saturation``: a blend
+    with each pixel's grey; ``hue``: the hue turned by ``factor`` of a turn, truncated to
+    Pillow's 1/255 steps (``np.int32(hue * 255)``). (``tf.image``'s contrast used each
+    channel's own mean and its saturation scaled HSV saturation: up to 2.7 / 255 off.)
+    """
+    if kind == "hue":
+        turn = tf.truncatediv(factor * 255.0, 1.0) / 255.0
+        return tf.clip_by_value(tf.image.adjust_hue(image, turn), 0.0, 1.0)
+    if kind == "brightness":
+        degenerate = tf.zeros_like(image)  # black
+    elif kind == "contrast":
+        degenerate = _level(tf.reduce_mean(_luma(image)), round_half_up=True)
+    elif kind == "saturation":
+        degenerate = _level(_luma(image), round_half_up=True)
+    else:
+        raise ValueError(f"Unknown colour adjustment {kind!r}; one of {', '.join(JITTERS)}.")
+    # Image.blend(degenerate, image, factor): truncated to a level, as Pillow's blend does
+    blended = degenerate + factor * (image - degenerate)
+    return tf.clip_by_value(_level(blended, round_half_up=False), 0.0, 1.0)
+
+
+def _level(values, round_half_up):
+    """[0, 1] values on Pillow's 8-bit grid: rounded (its grey conversions) or truncated
+    (its blend)."""
+    scaled = values * 255.0 + (0.5 if round_half_up else 0.0)
+    return tf.floor(scaled + 1e-4) / 255.0
+
+
+def colour_jitter(image, strength, seed):
+    """torchvision's ``ColorJitter(strength, strength, strength, strength)`` as released:
+    factors drawn from [1 - s, 1 + s] (hue from [-s, s]), applied in a random order
+    (``torch.randperm(4)``), each by ``adjust_colour``. ``seed``: shape-[2] int tensor."""
+    seeds = tf.random.experimental.stateless_split(seed, len(JITTERS) + 1)
+    factors = [
+        tf.random.stateless_uniform([], seeds[index], -strength, strength)
+        + (0.0 if kind == "hue" else 1.0)
+        for index, kind in enumerate(JITTERS)
+    ]
+    order = tf.random.experimental.stateless_shuffle(tf.range(len(JITTERS)), seeds[-1])
+    for position in range(len(JITTERS)):
+        branches = [
+            lambda kind=kind, factor=factor, current=image: adjust_colour(current, kind, factor)
+            for kind, factor in zip(JITTERS, factors, strict=True)
+        ]
+        image = tf.switch_case(order[position], branches)
+    return image
+
+
 def augment_image(image, size, seed, config, training):
-    """Resize to ``size`` (whole image, or a random crop for ``crop: "random"``), random
-    flip and colour jitter as released (0.05 brightness / contrast / saturation / hue).
-    ``config``: the ``data`` section (a ``DataConfig`` or a mapping)."""
+    """Resize to ``size`` (whole image, or a random crop for ``crop: "random"``) with
+    ``resize_filter`` (bicubic by default, as the released code's ``img.resize`` with
+    Pillow 7+), random flip and colour jitter as released (0.05 brightness / contrast /
+    saturation / hue in a random order, ``colour_jitter``; applied after the resize: the
+    release jitters at the file's size). ``config``: the ``data`` section (a
+    ``DataConfig`` or a mapping)."""
     config = data_section(config)
-    # One seed per draw (the first six as before: the split's first rows do not depend on
-    # its length); the hue drew from the crop's seed, so a large crop always came with
-    # a positive hue shift.
-    seeds = tf.random.experimental.stateless_split(seed, 7)
+    # One seed per draw (the crop's scale, the crop, the flip, the jitter); the hue drew
+    # from the crop's seed once, so a large crop always came with a positive hue shift.
+    seeds = tf.random.experimental.stateless_split(seed, 4)
     height, width = size
     if training and config.crop == "random":
         # A random crop of 50-100 % of the short side, then resized (demo photos are few);
@@ -405,17 +469,14 @@ def augment_image(image, size, seed, config, training):
         image = tf.image.stateless_random_crop(image, [side, side, 3], seeds[1])
     # (converted after the crop: 82 -> 67 ms per 12-MP JPEG in the pipeline, same pixels)
     image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
-    image = tf.image.resize(image, [height, width], antialias=True)
+    method = config.resize_filter
+    image = tf.image.resize(image, [height, width], method, antialias=method != "nearest")
+    image = tf.clip_by_value(image, 0.0, 1.0)  # (bicubic overshoots; Pillow clips)
     if training:
         if config.random_flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[2])
-        jitter = config.color_jitter
-        if jitter > 0:
-            factor = tf.random.stateless_uniform([], seeds[3], 1 - jitter, 1 + jitter)
-            image = image * factor
-            image = tf.image.stateless_random_contrast(image, 1 - jitter, 1 + jitter, seeds[4])
-            image = tf.image.stateless_random_saturation(image, 1 - jitter, 1 + jitter, seeds[5])
-            image = tf.image.stateless_random_hue(image, jitter, seeds[6])
+        if config.color_jitter > 0:
+            image = colour_jitter(image, config.color_jitter, seeds[3])
     return tf.clip_by_value(image, 0.0, 1.0) * 2.0 - 1.0  # [-1, 1]
 
 

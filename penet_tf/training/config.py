@@ -38,6 +38,10 @@ logger = logging.getLogger("penet_tf.train")
 MIXED_PRECISION = ("auto", "mixed_float16", "mixed_bfloat16", "float32", "none")
 # optimizer.d2g_lr: until the first decay, as the released trainer, or at every step.
 D2G_LR_SCHEDULES = ("released", "every_step")
+# data.resize_filter: tf.image.resize's methods named after Pillow's filters they match
+# (bicubic: Pillow's default since 7.0, what the released code runs today, within 0.1-0.2
+# of a level on average; nearest: Pillow's default before 7.0, when it was written, equal).
+RESIZE_FILTERS = ("bicubic", "bilinear", "nearest")
 
 
 class ConfigError(ValueError):
@@ -314,6 +318,10 @@ class DataConfig(_Union, Section):
             0.05).
         crop: ``"resize"`` (whole image, released) or ``"random"`` (a random 50-100 % crop
             first; the demo).
+        resize_filter: ``"bicubic"`` (antialiased, as Pillow's default filter, which the
+            released ``img.resize`` uses since Pillow 7.0), ``"bilinear"`` (antialiased;
+            penet_tf's filter before 2026-12-06) or ``"nearest"`` (Pillow's default before
+            7.0, when the release was written).
         parallel_calls: ``tf.data`` decoding parallelism (null: AUTOTUNE).
     """
 
@@ -327,6 +335,7 @@ class DataConfig(_Union, Section):
     random_flip: bool = True
     color_jitter: float = 0.05
     crop: Literal["resize", "random"] = "resize"
+    resize_filter: Literal[RESIZE_FILTERS] = "bicubic"
     parallel_calls: int | None = None
 
     def check(self, path):
