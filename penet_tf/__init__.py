@@ -3,29 +3,72 @@
 >>> from penet_tf import Generator, Discriminator, AttentionTransfer
 """
 
+import contextlib
 import os
+import re
 import signal
 import sys
+import tempfile
+
+_STDERR = 2  # where the interrupted line goes, also while the import's stderr is captured
 
 
 def _interrupted_while_starting(signum, frame):
     """Ctrl-C while ``python -m penet_tf.<command>`` imports TensorFlow: one line and exit
     status 130, as the commands answer it later (``penet_tf.cli.run``, which puts the
     usual handler back), instead of a traceback through the import machinery."""
-    sys.stderr.write("interrupted\n")
-    sys.stderr.flush()
+    os.write(_STDERR, b"interrupted\n")
     os._exit(130)
 
 
+# TensorFlow's C++ start-up chatter, written through absl before its logging is set up,
+# whatever TF_CPP_MIN_LOG_LEVEL says: "WARNING: All log messages before
+# absl::InitializeLog() ...", then "I0000 ... port.cc] oneDNN custom operations are on"
+# and "cudart_stub.cc] Could not find cuda drivers", twice.
+_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} ")
+
+
+@contextlib.contextmanager
+def _quiet_start():
+    """Around a command's import of TensorFlow: its start-up chatter (above) is dropped,
+    so that a command's one-line answer (``error: --masks y.png: no such file``) is not
+    preceded by five lines of it; anything else written meanwhile is written after."""
+    global _STDERR
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no stderr file descriptor
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        _STDERR = saved
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            _STDERR = 2
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _CHATTER.match(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
 # runpy imports the package with sys.argv[0] == "-m", before the command's module.
-if sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+_COMMAND = sys.argv[:1] == ["-m"]
+if _COMMAND and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
+with _quiet_start() if _COMMAND and "tensorflow" not in sys.modules else contextlib.nullcontext():
+    import keras  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(

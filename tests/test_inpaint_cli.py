@@ -542,6 +542,23 @@ def test_ctrl_c_while_tensorflow_imports_is_one_line(tmp_path):
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
 
 
+def test_a_command_s_one_line_error_is_not_preceded_by_tensorflow_s_start_up_lines(tmp_path):
+    """TensorFlow's absl start-up lines ("WARNING: All log messages before
+    absl::InitializeLog() ...", oneDNN, CUDA probing: five lines, whatever
+    TF_CPP_MIN_LOG_LEVEL says) came before the command's one-line error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "penet_tf.inpaint", "--model", "m.weights.h5"]
+        + ["--images", "x.png", "--masks", "y.png", "--out", "o.png"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "no such file" in result.stderr
+
+
 def test_a_graph_error_is_reported_by_its_first_meaningful_line():
     from penet_tf.inpainting import _graph_message
 
