@@ -170,6 +170,16 @@ def positive_int(text):
     return value
 
 
+def seed_int(text):
+    """argparse ``type``: a seed TensorFlow takes (int64): 2^64 stopped inpaint and
+    evaluate with an OverflowError traceback after loading, and 2^63 drew the masks of
+    -2^63."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be within int64 (|seed| < 2^63), got {value}")
+    return value
+
+
 def add_batch_arguments(parser, batch_size):
     """``--batch-size`` (default ``batch_size``), ``--seed`` and ``--quiet`` (inpaint and
     evaluate)."""
@@ -181,6 +191,6 @@ def add_batch_arguments(parser, batch_size):
         "a batch",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of --mask-type strokes (default 0)"
+        "--seed", type=seed_int, default=0, help="seed of --mask-type strokes (default 0)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -59,7 +59,7 @@ from penet_tf.inpainting import (
     report_skipped,
     run_batches,
 )
-from penet_tf.io_utils import check_file_target, sweep_temporaries, write_text_atomically
+from penet_tf.io_utils import atomic_path, check_file_target, sweep_temporaries, write_text
 
 PROTOCOLS = {
     # The paper's Places2 comparison: 256 x 256 images, the centred 128 x 128 hole.
@@ -80,6 +80,17 @@ COLUMNS = (
     "ms_ssim_scales",
 )
 AVERAGED = COLUMNS[3:11]
+# Images per Inception Score split at least: with one image a split scores exactly 1
+# (KL(p || p) = 0), so 2-10 images gave IS 1.0, std 0. (The standard: 50,000 in 10.)
+IS_IMAGES_PER_SPLIT = 50
+# The smallest side each SSIM takes (its window); smaller images have none (null).
+SSIM_SIDES = {"ssim": 11, "ssim_win51": 51}
+
+
+def inception_splits(is_splits, images):
+    """The Inception Score's splits for ``images``: ``is_splits``, fewer where a split
+    would hold under ``IS_IMAGES_PER_SPLIT`` images, at least 1."""
+    return max(1, min(is_splits, images // IS_IMAGES_PER_SPLIT))
 
 
 def _number(value):
@@ -194,7 +205,13 @@ def evaluate(
     if model is not None and len(rows) >= 2:
         stacked = {key: np.concatenate(value) for key, value in features.items()}
         overall["fid"] = metrics.fid_from_features(stacked["real"], stacked["fake"])
-        splits = min(is_splits, len(rows))
+        splits = inception_splits(is_splits, len(rows))
+        if splits < is_splits:
+            notes.append(
+                f"inception_score: {len(rows)} images in {splits} split(s) (at least "
+                f"{IS_IMAGES_PER_SPLIT} images each; the standard is 50,000 in 10): a small "
+                "set scores low"
+            )
         overall["inception_score"], overall["inception_score_std"] = metrics.inception_score(
             logits=stacked["fake_logits"], splits=splits
         )
@@ -208,6 +225,13 @@ def evaluate(
             "psnr: images identical to their original have infinite PSNR (null "
             "in JSON); the mean is over the others"
         )
+    for key, side in SSIM_SIDES.items():
+        scored = sum(1 for row in rows if math.isfinite(float(row[key])))
+        if scored < len(rows):
+            notes.append(
+                f"{key}: the mean is over {scored} of {len(rows)} images (an image under "
+                f"{side} pixels a side has none: null)"
+            )
     if scales and scales != [5]:
         used = ", ".join(map(str, scales))
         notes.append(
@@ -241,7 +265,9 @@ def evaluate(
             "batch_size": batch_size,
             "fid": bool(fid),
             "feature_model": getattr(model, "name", None),
-            "inception_score_splits": min(is_splits, len(rows)) if model is not None else None,
+            "inception_score_splits": (
+                inception_splits(is_splits, len(rows)) if model is not None else None
+            ),
             "ssim": "tf.image.ssim: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, range 255",
             "ssim_win51": "the release's: uniform 51x51 window, sample covariance, range 255",
             "l1": "mean |a - b| on [0, 1] x 100 over the whole image (l1_hole: hole pixels)",
@@ -293,11 +319,16 @@ def check_report_path(path, images, masks=None, predictions=None, model=None, in
 
 
 def write_report(report, path):
-    """Writes ``path`` (JSON) and the CSV beside it, each atomically; returns the CSV path."""
+    """Writes ``path`` (JSON) and the CSV beside it as a pair: both are written in full
+    before either is renamed into place, and the renames follow each other (the JSON was
+    renamed before the CSV was written: a full disk left the new report beside the
+    previous run's CSV). Returns the CSV path."""
     sweep_temporaries(os.path.dirname(os.path.abspath(path)))  # what a killed run left
-    write_text_atomically(json.dumps(report, indent=2, allow_nan=False) + "\n", path)
     table = csv_path(path)
-    write_text_atomically(csv_text(report), table)
+    # The inner context exits first: the CSV is renamed, then the JSON.
+    with atomic_path(path) as json_temporary, atomic_path(table) as csv_temporary:
+        write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", json_temporary)
+        write_text(csv_text(report), csv_temporary)
     return table
 
 
@@ -343,7 +374,10 @@ def build_parser():
         "for machines where Keras cannot download it",
     )
     parser.add_argument(
-        "--is-splits", type=int, default=10, help="Inception Score splits (default 10)"
+        "--is-splits",
+        type=int,
+        default=10,
+        help="Inception Score splits (default 10; fewer where a split would hold under 50 images)",
     )
     add_strategy_arguments(parser)
     return parser

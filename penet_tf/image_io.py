@@ -315,6 +315,8 @@ def read_rgb(path, resize=None, what="image"):
     if given)."""
     image = open_image(path, what)
     if resize is not None and image.size != (resize[1], resize[0]):
+        # (checked before the resize's convert("RGB"), which read a 0-1 float TIFF as black)
+        _check_pixel_format(image)
         if image.mode in _SIXTEEN_BIT:
             image = Image.fromarray(to_rgb(image))
         image = image.convert("RGB").resize((resize[1], resize[0]), Image.Resampling.BILINEAR)

@@ -110,6 +110,8 @@ def check_file_target(path, flag="--out", inputs=()):
         raise ValueError(f"{flag} is empty: give the file to write")
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a folder: give the file to write")
+    if path.endswith(("/", os.sep)):  # a folder to be (evaluate wrote a file named so)
+        raise ValueError(f"{flag} {path} names a folder: give the file to write")
     _check_folders_above(path, flag)
     real = os.path.realpath(path)
     for source in inputs:
@@ -226,8 +228,14 @@ def write_text_atomically(text, path):
     file name that is not UTF-8 (Python's surrogate escapes) is written as its own bytes
     (evaluate's CSV of a Latin-1 "caf\\xe9.png" failed, after the whole evaluation)."""
     with atomic_path(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            handle.write(text)
+        write_text(text, temporary)
+
+
+def write_text(text, path):
+    """``text`` to ``path`` as ``write_text_atomically`` writes it, without the rename
+    (into a temporary of ``atomic_path``)."""
+    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        handle.write(text)
 
 
 def save_weights_and_config(model, config, weights, replace=True):

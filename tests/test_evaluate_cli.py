@@ -204,7 +204,10 @@ def test_fid_and_inception_score_in_the_report(folders, tmp_path):
     assert same["overall"]["inception_score"] == pytest.approx(
         same["overall"]["inception_score_originals"]
     )
-    assert same["overall"]["inception_score"] >= 1.0
+    # 4 images in one split (one image per split scored exactly 1.0, std 0)
+    assert same["overall"]["inception_score"] > 1.0 + 1e-6
+    assert same["settings"]["inception_score_splits"] == 1
+    assert any("4 images in 1 split(s)" in note for note in same["notes"])
     assert same["settings"]["feature_model"] == "small"
     degraded, _ = evaluate(
         root / "images", predictions=root / "predictions", feature_model=model, progress=False
@@ -273,6 +276,9 @@ def test_a_report_that_would_replace_an_input_or_cannot_be_written_is_refused_fi
         str(root / "images" / "china.png"): "would replace the input",  # was overwritten
         str(root / "masks" / "china.png"): "would replace the input",
         str(tmp_path): "is a folder: give the file to write",
+        # a folder yet to be: the JSON was written as a file named "reports", then
+        # "File exists" for its CSV inside it, after the whole evaluation
+        str(tmp_path / "reports") + os.sep: "names a folder: give the file to write",
         str(tmp_path / "afile" / "r.json"): "afile is a file, not a folder",
         str(tmp_path / "table.json"): "its CSV " + str(tmp_path / "table.csv") + " is a folder",
         "": "--out is empty",
@@ -322,6 +328,48 @@ def test_leftovers_of_a_killed_run_beside_the_report_are_swept(folders, tmp_path
     (tmp_path / ".tmp-cache").mkdir()  # the user's: it went with the sweep
     assert main([*args, "--out", str(out), "--no-fid", "--quiet"]) == 0
     assert sorted(os.listdir(tmp_path)) == [".tmp-cache", "report.csv", "report.json"]
+
+
+def test_the_report_and_its_csv_are_replaced_together(folders, tmp_path, monkeypatch):
+    """A full disk while writing the CSV left the new JSON beside the last run's CSV."""
+    from penet_tf import evaluate as evaluate_module
+
+    out = tmp_path / "report.json"
+    args = _args(folders, "--predictions", str(folders["root"] / "predictions"))
+    assert main([*args, "--out", str(out), "--no-fid", "--quiet"]) == 0
+    before = {path: path.read_bytes() for path in (out, tmp_path / "report.csv")}
+    write_text = evaluate_module.write_text
+
+    def full_disk(text, path):
+        if str(path).endswith(".csv"):
+            raise OSError(28, "No space left on device")
+        write_text(text, path)
+
+    monkeypatch.setattr(evaluate_module, "write_text", full_disk)
+    assert main([*args, "--out", str(out), "--no-fid", "--quiet", "--mask-type", "centre"]) == 2
+    assert {path: path.read_bytes() for path in before} == before
+    assert sorted(os.listdir(tmp_path)) == ["report.csv", "report.json"]
+
+
+def test_means_over_part_of_the_images_and_large_seeds_are_named(tmp_path, capsys):
+    """SSIM has no value for an image under its window (11 / 51 pixels): the means were
+    over a subset without a note. A seed of 2^64 was a traceback after loading."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name, side in (("big", 64), ("tiny", 8)):
+        photo = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(images / f"{name}.png")
+    out = tmp_path / "report.json"
+    args = ["--images", str(images), "--predictions", str(images), "--out", str(out)]
+    assert main([*args, "--no-fid", "--quiet", "--mask-type", "centre"]) == 0
+    notes = " ".join(json.loads(out.read_text())["notes"])
+    assert "ssim: the mean is over 1 of 2 images (an image under 11 pixels" in notes
+    assert "ssim_win51: the mean is over 1 of 2 images (an image under 51 pixels" in notes
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--mask-type", "strokes", "--seed", str(2**64)])
+    assert exit_info.value.code == 2
+    assert "must be within int64" in capsys.readouterr().err
 
 
 def test_masks_without_a_hole_are_noted_in_the_report(folders, tmp_path):
