@@ -45,6 +45,7 @@ Example:
 import contextlib
 import io
 import os
+import re
 import stat
 import struct
 import zlib
@@ -64,6 +65,14 @@ MASK_RULE = (
 )
 # --mask-from-alpha: a hole where the alpha (opacity) is below this.
 ALPHA_THRESHOLD = 128
+# The largest image read: Pillow's own guard against decompression bombs refused photos
+# over 179 MP (a 200-MP phone photo, though generator weights take any size) and warned
+# on stderr over 89 MP. Pillow warns over MAX_IMAGE_PIXELS and refuses over twice it; it
+# is raised (never lowered) to warn over 1 GP and refuse over 2 GP (a 57-byte PNG
+# declaring 10^10 pixels is still refused before any decode).
+MAX_DECODED_PIXELS = 1 << 31
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_DECODED_PIXELS // 2:
+    Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS // 2
 EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -221,6 +230,71 @@ def _orientation(image):
         return 1
 
 
+# Metadata chunks read after a PNG's image data, at most this long (XMP packets are kB).
+_PNG_METADATA_BYTES = 1 << 20
+
+
+def _header_orientation(image, path):
+    """``_orientation`` without decoding the pixels. Pillow's ``getexif`` decodes a
+    whole PNG whose EXIF is not before its image data (to read chunks after it): the
+    header-only size probe of every photo and mask cost a full decode (a 60-MP PNG:
+    2.2 s, 644 MiB). For such a PNG the eXIf and XMP chunks after the image data are
+    read here, chunk header by chunk header, as Pillow would read them."""
+    if image.format != "PNG" or "exif" in image.info:
+        return _orientation(image)
+    exif, xmp = None, image.info.get("xmp")
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(len(PNG_SIGNATURE))
+            while True:
+                head = handle.read(8)
+                if len(head) < 8:
+                    break
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"IEND":
+                    break
+                if kind in (b"eXIf", b"iTXt") and length <= _PNG_METADATA_BYTES:
+                    data = handle.read(length)
+                    if kind == b"eXIf":
+                        exif = data[6:] if data.startswith(b"Exif\x00\x00") else data
+                    elif data.startswith(b"XML:com.adobe.xmp\x00"):
+                        xmp = _itxt_text(data) or xmp
+                    handle.seek(4, os.SEEK_CUR)  # the CRC
+                else:
+                    handle.seek(length + 4, os.SEEK_CUR)
+    except OSError:
+        return 1
+    info = dict(image.info)
+    if exif is not None:
+        info["exif"] = b"Exif\x00\x00" + exif
+    if xmp is not None:
+        info["xmp"] = xmp
+    try:
+        found = Image.Exif()
+        if "exif" in info:
+            found.load(info["exif"])
+        if EXIF_ORIENTATION in found:
+            return int(found[EXIF_ORIENTATION])
+        match = re.search(rb'tiff:Orientation(="|>)([0-9])', info.get("xmp") or b"")
+        return int(match[2]) if match else 1
+    except Exception:  # noqa: BLE001 - a broken EXIF block: shown as stored
+        return 1
+
+
+def _itxt_text(data):
+    """The text of an iTXt chunk (keyword, compression flag and method, language,
+    translated keyword, text), as bytes; None if it cannot be read."""
+    try:
+        _, rest = data.split(b"\0", 1)
+        compressed, method, rest = rest[0], rest[1], rest[2:]
+        _, _, text = rest.split(b"\0", 2)
+        if compressed:
+            return zlib.decompress(text) if method == 0 else None
+        return text
+    except (ValueError, IndexError, zlib.error):
+        return None
+
+
 def _is_tiff(path):
     """Whether the file starts as a TIFF does (``II*\\0`` or ``MM\\0*``)."""
     try:
@@ -244,7 +318,7 @@ def probe_size(path):
     refuse_special_file(path)
     with Image.open(path) as image:
         width, height = image.size
-        turned = _orientation(image) in _TURNED and not _turned_on_open(image)
+        turned = _header_orientation(image, path) in _TURNED and not _turned_on_open(image)
     return (width, height) if turned else (height, width)
 
 
@@ -254,7 +328,7 @@ def turned_by_exif(path):
     try:
         refuse_special_file(path)
         with Image.open(path) as image:
-            return _orientation(image) in _TURNED
+            return _header_orientation(image, path) in _TURNED
     except Exception:  # noqa: BLE001 - probed again, and reported, where it is read
         return False
 

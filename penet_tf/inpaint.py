@@ -34,6 +34,7 @@ a model that cannot be loaded).
 """
 
 import argparse
+import os
 import sys
 
 from penet_tf.cli import (
@@ -91,6 +92,8 @@ def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_out_folder(args.out, args.images, args.masks)  # before loading the model
+    if not os.path.exists(args.model):  # (found when loading, after the first photo's read)
+        raise FileNotFoundError(f"--model {args.model}: no such file or directory")
     strategy = strategy_from_args(args)
     written, skipped, seconds = inpaint_files(
         # loaded while the first photo is read

@@ -44,6 +44,7 @@ from penet_tf.data import masks as mask_lib
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.image_io import (
     alpha_mask,
+    binary_mask,
     colour_profile,
     open_image,
     probe_size,
@@ -60,6 +61,7 @@ from penet_tf.io_utils import (
     IMAGE_SUFFIXES,
     check_file_target,
     check_folder_target,
+    name_max,
     sweep_temporaries,
 )
 
@@ -151,6 +153,12 @@ def collect_items(images, masks=None, predictions=None, resize=None):
     mask_lookup = prediction_lookup = None
     shared_mask = None
     if masks is not None:
+        if os.path.isdir(masks) and os.path.isdir(images) and os.path.samefile(masks, images):
+            # (every photo paired with itself: 75 % of a photo "inpainted", exit status 0)
+            raise ValueError(
+                f"--masks {masks} is the --images folder: each photo would be its own mask; "
+                "keep the masks in a folder of their own"
+            )
         if os.path.isdir(masks):
             mask_lookup = _by_name(list_images(masks, "--masks"))
         elif os.path.isfile(masks):
@@ -158,6 +166,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
                 mask_lookup = {stem(image_paths[0]): os.fspath(masks)}
             else:
                 shared_mask = os.fspath(masks)
+                # the one mask of every photo, kept among them, is not one of the photos
+                image_paths = [p for p in image_paths if not _same_file(p, shared_mask)]
         elif os.path.exists(masks):  # a pipe, socket or device: the readers' one refusal
             refuse_special_file(masks, "mask")
         else:
@@ -191,6 +201,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             item.mask = mask_lookup.get(name)
             if item.mask is None:
                 problem = f"no mask named {name}.* in {masks}"
+            elif _same_file(item.mask, path):
+                problem = f"its mask would be the photo itself ({item.mask})"
             else:
                 problem = _check_size(item.mask, size, "mask", None if resize else path)
         if problem is None and prediction_lookup is not None:
@@ -204,6 +216,13 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             continue
         items.append(item)
     return items, skipped
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _check_size(path, size, what, image=None):
@@ -430,7 +449,8 @@ def _pixel_limit(config):
 
 class Inpainter:
     """A loaded model: ``inpainter(image uint8 [B, H, W, 3], mask uint8 [B, H, W, 1]) ->
-    uint8 [B, H, W, 3]`` (mask nonzero = hole; composited, known pixels unchanged).
+    uint8 [B, H, W, 3]`` (holes by ``penet_tf.image_io.MASK_RULE``: >= 128, or the 1s of
+    a 0/1 mask, each image's on its own; composited, known pixels unchanged).
 
     ``limit``: the SavedModel's ``PixelLimit`` (none by default). An image over it is
     refused with ``ValueError`` before the model runs, naming the limit, the image's size
@@ -524,14 +544,8 @@ def load_inpainter(path, strategy=None, given=None):
                 f"--model {path}: a directory without saved_model.pb or numeric version "
                 "subdirectories holding one"
             )
-        loaded = tf.saved_model.load(version)
-        if "serving_default" not in loaded.signatures:
-            raise ValueError(f"--model {version}: the SavedModel has no serving_default signature")
-        signature = loaded.signatures["serving_default"]
-
-        def run_saved(image, mask):
-            return signature(image=image, mask=mask)["inpainted"]
-
+        # The strategy the export records is compared before the SavedModel loads (a
+        # mismatch was refused after 11 s and 1 GB of loading a thin model).
         config = _saved_config(version)
         exported = _saved_strategy(config)
         if given is not None:
@@ -547,6 +561,14 @@ def load_inpainter(path, strategy=None, given=None):
                 f"assets.extra/{EXPORT_CONFIG_FILE}); it cannot run {asked}: "
                 "re-export it with those options (python -m penet_tf.export), or drop them"
             )
+        loaded = tf.saved_model.load(version)
+        if "serving_default" not in loaded.signatures:
+            raise ValueError(f"--model {version}: the SavedModel has no serving_default signature")
+        signature = loaded.signatures["serving_default"]
+
+        def run_saved(image, mask):
+            return signature(image=image, mask=mask)["inpainted"]
+
         return Inpainter(
             run_saved, f"SavedModel {version}", keep=loaded, limit=_pixel_limit(config)
         )
@@ -574,9 +596,12 @@ def load_inpainter(path, strategy=None, given=None):
         image, mask = np.asarray(image), np.asarray(mask)
         if strategy.resolve(*image.shape[1:3]) == "full":
             return run_full(image, mask)
+        # The mask rule of every other path (``full`` and the SavedModels apply it in
+        # the graph): inpaint_photo takes any nonzero value as a hole, so a mask's faint
+        # (< 128) pixels were holes only when the photo's size chose ``crop``.
         return np.stack(
             [
-                inpaint_photo(generator, one, hole, strategy)
+                inpaint_photo(generator, one, binary_mask(hole), strategy)
                 for one, hole in zip(image, mask, strict=True)
             ]
         )
@@ -748,6 +773,14 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
             ]
         paths = paths[: 2 if grid else 1]
         for path in paths:
+            folder, name = os.path.split(os.path.abspath(path))
+            while not os.path.isdir(folder):  # (the output folder may be made later)
+                folder = os.path.dirname(folder)
+            if len(os.fsencode(name)) > (limit := name_max(folder)):
+                raise ValueError(
+                    f"{path}: the result's name is {len(os.fsencode(name))} bytes, longer "
+                    f"than the file system takes ({limit}); rename {item.image}"
+                )
             key = os.path.realpath(path)
             if key in inputs:
                 raise ValueError(

@@ -60,14 +60,38 @@ def _read_umask():
 _UMASK = _read_umask()
 
 
+# The longest file name most file systems take (bytes); os.pathconf says where it can.
+NAME_MAX = 255
+# What a long name's temporary keeps of its end (its suffix: Keras wants .weights.h5).
+_KEPT_END = 32
+
+
+def name_max(directory):
+    """The longest file name (bytes) ``directory``'s file system takes."""
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX
+
+
 def temporary_path(path, tag=""):
     """``dirname(path)/.tmp-<pid>-<tag><basename(path)>``: where ``path`` is written first.
 
-    It keeps the target's name, so its suffix too (Keras wants ``.weights.h5``).
+    It keeps the target's name, so its suffix too (Keras wants ``.weights.h5``); a name
+    that the prefix would take over the file system's limit loses bytes from its middle
+    (a 250-byte photo name stopped the inpaint CLI with "File name too long" after the
+    model had loaded, though its result's own name fitted).
     """
     path = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(path)
-    return os.path.join(directory, f"{TEMPORARY_PREFIX}{os.getpid()}-{tag}{name}")
+    prefix = f"{TEMPORARY_PREFIX}{os.getpid()}-{tag}"
+    encoded, limit = os.fsencode(prefix + name), NAME_MAX
+    if len(encoded) > limit:
+        limit = min(limit, name_max(directory))
+        whole = os.fsencode(name)
+        keep = limit - len(os.fsencode(prefix)) - _KEPT_END - 1
+        name = os.fsdecode(whole[: max(keep, 0)] + b"~" + whole[-_KEPT_END:])
+    return os.path.join(directory, prefix + name)
 
 
 def remove_path(path):

@@ -367,6 +367,52 @@ def test_mask_files_follow_one_rule_in_python_and_in_the_served_graph(tmp_path):
             np.testing.assert_array_equal(trained, hole, err_msg=f"training, {name}")
 
 
+def test_the_size_probe_reads_a_png_s_orientation_without_decoding_it(tmp_path, monkeypatch):
+    """Pillow's getexif decodes a whole PNG whose EXIF is not before its pixels (to reach
+    the chunks after them): every photo's and mask's header-only size probe was a full
+    decode (a 60-MP PNG: 2.2 s, 644 MiB). Orientations after the pixels still count."""
+    import struct
+    import zlib
+
+    from PIL import PngImagePlugin
+
+    def chunk(kind, data):
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    exif = Image.Exif()
+    exif[image_io.EXIF_ORIENTATION] = 6  # a quarter turn: 30 x 20 stored, 20 x 30 shown
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buffer, "PNG")
+    plain = buffer.getvalue()
+    end = plain.index(b"IEND") - 4
+    xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    files = {
+        "plain.png": (plain, (20, 30)),
+        "exif_after.png": (plain[:end] + chunk(b"eXIf", exif.tobytes()) + plain[end:], (30, 20)),
+        "xmp_after.png": (
+            plain[:end] + chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp) + plain[end:],
+            (30, 20),
+        ),
+    }
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buffer, "PNG", exif=exif)
+    files["exif_before.png"] = (buffer.getvalue(), (30, 20))
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    shown = {name: image_io.open_image(tmp_path / name).size[::-1] for name in files}
+    decodes = []
+    load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(
+        PngImagePlugin.PngImageFile, "load", lambda self: decodes.append(1) or load(self)
+    )
+    for name, (_, size) in files.items():
+        assert shown[name] == size, name  # what a viewer shows, decoded
+        assert image_io.probe_size(tmp_path / name) == size, name
+        assert image_io.turned_by_exif(tmp_path / name) == (size != (20, 30)), name
+    assert not decodes
+
+
 def _png_header(width, height):
     """A PNG of only a header declaring ``width`` x ``height`` RGB pixels (and IEND)."""
     import struct
@@ -387,6 +433,13 @@ def test_a_decompression_bomb_is_an_unreadable_file_not_a_traceback(tmp_path):
     for read in (image_io.read_rgb, image_io.read_mask, image_io.check_image_file):
         with pytest.raises(image_io.ImageReadError, match="bomb.png: too large to decode"):
             read(bomb)
+    # A 200-MP phone photo is not one (Pillow's own cap refused it over 179 MP, and
+    # warned on stderr over 89 MP), read from its header without a warning:
+    photo = tmp_path / "phone.png"
+    photo.write_bytes(_png_header(16320, 12240))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_io.probe_size(photo) == (12240, 16320)
 
 
 def test_a_pipe_is_refused_by_every_reader_without_waiting_for_a_writer(tmp_path):

@@ -380,6 +380,43 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(
         assert capsys.readouterr().err.startswith(f"error: {option} must be")
 
 
+def test_the_library_s_mask_rule_does_not_depend_on_the_strategy(workspace):
+    """Inpainter with generator weights: full applied the mask rule (>= 128) in the graph,
+    crop took every nonzero value as a hole, so a faint area was a hole only in photos
+    large enough for crop."""
+    from penet_tf.high_resolution import PhotoStrategy
+
+    photo = workspace["originals"]["china"][None]
+    mask = np.zeros(photo.shape[:3] + (1,), np.uint8)
+    mask[0, 20:40, 20:60] = 255
+    mask[0, 60:80, 20:60] = 60  # faint: not a hole
+    results = {
+        name: load_inpainter(workspace["weights"], PhotoStrategy(name))(photo, mask)
+        for name in ("full", "crop", "resize")
+    }
+    for name, result in results.items():
+        changed = np.any(result != photo, axis=-1)[0]
+        assert not changed[60:80].any(), name
+        assert changed[20:40, 20:60].mean() > 0.5, name
+
+
+def test_a_saved_model_s_strategy_is_compared_before_it_loads(workspace, tmp_path, capsys):
+    """A strategy the export did not record was refused only after the SavedModel had
+    loaded (11 s and 1 GB for a thin one); a missing --model only after the first read."""
+    export = tmp_path / "export" / "1"
+    (export / "assets.extra").mkdir(parents=True)
+    (export / "saved_model.pb").write_bytes(b"not a SavedModel: never loaded")
+    config = {"strategy": {"name": "crop"}, "max_photo_pixels": 10**6}
+    (export / "assets.extra" / "penet_tf.json").write_text(json.dumps(config))
+    args = ["--images", str(workspace["images"]), "--masks", str(workspace["masks"])]
+    args += ["--out", str(tmp_path / "out"), "--quiet"]
+    assert main(["--model", str(export.parent), *args, "--strategy", "full"]) == 2
+    assert "was exported with --strategy crop" in capsys.readouterr().err
+    assert main(["--model", str(tmp_path / "missing.weights.h5"), *args]) == 2
+    assert "missing.weights.h5: no such file or directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_strategy_options_on_a_large_photo(workspace, tmp_path, capsys):
     """--strategy crop / --model-size / --margin / --no-residual-aggregation reach
     penet_tf.high_resolution; the default (auto) crops photos over the trigger."""
@@ -427,6 +464,50 @@ def test_out_equal_to_an_input_folder_is_refused_before_any_work(workspace, tmp_
         assert err.startswith(f"error: --out {folder} is the {flag} folder {folder}")
         assert "never-loaded" not in err and "Traceback" not in err
     assert {path: path.read_bytes() for path in [*images.iterdir(), *masks.iterdir()]} == before
+
+
+def test_a_photo_is_never_its_own_mask(workspace, tmp_path, capsys):
+    """--masks the --images folder paired each photo with itself (75 % of a photo
+    "inpainted", exit status 0); a mask file kept among the photos was inpainted as one."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = workspace["originals"]["china"]
+    mask = workspace["masks_array"]["china"]
+    Image.fromarray(photo).save(photos / "cat.png")
+    Image.fromarray(mask).save(photos / "cat_mask.png")
+    args = ["--model", workspace["weights"], "--quiet"]
+    out = tmp_path / "out"
+    assert main([*args, "--images", str(photos), "--masks", str(photos), "--out", str(out)]) == 2
+    assert "is the --images folder: each photo would be its own mask" in capsys.readouterr().err
+    # the photo given alone, its folder as --masks: it would pair with itself
+    single = ["--images", str(photos / "cat.png"), "--masks", str(photos)]
+    assert main([*args, *single, "--out", str(out)]) == 1
+    assert "its mask would be the photo itself" in capsys.readouterr().err
+    # the one mask of every photo, kept among them: a mask, not one of the photos
+    shared = ["--images", str(photos), "--masks", str(photos / "cat_mask.png")]
+    assert main([*args, *shared, "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["cat.png"]
+    result = _read(out / "cat.png")
+    np.testing.assert_array_equal(result[mask == 0], photo[mask == 0])
+
+
+def test_names_too_long_for_the_file_system_are_refused_or_written(workspace, tmp_path, capsys):
+    """A photo named with 250 characters: its result's temporary (.tmp-<pid>-<name>) was
+    over 255 bytes, and the run stopped with "File name too long" after loading, with the
+    photos after it never done; a result name itself over 255 is refused before any work."""
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = workspace["originals"]["china"]
+    for name in ("a", "x" * 250, "z"):
+        Image.fromarray(photo).save(images / f"{name}.png")
+    args = ["--model", workspace["weights"], "--images", str(images), "--mask-type", "centre"]
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert sorted(os.listdir(out)) == sorted(f"{n}.png" for n in ("a", "x" * 250, "z"))
+    assert main([*args, "--out", str(tmp_path / "grids"), "--grid", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the result's name is 259 bytes, longer than the file system takes (255)" in err
+    assert not (tmp_path / "grids").exists()
 
 
 def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys):

@@ -73,6 +73,20 @@ def test_temporaries_sit_beside_the_target_named_after_the_process(tmp_path):
     assert target.read_bytes() == b"new"
 
 
+def test_a_long_name_s_temporary_fits_the_file_system_and_keeps_its_suffix(tmp_path):
+    """.tmp-<pid>-<name> of a 250-byte name was over the 255 bytes a file name may have:
+    "File name too long", though the target's own name fitted."""
+    target = tmp_path / ("é" * 115 + "x" * 8 + ".weights.h5")  # 249 bytes in UTF-8
+    with atomic_path(target) as temporary:
+        name = os.path.basename(temporary)
+        assert len(os.fsencode(name)) <= 255 and name.endswith("x" * 8 + ".weights.h5")
+        assert name.startswith(f".tmp-{os.getpid()}-")
+        with open(temporary, "wb") as handle:
+            handle.write(b"new")
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == [target.name]
+
+
 def test_a_directory_is_renamed_into_place_whole(tmp_path):
     target = tmp_path / "model"
     target.mkdir()
