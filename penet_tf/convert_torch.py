@@ -31,6 +31,7 @@ files need PyTorch: ``pip install 'penet_tf[torch]'``. It is imported here only.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -41,9 +42,8 @@ from penet_tf.io_utils import (
     atomic_path,
     check_file_target,
     check_folder_target,
-    save_weights_and_config,
+    save_weights_and_configs,
     sweep_temporaries,
-    write_bytes_atomically,
 )
 from penet_tf.layers.spectral_norm import SpectralNorm
 from penet_tf.models import (
@@ -317,10 +317,19 @@ def save_released_checkpoint(state, key, path, replace=True):
     """Writes ``{key: state_dict}`` as a torch pickle (``gen_N.pth`` / ``dis_N.pth``)
     atomically (``replace=False``: ``FileExistsError`` if ``path`` exists), in torch's
     legacy format: PyTorch before 1.6 (the release's 1.1) cannot read the zip format."""
+    with atomic_path(path, replace=replace) as temporary:
+        _write_released_checkpoint(state, key, temporary)
+
+
+def _write_released_checkpoint(state, key, path):
+    """``save_released_checkpoint``'s write, to ``path`` itself; a failed write is an
+    ``OSError`` (torch reports one as a RuntimeError: a traceback on a full disk)."""
     torch = _torch()
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
-    with atomic_path(path, replace=replace) as temporary:
-        torch.save({key: tensors}, temporary, _use_new_zipfile_serialization=False)
+    try:
+        torch.save({key: tensors}, path, _use_new_zipfile_serialization=False)
+    except RuntimeError as error:
+        raise OSError(f"could not write {path}: {str(error).splitlines()[0]}") from None
 
 
 def load_discriminator(weights):
@@ -428,9 +437,14 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=0, log=print):
         )
     for path in stale:
         os.remove(path)
-    for (key, state), path in zip(states, targets, strict=False):
-        save_released_checkpoint(state, key, path, force)
-    write_bytes_atomically(f"{str(iteration).zfill(5)}\n".encode(), targets[-1])
+    # Every file written before any replaces an earlier conversion's, the renames in a
+    # row (a full disk left the new gen_N.pth beside the old dis_N.pth and latest.ckpt).
+    with contextlib.ExitStack() as renames:
+        temporaries = [renames.enter_context(atomic_path(p, replace=force)) for p in targets]
+        for (key, state), temporary in zip(states, temporaries, strict=False):
+            _write_released_checkpoint(state, key, temporary)
+        with open(temporaries[-1], "wb") as handle:
+            handle.write(f"{str(iteration).zfill(5)}\n".encode())
     return targets
 
 
@@ -458,12 +472,12 @@ def convert_released(generator_path, out_dir, discriminator_path=None, force=Fal
         discriminator = load_released_discriminator(discriminator_path, state=discriminator_state)
     for path in stale:  # (--force: an earlier conversion's discriminator, not this one's)
         os.remove(path)
-    written = save_weights_and_config(generator, generator_config(generator), targets[0], force)
+    models = [(generator, generator_config(generator), targets[0])]
     if discriminator is not None:
-        written += save_weights_and_config(
-            discriminator, discriminator_config(discriminator), targets[2], force
-        )
-    return written
+        models.append((discriminator, discriminator_config(discriminator), targets[2]))
+    # all written before any replaces an earlier conversion's (a full disk left the new
+    # generator beside the old discriminator)
+    return save_weights_and_configs(models, force)
 
 
 def _main(argv):

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 
 # Image files penet_tf reads (all decoded with Pillow).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -167,7 +168,9 @@ def atomic_path(path, directory=False, replace=True):
             fails (``OSError``) if a non-empty target appeared meanwhile.
 
     Files and directories get the permissions a plain ``open`` / ``os.makedirs`` would
-    give them. On any exception (Ctrl-C included) the temporary is removed.
+    give them: a new one the umask's, one replacing an existing target that target's mode
+    (and owner, where this process may set it): a 0600 report became 0644 when replaced.
+    On any exception (Ctrl-C included) the temporary is removed.
 
     Example:
 
@@ -184,7 +187,7 @@ def atomic_path(path, directory=False, replace=True):
             os.mkdir(temporary)
         yield temporary
         if directory:
-            os.chmod(temporary, 0o777 & ~_UMASK)
+            _take_permissions(temporary, path, 0o777 & ~_UMASK)
             if replace and os.path.lexists(path):
                 old = temporary_path(path, "old-")
                 remove_path(old)
@@ -192,7 +195,7 @@ def atomic_path(path, directory=False, replace=True):
             os.rename(temporary, path)
         else:
             if os.path.exists(temporary):
-                os.chmod(temporary, 0o666 & ~_UMASK)
+                _take_permissions(temporary, path, 0o666 & ~_UMASK)
             if not replace and os.path.lexists(path):
                 raise FileExistsError(f"{path} exists")
             os.replace(temporary, path)
@@ -200,6 +203,21 @@ def atomic_path(path, directory=False, replace=True):
         remove_path(temporary)
         if old is not None:
             remove_path(old)
+
+
+def _take_permissions(temporary, target, default):
+    """Gives ``temporary`` the mode (and owner) of the ``target`` it replaces, or
+    ``default`` when there is none."""
+    try:
+        existing = os.stat(target)
+    except OSError:
+        os.chmod(temporary, default)
+        return
+    os.chmod(temporary, stat.S_IMODE(existing.st_mode))
+    mine = os.stat(temporary)
+    if (mine.st_uid, mine.st_gid) != (existing.st_uid, existing.st_gid):
+        with contextlib.suppress(OSError):  # (only root may give a file to another user)
+            os.chown(temporary, existing.st_uid, existing.st_gid)
 
 
 def _running(pid):
@@ -228,16 +246,42 @@ def sweep_temporaries(folder, older_versions=False):
     removed = []
     if not os.path.isdir(folder):
         return removed
-    for name in sorted(os.listdir(folder)):
+    names = sorted(os.listdir(folder))
+    for name in names:
         if not name.startswith(TEMPORARY_PREFIX):
             continue
         match = _TEMPORARY.match(name)
         if (match and _running(int(match.group(1)))) or not (match or older_versions):
             continue
         path = os.path.join(folder, name)
+        if match and _restore_moved_aside(folder, name, match, names):
+            continue
         if remove_path(path):
             removed.append(path)
     return removed
+
+
+def _restore_moved_aside(folder, name, match, names):
+    """Puts back a folder that ``atomic_path`` moved aside (``.tmp-<pid>-old-<name>``)
+    to replace it, when its process was killed between its two renames: the target is
+    missing and the new one (``.tmp-<pid>-<name>``) still waits. Both were swept before,
+    losing the earlier conversion and the new one. Returns whether it was put back."""
+    prefix = match.group(0)
+    if not name[len(prefix) :].startswith("old-"):
+        return False
+    target = name[len(prefix) + len("old-") :]
+    if (
+        not target
+        or prefix + target not in names
+        or os.path.lexists(os.path.join(folder, target))
+        or len(os.fsencode(name)) >= NAME_MAX  # (a long name's temporary is cut)
+    ):
+        return False
+    try:
+        os.rename(os.path.join(folder, name), os.path.join(folder, target))
+    except OSError:
+        return False
+    return True
 
 
 def write_bytes_atomically(data, path):
@@ -264,22 +308,34 @@ def write_text(text, path):
 
 def save_weights_and_config(model, config, weights, replace=True):
     """``model``'s ``weights`` (``NAME.weights.h5``) and its architecture ``config``
-    (``NAME.config.json``, which ``penet_tf.models.load_generator`` reads), each through
-    ``atomic_path``: both are complete before either is renamed into place, and the two
-    renames follow each other directly, so the pair matches (a crash between them leaves
-    the new weights beside the old config). ``replace=False``: a target that appeared
-    meanwhile is not replaced (``FileExistsError``). Returns both paths."""
-    weights = os.fspath(weights)
-    config_path = weights[: -len(".weights.h5")] + ".config.json"
-    # The inner context exits first: the weights are renamed, then the config.
-    with (
-        atomic_path(config_path, replace=replace) as config_temporary,
-        atomic_path(weights, replace=replace) as weights_temporary,
-    ):
-        with open(config_temporary, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        model.save_weights(weights_temporary, overwrite=True)
-    return [weights, config_path]
+    (``NAME.config.json``, which ``penet_tf.models.load_generator`` reads), as one group
+    (``save_weights_and_configs``). Returns both paths."""
+    return save_weights_and_configs([(model, config, weights)], replace)
+
+
+def save_weights_and_configs(models, replace=True):
+    """Each ``(model, config, weights)`` of ``models``: its ``weights``
+    (``NAME.weights.h5``) and architecture ``config`` (``NAME.config.json``), every file
+    through ``atomic_path``: all are complete before any is renamed into place, and the
+    renames follow each other directly, so the files match (a crash between two renames
+    leaves some new files beside old ones; a failed write, a full disk, replaces none:
+    a run's generator was replaced and its discriminator not). ``replace=False``: a
+    target that appeared meanwhile is not replaced (``FileExistsError``). Returns the
+    paths, weights then config per model."""
+    written, writes = [], []
+    with contextlib.ExitStack() as renames:  # (unwound last first: the renames)
+        for model, config, weights in models:
+            weights = os.fspath(weights)
+            config_path = weights[: -len(".weights.h5")] + ".config.json"
+            config_temporary = renames.enter_context(atomic_path(config_path, replace=replace))
+            weights_temporary = renames.enter_context(atomic_path(weights, replace=replace))
+            writes.append((model, config, config_temporary, weights_temporary))
+            written += [weights, config_path]
+        for model, config, config_temporary, weights_temporary in writes:
+            with open(config_temporary, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            model.save_weights(weights_temporary, overwrite=True)
+    return written
 
 
 def write_json_atomically(data, path):

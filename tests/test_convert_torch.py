@@ -306,6 +306,32 @@ def test_to_torch_keeps_existing_checkpoints_unless_force(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["gen_00000.pth", "latest.ckpt"]
 
 
+def test_to_torch_replaces_the_pair_together_or_not_at_all(tmp_path, capsys, monkeypatch):
+    """--force over an earlier conversion with a disk that fills while writing
+    dis_00000.pth: the new gen_00000.pth stood beside the old dis_00000.pth and
+    latest.ckpt, and torch's RuntimeError was a traceback."""
+    torch = pytest.importorskip("torch")
+    generator = Generator(base_channels=4)
+    generator.build()
+    discriminator = Discriminator(base_channels=8)
+    discriminator.build()
+    _save_as_training_does(tmp_path, generator, discriminator)
+    out = tmp_path / "pth"
+    _convert("--to-torch", "--weights", tmp_path, "--out", out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    save = torch.save
+
+    def full_disk(saved, path, **kwargs):
+        if "netD" in saved:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos 64")
+        save(saved, path, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    error = _error_of(capsys, "--to-torch", "--weights", tmp_path, "--out", out, "--force")
+    assert error.startswith("error: ") and "unexpected pos 64" in error
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
 def test_convert_force_removes_an_earlier_conversion_s_other_network(official_fixture, tmp_path):
     """``--force`` without ``--discriminator`` replaced the generator and kept an earlier
     conversion's discriminator.*, which --init-from FOLDER then loaded with it."""

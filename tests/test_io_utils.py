@@ -20,6 +20,12 @@ from penet_tf.io_utils import (
 )
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -85,6 +91,38 @@ def test_a_long_name_s_temporary_fits_the_file_system_and_keeps_its_suffix(tmp_p
             handle.write(b"new")
     assert target.read_bytes() == b"new"
     assert os.listdir(tmp_path) == [target.name]
+
+
+def test_a_replaced_file_or_folder_keeps_its_permissions(tmp_path):
+    """A private (0600) report replaced by the next run became 0644, readable by all; a
+    0700 --out folder replaced by convert --force became 0755."""
+    report = tmp_path / "report.json"
+    report.write_text("old")
+    os.chmod(report, 0o600)
+    write_text_atomically("new", report)
+    assert report.read_text() == "new" and _mode(report) == 0o600
+    folder = tmp_path / "model"
+    folder.mkdir()
+    os.chmod(folder, 0o700)
+    with atomic_path(folder, directory=True) as temporary:
+        (pathlib.Path(temporary) / "model.tflite").write_bytes(b"new")
+    assert _mode(folder) == 0o700 and (folder / "model.tflite").read_bytes() == b"new"
+    fresh = tmp_path / "fresh.json"
+    write_text_atomically("x", fresh)
+    assert _mode(fresh) == 0o666 & ~_umask()
+
+
+def test_a_folder_moved_aside_by_a_killed_replace_is_put_back(tmp_path, dead_pid):
+    """Killed between the two renames of a folder's replacement (convert --force): the
+    old folder (.tmp-<pid>-old-NAME) and the new one were both swept, and NAME lost."""
+    old, new = tmp_path / f".tmp-{dead_pid}-old-tflite", tmp_path / f".tmp-{dead_pid}-tflite"
+    old.mkdir()
+    (old / "model.tflite").write_bytes(b"the earlier conversion")
+    new.mkdir()
+    (new / "model.tflite").write_bytes(b"the new one")
+    assert sweep_temporaries(tmp_path) == [str(new)]
+    assert os.listdir(tmp_path) == ["tflite"]
+    assert (tmp_path / "tflite" / "model.tflite").read_bytes() == b"the earlier conversion"
 
 
 def test_a_directory_is_renamed_into_place_whole(tmp_path):

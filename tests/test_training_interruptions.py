@@ -255,6 +255,84 @@ def test_a_lost_state_file_resumes_from_the_checkpoint_files(
     ]
 
 
+def test_a_user_s_own_folder_is_refused_as_output_dir_before_any_write(photos, tmp_path):
+    """A folder of the user's (their config.json, logs/, .tmp-cache/) given as the output
+    lost its .tmp-cache/ to the sweep and its config.json to the run's."""
+    folder = tmp_path / "project"
+    (folder / "logs").mkdir(parents=True)
+    (folder / ".tmp-cache").mkdir()
+    (folder / "config.json").write_text('{"mine": true}')
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    config = load_config(write_config(tmp_path / "c.json", tiny_config(photos, folder)))
+    with pytest.raises(ValueError, match="holds files that are not a training run's"):
+        Trainer(config, verbose=0)
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
+    assert (folder / "config.json").read_text() == '{"mine": true}'
+
+
+def test_a_second_run_on_a_live_run_s_folder_is_refused(tmp_path):
+    """Without a lock, a second run started on a run folder swept the first one's save
+    in progress (ckpt-N_temp/, ckpt-N.*) as leftovers, and both saved over each other."""
+    from penet_tf.training.checkpoints import run_lock
+
+    with run_lock(str(tmp_path / "run")):
+        with pytest.raises(ValueError, match=f"another training run \\(pid {os.getpid()}\\)"):
+            with run_lock(str(tmp_path / "run")):
+                pass
+    with run_lock(str(tmp_path / "run")):  # released when the run ends
+        pass
+
+
+def test_a_complete_checkpoint_not_yet_in_the_state_file_is_resumed(
+    whole_run, photos, tmp_path, capsys
+):
+    """A kill after a save's files were in place but before the state file named them
+    (or a state file restored from an older copy): the complete ckpt-4 was swept as a
+    leftover and the run went back to ckpt-2."""
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    checkpoints = run / "checkpoints"
+    tf.compat.v1.train.update_checkpoint_state(
+        str(checkpoints),
+        str(checkpoints / "ckpt-2"),
+        all_model_checkpoint_paths=[str(checkpoints / "ckpt-2")],
+    )
+    before = sorted(os.listdir(checkpoints))
+    status, lines = run_main(
+        capsys, write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=4))
+    )
+    assert status == 0, lines
+    assert any("resuming from ckpt-4, complete but not yet named" in line for line in lines)
+    assert sorted(os.listdir(checkpoints)) == before
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-4")
+
+
+def test_the_run_s_two_networks_are_replaced_together(whole_run, tmp_path, monkeypatch):
+    """A write failing for the discriminator (a full disk, a quota) left the new
+    generator.weights.h5 beside the old discriminator's, and the message said the
+    weights files were the previous ones."""
+    from penet_tf.training.checkpoints import CheckpointWriteError
+
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    trainer = whole_run[2]
+    monkeypatch.setattr(trainer.state, "output_dir", str(run))
+    names = ("generator.weights.h5", "discriminator.weights.h5")
+    for name in names:  # an earlier export's (the trainer's own would write the same bytes)
+        (run / name).write_bytes(f"the earlier {name}".encode())
+    before = {name: (run / name).read_bytes() for name in names}
+    discriminator = trainer.gan.discriminator
+
+    def quota_exceeded(path, overwrite=True):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(discriminator, "save_weights", quota_exceeded)
+    with pytest.raises(CheckpointWriteError, match="the weights files are the previous ones"):
+        trainer.state.export_weights()
+    assert {name: (run / name).read_bytes() for name in names} == before
+    assert not leftovers(run)
+
+
 def test_a_user_folder_given_as_output_dir_keeps_its_own_tmp_files(tmp_path):
     """Pid-less ``.tmp-*`` names (older versions' temporaries) are swept in run folders
     only: a user's folder given as --output-dir lost its .tmp-cache/ with its files."""
@@ -265,7 +343,12 @@ def test_a_user_folder_given_as_output_dir_keeps_its_own_tmp_files(tmp_path):
     (tmp_path / ".tmp-draft.txt").write_text("mine")
     assert sweep_leftovers(str(tmp_path)) == []
     assert sorted(os.listdir(tmp_path)) == [".tmp-cache", ".tmp-draft.txt"]
-    (tmp_path / "checkpoints").mkdir()  # a run folder: an older version's leftovers go
+    # an empty checkpoints/ and a config.json of theirs (an ML project's folder) were
+    # taken for a run folder; a run's checkpoints/ has its state file
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "config.json").write_text('{"lr": 0.1}')
+    assert sweep_leftovers(str(tmp_path)) == []
+    (tmp_path / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     assert sweep_leftovers(str(tmp_path)) == [
         str(tmp_path / ".tmp-cache"),
         str(tmp_path / ".tmp-draft.txt"),

@@ -19,7 +19,9 @@ checkpoint, TensorFlow's ``checkpoint.tmp*``, the ``.tmp-*`` temporaries of
 
 import contextlib
 import errno
+import fcntl
 import gc
+import json
 import logging
 import os
 import re
@@ -30,7 +32,12 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from penet_tf.io_utils import remove_path, save_weights_and_config, sweep_temporaries
+from penet_tf.io_utils import (
+    TEMPORARY_PREFIX,
+    remove_path,
+    save_weights_and_configs,
+    sweep_temporaries,
+)
 from penet_tf.models import discriminator_config, generator_config
 
 logger = logging.getLogger("penet_tf.train")
@@ -93,10 +100,15 @@ def listed_checkpoints(directory):
     ``directory`` names, whether or not their files are there, or, when the state file is
     missing or unreadable (only the ``ckpt-N.*`` files were copied; a crash damaged it),
     those whose ``ckpt-N.index`` is there (without this, a run that lost its state file
-    swept every checkpoint as an interrupted save's leftovers and trained from step 0)."""
+    swept every checkpoint as an interrupted save's leftovers and trained from step 0).
+    Complete checkpoints newer than those the state file names are the run's too (a kill
+    after a save's files were in place, before the state file named them; they were
+    swept as leftovers)."""
     state = _state(directory)
     if state is not None:
         paths = set(state.all_model_checkpoint_paths) | {state.model_checkpoint_path}
+        newest = max(_step(path) for path in paths)
+        paths |= {path for step, path in _complete(directory).items() if step > newest}
     elif os.path.isdir(directory):
         paths = {
             os.path.join(directory, f"ckpt-{match.group(1)}")
@@ -108,14 +120,112 @@ def listed_checkpoints(directory):
     return sorted(paths, key=_step)
 
 
+def _complete(directory):
+    """``{N: path}`` of the checkpoints all of whose files are in ``directory``: the
+    ``ckpt-N.index`` and every ``ckpt-N.data-I-of-K`` shard, I < K."""
+    if not os.path.isdir(directory):
+        return {}
+    indexes, shards = set(), {}
+    for name in os.listdir(directory):
+        match = CHECKPOINT.match(name)
+        if not match:
+            continue
+        step = int(match.group(1))
+        if match.group(2) == "index":
+            indexes.add(step)
+        else:
+            part, total = map(int, re.findall(r"\d+", match.group(2)))
+            shards.setdefault(step, set()).add((part, total))
+    complete = {}
+    for step in indexes:
+        found = shards.get(step, set())
+        totals = {total for _, total in found}
+        if len(totals) == 1 and {part for part, _ in found} == set(range(totals.pop())):
+            complete[step] = os.path.join(directory, f"ckpt-{step}")
+    return complete
+
+
+# The lock a run holds on its folder while it trains (``run_lock``).
+LOCK_FILE = ".penet_tf-run.lock"
+
+
+@contextlib.contextmanager
+def run_lock(output_dir):
+    """Holds the run folder ``output_dir`` for this process (an advisory ``flock`` on
+    ``LOCK_FILE``, released when the process ends, however it ends). ValueError when
+    another process holds it: a second run started on a folder swept the first one's
+    checkpoint save as leftovers while it was written, and both saved over each other."""
+    os.makedirs(output_dir, exist_ok=True)
+    handle = open(os.path.join(output_dir, LOCK_FILE), "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise ValueError(
+                f"another training run (pid {holder}) is writing to {output_dir}: wait for "
+                "it to end, or train into another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # (releases the lock)
+
+
+# The sections of the config.json a run writes first (``penet_tf.training.config``).
+_RUN_CONFIG_SECTIONS = ("data", "mask", "model", "optimizer", "trainer")
+
+
 def _is_run_folder(output_dir):
     """Whether ``output_dir`` is a training run's folder (penet_tf's own, where even an
-    older version's pid-less ``.tmp-*`` leftovers may be swept): it has checkpoints, or
-    the config.json and logs/ a run writes first."""
-    return os.path.isdir(os.path.join(output_dir, "checkpoints")) or (
-        os.path.isfile(os.path.join(output_dir, "config.json"))
-        and os.path.isdir(os.path.join(output_dir, "logs"))
+    older version's pid-less ``.tmp-*`` leftovers may be swept): a ``checkpoints/`` with
+    a state file or a ``ckpt-N.index``, or the run's ``config.json`` (a JSON object with
+    the sections of a training config). A ``checkpoints/`` folder or a ``config.json``
+    alone were taken for one: a user's project folder lost its ``.tmp-build/``."""
+    checkpoints = os.path.join(output_dir, "checkpoints")
+    if os.path.isdir(checkpoints):
+        names = os.listdir(checkpoints)
+        if "checkpoint" in names or any(
+            (match := CHECKPOINT.match(name)) and match.group(2) == "index" for name in names
+        ):
+            return True
+    try:
+        with open(os.path.join(output_dir, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and all(key in config for key in _RUN_CONFIG_SECTIONS)
+
+
+def check_run_folder(output_dir):
+    """ValueError, before anything is written, unless ``output_dir`` is new, empty (but
+    for penet_tf's own temporaries) or a run folder (``_is_run_folder``): a run writes
+    ``config.json``, ``logs/`` and ``checkpoints/`` there and sweeps leftovers, so a
+    user's own folder given as the output lost its ``config.json`` to the run's."""
+    if not os.path.exists(output_dir):
+        return
+    if not os.path.isdir(output_dir):
+        raise ValueError(f"output_dir {output_dir} is a file, not a folder")
+    theirs = sorted(
+        name
+        for name in os.listdir(output_dir)
+        if not (
+            name.startswith(TEMPORARY_PREFIX)
+            or name == LOCK_FILE
+            or re.fullmatch(r"\.worker-\d+-tmp", name)
+        )
     )
+    if theirs and not _is_run_folder(output_dir):
+        shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
+        raise ValueError(
+            f"output_dir {output_dir} holds files that are not a training run's ({shown}): "
+            "a run writes config.json, logs/ and checkpoints/ there; give a new or empty "
+            "folder (--output-dir)"
+        )
 
 
 def sweep_leftovers(output_dir):
@@ -246,7 +356,9 @@ class TrainingState:
         moved then.
         """
         listed = listed_checkpoints(self.directory)
-        lost_state = bool(listed) and _state(self.directory) is None  # found by their files
+        state = _state(self.directory)
+        lost_state = bool(listed) and state is None  # found by their files
+        named = set() if state is None else {_step(p) for p in state.all_model_checkpoint_paths}
         damaged = []
         for path in reversed(listed):
             if not tf.io.gfile.exists(path + ".index"):
@@ -269,7 +381,7 @@ class TrainingState:
             except (OSError, IndexError, DecodeError) as error:
                 damaged.append((path, _reason(error)))
                 continue
-            if damaged or lost_state:
+            if damaged or lost_state or _step(path) not in named:  # (named again)
                 self._set_aside(damaged, path, listed)
             return path
         if damaged:
@@ -329,6 +441,12 @@ class TrainingState:
                 "the state file %s was missing or unreadable: resuming from %s, the newest "
                 "checkpoint found by its files (the state file is written again)",
                 os.path.join(self.directory, "checkpoint"),
+                os.path.basename(restored),
+            )
+        elif state is not None and restored not in state.all_model_checkpoint_paths:
+            logger.warning(
+                "resuming from %s, complete but not yet named in the state file (a save "
+                "stopped before naming it; named now)",
                 os.path.basename(restored),
             )
         if damaged:
@@ -407,13 +525,17 @@ class TrainingState:
         failure = None
         with _quiet_h5py_close_errors():
             try:
-                save_weights_and_config(
-                    self.gan.generator, generator_config(self.gan.generator), path
-                )
-                save_weights_and_config(
-                    self.gan.discriminator,
-                    discriminator_config(self.gan.discriminator),
-                    discriminator_path,
+                # both networks' files written before any replaces the last (a failed
+                # write left the new generator beside the old discriminator)
+                save_weights_and_configs(
+                    [
+                        (self.gan.generator, generator_config(self.gan.generator), path),
+                        (
+                            self.gan.discriminator,
+                            discriminator_config(self.gan.discriminator),
+                            discriminator_path,
+                        ),
+                    ]
                 )
             except OSError as error:  # the atomic writes left no partial file
                 failure = (

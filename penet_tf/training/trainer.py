@@ -11,6 +11,7 @@ complete checkpoint stays as it was). A full disk ends the run with a
 resumes.
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,7 +30,9 @@ from penet_tf.training.checkpoints import (
     RUN_WEIGHTS,
     CheckpointWriteError,
     TrainingState,
+    check_run_folder,
     is_disk_full,
+    run_lock,
     sweep_leftovers,
 )
 from penet_tf.training.config import as_config
@@ -239,6 +242,7 @@ class Trainer:
         # What can be refused cheaply is refused before the model is built (and before
         # anything is written): the output folder, the images, the masks, the batch.
         check_folder_target(self.output_dir, "output_dir")
+        check_run_folder(self.output_dir)  # (a user's own folder lost its config.json)
         if init_from is not None:
             _check_init_from(init_from, self.output_dir)
         self.source = ImageSource(config.data)
@@ -286,10 +290,15 @@ class Trainer:
 
         Raises ``TrainingInterrupted`` on Ctrl-C (after saving the step, or at once on a
         second Ctrl-C) and ``CheckpointWriteError`` when the disk is full; in both cases
-        the run folder holds complete checkpoints only and the same command resumes.
+        the run folder holds complete checkpoints only and the same command resumes. The
+        chief holds the run folder meanwhile (``run_lock``): a second run is refused.
         """
+        with run_lock(self.output_dir) if self.chief else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self):
         if self.chief:
-            sweep_leftovers(self.output_dir)
+            sweep_leftovers(self.output_dir)  # (nothing else writes there: the lock)
         resumed = self.state.restore()
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
