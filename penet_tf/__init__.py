@@ -5,12 +5,11 @@
 
 import contextlib
 import os
-import re
 import signal
+import subprocess
 import sys
-import tempfile
 
-_STDERR = 2  # where the interrupted line goes, also while the import's stderr is captured
+_STDERR = 2  # where the interrupted line goes, also while the import's stderr is filtered
 
 
 def _interrupted_while_starting(signum, frame):
@@ -23,16 +22,27 @@ def _interrupted_while_starting(signum, frame):
 
 # TensorFlow's C++ start-up chatter, written through absl before its logging is set up,
 # whatever TF_CPP_MIN_LOG_LEVEL says: "WARNING: All log messages before
-# absl::InitializeLog() ...", then "I0000 ... port.cc] oneDNN custom operations are on"
-# and "cudart_stub.cc] Could not find cuda drivers", twice.
-_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} ")
+# absl::InitializeLog() ...", then INFO lines ("I0000 ... port.cc] oneDNN custom
+# operations are on", "cudart_stub.cc] Could not find cuda drivers"), twice. Warnings,
+# errors and fatal lines (a CPU without AVX) are kept.
+_CHATTER = rb"WARNING: All log messages before absl::InitializeLog\(\)|I\d{4} "
+# The filter: a process of its own, so that what it has been given reaches the terminal
+# even when the import kills this one (TensorFlow aborts after a fatal line).
+_FILTER = (
+    "import re, sys\n"
+    f"chatter = re.compile({_CHATTER!r})\n"
+    "for line in sys.stdin.buffer:\n"
+    "    if not chatter.match(line):\n"
+    "        sys.stderr.buffer.write(line)\n"
+    "        sys.stderr.buffer.flush()\n"
+)
 
 
 @contextlib.contextmanager
 def _quiet_start():
-    """Around a command's import of TensorFlow: its start-up chatter (above) is dropped,
-    so that a command's one-line answer (``error: --masks y.png: no such file``) is not
-    preceded by five lines of it; anything else written meanwhile is written after."""
+    """Around a command's import of TensorFlow: stderr goes through ``_FILTER``, which
+    drops the start-up chatter (above), so that a command's one-line answer (``error:
+    --masks y.png: no such file``) is not preceded by five lines of it."""
     global _STDERR
     try:
         sys.stderr.flush()
@@ -40,22 +50,32 @@ def _quiet_start():
     except (OSError, ValueError, AttributeError):  # no stderr file descriptor
         yield
         return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        _STDERR = saved
+    try:
+        filtering = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _FILTER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=saved,
+            start_new_session=True,  # (a Ctrl-C is this process's to answer)
+        )
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    os.dup2(filtering.stdin.fileno(), 2)
+    _STDERR = saved
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        _STDERR = 2
+        os.close(saved)
+        filtering.stdin.close()  # its end of input: it writes what is left and exits
         try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            _STDERR = 2
-            os.close(saved)
-            capture.seek(0)
-            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines if not _CHATTER.match(line))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
+            filtering.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            filtering.kill()
 
 
 # runpy imports the package with sys.argv[0] == "-m", before the command's module.

@@ -45,7 +45,6 @@ Example:
 import contextlib
 import io
 import os
-import re
 import stat
 import struct
 import zlib
@@ -69,7 +68,8 @@ ALPHA_THRESHOLD = 128
 # over 179 MP (a 200-MP phone photo, though generator weights take any size) and warned
 # on stderr over 89 MP. Pillow warns over MAX_IMAGE_PIXELS and refuses over twice it; it
 # is raised (never lowered) to warn over 1 GP and refuse over 2 GP (a 57-byte PNG
-# declaring 10^10 pixels is still refused before any decode).
+# declaring 10^10 pixels is still refused before any decode). Pillow's setting is global:
+# importing penet_tf raises it for the whole process.
 MAX_DECODED_PIXELS = 1 << 31
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_DECODED_PIXELS // 2:
     Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS // 2
@@ -230,69 +230,54 @@ def _orientation(image):
         return 1
 
 
-# Metadata chunks read after a PNG's image data, at most this long (XMP packets are kB).
-_PNG_METADATA_BYTES = 1 << 20
-
-
 def _header_orientation(image, path):
     """``_orientation`` without decoding the pixels. Pillow's ``getexif`` decodes a
-    whole PNG whose EXIF is not before its image data (to read chunks after it): the
-    header-only size probe of every photo and mask cost a full decode (a 60-MP PNG:
-    2.2 s, 644 MiB). For such a PNG the eXIf and XMP chunks after the image data are
-    read here, chunk header by chunk header, as Pillow would read them."""
-    if image.format != "PNG" or "exif" in image.info:
+    whole PNG (to read the chunks after its pixels, where eXIf, XMP or ImageMagick's raw
+    EXIF profile may be): the header-only size probe of every photo and mask cost a full
+    decode (a 60-MP PNG: 2.2 s, 644 MiB). For a PNG the chunks are run through Pillow's
+    own chunk readers here, the pixel data skipped, as its ``load`` would read them after
+    decoding (up to IEND, or an animation's second frame), and the orientation is
+    Pillow's from that ``info``; any trouble falls back to the decode."""
+    if image.format != "PNG":
         return _orientation(image)
-    exif, xmp = None, image.info.get("xmp")
     try:
-        with open(path, "rb") as handle:
-            handle.seek(len(PNG_SIGNATURE))
-            while True:
-                head = handle.read(8)
-                if len(head) < 8:
-                    break
-                length, kind = struct.unpack(">I4s", head)
-                if kind == b"IEND":
-                    break
-                if kind in (b"eXIf", b"iTXt") and length <= _PNG_METADATA_BYTES:
-                    data = handle.read(length)
-                    if kind == b"eXIf":
-                        exif = data[6:] if data.startswith(b"Exif\x00\x00") else data
-                    elif data.startswith(b"XML:com.adobe.xmp\x00"):
-                        xmp = _itxt_text(data) or xmp
-                    handle.seek(4, os.SEEK_CUR)  # the CRC
-                else:
-                    handle.seek(length + 4, os.SEEK_CUR)
-    except OSError:
-        return 1
-    info = dict(image.info)
-    if exif is not None:
-        info["exif"] = b"Exif\x00\x00" + exif
-    if xmp is not None:
-        info["xmp"] = xmp
+        info = _png_info_after_load(path, animated=getattr(image, "is_animated", False))
+    except Exception:  # noqa: BLE001 - read as Pillow reads it, decoding
+        return _orientation(image)
+    image.info = {**image.info, **info}
+    image._exif = None  # (Pillow caches what it read)
     try:
-        found = Image.Exif()
-        if "exif" in info:
-            found.load(info["exif"])
-        if EXIF_ORIENTATION in found:
-            return int(found[EXIF_ORIENTATION])
-        match = re.search(rb'tiff:Orientation(="|>)([0-9])', info.get("xmp") or b"")
-        return int(match[2]) if match else 1
+        return int(Image.Image.getexif(image).get(EXIF_ORIENTATION, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block: shown as stored
         return 1
 
 
-def _itxt_text(data):
-    """The text of an iTXt chunk (keyword, compression flag and method, language,
-    translated keyword, text), as bytes; None if it cannot be read."""
-    try:
-        _, rest = data.split(b"\0", 1)
-        compressed, method, rest = rest[0], rest[1], rest[2:]
-        _, _, text = rest.split(b"\0", 2)
-        if compressed:
-            return zlib.decompress(text) if method == 0 else None
-        return text
-    except (ValueError, IndexError, zlib.error):
-        return None
+def _png_info_after_load(path, animated):
+    """A PNG's ``info`` as Pillow has it once the image is loaded: every chunk but the
+    pixel data through ``PngStream``'s readers (``PngImageFile.load_end``'s loop)."""
+    from PIL import ImageFile, PngImagePlugin
+
+    with open(path, "rb") as handle:
+        if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            raise ValueError("not a PNG")
+        stream = PngImagePlugin.PngStream(handle)
+        pixels_seen = False
+        while True:
+            cid, pos, length = stream.read()
+            if cid == b"IEND" or (cid == b"fcTL" and animated and pixels_seen):
+                break
+            if cid in (b"IDAT", b"fdAT"):
+                pixels_seen = True
+                handle.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+                continue
+            try:
+                stream.call(cid, pos, length)
+            except UnicodeDecodeError:
+                break
+            except (AttributeError, EOFError):  # a chunk Pillow has no reader for
+                ImageFile._safe_read(handle, length)
+            handle.read(4)  # the CRC
+        return stream.im_info
 
 
 def _is_tiff(path):
@@ -412,7 +397,25 @@ def read_mask(path):
         low = None if low is None else mask_values(low)
         if low is not None and low.max() <= 1:
             values = low
+        elif low is None and _png_rawmode(path) == "LA;16B":
+            # Pillow has no reader for its low bytes: a 0/1 mask would have no hole here,
+            # where training's reader (16 bits, in the graph) finds it.
+            raise ImageReadError(
+                "mask",
+                path,
+                "a 16-bit grey + alpha PNG whose values are all below 256 (a 0/1 mask?) is "
+                "not read: save the mask as a grey or RGB PNG",
+            )
     return binary_mask(values)
+
+
+def _png_rawmode(path):
+    """The raw mode Pillow decodes a PNG with (``"LA;16B"``: 16-bit grey + alpha)."""
+    try:
+        with Image.open(path) as image:
+            return image.tile[0][3] if image.format == "PNG" and image.tile else None
+    except Exception:  # noqa: BLE001 - read, and reported, elsewhere
+        return None
 
 
 def _sixteen_bit_colour_low_bytes(path, what="mask"):

@@ -87,8 +87,9 @@ def temporary_path(path, tag=""):
     directory, name = os.path.split(path)
     prefix = f"{TEMPORARY_PREFIX}{os.getpid()}-{tag}"
     encoded, limit = os.fsencode(prefix + name), NAME_MAX
-    if len(encoded) > limit:
+    if len(encoded) > 128:  # (eCryptfs takes 143 bytes)
         limit = min(limit, name_max(directory))
+    if len(encoded) > limit:
         whole = os.fsencode(name)
         keep = limit - len(os.fsencode(prefix)) - _KEPT_END - 1
         name = os.fsdecode(whole[: max(keep, 0)] + b"~" + whole[-_KEPT_END:])
@@ -213,7 +214,8 @@ def _take_permissions(temporary, target, default):
     except OSError:
         os.chmod(temporary, default)
         return
-    os.chmod(temporary, stat.S_IMODE(existing.st_mode))
+    # (not its setuid / setgid / sticky bits: they would carry over to new content)
+    os.chmod(temporary, stat.S_IMODE(existing.st_mode) & 0o777)
     mine = os.stat(temporary)
     if (mine.st_uid, mine.st_gid) != (existing.st_uid, existing.st_gid):
         with contextlib.suppress(OSError):  # (only root may give a file to another user)
@@ -275,6 +277,10 @@ def _restore_moved_aside(folder, name, match, names):
         or prefix + target not in names
         or os.path.lexists(os.path.join(folder, target))
         or len(os.fsencode(name)) >= NAME_MAX  # (a long name's temporary is cut)
+        # only folders are moved aside (a file .tmp-<pid>-old-X is the temporary of a
+        # target named old-X, perhaps half written)
+        or not os.path.isdir(os.path.join(folder, name))
+        or not os.path.isdir(os.path.join(folder, prefix + target))
     ):
         return False
     try:

@@ -124,7 +124,8 @@ def test_a_file_list_under_the_wrong_root_is_one_error_not_a_warning_per_line(tm
     with caplog.at_level("WARNING", logger="penet_tf.data"):
         with pytest.raises(ValueError, match="None of the 300 image files") as raised:
             ImageSource({"source": "flist", "path": str(tmp_path / "train.flist")})
-    assert "Places365_00000000.jpg" in str(raised.value) and "data.root" in str(raised.value)
+    assert "Places365_00000000.jpg" in str(raised.value)
+    assert f"data.root (here {tmp_path})" in str(raised.value)
     assert not [r for r in caplog.records if "skipping unreadable" in r.getMessage()]
     # Files unreadable before the first good one are neither logged nor counted by the
     # start-up probe (data/skipped_files counted them), only when the stream reads them.

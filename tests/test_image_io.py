@@ -413,6 +413,24 @@ def test_the_size_probe_reads_a_png_s_orientation_without_decoding_it(tmp_path, 
     assert not decodes
 
 
+def test_a_16_bit_grey_alpha_0_1_mask_is_refused_where_it_cannot_be_read(tmp_path):
+    """Pillow reads a 16-bit grey + alpha PNG's high bytes only: a 0/1 mask had no hole in
+    Python while training's reader (16 bits, in the graph) found one. Refused by name."""
+    from penet_tf.data.masks import load_mask_file
+
+    hole = np.zeros((6, 8), bool)
+    hole[2:4, 3:6] = True
+    values = np.dstack([hole, np.full_like(hole, True)]).astype(np.uint16) * [1, 65535]
+    path = tmp_path / "la16.png"
+    path.write_bytes(tf.io.encode_png(tf.constant(values.astype(np.uint16))).numpy())
+    with pytest.raises(image_io.ImageReadError, match="16-bit grey \\+ alpha PNG"):
+        image_io.read_mask(path)
+    np.testing.assert_array_equal(load_mask_file(str(path)).numpy()[..., 0], hole)
+    values[..., 0] *= 65535  # a 0/65535 one reads as every other mask
+    path.write_bytes(tf.io.encode_png(tf.constant(values.astype(np.uint16))).numpy())
+    np.testing.assert_array_equal(image_io.read_mask(path)[..., 0], hole)
+
+
 def _png_header(width, height):
     """A PNG of only a header declaring ``width`` x ``height`` RGB pixels (and IEND)."""
     import struct

@@ -640,6 +640,33 @@ def test_a_command_s_one_line_error_is_not_preceded_by_tensorflow_s_start_up_lin
     assert result.stderr.startswith("error: ") and "no such file" in result.stderr
 
 
+def test_what_kills_the_start_up_is_still_shown(tmp_path):
+    """The start-up filter dropped everything written while TensorFlow imported when the
+    import then died: a CPU without AVX got exit status 134 and no line at all."""
+    fake = tmp_path / "fake" / "keras"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'I0000 00:00:1 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "os.write(2, b'W0000 00:00:1 dso.cc:1] Could not load dynamic library x\\n')\n"
+        "os.write(2, b'F0000 00:00:1 cpu_feature_guard.cc:90] compiled to use AVX\\n')\n"
+        "os.abort()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "penet_tf.inpaint", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), REPO])},
+    )
+    assert result.returncode == -signal.SIGABRT
+    assert result.stderr.splitlines() == [
+        "W0000 00:00:1 dso.cc:1] Could not load dynamic library x",
+        "F0000 00:00:1 cpu_feature_guard.cc:90] compiled to use AVX",
+    ]
+
+
 def test_a_graph_error_is_reported_by_its_first_meaningful_line():
     from penet_tf.inpainting import _graph_message
 

@@ -110,6 +110,9 @@ def test_a_replaced_file_or_folder_keeps_its_permissions(tmp_path):
     fresh = tmp_path / "fresh.json"
     write_text_atomically("x", fresh)
     assert _mode(fresh) == 0o666 & ~_umask()
+    os.chmod(fresh, 0o4755)  # setuid: not carried over to new content
+    write_text_atomically("y", fresh)
+    assert _mode(fresh) == 0o755
 
 
 def test_a_folder_moved_aside_by_a_killed_replace_is_put_back(tmp_path, dead_pid):
@@ -123,6 +126,11 @@ def test_a_folder_moved_aside_by_a_killed_replace_is_put_back(tmp_path, dead_pid
     assert sweep_temporaries(tmp_path) == [str(new)]
     assert os.listdir(tmp_path) == ["tflite"]
     assert (tmp_path / "tflite" / "model.tflite").read_bytes() == b"the earlier conversion"
+    # files are never moved aside: .tmp-<pid>-old-photo.png is old-photo.png's temporary
+    for name in (f".tmp-{dead_pid}-old-photo.png", f".tmp-{dead_pid}-photo.png"):
+        (tmp_path / name).write_bytes(b"half written")
+    assert len(sweep_temporaries(tmp_path)) == 2
+    assert os.listdir(tmp_path) == ["tflite"]
 
 
 def test_a_directory_is_renamed_into_place_whole(tmp_path):

@@ -243,10 +243,11 @@ class ImageSource:
             f"(the first, {first_failure})."
         )
         if self.kind == "flist":
+            root = self.config.root or os.path.dirname(os.path.abspath(self.config.path))
             message += (
-                " A .flist's relative names are read under data.root (here "
-                f"{os.path.dirname(self.items[0])}); set data.root to the folder they are "
-                "relative to (the released lists name members of zip files: extract them)."
+                f" A .flist's relative names are read under data.root (here {root}); set "
+                "data.root to the folder they are relative to (the released lists name "
+                "members of zip files: extract them)."
             )
         raise ValueError(message)
 

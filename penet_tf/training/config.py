@@ -40,7 +40,8 @@ MIXED_PRECISION = ("auto", "mixed_float16", "mixed_bfloat16", "float32", "none")
 D2G_LR_SCHEDULES = ("released", "every_step")
 # data.resize_filter: tf.image.resize's methods named after Pillow's filters they match
 # (bicubic: Pillow's default since 7.0, what the released code runs today, within 0.1-0.2
-# of a level on average; nearest: Pillow's default before 7.0, when it was written, equal).
+# of a level on average; nearest: Pillow's default before 7.0, when it was written: the
+# same pixels at integer factors, a neighbour at some sizes).
 RESIZE_FILTERS = ("bicubic", "bilinear", "nearest")
 
 
