@@ -33,7 +33,6 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from penet_tf.io_utils import (
-    TEMPORARY_PREFIX,
     remove_path,
     save_weights_and_configs,
     sweep_temporaries,
@@ -203,7 +202,7 @@ def _is_run_folder(output_dir):
 
 def check_run_folder(output_dir):
     """ValueError, before anything is written, unless ``output_dir`` is new, empty (but
-    for penet_tf's own temporaries) or a run folder (``_is_run_folder``): a run writes
+    for hidden entries and ``lost+found``) or a run folder (``_is_run_folder``): a run writes
     ``config.json``, ``logs/`` and ``checkpoints/`` there and sweeps leftovers, so a
     user's own folder given as the output lost its ``config.json`` to the run's."""
     if not os.path.exists(output_dir):
@@ -213,11 +212,9 @@ def check_run_folder(output_dir):
     theirs = sorted(
         name
         for name in os.listdir(output_dir)
-        if not (
-            name.startswith(TEMPORARY_PREFIX)
-            or name == LOCK_FILE
-            or re.fullmatch(r"\.worker-\d+-tmp", name)
-        )
+        # (penet_tf's temporaries and lock, a worker's folder, hidden files such as
+        # .DS_Store, a file system's lost+found: nothing a run would write over)
+        if not (name.startswith(".") or name == "lost+found")
     )
     if theirs and not _is_run_folder(output_dir):
         shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
