@@ -167,6 +167,34 @@ def _gif_first_frame_covers(data, screen):
     """Whether a GIF's first image descriptor (after the header, the screen's colour table
     and any extension blocks) sits at (0, 0) with the logical screen's size (or runs past
     the screen, or is not found: the size and frame checks name those)."""
+    found, left, top, width, height = _gif_first_frame(data)
+    screen = tf.cast(screen, tf.int32)
+    covers = tf.reduce_all(
+        [
+            tf.equal(left, 0),
+            tf.equal(top, 0),
+            tf.equal(width, screen[0]),
+            tf.equal(height, screen[1]),
+        ]
+    )
+    # (a frame past its screen is sized by the size check: a GIF bomb is named as one)
+    outgrows = tf.logical_or(left + width > screen[0], top + height > screen[1])
+    return tf.logical_or(tf.logical_not(found), tf.logical_or(covers, outgrows))
+
+
+def _gif_size(data):
+    """(H, W) of a GIF as Pillow (``penet_tf.image_io``) reads it: its logical screen,
+    enlarged to hold its first frame. TensorFlow's canvas is the largest frame's: a later
+    frame past the screen made the served image larger than the photo."""
+    padded = tf.strings.join([data, b"\0" * 16])
+    screen_w, screen_h = (tf.cast(_little_endian(padded, at, 2), tf.int32) for at in (6, 8))
+    found, left, top, width, height = _gif_first_frame(data)
+    right, bottom = tf.where(found, left + width, 0), tf.where(found, top + height, 0)
+    return tf.maximum(screen_h, bottom), tf.maximum(screen_w, right)
+
+
+def _gif_first_frame(data):
+    """``(found, left, top, width, height)`` of a GIF's first image descriptor."""
     padded = tf.strings.join([data, tf.constant(b"\0" * 16)])
     length = tf.strings.length(data)
 
@@ -199,18 +227,7 @@ def _gif_first_frame_covers(data, screen):
 
     descriptor = next_block(13 + table)
     left, top, width, height = (at(descriptor + offset, 2) for offset in (1, 3, 5, 7))
-    screen = tf.cast(screen, tf.int32)
-    covers = tf.reduce_all(
-        [
-            tf.equal(left, 0),
-            tf.equal(top, 0),
-            tf.equal(width, screen[0]),
-            tf.equal(height, screen[1]),
-        ]
-    )
-    # (a frame past its screen is sized by the size check: a GIF bomb is named as one)
-    outgrows = tf.logical_or(left + width > screen[0], top + height > screen[1])
-    return tf.logical_or(tf.not_equal(at(descriptor), 0x2C), tf.logical_or(covers, outgrows))
+    return tf.equal(at(descriptor), 0x2C), left, top, width, height
 
 
 def _header_pixels(data, head, name):
@@ -351,8 +368,10 @@ def _decoder_checks(data, head, name):
             tf.equal(compression, 0),
             tf.logical_and(tf.equal(compression, 3), tf.logical_and(tf.equal(bits, 32), bgra)),
         )
+        # (the 12-byte OS/2 core header: TensorFlow misreads its layout, "Number of
+        # channels inherent in the image must be 1, 3 or 4, was -30")
         return tf.logical_and(
-            plain,
+            tf.logical_and(plain, header >= 40),
             tf.case(
                 [
                     (
@@ -369,9 +388,9 @@ def _decoder_checks(data, head, name):
     readable_bmp = tf.debugging.Assert(
         tf.cond(bmp, bmp_readable, lambda: tf.constant(True)),
         [
-            f"{name}: a BMP of 1, 4, 16 or 8 bits with a colour palette, compressed, or with "
-            "other than BGRA bit masks is not decoded here (plain 24- and 32-bit BMPs are); "
-            "send it as PNG"
+            f"{name}: a BMP of 1, 4, 16 or 8 bits with a colour palette, compressed, with an "
+            "OS/2 header or with other than BGRA bit masks is not decoded here (plain 24- and "
+            "32-bit BMPs are); send it as PNG"
         ],
     )
     return [not_animated, readable_bmp]
@@ -427,7 +446,16 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
                 _channels(tf.io.decode_image(data, expand_animations=False), channels), dtype
             ),
         )
+        image = tf.cond(  # a GIF at Pillow's size (TensorFlow's canvas is its largest frame)
+            tf.equal(tf.strings.substr(head, 0, 4), _MAGIC["GIF"]),
+            lambda: _crop_to(image, *_gif_size(data)),
+            lambda: image,
+        )
     return tf.ensure_shape(image, [None, None, channels or None])
+
+
+def _crop_to(image, height, width):
+    return image[:height, :width]
 
 
 def _channels(image, channels):

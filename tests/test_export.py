@@ -594,6 +594,47 @@ def test_files_tensorflow_would_decode_otherwise_are_refused_before_decoding():
     rle = bytearray(encoded(grey, "BMP"))
     struct.pack_into("<I", rle, 30, 1)  # BI_RLE8 (its data need not be valid: refused first)
     assert "compressed" in _decoded(bytes(rle))
+    # the 12-byte OS/2 core header: TensorFlow misread its layout ("channels ... was -30")
+    rows = b"".join(row[:, ::-1].tobytes() + b"\0" * (-60 * 3 % 4) for row in photo[::-1])
+    core = struct.pack("<IHHHH", 12, 60, 40, 1, 24)
+    os2 = b"BM" + struct.pack("<IHHI", 26 + len(rows), 0, 0, 26) + core + rows
+    assert "with an OS/2 header" in _decoded(os2)
+
+
+def test_a_gif_is_served_at_its_screen_size_whatever_its_later_frames():
+    """TensorFlow sizes a GIF's canvas by its largest frame: a second frame 5 rows and 3
+    columns past the 12 x 10 screen made the served image 15 x 15, where Pillow (and the
+    client's result) is 12 x 10."""
+    import struct
+
+    def lzw(indices):  # 8-bit codes, a clear code often enough to keep the width 9 bits
+        codes = []
+        for i, value in enumerate(indices):
+            if i % 254 == 0:
+                codes.append(256)
+            codes.append(int(value))
+        codes.append(257)
+        bits = sum(code << (9 * i) for i, code in enumerate(codes))
+        data = bits.to_bytes((9 * len(codes) + 7) // 8, "little")
+        blocks = b"".join(
+            bytes([len(data[i : i + 255])]) + data[i : i + 255] for i in range(0, len(data), 255)
+        )
+        return b"\x08" + blocks + b"\0"
+
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    first, second = rng.integers(0, 256, (10, 12)), rng.integers(0, 256, (15, 15))
+    gif = b"GIF89a" + struct.pack("<HH", 12, 10) + bytes([0x87, 0, 0]) + palette.tobytes()
+    for frame in (first, second):
+        height, width = frame.shape
+        gif += b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + lzw(frame.ravel())
+    gif += b"\x3b"
+    from penet_tf.image_io import decode_rgb
+
+    expected = decode_rgb(gif, "frames.gif")
+    assert expected.shape == (10, 12, 3)
+    np.testing.assert_array_equal(expected, palette[first])
+    assert _decoded(gif) == (10, 12, 3)
 
 
 def test_export_options_past_what_serving_reads_are_refused(tmp_path):

@@ -256,7 +256,7 @@ def test_a_photo_s_colour_profile_is_kept_in_the_result(served, thin_savedmodel,
 # What TensorFlow's decoders would read otherwise: the served graph refuses these.
 REFUSED = {
     "transparent_gif": "a GIF with a transparent colour is not decoded here",
-    "palette_bmp": "a BMP of 1, 4, 16 or 8 bits with a colour palette, compressed, or with",
+    "palette_bmp": "a BMP of 1, 4, 16 or 8 bits with a colour palette, compressed, with an OS/2",
     "animated_webp": "an animated WebP is not decoded here",  # (it aborted the server)
 }
 
