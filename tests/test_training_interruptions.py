@@ -283,6 +283,41 @@ def test_a_second_run_on_a_live_run_s_folder_is_refused(tmp_path):
         pass
 
 
+def test_a_file_system_without_locks_trains_without_the_run_lock(tmp_path, monkeypatch, caplog):
+    """flock failing with ENOLCK (NFSv3 without lockd) refused training with "[Errno 37]
+    No locks available", naming nothing."""
+    from penet_tf.training import checkpoints
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(checkpoints.fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="penet_tf.train"):
+        with checkpoints.run_lock(str(tmp_path / "run")):
+            pass
+    assert "training without the run lock" in caplog.text
+
+
+def test_resuming_a_run_of_an_earlier_version_names_the_defaults_that_changed(
+    whole_run, photos, tmp_path, capsys
+):
+    """A run started before data.resize_filter and optimizer.d2g_lr_schedule existed
+    resumed silently with their new defaults (bicubic, released) and its config.json was
+    rewritten to claim them."""
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    config = json.loads((run / "config.json").read_text())
+    del config["data"]["resize_filter"], config["optimizer"]["d2g_lr_schedule"]
+    (run / "config.json").write_text(json.dumps(config))
+    status, lines = run_main(
+        capsys, write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=4))
+    )
+    assert status == 0, lines
+    warning = next(line for line in lines if "started by an earlier penet_tf" in line)
+    assert "data.resize_filter (bilinear then, bicubic now)" in warning
+    assert "optimizer.d2g_lr_schedule (every_step then, released now)" in warning
+
+
 def test_a_complete_checkpoint_not_yet_in_the_state_file_is_resumed(
     whole_run, photos, tmp_path, capsys
 ):

@@ -166,6 +166,13 @@ def run_lock(output_dir):
                 f"another training run (pid {holder}) is writing to {output_dir}: wait for "
                 "it to end, or train into another folder"
             ) from None
+        except OSError as error:  # a file system without locks (NFSv3 without lockd)
+            logger.warning(
+                "cannot lock %s (%s): training without the run lock, so start no other "
+                "run on this folder meanwhile",
+                output_dir,
+                error.strerror or error,
+            )
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

@@ -12,6 +12,7 @@ resumes.
 """
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -41,6 +42,11 @@ from penet_tf.training.optimizers import make_adam
 from penet_tf.training.strategy import is_chief, make_strategy, strategy_name, task_id
 
 logger = logging.getLogger("penet_tf.train")
+# Config keys added after runs existed, with what those runs did without them.
+_LATER_KEYS = (
+    ("data", "resize_filter", "bilinear"),
+    ("optimizer", "d2g_lr_schedule", "every_step"),
+)
 PREVIEW_IMAGES = 4
 
 
@@ -302,6 +308,7 @@ class Trainer:
         resumed = self.state.restore()
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
+            self._note_older_run()
             if self.init_from:
                 logger.warning("--init-from %s is not used: the run resumes", self.init_from)
         elif self.init_from:
@@ -320,6 +327,17 @@ class Trainer:
             else:
                 message = f"stopped at step {step} without saving it; {self.state.last_complete()}"
             raise TrainingInterrupted(f"{message}: run the same command to resume.") from None
+        except tf.errors.UnavailableError as error:
+            if self.chief or not isinstance(
+                self.strategy, tf.distribute.MultiWorkerMirroredStrategy
+            ):
+                raise
+            # (the chief refused to start, or died: a 69-line traceback here before)
+            reason = str(error).strip().splitlines()[0][:200]
+            raise ValueError(
+                f"the training job stopped: another worker ended ({reason}); the chief's "
+                "output says why"
+            ) from None
         except (OSError, tf.errors.OpError) as error:
             if isinstance(error, CheckpointWriteError) or not is_disk_full(error):
                 raise
@@ -329,6 +347,28 @@ class Trainer:
                 f"{step}; {self.state.last_complete()}: free some space and run the same "
                 "command to resume."
             ) from error
+
+    def _note_older_run(self):
+        """Warns when the run being resumed was started by an earlier penet_tf whose
+        defaults differ (its config.json lacks the keys that name them): the resumed
+        steps use today's, so the run is not the one an uninterrupted run would be."""
+        try:
+            with open(os.path.join(self.output_dir, "config.json"), encoding="utf-8") as handle:
+                earlier = json.load(handle)
+        except (OSError, ValueError):
+            return
+        changed = [
+            f"{section}.{key} ({then} then, {getattr(getattr(self.config, section), key)} now)"
+            for section, key, then in _LATER_KEYS
+            if isinstance(earlier.get(section), dict) and key not in earlier[section]
+        ]
+        if changed:
+            logger.warning(
+                "this run was started by an earlier penet_tf: its config.json does not name "
+                "%s; the resumed steps use the values given now (the colour jitter became "
+                "the release's too): set them to keep the run's",
+                ", ".join(changed),
+            )
 
     def _train(self, resumed, stop):
         config, trainer = self.config, self.config.trainer
