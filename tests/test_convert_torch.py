@@ -100,16 +100,21 @@ def _convert(*args):
     return printed.getvalue()
 
 
-def test_released_keras_released_round_trip_is_bit_identical(official_fixture, tmp_path):
-    keras_dir, torch_dir = tmp_path / "keras", tmp_path / "torch"
-    _convert(
+def _convert_released(official_fixture, out):
+    """The released checkpoints (both networks) to Keras weights in ``out``."""
+    return _convert(
         "--generator",
         official_fixture["gen"],
         "--discriminator",
         official_fixture["dis"],
         "--out",
-        keras_dir,
+        out,
     )
+
+
+def test_released_keras_released_round_trip_is_bit_identical(official_fixture, tmp_path):
+    keras_dir, torch_dir = tmp_path / "keras", tmp_path / "torch"
+    _convert_released(official_fixture, keras_dir)
     printed = _convert("--to-torch", "--weights", keras_dir, "--out", torch_dir, "--iteration", 50)
     assert "gen_00050.pth" in printed and "dis_00050.pth" in printed and "note" not in printed
     names = ["dis_00050.pth", "gen_00050.pth", "latest.ckpt"]
@@ -310,7 +315,6 @@ def test_to_torch_replaces_the_pair_together_or_not_at_all(tmp_path, capsys, mon
     """--force over an earlier conversion with a disk that fills while writing
     dis_00000.pth: the new gen_00000.pth stood beside the old dis_00000.pth and
     latest.ckpt, and torch's RuntimeError was a traceback."""
-    torch = pytest.importorskip("torch")
     generator = Generator(base_channels=4)
     generator.build()
     discriminator = Discriminator(base_channels=8)
@@ -335,14 +339,7 @@ def test_to_torch_replaces_the_pair_together_or_not_at_all(tmp_path, capsys, mon
 def test_convert_force_removes_an_earlier_conversion_s_other_network(official_fixture, tmp_path):
     """``--force`` without ``--discriminator`` replaced the generator and kept an earlier
     conversion's discriminator.*, which --init-from FOLDER then loaded with it."""
-    _convert(
-        "--generator",
-        official_fixture["gen"],
-        "--discriminator",
-        official_fixture["dis"],
-        "--out",
-        tmp_path,
-    )
+    _convert_released(official_fixture, tmp_path)
     assert "discriminator.weights.h5" in os.listdir(tmp_path)
     _convert("--generator", official_fixture["gen"], "--out", tmp_path, "--force")
     assert sorted(os.listdir(tmp_path)) == ["generator.config.json", "generator.weights.h5"]
