@@ -14,19 +14,25 @@ a tensor, is an error naming the file and what it holds. The second reads those 
 this converter or ``penet_tf.train`` writes them, with the ``*.config.json`` beside them)
 and writes the release's layout in ``DIR2``: ``gen_NNNNN.pth`` (``{'netG': state_dict}``),
 ``dis_NNNNN.pth`` (``{'netD': state_dict}``, spectral-norm state as ``weight_orig`` /
-``weight_u`` / ``weight_v``) and ``latest.ckpt`` naming ``NNNNN`` (``--iteration``,
-default 0), which the authors' ``test.py`` loads as it finds them (their trainer's
-``load()`` also reads an ``opt_NNNNN.pth`` of Adam states, which weights do not hold). The
-files use torch's legacy (non-zip) format, which every PyTorch reads (the release was
-tested on 1.1, before the zip format). Released -> Keras -> released is bit-identical for
+``weight_u`` / ``weight_v``), ``opt_NNNNN.pth`` (``{'epoch', 'iteration', 'optimG',
+'optimD'}``: both ``torch.optim.Adam`` states) and ``latest.ckpt`` naming ``NNNNN``
+(``--iteration``), which the authors' ``test.py`` loads and their trainer resumes from.
+``--weights`` a training run's folder (``penet_tf.train``'s ``output_dir``): its newest
+checkpoint, Adam moments and step included, so the release's trainer goes on with the
+run (``NNNNN`` defaults to the step); a folder of weights: new optimizers of the released
+configs, iteration 0 (``NNNNN`` defaults to 0). ``penet_tf.train --resume-release DIR``
+is the way back: a released run goes on in penet_tf. The files use torch's legacy
+(non-zip) format, which every PyTorch reads (the release was tested on 1.1, before the
+zip format). Released -> Keras -> released is bit-identical for
 every tensor. The widths come from the checkpoint's shapes (a thin network round-trips);
 the release's own code loads only its widths (32 and 64), which ``--to-torch`` notes.
 
 Every file is written atomically (``penet_tf.io_utils.atomic_path``); a weights file and
 its config are renamed into place together, so they always match. A target that exists
-(weights, config, ``gen_*.pth``, ``dis_*.pth``, ``latest.ckpt``), or the other network's
-files left by an earlier conversion (they would be paired with the new ones), is refused
-before any work unless ``--force`` is given, which replaces (or removes) them. ``.pth``
+(weights, config, ``gen_*.pth``, ``dis_*.pth``, ``opt_*.pth``, ``latest.ckpt``), or the
+other network's files left by an earlier conversion (they would be paired with the new
+ones), is refused before any work unless ``--force`` is given, which replaces (or removes)
+them. ``.pth``
 files need PyTorch: ``pip install 'penet_tf[torch]'``. It is imported here only.
 """
 
@@ -170,13 +176,16 @@ def released_width(state, key):
 
 
 def generator_convolutions(generator):
-    """{released parameter prefix: Keras Conv2D} for every convolution of the generator."""
+    """{released parameter prefix: Keras Conv2D} for every convolution of the generator,
+    in the release's module order (its ``state_dict`` and ``parameters()`` order)."""
     layers = {}
-    for layer in generator.encoder + generator.decoder_convs + generator.to_rgb:
+    for layer in generator.encoder:
         layers[f"{layer.name}.0"] = layer
     for attention in generator.attention:
         for conv in attention.fuse_convs:
             layers[f"{attention.name}.{conv.name}.0"] = conv
+    for layer in generator.decoder_convs + generator.to_rgb:
+        layers[f"{layer.name}.0"] = layer
     layers["decoder.0"] = generator.decoder_conv1
     layers["decoder.2"] = generator.decoder_conv2
     return layers
@@ -313,6 +322,161 @@ def discriminator_state_dict(discriminator):
     return state
 
 
+def released_parameters(model):
+    """``[(released name, Keras variable)]`` of a built ``Generator`` or ``Discriminator``
+    (``spectral_norm="released"``) in the order of the release's ``net.parameters()``:
+    the indices of its ``torch.optim.Adam`` state (``opt_NNNNN.pth``)."""
+    if isinstance(model, Generator):
+        return [
+            (f"{prefix}.{name}", variable)
+            for prefix, conv in generator_convolutions(model).items()
+            for name, variable in (("weight", conv.kernel), ("bias", conv.bias))
+        ]
+    if model.spectral_norm != "released":
+        raise CheckpointError(
+            "The release's optimizer state needs a discriminator with "
+            f"spectral_norm='released'; this one has spectral_norm={model.spectral_norm!r}."
+        )
+    parameters = [
+        (f"encoder.{2 * index}.weight_orig", wrapper.layer.kernel)
+        for index, wrapper in enumerate(model.encoder)
+    ]
+    classifier = model.classifier
+    return parameters + [
+        ("classifier.weight", classifier.kernel),
+        ("classifier.bias", classifier.bias),
+    ]
+
+
+def _torch_layout(value):
+    return _keras_kernel(value) if value.ndim == 4 else value
+
+
+def _keras_layout(value):
+    return _torch_kernel(value) if value.ndim == 4 else value
+
+
+def _adam(optimizer):
+    """The Adam inside a ``LossScaleOptimizer`` (mixed_float16), or ``optimizer``."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def adam_state_dict(optimizer, model, learning_rate):
+    """``torch.optim.Adam.state_dict()`` of the Keras Adam ``optimizer`` that trains
+    ``model``, as the released trainer saves ``optimG`` / ``optimD``: per parameter (in
+    ``released_parameters`` order) ``step`` (the optimizer's ``iterations``),
+    ``exp_avg`` and ``exp_avg_sq`` (Keras' momentums and velocities, the same moments in
+    torch's layout), and one parameter group with ``learning_rate``, the betas and
+    epsilon, as PyTorch 1.1 (the release's) writes it; newer PyTorch reads it too. A
+    step of 0 has no per-parameter state, as a new ``torch.optim.Adam``."""
+    torch = _torch()
+    optimizer = _adam(optimizer)
+    parameters = released_parameters(model)
+    step = int(optimizer.iterations.numpy())
+    state = {}
+    for index, (_, variable) in enumerate(parameters if step else ()):
+        slot = optimizer._get_variable_index(variable)
+        state[index] = {
+            "step": step,
+            **{
+                key: torch.from_numpy(np.ascontiguousarray(_torch_layout(moments[slot].numpy())))
+                for key, moments in (
+                    ("exp_avg", optimizer._momentums),
+                    ("exp_avg_sq", optimizer._velocities),
+                )
+            },
+        }
+    group = {
+        "lr": float(learning_rate),
+        "betas": (float(optimizer.beta_1), float(optimizer.beta_2)),
+        "eps": float(optimizer.epsilon),
+        "weight_decay": 0,
+        "amsgrad": False,
+        "params": list(range(len(parameters))),
+    }
+    return {"state": state, "param_groups": [group]}
+
+
+def load_adam_state(optimizer, model, state_dict, where):
+    """Sets the Keras Adam ``optimizer`` of ``model`` from a released
+    ``torch.optim.Adam.state_dict()`` (``where`` names it in errors): the moments and
+    ``iterations``. Everything is checked before anything is set: one parameter group
+    of ``model``'s parameters, the betas and epsilon of ``optimizer`` (moments kept with
+    other betas would not continue the same run), no weight decay or amsgrad, each
+    moment of its parameter's shape, one step for all. Returns ``(step, lr)``: the
+    parameters' update count and the group's learning rate."""
+    torch = _torch()
+    optimizer = _adam(optimizer)
+    parameters = released_parameters(model)
+    groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
+        raise CheckpointError(
+            f"{where}: not a torch.optim.Adam state_dict with one parameter group."
+        )
+    group, state = groups[0], state_dict.get("state")
+    ids = group.get("params")
+    if not isinstance(ids, list) or len(ids) != len(parameters) or not isinstance(state, dict):
+        count = len(ids) if isinstance(ids, list) else "no"
+        raise CheckpointError(
+            f"{where}: {count} parameters, where this network has {len(parameters)} (another "
+            "network's optimizer?)."
+        )
+    if group.get("amsgrad") or group.get("weight_decay"):
+        raise CheckpointError(
+            f"{where}: amsgrad={group.get('amsgrad')}, weight_decay={group.get('weight_decay')}; "
+            "the released trainer's Adam (and penet_tf's) has neither."
+        )
+    ours = {
+        "betas": (float(optimizer.beta_1), float(optimizer.beta_2)),
+        "eps": float(optimizer.epsilon),
+    }
+    theirs = {"betas": tuple(group.get("betas", ())), "eps": group.get("eps")}
+    for key in ours:
+        if not np.allclose(np.asarray(theirs[key], float), ours[key], rtol=1e-6, atol=0):
+            raise CheckpointError(
+                f"{where}: Adam's {key} {theirs[key]} are not this run's {ours[key]} "
+                "(optimizer.beta_1, beta_2 and epsilon in the config): its moments would "
+                "continue under other settings."
+            )
+    moments, steps = [], set()
+    for index, (name, variable) in zip(ids, parameters, strict=True):
+        entry = state.get(index)
+        if entry is None:
+            moments.append(None)
+            continue
+        shape = _torch_layout(np.zeros(variable.shape, np.bool_)).shape
+        pair = []
+        for key in ("exp_avg", "exp_avg_sq"):
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+                got = (
+                    tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                )
+                raise CheckpointError(f"{where}: {key} of {name} is {got}, expected {shape}.")
+            pair.append(_keras_layout(value.detach().cpu().float().numpy()))
+        moments.append(pair)
+        step = entry.get("step")
+        steps.add(int(step.item() if isinstance(step, torch.Tensor) else step))
+    if len(steps) > 1 or (steps and None in moments):
+        missing = [
+            name for (name, _), pair in zip(parameters, moments, strict=True) if pair is None
+        ]
+        raise CheckpointError(
+            f"{where}: its parameters were updated different numbers of times "
+            f"({sorted(steps)}{', never: ' + missing[0] if missing else ''}): one Keras "
+            "optimizer step cannot continue it."
+        )
+    step = steps.pop() if steps else 0
+    for (_, variable), pair in zip(parameters, moments, strict=True):
+        slot = optimizer._get_variable_index(variable)
+        for slots, value in zip(
+            (optimizer._momentums, optimizer._velocities), pair or (0, 0), strict=True
+        ):
+            slots[slot].assign(np.broadcast_to(np.float32(value), slots[slot].shape))
+    optimizer.iterations.assign(step)
+    return step, float(group.get("lr", 0.0))
+
+
 def save_released_checkpoint(state, key, path, replace=True):
     """Writes ``{key: state_dict}`` as a torch pickle (``gen_N.pth`` / ``dis_N.pth``)
     atomically (``replace=False``: ``FileExistsError`` if ``path`` exists), in torch's
@@ -322,12 +486,17 @@ def save_released_checkpoint(state, key, path, replace=True):
 
 
 def _write_released_checkpoint(state, key, path):
-    """``save_released_checkpoint``'s write, to ``path`` itself; a failed write is an
-    ``OSError`` (torch reports one as a RuntimeError: a traceback on a full disk)."""
+    """``save_released_checkpoint``'s write, to ``path`` itself."""
     torch = _torch()
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
+    _torch_save({key: tensors}, path)
+
+
+def _torch_save(data, path):
+    """``torch.save`` in the legacy format; a failed write is an ``OSError`` (torch
+    reports one as a RuntimeError: a traceback on a full disk)."""
     try:
-        torch.save({key: tensors}, path, _use_new_zipfile_serialization=False)
+        _torch().save(data, path, _use_new_zipfile_serialization=False)
     except RuntimeError as error:
         raise OSError(f"could not write {path}: {str(error).splitlines()[0]}") from None
 
@@ -379,11 +548,96 @@ RELEASED_WIDTHS = {"netG": 32, "netD": 64}
 
 
 def released_names(iteration):
-    """The files the release writes at ``iteration`` (``core/trainer.py`` ``save``) and
-    its ``test.py`` loads: ``gen_NNNNN.pth``, ``dis_NNNNN.pth``, and ``latest.ckpt``
-    naming ``NNNNN``."""
+    """The files the release's trainer writes at save ``iteration`` (``core/trainer.py``
+    ``save``): ``gen_NNNNN.pth``, ``dis_NNNNN.pth``, ``opt_NNNNN.pth`` and
+    ``latest.ckpt`` naming ``NNNNN``; its ``load()`` reads all four, its ``test.py``
+    the first and the last."""
     number = str(iteration).zfill(5)
-    return f"gen_{number}.pth", f"dis_{number}.pth", "latest.ckpt"
+    return f"gen_{number}.pth", f"dis_{number}.pth", f"opt_{number}.pth", "latest.ckpt"
+
+
+def released_save(folder):
+    """The paths ``(gen, dis, opt)`` of the release's newest save in ``folder`` (its
+    trainer's ``save_dir``), numbered by ``latest.ckpt`` as its ``Trainer.load()`` finds
+    them. Missing files are a ``FileNotFoundError`` naming them."""
+    latest = os.path.join(folder, "latest.ckpt")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--resume-release {folder}: no such folder.")
+    if not os.path.isfile(latest):
+        raise FileNotFoundError(
+            f"--resume-release {folder}: no latest.ckpt in it (the released trainer's "
+            "save_dir names its newest save there)."
+        )
+    with open(latest, "rb") as handle:
+        lines = handle.read(4096).decode("utf-8", "replace").split()
+    number = lines[-1] if lines else ""
+    if not number.isdigit() or not number.isascii():
+        raise CheckpointError(
+            f"{latest}: expected the number of a save (e.g. 00050), got {number!r:.40}."
+        )
+    paths = [os.path.join(folder, name) for name in released_names(number)[:3]]
+    missing = [os.path.basename(path) for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(
+            f"--resume-release {folder}: latest.ckpt names save {number}, but "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not there."
+        )
+    return paths
+
+
+def read_released_optimizers(path):
+    """The release's ``opt_NNNNN.pth``: ``{'iteration', 'optimG', 'optimD', ...}``,
+    checked to hold them (``CheckpointError`` naming what it holds otherwise)."""
+    torch = _torch()
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} {_unreadable(path, error)}") from None
+    keys = ("iteration", "optimG", "optimD")
+    if not isinstance(data, dict) or any(key not in data for key in keys):
+        held = sorted(map(str, data))[:4] if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(
+            f"{path} is not the released trainer's optimizer file ({{'epoch', 'iteration', "
+            f"'optimG', 'optimD'}}): it holds {held}."
+        )
+    iteration = data["iteration"]
+    if isinstance(iteration, torch.Tensor) and iteration.numel() == 1:
+        iteration = iteration.item()
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise CheckpointError(f"{path}: 'iteration' is {iteration!r:.40}, not a step count.")
+    return {**data, "iteration": iteration}
+
+
+def load_released_run(gan, folder):
+    """``--resume-release``: the release's newest save in ``folder`` (``released_save``)
+    into the built, compiled ``PENetGAN`` ``gan``: both networks, both Adam states and
+    the step, so that training goes on where the released trainer stopped (the decay of
+    the learning rate included). A file that does not fit the run's networks or
+    optimizer settings is a ``CheckpointError`` naming it. Each optimizer keeps its own
+    update count (they are the iteration but where mixed_float16's loss scaling skipped
+    updates, in penet_tf as in a conversion of such a run). Returns ``(iteration, paths,
+    learning_rates)``: the step, the files read, and the learning rates the release
+    used last (G's, D's)."""
+    paths = released_save(folder)
+    generator_state = read_state_dict(paths[0], "netG")
+    discriminator_state = read_state_dict(paths[1], "netD")
+    data = read_released_optimizers(paths[2])
+    for key in ("optimG", "optimD"):
+        if not isinstance(data[key], dict):
+            raise CheckpointError(
+                f"{paths[2]}: {key} is a {type(data[key]).__name__}, not a state dict."
+            )
+    iteration = data["iteration"]
+    load_released_generator(paths[0], gan.generator, state=generator_state)
+    load_released_discriminator(paths[1], gan.discriminator, state=discriminator_state)
+    results = [
+        load_adam_state(optimizer, model, data[key], f"{paths[2]}: {key}")
+        for key, optimizer, model in (
+            ("optimG", gan.g_optimizer, gan.generator),
+            ("optimD", gan.d_optimizer, gan.discriminator),
+        )
+    ]
+    return iteration, paths, [lr for _, lr in results]
 
 
 def _check_pairing(out_dir, writes, others, force):
@@ -401,34 +655,92 @@ def _check_pairing(out_dir, writes, others, force):
     return stale
 
 
-def export_to_torch(weights_dir, out_dir, force=False, iteration=0, log=print):
-    """``--to-torch``: ``weights_dir/{generator,discriminator}.weights.h5`` -> the
-    release's ``out_dir/gen_NNNNN.pth``, ``dis_NNNNN.pth`` and ``latest.ckpt``
-    (``released_names(iteration)``). Returns the paths written. Existing targets are a
+def _new_adams(generator, discriminator):
+    """Both optimizers of a new run of the released configs (``OptimizerConfig``'s
+    defaults: lr 1e-4, betas 0.5 / 0.999, eps 1e-8), built for the two networks."""
+    from penet_tf.training.config import OptimizerConfig
+    from penet_tf.training.optimizers import make_adam
+
+    settings = OptimizerConfig()
+    adams = []
+    for model in (generator, discriminator):
+        adam = make_adam(settings.lr, settings.beta_1, settings.beta_2, settings.epsilon)
+        adam.build(model.trainable_variables)
+        adams.append(adam)
+    return adams, settings.lr
+
+
+def released_optimizers(generator, discriminator, adams, learning_rates, iteration):
+    """The release's ``opt_NNNNN.pth`` content: ``{'epoch', 'iteration', 'optimG',
+    'optimD'}`` (``adam_state_dict`` of each network's optimizer, ``iteration`` the
+    training step; ``epoch`` 0: the release counts epochs only for its log and its
+    distributed sampler's shuffle)."""
+    return {
+        "epoch": 0,
+        "iteration": int(iteration),
+        "optimG": adam_state_dict(adams[0], generator, learning_rates[0]),
+        "optimD": adam_state_dict(adams[1], discriminator, learning_rates[1]),
+    }
+
+
+def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print):
+    """``--to-torch``: ``weights_dir`` -> the release's ``out_dir/gen_NNNNN.pth``,
+    ``dis_NNNNN.pth``, ``opt_NNNNN.pth`` and ``latest.ckpt`` (``released_names``), what
+    its trainer resumes from and its ``test.py`` loads. Returns the paths written.
+
+    ``weights_dir`` is a training run's folder (``penet_tf.train``'s ``output_dir``,
+    with ``checkpoints/``): its newest checkpoint gives both networks, both Adam states
+    and the step, so the release's trainer continues the run where it stopped (``NNNNN``:
+    ``iteration``, by default the step). Or a folder of ``generator.weights.h5`` (and
+    ``discriminator.weights.h5``) with their configs: ``opt_NNNNN.pth`` then holds new
+    optimizers of the released configs and iteration 0 (the release's trainer starts a
+    run from these weights; without a discriminator no ``dis_`` or ``opt_`` file is
+    written, and only ``test.py`` can use them). Existing targets are a
     ``FileExistsError`` unless ``force``."""
-    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+    if iteration is not None and (
+        isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0
+    ):
         raise ValueError(f"--iteration must be a non-negative integer, got {iteration!r}")
+    from penet_tf.training.checkpoints import latest_step
+
     generator_path = os.path.join(weights_dir, "generator.weights.h5")
     discriminator_path = os.path.join(weights_dir, "discriminator.weights.h5")
-    if not os.path.isfile(generator_path):
-        raise FileNotFoundError(f"No generator.weights.h5 in {weights_dir}")
-    generator_name, discriminator_name, latest = released_names(iteration)
+    step = latest_step(os.path.join(weights_dir, "checkpoints"))
+    if step is None and not os.path.isfile(generator_path):
+        raise FileNotFoundError(f"No generator.weights.h5 or training checkpoint in {weights_dir}")
+    with_discriminator = step is not None or os.path.isfile(discriminator_path)
+    number = (step or 0) if iteration is None else iteration
+    generator_name, discriminator_name, optimizer_name, latest = released_names(number)
     names = [generator_name, latest]
-    if os.path.isfile(discriminator_path):
-        names.insert(1, discriminator_name)
+    if with_discriminator:
+        names[1:1] = [discriminator_name, optimizer_name]
     targets = [os.path.join(out_dir, name) for name in names]
     check_folder_target(out_dir)
     check_targets(targets, force, inputs=(generator_path, discriminator_path))
-    others = [] if discriminator_name in names else [discriminator_name]
+    others = [] if with_discriminator else [discriminator_name, optimizer_name]
     stale = _check_pairing(out_dir, generator_name, others, force)
     sweep_temporaries(out_dir)  # what a killed conversion left
-    try:
-        generator = load_generator(generator_path)
-    except ValueError as error:
-        raise CheckpointError(str(error)) from error
+    if step is not None:
+        from penet_tf.training.trainer import read_run, used_learning_rate
+
+        gan, step = read_run(weights_dir)
+        generator, discriminator = gan.generator, gan.discriminator
+        adams = (gan.g_optimizer, gan.d_optimizer)
+        learning_rates = [used_learning_rate(adam) for adam in adams]
+        log(f"{weights_dir}: the run's checkpoint of step {step} (networks, Adam states, step)")
+    else:
+        try:
+            generator = load_generator(generator_path)
+        except ValueError as error:
+            raise CheckpointError(str(error)) from error
+        discriminator = load_discriminator(discriminator_path) if with_discriminator else None
     states = [("netG", generator_state_dict(generator))]
-    if discriminator_name in names:
-        states.append(("netD", discriminator_state_dict(load_discriminator(discriminator_path))))
+    if with_discriminator:
+        states.append(("netD", discriminator_state_dict(discriminator)))
+        if step is None:
+            adams, lr = _new_adams(generator, discriminator)
+            learning_rates = [lr, lr]
+        optimizers = released_optimizers(generator, discriminator, adams, learning_rates, step or 0)
     widths = {key: released_width(state, key) for key, state in states}
     if any(widths[key] != RELEASED_WIDTHS[key] for key in widths):
         log(
@@ -443,8 +755,10 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=0, log=print):
         temporaries = [renames.enter_context(atomic_path(p, replace=force)) for p in targets]
         for (key, state), temporary in zip(states, temporaries, strict=False):
             _write_released_checkpoint(state, key, temporary)
+        if with_discriminator:
+            _torch_save(optimizers, temporaries[2])
         with open(temporaries[-1], "wb") as handle:
-            handle.write(f"{str(iteration).zfill(5)}\n".encode())
+            handle.write(f"{str(number).zfill(5)}\n".encode())
     return targets
 
 
@@ -491,29 +805,34 @@ def _main(argv):
     parser.add_argument(
         "--to-torch",
         action="store_true",
-        help="write --weights DIR's generator.weights.h5 (and discriminator.weights.h5) as "
-        "the release's gen_NNNNN.pth (and dis_NNNNN.pth) with latest.ckpt in --out",
+        help="write --weights DIR (a training run's folder, or a folder of "
+        "generator.weights.h5 and discriminator.weights.h5) as the release's gen_NNNNN.pth, "
+        "dis_NNNNN.pth, opt_NNNNN.pth (Adam states and step: a run's checkpoint goes on in "
+        "the release's trainer) and latest.ckpt in --out",
     )
     parser.add_argument(
         "--iteration",
         type=int,
-        default=0,
-        help="with --to-torch: the NNNNN of the files and latest.ckpt (default 0)",
+        default=None,
+        help="with --to-torch: the NNNNN of the files and latest.ckpt (default: a run's "
+        "step, else 0)",
     )
-    parser.add_argument("--weights", help="with --to-torch: the folder of .weights.h5 files")
+    parser.add_argument(
+        "--weights", help="with --to-torch: a training run's folder or one of .weights.h5 files"
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--force",
         action="store_true",
         help="replace the files --out already holds (generator.weights.h5, "
         "generator.config.json, discriminator.*; --to-torch: gen_NNNNN.pth, dis_NNNNN.pth, "
-        "latest.ckpt), and remove the other network's files an earlier conversion left; "
-        "without it an existing one is an error and nothing is written",
+        "opt_NNNNN.pth, latest.ckpt), and remove the other network's files an earlier "
+        "conversion left; without it an existing one is an error and nothing is written",
     )
     args = parser.parse_args(argv)
     if args.to_torch and (not args.weights or args.generator or args.discriminator):
         parser.error("--to-torch takes --weights DIR (and --out), not --generator/--discriminator")
-    if not args.to_torch and args.iteration:
+    if not args.to_torch and args.iteration is not None:
         parser.error("--iteration goes with --to-torch")
     if not args.to_torch and (args.weights or not args.generator):
         parser.error("--generator is required (or --to-torch --weights DIR)")

@@ -8,6 +8,11 @@ discriminator, both optimizers, the step and the data position), ``logs/`` (Tens
 scalars and image grids), the resolved ``config.json`` and ``generator.weights.h5`` +
 ``generator.config.json`` for ``python -m penet_tf.export``.
 
+``--init-from`` starts a new run from converted or released weights;
+``--resume-release SAVE_DIR`` goes on with a run of the released PyTorch trainer (its
+networks, Adam states and step; ``python -m penet_tf.convert_torch --to-torch --weights
+RUN_DIR`` is the way back).
+
 Distribution: ``--strategy auto`` (default) uses MultiWorkerMirroredStrategy when
 TF_CONFIG lists several workers, MirroredStrategy when several GPUs are visible, else one
 device; ``trainer.batch_size`` is the global batch, split across replicas.
@@ -65,8 +70,18 @@ def parse_args(argv):
         help="start from converted released weights (a convert_torch folder, .weights.h5 or "
         ".pth) when there is no checkpoint to resume",
     )
+    parser.add_argument(
+        "--resume-release",
+        metavar="SAVE_DIR",
+        help="go on with a run of the released PyTorch trainer: its save_dir's newest save "
+        "(latest.ckpt, gen_/dis_/opt_NNNNN.pth): both networks, both Adam states and the "
+        "step, when there is no checkpoint to resume",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.init_from and args.resume_release:
+        parser.error("--init-from and --resume-release exclude each other")
+    return args
 
 
 def main(argv=None):
@@ -112,7 +127,12 @@ def _train(args):
     split_cpu(config.cpu_devices)
     from penet_tf.training.trainer import Trainer, summarize
 
-    trainer = Trainer(config, init_from=args.init_from, verbose=0 if args.quiet else 1)
+    trainer = Trainer(
+        config,
+        init_from=args.init_from,
+        resume_release=args.resume_release,
+        verbose=0 if args.quiet else 1,
+    )
     from penet_tf.training.checkpoints import CheckpointReadError
 
     try:  # errors (a full disk too: OSError) and Ctrl-C are reported by run

@@ -117,7 +117,7 @@ def test_released_keras_released_round_trip_is_bit_identical(official_fixture, t
     _convert_released(official_fixture, keras_dir)
     printed = _convert("--to-torch", "--weights", keras_dir, "--out", torch_dir, "--iteration", 50)
     assert "gen_00050.pth" in printed and "dis_00050.pth" in printed and "note" not in printed
-    names = ["dis_00050.pth", "gen_00050.pth", "latest.ckpt"]
+    names = ["dis_00050.pth", "gen_00050.pth", "latest.ckpt", "opt_00050.pth"]
     assert sorted(p.name for p in torch_dir.iterdir()) == names
     # As the release's test.py finds them: latest.ckpt's last line names the files.
     latest = (torch_dir / "latest.ckpt").read_text().splitlines()[-1]
@@ -129,7 +129,7 @@ def test_released_keras_released_round_trip_is_bit_identical(official_fixture, t
         written = torch.load(path, map_location="cpu", weights_only=True)
         assert list(written) == [key]
         written = written[key]
-        assert sorted(written) == sorted(original)
+        assert list(written) == list(original)  # the release's order too
         for tensor in original:
             assert written[tensor].dtype == torch.float32
             assert torch.equal(written[tensor], original[tensor].float()), tensor
@@ -169,7 +169,7 @@ def test_trained_thin_weights_export_to_the_released_format(tmp_path):
 
 def test_to_torch_errors_are_named(tmp_path, capsys):
     assert main(["--to-torch", "--weights", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    assert "No generator.weights.h5 in" in capsys.readouterr().err
+    assert "No generator.weights.h5 or training checkpoint in" in capsys.readouterr().err
     discriminator = Discriminator(base_channels=8, spectral_norm="keras")
     discriminator.build()
     generator = Generator(base_channels=4)
@@ -290,13 +290,14 @@ def test_to_torch_keeps_existing_checkpoints_unless_force(tmp_path, capsys):
         "dis_00000.pth",
         "gen_00000.pth",
         "latest.ckpt",
+        "opt_00000.pth",
     ]
     d_clone = load_released_discriminator(
         str(out / "dis_00000.pth"), Discriminator(base_channels=8)
     )
     for a, b in zip(discriminator.weights, d_clone.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert "already holds gen_00000.pth, dis_00000.pth, latest.ckpt" in _error_of(
+    assert "already holds gen_00000.pth, dis_00000.pth, opt_00000.pth, latest.ckpt" in _error_of(
         capsys, "--to-torch", "--weights", tmp_path, "--out", out
     )
     # Without the discriminator's weights, --force replaced the generator and kept the

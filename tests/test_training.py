@@ -89,6 +89,18 @@ def test_step_decay_schedule():
     schedule = StepDecay(1e-4, niter=10, niter_steady=25)
     values = [float(schedule(step)) for step in (0, 8, 9, 18, 19, 29, 1000)]
     np.testing.assert_allclose(values, [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6, 1e-6], rtol=1e-6)
+    # the same in Python floats, as the release computes it (lr * 0.1 ** decays)
+    rates = [schedule.rate(step) for step in (0, 8, 9, 18, 19, 29, 1000)]
+    assert rates == [
+        1e-4,
+        1e-4,
+        1e-4 * 0.1,
+        1e-4 * 0.1,
+        1e-4 * 0.1**2,
+        1e-4 * 0.1**2,
+        1e-4 * 0.1**2,
+    ]
+    assert StepDecay(1e-4, 10, 25, first_period_factor=4).rate(0) == 1e-4 * 4
 
 
 def test_d2g_lr_ends_at_the_first_decay_as_released():

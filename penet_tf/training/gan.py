@@ -29,6 +29,13 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         factor = tf.where(decays == 0, self.first_period_factor, 1.0)
         return self.initial_learning_rate * factor * tf.pow(0.1, tf.cast(decays, tf.float32))
 
+    def rate(self, step):
+        """``self(step)`` in Python floats, as the release computes it (``lr * 0.1 **
+        decays`` in double precision; the graph's is float32)."""
+        decays = min(int(step) + 1, self.niter_steady) // self.niter
+        factor = self.first_period_factor if decays == 0 else 1.0
+        return self.initial_learning_rate * factor * 0.1**decays
+
     def get_config(self):
         return {
             "initial_learning_rate": self.initial_learning_rate,

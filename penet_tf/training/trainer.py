@@ -29,6 +29,7 @@ from penet_tf.losses import composite
 from penet_tf.models import Discriminator, Generator, load_weights
 from penet_tf.training.checkpoints import (
     RUN_WEIGHTS,
+    CheckpointReadError,
     CheckpointWriteError,
     TrainingState,
     check_run_folder,
@@ -36,7 +37,7 @@ from penet_tf.training.checkpoints import (
     run_lock,
     sweep_leftovers,
 )
-from penet_tf.training.config import as_config
+from penet_tf.training.config import as_config, load_config
 from penet_tf.training.gan import PENetGAN, StepDecay
 from penet_tf.training.optimizers import make_adam
 from penet_tf.training.strategy import is_chief, make_strategy, strategy_name, task_id
@@ -108,9 +109,44 @@ def used_learning_rate(optimizer):
     step early)."""
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # (LossScaleOptimizer)
     schedule = optimizer._learning_rate
+    step = max(int(optimizer.iterations.numpy()) - 1, 0)
+    if isinstance(schedule, StepDecay):
+        return schedule.rate(step)  # (as the release computes it, for its opt_N.pth)
     if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return float(optimizer.learning_rate.numpy())
-    return float(schedule(tf.maximum(optimizer.iterations - 1, 0)).numpy())
+    return float(schedule(step).numpy())
+
+
+def read_run(output_dir):
+    """A training run's state at its newest checkpoint, read only (nothing in the folder
+    is moved, swept or written): ``(gan, step)``, the GAN of the run's ``config.json``
+    holding both networks and both optimizers of checkpoint ``step``; None when
+    ``output_dir`` holds no checkpoint. Raises ``CheckpointReadError`` when it cannot be
+    read."""
+    directory = os.path.join(output_dir, "checkpoints")
+    path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    if path is None:
+        return None
+    config_path = os.path.join(output_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise CheckpointReadError(
+            f"{output_dir} holds checkpoints but not the run's config.json, which describes "
+            "its networks"
+        )
+    try:
+        # mixed_float16 wraps the optimizers (LossScaleOptimizer); the variables are
+        # float32 under every policy
+        wrapped = any("inner_optimizer" in name for name, _ in tf.train.list_variables(path))
+        gan = build_gan(load_config(config_path), "mixed_float16" if wrapped else "float32")
+        gan.build()
+        state = TrainingState(gan, output_dir)
+        status = state.checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+        status.expect_partial()
+    except (AssertionError, tf.errors.OpError) as error:
+        reason = str(getattr(error, "message", error)).strip().splitlines()[0][:200]
+        raise CheckpointReadError(f"cannot read the checkpoint {path}: {reason}") from None
+    return gan, int(state.step.numpy())
 
 
 def _load_initial(model, path, what, section):
@@ -227,13 +263,18 @@ class Trainer:
         config: a ``TrainingConfig`` (``penet_tf.training.config.load_config``) or a
             mapping of one (checked strictly).
         init_from: weights to start from when there is no checkpoint to resume.
+        resume_release: a released trainer's ``save_dir`` to go on from when there is no
+            checkpoint to resume (``convert_torch.load_released_run``).
         verbose: 1 shows a progress bar; 0 is quiet.
     """
 
-    def __init__(self, config, init_from=None, verbose=1):
+    def __init__(self, config, init_from=None, resume_release=None, verbose=1):
         config = as_config(config)
         self.config = config
+        if init_from is not None and resume_release is not None:
+            raise ValueError("init_from and resume_release exclude each other.")
         self.init_from = init_from
+        self.resume_release = resume_release
         self.verbose = verbose
         self.strategy = make_strategy(config.strategy)
         self.chief = is_chief(self.strategy)
@@ -251,6 +292,10 @@ class Trainer:
         check_run_folder(self.output_dir)  # (a user's own folder lost its config.json)
         if init_from is not None:
             _check_init_from(init_from, self.output_dir)
+        if resume_release is not None:
+            from penet_tf.convert_torch import released_save
+
+            released_save(resume_release)  # (the files are there)
         self.source = ImageSource(config.data)
         size = config.data.image_size
         self.masks = MaskGenerator(config.mask, size[0], size[1])  # lists a mask folder
@@ -309,10 +354,16 @@ class Trainer:
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
             self._note_older_run()
-            if self.init_from:
-                logger.warning("--init-from %s is not used: the run resumes", self.init_from)
+            for flag, value in (
+                ("--init-from", self.init_from),
+                ("--resume-release", self.resume_release),
+            ):
+                if value:
+                    logger.warning("%s %s is not used: the run resumes", flag, value)
         elif self.init_from:
             load_initial_weights(self.gan, self.init_from)
+        elif self.resume_release:
+            self._resume_release()
         # Ctrl-C saves first only where this process can save alone (not multi-worker).
         alone = not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
         try:
@@ -347,6 +398,41 @@ class Trainer:
                 f"{step}; {self.state.last_complete()}: free some space and run the same "
                 "command to resume."
             ) from error
+
+    def _resume_release(self):
+        """Loads the released trainer's newest save and sets the step to its iteration;
+        warns when this config's learning rate at that step is not the one the release
+        used last (another ``optimizer.lr``, ``d2g_lr`` or ``schedule``)."""
+        from penet_tf.convert_torch import load_released_run
+
+        iteration, paths, used = load_released_run(self.gan, self.resume_release)
+        if iteration >= self.config.trainer.iterations:
+            raise ValueError(
+                f"--resume-release {self.resume_release}: the released run is at step "
+                f"{iteration}, trainer.iterations is {self.config.trainer.iterations}: "
+                "nothing to train (raise trainer.iterations)."
+            )
+        self.state.step.assign(iteration)
+        logger.info(
+            "going on with the released run in %s at step %d (%s)",
+            self.resume_release,
+            iteration,
+            ", ".join(os.path.basename(path) for path in paths),
+        )
+        if not iteration:
+            return
+        ours = [used_learning_rate(o) for o in (self.gan.g_optimizer, self.gan.d_optimizer)]
+        if not all(
+            abs(a - b) <= 1e-6 * max(abs(b), 1e-12) for a, b in zip(ours, used, strict=True)
+        ):
+            logger.warning(
+                "the released run's last learning rates (G %g, D %g at step %d) are not "
+                "this config's (G %g, D %g): optimizer.lr, d2g_lr or schedule differ from "
+                "the release's config",
+                *used,
+                iteration,
+                *ours,
+            )
 
     def _note_older_run(self):
         """Warns when the run being resumed was started by an earlier penet_tf whose
