@@ -99,8 +99,9 @@ class PixelFormatError(ValueError):
 
 def _check_pixel_format(image):
     """Raises ``PixelFormatError`` for 32-bit float pixels (Pillow's conversion clipped a
-    0-1 float TIFF to 0: a black photo, inpainted without a word) and 32-bit integers
-    past 16 bits (clipped)."""
+    0-1 float TIFF to 0: a black photo, inpainted without a word), 32-bit integers past
+    16 bits (clipped) and a TIFF's 32-bit integer samples (8-bit values read as 16-bit
+    ones were black)."""
     if image.mode.startswith("F"):
         raise PixelFormatError(
             "32-bit floating-point pixels are not read: save the image with 8 or 16 bits "
@@ -108,10 +109,12 @@ def _check_pixel_format(image):
         )
     if image.mode == "I":
         extrema = image.getextrema()
-        if extrema[0] < 0 or extrema[1] > 65535:
+        # (a TIFF of 32-bit samples: 8-bit values in it read as 16-bit ones were black)
+        if extrema[0] < 0 or extrema[1] > 65535 or getattr(image, "sample_bits", 0) > 16:
             raise PixelFormatError(
-                f"32-bit integer pixels ({extrema[0]} to {extrema[1]}) are not read: save "
-                "the image with 8 or 16 bits per channel"
+                f"32-bit integer pixels ({extrema[0]} to {extrema[1]}) are not read (8-bit "
+                "or 16-bit values, their scale is unknown): save the image with 8 or 16 "
+                "bits per channel"
             )
 
 
@@ -168,13 +171,22 @@ def open_image(path, what="image", name=None):
     with _read_errors(name or path, what), Image.open(path) as image:
         image.load()  # (the pixels stay when the file closes; Pillow drops a TIFF's turn)
         orientation = _orientation(image)
-        if orientation not in _ROTATED:
-            image.orientation = orientation
-            return image  # not copied: a 12-MP photo's copy costs 30 ms
-        oriented = ImageOps.exif_transpose(image)
-        oriented.format = image.format
+        if orientation in _ROTATED:
+            oriented = ImageOps.exif_transpose(image)
+            oriented.format = image.format
+        else:
+            oriented = image  # not copied: a 12-MP photo's copy costs 30 ms
         oriented.orientation = orientation
+        oriented.sample_bits = _sample_bits(image)
         return oriented
+
+
+def _sample_bits(image):
+    """A TIFF's bits per sample (its largest), else 0 (unknown)."""
+    tags = getattr(image, "tag_v2", None)
+    bits = tags.get(258) if image.format == "TIFF" and tags is not None else None
+    bits = bits if isinstance(bits, tuple | list) else (bits,)
+    return max((b for b in bits if isinstance(b, int)), default=0)
 
 
 @contextlib.contextmanager

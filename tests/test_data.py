@@ -63,7 +63,8 @@ def test_file_names_that_are_not_utf8_are_read(tmp_path):
     ):
         path = os.path.join(os.fsencode(folder), name)
         Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(os.fsdecode(path))
-    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(images / "b.png")
+    # (after it: the start-up probe reads the first file, and encoded its name as UTF-8)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(images / "d.png")
     source = ImageSource({"source": "folder", "path": str(images)})
     mask = {"type": "files", "path": str(masks)}
     dataset = inpainting_dataset(source, DATA, mask, batch_size=2, seed=1)
@@ -71,6 +72,16 @@ def test_file_names_that_are_not_utf8_are_read(tmp_path):
         assert image.shape == (2, 64, 64, 3) and float(tf.reduce_max(holes)) == 1.0
     assert source.skipped == 0
     assert MaskGenerator(mask, 64, 64)(tf.constant([1, 2])).shape == (64, 64, 1)
+    # A released-style .flist naming it (a UnicodeDecodeError naming no file before).
+    (tmp_path / "train.flist").write_bytes(b"images/caf\xe9.png\nimages/d.png\n")
+    listed = ImageSource({"source": "flist", "path": str(tmp_path / "train.flist")})
+    assert [os.path.basename(os.fsencode(item)) for item in listed.items] == [
+        b"caf\xe9.png",
+        b"d.png",
+    ]
+    for (image, _), _ in inpainting_dataset(listed, DATA, MASK, batch_size=2, seed=1).take(1):
+        assert image.shape == (2, 64, 64, 3)
+    assert listed.skipped == 0
 
 
 def test_random_crops_of_one_pixel_wide_images_and_of_skipped_files(tmp_path):
@@ -182,6 +193,10 @@ def test_evaluation_pass_is_ordered_and_finite(tmp_path):
     np.testing.assert_array_equal(indices, np.arange(4))
     masks = np.concatenate([mask.numpy() for (_, mask), _ in batches])
     assert np.all(masks.mean(axis=(1, 2, 3)) == 0.25)  # centred squares
+    # Started at the end or past it: nothing (past it, take(-1) took the endless stream).
+    for start in (4, 5):
+        rest = inpainting_dataset(source, DATA, MASK, 3, training=False, start=start)
+        assert list(rest.take(3)) == []
 
 
 def test_exit_gate_waits_for_running_decodes_then_answers_at_once():
@@ -277,6 +292,16 @@ def test_colour_jitter_is_pillow_s_as_the_release_applies_it():
         ours = adjust_colour(ours, kind, tf.constant(factors[kind]))
     difference = np.abs(np.round(ours.numpy() * 255) - np.asarray(expected, np.float64))
     assert difference.mean() < 0.6, difference.mean()
+    # The hue's truncation to Pillow's steps holds in a graph too (a float truncatediv by 1
+    # was folded away there: a turn of 7.65 / 255 instead of 7 / 255).
+    image = tf.constant(photo, tf.float32) / 255
+    in_graph = tf.function(lambda image, factor: adjust_colour(image, "hue", factor))
+    for factor in (0.03, -0.03, 0.0499):
+        np.testing.assert_allclose(
+            in_graph(image, tf.constant(factor)).numpy(),
+            adjust_colour(image, "hue", tf.constant(factor)).numpy(),
+            atol=1e-6,  # (the graph's kernels round the last bit differently)
+        )
 
 
 def test_images_are_resized_as_the_released_code_resizes_them():

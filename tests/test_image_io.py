@@ -521,6 +521,14 @@ def test_float_and_32_bit_integer_pixels_are_refused_by_name(tmp_path):
             with pytest.raises(image_io.PixelFormatError, match=reason) as info:
                 read(tmp_path / name)
             assert image_io.read_error_reason(info.value).startswith(reason)
+    # A TIFF of 32-bit samples holding 8-bit values read as 16-bit ones: black, no word.
+    # (A 16-bit PGM, which Pillow opens in the same mode "I", is still read.)
+    Image.fromarray((ramp * 255).astype(np.int32)).save(tmp_path / "eight.tif")
+    with pytest.raises(image_io.PixelFormatError, match=r"32-bit integer pixels \(51 to 214\)"):
+        image_io.read_rgb(tmp_path / "eight.tif")
+    values = (ramp * 65535).astype(np.uint16)
+    (tmp_path / "deep.pgm").write_bytes(b"P5\n64 48\n65535\n" + values.astype(">u2").tobytes())
+    np.testing.assert_array_equal(image_io.read_rgb(tmp_path / "deep.pgm")[..., 0], values >> 8)
 
 
 def test_a_16_bit_png_s_transparent_colour_is_its_hole(tmp_path):
