@@ -117,6 +117,25 @@ def test_mask_files_are_augmented_at_their_own_size_as_released(tmp_path):
     assert np.mean(ours) < 0.8 * np.mean(resized_first)  # thinner lines, as released
 
 
+def test_the_dilation_is_pillow_s_max_filter():
+    """The release dilates with PIL's ImageFilter.MaxFilter(3) (core/dataset.py); the
+    separable max equals it and max pooling at the borders and at odd sizes."""
+    from PIL import ImageFilter
+
+    from penet_tf.data.masks import dilate_3x3
+
+    rng = np.random.default_rng(5)
+    for shape in ((97, 131), (1, 7), (5, 1), (64, 64)):
+        array = (rng.random(shape) > 0.85).astype(np.uint8) * 255
+        array[0, 0] = 255  # a hole in a corner
+        expected = np.asarray(Image.fromarray(array).filter(ImageFilter.MaxFilter(3)))
+        mask = tf.constant(array[..., None] / 255, tf.float32)
+        ours = dilate_3x3(mask).numpy()[..., 0]
+        np.testing.assert_array_equal(ours * 255, expected)
+        pooled = tf.nn.max_pool2d(mask[None], 3, 1, "SAME")[0].numpy()[..., 0]
+        np.testing.assert_array_equal(ours, pooled)
+
+
 def test_files_mode_leaves_out_files_that_cannot_be_read(tmp_path, caplog):
     array = np.zeros((40, 40), np.uint8)
     array[10:30, 5:25] = 255
