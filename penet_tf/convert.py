@@ -34,7 +34,10 @@ Every output directory also holds ``penet_tf.json``: the format, size, inputs, o
 converted model. The
 conversion fails if the result contains a Flex (TF Select) or custom op. The output is
 written to a temporary directory beside ``--out`` and renamed into place (what a killed
-conversion left there is removed first).
+conversion left there is removed first); ``--force`` replaces an earlier conversion's
+folder (with its ``penet_tf.json``) or an empty one, never a folder of other files.
+``--size`` is limited to what each format's runtime takes (``MAX_SIZES``: TF.js 448,
+TFLite 832), refused before any work.
 """
 
 import argparse
@@ -43,7 +46,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -53,8 +55,14 @@ from tensorflow.python.framework.convert_to_constants import (
 
 from penet_tf.cli import run
 from penet_tf.errors import PenetError
-from penet_tf.inference import ServingArchive, composite_uint8
-from penet_tf.io_utils import atomic_path, check_folder_target, sweep_temporaries
+from penet_tf.inference import ServingArchive, composite_uint8, load_saved_model
+from penet_tf.io_utils import (
+    atomic_path,
+    check_folder_target,
+    remove_path,
+    sweep_temporaries,
+    temporary_path,
+)
 from penet_tf.models import Generator
 from penet_tf.models.generator import SIZE_MULTIPLE
 from penet_tf.tfjs_rewrite import rewrite_for_wasm
@@ -122,7 +130,7 @@ def load_generator_for_conversion(saved_model_dir):
             f"{saved_model_dir}: unknown generator configuration {config['generator']}: {error}"
         ) from error
     generator.build()
-    loaded = tf.saved_model.load(saved_model_dir)
+    loaded = load_saved_model(saved_model_dir, "--saved-model")
     source = {_variable_key(v.name): v for v in loaded.variables}
     target = {_variable_key(v.path): v for v in generator.variables}
     missing = sorted(set(target) - set(source))
@@ -161,11 +169,38 @@ def inference_function(generator, height=None, width=None, batch=None):
     return inpaint_uint8
 
 
-def _check_size(size):
-    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+# The largest input each fixed-size format runs, by the elements of the attention's
+# score matrix, its largest tensor ((S / 4)^4 at size S; the conversion's is up to 8 %
+# more): TF.js's wasm backend failed at 512 (290 M elements: "RangeError: Invalid typed
+# array length", in Chromium and Node; WebGL takes 2^24) and ran 448 (172 M); TFLite's
+# kernels index tensors with 32-bit ints (1024: 4.5 G elements, 17.9 GB each).
+MAX_SIZES = {"tfjs": 448, "tflite": 832}
+
+
+def attention_elements(size):
+    """The elements of the finest attention layer's score matrix at a ``size`` input."""
+    return (size // 4) ** 4
+
+
+def _check_size(size, to="tflite"):
+    if (
+        isinstance(size, bool)
+        or not isinstance(size, int)
+        or size < SIZE_MULTIPLE
+        or size % SIZE_MULTIPLE
+    ):
         raise ValueError(
             f"--size must be a positive multiple of {SIZE_MULTIPLE} (the generator halves "
             f"the image six times), got {size}."
+        )
+    if size > MAX_SIZES[to]:
+        largest = attention_elements(size)
+        where = "TF.js's wasm backend" if to == "tfjs" else "TFLite"
+        raise ValueError(
+            f"--size {size} is over {MAX_SIZES[to]}, the largest {where} runs: the "
+            f"attention's score matrix would hold {largest / 1e6:,.0f} M elements "
+            f"({largest * 4 / 2**30:.1f} GiB); convert a smaller size and give the model the "
+            "region around the holes (demos/web/crop.js), or use --to onnx (any size)"
         )
 
 
@@ -174,7 +209,7 @@ def _check_size(size):
 
 def tflite_bytes(generator, size=DEFAULT_SIZE, quantize="none"):
     """The fixed-size uint8 -> uint8 model as a TFLite flatbuffer (builtin ops only)."""
-    _check_size(size)
+    _check_size(size, "tflite")
     function = inference_function(generator, size, size, batch=1)
     # Freeze the weights into constants first: converting the function with its
     # variables kept READ_VARIABLE ops whose values the converted model never received.
@@ -430,7 +465,12 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm
     wasm backend runs fast, with the same values (``penet_tf.tfjs_rewrite``).
     """
     converter = tfjs_converter_path(tfjs_venv)
-    with tempfile.TemporaryDirectory(prefix="penet-tfjs-") as scratch:
+    # Beside the output, as this process's temporary: a kill (SIGTERM, SIGKILL) left a
+    # copy of the model in /tmp that nothing removed; here the next conversion sweeps it.
+    scratch = temporary_path(os.path.join(os.path.dirname(os.path.abspath(out_dir)), "tfjs"))
+    remove_path(scratch)
+    os.mkdir(scratch)
+    try:
         saved_model = os.path.join(scratch, "saved_model")
         write_fixed_size_savedmodel(generator, size, saved_model)
         command = [
@@ -455,6 +495,8 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm
                 f"tensorflowjs_converter failed (exit {result.returncode}):\n"
                 f"{result.stdout[-4000:]}{result.stderr[-4000:]}"
             )
+    finally:
+        remove_path(scratch)
     model_json = os.path.join(out_dir, "model.json")
     if not os.path.isfile(model_json):
         raise ConversionError(f"tensorflowjs_converter wrote no model.json into {out_dir}")
@@ -493,7 +535,7 @@ def convert(
     if to == "onnx" and quantize != "none":
         raise ValueError("--quantize applies to tflite and tfjs; ONNX is converted in float32.")
     if to != "onnx":
-        _check_size(size)
+        _check_size(size, to)
     if to == "tfjs":
         tfjs_converter_path(tfjs_venv)  # fail before the slow part
     require_modules(to)
@@ -506,8 +548,21 @@ def convert(
             f"--out {out} {where} the export being converted ({saved_model}): replacing it "
             "would delete (part of) the export; choose another --out"
         )
-    if os.path.exists(out) and not force:
+    if os.path.lexists(out) and not force:
         raise FileExistsError(f"{out} exists: choose another --out or pass --force to replace it")
+    if (
+        os.path.isdir(out)
+        and os.listdir(out)
+        and not os.path.isfile(os.path.join(out, CONFIG_FILE))
+    ):
+        # (--force replaced any folder, a user's files with it: --out . removed them all)
+        theirs = sorted(os.listdir(out))
+        shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
+        raise FileExistsError(
+            f"--out {out} holds files that are not a conversion's ({shown}): --force "
+            f"replaces only an earlier conversion (a folder with its {CONFIG_FILE}); choose "
+            "another --out"
+        )
     out = os.path.abspath(out)
     generator, config = load_generator_for_conversion(saved_model)
     strategy = config.get("strategy", {}).get("name", "full")

@@ -255,6 +255,17 @@ def hole_mask(mask):
     return tf.cast(values >= threshold, tf.float32)
 
 
+def load_saved_model(path, flag):
+    """``tf.saved_model.load(path)``; a SavedModel whose files cannot be read (its
+    variables' data missing or cut short) is one ``ValueError`` naming ``flag`` and the
+    reason (a 47-line ``OpError`` traceback before)."""
+    try:
+        return tf.saved_model.load(path)
+    except tf.errors.OpError as error:
+        reason = (error.message or type(error).__name__).strip().splitlines()[0][:300]
+        raise ValueError(f"{flag} {path}: cannot load the SavedModel ({reason})") from None
+
+
 class ServingArchive(tf.__internal__.tracking.AutoTrackable):
     """A generator and its named graph functions, written as one SavedModel.
 

@@ -56,7 +56,7 @@ from penet_tf.image_io import (
     turned_by_exif,
     write_png,
 )
-from penet_tf.inference import padded_pixels, padded_size, serve
+from penet_tf.inference import load_saved_model, padded_pixels, padded_size, serve
 from penet_tf.io_utils import (
     IMAGE_SUFFIXES,
     check_file_target,
@@ -561,7 +561,7 @@ def load_inpainter(path, strategy=None, given=None):
                 f"assets.extra/{EXPORT_CONFIG_FILE}); it cannot run {asked}: "
                 "re-export it with those options (python -m penet_tf.export), or drop them"
             )
-        loaded = tf.saved_model.load(version)
+        loaded = load_saved_model(version, "--model")
         if "serving_default" not in loaded.signatures:
             raise ValueError(f"--model {version}: the SavedModel has no serving_default signature")
         signature = loaded.signatures["serving_default"]

@@ -147,13 +147,29 @@ def check_file_target(path, flag="--out", inputs=()):
 
 def check_folder_target(path, flag="--out"):
     """ValueError, before any work, if ``path`` cannot be (or become) a folder: it is
-    empty, a file, or below a file."""
+    empty, a file, below a file, a symbolic link to nothing, or a name longer than its
+    file system takes (the last two were found at the rename, after the whole work,
+    naming a temporary)."""
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{flag} is empty: give the folder to write to")
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a file, not a folder")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ValueError(
+            f"{flag} {path} is a symbolic link to {os.readlink(path)}, which does not exist: "
+            "remove the link or make its folder"
+        )
     _check_folders_above(path, flag, folder_itself=True)
+    name = os.fsencode(os.path.basename(os.path.abspath(path)))
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
+    if len(name) > name_max(parent):
+        raise ValueError(
+            f"{flag} {path}: its name is {len(name)} bytes, longer than the "
+            f"{name_max(parent)} its file system takes"
+        )
 
 
 @contextlib.contextmanager

@@ -9,12 +9,14 @@ conversion_helpers).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
 from conversion_helpers import SIZE, converted, hole_mask, photo, saved_model_output, thin_export
+from PIL import Image
 
 from penet_tf import convert as convert_module
 from penet_tf.convert import (
@@ -296,3 +298,96 @@ def test_what_a_conversion_needs_is_named_before_any_work(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="pass --tfjs-venv DIR"):
         convert_module.tfjs_converter_path()
+
+
+def test_force_replaces_an_earlier_conversion_only(export, tmp_path):
+    """--force replaced any folder: a user's notes and photos went with it (``--out .``
+    would have emptied the working folder)."""
+    theirs = tmp_path / "mine"
+    (theirs / "photos").mkdir(parents=True)
+    (theirs / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="holds files that are not a conversion's"):
+        convert(export, "tflite", theirs, size=64, force=True)
+    assert (theirs / "notes.txt").read_text() == "keep" and (theirs / "photos").is_dir()
+    out = tmp_path / "out"
+    convert(export, "tflite", out, size=64, log=lambda *_: None)
+    (out / "model.tflite").write_bytes(b"old")
+    convert(export, "tflite", out, size=64, force=True, log=lambda *_: None)  # a conversion
+    assert (out / "model.tflite").stat().st_size > 1000
+    (tmp_path / "empty").mkdir()
+    convert(export, "tflite", tmp_path / "empty", size=64, force=True, log=lambda *_: None)
+
+
+def test_sizes_and_outputs_that_cannot_work_are_refused_first(export, tmp_path, monkeypatch):
+    """Refused before the export is loaded: sizes whose attention no runtime of the format
+    takes (TF.js 512: "RangeError: Invalid typed array length" at the first inpaint;
+    TFLite 1024: 17.9 GB tensors; 6,400,000: an 87-line OverflowError), a dangling
+    symbolic link and a name the file system refuses (both found at the rename, after the
+    conversion, naming a temporary folder)."""
+    monkeypatch.setattr(
+        convert_module, "load_generator_for_conversion", lambda *a: pytest.fail("loaded")
+    )
+    for to, size, message in (
+        ("tfjs", 512, "--size 512 is over 448, the largest TF.js's wasm backend runs"),
+        ("tflite", 1024, "--size 1024 is over 832, the largest TFLite runs: the attention's "
+         "score matrix would hold 4,295 M elements (16.0 GiB)"),
+        ("tflite", 6_400_000, "--size 6400000 is over 832"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(message)):
+            convert(export, to, tmp_path / "out", size=size, tfjs_venv=tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(ValueError, match="is a symbolic link to .*gone, which does not exist"):
+        convert(export, "tflite", tmp_path / "link", size=64, force=True)
+    with pytest.raises(ValueError, match="its name is 300 bytes, longer than the 255"):
+        convert(export, "tflite", tmp_path / ("a" * 300), size=64)
+    assert sorted(os.listdir(tmp_path)) == ["link"]
+
+
+def test_a_broken_export_is_one_line(export, tmp_path, capsys):
+    """An export whose variables' data is missing (a copy cut short): a 47-line OpError
+    traceback, exit 1, from convert and from inpaint."""
+    from penet_tf import inpaint as inpaint_cli
+
+    copy = tmp_path / "1"
+    shutil.copytree(export, copy)
+    for data in (copy / "variables").glob("variables.data-*"):
+        data.unlink()
+    args = [
+        "--saved-model",
+        str(copy),
+        "--to",
+        "tflite",
+        "--size",
+        "64",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert convert_module.main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: --saved-model {copy}: cannot load the SavedModel (")
+    assert len(error.strip().splitlines()) == 1, error
+    Image.fromarray(photo(64, 64)).save(tmp_path / "p.png")
+    Image.fromarray(hole_mask(64, 64)[..., 0]).save(tmp_path / "m.png")
+    args = ["--model", copy, "--images", tmp_path / "p.png", "--masks", tmp_path / "m.png",
+            "--out", tmp_path / "r.png"]  # fmt: skip
+    assert inpaint_cli.main([str(arg) for arg in args]) == 2
+    error = capsys.readouterr().err
+    assert f"--model {copy}: cannot load the SavedModel (" in error and "Traceback" not in error
+
+
+def test_the_tfjs_converter_works_beside_out(export, tmp_path, monkeypatch):
+    """Its scratch copy of the model lay in /tmp: a SIGTERM or SIGKILL left it there for
+    good. Beside --out, as this process's temporary, it is removed after the conversion
+    and swept by the next one after a kill."""
+    venv = tmp_path / "tfjs"
+    (venv / "bin").mkdir(parents=True)
+    record = tmp_path / "args.txt"
+    converter = venv / "bin" / "tensorflowjs_converter"
+    converter.write_text(f'#!/bin/sh\necho "$@" > {record}\nexit 3\n')
+    converter.chmod(0o755)
+    with pytest.raises(convert_module.ConversionError, match="exit 3"):
+        convert(export, "tfjs", tmp_path / "site" / "model", size=64, tfjs_venv=venv)
+    saved_model = record.read_text().split()[-2]
+    assert os.path.dirname(os.path.dirname(saved_model)) == str(tmp_path / "site")
+    assert os.path.basename(os.path.dirname(saved_model)).startswith(f".tmp-{os.getpid()}-")
+    assert os.listdir(tmp_path / "site") == []
