@@ -335,7 +335,8 @@ def released_parameters(model):
     if model.spectral_norm != "released":
         raise CheckpointError(
             "The release's optimizer state needs a discriminator with "
-            f"spectral_norm='released'; this one has spectral_norm={model.spectral_norm!r}."
+            f"spectral_norm='released' (model.spectral_norm in a training config); this one "
+            f"has spectral_norm={model.spectral_norm!r}."
         )
     parameters = [
         (f"encoder.{2 * index}.weight_orig", wrapper.layer.kernel)
@@ -434,7 +435,8 @@ def load_adam_state(optimizer, model, state_dict, where):
     for key in ours:
         if not np.allclose(np.asarray(theirs[key], float), ours[key], rtol=1e-6, atol=0):
             raise CheckpointError(
-                f"{where}: Adam's {key} {theirs[key]} are not this run's {ours[key]} "
+                f"{where}: Adam's {key} {theirs[key]} {'are' if key == 'betas' else 'is'} not "
+                f"this run's {ours[key]} "
                 "(optimizer.beta_1, beta_2 and epsilon in the config): its moments would "
                 "continue under other settings."
             )
@@ -683,6 +685,21 @@ def released_optimizers(generator, discriminator, adams, learning_rates, iterati
     }
 
 
+def _note_release_differences(optimizer, log):
+    """Notes the settings of a run that the release's trainer does not continue."""
+    if optimizer.epsilon_placement != "torch":
+        log(
+            "note: the run's optimizer.epsilon_placement is \"keras\"; the release's "
+            "trainer goes on with torch.optim.Adam's (epsilon after the bias correction, "
+            "PyTorch 1.3 and later)"
+        )
+    if optimizer.d2g_lr_schedule != "released" and optimizer.d2g_lr != 1:
+        log(
+            "note: the run's optimizer.d2g_lr_schedule is \"every_step\"; the release's "
+            "trainer sets D's rate to G's at the first decay"
+        )
+
+
 def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print):
     """``--to-torch``: ``weights_dir`` -> the release's ``out_dir/gen_NNNNN.pth``,
     ``dis_NNNNN.pth``, ``opt_NNNNN.pth`` and ``latest.ckpt`` (``released_names``), what
@@ -701,11 +718,13 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print
         isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0
     ):
         raise ValueError(f"--iteration must be a non-negative integer, got {iteration!r}")
-    from penet_tf.training.checkpoints import latest_step
+    from penet_tf.training.checkpoints import checkpoint_step, newest_checkpoint
 
     generator_path = os.path.join(weights_dir, "generator.weights.h5")
     discriminator_path = os.path.join(weights_dir, "discriminator.weights.h5")
-    step = latest_step(os.path.join(weights_dir, "checkpoints"))
+    # (the checkpoint the run resumes from: also without TensorFlow's state file)
+    newest = newest_checkpoint(os.path.join(weights_dir, "checkpoints"))
+    step = None if newest is None else checkpoint_step(newest)
     if step is None and not os.path.isfile(generator_path):
         raise FileNotFoundError(f"No generator.weights.h5 or training checkpoint in {weights_dir}")
     with_discriminator = step is not None or os.path.isfile(discriminator_path)
@@ -723,11 +742,12 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print
     if step is not None:
         from penet_tf.training.trainer import read_run, used_learning_rate
 
-        gan, step = read_run(weights_dir)
+        gan, step, config = read_run(weights_dir)
         generator, discriminator = gan.generator, gan.discriminator
         adams = (gan.g_optimizer, gan.d_optimizer)
         learning_rates = [used_learning_rate(adam) for adam in adams]
         log(f"{weights_dir}: the run's checkpoint of step {step} (networks, Adam states, step)")
+        _note_release_differences(config.optimizer, log)
     else:
         try:
             generator = load_generator(generator_path)

@@ -2,6 +2,8 @@
 (both Adam states and the step) written by ``convert_torch --to-torch`` from a run's
 checkpoint, and read by ``penet_tf.train --resume-release`` (needs the [torch] extra)."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -96,7 +98,7 @@ def test_the_release_s_adam_goes_on_exactly_where_the_run_stopped(run_of_two_ste
 
     # One more update of the same gradients: torch.optim.Adam from opt_00002.pth (the
     # released trainer resuming) and the run's own optimizers from its checkpoint.
-    gan, step = read_run(str(run))
+    gan, step, _ = read_run(str(run))
     assert step == 2
     for key, optimizer, model, pth, net in (
         ("optimG", gan.g_optimizer, gan.generator, "gen_00002.pth", "netG"),
@@ -173,7 +175,7 @@ def test_train_resume_release_continues_the_step_and_the_run_goes_back(
     assert code == 0, printed
     assert "going on with the released run" in printed and "at step 2" in printed
     assert tf.train.latest_checkpoint(str(tmp_path / "b" / "checkpoints")).endswith("ckpt-4")
-    gan, step = read_run(str(tmp_path / "b"))
+    gan, step, _ = read_run(str(tmp_path / "b"))
     assert step == 4 and int(gan.g_optimizer.iterations.numpy()) == 4
 
     # Once the run has a checkpoint, --resume-release is not used (the run resumes).
@@ -288,7 +290,7 @@ def test_a_mixed_float16_run_goes_there_and_back(photos, tmp_path):
     )
     Trainer(config, verbose=0).run()
     export_to_torch(str(tmp_path / "run"), str(tmp_path / "pth"), log=lambda *_: None)
-    reference, step = read_run(str(tmp_path / "run"))
+    reference, step, _ = read_run(str(tmp_path / "run"))
     gan = build_gan(config, "mixed_float16")
     gan.build()
     iteration, _, _ = load_released_run(gan, str(tmp_path / "pth"))
@@ -303,3 +305,53 @@ def test_a_mixed_float16_run_goes_there_and_back(photos, tmp_path):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     counts = [int(o.inner_optimizer.iterations.numpy()) for o in (gan.g_optimizer, gan.d_optimizer)]
     assert 1 <= min(counts) and max(counts) == 2
+
+
+def test_the_export_finds_the_checkpoint_the_run_resumes_from(run_of_two_steps, tmp_path, capsys):
+    """Without TensorFlow's state file (a copy of the ckpt files only) the run resumes
+    from them, but the export wrote new optimizers at iteration 0 without a word; a run
+    whose config.json no longer fits its checkpoint was a message naming no file."""
+    import shutil
+
+    config, run, out = run_of_two_steps
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "checkpoints" / "checkpoint").unlink()
+    export_to_torch(str(copy), str(tmp_path / "pth"), log=lambda *_: None)
+    assert torch.load(tmp_path / "pth" / "opt_00002.pth", weights_only=True)["iteration"] == 2
+
+    edited = json.loads((copy / "config.json").read_text())
+    edited["model"]["base_channels"] = 8
+    (copy / "config.json").write_text(json.dumps(edited))
+    assert main(["--to-torch", "--weights", str(copy), "--out", str(tmp_path / "p2")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: cannot read the checkpoint ") and "ckpt-2 with the" in error
+    assert f"{copy / 'config.json'}" in error and len(error.strip().splitlines()) == 1
+
+
+def test_a_resumed_run_does_not_need_the_release_s_folder_any_more(
+    run_of_two_steps, photos, tmp_path, capsys
+):
+    import shutil
+
+    config, run, out = run_of_two_steps
+    release = tmp_path / "release"
+    shutil.copytree(out, release)
+    path = write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "b", iterations=3))
+    assert _train(capsys, "--config", path, "--resume-release", release)[0] == 0
+    shutil.rmtree(release)
+    path = write_config(tmp_path / "c.json", tiny_config(photos, tmp_path / "b", iterations=4))
+    code, printed = _train(capsys, "--config", path, "--resume-release", release)
+    assert code == 0 and "is not used: the run resumes" in printed, printed
+
+
+def test_settings_the_release_does_not_continue_are_noted():
+    from penet_tf.convert_torch import _note_release_differences
+    from penet_tf.training.config import OptimizerConfig
+
+    notes = []
+    _note_release_differences(OptimizerConfig(), notes.append)
+    assert notes == []
+    settings = OptimizerConfig(epsilon_placement="keras", d2g_lr=2, d2g_lr_schedule="every_step")
+    _note_release_differences(settings, notes.append)
+    assert len(notes) == 2 and '"keras"' in notes[0] and '"every_step"' in notes[1]

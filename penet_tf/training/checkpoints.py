@@ -77,10 +77,11 @@ def _reason(error):
 def latest_step(directory):
     """The step of the last complete checkpoint in ``directory`` (None: there is none)."""
     latest = tf.train.latest_checkpoint(directory)
-    return None if latest is None else _step(latest)
+    return None if latest is None else checkpoint_step(latest)
 
 
-def _step(path):
+def checkpoint_step(path):
+    """N of a checkpoint path ``.../ckpt-N``."""
     return int(path.rsplit("-", 1)[1])
 
 
@@ -106,7 +107,7 @@ def listed_checkpoints(directory):
     state = _state(directory)
     if state is not None:
         paths = set(state.all_model_checkpoint_paths) | {state.model_checkpoint_path}
-        newest = max(_step(path) for path in paths)
+        newest = max(checkpoint_step(path) for path in paths)
         paths |= {path for step, path in _complete(directory).items() if step > newest}
     elif os.path.isdir(directory):
         paths = {
@@ -116,7 +117,15 @@ def listed_checkpoints(directory):
         }
     else:
         paths = set()
-    return sorted(paths, key=_step)
+    return sorted(paths, key=checkpoint_step)
+
+
+def newest_checkpoint(directory):
+    """The newest checkpoint of ``directory`` a run resumes from (``listed_checkpoints``:
+    also when the state file is missing, or does not name it yet) whose index is there;
+    None when there is none. (``tf.train.latest_checkpoint`` reads the state file only.)"""
+    indexed = [p for p in listed_checkpoints(directory) if os.path.isfile(p + ".index")]
+    return indexed[-1] if indexed else None
 
 
 def _complete(directory):
@@ -251,7 +260,7 @@ def sweep_leftovers(output_dir):
         # Newer than every checkpoint the state file names (even one whose files are
         # gone: the older ones it names are still the run's, not leftovers).
         listed = listed_checkpoints(directory)
-        latest = _step(listed[-1]) if listed else None
+        latest = checkpoint_step(listed[-1]) if listed else None
         for name in sorted(os.listdir(directory)):
             match = CHECKPOINT.match(name)
             if (
@@ -362,7 +371,11 @@ class TrainingState:
         listed = listed_checkpoints(self.directory)
         state = _state(self.directory)
         lost_state = bool(listed) and state is None  # found by their files
-        named = set() if state is None else {_step(p) for p in state.all_model_checkpoint_paths}
+        named = (
+            set()
+            if state is None
+            else {checkpoint_step(p) for p in state.all_model_checkpoint_paths}
+        )
         damaged = []
         for path in reversed(listed):
             if not tf.io.gfile.exists(path + ".index"):
@@ -385,7 +398,7 @@ class TrainingState:
             except (OSError, IndexError, DecodeError) as error:
                 damaged.append((path, _reason(error)))
                 continue
-            if damaged or lost_state or _step(path) not in named:  # (named again)
+            if damaged or lost_state or checkpoint_step(path) not in named:  # (named again)
                 self._set_aside(damaged, path, listed)
             return path
         if damaged:
@@ -422,7 +435,7 @@ class TrainingState:
         # checkpoints found by their files); the timestamps let the manager delete the
         # older checkpoints as it would have (without them it keeps them all).
         state = _state(self.directory)
-        kept = [path for path in listed if _step(path) <= _step(restored)]
+        kept = [path for path in listed if checkpoint_step(path) <= checkpoint_step(restored)]
         if state is not None:
             paths, stamps = state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps
             times = dict(zip(paths, stamps, strict=False))

@@ -34,6 +34,7 @@ from penet_tf.training.checkpoints import (
     TrainingState,
     check_run_folder,
     is_disk_full,
+    newest_checkpoint,
     run_lock,
     sweep_leftovers,
 )
@@ -118,13 +119,13 @@ def used_learning_rate(optimizer):
 
 
 def read_run(output_dir):
-    """A training run's state at its newest checkpoint, read only (nothing in the folder
-    is moved, swept or written): ``(gan, step)``, the GAN of the run's ``config.json``
-    holding both networks and both optimizers of checkpoint ``step``; None when
-    ``output_dir`` holds no checkpoint. Raises ``CheckpointReadError`` when it cannot be
+    """A training run's state at its newest checkpoint (the one it resumes from), read
+    only (nothing in the folder is moved, swept or written): ``(gan, step, config)``, the
+    GAN of the run's ``config.json`` holding both networks and both optimizers of
+    checkpoint ``step``, and that config; None when ``output_dir`` holds no checkpoint.
+    Raises ``CheckpointReadError`` (one line, naming the checkpoint) when it cannot be
     read."""
-    directory = os.path.join(output_dir, "checkpoints")
-    path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    path = newest_checkpoint(os.path.join(output_dir, "checkpoints"))
     if path is None:
         return None
     config_path = os.path.join(output_dir, "config.json")
@@ -133,20 +134,23 @@ def read_run(output_dir):
             f"{output_dir} holds checkpoints but not the run's config.json, which describes "
             "its networks"
         )
+    config = load_config(config_path)
     try:
         # mixed_float16 wraps the optimizers (LossScaleOptimizer); the variables are
         # float32 under every policy
         wrapped = any("inner_optimizer" in name for name, _ in tf.train.list_variables(path))
-        gan = build_gan(load_config(config_path), "mixed_float16" if wrapped else "float32")
+        gan = build_gan(config, "mixed_float16" if wrapped else "float32")
         gan.build()
         state = TrainingState(gan, output_dir)
         status = state.checkpoint.restore(path)
         status.assert_existing_objects_matched()
         status.expect_partial()
-    except (AssertionError, tf.errors.OpError) as error:
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
         reason = str(getattr(error, "message", error)).strip().splitlines()[0][:200]
-        raise CheckpointReadError(f"cannot read the checkpoint {path}: {reason}") from None
-    return gan, int(state.step.numpy())
+        raise CheckpointReadError(
+            f"cannot read the checkpoint {path} with the networks of {config_path}: {reason}"
+        ) from None
+    return gan, int(state.step.numpy()), config
 
 
 def _load_initial(model, path, what, section):
@@ -292,7 +296,10 @@ class Trainer:
         check_run_folder(self.output_dir)  # (a user's own folder lost its config.json)
         if init_from is not None:
             _check_init_from(init_from, self.output_dir)
-        if resume_release is not None:
+        if (
+            resume_release is not None
+            and newest_checkpoint(os.path.join(self.output_dir, "checkpoints")) is None
+        ):  # (once the run has a checkpoint, it resumes from that)
             from penet_tf.convert_torch import released_save
 
             released_save(resume_release)  # (the files are there)
