@@ -690,8 +690,8 @@ def _note_release_differences(optimizer, log):
     if optimizer.epsilon_placement != "torch":
         log(
             "note: the run's optimizer.epsilon_placement is \"keras\"; the release's "
-            "trainer goes on with torch.optim.Adam's (epsilon after the bias correction, "
-            "PyTorch 1.3 and later)"
+            "trainer goes on with torch.optim.Adam's (epsilon after the bias correction, since "
+            "pytorch/pytorch#22628, 2019)"
         )
     if optimizer.d2g_lr_schedule != "released" and optimizer.d2g_lr != 1:
         log(
