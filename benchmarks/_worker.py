@@ -131,7 +131,7 @@ def penet(case):
     gan = PENetGAN(generator, Discriminator(dtype=policy))
     gan.compile(TorchAdam(1e-4, 0.5, 0.999), TorchAdam(1e-4, 0.5, 0.999))
     gan.build()
-    step = tf.function(gan.train_step, jit_compile=jit)
+    step = tf.function(gan.released_step, jit_compile=jit)
     return lambda: float(step((image, mask))["g_loss"])
 
 

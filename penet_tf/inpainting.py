@@ -470,8 +470,30 @@ class Inpainter:
             raise ValueError(problem)
 
     def __call__(self, image, mask):
-        self.check_size(*np.shape(image)[1:3])
+        image, mask = check_batch(image, mask)
+        self.check_size(*image.shape[1:3])
         return np.asarray(self._function(tf.convert_to_tensor(image), tf.convert_to_tensor(mask)))
+
+
+def check_batch(image, mask):
+    """``(image, mask)`` as arrays, or one ``ValueError`` naming the problem whatever the
+    model or the photo's size: a float or uint16 image was cast to uint8 under ``full``
+    (a 0-1 photo came back black, a uint16 one wrapped around) and refused over 512 px;
+    a mask without its channel or batch was a TypeError or an InvalidArgumentError."""
+    image, mask = np.asarray(image), np.asarray(mask)
+    if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3:
+        raise ValueError(
+            f"image must be uint8 [B, H, W, 3], got {image.dtype} {list(image.shape)} (a "
+            "0-1 float photo: np.round(photo * 255).astype(np.uint8); one photo: photo[None])"
+        )
+    if mask.ndim != 4 or mask.shape[-1] != 1 or mask.shape[:3] != image.shape[:3]:
+        raise ValueError(
+            f"mask must be [B, H, W, 1] with the image's B, H, W {list(image.shape[:3])}, "
+            f"got {list(mask.shape)} (an H x W mask: mask[None, ..., None])"
+        )
+    if not (mask.dtype == np.uint8 or mask.dtype == np.bool_ or mask.dtype.kind == "f"):
+        raise ValueError(f"mask must be uint8, bool or float, got {mask.dtype}")
+    return image, mask
 
 
 def find_saved_model(path):

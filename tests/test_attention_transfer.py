@@ -274,6 +274,9 @@ def test_bad_shapes():
         layer(low, high, np.zeros((1, 16, 16, 3), np.float32))
     with pytest.raises(ValueError, match="high must be a 4-D tensor"):
         layer(low, high[0], np.zeros((1, 16, 16, 1), np.float32))
+    # (an InvalidArgumentError from a Reshape deep inside, before)
+    with pytest.raises(ValueError, match="same batch size; got 1, 1 and 2"):
+        layer(low, high, np.zeros((2, 16, 16, 1), np.float32))
 
 
 @pytest.mark.parametrize(

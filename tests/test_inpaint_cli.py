@@ -400,6 +400,26 @@ def test_the_library_s_mask_rule_does_not_depend_on_the_strategy(workspace):
         assert changed[20:40, 20:60].mean() > 0.5, name
 
 
+def test_the_library_refuses_what_it_cannot_inpaint_whatever_the_size(workspace):
+    """A float or uint16 photo was cast to uint8 by the ``full`` path (a 0-1 photo came
+    back black, uint16 wrapped around) and refused over 512 px; masks without their
+    channel or batch were TypeErrors or InvalidArgumentErrors, or accepted, by size."""
+    inpainter = load_inpainter(workspace["weights"])
+    photo = workspace["originals"]["china"][None]
+    mask = np.zeros(photo.shape[:3] + (1,), np.uint8)
+    mask[0, 20:40, 20:60] = 255
+    for wrong, message in (
+        ((photo / 255.0, mask), "image must be uint8 \\[B, H, W, 3\\], got float64"),
+        ((photo.astype(np.uint16), mask), "got uint16"),
+        ((photo[0], mask), "got uint8 \\[72, 90, 3\\]"),
+        ((photo, mask[..., 0]), "mask must be \\[B, H, W, 1\\]"),
+        ((np.concatenate([photo, photo]), mask), "with the image's B, H, W \\[2, 72, 90\\]"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            inpainter(*wrong)
+    assert inpainter(photo, mask).shape == photo.shape
+
+
 def test_a_saved_model_s_strategy_is_compared_before_it_loads(workspace, tmp_path, capsys):
     """A strategy the export did not record was refused only after the SavedModel had
     loaded (11 s and 1 GB for a thin one); a missing --model only after the first read."""

@@ -1,4 +1,4 @@
-"""One PENetGAN.train_step against one iteration of the released trainer.
+"""One PENetGAN.released_step against one iteration of the released trainer.
 
 ``../shared/reference/fixtures/train_step_256`` holds the released trainer's iteration
 (places2 settings) from ``official_256``'s checkpoints on a batch of two photos, in
@@ -40,7 +40,7 @@ def one_step():
     batch = np.load(STEP / "batch.npz")
     image = tf.constant(batch["image"].astype(np.float32) / 127.5 - 1.0)
     mask = tf.constant(batch["mask"][..., None].astype(np.float32))
-    logs = tf.function(gan.train_step)((image, mask))
+    logs = tf.function(gan.released_step)((image, mask))
     state = {f"G/{k}": v for k, v in generator_state_dict(gan.generator).items()}
     state.update({f"D/{k}": v for k, v in discriminator_state_dict(gan.discriminator).items()})
     return {name: float(value) for name, value in logs.items()}, state
@@ -50,7 +50,7 @@ def test_every_loss_term_matches_the_released_step(one_step):
     logs, _ = one_step
     expected = json.loads((STEP / "expected.json").read_text())["losses_fp32"]
     compared = sorted(set(logs) & set(expected))
-    assert compared == sorted(logs)  # every term train_step reports is in the fixture
+    assert compared == sorted(logs)  # every term released_step reports is in the fixture
     for name in compared:
         assert abs(logs[name] - expected[name]) < 1e-4, (name, logs[name], expected[name])
 

@@ -1213,6 +1213,12 @@ class AttentionTransfer(keras.layers.Layer):
             raise ValueError(
                 f"AttentionTransfer: mask must have 1 channel [batch, H, W, 1], got {mask.shape}."
             )
+        batches = {tensor.shape[0] for tensor in (low, high, mask)} - {None}
+        if len(batches) > 1:  # (a Reshape error deep inside, naming no input)
+            raise ValueError(
+                "AttentionTransfer: low, high and mask must have the same batch size; got "
+                f"{low.shape[0]}, {high.shape[0]} and {mask.shape[0]}."
+            )
         low_hw, high_hw = low.shape[1:3], high.shape[1:3]
         for axis in range(2):
             if low_hw[axis] is not None and high_hw[axis] is not None:

@@ -60,7 +60,7 @@ class Discriminator(keras.Model):
         **kwargs: base model arguments.
 
     Call arguments:
-        image: float32 [batch, H, W, 3] in [-1, 1]; H, W >= 48.
+        image: float32 [batch, H, W, 3] in [-1, 1]; H, W >= 47.
         training: whether to run the spectral-norm power iteration. The release calls
             D separately on real images and on composites, each call one iteration.
 

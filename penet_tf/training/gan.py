@@ -45,6 +45,45 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+# The loss terms of a step: ``released_step`` returns this batch's; ``train_step`` and
+# ``test_step`` their means over the epoch so far (``keras.metrics.Mean``), which ``fit``
+# and ``evaluate`` log.
+LOG_NAMES = (
+    "d_loss",
+    "g_loss",
+    "g_adversarial",
+    "hole_l1",
+    "valid_l1",
+    "pyramid_l1",
+    "d_real",
+    "d_fake",
+)
+
+
+def _image_and_mask(data):
+    """``(image, mask)`` of a batch as ``fit``, ``evaluate``, ``predict`` and
+    ``train_on_batch`` pass it: ``(image, mask)``, ``((image, mask), extra)`` (penet_tf's
+    datasets) or Keras' ``(x, y, sample_weight)``. ValueError (when traced) for images
+    that are not float or masks that are neither float nor bool: cast to float32, uint8
+    photos and 0/255 masks trained without an error on garbage (a negative valid L1)."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    image, mask = x if isinstance(x, tuple | list) else (x, y)
+    if mask is None:
+        raise ValueError("PENetGAN: a batch is (image, mask); got images without masks.")
+    image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
+    if not image.dtype.is_floating:
+        raise ValueError(
+            "PENetGAN: images must be float in [-1, 1] (uint8 x / 127.5 - 1), got "
+            f"{image.dtype.name}."
+        )
+    if not (mask.dtype.is_floating or mask.dtype == tf.bool):
+        raise ValueError(
+            "PENetGAN: masks must be float 0 / 1 (1 = hole) or bool, got "
+            f"{mask.dtype.name} (a 0 / 255 mask: divide it by 255)."
+        )
+    return tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
+
+
 class PENetGAN(keras.Model):
     """Generator + discriminator trained as released: per batch one D step, then one G step.
 
@@ -59,8 +98,14 @@ class PENetGAN(keras.Model):
     default spectral norm (the released configs), one step reproduces the released
     iteration (``tests/test_training_parity.py``).
 
+    ``released_step`` is one iteration: it updates both networks and returns this batch's
+    loss terms (``LOG_NAMES``). ``train_step`` runs it and returns the epoch's means so far
+    (``keras.metrics.Mean`` trackers, reset by Keras every epoch), so ``fit``'s logs,
+    ``History``, ``EarlyStopping`` and ``ModelCheckpoint`` see epoch means, not the last
+    batch's; ``test_step`` (``evaluate``, ``fit(validation_data=...)``) computes the same
+    terms without updating anything; ``predict_step`` returns ``{"output", "inpainted"}``.
     Works with ``fit`` on one device or under ``MirroredStrategy``, and with
-    ``strategy.run(model.train_step, ...)`` under any strategy (``penet_tf.train`` does
+    ``strategy.run(model.released_step, ...)`` under any strategy (``penet_tf.train`` does
     that everywhere, because Keras 3 ``fit`` fails under ``MultiWorkerMirroredStrategy``).
     Losses are divided by the number of replicas before differentiating, as Keras' own
     losses do, because gradients are summed across replicas.
@@ -71,7 +116,9 @@ class PENetGAN(keras.Model):
         gan_type: ``"hinge"`` (places2, celebahq) or ``"nsgan"`` (dtd, facade).
         hole_weight, valid_weight, pyramid_weight, adversarial_weight: loss weights.
 
-    Call arguments (``train_step``): a batch ``(image, mask)`` or ``((image, mask), extra)``.
+    Call arguments (the steps): a batch ``(image, mask)``, ``((image, mask), extra)`` or
+    Keras' ``(x, y, sample_weight)`` of ``fit(images, masks)``; images float in [-1, 1],
+    masks float 0 / 1 (1 = hole) or bool.
 
     Example:
 
@@ -100,6 +147,12 @@ class PENetGAN(keras.Model):
         self.valid_weight = valid_weight
         self.pyramid_weight = pyramid_weight
         self.adversarial_weight = adversarial_weight
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOG_NAMES}
+
+    @property
+    def metrics(self):
+        """The loss terms' means (Keras resets them at each epoch and evaluation)."""
+        return list(self.trackers.values())
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         """Sets both optimizers (wrap them in ``LossScaleOptimizer`` for mixed_float16)."""
@@ -126,15 +179,64 @@ class PENetGAN(keras.Model):
     def call(self, image, mask):
         return self.generator(image, mask)
 
+    def _log_means(self, logs):
+        for name, value in logs.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
     # Plain graph code: AutoGraph's source conversion (``fit``'s default) would only
     # cost seconds of tracing.
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
-        if isinstance(data[0], (tuple, list)):
-            data = data[0]  # ((image, mask), index) from penet_tf.data
-        image, mask = data
-        image = tf.cast(image, tf.float32)
-        mask = tf.cast(mask, tf.float32)
+        """``released_step``, logged as the epoch's means so far."""
+        return self._log_means(self.released_step(data))
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        """The loss terms of a batch without any update (no power iteration either)."""
+        image, mask = _image_and_mask(data)
+        output, pyramid = self.generator(image, mask, training=False)
+        output = tf.cast(output, tf.float32)
+        fake = losses.composite(output, image, mask)
+        real_logits = tf.cast(self.discriminator(image, training=False), tf.float32)
+        fake_logits = tf.cast(self.discriminator(fake, training=False), tf.float32)
+        hole = losses.hole_l1(output, image, mask)
+        valid = losses.valid_l1(output, image, mask)
+        pyramid_loss = losses.pyramid_l1(pyramid, image)
+        g_adversarial = self.g_loss_fn(fake_logits)
+        return self._log_means(
+            {
+                "d_loss": self.d_loss_fn(real_logits, fake_logits),
+                "g_loss": self._g_loss(g_adversarial, hole, valid, pyramid_loss),
+                "g_adversarial": g_adversarial,
+                "hole_l1": hole,
+                "valid_l1": valid,
+                "pyramid_l1": pyramid_loss,
+                "d_real": tf.reduce_mean(real_logits),
+                "d_fake": tf.reduce_mean(fake_logits),
+            }
+        )
+
+    @tf.autograph.experimental.do_not_convert
+    def predict_step(self, data):
+        """``{"output": the generator's output, "inpainted": the composite}``, in [-1, 1]."""
+        image, mask = _image_and_mask(data)
+        output = tf.cast(self.generator(image, mask, training=False)[0], tf.float32)
+        return {"output": output, "inpainted": losses.composite(output, image, mask)}
+
+    def _g_loss(self, g_adversarial, hole, valid, pyramid_loss):
+        return (
+            self.adversarial_weight * g_adversarial
+            + self.hole_weight * hole
+            + self.valid_weight * valid
+            + self.pyramid_weight * pyramid_loss
+        )
+
+    @tf.autograph.experimental.do_not_convert
+    def released_step(self, data):
+        """One released training iteration: updates D, then G; returns this batch's loss
+        terms (``LOG_NAMES``: what ``penet_tf.train`` logs per step)."""
+        image, mask = _image_and_mask(data)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         generator, discriminator = self.generator, self.discriminator
 
@@ -161,12 +263,7 @@ class PENetGAN(keras.Model):
             hole = losses.hole_l1(output, image, mask)
             valid = losses.valid_l1(output, image, mask)
             pyramid_loss = losses.pyramid_l1(pyramid, image)
-            g_loss = (
-                self.adversarial_weight * g_adversarial
-                + self.hole_weight * hole
-                + self.valid_weight * valid
-                + self.pyramid_weight * pyramid_loss
-            )
+            g_loss = self._g_loss(g_adversarial, hole, valid, pyramid_loss)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         g_variables = generator.trainable_variables
         self.g_optimizer.apply(g_tape.gradient(scaled, g_variables), g_variables)

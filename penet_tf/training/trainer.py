@@ -1,8 +1,8 @@
 """The training loop behind ``python -m penet_tf.train``.
 
-One loop for every strategy: ``strategy.run(gan.train_step)`` over a dataset distributed
+One loop for every strategy: ``strategy.run(gan.released_step)`` over a dataset distributed
 with ``distribute_datasets_from_function`` (Keras 3 ``fit`` fails under
-``MultiWorkerMirroredStrategy``, so the loop drives the same ``train_step`` itself).
+``MultiWorkerMirroredStrategy``, so the loop drives the same step itself).
 
 Stopping: the first Ctrl-C (SIGINT) lets the current step finish, saves a checkpoint of it
 and raises ``TrainingInterrupted``; a second Ctrl-C stops at once without saving (the last
@@ -479,7 +479,7 @@ class Trainer:
         @tf.function(autograph=False)
         def distributed_step(iterator):
             batch, index = next(iterator)
-            logs = strategy.run(gan.train_step, args=(batch,))
+            logs = strategy.run(gan.released_step, args=(batch,))
             logs = {
                 name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
                 for name, value in logs.items()
