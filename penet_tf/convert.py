@@ -170,7 +170,7 @@ def inference_function(generator, height=None, width=None, batch=None):
 
 
 # The largest input each fixed-size format runs, by the elements of the attention's
-# score matrix, its largest tensor ((S / 4)^4 at size S; the conversion's is up to 8 %
+# score matrix, its largest tensor ((S / 4)^4 at size S; the conversion's is up to 10 %
 # more): TF.js's wasm backend failed at 512 (290 M elements: "RangeError: Invalid typed
 # array length", in Chromium and Node; WebGL takes 2^24) and ran 448 (172 M); TFLite's
 # kernels index tensors with 32-bit ints (1024: 4.5 G elements, 17.9 GB each).

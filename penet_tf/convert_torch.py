@@ -742,7 +742,16 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print
     if step is not None:
         from penet_tf.training.trainer import read_run, used_learning_rate
 
-        gan, step, config = read_run(weights_dir)
+        gan, restored, config = read_run(weights_dir)
+        if restored != step:  # (the newest is damaged: the run resumes from this one)
+            log(f"note: {newest} cannot be read; the run resumes from step {restored}")
+            step = restored
+            if iteration is None:
+                number = step
+                generator_name, discriminator_name, optimizer_name, latest = released_names(number)
+                names = [generator_name, discriminator_name, optimizer_name, latest]
+                targets = [os.path.join(out_dir, name) for name in names]
+                check_targets(targets, force, inputs=(generator_path, discriminator_path))
         generator, discriminator = gan.generator, gan.discriminator
         adams = (gan.g_optimizer, gan.d_optimizer)
         learning_rates = [used_learning_rate(adam) for adam in adams]

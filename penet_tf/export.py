@@ -69,7 +69,7 @@ from penet_tf.inference import (
     padded_size,
     pixel_limit_message,
 )
-from penet_tf.io_utils import atomic_path, sweep_temporaries
+from penet_tf.io_utils import atomic_path, check_folder_target, sweep_temporaries
 from penet_tf.models import generator_config, load_generator
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -98,14 +98,17 @@ _GIF_STEPS = 10_000
 _GIF_RUN = 256
 
 
-def _gif_frames(data):
+def _gif_frames(data, first_only=False):
     """(largest frame height, largest frame width, pixels of all frames, whether the walk
-    reached the end, whether the first frame has a transparent colour) of a GIF, from its
-    blocks, without decoding.
+    reached the end, whether the first frame has a transparent colour, and the first
+    image descriptor's (found, left, top, width, height)) of a GIF, from its blocks,
+    without decoding; ``first_only``: the walk stops at the first frame.
 
     TensorFlow's GIF decoder makes its canvas as large as the largest frame, whatever
     the logical screen says, and giflib holds every frame's pixels: a 13-kB GIF with an
-    8 x 8 screen decodes to 4000 x 4000.
+    8 x 8 screen decodes to 4000 x 4000. (One walk, with its step limit, for every GIF
+    question: a separate first-frame walk without run skipping took 26 s on a 4-MB GIF
+    that this one finishes in 200 steps.)
     """
     raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int64)
     n = tf.size(raw, out_type=tf.int64)
@@ -120,7 +123,10 @@ def _gif_frames(data):
         size = 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, 7))
         return tf.where(flags >= 128, size, zero)
 
-    def step(pos, in_data, height, width, total, transparent, steps, ended):
+    def word(i):  # a little-endian 16-bit field (0 past the end)
+        return tf.maximum(at(i), 0) + 256 * tf.maximum(at(i + 1), 0)
+
+    def step(pos, in_data, height, width, total, transparent, steps, ended, first):
         # In a block's data sub-blocks (a length byte, then that many bytes; 0 ends
         # them): skip the run of sub-blocks as long as this one at once.
         size = at(pos)
@@ -130,8 +136,7 @@ def _gif_frames(data):
         # 10-byte descriptor, its colour table, the LZW code size, then sub-blocks), or
         # the trailer (0x3B, or anything else: the decoder judges it).
         extension, image = tf.equal(size, 0x21), tf.equal(size, 0x2C)
-        frame_width = at(pos + 5) + 256 * at(pos + 6)
-        frame_height = at(pos + 7) + 256 * at(pos + 8)
+        frame_width, frame_height = word(pos + 5), word(pos + 7)
         new_frame = tf.logical_and(tf.logical_not(in_data), image)
         # A graphic control extension (label 0xF9) before the first frame (the one decoded
         # here): its packed byte's bit 0 = a transparent colour.
@@ -139,6 +144,7 @@ def _gif_frames(data):
         sets_transparency = (
             control & tf.equal(tf.bitwise.bitwise_and(at(pos + 3), 1), 1) & tf.equal(total, 0)
         )
+        descriptor = tf.stack([1, word(pos + 1), word(pos + 3), frame_width, frame_height])
         return (
             tf.where(
                 in_data,
@@ -152,22 +158,38 @@ def _gif_frames(data):
             tf.logical_or(transparent, sets_transparency),
             steps + 1,
             tf.where(in_data, size < 0, tf.logical_not(tf.logical_or(extension, image))),
+            tf.where(new_frame & tf.equal(first[0], 0), descriptor, first),
         )
 
+    def more(*state):
+        going = tf.logical_and(tf.logical_not(state[-2]), state[-3] < _GIF_STEPS)
+        return tf.logical_and(going, tf.equal(state[-1][0], 0)) if first_only else going
+
     start = 13 + table(at(10))  # after the header, the logical screen and its colour table
-    *_, height, width, total, transparent, _, ended = tf.while_loop(
-        lambda *state: tf.logical_and(tf.logical_not(state[-1]), state[-2] < _GIF_STEPS),
+    *_, height, width, total, transparent, _, ended, first = tf.while_loop(
+        more,
         step,
-        (start, tf.constant(False), zero, zero, zero, tf.constant(False), zero, tf.constant(False)),
+        (
+            start,
+            tf.constant(False),
+            zero,
+            zero,
+            zero,
+            tf.constant(False),
+            zero,
+            tf.constant(False),
+            tf.zeros([5], tf.int64),
+        ),
     )
-    return height, width, total, ended, transparent
+    return height, width, total, ended, transparent, first
 
 
-def _gif_first_frame_covers(data, screen):
-    """Whether a GIF's first image descriptor (after the header, the screen's colour table
-    and any extension blocks) sits at (0, 0) with the logical screen's size (or runs past
-    the screen, or is not found: the size and frame checks name those)."""
-    found, left, top, width, height = _gif_first_frame(data)
+def _gif_first_frame_covers(first, screen):
+    """Whether a GIF's first image descriptor (``_gif_frames``' last result: found, left,
+    top, width, height) sits at (0, 0) with the logical screen's size (or runs past the
+    screen, or is not found: the size and frame checks name those)."""
+    found, left, top, width, height = tf.unstack(tf.cast(first, tf.int32))
+    found = tf.equal(found, 1)
     screen = tf.cast(screen, tf.int32)
     covers = tf.reduce_all(
         [
@@ -194,40 +216,10 @@ def _gif_size(data):
 
 
 def _gif_first_frame(data):
-    """``(found, left, top, width, height)`` of a GIF's first image descriptor."""
-    padded = tf.strings.join([data, tf.constant(b"\0" * 16)])
-    length = tf.strings.length(data)
-
-    def at(offset, size=1):
-        return tf.cast(_little_endian(padded, offset, size), tf.int32)
-
-    table = tf.where(at(10) >= 128, 3 * 2 ** (at(10) % 8 + 1), 0)
-
-    def skip(position):  # an extension: introducer, label, then sub-blocks to a 0 byte
-        def sub_block(where, _):
-            size = at(where)
-            return where + 1 + size, tf.logical_or(tf.equal(size, 0), where >= length)
-
-        end, _ = tf.while_loop(
-            lambda where, done: tf.logical_not(done),
-            sub_block,
-            (position + 2, tf.constant(False)),
-            maximum_iterations=_GIF_STEPS,
-        )
-        return end
-
-    def next_block(position):
-        (end,) = tf.while_loop(
-            lambda where: tf.logical_and(tf.equal(at(where), 0x21), where < length),
-            lambda where: (skip(where),),
-            (position,),
-            maximum_iterations=_GIF_STEPS,
-        )
-        return end
-
-    descriptor = next_block(13 + table)
-    left, top, width, height = (at(descriptor + offset, 2) for offset in (1, 3, 5, 7))
-    return tf.equal(at(descriptor), 0x2C), left, top, width, height
+    """``(found, left, top, width, height)`` of a GIF's first image descriptor (int32),
+    by ``_gif_frames``' walk stopped there."""
+    first = tf.cast(_gif_frames(data, first_only=True)[-1], tf.int32)
+    return tf.equal(first[0], 1), first[1], first[2], first[3], first[4]
 
 
 def _header_pixels(data, head, name):
@@ -253,8 +245,8 @@ def _header_pixels(data, head, name):
 
     def gif():  # the logical screen (little-endian width, height at bytes 6..9) and frames
         screen = tf.io.decode_raw(tf.strings.substr(head, 6, 4), tf.uint16, little_endian=True)
-        height, width, total, ended, transparent = _gif_frames(data)
-        first_covers = _gif_first_frame_covers(data, screen)
+        height, width, total, ended, transparent, first = _gif_frames(data)
+        first_covers = _gif_first_frame_covers(first, screen)
         check = tf.debugging.Assert(
             ended,
             [f"{name}: a GIF of more than {_GIF_STEPS} runs of data sub-blocks is not decoded"],
@@ -661,6 +653,7 @@ def write_warmup_requests(path, model_name, size=64):
 def version_dir(base_dir, version=None):
     """``base_dir/<version>`` (the next free version by default); raises if it is taken,
     or if ``base_dir`` is (or is inside) a SavedModel version rather than a base folder."""
+    check_folder_target(base_dir)  # (an empty --out exported into the working folder)
     base_dir = os.path.abspath(base_dir)
     if version is not None and version > MAX_VERSION:
         raise ValueError(

@@ -16,6 +16,7 @@ only the queries that reach the hole (``Generator``'s ``output_mask``).
 import os
 
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from penet_tf.image_io import HOLE_THRESHOLD
 from penet_tf.losses import composite
@@ -261,8 +262,9 @@ def load_saved_model(path, flag):
     reason (a 47-line ``OpError`` traceback before)."""
     try:
         return tf.saved_model.load(path)
-    except tf.errors.OpError as error:
-        reason = (error.message or type(error).__name__).strip().splitlines()[0][:300]
+    except (tf.errors.OpError, IndexError, DecodeError) as error:  # (cut short: IndexError)
+        text = getattr(error, "message", None) or str(error) or type(error).__name__
+        reason = text.strip().splitlines()[0][:300]
         raise ValueError(f"{flag} {path}: cannot load the SavedModel ({reason})") from None
 
 

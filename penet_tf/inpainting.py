@@ -479,7 +479,8 @@ def check_batch(image, mask):
     """``(image, mask)`` as arrays, or one ``ValueError`` naming the problem whatever the
     model or the photo's size: a float or uint16 image was cast to uint8 under ``full``
     (a 0-1 photo came back black, a uint16 one wrapped around) and refused over 512 px;
-    a mask without its channel or batch was a TypeError or an InvalidArgumentError."""
+    a mask without its channel or batch was a TypeError or an InvalidArgumentError. Bool
+    and 0 / 1 float masks become uint8 0 / 1 masks."""
     image, mask = np.asarray(image), np.asarray(mask)
     if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3:
         raise ValueError(
@@ -491,8 +492,13 @@ def check_batch(image, mask):
             f"mask must be [B, H, W, 1] with the image's B, H, W {list(image.shape[:3])}, "
             f"got {list(mask.shape)} (an H x W mask: mask[None, ..., None])"
         )
-    if not (mask.dtype == np.uint8 or mask.dtype == np.bool_ or mask.dtype.kind == "f"):
-        raise ValueError(f"mask must be uint8, bool or float, got {mask.dtype}")
+    if mask.dtype == np.bool_ or (mask.dtype.kind == "f" and np.isin(mask, (0, 1)).all()):
+        mask = mask.astype(np.uint8)  # a 0 / 1 mask (the SavedModels take uint8 only)
+    if mask.dtype != np.uint8:
+        raise ValueError(
+            f"mask must be uint8 (holes by the mask rule), bool or 0 / 1 floats, got {mask.dtype}"
+            + (" with other values" if mask.dtype.kind == "f" else "")
+        )
     return image, mask
 
 

@@ -129,8 +129,8 @@ def _check_folders_above(path, flag, folder_itself=False):
 
 def check_file_target(path, flag="--out", inputs=()):
     """ValueError, before any work, naming why ``atomic_path`` could not write the file
-    ``path``: it is empty, an existing folder, below a file, or one of ``inputs`` (the
-    files a run reads, which it would replace)."""
+    ``path``: it is empty, an existing folder, below a file, a name longer than its file
+    system takes, or one of ``inputs`` (the files a run reads, which it would replace)."""
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{flag} is empty: give the file to write")
@@ -139,6 +139,7 @@ def check_file_target(path, flag="--out", inputs=()):
     if path.endswith(("/", os.sep)):  # a folder to be (evaluate wrote a file named so)
         raise ValueError(f"{flag} {path} names a folder: give the file to write")
     _check_folders_above(path, flag)
+    _check_name_length(path, flag)
     real = os.path.realpath(path)
     for source in inputs:
         if source is not None and os.path.realpath(source) == real:
@@ -161,6 +162,12 @@ def check_folder_target(path, flag="--out"):
             "remove the link or make its folder"
         )
     _check_folders_above(path, flag, folder_itself=True)
+    _check_name_length(path, flag)
+
+
+def _check_name_length(path, flag):
+    """ValueError if ``path``'s last name is longer than its file system takes (found at
+    the rename after the work, naming the temporary)."""
     name = os.fsencode(os.path.basename(os.path.abspath(path)))
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.isdir(parent):

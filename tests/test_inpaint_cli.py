@@ -417,7 +417,11 @@ def test_the_library_refuses_what_it_cannot_inpaint_whatever_the_size(workspace)
     ):
         with pytest.raises(ValueError, match=message):
             inpainter(*wrong)
-    assert inpainter(photo, mask).shape == photo.shape
+    with pytest.raises(ValueError, match="0 / 1 floats, got float32 with other values"):
+        inpainter(photo, mask.astype(np.float32))
+    expected = inpainter(photo, mask)
+    np.testing.assert_array_equal(inpainter(photo, mask > 0), expected)
+    np.testing.assert_array_equal(inpainter(photo, (mask > 0).astype(np.float32)), expected)
 
 
 def test_a_saved_model_s_strategy_is_compared_before_it_loads(workspace, tmp_path, capsys):

@@ -320,13 +320,27 @@ def test_the_export_finds_the_checkpoint_the_run_resumes_from(run_of_two_steps, 
     export_to_torch(str(copy), str(tmp_path / "pth"), log=lambda *_: None)
     assert torch.load(tmp_path / "pth" / "opt_00002.pth", weights_only=True)["iteration"] == 2
 
+    # A damaged checkpoint (cut short: an IndexError) is passed over as the run passes it
+    # over; with none left, one line (a traceback before).
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    for data in (damaged / "checkpoints").glob("ckpt-2.data-*"):
+        data.write_bytes(data.read_bytes()[:100])
+    assert main(["--to-torch", "--weights", str(damaged), "--out", str(tmp_path / "p3")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: none of the 1 checkpoints in ") and "ckpt-2" in error
+    assert (
+        len(error.strip().splitlines()) == 1 and not (damaged / "checkpoints" / "damaged").exists()
+    )
+
     edited = json.loads((copy / "config.json").read_text())
     edited["model"]["base_channels"] = 8
     (copy / "config.json").write_text(json.dumps(edited))
     assert main(["--to-torch", "--weights", str(copy), "--out", str(tmp_path / "p2")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: cannot read the checkpoint ") and "ckpt-2 with the" in error
-    assert f"{copy / 'config.json'}" in error and len(error.strip().splitlines()) == 1
+    assert error.startswith(f"error: the checkpoint {copy}/checkpoints/ckpt-2 does not fit")
+    assert f"(the networks of {copy / 'config.json'})" in error
+    assert len(error.strip().splitlines()) == 1
 
 
 def test_a_resumed_run_does_not_need_the_release_s_folder_any_more(

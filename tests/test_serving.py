@@ -517,6 +517,40 @@ def test_cli_inpaint_bytes_signature(served, tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(out)), _direct(served, image, mask))
 
 
+def test_cli_sends_a_cmyk_jpeg_as_the_pixels_it_read(served, tmp_path, capsys):
+    """A CMYK JPEG without Adobe's APP14 marker is inverted by Pillow (penet_tf.image_io)
+    and not by TensorFlow: its own bytes came back with every known pixel inverted (255
+    off) under --signature inpaint_bytes."""
+    image, mask = _files(tmp_path, 33, 52)
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert("CMYK").save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    at = data.find(b"\xff\xee")  # the APP14 (Adobe) segment, dropped
+    data = data[:at] + data[at + 2 + int.from_bytes(data[at + 2 : at + 4], "big") :]
+    (tmp_path / "cmyk.jpg").write_bytes(data)
+    from penet_tf.image_io import read_rgb
+
+    expected = _direct(served, read_rgb(tmp_path / "cmyk.jpg"), mask)
+    out = tmp_path / "out.png"
+    argv = ["--server", served["address"], "--model", MODEL, "--image", str(tmp_path / "cmyk.jpg")]
+    argv += ["--mask", str(tmp_path / "m.png"), "--out", str(out), "--signature", "inpaint_bytes"]
+    assert main(argv) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+
+
+def test_cli_refuses_an_over_long_out_name_before_sending(served, tmp_path, capsys):
+    """Found at the rename, after the server's work, naming the temporary."""
+    _files(tmp_path, 33, 52)
+    requests = served["double"].service.requests
+    out = tmp_path / ("a" * 252 + ".png")
+    argv = ["--server", served["address"], "--model", MODEL, "--image", str(tmp_path / "a.png")]
+    argv += ["--mask", str(tmp_path / "m.png"), "--out", str(out)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "its name is 256 bytes, longer than the 255 its file system takes" in error
+    assert ".tmp-" not in error and served["double"].service.requests == requests  # not sent
+
+
 def test_cli_mask_from_alpha(served, tmp_path, capsys):
     image, mask = _files(tmp_path, 33, 52)
     alpha = np.where(mask[..., 0] > 0, 0, 255).astype(np.uint8)  # transparent = hole

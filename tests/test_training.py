@@ -240,17 +240,27 @@ def test_fit_logs_epoch_means_and_evaluate_predict_validate():
     assert np.isfinite(logs["g_loss"])
 
 
-def test_fit_refuses_uint8_photos_and_0_255_masks():
+def test_fit_refuses_uint8_photos_and_takes_integer_masks_by_the_mask_rule():
     """Cast to float before the generator's own check, uint8 photos with 0/255 masks
-    trained without a word: g_loss 1065.8, valid_l1 -129.8."""
+    trained without a word: g_loss 1065.8, valid_l1 -129.8. Integer masks follow the mask
+    rule (0 / 255 and 0 / 1 alike), as on every other path."""
     gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
     gan.compile(keras.optimizers.Adam(1e-4, 0.5), keras.optimizers.Adam(1e-4, 0.5))
     photos = np.zeros((2, 64, 64, 3), np.uint8)
-    holes = np.full((2, 64, 64, 1), 255, np.uint8)
+    holes = np.zeros((2, 64, 64, 1), np.uint8)
+    holes[:, 16:48, 16:48] = 255
     with pytest.raises(ValueError, match="images must be float in \\[-1, 1\\].*got uint8"):
         gan.fit(photos, holes, verbose=0)
-    with pytest.raises(ValueError, match="masks must be float 0 / 1 .*got uint8"):
-        gan.fit(photos.astype(np.float32), holes, verbose=0)
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    gan.build()
+    terms = []
+    for mask in (holes, holes // 255, (holes > 0).astype(np.float32), holes > 0):
+        gan.reset_metrics()
+        terms.append({k: float(v) for k, v in gan.test_step((images, mask)).items()})
+    assert terms[0] == terms[2] and terms[1] == terms[2] and terms[3] == terms[2]
+    gan.reset_metrics()
+    wrong = gan.test_step((images, holes.astype(np.float32)))  # (floats are taken as given)
+    assert {k: float(v) for k, v in wrong.items()} != terms[2]
 
 
 def test_weights_that_cannot_fit_are_refused_before_writing(tmp_path, monkeypatch):

@@ -394,7 +394,7 @@ JITTERS = ("brightness", "contrast", "saturation", "hue")
 
 
 def _luma(image):
-    # (the same sum as reduce_sum over the channels, 4x faster than it here)
+    # (the same sum as reduce_sum over the channels, bit for bit; 2.2-2.7x faster)
     red, green, blue = (image[..., i : i + 1] * weight for i, weight in enumerate(_LUMA))
     return red + green + blue
 

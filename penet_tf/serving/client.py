@@ -388,6 +388,7 @@ def inpaint_files(
             source.format not in SERVER_DECODES
             or source.orientation != 1
             or getattr(source, "is_animated", False)
+            or source.mode == "CMYK"  # (Adobe's inverted CMYK: TensorFlow reads it as stored)
         ):
             data = _encode(image)  # the server would decode it otherwise (or sideways)
         png = client.inpaint_bytes(data, _encode(mask))

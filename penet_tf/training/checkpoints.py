@@ -356,8 +356,9 @@ class TrainingState:
             self.checkpoint, self.save_directory, max_to_keep=keep
         )
 
-    def restore(self):
+    def restore(self, read_only=False):
         """Restores the newest checkpoint that can be read; returns its path or None.
+        ``read_only``: nothing in the folder is moved or rewritten (``read_run``).
 
         A checkpoint whose files are missing or cannot be read (damaged on disk or in a
         copy) is passed over for the one before it: the chief moves its files to
@@ -398,7 +399,8 @@ class TrainingState:
             except (OSError, IndexError, DecodeError) as error:
                 damaged.append((path, _reason(error)))
                 continue
-            if damaged or lost_state or checkpoint_step(path) not in named:  # (named again)
+            named_again = damaged or lost_state or checkpoint_step(path) not in named
+            if named_again and not read_only:
                 self._set_aside(damaged, path, listed)
             return path
         if damaged:

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from penet_tf import losses
+from penet_tf.inference import hole_mask
 
 
 @keras.saving.register_keras_serializable(package="penet_tf")
@@ -63,9 +64,11 @@ LOG_NAMES = (
 def _image_and_mask(data):
     """``(image, mask)`` of a batch as ``fit``, ``evaluate``, ``predict`` and
     ``train_on_batch`` pass it: ``(image, mask)``, ``((image, mask), extra)`` (penet_tf's
-    datasets) or Keras' ``(x, y, sample_weight)``. ValueError (when traced) for images
-    that are not float or masks that are neither float nor bool: cast to float32, uint8
-    photos and 0/255 masks trained without an error on garbage (a negative valid L1)."""
+    datasets) or Keras' ``(x, y, sample_weight)``. Images must be float (ValueError when
+    traced: cast to float32, uint8 photos trained without an error on garbage, a negative
+    valid L1); integer masks follow the mask rule of every other path (``hole_mask``:
+    >= 128, or the 1s of a 0 / 1 mask: 0 / 255 masks were garbage too), float and bool
+    ones are taken as 0 / 1."""
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     image, mask = x if isinstance(x, tuple | list) else (x, y)
     if mask is None:
@@ -76,12 +79,16 @@ def _image_and_mask(data):
             "PENetGAN: images must be float in [-1, 1] (uint8 x / 127.5 - 1), got "
             f"{image.dtype.name}."
         )
-    if not (mask.dtype.is_floating or mask.dtype == tf.bool):
-        raise ValueError(
-            "PENetGAN: masks must be float 0 / 1 (1 = hole) or bool, got "
-            f"{mask.dtype.name} (a 0 / 255 mask: divide it by 255)."
-        )
+    if mask.dtype.is_integer:
+        mask = hole_mask(mask)
     return tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
+
+
+def _terms(d_loss, g_loss, g_adversarial, hole, valid, pyramid, real_logits, fake_logits):
+    """The ``LOG_NAMES`` of a step."""
+    values = (d_loss, g_loss, g_adversarial, hole, valid, pyramid)
+    means = (tf.reduce_mean(real_logits), tf.reduce_mean(fake_logits))
+    return dict(zip(LOG_NAMES, values + means, strict=True))
 
 
 class PENetGAN(keras.Model):
@@ -118,7 +125,7 @@ class PENetGAN(keras.Model):
 
     Call arguments (the steps): a batch ``(image, mask)``, ``((image, mask), extra)`` or
     Keras' ``(x, y, sample_weight)`` of ``fit(images, masks)``; images float in [-1, 1],
-    masks float 0 / 1 (1 = hole) or bool.
+    masks float 0 / 1 (1 = hole), bool, or integer by the mask rule (``hole_mask``).
 
     Example:
 
@@ -204,17 +211,12 @@ class PENetGAN(keras.Model):
         valid = losses.valid_l1(output, image, mask)
         pyramid_loss = losses.pyramid_l1(pyramid, image)
         g_adversarial = self.g_loss_fn(fake_logits)
+        d_loss = self.d_loss_fn(real_logits, fake_logits)
+        g_loss = self._g_loss(g_adversarial, hole, valid, pyramid_loss)
         return self._log_means(
-            {
-                "d_loss": self.d_loss_fn(real_logits, fake_logits),
-                "g_loss": self._g_loss(g_adversarial, hole, valid, pyramid_loss),
-                "g_adversarial": g_adversarial,
-                "hole_l1": hole,
-                "valid_l1": valid,
-                "pyramid_l1": pyramid_loss,
-                "d_real": tf.reduce_mean(real_logits),
-                "d_fake": tf.reduce_mean(fake_logits),
-            }
+            _terms(
+                d_loss, g_loss, g_adversarial, hole, valid, pyramid_loss, real_logits, fake_logits
+            )
         )
 
     @tf.autograph.experimental.do_not_convert
@@ -268,13 +270,6 @@ class PENetGAN(keras.Model):
         g_variables = generator.trainable_variables
         self.g_optimizer.apply(g_tape.gradient(scaled, g_variables), g_variables)
 
-        return {
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "g_adversarial": g_adversarial,
-            "hole_l1": hole,
-            "valid_l1": valid,
-            "pyramid_l1": pyramid_loss,
-            "d_real": tf.reduce_mean(real_logits),
-            "d_fake": tf.reduce_mean(fake_logits),
-        }
+        return _terms(
+            d_loss, g_loss, g_adversarial, hole, valid, pyramid_loss, real_logits, fake_logits
+        )
