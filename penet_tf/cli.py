@@ -23,9 +23,16 @@ KNOWN_ERRORS = (PenetError, ValueError, OSError, ImportError)
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
+def printable(text):
+    """``text`` as any stream can print it: a file name that is not UTF-8 (its bytes kept
+    as surrogates, ``os.fsdecode``) shown as ``\\udce9`` instead of raising
+    UnicodeEncodeError while the error or a skipped file is reported."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_message(error):
-    """The text of ``error`` (its type's name when it has none)."""
-    return str(error) or type(error).__name__
+    """The text of ``error`` (its type's name when it has none), printable."""
+    return printable(str(error) or type(error).__name__)
 
 
 def run(function, argv=None, interrupted="interrupted"):

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from penet_tf.cli import printable
 from penet_tf.data import masks as mask_lib
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.image_io import (
@@ -314,6 +315,9 @@ def make_dataset(batches, mask_source=None, seed=0, resize=None, predictions=Fal
                 reason = str(error) if isinstance(error, _SizeError) else read_error_reason(error)
                 errors[slot] = reason if what == "image" else f"{what} {path[what]}: {reason}"
         indices = np.array([item.index for item in batch], np.int64)
+        # As bytes: a name that is not UTF-8 (Latin-1 "caf\xe9.png") in a mask's or a
+        # prediction's error could not become a tf.string (the run stopped, nothing written)
+        errors = [error.encode("utf-8", "surrogateescape") for error in errors]
         return indices, images, masks, preds, np.array(errors, dtype=object)
 
     def load_batch(batch_id):
@@ -670,7 +674,7 @@ def run_batches(dataset, items, inpainter=None):
     by_index = {item.index: item for item in items}
     for batch in dataset:
         indices = batch["index"].numpy()
-        errors = [error.decode() for error in batch["error"].numpy()]
+        errors = [error.decode("utf-8", "surrogateescape") for error in batch["error"].numpy()]
         readable = np.array([not error for error in errors], bool)
         failed = [
             Skipped(by_index[index].image, error)
@@ -729,7 +733,7 @@ def report_skipped(skipped, stream=None):
     """One ``skipped NAME: reason`` line per skipped file."""
     stream = stream or sys.stderr
     for entry in skipped:
-        print(f"skipped {entry.name}: {entry.reason}", file=stream)
+        print(printable(f"skipped {entry.name}: {entry.reason}"), file=stream)
 
 
 # ------------------------------------------------------------------------ folders

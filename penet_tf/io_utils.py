@@ -18,7 +18,19 @@ import shutil
 import stat
 
 # Image files penet_tf reads (all decoded with Pillow).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# (AVIF and JFIF were left out of folders without a word, though Pillow reads them.)
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".jfif",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".avif",
+)
 
 # Temporaries: ".tmp-<pid>-<name>"; older versions wrote ".tmp-<random>" (no pid).
 TEMPORARY_PREFIX = ".tmp-"
@@ -118,6 +130,11 @@ def _check_folders_above(path, flag, folder_itself=False):
     if not (folder_itself and os.path.isdir(folder)):
         folder = os.path.dirname(folder)
     while not os.path.exists(folder):
+        if os.path.islink(folder):  # (the write failed after the work: "File exists")
+            raise ValueError(
+                f"{flag} {path}: {folder} is a symbolic link to {os.readlink(folder)}, which "
+                "does not exist"
+            )
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")

@@ -225,6 +225,16 @@ def test_skips_missing_and_unreadable_files(workspace, tmp_path, capsys):
     Image.fromarray(workspace["masks_array"]["chelsea"]).save(masks / "truncated.png")
     (images / "notes.txt").write_text("not an image: ignored")
     os.mkfifo(images / "pipe.png")  # opening it waited for a writer: the CLI hung
+    # A mask named in Latin-1 that cannot be read: its error text (with its name) could
+    # not become a tf.string, and the whole run stopped with a 100-line traceback.
+    Image.fromarray(workspace["originals"]["china"]).save(
+        os.path.join(os.fsencode(images), b"caf\xe9.png")
+    )
+    with open(os.path.join(os.fsencode(masks), b"caf\xe9.png"), "wb") as handle:
+        handle.write((masks / "coffee.png").read_bytes()[:60])
+    # Pillow reads AVIF and JFIF: they were left out of a folder without a word.
+    shutil.copy(jpeg, images / "photo.jfif")
+    Image.fromarray(workspace["masks_array"]["chelsea"]).save(masks / "photo.png")
 
     out = tmp_path / "out"
     code = main(
@@ -234,14 +244,15 @@ def test_skips_missing_and_unreadable_files(workspace, tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     skipped = {line.split(":")[0] for line in err.splitlines() if line.startswith("skipped ")}
+    latin = os.fsdecode(os.path.join(os.fsencode(images), b"caf\xe9.png"))
     assert skipped == {
         f"skipped {images / name}"
         for name in ("broken.png", "nomask.png", "wrongsize.png", "truncated.jpg", "pipe.png")
-    }
+    } | {f"skipped {latin}".encode("utf-8", "backslashreplace").decode()}
     assert "pipe.png: not a regular file (a pipe, socket or device)" in err
     assert "no mask named nomask.*" in err
     assert "mask" in err and "but the image is 90x72" in err
-    assert sorted(os.listdir(out)) == ["astronaut.png", "coffee.png", "flower.png"]
+    assert sorted(os.listdir(out)) == ["astronaut.png", "coffee.png", "flower.png", "photo.png"]
 
 
 def test_saved_model_gives_the_same_outputs(workspace, inpainter, tmp_path):

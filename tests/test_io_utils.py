@@ -13,6 +13,8 @@ import pytest
 
 from penet_tf.io_utils import (
     atomic_path,
+    check_file_target,
+    check_folder_target,
     find_files,
     sweep_temporaries,
     write_json_atomically,
@@ -231,3 +233,21 @@ def test_text_with_a_file_name_that_is_not_utf8_is_written_as_its_bytes(tmp_path
     name = os.fsdecode(b"caf\xe9.png")
     write_text_atomically(f"name\n{name}\n", tmp_path / "report.csv")
     assert (tmp_path / "report.csv").read_bytes() == b"name\ncaf\xe9.png\n"
+
+
+def test_targets_below_a_dangling_link_or_over_the_name_limit_are_refused_first(tmp_path):
+    """Found after the work: evaluate --out reports/val.json with ``reports`` a link to
+    nothing ran the whole evaluation, then "[Errno 17] File exists"; an over-long name
+    failed at the rename, naming the temporary."""
+    (tmp_path / "reports").symlink_to(tmp_path / "nowhere")
+    for check, target in (
+        (check_file_target, tmp_path / "reports" / "val.json"),
+        (check_folder_target, tmp_path / "reports" / "sub" / "res"),
+        (check_folder_target, tmp_path / "reports"),
+    ):
+        with pytest.raises(ValueError, match="reports is a symbolic link to .*nowhere, which"):
+            check(str(target))
+    for check in (check_file_target, check_folder_target):
+        with pytest.raises(ValueError, match="its name is 300 bytes, longer than the 255"):
+            check(str(tmp_path / ("x" * 300)))
+    check_file_target(str(tmp_path / ("x" * 255)))  # at the limit: fine
