@@ -467,7 +467,8 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm
     converter = tfjs_converter_path(tfjs_venv)
     # Beside the output, as this process's temporary: a kill (SIGTERM, SIGKILL) left a
     # copy of the model in /tmp that nothing removed; here the next conversion sweeps it.
-    scratch = temporary_path(os.path.join(os.path.dirname(os.path.abspath(out_dir)), "tfjs"))
+    # (its own name: "tfjs" was the temporary of an --out named tfjs, whose model it removed)
+    scratch = temporary_path(os.path.abspath(out_dir), "scratch-")
     remove_path(scratch)
     os.mkdir(scratch)
     try:
@@ -681,7 +682,12 @@ def _main(argv):
         help="virtualenv with tensorflowjs (default: $PENET_TF_TFJS_VENV, the checkout's "
         ".tfjs-venv, or ./.tfjs-venv; a checkout's scripts/make_tfjs_venv.sh DIR makes one)",
     )
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it is an earlier conversion (a folder with its penet_tf.json) "
+        "or empty; a folder of other files is refused",
+    )
     args = parser.parse_args(argv)
     convert(
         args.saved_model,

@@ -69,7 +69,7 @@ ALPHA_THRESHOLD = 128
 # on stderr over 89 MP. Pillow warns over MAX_IMAGE_PIXELS and refuses over twice it; it
 # is raised (never lowered) to warn over 1 GP and refuse over 2 GP (a 57-byte PNG
 # declaring 10^10 pixels is still refused before any decode). Pillow's setting is global:
-# importing penet_tf raises it for the whole process.
+# importing this module (every command and reader does) raises it for the whole process.
 MAX_DECODED_PIXELS = 1 << 31
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_DECODED_PIXELS // 2:
     Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS // 2

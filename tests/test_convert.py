@@ -382,9 +382,14 @@ def test_the_tfjs_converter_works_beside_out(export, tmp_path, monkeypatch):
     converter = venv / "bin" / "tensorflowjs_converter"
     converter.write_text(f'#!/bin/sh\necho "$@" > {record}\nexit 3\n')
     converter.chmod(0o755)
+    # (--out .../tfjs, as the README's command: the scratch folder was named as its
+    # temporary, and removed the converted model with it)
     with pytest.raises(convert_module.ConversionError, match="exit 3"):
-        convert(export, "tfjs", tmp_path / "site" / "model", size=64, tfjs_venv=venv)
-    saved_model = record.read_text().split()[-2]
+        convert(export, "tfjs", tmp_path / "site" / "tfjs", size=64, tfjs_venv=venv)
+    saved_model, output = record.read_text().split()[-2:]
     assert os.path.dirname(os.path.dirname(saved_model)) == str(tmp_path / "site")
     assert os.path.basename(os.path.dirname(saved_model)).startswith(f".tmp-{os.getpid()}-")
+    assert os.path.dirname(saved_model) != output and not output.startswith(
+        os.path.dirname(saved_model) + os.sep
+    )
     assert os.listdir(tmp_path / "site") == []

@@ -163,8 +163,10 @@ def run_lock(output_dir):
     ``LOCK_FILE``, released when the process ends, however it ends). ValueError when
     another process holds it: a second run started on a folder swept the first one's
     checkpoint save as leftovers while it was written, and both saved over each other."""
+    created = not os.path.lexists(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    handle = open(os.path.join(output_dir, LOCK_FILE), "a+", encoding="utf-8")  # noqa: SIM115
+    lock = os.path.join(output_dir, LOCK_FILE)
+    handle = open(lock, "a+", encoding="utf-8")  # noqa: SIM115
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -188,6 +190,12 @@ def run_lock(output_dir):
         handle.flush()
         yield
     finally:
+        # A run that could not start leaves no folder it made (only its lock was in it);
+        # removed while the lock is held, so no other run can be holding this file.
+        with contextlib.suppress(OSError):
+            if created and os.listdir(output_dir) == [LOCK_FILE]:
+                os.remove(lock)
+                os.rmdir(output_dir)
         handle.close()  # (releases the lock)
 
 
