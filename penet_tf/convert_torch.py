@@ -43,7 +43,7 @@ import sys
 
 import numpy as np
 
-from penet_tf.cli import run
+from penet_tf.cli import printable, run
 from penet_tf.io_utils import (
     atomic_path,
     check_file_target,
@@ -866,12 +866,16 @@ def _main(argv):
     if not args.to_torch and (args.weights or not args.generator):
         parser.error("--generator is required (or --to-torch --weights DIR)")
     if args.to_torch:
-        written = export_to_torch(args.weights, args.out, args.force, args.iteration)
+        written = export_to_torch(args.weights, args.out, args.force, args.iteration, log=_print)
     else:
         written = convert_released(args.generator, args.out, args.discriminator, args.force)
     for path in written:
-        print(f"wrote {path}")
+        print(printable(f"wrote {path}"))
     return 0
+
+
+def _print(line):
+    print(printable(line))  # (a path that is not UTF-8)
 
 
 def main(argv=None):

@@ -45,6 +45,7 @@ from penet_tf.cli import (
     add_mask_arguments,
     add_model_arguments,
     add_strategy_arguments,
+    printable,
     run,
     strategy_from_args,
     strategy_options,
@@ -424,7 +425,7 @@ def _main(argv):
         f"{key} {overall[key]:.4f}" for key in shown if overall.get(key) is not None
     )
     print(f"evaluated {overall['images']} image(s): {summary}")
-    print(f"wrote {args.out} and {table}; skipped {len(skipped)}")
+    print(printable(f"wrote {args.out} and {table}; skipped {len(skipped)}"))
     return 1 if skipped else 0
 
 

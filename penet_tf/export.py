@@ -57,7 +57,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.cli import photo_strategy, run
+from penet_tf.cli import photo_strategy, printable, run
 from penet_tf.high_resolution import STRATEGIES, PhotoStrategy, serve_photos
 from penet_tf.inference import (
     ServingArchive,
@@ -69,7 +69,12 @@ from penet_tf.inference import (
     padded_size,
     pixel_limit_message,
 )
-from penet_tf.io_utils import atomic_path, check_folder_target, sweep_temporaries
+from penet_tf.io_utils import (
+    atomic_path,
+    check_folder_target,
+    check_utf8_path,
+    sweep_temporaries,
+)
 from penet_tf.models import generator_config, load_generator
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -654,6 +659,7 @@ def version_dir(base_dir, version=None):
     """``base_dir/<version>`` (the next free version by default); raises if it is taken,
     or if ``base_dir`` is (or is inside) a SavedModel version rather than a base folder."""
     check_folder_target(base_dir)  # (an empty --out exported into the working folder)
+    check_utf8_path(base_dir, "--out")  # (tf.saved_model.save)
     base_dir = os.path.abspath(base_dir)
     if version is not None and version > MAX_VERSION:
         raise ValueError(
@@ -803,7 +809,7 @@ def _main(argv):
     path = export_generator(
         generator, args.out, args.version, args.max_pixels, strategy, args.max_photo_pixels
     )
-    print(f"exported {path}")
+    print(printable(f"exported {path}"))
     return 0
 
 

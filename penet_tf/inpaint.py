@@ -42,6 +42,7 @@ from penet_tf.cli import (
     add_mask_arguments,
     add_model_arguments,
     add_strategy_arguments,
+    printable,
     run,
     strategy_from_args,
     strategy_options,
@@ -111,8 +112,10 @@ def _main(argv):
     )
     rate = len(written) / seconds if seconds > 0 else 0.0
     print(
-        f"inpainted {len(written)} image(s) into {args.out} in {seconds:.1f} s "
-        f"({rate:.2f} images/s); skipped {len(skipped)}"
+        printable(
+            f"inpainted {len(written)} image(s) into {args.out} in {seconds:.1f} s "
+            f"({rate:.2f} images/s); skipped {len(skipped)}"
+        )
     )
     return 1 if skipped else 0
 

@@ -163,6 +163,19 @@ def check_file_target(path, flag="--out", inputs=()):
             raise ValueError(f"{flag} {path} would replace the input {source}")
 
 
+def check_utf8_path(path, flag):
+    """ValueError unless ``path`` is UTF-8: TensorFlow's file system (checkpoints,
+    SavedModels) takes no other name, and failed naming no path."""
+    absolute = os.fsencode(os.path.abspath(os.fspath(path)))
+    try:
+        absolute.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = absolute.decode("utf-8", "backslashreplace")
+        raise ValueError(
+            f"{flag} {shown}: TensorFlow writes only to UTF-8 paths; rename the folder"
+        ) from None
+
+
 def check_folder_target(path, flag="--out"):
     """ValueError, before any work, if ``path`` cannot be (or become) a folder: it is
     empty, a file, below a file, a symbolic link to nothing, or a name longer than its

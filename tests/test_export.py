@@ -411,7 +411,12 @@ def test_cli_refuses_limits_no_request_meets_and_a_version_folder_as_out(
     # An empty --out (an unset $OUT) exported into the working folder as ./1; a dangling
     # symbolic link failed after loading with "[Errno 17] File exists".
     (tmp_path / "link").symlink_to(tmp_path / "gone")
-    for out, message in (("", "--out is empty"), (str(tmp_path / "link"), "which does not exist")):
+    latin = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"mod\xe8les"))  # (after loading)
+    for out, message in (
+        ("", "--out is empty"),
+        (str(tmp_path / "link"), "which does not exist"),
+        (latin, "TensorFlow writes only to UTF-8 paths"),
+    ):
         assert main([*weights, "--out", out]) == 2
         assert message in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["link"]

@@ -255,6 +255,17 @@ def test_skips_missing_and_unreadable_files(workspace, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["astronaut.png", "coffee.png", "flower.png", "photo.png"]
 
 
+def test_an_output_folder_named_in_latin_1_is_reported(workspace, tmp_path, capsys):
+    """The results were written, then the summary line raised UnicodeEncodeError on a
+    strict UTF-8 stdout (pytest's, or en_US.UTF-8): exit 2 after the work."""
+    out = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"r\xe9sultats"))
+    args = ["--model", workspace["weights"], "--images", str(workspace["images"] / "coffee.png")]
+    args += ["--masks", str(workspace["masks"] / "coffee.png"), "--out", out]
+    assert main(args) == 0
+    assert "r\\udce9sultats" in capsys.readouterr().out
+    assert os.listdir(out) == ["coffee.png"]
+
+
 def test_saved_model_gives_the_same_outputs(workspace, inpainter, tmp_path):
     base = workspace["saved_model"].parent
     out_saved, out_weights = tmp_path / "saved", tmp_path / "weights"

@@ -26,6 +26,7 @@ from penet_tf.training.checkpoints import CheckpointWriteError, TrainingState
 from penet_tf.training.config import load_config
 from penet_tf.training.trainer import (
     ResumedProgbar,
+    Trainer,
     build_gan,
     load_initial_weights,
     used_learning_rate,
@@ -261,6 +262,17 @@ def test_fit_refuses_uint8_photos_and_takes_integer_masks_by_the_mask_rule():
     gan.reset_metrics()
     wrong = gan.test_step((images, holes.astype(np.float32)))  # (floats are taken as given)
     assert {k: float(v) for k, v in wrong.items()} != terms[2]
+
+
+def test_an_output_dir_tensorflow_cannot_write_is_refused_by_name(photos, tmp_path):
+    """A Latin-1 output_dir failed in TensorFlow's CheckpointManager with "'utf-8' codec
+    can't encode character", naming no path."""
+    from training_helpers import tiny_config
+
+    latin = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"r\xe9sultats"))
+    with pytest.raises(ValueError, match="TensorFlow writes only to UTF-8 paths"):
+        Trainer(tiny_config(photos, latin), verbose=0)
+    assert os.listdir(tmp_path) == []
 
 
 def test_weights_that_cannot_fit_are_refused_before_writing(tmp_path, monkeypatch):

@@ -283,6 +283,41 @@ def test_a_second_run_on_a_live_run_s_folder_is_refused(tmp_path):
         pass
 
 
+def test_a_run_that_cannot_start_leaves_no_folder_and_never_another_s(tmp_path, monkeypatch):
+    """A refused --resume-release left a new run folder holding its lock; removing it must
+    never touch a folder another run holds (a run refused while one started on the same
+    new folder removed the other's lock, and a third run then trained beside it)."""
+    import contextlib
+
+    from penet_tf.training import checkpoints
+
+    with pytest.raises(RuntimeError):
+        with checkpoints.run_lock(str(tmp_path / "new" / "deeper" / "run")):
+            raise RuntimeError("could not start")
+    assert not (tmp_path / "new").exists()  # every folder it made
+
+    # B finds the folder missing, then A makes and locks it before B's makedirs.
+    target, other = tmp_path / "b", contextlib.ExitStack()
+    real, started = os.makedirs, []
+
+    def makedirs(path, exist_ok=False):
+        if not started:
+            started.append(True)
+            other.enter_context(checkpoints.run_lock(str(target)))  # run A
+        return real(path, exist_ok=exist_ok)
+
+    monkeypatch.setattr(checkpoints.os, "makedirs", makedirs)
+    with other:
+        with pytest.raises(ValueError, match="another training run"):
+            with checkpoints.run_lock(str(target)):  # run B
+                pass
+        assert (target / checkpoints.LOCK_FILE).exists()
+        with pytest.raises(ValueError, match="another training run"):
+            with checkpoints.run_lock(str(target)):  # run C: still refused
+                pass
+    assert not target.exists()  # A, that never started, removed it
+
+
 def test_a_file_system_without_locks_trains_without_the_run_lock(tmp_path, monkeypatch, caplog):
     """flock failing with ENOLCK (NFSv3 without lockd) refused training with "[Errno 37]
     No locks available", naming nothing."""

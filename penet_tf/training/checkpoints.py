@@ -163,13 +163,27 @@ def run_lock(output_dir):
     ``LOCK_FILE``, released when the process ends, however it ends). ValueError when
     another process holds it: a second run started on a folder swept the first one's
     checkpoint save as leftovers while it was written, and both saved over each other."""
-    created = not os.path.lexists(output_dir)
+    made = []  # the folders makedirs makes, deepest first
+    folder = os.path.abspath(output_dir)
+    while not os.path.lexists(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
     os.makedirs(output_dir, exist_ok=True)
     lock = os.path.join(output_dir, LOCK_FILE)
     handle = open(lock, "a+", encoding="utf-8")  # noqa: SIM115
+    locked = False
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:  # (a run that could not start removed the file before this one locked it)
+                locked = os.path.samestat(os.fstat(handle.fileno()), os.stat(lock))
+            except FileNotFoundError:
+                locked = False
+            if not locked:
+                raise ValueError(
+                    f"another training run was starting on {output_dir} at the same time: "
+                    "run the command again"
+                )
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "?"
@@ -190,12 +204,13 @@ def run_lock(output_dir):
         handle.flush()
         yield
     finally:
-        # A run that could not start leaves no folder it made (only its lock was in it);
-        # removed while the lock is held, so no other run can be holding this file.
+        # A run that could not start leaves no folder it made (only its lock was in it):
+        # removed while this process holds the lock (a refused run removes nothing).
         with contextlib.suppress(OSError):
-            if created and os.listdir(output_dir) == [LOCK_FILE]:
+            if locked and made and os.listdir(output_dir) == [LOCK_FILE]:
                 os.remove(lock)
-                os.rmdir(output_dir)
+                for folder in made:
+                    os.rmdir(folder)  # (stops at the first that is not empty)
         handle.close()  # (releases the lock)
 
 

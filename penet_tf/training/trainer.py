@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.data.masks import MaskGenerator
-from penet_tf.io_utils import check_folder_target, write_json_atomically
+from penet_tf.io_utils import check_folder_target, check_utf8_path, write_json_atomically
 from penet_tf.losses import composite
 from penet_tf.models import Discriminator, Generator, load_weights
 from penet_tf.training.checkpoints import (
@@ -291,6 +291,7 @@ class Trainer:
         # What can be refused cheaply is refused before the model is built (and before
         # anything is written): the output folder, the images, the masks, the batch.
         check_folder_target(self.output_dir, "output_dir")
+        check_utf8_path(self.output_dir, "output_dir")  # (checkpoints: tf.io.gfile)
         check_run_folder(self.output_dir)  # (a user's own folder lost its config.json)
         if init_from is not None:
             _check_init_from(init_from, self.output_dir)
