@@ -30,6 +30,11 @@ def printable(text):
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def say(text, file=None):
+    """``print`` of a line that may hold a user's path (``printable``)."""
+    print(printable(text), file=file)
+
+
 def error_message(error):
     """The text of ``error`` (its type's name when it has none), printable."""
     return printable(str(error) or type(error).__name__)

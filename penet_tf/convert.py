@@ -53,7 +53,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
-from penet_tf.cli import printable, run
+from penet_tf.cli import run, say
 from penet_tf.errors import PenetError
 from penet_tf.inference import ServingArchive, composite_uint8, load_saved_model
 from penet_tf.io_utils import (
@@ -697,7 +697,7 @@ def _main(argv):
         quantize=args.quantize,
         tfjs_venv=args.tfjs_venv,
         force=args.force,
-        log=lambda line: print(printable(line)),  # (a path that is not UTF-8)
+        log=say,  # (a path that is not UTF-8: printable)
     )
     return 0
 

@@ -43,7 +43,7 @@ import sys
 
 import numpy as np
 
-from penet_tf.cli import printable, run
+from penet_tf.cli import run, say
 from penet_tf.io_utils import (
     atomic_path,
     check_file_target,
@@ -728,14 +728,18 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print
     if step is None and not os.path.isfile(generator_path):
         raise FileNotFoundError(f"No generator.weights.h5 or training checkpoint in {weights_dir}")
     with_discriminator = step is not None or os.path.isfile(discriminator_path)
-    number = (step or 0) if iteration is None else iteration
-    generator_name, discriminator_name, optimizer_name, latest = released_names(number)
-    names = [generator_name, latest]
-    if with_discriminator:
-        names[1:1] = [discriminator_name, optimizer_name]
-    targets = [os.path.join(out_dir, name) for name in names]
+
+    def checked_targets(number):  # the files written, refused if they exist (not force)
+        generator_name, discriminator_name, optimizer_name, latest = released_names(number)
+        names = [generator_name, discriminator_name, optimizer_name, latest]
+        names = names if with_discriminator else [generator_name, latest]
+        targets = [os.path.join(out_dir, name) for name in names]
+        check_targets(targets, force, inputs=(generator_path, discriminator_path))
+        return number, targets
+
     check_folder_target(out_dir)
-    check_targets(targets, force, inputs=(generator_path, discriminator_path))
+    number, targets = checked_targets((step or 0) if iteration is None else iteration)
+    generator_name, discriminator_name, optimizer_name, _ = released_names(number)
     others = [] if with_discriminator else [discriminator_name, optimizer_name]
     stale = _check_pairing(out_dir, generator_name, others, force)
     sweep_temporaries(out_dir)  # what a killed conversion left
@@ -747,11 +751,7 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print
             log(f"note: {newest} cannot be read; the run resumes from step {restored}")
             step = restored
             if iteration is None:
-                number = step
-                generator_name, discriminator_name, optimizer_name, latest = released_names(number)
-                names = [generator_name, discriminator_name, optimizer_name, latest]
-                targets = [os.path.join(out_dir, name) for name in names]
-                check_targets(targets, force, inputs=(generator_path, discriminator_path))
+                number, targets = checked_targets(step)
         generator, discriminator = gan.generator, gan.discriminator
         adams = (gan.g_optimizer, gan.d_optimizer)
         learning_rates = [used_learning_rate(adam) for adam in adams]
@@ -866,16 +866,12 @@ def _main(argv):
     if not args.to_torch and (args.weights or not args.generator):
         parser.error("--generator is required (or --to-torch --weights DIR)")
     if args.to_torch:
-        written = export_to_torch(args.weights, args.out, args.force, args.iteration, log=_print)
+        written = export_to_torch(args.weights, args.out, args.force, args.iteration, log=say)
     else:
         written = convert_released(args.generator, args.out, args.discriminator, args.force)
     for path in written:
-        print(printable(f"wrote {path}"))
+        say(f"wrote {path}")
     return 0
-
-
-def _print(line):
-    print(printable(line))  # (a path that is not UTF-8)
 
 
 def main(argv=None):

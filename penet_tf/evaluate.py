@@ -45,8 +45,8 @@ from penet_tf.cli import (
     add_mask_arguments,
     add_model_arguments,
     add_strategy_arguments,
-    printable,
     run,
+    say,
     strategy_from_args,
     strategy_options,
 )
@@ -425,7 +425,7 @@ def _main(argv):
         f"{key} {overall[key]:.4f}" for key in shown if overall.get(key) is not None
     )
     print(f"evaluated {overall['images']} image(s): {summary}")
-    print(printable(f"wrote {args.out} and {table}; skipped {len(skipped)}"))
+    say(f"wrote {args.out} and {table}; skipped {len(skipped)}")
     return 1 if skipped else 0
 
 

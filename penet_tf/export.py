@@ -57,7 +57,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.cli import photo_strategy, printable, run
+from penet_tf.cli import photo_strategy, run, say
 from penet_tf.high_resolution import STRATEGIES, PhotoStrategy, serve_photos
 from penet_tf.inference import (
     ServingArchive,
@@ -809,7 +809,7 @@ def _main(argv):
     path = export_generator(
         generator, args.out, args.version, args.max_pixels, strategy, args.max_photo_pixels
     )
-    print(printable(f"exported {path}"))
+    say(f"exported {path}")
     return 0
 
 

@@ -42,8 +42,8 @@ from penet_tf.cli import (
     add_mask_arguments,
     add_model_arguments,
     add_strategy_arguments,
-    printable,
     run,
+    say,
     strategy_from_args,
     strategy_options,
 )
@@ -111,11 +111,9 @@ def _main(argv):
         limit=saved_pixel_limit(args.model),  # photos over it skipped before decoding
     )
     rate = len(written) / seconds if seconds > 0 else 0.0
-    print(
-        printable(
-            f"inpainted {len(written)} image(s) into {args.out} in {seconds:.1f} s "
-            f"({rate:.2f} images/s); skipped {len(skipped)}"
-        )
+    say(
+        f"inpainted {len(written)} image(s) into {args.out} in {seconds:.1f} s "
+        f"({rate:.2f} images/s); skipped {len(skipped)}"
     )
     return 1 if skipped else 0
 

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from penet_tf.cli import printable
+from penet_tf.cli import say
 from penet_tf.data import masks as mask_lib
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.image_io import (
@@ -733,7 +733,7 @@ def report_skipped(skipped, stream=None):
     """One ``skipped NAME: reason`` line per skipped file."""
     stream = stream or sys.stderr
     for entry in skipped:
-        print(printable(f"skipped {entry.name}: {entry.reason}"), file=stream)
+        say(f"skipped {entry.name}: {entry.reason}", file=stream)
 
 
 # ------------------------------------------------------------------------ folders

@@ -29,7 +29,7 @@ import argparse
 import logging
 import sys
 
-from penet_tf.cli import printable, run
+from penet_tf.cli import run, say
 
 
 def parse_args(argv):
@@ -150,7 +150,7 @@ def _train(args):
         raise
     if trainer.chief:
         print(f"finished at step {int(trainer.state.step.numpy())}: {summarize(logs)}")
-        print(printable(f"weights: {config.output_dir}/generator.weights.h5"))
+        say(f"weights: {config.output_dir}/generator.weights.h5")
     return 0
 
 
