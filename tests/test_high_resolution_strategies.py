@@ -418,3 +418,37 @@ def test_bad_strategies_and_inputs_are_refused(generator):
     np.testing.assert_array_equal(
         inpaint_photo(generator, image, np.zeros((40, 50)), PhotoStrategy("crop")), image
     )
+
+
+def test_a_thin_panoramas_pieces_are_blended_across_their_cuts(generator, monkeypatch):
+    """The pieces are inpainted apart; across each cut their predictions are blended over
+    ``margin`` pixels (linear weights summing to 1), so no jump shows at the cut."""
+    from penet_tf import high_resolution
+
+    cut = high_resolution.PieceCut((0, 0, 40, 3000), 1, (0, 750, 1500, 2250, 3000), 64)
+    assert cut.zone(750) == (686, 814) and cut.zone(3000) == (2936, 3000)
+    left, right = cut.weights(0, 750, 686, 814), cut.weights(1, 750, 686, 814)
+    np.testing.assert_allclose(left + right, 1.0, atol=1e-6)
+    assert (np.diff(left) < 0).all() and left[0] > 0.99 and right[0] < 0.01
+    image = photo(300, 3000, seed=8)
+    mask = np.zeros((300, 3000), np.uint8)
+    mask[140:150] = 1
+    strategy = PhotoStrategy("crop")
+    group = hole_groups(hole_boxes(mask), 128)[0]
+    cuts, pieces = high_resolution._pieces(group, mask > 0, 256, 128, True)
+    assert len(pieces) == 4 and cuts.overlap == 64
+    got = inpaint_photo(generator, image, mask, strategy)
+    monkeypatch.setattr(high_resolution, "_blend", lambda *args: None)
+    apart = inpaint_photo(generator, image, mask, strategy)  # the pieces pasted as they are
+    np.testing.assert_array_equal(got[mask == 0], image[mask == 0])
+    zones = np.zeros(3000, bool)
+    for edge in cuts.edges[1:-1]:
+        zones[slice(*cuts.zone(edge))] = True
+    np.testing.assert_array_equal(got[:, ~zones], apart[:, ~zones])
+    jump = np.abs(np.diff(got[140:150].astype(float), axis=1)).mean(axis=(0, 2))
+    jump_apart = np.abs(np.diff(apart[140:150].astype(float), axis=1)).mean(axis=(0, 2))
+    at_cuts = np.array(cuts.edges[1:-1]) - 1  # between columns edge - 1 and edge
+    assert (jump_apart[at_cuts] > 2 * jump[at_cuts]).all()  # 5.2-20.1 levels, 1.0-4.6 blended
+    # resize's pieces have no margin to blend over: cut as before.
+    resize_cut, _ = high_resolution._pieces((0, 0, 300, 3000), mask > 0, 256, 0, False)
+    assert resize_cut.overlap == 0
