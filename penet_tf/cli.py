@@ -15,12 +15,14 @@ import argparse
 import re
 import signal
 import sys
+import threading
 
 from penet_tf.errors import PenetError
 
 # Errors a user can fix from the message alone: one line, exit status 2.
 KNOWN_ERRORS = (PenetError, ValueError, OSError, ImportError)
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+TERMINATED = 143  # 128 + SIGTERM (a `kill`, a job scheduler or container stopping the job)
 
 
 def printable(text):
@@ -50,25 +52,48 @@ def run(function, argv=None, interrupted="interrupted"):
       the exception's message when it starts with "interrupted" (e.g. "interrupted after
       3 of 8 images; those written are complete"), else "interrupted: MESSAGE", or
       ``interrupted`` when the exception has no message;
+    * SIGTERM (``kill``, a scheduler or container stopping the job) stops the command as
+      Ctrl-C does, with the same clean-up (temporaries removed, a converter child
+      killed; training saves after its step), "terminated" for "interrupted", exit
+      status 143. Without this Python died at once and left those to the next run;
     * ``SystemExit`` (argparse's usage errors) and anything else pass through.
     """
     import penet_tf
 
     if signal.getsignal(signal.SIGINT) is penet_tf._interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # started: Ctrl-C as usual
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = None
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return function(argv)
     except KeyboardInterrupt as interrupt:
+        sigterm = bool(terminated) or getattr(interrupt, "signum", None) == signal.SIGTERM
+        word = "terminated" if sigterm else "interrupted"
         message = str(interrupt)
         if not message:
-            message = interrupted
-        elif not message.startswith("interrupted"):
-            message = f"interrupted: {message}"
+            message = interrupted.replace("interrupted", word, 1)
+        elif message.startswith("interrupted"):
+            message = message.replace("interrupted", word, 1)
+        else:
+            message = f"{word}: {message}"
         print(message, file=sys.stderr, flush=True)
-        return INTERRUPTED
+        return TERMINATED if sigterm else INTERRUPTED
     except KNOWN_ERRORS as error:
         print(f"error: {error_message(error)}", file=sys.stderr, flush=True)
         return getattr(error, "exit_status", 2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def add_model_arguments(parser, required=True):

@@ -47,3 +47,42 @@ def test_the_exit_status_of_the_body_and_usage_errors_pass_through(capsys):
         run(lambda argv: 1 / 0)
     assert run(lambda argv: exec("raise KeyboardInterrupt"), interrupted="interrupted: none") == 130
     assert capsys.readouterr().err == "interrupted: none\n"
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(capsys):
+    """SIGTERM (a `kill`, a scheduler stopping the job) killed Python at once: no
+    ``finally`` ran (temporaries stayed, a converter child went on). It is a Ctrl-C now
+    with its own word and exit status, and the handler before it is put back."""
+    import os
+    import signal
+    import time
+
+    cleaned = []
+
+    def body(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # (the handler raises before this ends)
+            return 0
+        finally:
+            cleaned.append(True)
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run(body) == 143 and cleaned == [True]
+    assert capsys.readouterr().err == "terminated\n"
+    assert signal.getsignal(signal.SIGTERM) == before
+
+    def stopped(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    def reworded(argv):
+        try:
+            stopped(argv)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt("interrupted after 2 of 5 images") from None
+
+    assert run(reworded) == 143
+    assert capsys.readouterr().err == "terminated after 2 of 5 images\n"
+    assert run(stopped, interrupted="interrupted: nothing was written") == 143
+    assert capsys.readouterr().err == "terminated: nothing was written\n"

@@ -372,6 +372,41 @@ def test_a_broken_export_is_one_line(export, tmp_path, capsys):
     assert f"--model {copy}: cannot load the SavedModel (" in error and "Traceback" not in error
 
 
+def test_sigterm_stops_the_tfjs_converter_and_leaves_nothing(export, tmp_path):
+    """A SIGTERM of convert ended Python at once: its converter child went on for a
+    while, and its scratch SavedModel stayed beside --out until the next run."""
+    import signal
+    import sys
+    import time
+
+    venv = tmp_path / "tfjs"
+    (venv / "bin").mkdir(parents=True)
+    started = tmp_path / "converter.pid"
+    converter = venv / "bin" / "tensorflowjs_converter"
+    converter.write_text(f"#!/bin/sh\necho $$ > {started}.tmp && mv {started}.tmp {started}\n"
+                         "exec sleep 120\n")  # fmt: skip
+    converter.chmod(0o755)
+    site = tmp_path / "site"
+    site.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "penet_tf.convert", "--saved-model", str(export), "--to", "tfjs",
+         "--size", "64", "--out", str(site / "tfjs"), "--tfjs-venv", str(venv)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), process.communicate()
+    child = int(started.read_text())
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "terminated", err
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # the converter went with it
+    assert os.listdir(site) == []  # no scratch model, no half-written --out
+
+
 def test_the_tfjs_converter_works_beside_out(export, tmp_path, monkeypatch):
     """Its scratch copy of the model lay in /tmp: a SIGTERM or SIGKILL left it there for
     good. Beside --out, as this process's temporary, it is removed after the conversion

@@ -1,4 +1,4 @@
-"""Training that is stopped and resumed: a full disk, Ctrl-C, SIGKILL. Nothing half
+"""Training that is stopped and resumed: a full disk, Ctrl-C, SIGTERM, SIGKILL. Nothing half
 written stays, and the same command resumes."""
 
 import errno
@@ -178,6 +178,34 @@ def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(
     )
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
+
+
+def test_sigterm_saves_the_step_as_ctrl_c_does(photos, tmp_path, capsys, monkeypatch):
+    """A scheduler or container stops a job with SIGTERM (then SIGKILL a grace period
+    later): Python ended at once, losing every step since the last checkpoint. The
+    step in progress is finished and saved, as for Ctrl-C (exit status 143)."""
+    run = tmp_path / "run"
+    config = tiny_config(photos, run, iterations=50, checkpoint_every=50, image_every=50)
+    path = write_config(tmp_path / "c.json", config)
+    original = Trainer._log_scalars
+
+    def log(self, writer, step, *args):
+        original(self, writer, step, *args)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "_log_scalars", log)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    status, lines = run_main(capsys, path)
+    assert status == 143
+    assert lines[-1] == (
+        f"terminated: stopped at step 2 after saving its checkpoint in {run}/checkpoints: "
+        "run the same command to resume."
+    )
+    assert any("SIGTERM: stopping after this step" in line for line in lines)
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-2")
+    assert (run / "generator.weights.h5").is_file() and leftovers(run) == []
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
 
 
 def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos, tmp_path, capsys):

@@ -227,35 +227,52 @@ class ResumedProgbar(keras.utils.Progbar):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training; the message (one line) says what was saved."""
+    """Ctrl-C or SIGTERM stopped training; the message (one line) says what was saved;
+    ``signum`` is the signal when the loop stopped after saving."""
+
+    def __init__(self, message, signum=None):
+        super().__init__(message)
+        self.signum = signum
+
+
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 class _StopOnCtrlC:
-    """While active, the first SIGINT only sets ``requested`` (the loop saves and stops
-    after the current step); the handler before it (normally ``KeyboardInterrupt``) is back
-    in place for a second one. Inactive outside the main thread."""
+    """While active, the first SIGINT or SIGTERM (a scheduler or container stopping the
+    job, which kills it a grace period later) only sets ``requested`` to the signal: the
+    loop saves and stops after the current step. The handlers before it (normally
+    ``KeyboardInterrupt``; for SIGTERM the CLI's, or the default: end at once) are back in
+    place for a second one. Inactive outside the main thread."""
 
     def __init__(self, enabled):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.requested = False
-        self.previous = None
+        self.requested = None
+        self.previous = {}
 
     def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self.previous)
+        self.requested = signum
+        self._restore()
+        name = STOP_SIGNALS[signum]
         logger.warning(
-            "Ctrl-C: stopping after this step and saving a checkpoint of it "
-            "(Ctrl-C again stops at once, without saving)"
+            "%s: stopping after this step and saving a checkpoint of it "
+            "(%s again stops at once, without saving)",
+            name,
+            name,
         )
+
+    def _restore(self):
+        for signum, previous in self.previous.items():
+            if signal.getsignal(signum) == self._handle:
+                signal.signal(signum, previous)
 
     def __enter__(self):
         if self.enabled:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.enabled and signal.getsignal(signal.SIGINT) == self._handle:
-            signal.signal(signal.SIGINT, self.previous)
+        self._restore()
 
 
 class Trainer:
@@ -522,7 +539,8 @@ class Trainer:
                 writer.flush()
                 raise TrainingInterrupted(
                     f"stopped at step {step} after saving its checkpoint in "
-                    f"{self.state.directory}: run the same command to resume."
+                    f"{self.state.directory}: run the same command to resume.",
+                    stop.requested,
                 )
         if self.source.skipped:
             files = self.source.skipped_files
