@@ -139,73 +139,53 @@ def test_unreadable_or_foreign_checkpoints_end_in_one_line(whole_run, photos, tm
     assert (run / "checkpoints" / "ckpt-2.index").is_file()
 
 
-def test_ctrl_c_saves_the_step_and_a_second_one_stops_at_once(
-    photos, tmp_path, capsys, monkeypatch
+@pytest.mark.parametrize(
+    "signum, status, word, name",
+    [(signal.SIGINT, 130, "interrupted", "Ctrl-C"), (signal.SIGTERM, 143, "terminated", "SIGTERM")],
+    ids=["ctrl_c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_saves_the_step_and_a_second_one_stops_at_once(
+    photos, tmp_path, capsys, monkeypatch, signum, status, word, name
 ):
+    """SIGTERM is how a scheduler or container stops a job (SIGKILL a grace period
+    later): Python ended at once, losing every step since the last checkpoint. Both
+    finish the step in progress and save it."""
     run = tmp_path / "run"
     config = tiny_config(photos, run, iterations=50, checkpoint_every=50, image_every=50)
     path = write_config(tmp_path / "c.json", config)
     original = Trainer._log_scalars
 
-    def ctrl_c_at(step_to_stop):
+    def signal_at(step_to_stop):
         def log(self, writer, step, *args):
             original(self, writer, step, *args)
             if step == step_to_stop:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
 
         monkeypatch.setattr(Trainer, "_log_scalars", log)
 
-    handler = signal.getsignal(signal.SIGINT)
-    ctrl_c_at(3)
-    status, lines = run_main(capsys, path)
-    assert status == 130
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal_at(3)
+    got, lines = run_main(capsys, path)
+    assert got == status
     assert lines[-1] == (
-        f"interrupted: stopped at step 3 after saving its checkpoint in {run}/checkpoints: "
+        f"{word}: stopped at step 3 after saving its checkpoint in {run}/checkpoints: "
         "run the same command to resume."
     )
-    assert any("Ctrl-C: stopping after this step" in line for line in lines)
+    assert any(f"{name}: stopping after this step" in line for line in lines)
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
     assert (run / "generator.weights.h5").is_file() and leftovers(run) == []
-    assert signal.getsignal(signal.SIGINT) == handler  # put back
-    # Ctrl-C again while that save is being written: nothing of it stays.
-    ctrl_c_at(4)
-    fail_checkpoint_write(monkeypatch, 4, KeyboardInterrupt())
-    status, lines = run_main(capsys, path)
-    assert status == 130
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    # Again while that save is being written: nothing of it stays.
+    signal_at(4)
+    fail_checkpoint_write(monkeypatch, 4, signum)
+    got, lines = run_main(capsys, path)
+    assert got == status
     assert lines[-1] == (
-        "interrupted: stopped at step 4 without saving it; the last complete checkpoint is "
+        f"{word}: stopped at step 4 without saving it; the last complete checkpoint is "
         "step 3: run the same command to resume."
     )
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
-
-
-def test_sigterm_saves_the_step_as_ctrl_c_does(photos, tmp_path, capsys, monkeypatch):
-    """A scheduler or container stops a job with SIGTERM (then SIGKILL a grace period
-    later): Python ended at once, losing every step since the last checkpoint. The
-    step in progress is finished and saved, as for Ctrl-C (exit status 143)."""
-    run = tmp_path / "run"
-    config = tiny_config(photos, run, iterations=50, checkpoint_every=50, image_every=50)
-    path = write_config(tmp_path / "c.json", config)
-    original = Trainer._log_scalars
-
-    def log(self, writer, step, *args):
-        original(self, writer, step, *args)
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(Trainer, "_log_scalars", log)
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    status, lines = run_main(capsys, path)
-    assert status == 143
-    assert lines[-1] == (
-        f"terminated: stopped at step 2 after saving its checkpoint in {run}/checkpoints: "
-        "run the same command to resume."
-    )
-    assert any("SIGTERM: stopping after this step" in line for line in lines)
-    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-2")
-    assert (run / "generator.weights.h5").is_file() and leftovers(run) == []
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
 
 
 def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos, tmp_path, capsys):

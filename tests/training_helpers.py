@@ -4,6 +4,7 @@ or in a fresh one, and what an interrupted save leaves behind."""
 import json
 import os
 import socket
+import time
 
 import skimage.data
 import tensorflow as tf
@@ -50,7 +51,8 @@ def write_config(path, config):
 
 def fail_checkpoint_write(monkeypatch, number, error):
     """The save of checkpoint ``number`` writes part of its files, then raises ``error``
-    (as a full disk or a Ctrl-C in the middle of TensorFlow's write would)."""
+    (as a full disk would), or receives it when it is a signal number (a Ctrl-C or
+    SIGTERM in the middle of TensorFlow's write)."""
     original = tf.train.Checkpoint._write
 
     def write(self, file_prefix, *args, **kwargs):
@@ -62,7 +64,11 @@ def fail_checkpoint_write(monkeypatch, number, error):
             handle.write(b"\0" * 4096)
         with open(file_prefix + ".data-00000-of-00001", "wb") as handle:
             handle.write(b"half")
-        raise error
+        if isinstance(error, BaseException):
+            raise error
+        os.kill(os.getpid(), error)
+        time.sleep(10)  # (its handler raises here)
+        raise AssertionError(f"signal {error} was not answered")
 
     monkeypatch.setattr(tf.train.Checkpoint, "_write", write)
 
