@@ -91,6 +91,31 @@ def _terms(d_loss, g_loss, g_adversarial, hole, valid, pyramid, real_logits, fak
     return dict(zip(LOG_NAMES, values + means, strict=True))
 
 
+def _skip_together(optimizer, gradients):
+    """``gradients``, made non-finite on every replica when any replica's are, so that a
+    ``LossScaleOptimizer`` (mixed_float16) skips the step on all of them.
+
+    Keras' ``LossScaleOptimizer`` decides from the first replica's gradients alone (it
+    assumes them summed across replicas already; its inner optimizer sums them later):
+    under ``MirroredStrategy`` an overflow on another replica was summed into the update
+    and the weights became NaN within a few steps, the run going on; under
+    ``MultiWorkerMirroredStrategy`` each replica decided alone."""
+    context = tf.distribute.get_replica_context()
+    if (
+        not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        or context is None
+        or context.num_replicas_in_sync == 1
+    ):
+        return gradients
+    overflowed = 1.0 - tf.cast(optimizer.check_finite(gradients), tf.float32)
+    overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM, overflowed)
+    first = next(i for i, gradient in enumerate(gradients) if gradient is not None)
+    gradients = list(gradients)
+    poison = tf.where(overflowed > 0, float("nan"), 0.0)  # (+ 0.0 leaves a value as it is)
+    gradients[first] = gradients[first] + tf.cast(poison, gradients[first].dtype)
+    return gradients
+
+
 class PENetGAN(keras.Model):
     """Generator + discriminator trained as released: per batch one D step, then one G step.
 
@@ -258,7 +283,8 @@ class PENetGAN(keras.Model):
                     d_loss = self.d_loss_fn(real_logits, fake_logits)
                     scaled = self.d_optimizer.scale_loss(d_loss / replicas)
                 d_variables = discriminator.trainable_variables
-                self.d_optimizer.apply(d_tape.gradient(scaled, d_variables), d_variables)
+                d_gradients = _skip_together(self.d_optimizer, d_tape.gradient(scaled, d_variables))
+                self.d_optimizer.apply(d_gradients, d_variables)
 
             # Generator step against the updated discriminator (its third call).
             g_adversarial = self.g_loss_fn(tf.cast(discriminator(fake, training=True), tf.float32))
@@ -268,7 +294,8 @@ class PENetGAN(keras.Model):
             g_loss = self._g_loss(g_adversarial, hole, valid, pyramid_loss)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         g_variables = generator.trainable_variables
-        self.g_optimizer.apply(g_tape.gradient(scaled, g_variables), g_variables)
+        g_gradients = _skip_together(self.g_optimizer, g_tape.gradient(scaled, g_variables))
+        self.g_optimizer.apply(g_gradients, g_variables)
 
         return _terms(
             d_loss, g_loss, g_adversarial, hole, valid, pyramid_loss, real_logits, fake_logits
