@@ -83,6 +83,9 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(None, ["data.image_size=[100, 64]"])
     with pytest.raises(ValueError, match="positive integer"):
         load_config(None, ["trainer.batch_size=0"])
+    for name in ("", ".", "..", "a/b"):  # ("": trained into runs/ itself, "..": into ./)
+        with pytest.raises(ValueError, match=r"name must be a folder name \(the run folder"):
+            load_config(None, [f"name={name}"])
 
 
 def test_step_decay_schedule():
@@ -211,18 +214,23 @@ def test_fit_logs_epoch_means_and_evaluate_predict_validate():
     first epoch's work; train_on_batch(images, masks) could not unpack Keras' batch."""
     keras.utils.set_random_seed(2)
     gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
-    gan.compile(keras.optimizers.Adam(1e-4, 0.5), keras.optimizers.Adam(1e-4, 0.5))
     images = np.random.default_rng(0).uniform(-1, 1, (6, 64, 64, 3)).astype(np.float32)
     masks = np.zeros((6, 64, 64, 1), np.float32)
     masks[:, 8:40, 8:40] = 1
     data = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
+    with pytest.raises(ValueError, match=r"compile\(g_optimizer, d_optimizer\) before fit"):
+        gan.fit(data)  # (an AttributeError on g_optimizer)
+    gan.compile(keras.optimizers.Adam(1e-4, 0.5), keras.optimizers.Adam(1e-4, 0.5))
 
     class PerBatch(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(dict(logs))
 
     seen = []
-    history = gan.fit(data, epochs=2, validation_data=data, callbacks=[PerBatch()], verbose=0)
+    # As the README says: a term and its direction (Keras cannot guess a GAN term's).
+    stop = keras.callbacks.EarlyStopping(monitor="val_hole_l1", mode="min", patience=5)
+    history = gan.fit(data, epochs=2, validation_data=data, callbacks=[PerBatch(), stop], verbose=0)
+    assert stop.best == min(history.history["val_hole_l1"])
     # Keras' per-batch logs are the running means; the epoch's is the mean of its 3 batches.
     assert len(seen) == 6 and history.history["hole_l1"][1] == pytest.approx(seen[-1]["hole_l1"])
     assert seen[3]["hole_l1"] != pytest.approx(seen[5]["hole_l1"])  # (means, reset per epoch)

@@ -130,6 +130,15 @@ def test_unreadable_or_foreign_checkpoints_end_in_one_line(whole_run, photos, tm
     status, lines = run_main(capsys, write_config(tmp_path / "w.json", wider))
     assert status == 2 and lines[-1].startswith(f"error: the checkpoint {run}/checkpoints/ckpt-4")
     assert "does not fit this model" in lines[-1] and "another model config" in lines[-1]
+    # Same shapes, a value left over: the spectral norm's u and v, with "none" (it resumed
+    # without a word, its discriminator no longer normalised: |logits| 45x smaller).
+    config_file = (run / "config.json").read_bytes()
+    plain = tiny_config(photos, run, iterations=6)
+    plain["model"]["spectral_norm"] = "none"
+    status, lines = run_main(capsys, write_config(tmp_path / "n.json", plain))
+    assert status == 2 and "does not fit this model (it holds discriminator." in lines[-1]
+    assert ".vector_u, which this model has no place for)" in lines[-1]
+    assert (run / "config.json").read_bytes() == config_file
     for step in (2, 4):
         (run / "checkpoints" / f"ckpt-{step}.data-00000-of-00001").write_bytes(b"x")
     status, lines = run_main(capsys, write_config(tmp_path / "c.json", tiny_config(photos, run)))

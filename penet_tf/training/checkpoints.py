@@ -70,6 +70,9 @@ def _reason(error):
     if is_disk_full(error):
         return "no space left on the device"
     lines = str(error).strip().splitlines() or [type(error).__name__]
+    unused = re.match(r"Unresolved object in checkpoint \(root\)\.(\S+):", lines[0])
+    if unused:
+        return f"it holds {unused.group(1)}, which this model has no place for"
     # Without TensorFlow's "{{function_node ...}} " prefix and " [Op:...]" suffix.
     return re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]$", "", lines[0])[:300]
 
@@ -406,7 +409,10 @@ class TrainingState:
                 damaged.append((path, "its files are missing"))
                 continue
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                # Consumed: every value in the checkpoint has a place in this model (a
+                # spectral-norm run resumed with spectral_norm "none" left its u and v
+                # unused, and its discriminator unnormalised, without a word).
+                self.checkpoint.restore(path).assert_consumed()
             except (ValueError, AssertionError, tf.errors.OpError) as error:
                 # A variable of another dtype (mixed precision switched on or off) is an
                 # OpError too, but a readable checkpoint of another model, not a damaged one.

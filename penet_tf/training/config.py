@@ -659,6 +659,13 @@ class TrainingConfig(Section):
     def check(self, path):
         _positive_ints(self, path, ["cpu_devices"])
         _require(0 <= self.seed <= 2**32 - 1, _join(path, "seed"), "0 to 2**32 - 1", self.seed)
+        # The run folder's name under runs/ ("" trained into runs/ itself, ".." into ./).
+        _require(
+            self.name not in ("", ".", "..") and not set(self.name) & {"/", "\\", "\0"},
+            _join(path, "name"),
+            "a folder name (the run folder is runs/<name>): not empty, '.' or '..', no / or \\",
+            self.name,
+        )
 
     def override(self, *overrides):
         """A new config with ``overrides`` applied (``"a.b=value"`` strings or nested

@@ -134,8 +134,10 @@ class PENetGAN(keras.Model):
     loss terms (``LOG_NAMES``). ``train_step`` runs it and returns the epoch's means so far
     (``keras.metrics.Mean`` trackers, reset by Keras every epoch), so ``fit``'s logs,
     ``History``, ``EarlyStopping`` and ``ModelCheckpoint`` see epoch means, not the last
-    batch's; ``test_step`` (``evaluate``, ``fit(validation_data=...)``) computes the same
-    terms without updating anything; ``predict_step`` returns ``{"output", "inpainted"}``.
+    batch's (there is no ``loss``: monitor a term with its direction, e.g.
+    ``EarlyStopping(monitor="val_hole_l1", mode="min")``); ``test_step`` (``evaluate``,
+    ``fit(validation_data=...)``) computes the same terms without updating anything;
+    ``predict_step`` returns ``{"output", "inpainted"}``.
     Works with ``fit`` on one device or under ``MirroredStrategy``, and with
     ``strategy.run(model.released_step, ...)`` under any strategy (``penet_tf.train`` does
     that everywhere, because Keras 3 ``fit`` fails under ``MultiWorkerMirroredStrategy``).
@@ -203,6 +205,8 @@ class PENetGAN(keras.Model):
     def fit(self, *args, **kwargs):
         """``keras.Model.fit``, building first: variables created while ``fit`` traces its
         step would make TensorFlow trace it a second time (twice the start-up)."""
+        if not self.compiled:
+            raise ValueError("PENetGAN: call compile(g_optimizer, d_optimizer) before fit.")
         if not self.built:
             with self.distribute_strategy.scope():  # the strategy the model was made under
                 self.build()
