@@ -74,13 +74,24 @@ def count(size, needed_rows=None, matmul_dtype=None, layer=1, chunk_bytes=None):
 
     graph = tf.function(transfer).get_concrete_function(*spec).graph
     loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    products = [
+        op.outputs[0].shape.num_elements()
+        for op in graph.get_operations()
+        if op.type in PRODUCTS and op.outputs[0].shape.is_fully_defined()
+    ]
     if not loops:
-        return (*follow(graph, (h * h) ** 2 // 4), 1)
+        threshold = (h * h) ** 2 // 4
+        if needed_rows is not None:
+            # A band's scores are its rows of the matrix, its largest product (at_conv01):
+            # a quarter of the whole matrix left a band smaller than that out of the
+            # count ("0 passes, 0.000 GiB" for rows 0-16 at 256^2).
+            threshold = min(threshold, max(products) // 4)
+        return (*follow(graph, threshold), 1)
     if len(loops) > 1:
         raise SystemExit(f"{len(loops)} chunk loops in the graph; expected one.")
     # The loop body is a function of the graph's library (no public accessor in TF 2.21).
     body = graph._get_function(loops[0].get_attr("body").name).graph
-    products = [
+    products = [  # (the loop body's)
         op.outputs[0].shape.num_elements()
         for op in body.get_operations()
         if op.type in PRODUCTS and op.outputs[0].shape.is_fully_defined()

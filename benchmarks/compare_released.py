@@ -123,7 +123,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", help="checkout of the released PyTorch PEN-Net code")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    # (0: torch.set_num_threads raised, the release "failed", while TensorFlow took every core)
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count())
     parser.add_argument("--rounds", type=positive_int, default=3, help="alternations per case")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per process")
     parser.add_argument(

@@ -28,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 from _worker import machine_line  # noqa: E402
 
 from penet_tf import Generator  # noqa: E402
+from penet_tf.cli import positive_int  # noqa: E402
 from penet_tf.inpainting import inpaint_files, load_inpainter  # noqa: E402
 
 
@@ -69,10 +70,11 @@ class TimedInpainter:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="SavedModel or weights (default: random full model)")
-    parser.add_argument("--count", type=int, default=64, help="photos in the folder (64)")
+    # (0 photos or a batch of 0: a FileNotFoundError naming a temporary folder)
+    parser.add_argument("--count", type=positive_int, default=64, help="photos in the folder (64)")
     parser.add_argument("--size", type=int, default=256, help="photo side in pixels (256)")
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes (1 8)"
+        "--batch-sizes", type=positive_int, nargs="+", default=[1, 8], help="batch sizes (1 8)"
     )
     parser.add_argument(
         "--mask-type", choices=("centre", "strokes"), default="centre", help="masks (centre)"

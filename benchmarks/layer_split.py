@@ -150,7 +150,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", required=True, help="checkout of the released code")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--runs", type=positive_int, default=5, help="forwards per process")
     parser.add_argument("--worker", choices=("penet", "released"), help=argparse.SUPPRESS)

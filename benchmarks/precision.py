@@ -48,6 +48,17 @@ PATHS = {
 RESTRICTED = {"float32-output-mask"}
 
 
+def _strict(value):
+    """``value`` with NaN (not measured: a restricted path) and inf (PSNR of identical
+    composites) as None, so the JSON line is JSON to strict parsers (Node's
+    ``JSON.parse`` stopped at ``Infinity``)."""
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def psnr(a, b):
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
@@ -88,7 +99,8 @@ def main(argv=None):
             for key in ("max_abs_vs_released", "mean_abs_vs_released", "max_abs_vs_float32"):
                 report[name][key] = float("nan")
         print(f"{name:30s} " + ", ".join(f"{k} {v:.3g}" for k, v in report[name].items()))
-    print(json.dumps(report))
+    # (strict JSON: NaN and inf, which json.dumps writes as bare NaN / Infinity, as null)
+    print(json.dumps(_strict(report)))
     return 0
 
 

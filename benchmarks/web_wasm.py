@@ -21,10 +21,8 @@ demos/web/node_modules (scripts/setup_browser_tests.sh) and the tensorflowjs vir
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,8 @@ import threading
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 WEB = os.path.join(REPO, "demos", "web")
+
+from _worker import machine_line  # noqa: E402  (benchmarks/ is on a script's path)
 
 
 def build_models(workdir, base_channels, size, variants):
@@ -143,7 +143,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--converter-runs",
-        type=int,
+        type=positive_int,
         default=1,
         help="timed runs per page for the slow 'converter' variant (default 1)",
     )
@@ -156,7 +156,7 @@ def main(argv=None):
     parser.add_argument(
         "--threads",
         nargs="+",
-        type=int,
+        type=positive_int,
         default=[1, 2],
         help="wasm thread counts to compare (default 1 2)",
     )
@@ -174,11 +174,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     load = os.getloadavg()
-    print(
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
-        flush=True,
-    )
+    print(machine_line(), flush=True)  # (the date, CPU model, memory and versions)
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     configurations = [
         ("rewritten", backend, threads, fast)
         for backend in args.backends

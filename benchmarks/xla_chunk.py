@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from _worker import machine_line
 
+from penet_tf.cli import positive_int
 from penet_tf.layers.attention_transfer import _chunk_weights, _grid_chunk_layout
 
 
@@ -49,8 +50,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="photo size; at_conv01 is size/4")
     parser.add_argument("--chunk-mb", type=float, default=192)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=7)  # (0: a NumPy traceback)
     args = parser.parse_args()
     print(machine_line())
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
