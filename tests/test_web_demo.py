@@ -180,6 +180,24 @@ def _reflect(size, padded):
     return np.where(position < size, position, period - position)
 
 
+def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tmp_path):
+    """The load error was replaced by "Paint what should disappear." once a photo was
+    opened, while Inpaint stayed disabled with nothing saying why."""
+    Image.fromarray(photo(60, 80)).save(tmp_path / "photo.png")
+    result = subprocess.run(
+        ["node", "tests/model_error_test.mjs", "--url", server,
+         "--image", str(tmp_path / "photo.png")],
+        cwd=WEB, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    page = json.loads(result.stdout.strip().splitlines()[-1])
+    assert page["loaded"]["error"].startswith("No model at missing/model.json")
+    opened = page["opened"]
+    assert opened["error"] == page["loaded"]["error"] and opened["statusIsError"]
+    assert opened["status"].startswith("photo.png: 80 × 60, but it cannot be inpainted: No model")
+    assert opened["inpaintDisabled"]
+
+
 def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(
     server, tmp_path, tmp_path_factory
 ):

@@ -56,7 +56,8 @@ const demo = {
   backendNote: null, // why a backend was skipped, when it was
   model: null,
   size: 256,
-  error: null,
+  error: null, // the last error shown
+  fatal: null, // TF.js or the model did not load: nothing can be inpainted
   photo: null, // 'sample' or the file name
   photoSize: null, // {width, height}
   photosLoaded: 0,
@@ -117,6 +118,14 @@ function fail(message, cause) {
   demo.error = message;
   if (cause) console.error(cause);
   setStatus(message, { error: true, done: true });
+}
+
+/** An error that leaves the page unable to inpaint (TF.js or the model did not load): it
+ * stays on show when a photo is opened (it was replaced by "Paint what should disappear."
+ * while Inpaint stayed disabled, with nothing saying why). */
+function failForGood(message, cause) {
+  demo.fatal = message;
+  fail(message, cause);
 }
 
 // ---------------------------------------------------------------------------- model
@@ -318,14 +327,21 @@ async function openPhoto(file) {
     );
     return;
   }
-  demo.error = null;
+  demo.error = demo.fatal;
   resizeCanvases(width, height);
   photoCtx.fillStyle = '#fff'; // transparent pixels become white, as when printed
   photoCtx.fillRect(0, 0, width, height);
   photoCtx.drawImage(bitmap, 0, 0);
   bitmap.close();
   newPhoto(file.name);
-  setStatus(`${file.name}: ${width} × ${height}. Paint what should disappear.`, { done: true });
+  if (demo.fatal) {
+    setStatus(`${file.name}: ${width} × ${height}, but it cannot be inpainted: ${demo.fatal}`, {
+      error: true,
+      done: true,
+    });
+  } else {
+    setStatus(`${file.name}: ${width} × ${height}. Paint what should disappear.`, { done: true });
+  }
 }
 
 function newPhoto(name) {
@@ -508,6 +524,7 @@ async function inpaint() {
     $('result-caption').textContent =
       `Result (${width} × ${height}; ${runs.length} region${runs.length > 1 ? 's' : ''}, ` +
       `${each} ms on ${demo.backend})`;
+    demo.error = null; // (an earlier run's failure is over)
     setStatus(`Done in ${(ms / 1000).toFixed(1)} s on ${demo.backend}.`, { progress: 1, done: true });
     // Encoded after the page is idle again: a photo opened meanwhile got the previous
     // photo's result under its own name. Only this run's, for this photo, is offered.
@@ -566,13 +583,13 @@ window.addEventListener('keydown', (event) => {
 
 async function main() {
   if (!tf || !tf.wasm) {
-    fail('TensorFlow.js did not load: run `npm ci` in demos/web (see its README).');
+    failForGood('TensorFlow.js did not load: run `npm ci` in demos/web (see its README).');
     return;
   }
   try {
     demo.model = await loadModel();
   } catch (error) {
-    fail(error.message, error);
+    failForGood(error.message, error);
     return;
   }
   $('size-note').textContent =
