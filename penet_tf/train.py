@@ -149,7 +149,14 @@ def _train(args):
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         raise
     if trainer.chief:
-        print(f"finished at step {int(trainer.state.step.numpy())}: {summarize(logs)}")
+        step = int(trainer.state.step.numpy())
+        if logs:
+            print(f"finished at step {step}: {summarize(logs)}")
+        else:  # (was "finished at step 30: " and nothing after it)
+            print(
+                f"the run had finished already at step {step}: nothing to train (raise "
+                "trainer.iterations to train on)"
+            )
         say(f"weights: {config.output_dir}/generator.weights.h5")
     return 0
 

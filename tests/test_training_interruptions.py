@@ -53,6 +53,18 @@ def test_one_device_run_writes_checkpoints_weights_logs_and_config(whole_run):
     assert int(trainer.state.position.numpy()) == 8  # 4 steps x 2 images
 
 
+def test_the_same_command_on_a_finished_run_says_so(whole_run, photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    path = write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=4))
+    assert train_cli.main(["--quiet", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [  # (was "finished at step 4: ")
+        "the run had finished already at step 4: nothing to train (raise trainer.iterations "
+        "to train on)",
+        f"weights: {run}/generator.weights.h5",
+    ]
+
+
 def test_full_disk_ends_in_one_line_and_the_same_command_resumes(
     whole_run, photos, tmp_path, capsys, monkeypatch, dead_pid
 ):
