@@ -59,6 +59,27 @@ def test_mixed_float16_trains_with_loss_scaling(photos, tmp_path):
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after, strict=True))
 
 
+def test_mirrored_cli_previews_the_whole_batch(photos, tmp_path):
+    """Under MirroredStrategy the TensorBoard preview showed replica 0's part of the
+    batch (2 of 4 images on two devices)."""
+    config = tiny_config(photos, tmp_path / "run", iterations=1, batch_size=4, image_every=1)
+    result = subprocess.run(
+        [sys.executable, "-m", "penet_tf.train", "--quiet", "--config",
+         write_config(tmp_path / "c.json", config), "--cpu-devices", "2",
+         "--strategy", "mirrored"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (events,) = (tmp_path / "run" / "logs").glob("events.out.tfevents.*")
+    sizes = [
+        tuple(int(v) for v in tf.make_ndarray(value.tensor)[:2])
+        for record in tf.data.TFRecordDataset(str(events))
+        for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value
+        if value.tag == "masked_output_composite_truth"
+    ]
+    assert sizes == [(4 * 64, 4 * 64)]  # (width, height): 4 columns, one row per image
+
+
 OVERFLOW_ON_ONE_REPLICA = """
 import json, sys
 from penet_tf.training.strategy import split_cpu

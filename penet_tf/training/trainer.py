@@ -503,7 +503,10 @@ class Trainer:
             # The last element any worker took (each worker's pipeline keeps every N-th
             # element: the chief's own replicas alone gave a position one short).
             last = tf.reduce_max(strategy.gather(index, axis=0))
-            first_batch = strategy.experimental_local_results(batch)[0]
+            # This worker's whole batch (replica 0's alone: 2 of 4 preview images under
+            # MirroredStrategy on 2 devices).
+            local = strategy.experimental_local_results(batch)
+            first_batch = tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *local)
             return logs, last, first_batch
 
         step = int(self.state.step.numpy())
