@@ -55,7 +55,9 @@ def run(function, argv=None, interrupted="interrupted"):
     * SIGTERM (``kill``, a scheduler or container stopping the job) stops the command as
       Ctrl-C does, with the same clean-up (temporaries removed, a converter child
       killed; training saves after its step), "terminated" for "interrupted", exit
-      status 143. Without this Python died at once and left those to the next run;
+      status 143 (the demo server stops with 0, as on Ctrl-C). Without this Python died
+      at once and left those to the next run. Taken only where SIGTERM has its default
+      action (an embedding program's own handler, or SIG_IGN, is left alone);
     * ``SystemExit`` (argparse's usage errors) and anything else pass through.
     """
     import penet_tf
@@ -67,6 +69,8 @@ def run(function, argv=None, interrupted="interrupted"):
     def on_sigterm(signum, frame):
         terminated.append(signum)
         raise KeyboardInterrupt
+
+    on_sigterm.stops_like_ctrl_c = True  # (the trainer may take it over: it saves first)
 
     previous = None
     if (

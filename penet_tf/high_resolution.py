@@ -626,7 +626,7 @@ def _share(cut, index, edge, prediction, top, left, height, width):
     first, stop = (y0, y1) if cut.axis == 0 else (x0, x1)
     weights = cut.weights(index, edge, first, stop)
     weights = weights[:, None, None] if cut.axis == 0 else weights[None, :, None]
-    pixels = prediction[y0 - top : y1 - top, x0 - left : x1 - left]
+    pixels = prediction[y0 - top : y1 - top, x0 - left : x1 - left].copy()  # (not the call's)
     return (y0, x0, y1, x1), weights, pixels
 
 

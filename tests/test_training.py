@@ -83,9 +83,11 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(None, ["data.image_size=[100, 64]"])
     with pytest.raises(ValueError, match="positive integer"):
         load_config(None, ["trainer.batch_size=0"])
-    for name in ("", ".", "..", "a/b"):  # ("": trained into runs/ itself, "..": into ./)
-        with pytest.raises(ValueError, match=r"name must be a folder name \(the run folder"):
+    for name in ("", ".", "..", "a/../b"):  # ("": trained into runs/ itself, "..": into ./)
+        with pytest.raises(ValueError, match=r"name must be a folder name under runs/ \(the"):
             load_config(None, [f"name={name}"])
+    assert load_config(None, ["name=a/b"]).output_dir == os.path.join("runs", "a", "b")
+    assert load_config(None, ["name=", "output_dir=/x"]).output_dir == "/x"  # (not used)
 
 
 def test_step_decay_schedule():

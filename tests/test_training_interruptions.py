@@ -209,6 +209,26 @@ def test_ctrl_c_or_sigterm_saves_the_step_and_a_second_one_stops_at_once(
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
 
 
+def test_training_leaves_a_program_s_own_sigterm_handler_alone():
+    """Trainer.run in a program that handles (or ignores) SIGTERM itself: its handler was
+    replaced for the run, so the program's never ran and an ignored SIGTERM stopped it."""
+    from penet_tf.training.trainer import _StopOnCtrlC
+
+    def own(signum, frame):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        for handler, taken in ((own, False), (signal.SIG_IGN, False), (signal.SIG_DFL, True)):
+            signal.signal(signal.SIGTERM, handler)
+            with _StopOnCtrlC(enabled=True) as stop:
+                assert (signal.getsignal(signal.SIGTERM) == stop._handle) is taken
+                assert signal.getsignal(signal.SIGINT) == stop._handle
+            assert signal.getsignal(signal.SIGTERM) == handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos, tmp_path, capsys):
     """The real CLI process trains under MirroredStrategy on two logical CPUs
     (``--cpu-devices 2 --strategy mirrored``) and is killed; the same command, on one

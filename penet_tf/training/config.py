@@ -659,13 +659,6 @@ class TrainingConfig(Section):
     def check(self, path):
         _positive_ints(self, path, ["cpu_devices"])
         _require(0 <= self.seed <= 2**32 - 1, _join(path, "seed"), "0 to 2**32 - 1", self.seed)
-        # The run folder's name under runs/ ("" trained into runs/ itself, ".." into ./).
-        _require(
-            self.name not in ("", ".", "..") and not set(self.name) & {"/", "\\", "\0"},
-            _join(path, "name"),
-            "a folder name (the run folder is runs/<name>): not empty, '.' or '..', no / or \\",
-            self.name,
-        )
 
     def override(self, *overrides):
         """A new config with ``overrides`` applied (``"a.b=value"`` strings or nested
@@ -832,5 +825,15 @@ def as_config(config):
     ``output_dir`` filled in."""
     config = TrainingConfig.parse(config)  # (itself if it is one)
     if config.output_dir is None:
+        # The run folder is runs/<name> ("" trained into runs/ itself, ".." into ./;
+        # nested names, runs/a/b, are folders too).
+        parts = config.name.replace("\\", "/").split("/")
+        _require(
+            "\0" not in config.name and not set(parts) & {"", ".", ".."},
+            "name",
+            "a folder name under runs/ (the run folder when output_dir is not set): not "
+            "empty, no '.' or '..' part",
+            config.name,
+        )
         config = dataclasses.replace(config, output_dir=os.path.join("runs", config.name))
     return config

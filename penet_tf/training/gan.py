@@ -105,6 +105,7 @@ def _skip_together(optimizer, gradients):
         not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         or context is None
         or context.num_replicas_in_sync == 1
+        or all(gradient is None for gradient in gradients)
     ):
         return gradients
     overflowed = 1.0 - tf.cast(optimizer.check_finite(gradients), tf.float32)

@@ -238,12 +238,19 @@ class TrainingInterrupted(KeyboardInterrupt):
 STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
+def _stops_on_sigterm(handler):
+    """Whether SIGTERM's ``handler`` just ends the program: the default, or
+    ``penet_tf.cli.run``'s (a Ctrl-C)."""
+    return handler == signal.SIG_DFL or getattr(handler, "stops_like_ctrl_c", False)
+
+
 class _StopOnCtrlC:
     """While active, the first SIGINT or SIGTERM (a scheduler or container stopping the
     job, which kills it a grace period later) only sets ``requested`` to the signal: the
     loop saves and stops after the current step. The handlers before it (normally
     ``KeyboardInterrupt``; for SIGTERM the CLI's, or the default: end at once) are back in
-    place for a second one. Inactive outside the main thread."""
+    place for a second one. SIGTERM is taken only from those two (a program's own
+    handler, or SIG_IGN, is left alone). Inactive outside the main thread."""
 
     def __init__(self, enabled):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
@@ -268,7 +275,10 @@ class _StopOnCtrlC:
 
     def __enter__(self):
         if self.enabled:
-            self.previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+            for signum in STOP_SIGNALS:
+                handler = signal.getsignal(signum)
+                if signum == signal.SIGINT or _stops_on_sigterm(handler):
+                    self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc):
