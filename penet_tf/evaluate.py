@@ -242,10 +242,15 @@ def evaluate(
     no_hole = [row["name"] for row in rows if float(row["hole_ratio"]) == 0.0]
     if no_hole:
         shown = ", ".join(no_hole[:5]) + (", ..." if len(no_hole) > 5 else "")
+        # (a prediction is scored as given: only the model's are the originals then)
+        outcome = (
+            "l1_hole is null for them"
+            if predictions is not None
+            else "they are compared with themselves"
+        )
         notes.append(
-            f"{len(no_hole)} image(s) had no hole in their mask ({shown}): they are "
-            "compared with themselves (see the mask rule: a hole is a value of at least "
-            "128, or 1 in a 0/1 mask)"
+            f"{len(no_hole)} image(s) had no hole in their mask ({shown}): {outcome} (see "
+            "the mask rule: a hole is a value of at least 128, or 1 in a 0/1 mask)"
         )
 
     counts = ("images", "psnr_infinite")
@@ -269,7 +274,8 @@ def evaluate(
             "inception_score_splits": (
                 inception_splits(is_splits, len(rows)) if model is not None else None
             ),
-            "ssim": "tf.image.ssim: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, range 255",
+            "ssim": "tf.image.ssim's: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, "
+            "range 255, in float64",
             "ssim_win51": "the release's: uniform 51x51 window, sample covariance, range 255",
             "l1": "mean |a - b| on [0, 1] x 100 over the whole image (l1_hole: hole pixels)",
             "seconds": round(seconds, 3),
@@ -355,7 +361,7 @@ def build_parser():
         "--protocol",
         choices=sorted(PROTOCOLS),
         help="a preset: places2-centre128 = the paper's Places2 comparison, images resized "
-        "to 256x256 (PIL bilinear) with the centred 128x128 hole",
+        "to 256x256 (PIL bicubic, as the release's test data) with the centred 128x128 hole",
     )
     parser.add_argument(
         "--out", required=True, help="report JSON path (the per-image CSV goes beside it)"

@@ -382,15 +382,16 @@ def binary_mask(values):
 
 
 def read_rgb(path, resize=None, what="image"):
-    """An image file as uint8 RGB [H, W, 3] (PIL bilinear resize to ``resize`` = (H, W)
-    if given)."""
+    """An image file as uint8 RGB [H, W, 3], resized to ``resize`` = (H, W) if given, as
+    the release's test data is (``img.resize((w, h))``: Pillow's default, bicubic; it was
+    bilinear here, so protocol scores were not of the release's images)."""
     image = open_image(path, what)
     if resize is not None and image.size != (resize[1], resize[0]):
         # (checked before the resize's convert("RGB"), which read a 0-1 float TIFF as black)
         _check_pixel_format(image)
         if image.mode in _SIXTEEN_BIT:
             image = Image.fromarray(to_rgb(image))
-        image = image.convert("RGB").resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
+        image = image.convert("RGB").resize((resize[1], resize[0]), Image.Resampling.BICUBIC)
     return to_rgb(image)
 
 

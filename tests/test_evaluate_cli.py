@@ -15,6 +15,7 @@ from sklearn.datasets import load_sample_images
 
 from penet_tf import Generator
 from penet_tf.evaluate import build_parser, evaluate, main
+from penet_tf.image_io import read_rgb
 from penet_tf.inpainting import load_inpainter
 
 
@@ -134,6 +135,11 @@ def test_model_with_the_paper_protocol(folders, tmp_path):
         # Known pixels are untouched, so the whole-image L1 is the hole's, diluted 4x.
         assert row["l1"] == pytest.approx(0.25 * row["l1_hole"], rel=1e-9)
         assert row["l1_hole"] > 1.0
+    # The images the release's test.py scores: its dataset's img.resize((w, h)), with
+    # Pillow's default filter (bicubic; bilinear here before).
+    path = folders["root"] / "images" / "astronaut.png"
+    released = np.asarray(Image.open(path).convert("RGB").resize((256, 256)))
+    np.testing.assert_array_equal(read_rgb(path, (256, 256)), released)
 
 
 def test_generated_masks_are_deterministic(folders):
@@ -386,6 +392,15 @@ def test_masks_without_a_hole_are_noted_in_the_report(folders, tmp_path):
     assert main(_args(folders, *args, "--no-fid", "--quiet")) == 0
     notes = json.loads(out.read_text())["notes"]
     assert "2 image(s) had no hole in their mask (china, flower)" in " ".join(notes)
+    assert "they are compared with themselves" in " ".join(notes)
+    # Predictions are scored as given: not compared with themselves (the note said so).
+    predictions = ["--predictions", str(root / "predictions"), "--masks", str(masks)]
+    out = tmp_path / "given.json"
+    assert main(_args(folders, *predictions, "--out", str(out), "--no-fid", "--quiet")) == 0
+    report = json.loads(out.read_text())
+    notes = " ".join(report["notes"])
+    assert "(china, flower): l1_hole is null for them" in notes and "themselves" not in notes
+    assert {row["name"]: row["l1"] > 0 for row in report["per_image"]}["china"]
 
 
 def test_help_documents_every_flag():

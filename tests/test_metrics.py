@@ -44,6 +44,8 @@ def test_l1_mae_psnr_match_numpy_and_skimage(photos):
     np.testing.assert_allclose(metrics.psnr(a, b), expected, atol=1e-3)
     assert metrics.psnr(a[:1], a[:1])[0] == np.inf
     assert 10 < metrics.psnr(a, b).min() < 40  # a real difference, not a trivial case
+    black = np.zeros((1, 16, 16, 3), np.uint8)  # (0 / 0: NaN, left out of the mean unsaid)
+    assert metrics.relative_mae(black, black)[0] == 0.0
 
 
 def test_l1_over_the_hole(photos):
@@ -75,7 +77,15 @@ def test_ssim_matches_skimage_gaussian_and_release_window(photos):
         structural_similarity(x, y, win_size=51, data_range=255, channel_axis=-1)
         for x, y in zip(a, b, strict=True)
     ]
-    np.testing.assert_allclose(metrics.ssim(a, b), gaussian, atol=1e-3)
+    np.testing.assert_allclose(metrics.ssim(a, b), gaussian, atol=1e-9)
+    # A bright, nearly flat image (tf.image.ssim's float32 was 1.3e-4 off: a 4th decimal).
+    flat = np.full((1, 40, 60, 3), 250, np.uint8)
+    noisy = np.clip(flat + np.random.default_rng(1).integers(-2, 3, flat.shape), 0, 255)
+    expected = structural_similarity(
+        flat[0], noisy[0].astype(np.uint8), gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, data_range=255, channel_axis=-1,
+    )  # fmt: skip
+    assert metrics.ssim(flat, noisy)[0] == pytest.approx(expected, abs=1e-9)
     np.testing.assert_allclose(metrics.ssim_win51(a, b), release, atol=1e-3)
     # They are different numbers: the report must never mix them up.
     assert np.abs(np.asarray(gaussian) - release).max() > 0.01
