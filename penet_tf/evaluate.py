@@ -271,8 +271,10 @@ def evaluate(
             "batch_size": batch_size,
             "fid": bool(fid),
             "feature_model": getattr(model, "name", None),
-            "inception_score_splits": (
-                inception_splits(is_splits, len(rows)) if model is not None else None
+            "inception_score_splits": (  # (None where IS was skipped)
+                inception_splits(is_splits, len(rows))
+                if overall["inception_score"] is not None
+                else None
             ),
             "ssim": "tf.image.ssim's: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, "
             "range 255, in float64",

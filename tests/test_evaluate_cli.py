@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -222,6 +223,12 @@ def test_fid_and_inception_score_in_the_report(folders, tmp_path):
     assert degraded["overall"]["inception_score_originals"] == pytest.approx(
         same["overall"]["inception_score_originals"]
     )
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(root / "images" / "china.png", one)
+    alone, _ = evaluate(one, predictions=root / "images", feature_model=model, progress=False)
+    assert alone["overall"]["inception_score"] is None
+    assert alone["settings"]["inception_score_splits"] is None  # (it said 1)
 
 
 def test_fid_is_skipped_for_one_image_without_loading_inception(folders, tmp_path):
