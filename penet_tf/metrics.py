@@ -17,7 +17,8 @@ shape [B, H, W, C] and returns one value per image, float64:
   channel_axis=-1)``), computed here with box sums in float64. It is a different number
   from ``ssim`` (a wide box window averages structure over far larger regions), so the
   two must not be compared with each other. NaN for images smaller than 51 pixels.
-* ``ms_ssim``: ``tf.image.ssim_multiscale`` with its five default scales and weights. It
+* ``ms_ssim``: ``tf.image.ssim_multiscale``'s definition with its five default scales and
+  weights, computed in float64 on ``ssim``'s path (its first scale is ``ssim``). It
   needs min(H, W) >= 161 (the coarsest scale must still hold the 11 x 11 window); smaller
   images use fewer scales (the first weights, renormalised to sum to 1) and
   ``ms_ssim_scales`` says how many; below 11 pixels it raises ``ValueError``.
@@ -121,16 +122,17 @@ def _gaussian_mean(x, size=SSIM_FILTER_SIZE, sigma=1.5):
     return tf.transpose(tf.reshape(planes, shape), [0, 2, 3, 1])
 
 
-def ssim(a, b):
-    """SSIM with ``tf.image.ssim``'s 11 x 11 Gaussian window (sigma 1.5), per image,
-    computed in float64 (``tf.image.ssim`` works in float32: up to 1.3e-4 off
-    scikit-image's value on bright or flat images, a 4th decimal of the report)."""
-    a, b = _pair(a, b)
+def _check_ssim_size(a):
     if min(a.shape[1], a.shape[2]) < SSIM_FILTER_SIZE:
         raise ValueError(
             f"SSIM needs images of at least {SSIM_FILTER_SIZE} x {SSIM_FILTER_SIZE} pixels, "
             f"got {a.shape[1]} x {a.shape[2]}"
         )
+
+
+def _ssim_terms(a, b):
+    """``tf.image.ssim``'s per-channel terms of one scale, in float64: the mean SSIM and
+    the mean contrast-structure factor over the valid region, each [B, C]."""
     # Centre the values first: the means of squares then lose no precision.
     shift = tf.reduce_mean(a, axis=[1, 2, 3], keepdims=True)
     a, b = a - shift, b - shift
@@ -140,10 +142,22 @@ def ssim(a, b):
     cov = _gaussian_mean(a * b) - mean_a * mean_b
     mean_a, mean_b = mean_a + shift, mean_b + shift
     c1, c2 = (0.01 * MAX_VALUE) ** 2, (0.03 * MAX_VALUE) ** 2
-    value = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / (
-        (mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)
+    luminance = (2 * mean_a * mean_b + c1) / (mean_a**2 + mean_b**2 + c1)
+    contrast_structure = (2 * cov + c2) / (var_a + var_b + c2)
+    return (
+        tf.reduce_mean(luminance * contrast_structure, axis=[1, 2]),
+        tf.reduce_mean(contrast_structure, axis=[1, 2]),
     )
-    return tf.reduce_mean(value, axis=[1, 2, 3]).numpy()
+
+
+def ssim(a, b):
+    """SSIM with ``tf.image.ssim``'s 11 x 11 Gaussian window (sigma 1.5), per image, in
+    float64: ``tf.image.ssim`` computes in float32, and its mean over millions of pixels
+    drifts up (0.99997 for a 12-MP pair whose SSIM is 0.99659 at every size; 1.3e-4 off
+    scikit-image's value on a bright, flat 64^2 image)."""
+    a, b = _pair(a, b)
+    _check_ssim_size(a)
+    return tf.reduce_mean(_ssim_terms(a, b)[0], axis=-1).numpy()
 
 
 def _box_mean(x, window):
@@ -198,24 +212,48 @@ def ms_ssim_scales(height, width, filter_size=SSIM_FILTER_SIZE):
     return scales
 
 
+def _downsample(x):
+    """``tf.image.ssim_multiscale``'s next scale: odd sides padded symmetrically, then the
+    means of 2 x 2 blocks."""
+    height, width = x.shape[1], x.shape[2]
+    x = tf.pad(x, [[0, 0], [0, height % 2], [0, width % 2], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.avg_pool2d(x, 2, 2, "VALID")
+
+
+def _scale_terms(a, b, scales):
+    """``_ssim_terms`` at each of the first ``scales`` scales."""
+    terms = []
+    for scale in range(scales):
+        if scale:
+            a, b = _downsample(a), _downsample(b)
+        terms.append(_ssim_terms(a, b))
+    return terms
+
+
+def _ms_ssim_value(terms):
+    """MS-SSIM per image from ``_scale_terms``: the contrast-structure factors of all but
+    the last scale and the last scale's SSIM, each clipped at 0, raised to the weights
+    (the first ``len(terms)``, renormalised below five) and multiplied; the channels'
+    mean."""
+    weights = np.asarray(MS_SSIM_WEIGHTS[: len(terms)])
+    weights = weights / weights.sum() if len(terms) < len(MS_SSIM_WEIGHTS) else weights
+    factors = [cs for _, cs in terms[:-1]] + [terms[-1][0]]
+    value = 1.0
+    for factor, weight in zip(factors, weights, strict=True):
+        value *= tf.pow(tf.nn.relu(factor), float(weight))
+    return tf.reduce_mean(value, axis=-1).numpy()
+
+
 def ms_ssim(a, b):
-    """MS-SSIM with ``tf.image.ssim_multiscale``, per image; ``(values, scales)``.
+    """MS-SSIM as ``tf.image.ssim_multiscale`` defines it, per image, in float64 (its
+    float32 drifted up on large images: 2.2e-3 at 12 MP); ``(values, scales)``.
 
     Five scales (weights 0.0448 ... 0.1333) when min(H, W) >= 161; fewer for smaller images,
     with the first weights renormalised to sum to 1 (so an image against itself is still 1).
     """
     a, b = _pair(a, b)
     scales = ms_ssim_scales(a.shape[1], a.shape[2])
-    weights = np.asarray(MS_SSIM_WEIGHTS[:scales])
-    weights = tuple(float(w) for w in weights / weights.sum()) if scales < 5 else MS_SSIM_WEIGHTS
-    value = tf.image.ssim_multiscale(
-        tf.cast(a, tf.float32),
-        tf.cast(b, tf.float32),
-        max_val=MAX_VALUE,
-        power_factors=weights,
-        filter_size=SSIM_FILTER_SIZE,
-    )
-    return value.numpy().astype(np.float64), scales
+    return _ms_ssim_value(_scale_terms(a, b, scales)), scales
 
 
 def paired_metrics(target, prediction, mask=None):
@@ -233,9 +271,6 @@ def paired_metrics(target, prediction, mask=None):
         "hole_ratio": np.full([batch], np.nan),
         "relative_mae": relative_mae(target, prediction),
         "psnr": psnr(target, prediction),
-        "ssim": ssim(target, prediction)
-        if min(target.shape[1], target.shape[2]) >= SSIM_FILTER_SIZE
-        else np.full([batch], np.nan),
         "ssim_win51": ssim_win51(target, prediction),
     }
     if mask is not None:
@@ -243,8 +278,13 @@ def paired_metrics(target, prediction, mask=None):
         hole = tf.cast(tf.not_equal(tf.cast(mask, tf.float32), 0.0), tf.float64)
         values["hole_ratio"] = tf.reduce_mean(hole, axis=[1, 2, 3]).numpy()
     if min(target.shape[1], target.shape[2]) >= SSIM_FILTER_SIZE:
-        values["ms_ssim"], scales = ms_ssim(target, prediction)
+        # SSIM is MS-SSIM's first scale: its terms computed once serve both.
+        scales = ms_ssim_scales(target.shape[1], target.shape[2])
+        terms = _scale_terms(*_pair(target, prediction), scales)
+        values["ssim"] = tf.reduce_mean(terms[0][0], axis=-1).numpy()
+        values["ms_ssim"] = _ms_ssim_value(terms)
     else:  # too small even for one scale (and for SSIM's window)
+        values["ssim"] = np.full([batch], np.nan)
         values["ms_ssim"], scales = np.full([batch], np.nan), 0
     values["ms_ssim_scales"] = np.full([batch], scales, np.int64)
     return values

@@ -105,6 +105,65 @@ def test_ms_ssim_is_one_for_itself_and_falls_with_noise():
     assert scores[-1] < 0.9
 
 
+def _ms_ssim_numpy(a, b, scales):
+    """tf.image.ssim_multiscale's algorithm in NumPy float64 (scipy's filters), for one
+    image pair: 11-tap Gaussian (sigma 1.5) valid means, symmetric pad to even sides and
+    2 x 2 block means between scales, relu, the first weights renormalised below five."""
+    from scipy import ndimage
+
+    taps = np.exp(-((np.arange(11) - 5.0) ** 2) / 4.5)
+    taps /= taps.sum()
+
+    def mean(x):
+        for axis in (0, 1):
+            x = np.moveaxis(ndimage.correlate1d(x, taps, axis=axis, mode="constant"), axis, 0)
+            x = np.moveaxis(x[5:-5], 0, axis)
+        return x
+
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    weights = np.asarray(metrics.MS_SSIM_WEIGHTS[:scales])
+    weights = weights / weights.sum() if scales < 5 else weights
+    factors = []
+    for scale in range(scales):
+        if scale:
+            a, b = (
+                np.pad(x, [(0, x.shape[0] % 2), (0, x.shape[1] % 2), (0, 0)], "symmetric")
+                for x in (a, b)
+            )
+            a, b = (
+                x.reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2, 3).mean((1, 3)) for x in (a, b)
+            )
+        ma, mb = mean(a), mean(b)
+        va, vb, cov = mean(a * a) - ma**2, mean(b * b) - mb**2, mean(a * b) - ma * mb
+        c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+        cs = (2 * cov + c2) / (va + vb + c2)
+        luminance = (2 * ma * mb + c1) / (ma**2 + mb**2 + c1)
+        factors.append((luminance * cs).mean((0, 1)) if scale == scales - 1 else cs.mean((0, 1)))
+    powers = [np.maximum(f, 0) ** w for f, w in zip(factors, weights, strict=True)]
+    return np.mean(np.prod(powers, axis=0))
+
+
+def test_ms_ssim_and_ssim_are_float64_and_hold_on_large_images():
+    """tf.image.ssim(_multiscale) compute in float32; their means over many pixels drifted
+    up: a 1000 x 1000 noisy pair scored MS-SSIM 6e-4 too high (2.2e-3 at 12 MP)."""
+    rng = np.random.default_rng(0)
+    for height, width in ((165, 171), (1000, 1000)):
+        a = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        b = np.clip(a.astype(np.int16) + rng.integers(-10, 11, a.shape), 0, 255).astype(np.uint8)
+        value, scales = metrics.ms_ssim(a, b)
+        assert value[0] == pytest.approx(_ms_ssim_numpy(a[0], b[0], scales), abs=1e-12)
+        values = metrics.paired_metrics(a, b)  # (SSIM from MS-SSIM's first scale)
+        assert values["ms_ssim"][0] == value[0]
+        assert values["ssim"][0] == pytest.approx(metrics.ssim(a, b)[0], abs=1e-15)
+    small = data.rocket()[:64, :96][None]  # where float32 is exact enough: TF's own value
+    noisy = np.clip(small.astype(int) + rng.integers(-20, 21, small.shape), 0, 255)
+    weights = np.asarray(metrics.MS_SSIM_WEIGHTS[:3]) / sum(metrics.MS_SSIM_WEIGHTS[:3])
+    expected = tf.image.ssim_multiscale(
+        tf.cast(small, tf.float32), tf.cast(noisy, tf.float32), 255.0, tuple(weights)
+    )
+    assert metrics.ms_ssim(small, noisy)[0][0] == pytest.approx(float(expected[0]), abs=1e-5)
+
+
 def test_ms_ssim_on_small_images_uses_fewer_scales():
     # tf.image.ssim_multiscale itself: five scales need min side >= 161 (ceil halving).
     for side, works in ((161, True), (160, False)):
