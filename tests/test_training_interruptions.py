@@ -209,24 +209,27 @@ def test_ctrl_c_or_sigterm_saves_the_step_and_a_second_one_stops_at_once(
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
 
 
-def test_training_leaves_a_program_s_own_sigterm_handler_alone():
-    """Trainer.run in a program that handles (or ignores) SIGTERM itself: its handler was
-    replaced for the run, so the program's never ran and an ignored SIGTERM stopped it."""
+def test_training_leaves_a_program_s_own_signal_handlers_alone():
+    """Trainer.run in a program that handles (or ignores) SIGTERM or SIGINT itself: its
+    handler was replaced for the run, so the program's never ran and an ignored signal
+    (SIGINT in a background job) stopped it."""
     from penet_tf.training.trainer import _StopOnCtrlC
 
     def own(signum, frame):
         pass
 
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    cases = [(own, False), (signal.SIG_IGN, False), (signal.SIG_DFL, True)]
     try:
-        for handler, taken in ((own, False), (signal.SIG_IGN, False), (signal.SIG_DFL, True)):
-            signal.signal(signal.SIGTERM, handler)
-            with _StopOnCtrlC(enabled=True) as stop:
-                assert (signal.getsignal(signal.SIGTERM) == stop._handle) is taken
-                assert signal.getsignal(signal.SIGINT) == stop._handle
-            assert signal.getsignal(signal.SIGTERM) == handler
+        for signum in (signal.SIGINT, signal.SIGTERM):  # (SIGINT: ignored in background jobs)
+            for handler, taken in cases + [(signal.default_int_handler, True)]:
+                signal.signal(signum, handler)
+                with _StopOnCtrlC(enabled=True) as stop:
+                    assert (signal.getsignal(signum) == stop._handle) is taken
+                assert signal.getsignal(signum) == handler
     finally:
-        signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
 
 
 def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos, tmp_path, capsys):

@@ -184,9 +184,10 @@ def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tm
     """The load error was replaced by "Paint what should disappear." once a photo was
     opened, while Inpaint stayed disabled with nothing saying why."""
     Image.fromarray(photo(60, 80)).save(tmp_path / "photo.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
     result = subprocess.run(
         ["node", "tests/model_error_test.mjs", "--url", server,
-         "--image", str(tmp_path / "photo.png")],
+         "--image", str(tmp_path / "photo.png"), "--bad", str(tmp_path / "bad.png")],
         cwd=WEB, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -196,6 +197,9 @@ def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tm
     assert opened["error"] == page["loaded"]["error"] and opened["statusIsError"]
     assert opened["status"].startswith("photo.png: 80 × 60, but it cannot be inpainted: No model")
     assert opened["inpaintDisabled"]
+    refused = page["refused"]  # (a refused file's message alone hid it again)
+    assert refused["status"].startswith("Cannot read bad.png as an image. No model at")
+    assert refused["error"] == refused["status"] and refused["inpaintDisabled"]
 
 
 def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(

@@ -115,6 +115,9 @@ function setStatus(text, { progress = null, error = false, done = false } = {}) 
 }
 
 function fail(message, cause) {
+  // (after TF.js or the model failed to load, that stays said: a rejected photo's message
+  // alone hid it, Inpaint disabled with nothing saying why)
+  if (demo.fatal && message !== demo.fatal) message = `${message} ${demo.fatal}`;
   demo.error = message;
   if (cause) console.error(cause);
   setStatus(message, { error: true, done: true });

@@ -238,10 +238,13 @@ class TrainingInterrupted(KeyboardInterrupt):
 STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
-def _stops_on_sigterm(handler):
-    """Whether SIGTERM's ``handler`` just ends the program: the default, or
-    ``penet_tf.cli.run``'s (a Ctrl-C)."""
-    return handler == signal.SIG_DFL or getattr(handler, "stops_like_ctrl_c", False)
+def _just_stops(handler):
+    """Whether a SIGINT or SIGTERM ``handler`` just ends the program: the default,
+    Python's ``KeyboardInterrupt`` or ``penet_tf.cli.run``'s. A program's own handler, or
+    SIG_IGN (a job started in the background ignores SIGINT), is left alone."""
+    return handler in (signal.SIG_DFL, signal.default_int_handler) or getattr(
+        handler, "stops_like_ctrl_c", False
+    )
 
 
 class _StopOnCtrlC:
@@ -249,8 +252,8 @@ class _StopOnCtrlC:
     job, which kills it a grace period later) only sets ``requested`` to the signal: the
     loop saves and stops after the current step. The handlers before it (normally
     ``KeyboardInterrupt``; for SIGTERM the CLI's, or the default: end at once) are back in
-    place for a second one. SIGTERM is taken only from those two (a program's own
-    handler, or SIG_IGN, is left alone). Inactive outside the main thread."""
+    place for a second one. Taken only from handlers that just stop (``_just_stops``).
+    Inactive outside the main thread."""
 
     def __init__(self, enabled):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
@@ -276,8 +279,7 @@ class _StopOnCtrlC:
     def __enter__(self):
         if self.enabled:
             for signum in STOP_SIGNALS:
-                handler = signal.getsignal(signum)
-                if signum == signal.SIGINT or _stops_on_sigterm(handler):
+                if _just_stops(signal.getsignal(signum)):
                     self.previous[signum] = signal.signal(signum, self._handle)
         return self
 

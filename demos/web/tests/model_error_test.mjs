@@ -1,11 +1,13 @@
 // The page when its model cannot load (?model=missing/model.json): the error must stay on
 // show after a photo is opened (it was replaced by "Paint what should disappear." while
-// Inpaint stayed disabled, with nothing saying why).
+// Inpaint stayed disabled, with nothing saying why), and after a file that is refused.
 //
-//   node tests/model_error_test.mjs --url http://127.0.0.1:PORT/ --image photo.png
+//   node tests/model_error_test.mjs --url http://127.0.0.1:PORT/ --image photo.png \
+//       --bad not-an-image.png
 //
 // Prints one JSON line: the page's status text and class, penetDemo.error and whether
-// Inpaint is disabled, after the load and after the photo; tests/test_web_demo.py checks.
+// Inpaint is disabled, after the load, the photo and the bad file; tests/test_web_demo.py
+// checks.
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 
@@ -13,6 +15,7 @@ const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
     image: { type: 'string' },
+    bad: { type: 'string' },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
   },
 });
@@ -40,7 +43,12 @@ try {
   const loaded = await state();
   await page.setInputFiles('#file', args.image);
   await page.waitForFunction(() => window.penetDemo.photosLoaded > 0, null, { timeout: 60000 });
-  console.log(JSON.stringify({ loaded, opened: await state() }));
+  const opened = await state();
+  await page.setInputFiles('#file', args.bad);
+  await page.waitForFunction(() => window.penetDemo.error.startsWith('Cannot read'), null, {
+    timeout: 60000,
+  });
+  console.log(JSON.stringify({ loaded, opened, refused: await state() }));
 } finally {
   await browser.close();
 }
