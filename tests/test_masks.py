@@ -69,13 +69,22 @@ def test_square_masks():
     assert _binary(augmented(_seed(1)))
 
 
-def test_rotation_expands_the_canvas():
-    block = tf.ones([40, 60, 1])
-    rotated = rotate_expanded(block, tf.constant(np.pi / 2, tf.float32))
-    assert rotated.shape[:2] == (60, 40)
-    assert float(tf.reduce_sum(rotated)) == pytest.approx(40 * 60, rel=0.05)
-    diagonal = rotate_expanded(block, tf.constant(np.pi / 4, tf.float32))
-    assert diagonal.shape[0] == diagonal.shape[1] == int(np.ceil(100 / np.sqrt(2)))
+def test_rotation_is_pil_rotate_expand_to_the_pixel():
+    """The release rotates its masks with PIL's rotate(degrees, expand=True). With
+    ceil(extent) for the canvas and TensorFlow's projective transform the canvas was a
+    pixel short on 66 of 138 square masks and 0.15 % of a 256^2 mask's pixels differed;
+    Pillow's float64 geometry and 16.16 fixed-point sampling give its pixels exactly."""
+    rng = np.random.default_rng(0)
+    rotate = tf.function(rotate_expanded, reduce_retracing=True)
+    for shape in ((64, 64), (63, 63), (50, 70), (71, 33), (1, 1), (7, 5), (300, 301)):
+        for degrees in range(0, 46, 3 if shape[0] == 300 else 1):
+            mask = (rng.random(shape) > 0.5).astype(np.uint8) * 255
+            expected = np.asarray(Image.fromarray(mask).rotate(degrees, expand=True)) > 127
+            radians = tf.constant(degrees * np.pi / 180, tf.float64)
+            got = rotate(tf.constant(mask[..., None] / 255, tf.float32), radians)
+            np.testing.assert_array_equal(
+                got.numpy()[..., 0] > 0.5, expected, str((shape, degrees))
+            )
 
 
 def test_files_mode_reads_pngs(tmp_path):
