@@ -4,6 +4,7 @@ written stays, and the same command resumes."""
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -207,6 +208,39 @@ def test_ctrl_c_or_sigterm_saves_the_step_and_a_second_one_stops_at_once(
     )
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
+
+
+def test_data_that_goes_away_mid_run_stops_it_saved_in_one_line(
+    photos, tmp_path, capsys, monkeypatch
+):
+    """The image folder moved (a disk unmounted) mid-run: every read failed and the
+    stream skipped on for ever, at full CPU, deaf to Ctrl-C and SIGTERM; the steps since
+    the last checkpoint were lost to the SIGKILL that ended it."""
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    run = tmp_path / "run"
+    config = tiny_config(str(data), run, iterations=500, checkpoint_every=500, image_every=500)
+    path = write_config(tmp_path / "c.json", config)
+    original = Trainer._log_scalars
+
+    def log(self, writer, step, *args):
+        original(self, writer, step, *args)
+        if step == 2:
+            data.rename(tmp_path / "moved")
+
+    monkeypatch.setattr(Trainer, "_log_scalars", log)
+    status, lines = run_main(capsys, path)
+    assert status == 2
+    match = re.fullmatch(
+        r"error: training stopped at step (\d+): none of the last \d+ reads of the \d+ image "
+        r"files could be decoded \(the last, .+\): did the data go away\? \(the last "
+        r"complete checkpoint is step (\d+): run the same command to resume once the data "
+        r"can be read\)",
+        lines[-1],
+    )
+    assert match and match.group(1) == match.group(2), lines[-1]
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith(f"ckpt-{match[1]}")
+    assert leftovers(run) == []
 
 
 def test_training_leaves_a_program_s_own_signal_handlers_alone():

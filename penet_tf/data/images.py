@@ -153,6 +153,8 @@ class ImageSource:
         self._lock = threading.Lock()
         self.skipped = 0
         self._unreadable = {}  # distinct paths (record ids) that failed, in order (a set)
+        self._failing = 0  # reads that failed in a row
+        self.failure = None  # why the stream stopped: nothing readable any more
         self.photos = None
         self.tfds_dataset = None
         if self.kind == "folder":
@@ -269,12 +271,27 @@ class ImageSource:
         """A file's path (or a TFDS record's id and its bytes) -> (uint8 [H, W, 3], ok)."""
         name = _as_bytes(name)
         try:
-            return self._read(name, data), True
+            image = self._read(name, data)
+            self._failing = 0
+            return image, True
         except Exception as error:  # noqa: BLE001 - any unreadable item is skipped
             with self._lock:
                 self.skipped += 1
                 first = name not in self._unreadable
                 self._unreadable[name] = None
+                self._failing += 1
+                # Between two reads of a readable item there are fewer than 2N others
+                # (shuffled epochs); 2N failures in a row: nothing is readable any more
+                # (the folder moved, the disk went away). The stream skipped on for ever
+                # before, at full CPU, deaf to Ctrl-C and SIGTERM.
+                if self._failing >= 2 * len(self.items) and self.failure is None:
+                    self.failure = (
+                        f"none of the last {self._failing} reads of the {len(self.items)} "
+                        f"{self.item_kind}s could be decoded (the last, {os.fsdecode(name)}: "
+                        f"{read_error_reason(error)}): did the data go away?"
+                    )
+            if self.failure is not None:
+                raise ValueError(self.failure) from None
             if first:
                 logger.warning(
                     "skipping unreadable %s %s (%s), whenever the stream reaches it",

@@ -530,7 +530,12 @@ class Trainer:
         sums, count, started = {}, 0, time.perf_counter()
         logs = {}
         while step < iterations:
-            logs, last, first_batch = distributed_step(iterator)
+            try:
+                logs, last, first_batch = distributed_step(iterator)
+            except tf.errors.OpError:
+                if self.source.failure is None:
+                    raise
+                self._stop_without_data(step)
             step += 1
             self.state.step.assign(step)
             self.state.position.assign(last + 1)
@@ -581,6 +586,20 @@ class Trainer:
                 tf.summary.scalar(f"learning_rate/{name}", used_learning_rate(optimizer))
             tf.summary.scalar("images_per_second", batch * count / max(elapsed, 1e-9))
             tf.summary.scalar("data/skipped_files", self.source.skipped)
+
+    def _stop_without_data(self, step):
+        """The data went away mid-run (``ImageSource.failure``): the steps done so far are
+        saved (one process: multi-worker saves need every worker) and the run stops in
+        one line."""
+        alone = not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        if alone and step and self.state.latest_step() != step:
+            self.state.save()
+            self.state.export_weights()
+        saved = self.state.last_complete()
+        raise ValueError(
+            f"training stopped at step {step}: {self.source.failure} ({saved}: run the "
+            "same command to resume once the data can be read)"
+        ) from None
 
     def _log_images(self, writer, step, preview):
         if not self.chief or preview is None:
