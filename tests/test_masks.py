@@ -185,8 +185,9 @@ def test_mixture_uses_every_component_by_weight(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "weights,share",  # share: of the square component; float32 took 1e-50 to 0, 1e39 to inf
-    [([1e-50, 0.0], 1.0), ([1e-50, 1e-50], 0.5), ([1e39, 1.0], 1.0)],
+    "weights,share",  # share: of the square component; float32 took 1e-50 to 0, 1e39 to
+    # inf, and two of 1e308 summed to inf in float64
+    [([1e-50, 0.0], 1.0), ([1e-50, 1e-50], 0.5), ([1e39, 1.0], 1.0), ([1e308, 1e308], 0.5)],
 )
 def test_mixture_weights_of_any_magnitude(weights, share):
     config = {
@@ -215,6 +216,10 @@ def test_masks_in_a_tf_data_pipeline():
         ({"type": "strokes", "hole_ratio": [0.5, 0.2]}, "hole_ratio"),
         ({"type": "square", "size": 3}, "Unknown options for square masks"),
         ({"type": "mixture", "components": []}, "non-empty 'components'"),
+        (
+            {"type": "mixture", "components": [{"type": "square"}], "weights": [float("inf")]},
+            "must be a finite number",
+        ),
         ({"type": "files", "path": "/nonexistent/masks"}, "does not exist"),
     ],
 )

@@ -398,3 +398,19 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     )
     status, lines = run_main(capsys, config)
     assert status == 2 and "does not exist" in lines[-1]
+
+
+def test_masks_and_batch_are_checked_before_the_images_are_read(photos, tmp_path, monkeypatch):
+    """A TFDS source downloads and prepares its dataset when it is built: a mistyped mask
+    folder or a batch the replicas cannot split was named only after that (hours)."""
+    from penet_tf.training import trainer as trainer_module
+
+    def not_yet(config):
+        raise AssertionError("the image source was built before the cheap checks")
+
+    monkeypatch.setattr(trainer_module, "ImageSource", not_yet)
+    config = load_config(
+        None, [f'data.path="{photos}"', 'output_dir="' + str(tmp_path / "r") + '"']
+    )
+    with pytest.raises(FileNotFoundError, match="Mask folder .* does not exist"):
+        Trainer(config.override('mask={"type": "files", "path": "/nonexistent"}'), verbose=0)

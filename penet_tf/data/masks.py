@@ -367,8 +367,10 @@ class MaskGenerator:
             components = config.components
             weights = np.asarray(config.weights or [1.0] * len(components), np.float64)
             self.components = [MaskGenerator(c, height, width, training) for c in components]
-            # Normalised in float64 first: float32 took 1e-50 to 0 and 1e39 to inf, and
-            # the draw then fell to the last component whatever the weights.
+            # Normalised in float64 first, by the largest before the sum: float32 took
+            # 1e-50 to 0 and 1e39 to inf, two weights of 1e308 summed to inf, and the
+            # draw then fell to the last component whatever the weights.
+            weights = weights / weights.max()
             self.log_weights = tf.math.log(tf.constant([weights / weights.sum()], tf.float32))
 
     def __call__(self, seed, index=0):

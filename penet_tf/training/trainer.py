@@ -331,10 +331,12 @@ class Trainer:
             from penet_tf.convert_torch import released_save
 
             released_save(resume_release)  # (the files are there)
-        self.source = ImageSource(config.data)
+        # (the batch and the masks first: a TFDS source may download and prepare a
+        # dataset, hours and gigabytes before a mistyped mask folder was named)
+        self._check_batch()
         size = config.data.image_size
         self.masks = MaskGenerator(config.mask, size[0], size[1])  # lists a mask folder
-        self._check_batch()
+        self.source = ImageSource(config.data)
         with self.strategy.scope():
             self.gan = build_gan(config, self.policy)
             self.gan.build()
