@@ -10,6 +10,7 @@ import pytest
 import skimage.data
 import tensorflow as tf
 from conftest import FIXTURE
+from PIL import Image
 from training_helpers import (
     REPO,
     make_photos,
@@ -414,3 +415,24 @@ def test_masks_and_batch_are_checked_before_the_images_are_read(photos, tmp_path
     )
     with pytest.raises(FileNotFoundError, match="Mask folder .* does not exist"):
         Trainer(config.override('mask={"type": "files", "path": "/nonexistent"}'), verbose=0)
+
+
+def test_a_config_s_paths_may_start_with_a_tilde(photos, tmp_path, monkeypatch):
+    """JSON is read by no shell: "~/photos" was a folder named ~ in the working folder
+    (TFDS's data_dir with download on, and output_dir, made one there)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(photos, tmp_path / "photos")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(masks / "m.png")
+    config = load_config(
+        None,
+        [
+            'data.path="~/photos"',
+            'output_dir="~/runs/x"',
+            'mask={"type": "files", "path": "~/masks"}',
+        ],
+    )
+    assert config.output_dir == str(tmp_path / "runs" / "x")
+    trainer = Trainer(config, verbose=0)
+    assert len(trainer.source) == len(os.listdir(photos))

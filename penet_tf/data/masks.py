@@ -272,6 +272,7 @@ def list_mask_files(path):
     with a warning naming it, since decoding it in the input pipeline would stop
     training at whichever step first drew it.
     """
+    path = os.path.expanduser(path)  # (a JSON config's ~ is no shell's)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Mask folder {path} does not exist.")
     files = find_files(path, (".png",))

@@ -824,6 +824,9 @@ def as_config(config):
     """A ``TrainingConfig`` from itself or from a mapping (checked strictly), with
     ``output_dir`` filled in."""
     config = TrainingConfig.parse(config)  # (itself if it is one)
+    if config.output_dir is not None and config.output_dir.startswith("~"):
+        # (a JSON config's ~ is no shell's: TensorFlow made a folder named ~ here)
+        config = dataclasses.replace(config, output_dir=os.path.expanduser(config.output_dir))
     if config.output_dir is None:
         # The run folder is runs/<name> ("" trained into runs/ itself, ".." into ./;
         # nested names, runs/a/b, are folders too).
