@@ -213,3 +213,23 @@ def test_tfds_dataset_to_download_by_hand_is_one_clear_error(tmp_path):
         ImageSource(config)
     with pytest.raises(FileNotFoundError, match="(?s)TFDS cannot prepare .*Put the photos in"):
         ImageSource({**config, "download": True})
+
+
+def test_tfds_errors_that_were_tracebacks_are_one_line(tmp_path, monkeypatch):
+    """A version TFDS does not have raised AssertionError, and a failed download TFDS's
+    own DownloadError (a plain Exception): tracebacks where every other error is a line."""
+    with pytest.raises(ValueError, match=r"TFDS cannot load 'dtd:99.0.0': .*only: "):
+        ImageSource({"source": "tfds", "name": "dtd:99.0.0", "data_dir": str(tmp_path)})
+
+    class DownloadError(Exception):  # (what TFDS raises on an HTTP 404)
+        pass
+
+    def unreachable(self, *args, **kwargs):
+        raise DownloadError("Failed to get url http://127.0.0.1:1/x.zip. HTTP code: 404.")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", unreachable)
+    config = {"source": "tfds", "name": "dtd", "data_dir": str(tmp_path), "download": True}
+    with pytest.raises(OSError, match=r"could not download or prepare 'dtd' under .*HTTP code"):
+        ImageSource(config)
+    with pytest.raises(ValueError, match=r"no dataset named 'nope_h43' \(neither registered nor"):
+        ImageSource({**config, "name": "nope_h43"})

@@ -184,7 +184,11 @@ class ImageSource:
         data_dir = _expanded(self.config.data_dir)
         where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         try:
-            builder = tfds.builder(name, data_dir=data_dir)
+            try:
+                builder = tfds.builder(name, data_dir=data_dir)
+            except AssertionError as error:  # "Failed to construct dataset ...: version"
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise ValueError(f"TFDS cannot load {name!r}: {reason[:300]}") from None
             # Checked before any download: the features are known from the dataset's code.
             features = builder.info.features
             features = features.items() if isinstance(features, tfds.features.FeaturesDict) else []
@@ -206,6 +210,13 @@ class ImageSource:
                     builder.download_and_prepare()
                 except AssertionError as error:  # TFDS: "Manual directory ... is empty ..."
                     raise FileNotFoundError(f"TFDS cannot prepare {name!r}: {error}") from None
+                except Exception as error:  # noqa: BLE001 - TFDS's DownloadError, checksums...
+                    # (plain Exceptions in TFDS: a traceback where every other error is a line)
+                    reason = (str(error).strip().splitlines() or [""])[0][:300]
+                    raise OSError(
+                        f"TFDS could not download or prepare {name!r} under {where} "
+                        f"({type(error).__name__}: {reason})"
+                    ) from None
             # The encoded bytes (decoded by penet_tf.image_io, as files are) and the
             # record's id, which names it when it cannot be read.
             try:
@@ -221,7 +232,10 @@ class ImageSource:
                     f"data.split {split!r} of TFDS dataset {name!r}: {reason}"
                 ) from None
         except tfds.core.registered.DatasetNotFoundError as error:
-            raise ValueError(f"TFDS has no dataset named {name!r}.") from error
+            raise ValueError(
+                f"TFDS has no dataset named {name!r} (neither registered nor prepared under "
+                f"{where})."
+            ) from error
         records = dataset.map(lambda example: (example["tfds_id"], example[key]))
         return records, [str(i) for i in range(count)]
 
