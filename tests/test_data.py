@@ -126,6 +126,8 @@ def test_file_list_relative_to_its_folder(tmp_path):
     assert source.items == [str(folder / "img0.png"), str(folder / "sub" / "img1.jpg")]
     (image, _), _ = next(iter(inpainting_dataset(source, DATA, MASK, 2)))
     assert image.shape == (2, 64, 64, 3)
+    with pytest.raises(ValueError, match=r"is a folder: data.source \"flist\" reads a list"):
+        ImageSource({"source": "flist", "path": str(folder)})  # ("does not exist")
 
 
 def test_a_file_list_under_the_wrong_root_is_one_error_not_a_warning_per_line(tmp_path, caplog):

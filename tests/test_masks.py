@@ -221,6 +221,7 @@ def test_masks_in_a_tf_data_pipeline():
             "must be a finite number",
         ),
         ({"type": "files", "path": "/nonexistent/masks"}, "does not exist"),
+        ({"type": "files", "path": __file__}, "is a file: give the folder of mask PNGs"),
     ],
 )
 def test_bad_mask_configs(config, message):

@@ -59,6 +59,11 @@ def list_image_files(path):
 
 def read_file_list(path, root=None):
     """Paths listed in a released-style ``.flist`` file (one per line)."""
+    if os.path.isdir(path):  # (it said "does not exist")
+        raise ValueError(
+            f'File list {path} is a folder: data.source "flist" reads a list of files '
+            '(.flist); for a folder of images use data.source "folder".'
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"File list {path} does not exist.")
     root = root if root is not None else os.path.dirname(os.path.abspath(path))

@@ -273,6 +273,8 @@ def list_mask_files(path):
     training at whichever step first drew it.
     """
     path = os.path.expanduser(path)  # (a JSON config's ~ is no shell's)
+    if os.path.exists(path) and not os.path.isdir(path):  # (it said "does not exist")
+        raise ValueError(f"Mask folder {path} is a file: give the folder of mask PNGs.")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Mask folder {path} does not exist.")
     files = find_files(path, (".png",))
