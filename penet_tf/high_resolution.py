@@ -270,6 +270,13 @@ class PieceCut:
         """Photo rows (axis 0) or columns ``[first, stop)`` blended across ``edge``."""
         return max(edge - self.overlap, self.edges[0]), min(edge + self.overlap, self.edges[-1])
 
+    def zone_box(self, edge):
+        """The box ``(y0, x0, y1, x1)`` blended across ``edge``: the group's box along
+        the other axis, ``zone(edge)`` along this one."""
+        box = list(self.group)
+        box[self.axis], box[self.axis + 2] = self.zone(edge)
+        return tuple(box)
+
     def weights(self, index, edge, first, stop):
         """Piece ``index``'s weights at coordinates ``first .. stop - 1`` near ``edge``."""
         centres = np.arange(first, stop) + 0.5
@@ -616,8 +623,7 @@ def _share(cut, index, edge, prediction, top, left, height, width):
     """``(box, weights, pixels)``: piece ``index``'s prediction (its region's, ``top``,
     ``left`` in the photo) over the part of ``edge``'s blending zone the region covers;
     None where it covers none (a piece whose hole pixels end far from the edge)."""
-    box = list(cut.group)
-    box[cut.axis], box[cut.axis + 2] = cut.zone(edge)
+    box = cut.zone_box(edge)
     y0, x0 = max(box[0], top), max(box[1], left)
     y1 = min(box[2], top + prediction.shape[0], height)
     x1 = min(box[3], left + prediction.shape[1], width)
@@ -632,11 +638,7 @@ def _share(cut, index, edge, prediction, top, left, height, width):
 
 def _blend(result, hole, cut, edge, shares):
     """The hole pixels of ``edge``'s zone: the weighted mean of the pieces' predictions."""
-    y0, x0, y1, x1 = cut.group
-    if cut.axis == 0:
-        y0, y1 = cut.zone(edge)
-    else:
-        x0, x1 = cut.zone(edge)
+    y0, x0, y1, x1 = cut.zone_box(edge)
     total = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
     weight = np.zeros((y1 - y0, x1 - x0, 1), np.float32)
     for (a, b, c, d), weights, pixels in shares:

@@ -130,20 +130,27 @@ def _check_ssim_size(a):
         )
 
 
-def _ssim_terms(a, b):
-    """``tf.image.ssim``'s per-channel terms of one scale, in float64: the mean SSIM and
-    the mean contrast-structure factor over the valid region, each [B, C]."""
+def _ssim_maps(a, b, mean, covariance_norm=1.0):
+    """SSIM's luminance and contrast-structure maps of float64 [B, H, W, C] with the
+    window means ``mean`` (Gaussian or box); variances times ``covariance_norm`` (n / (n -
+    1) for the sample covariance)."""
     # Centre the values first: the means of squares then lose no precision.
     shift = tf.reduce_mean(a, axis=[1, 2, 3], keepdims=True)
     a, b = a - shift, b - shift
-    mean_a, mean_b = _gaussian_mean(a), _gaussian_mean(b)
-    var_a = _gaussian_mean(a * a) - mean_a * mean_a
-    var_b = _gaussian_mean(b * b) - mean_b * mean_b
-    cov = _gaussian_mean(a * b) - mean_a * mean_b
+    mean_a, mean_b = mean(a), mean(b)
+    var_a = covariance_norm * (mean(a * a) - mean_a * mean_a)
+    var_b = covariance_norm * (mean(b * b) - mean_b * mean_b)
+    cov = covariance_norm * (mean(a * b) - mean_a * mean_b)
     mean_a, mean_b = mean_a + shift, mean_b + shift
     c1, c2 = (0.01 * MAX_VALUE) ** 2, (0.03 * MAX_VALUE) ** 2
     luminance = (2 * mean_a * mean_b + c1) / (mean_a**2 + mean_b**2 + c1)
-    contrast_structure = (2 * cov + c2) / (var_a + var_b + c2)
+    return luminance, (2 * cov + c2) / (var_a + var_b + c2)
+
+
+def _ssim_terms(a, b):
+    """``tf.image.ssim``'s per-channel terms of one scale, in float64: the mean SSIM and
+    the mean contrast-structure factor over the valid region, each [B, C]."""
+    luminance, contrast_structure = _ssim_maps(a, b, _gaussian_mean)
     return (
         tf.reduce_mean(luminance * contrast_structure, axis=[1, 2]),
         tf.reduce_mean(contrast_structure, axis=[1, 2]),
@@ -181,20 +188,10 @@ def ssim_win51(a, b, window=RELEASE_SSIM_WINDOW):
     a, b = _pair(a, b)
     if min(a.shape[1], a.shape[2]) < window:
         return np.full([a.shape[0]], np.nan)
-    # Centre the values first: the box sums of squares then lose no precision.
-    shift = tf.reduce_mean(a, axis=[1, 2, 3], keepdims=True)
-    a, b = a - shift, b - shift
-    mean_a, mean_b = _box_mean(a, window), _box_mean(b, window)
-    covariance_norm = window * window / (window * window - 1.0)
-    var_a = covariance_norm * (_box_mean(a * a, window) - mean_a * mean_a)
-    var_b = covariance_norm * (_box_mean(b * b, window) - mean_b * mean_b)
-    cov = covariance_norm * (_box_mean(a * b, window) - mean_a * mean_b)
-    mean_a, mean_b = mean_a + shift, mean_b + shift
-    c1, c2 = (0.01 * MAX_VALUE) ** 2, (0.03 * MAX_VALUE) ** 2
-    value = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / (
-        (mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)
+    luminance, contrast_structure = _ssim_maps(
+        a, b, lambda x: _box_mean(x, window), window * window / (window * window - 1.0)
     )
-    return tf.reduce_mean(value, axis=[1, 2, 3]).numpy()
+    return tf.reduce_mean(luminance * contrast_structure, axis=[1, 2, 3]).numpy()
 
 
 def ms_ssim_scales(height, width, filter_size=SSIM_FILTER_SIZE):

@@ -165,7 +165,7 @@ class ImageSource:
         if self.kind == "folder":
             self.items = list_image_files(self._require("path"))
         elif self.kind == "flist":
-            self.items = read_file_list(self._require("path"), _expanded(self.config.root))
+            self.items = read_file_list(self._require("path"), self.config.root)
         elif self.kind == "demo":
             photos = demo_photos()
             self.photos = [tf.io.encode_png(photo) for photo in photos]
@@ -178,7 +178,7 @@ class ImageSource:
     def _require(self, key):
         if not getattr(self.config, key):
             raise ValueError(f"Data source {self.kind!r} needs data.{key} in the config.")
-        return _expanded(getattr(self.config, key))
+        return getattr(self.config, key)
 
     def _load_tfds(self):
         import tensorflow_datasets as tfds
@@ -186,7 +186,7 @@ class ImageSource:
         name = self._require("name")
         split = self.config.split
         key = self.config.image_key
-        data_dir = _expanded(self.config.data_dir)
+        data_dir = self.config.data_dir
         where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         try:
             try:
@@ -267,9 +267,7 @@ class ImageSource:
             f"(the first, {first_failure})."
         )
         if self.kind == "flist":
-            root = _expanded(self.config.root) or os.path.dirname(
-                os.path.abspath(_expanded(self.config.path))
-            )
+            root = self.config.root or os.path.dirname(os.path.abspath(self.config.path))
             message += (
                 f" A .flist's relative names are read under data.root (here {root}); set "
                 "data.root to the folder they are relative to (the released lists name "
@@ -359,12 +357,6 @@ class ImageSource:
 
     def __len__(self):
         return len(self.items)
-
-
-def _expanded(path):
-    """``~`` in a config's path, as a shell would expand it (a JSON config is not read by
-    one: TFDS searched, and with ``download`` created, a folder named ``~`` here)."""
-    return os.path.expanduser(path) if isinstance(path, str) else path
 
 
 def _as_bytes(value):

@@ -272,7 +272,6 @@ def list_mask_files(path):
     with a warning naming it, since decoding it in the input pipeline would stop
     training at whichever step first drew it.
     """
-    path = os.path.expanduser(path)  # (a JSON config's ~ is no shell's)
     if os.path.exists(path) and not os.path.isdir(path):  # (it said "does not exist")
         raise ValueError(f"Mask folder {path} is a file: give the folder of mask PNGs.")
     if not os.path.isdir(path):

@@ -211,6 +211,12 @@ def _unknown_key(path, key, names, label=None, elsewhere=None):
 # ---------------------------------------------------------------- sections
 
 
+# Keys that name a file or folder: "~" in them is the home folder, as a shell would take
+# it (JSON is read by no shell: TFDS with download on, and output_dir, made a folder named
+# "~" in the working folder).
+PATH_KEYS = {"path", "root", "data_dir", "output_dir"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Section:
     """A typed config section: ``parse`` a mapping strictly, ``to_dict`` for JSON."""
@@ -238,6 +244,9 @@ class Section:
             if key not in names:
                 raise _unknown_key(path, key, names, label, cls._elsewhere(key, path))
         values = {key: _convert(value, hints[key], _join(path, key)) for key, value in data.items()}
+        for key in PATH_KEYS.intersection(values):  # (a JSON config's ~ is no shell's)
+            if isinstance(values[key], str):
+                values[key] = os.path.expanduser(values[key])
         section = cls(**values)
         section.check(path)
         return section
@@ -824,9 +833,6 @@ def as_config(config):
     """A ``TrainingConfig`` from itself or from a mapping (checked strictly), with
     ``output_dir`` filled in."""
     config = TrainingConfig.parse(config)  # (itself if it is one)
-    if config.output_dir is not None and config.output_dir.startswith("~"):
-        # (a JSON config's ~ is no shell's: TensorFlow made a folder named ~ here)
-        config = dataclasses.replace(config, output_dir=os.path.expanduser(config.output_dir))
     if config.output_dir is None:
         # The run folder is runs/<name> ("" trained into runs/ itself, ".." into ./;
         # nested names, runs/a/b, are folders too).

@@ -402,9 +402,8 @@ class Trainer:
         elif self.resume_release:
             self._resume_release()
         # Ctrl-C saves first only where this process can save alone (not multi-worker).
-        alone = not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
         try:
-            with _StopOnCtrlC(enabled=alone) as stop:
+            with _StopOnCtrlC(enabled=self._saves_alone) as stop:
                 return self._train(resumed, stop)
         except TrainingInterrupted:
             raise
@@ -517,11 +516,7 @@ class Trainer:
             # The last element any worker took (each worker's pipeline keeps every N-th
             # element: the chief's own replicas alone gave a position one short).
             last = tf.reduce_max(strategy.gather(index, axis=0))
-            # This worker's whole batch (replica 0's alone: 2 of 4 preview images under
-            # MirroredStrategy on 2 devices).
-            local = strategy.experimental_local_results(batch)
-            first_batch = tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *local)
-            return logs, last, first_batch
+            return logs, last, strategy.experimental_local_results(batch)
 
         step = int(self.state.step.numpy())
         if resumed and step >= trainer.iterations:
@@ -541,7 +536,9 @@ class Trainer:
             step += 1
             self.state.step.assign(step)
             self.state.position.assign(last + 1)
-            if preview is None:
+            if preview is None:  # this worker's whole batch (replica 0's was 2 of 4 images
+                # under MirroredStrategy on 2 devices), put together once, not every step
+                first_batch = [tf.concat(parts, 0) for parts in zip(*first_batch, strict=True)]
                 preview = [t[:PREVIEW_IMAGES] for t in first_batch]
             logs = {name: float(value) for name, value in logs.items()}
             for name, value in logs.items():
@@ -589,12 +586,17 @@ class Trainer:
             tf.summary.scalar("images_per_second", batch * count / max(elapsed, 1e-9))
             tf.summary.scalar("data/skipped_files", self.source.skipped)
 
+    @property
+    def _saves_alone(self):
+        """Whether this process can save a checkpoint by itself (multi-worker saves need
+        every worker)."""
+        return not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
     def _stop_without_data(self, step):
         """The data went away mid-run (``ImageSource.failure``): the steps done so far are
         saved (one process: multi-worker saves need every worker) and the run stops in
         one line."""
-        alone = not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        if alone and step and self.state.latest_step() != step:
+        if self._saves_alone and step and self.state.latest_step() != step:
             self.state.save()
             self.state.export_weights()
         saved = self.state.last_complete()
