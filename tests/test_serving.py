@@ -68,6 +68,12 @@ def _png(array):
     return buffer.getvalue()
 
 
+def _jpeg(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def test_inpaint_equals_the_direct_signature_call(served, client):
     image, mask = _case(37, 61)
     result = client.inpaint(image, mask)
@@ -154,6 +160,8 @@ def _mask(h, w, batch=1):
     return mask
 
 
+_NOISE = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+
 BAD_REQUESTS = {
     "float image": (
         "serving_default",
@@ -236,13 +244,30 @@ BAD_REQUESTS = {
         },
         "mask_bytes: not an encoded image",
     ),
+    # TensorFlow's decoders said "Invalid PNG data, size 40" for either input.
     "truncated png": (
         "inpaint_bytes",
         {
             "image_bytes": np.array([_png(_image(16, 16)[0])[:40]], object),
             "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
         },
-        "Invalid PNG",
+        "image_bytes: the encoded data cannot be decoded (a damaged or truncated file",
+    ),
+    "truncated mask png": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(16, 16)[0])], object),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])[:-20]], object),
+        },
+        "mask_bytes: the encoded data cannot be decoded (a damaged or truncated file",
+    ),
+    "half a jpeg": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_jpeg(_NOISE)[: len(_jpeg(_NOISE)) // 2]], object),
+            "mask_bytes": np.array([_png(_mask(64, 64)[0])], object),
+        },
+        "image_bytes: the encoded data cannot be decoded (a damaged or truncated file",
     ),
     "too large png": (
         "inpaint_bytes",
