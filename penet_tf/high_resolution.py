@@ -61,6 +61,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from penet_tf.image_io import binary_mask
 from penet_tf.inference import (
     composite_uint8,
     float_to_uint8,
@@ -540,7 +541,9 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
     Args:
         generator: a ``penet_tf.Generator``.
         image: uint8 [H, W, 3].
-        mask: [H, W] or [H, W, 1], nonzero = hole.
+        mask: [H, W] or [H, W, 1] mask values (uint8, or bool), holes by the mask rule of
+            every other path (``penet_tf.image_io.MASK_RULE``): at least 128, or the 1s of
+            a mask that holds only 0 and 1.
         strategy: a ``PhotoStrategy``.
 
     Returns:
@@ -552,13 +555,17 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
         mask = mask[..., 0]
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < 1:  # (an empty photo came back as it was)
+        raise ValueError(f"image height and width must be at least 1, got {image.shape[:2]}")
     if mask.shape != image.shape[:2]:
         raise ValueError(
             f"mask {mask.shape} must match the image's height and width {image.shape[:2]}"
         )
     height, width = mask.shape
     name = strategy.resolve(height, width)
-    hole = mask != 0
+    # (any nonzero value was a hole here: a soft edge's faint pixels too, which every
+    # other path keeps)
+    hole = binary_mask(mask) != 0
     if not hole.any():
         return image.copy()
     if name == "full":

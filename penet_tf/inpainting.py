@@ -45,7 +45,6 @@ from penet_tf.data import masks as mask_lib
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.image_io import (
     alpha_mask,
-    binary_mask,
     colour_profile,
     open_image,
     probe_size,
@@ -628,12 +627,9 @@ def load_inpainter(path, strategy=None, given=None):
         image, mask = np.asarray(image), np.asarray(mask)
         if strategy.resolve(*image.shape[1:3]) == "full":
             return run_full(image, mask)
-        # The mask rule of every other path (``full`` and the SavedModels apply it in
-        # the graph): inpaint_photo takes any nonzero value as a hole, so a mask's faint
-        # (< 128) pixels were holes only when the photo's size chose ``crop``.
         return np.stack(
             [
-                inpaint_photo(generator, one, binary_mask(hole), strategy)
+                inpaint_photo(generator, one, hole, strategy)  # (the mask rule: its own)
                 for one, hole in zip(image, mask, strict=True)
             ]
         )

@@ -418,6 +418,27 @@ def test_bad_strategies_and_inputs_are_refused(generator):
     np.testing.assert_array_equal(
         inpaint_photo(generator, image, np.zeros((40, 50)), PhotoStrategy("crop")), image
     )
+    # an empty photo came back as it was (every other path refuses it)
+    with pytest.raises(ValueError, match="height and width must be at least 1"):
+        inpaint_photo(generator, np.zeros((0, 8, 3), np.uint8), np.zeros((0, 8)))
+
+
+@pytest.mark.parametrize("name", ["full", "crop", "resize"])
+def test_inpaint_photo_takes_holes_by_the_mask_rule(generator, name):
+    """Any nonzero value was a hole in inpaint_photo: a soft edge's faint pixels (here 60)
+    were inpainted, where the CLIs, the SavedModel and the client keep them."""
+    image = photo(90, 120, seed=6)
+    soft = np.zeros((90, 120), np.uint8)
+    soft[30:60, 40:80] = 255
+    soft[28:30, 40:80] = 60  # faint: known by the rule
+    soft[60:62, 40:80] = 130  # at least 128: a hole
+    strategy = PhotoStrategy(name, model_size=64, margin=16)
+    got = inpaint_photo(generator, image, soft, strategy)
+    holes = (soft >= 128).astype(np.uint8)
+    np.testing.assert_array_equal(got, inpaint_photo(generator, image, holes, strategy))
+    np.testing.assert_array_equal(got[28:30], image[28:30])
+    # a 0/1 mask's 1s, and a bool mask, are holes
+    np.testing.assert_array_equal(inpaint_photo(generator, image, holes > 0, strategy), got)
 
 
 def test_a_thin_panoramas_pieces_are_blended_across_their_cuts(generator, monkeypatch):
