@@ -6,7 +6,8 @@
 
 Images and masks are paired by file name without its extension (``photos/cat.jpg`` with
 ``masks/cat.png``); a single mask file may serve a whole folder (it is then resized to each
-image, nearest neighbour). A mask is any image PIL reads, with a hole where its largest
+image, nearest neighbour; a photo of another aspect ratio is skipped by name). A mask is
+any image PIL reads, with a hole where its largest
 colour channel is at least 128 of 255 (alpha ignored; a mask holding only 0 and 1 is a
 0/1 mask, 1 = hole; see ``penet_tf.image_io``); ``--mask-from-alpha`` takes the hole from
 each image's alpha channel instead (transparent = hole); or masks are generated

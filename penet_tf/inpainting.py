@@ -4,7 +4,8 @@ and ``penet_tf.evaluate``.
 * Pairing (``collect_items``): images and masks (or already-inpainted predictions) are
   paired by file name without its extension (``photos/cat.jpg`` with ``masks/cat.png``);
   a single mask file may serve a whole folder (it is then resized to each image, nearest
-  neighbour). Sizes are checked from the files' headers, before any decoding.
+  neighbour; a photo of another aspect ratio is skipped by name). Sizes are checked from
+  the files' headers, before any decoding.
 * Batching (``plan_batches``, ``make_dataset``): images of the same size are batched
   together, up to a batch size (a batch never mixes sizes), and decoded in parallel by
   a ``tf.data`` pipeline; masks come from files or are generated (``"centre"``: the
@@ -179,6 +180,13 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             raise FileNotFoundError(f"--predictions {predictions}: no such directory")
         prediction_lookup = _by_name(list_images(predictions, "--predictions"))
 
+    if shared_mask is not None:
+        try:
+            shared_size = probe_size(shared_mask)
+        except Exception as error:  # noqa: BLE001 - anything PIL raises on a bad file
+            raise ValueError(
+                f"cannot read mask {shared_mask}: {read_error_reason(error)}"
+            ) from None
     items, skipped, seen = [], [], {}
     for position, path in enumerate(image_paths):
         name = stem(path)
@@ -189,7 +197,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             continue
         seen[name] = path
         try:
-            size = probe_size(path)
+            size = displayed = probe_size(path)
         except Exception as error:  # anything PIL raises on a bad file
             skipped.append(Skipped(path, read_error_reason(error)))
             continue
@@ -197,6 +205,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             size = tuple(resize)
         item = Item(position, name, path, size, shared_mask, shared_mask=shared_mask is not None)
         problem = None
+        if shared_mask is not None:
+            problem = _check_shape(shared_mask, shared_size, displayed, path)
         if mask_lookup is not None:
             item.mask = mask_lookup.get(name)
             if item.mask is None:
@@ -242,6 +252,30 @@ def _check_size(path, size, what, image=None):
             )
         return problem
     return None
+
+
+# A shared mask is resized to each photo of its shape, its aspect ratio kept within this.
+ASPECT_TOLERANCE = 0.01
+
+
+def _check_shape(mask, found, size, image):
+    """A problem when one mask file for a folder (``found``: its H, W) has another shape
+    than a photo (``size``), its aspect ratio off by more than ``ASPECT_TOLERANCE``:
+    resized, it would be stretched (a mask drawn on a 300 x 200 photo covered the wrong
+    pixels of a 200 x 300 one, exit status 0)."""
+    if abs(found[1] * size[0] - size[1] * found[0]) <= ASPECT_TOLERANCE * size[1] * found[0]:
+        return None
+    problem = (
+        f"the mask {mask} is {found[1]}x{found[0]} (WxH), another shape than the image's "
+        f"{size[1]}x{size[0]}: one mask for a folder is resized only to photos of its aspect "
+        "ratio (give masks of their own: --masks FOLDER)"
+    )
+    if tuple(found) == tuple(size)[::-1] and turned_by_exif(image):
+        problem += (
+            f" ({image} is turned by its EXIF orientation; draw the mask on the photo as a "
+            "viewer shows it)"
+        )
+    return problem
 
 
 # ---------------------------------------------------------------------------- batches

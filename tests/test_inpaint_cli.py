@@ -651,6 +651,43 @@ def test_a_mask_drawn_on_a_phone_photo_as_stored_is_explained(workspace, tmp_pat
     assert "phone.jpg is turned by its EXIF orientation; draw the mask on the photo" in err
 
 
+def test_one_mask_for_a_folder_serves_only_photos_of_its_shape(workspace, tmp_path, capsys):
+    """One mask file for a folder was resized to every photo whatever its shape: drawn on
+    a 64 x 40 photo, it was stretched over a phone photo shown 40 x 64 (exit status 0)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = workspace["originals"]["china"][:40, :64]
+    mask = _mask(photo.shape, 1)  # 64 x 40 (W x H)
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    Image.fromarray(photo).save(photos / "same.png")
+    big = np.asarray(Image.fromarray(photo).resize((128, 80)))  # same shape, twice the size
+    Image.fromarray(big).save(photos / "twice.png")
+    Image.fromarray(photo[:, :50]).save(photos / "narrow.png")  # 50 x 40: another shape
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 64 x 40, shown turned a quarter: 40 x 64
+    Image.fromarray(photo).save(photos / "phone.jpg", exif=exif)
+    out = tmp_path / "out"
+    args = ["--model", workspace["weights"], "--images", str(photos), "--quiet"]
+    assert main([*args, "--masks", str(tmp_path / "mask.png"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["same.png", "twice.png"]
+    narrow = next(line for line in err.splitlines() if "narrow.png" in line)
+    assert "is 64x40 (WxH), another shape than the image's 50x40" in narrow
+    assert "--masks FOLDER" in narrow
+    phone = next(line for line in err.splitlines() if "phone.jpg" in line)
+    assert "another shape than the image's 40x64" in phone
+    assert "phone.jpg is turned by its EXIF orientation; draw the mask" in phone
+    result = _read(out / "twice.png")
+    hole = np.asarray(Image.fromarray(mask).resize((128, 80), Image.Resampling.NEAREST)) >= 128
+    np.testing.assert_array_equal(result[~hole], big[~hole])
+    assert (result[hole] != big[hole]).any()
+    # an unreadable mask for the folder is named once, before any photo
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main([*args, "--masks", str(tmp_path / "broken.png"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read mask" in err and "broken.png" in err and "Traceback" not in err
+
+
 def test_ctrl_c_while_tensorflow_imports_is_one_line(tmp_path):
     """``python -m penet_tf.inpaint`` interrupted in its first second, while TensorFlow
     imports (a few seconds on 2 cores): a KeyboardInterrupt traceback through importlib
