@@ -595,6 +595,21 @@ def build_archive(
         def one(pair):
             image = _decode(pair[0], 3, "image_bytes", limit)
             mask = _decode_mask(pair[1], "mask_bytes", limit)
+            image_size, mask_size = tf.shape(image)[:2], tf.shape(mask)[:2]
+            turned = tf.reduce_all(tf.equal(image_size, mask_size[::-1])) & tf.not_equal(
+                image_size[0], image_size[1]
+            )
+            check = tf.debugging.Assert(
+                tf.logical_not(turned),
+                [
+                    "mask_bytes is image_bytes turned a quarter (height and width swapped): "
+                    "this server reads the pixels of a photo as stored, without its EXIF "
+                    "orientation; send the photo as a PNG as a viewer shows it (the client "
+                    "does), or draw the mask on the stored pixels"
+                ],
+            )
+            with tf.control_dependencies([check]):
+                image = tf.identity(image)
             inpainted = serve_strategy(generator, image[None], mask[None], strategy, limit)
             return tf.io.encode_png(inpainted[0])
 

@@ -261,6 +261,16 @@ BAD_REQUESTS = {
         },
         "mask_bytes: the encoded data cannot be decoded (a damaged or truncated file",
     ),
+    # a phone photo's mask drawn as a viewer shows it: "height/width differ" before
+    "mask turned a quarter": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(16, 24)[0])], object),
+            "mask_bytes": np.array([_png(_mask(24, 16)[0])], object),
+        },
+        "mask_bytes is image_bytes turned a quarter (height and width swapped): this server "
+        "reads the pixels of a photo as stored, without its EXIF orientation",
+    ),
     "half a jpeg": (
         "inpaint_bytes",
         {
