@@ -296,6 +296,11 @@ class ServingArchive(tf.__internal__.tracking.AutoTrackable):
 
     def __init__(self, generator):
         super().__init__()
+        if not generator.built:  # (its variables, made while tracing, were not saved)
+            raise ValueError(
+                "the generator is not built: call generator.build() (or call it on an "
+                "image and mask) before exporting it"
+            )
         self.generator = generator
         self.variables = list(generator.variables)
         self.trainable_variables = list(generator.trainable_variables)

@@ -552,6 +552,35 @@ def test_serving_archive_traces_each_endpoint_once(tmp_path):
     assert sorted(v.shape.as_list() for v in loaded.variables) == [[2], [3, 2]]
 
 
+def test_a_generator_built_by_a_call_is_exported_and_an_unbuilt_one_named(tmp_path):
+    """The docstring's ServingArchive example (and ``build_archive``) failed for a
+    generator built by calling it, as the README builds one: Keras' default SavedModel
+    signature traced it with one input ("missing a required argument: 'mask'")."""
+    import keras
+
+    from penet_tf import Generator
+    from penet_tf.inference import composite_uint8
+
+    keras.utils.set_random_seed(0)
+    generator = Generator(base_channels=4)
+    with pytest.raises(ValueError, match=r"not built: call generator.build\(\)"):
+        ServingArchive(generator)
+    image = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
+    mask = np.zeros((1, 64, 64, 1), np.uint8)
+    mask[:, 16:40, 20:44] = 1
+    generator(tf.zeros([1, 64, 64, 3]), tf.zeros([1, 64, 64, 1]))  # built by a call
+    archive = ServingArchive(generator)
+    archive.add_endpoint(
+        "serving_default",
+        lambda image, mask: {"inpainted": composite_uint8(generator, image, mask)},
+        [tf.TensorSpec([1, 64, 64, 3], tf.uint8), tf.TensorSpec([1, 64, 64, 1], tf.uint8)],
+    )
+    archive.write_out(tmp_path / "1")
+    loaded = tf.saved_model.load(str(tmp_path / "1"))
+    served = loaded.signatures["serving_default"](image=image, mask=mask)["inpainted"]
+    np.testing.assert_array_equal(served, composite_uint8(generator, image, mask))
+
+
 def _decoded(data, max_pixels=10**6):
     """``inpaint_bytes``'s decode of one encoded image in a graph: its shape, or the
     INVALID_ARGUMENT message."""

@@ -408,6 +408,15 @@ class Generator(keras.Model):
         pyramid = [(batch, scaled(height, 2**k), scaled(width, 2**k), 3) for k in range(1, 6)]
         return (batch, height, width, 3), pyramid
 
+    @property
+    def _default_save_signature(self):
+        # Keras' default SavedModel signature calls ``self(inputs)`` with ONE input, its
+        # spec taken from the shapes the model was built with: for a generator built by
+        # a call (image and mask), ``tf.saved_model.save`` of any object holding it (the
+        # ``ServingArchive`` of ``penet_tf.export``) failed tracing it ("missing a
+        # required argument: 'mask'"). No default signature: exports name theirs.
+        return None
+
     def get_config(self):
         config = super().get_config()
         config.update(
