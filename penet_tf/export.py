@@ -390,7 +390,15 @@ def _decoder_checks(data, head, name):
             "32-bit BMPs are); send it as PNG"
         ],
     )
-    return [not_animated, readable_bmp]
+    # TensorFlow decodes JPEG XL, but its size is not read here before decoding (a small
+    # file may declare any size) and Pillow, every other path's reader, does not read it.
+    jxl = tf.equal(tf.strings.substr(head, 0, 2), _MAGIC["JPEG XL"]) | tf.equal(
+        tf.strings.substr(head, 0, len(_JXL_CONTAINER)), _JXL_CONTAINER
+    )
+    not_jxl = tf.debugging.Assert(
+        tf.logical_not(jxl), [f"{name}: a JPEG XL file is not decoded here; send it as PNG"]
+    )
+    return [not_animated, readable_bmp, not_jxl]
 
 
 def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
@@ -407,7 +415,7 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
         [tf.equal(tf.strings.substr(head, 0, len(magic)), magic) for magic in _MAGIC.values()]
         + [tf.equal(tf.strings.substr(head, 0, len(_JXL_CONTAINER)), _JXL_CONTAINER)]
     )
-    formats = ", ".join(_MAGIC)
+    formats = ", ".join(kind for kind in _MAGIC if kind != "JPEG XL")  # (refused by name)
     check_format = tf.debugging.Assert(
         known, [f"{name}: not an encoded image (expected one of {formats})"]
     )

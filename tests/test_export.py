@@ -640,6 +640,14 @@ def test_files_tensorflow_would_decode_otherwise_are_refused_before_decoding():
     core = struct.pack("<IHHHH", 12, 60, 40, 1, 24)
     os2 = b"BM" + struct.pack("<IHHI", 26 + len(rows), 0, 0, 26) + core + rows
     assert "with an OS/2 header" in _decoded(os2)
+    # JPEG XL: TensorFlow decodes it, its size unread before (a header declaring 8000^2
+    # reached the decoder past a 10^6 limit), and Pillow does not read it
+    bits = [0, 0, 1] + [(7999 >> i) & 1 for i in range(18)] + [0, 0, 0, 0, 1]
+    bits += [(7999 >> i) & 1 for i in range(18)] + [1]
+    header = bytes(sum(b << i for i, b in enumerate(bits[k : k + 8])) for k in range(0, 48, 8))
+    for jxl in (b"\xff\x0a" + header + b"\0" * 64, b"\0\0\0\x0cJXL \r\n\x87\n" + b"\0" * 64):
+        assert _decoded(jxl) == "image: a JPEG XL file is not decoded here; send it as PNG"
+    assert "expected one of PNG, JPEG, GIF, BMP, WebP)" in _decoded(b"\0" * 40)
 
 
 def test_a_gif_is_served_at_its_screen_size_whatever_its_later_frames():
