@@ -136,6 +136,7 @@ def main(argv=None):
         import cv2
     except ImportError:
         cv2 = None
+        print("OpenCV (cv2) does not import: no Telea rows (--opencv-path DIR adds one)")
     generator = load_generator(args.weights)
     rng = np.random.default_rng(args.seed)
     methods = {

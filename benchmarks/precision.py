@@ -9,7 +9,9 @@ penet_tf's paths on the same input and prints, for each, the max and mean absolu
 difference to the released output ([-1, 1] scale), to the float32 path, and the PSNR of
 its composited image against the float32 composite (on [0, 1]). Paths: float32 (the
 default), float32 under XLA (``jit_compile=True``), chunked attention with the builtin-op
-patches (what TFLite / TF.js / ONNX run), and ``mixed_bfloat16``.
+patches (what TFLite / TF.js / ONNX run), ``mixed_bfloat16``, the attention's matmuls in
+bfloat16 (``attention_matmul_dtype``) and the composited path's restriction to the hole
+(``output_mask``: measured on the hole only).
 """
 
 import argparse

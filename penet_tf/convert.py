@@ -1,7 +1,7 @@
 """Convert an exported generator to TFLite, TF.js or ONNX, with builtin ops only.
 
     python -m penet_tf.convert --saved-model savedmodels/demo/1 --to tflite --out converted/tflite
-    python -m penet_tf.convert --saved-model savedmodels/demo/1 --to tfjs --out demos/web/model
+    python -m penet_tf.convert --saved-model savedmodels/demo/1 --to tfjs --out converted/tfjs
     python -m penet_tf.convert --saved-model savedmodels/demo/1 --to onnx --out converted/onnx
 
 The SavedModel (written by ``penet_tf.export``) is not converted as it stands: its
