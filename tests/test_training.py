@@ -271,8 +271,84 @@ def test_fit_refuses_uint8_photos_and_takes_integer_masks_by_the_mask_rule():
         terms.append({k: float(v) for k, v in gan.test_step((images, mask)).items()})
     assert terms[0] == terms[2] and terms[1] == terms[2] and terms[3] == terms[2]
     gan.reset_metrics()
-    wrong = gan.test_step((images, holes.astype(np.float32)))  # (floats are taken as given)
-    assert {k: float(v) for k, v in wrong.items()} != terms[2]
+    # floats are taken as given, but within range: 0 / 255 float masks gave a negative
+    # valid L1, 0-255 float photos a hole L1 of 127
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"float masks must be in \[0, 1\]"):
+        gan.test_step((images, holes.astype(np.float32)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must be float in \[-1, 1\]"):
+        gan.test_step(((images + 1) * 127.5, holes))
+
+
+def _keras_user_gan(**compile_options):
+    keras.utils.set_random_seed(4)
+    gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
+    g_adam = keras.optimizers.Adam(2e-4, 0.5, name="g_adam")
+    gan.compile(g_adam, keras.optimizers.Adam(1e-4, 0.5, name="d_adam"), **compile_options)
+    images = np.random.default_rng(3).uniform(-1, 1, (5, 64, 64, 3)).astype(np.float32)
+    masks = np.zeros((5, 64, 64, 1), np.float32)
+    masks[:, 8:40, 16:48] = 1
+    return gan, images, masks
+
+
+def test_keras_learning_rate_callbacks_change_both_optimizers_and_log_them():
+    """PENetGAN left model.optimizer as Keras' default RMSprop, which nothing used:
+    LearningRateScheduler and ReduceLROnPlateau "set" its rate (history: 0.5) while G's
+    and D's stayed at theirs; TensorBoard logged its rate and 0 steps per second."""
+    gan, images, masks = _keras_user_gan()
+    halve = keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate / 2)
+    plateau = keras.callbacks.ReduceLROnPlateau("g_loss", 0.5, 0, mode="min", min_delta=1e9)
+    history = gan.fit(images, masks, batch_size=2, epochs=2, callbacks=[halve, plateau], verbose=0)
+    # halved at each epoch's start, and at the second's end (no improvement on the first)
+    assert float(gan.g_optimizer.learning_rate) == pytest.approx(2e-4 / 8)
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(1e-4 / 8)
+    assert history.history["learning_rate_g_adam"] == pytest.approx([2e-4 / 2, 2e-4 / 4])
+    assert history.history["learning_rate_d_adam"] == pytest.approx([1e-4 / 2, 1e-4 / 4])
+    assert int(gan.optimizer.iterations) == int(gan.g_optimizer.iterations) == 6
+    with pytest.raises(AttributeError, match="two optimizers: set gan.g_optimizer"):
+        gan.optimizer.learning_rate = 0.1
+
+
+def test_keras_user_mistakes_are_named_instead_of_ignored(tmp_path):
+    gan, images, masks = _keras_user_gan()
+    # sample_weight and class_weight were accepted and thrown away
+    with pytest.raises(ValueError, match="do not weight samples"):
+        gan.fit(images, masks, sample_weight=np.zeros(5), epochs=1, verbose=0)
+    for options in ({"loss": "mse"}, {"metrics": ["mae"]}):
+        with pytest.raises(ValueError, match="is not used"):
+            gan.compile(gan.g_optimizer, gan.d_optimizer, **options)
+    with pytest.raises(ValueError, match="an optimizer each"):
+        gan.compile(gan.g_optimizer, gan.g_optimizer)
+    # saved whole: Keras' "implement get_config()" after an epoch, and a 0-byte file
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "gan.keras"))
+    with pytest.raises(ValueError, match=r"not saved whole .*gan.save_weights"):
+        gan.fit(images, masks, epochs=1, callbacks=[checkpoint], verbose=0)
+    with pytest.raises(ValueError, match="not saved whole"):
+        gan.save(tmp_path / "again.keras")
+    assert not list(tmp_path.iterdir()) and int(gan.g_optimizer.iterations) == 0
+    # a dict batch with the keys image and mask: "got images without masks" before
+    data = tf.data.Dataset.from_tensor_slices({"image": images, "mask": masks}).batch(5)
+    assert np.isfinite(gan.evaluate(data, verbose=0, return_dict=True)["hole_l1"])
+    # the means weight each batch by its images: evaluate at batch size 1 and 4 agree
+    # (0.41 against 0.27 when a last batch of one image counted as much as a full one)
+    by_one, by_four = (
+        gan.evaluate(images, masks, batch_size=size, verbose=0, return_dict=True) for size in (1, 4)
+    )
+    assert by_one["hole_l1"] == pytest.approx(by_four["hole_l1"], rel=1e-5)
+
+
+def test_mixed_float16_wraps_plain_optimizers_in_loss_scaling():
+    """As Keras does for its one optimizer: under a user's mixed_float16 policy, plain
+    optimizers trained without loss scaling (92 % of the generator's gradient entries 0
+    in float16), while Keras wrapped the unused RMSprop."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        gan, _, _ = _keras_user_gan()
+        scaled = gan.g_optimizer, gan.d_optimizer
+        assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in scaled)
+        gan, _, _ = _keras_user_gan(auto_scale_loss=False)
+        assert not isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_an_output_dir_tensorflow_cannot_write_is_refused_by_name(photos, tmp_path):

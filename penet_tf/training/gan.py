@@ -61,7 +61,7 @@ LOG_NAMES = (
 )
 
 
-def _image_and_mask(data):
+def _image_and_mask(data, check_range=True):
     """``(image, mask)`` of a batch as ``fit``, ``evaluate``, ``predict`` and
     ``train_on_batch`` pass it: ``(image, mask)``, ``((image, mask), extra)`` (penet_tf's
     datasets) or Keras' ``(x, y, sample_weight)``. Images must be float (ValueError when
@@ -69,7 +69,19 @@ def _image_and_mask(data):
     valid L1); integer masks follow the mask rule of every other path (``hole_mask``:
     >= 128, or the 1s of a 0 / 1 mask: 0 / 255 masks were garbage too), float and bool
     ones are taken as 0 / 1."""
-    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if sample_weight is not None:  # (accepted, then thrown away)
+        raise ValueError(
+            "PENetGAN: its losses do not weight samples; leave out sample_weight and "
+            "class_weight (a batch is (image, mask))."
+        )
+    if isinstance(x, dict):  # (said "got images without masks")
+        if set(x) != {"image", "mask"}:
+            raise ValueError(
+                f"PENetGAN: a batch given as a dict has the keys 'image' and 'mask', got "
+                f"{sorted(x)}."
+            )
+        x = (x["image"], x["mask"])
     image, mask = x if isinstance(x, tuple | list) else (x, y)
     if mask is None:
         raise ValueError("PENetGAN: a batch is (image, mask); got images without masks.")
@@ -81,7 +93,30 @@ def _image_and_mask(data):
         )
     if mask.dtype.is_integer:
         mask = hole_mask(mask)
-    return tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
+    image, mask = tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
+    if not check_range:
+        return image, mask
+    # Floats out of range trained on garbage without a word (0-255 images: hole L1 127;
+    # 0 / 255 float masks: a negative valid L1). Checked each step (two reductions).
+    checks = [
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(tf.abs(image)),
+            1.0 + IMAGE_TOLERANCE,
+            message="PENetGAN: images must be float in [-1, 1] (x / 127.5 - 1 of 0-255 values)",
+        ),
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(tf.abs(mask - 0.5)),
+            0.5,
+            message="PENetGAN: float masks must be in [0, 1] (1 = hole; 0 / 255 masks as "
+            "integers, or divided by 255)",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(image), tf.identity(mask)
+
+
+# Slack around [-1, 1] for images (x / 127.5 - 1 rounds within 1e-7).
+IMAGE_TOLERANCE = 1e-3
 
 
 def _terms(d_loss, g_loss, g_adversarial, hole, valid, pyramid, real_logits, fake_logits):
@@ -117,6 +152,72 @@ def _skip_together(optimizer, gradients):
     return gradients
 
 
+class GANOptimizers(keras.optimizers.Optimizer):
+    """``model.optimizer`` of a ``PENetGAN``: its generator's and discriminator's
+    optimizers, for what Keras reads there.
+
+    A GAN has two optimizers; ``PENetGAN.compile`` used to leave ``model.optimizer`` as
+    Keras' default RMSprop, which nothing used: ``LearningRateScheduler`` and
+    ``ReduceLROnPlateau`` changed its rate and said so while G's and D's stayed, and
+    TensorBoard logged its rate (0.001) and 0 steps per second. Keras' callbacks change
+    and log every optimizer of ``optimizers`` (each from its own rate: a plateau's factor
+    keeps D's rate a multiple of G's), and count steps by ``iterations`` (G's updates:
+    one per step). It applies nothing itself and holds no variables; its
+    ``learning_rate`` refuses to be read or set (there are two), as Keras'
+    ``MultiOptimizer`` does.
+
+    Args:
+        g_optimizer, d_optimizer: the generator's and the discriminator's optimizers.
+    """
+
+    def __init__(self, g_optimizer, d_optimizer, name="gan_optimizers"):
+        super().__init__(learning_rate=0.0, name=name)
+        self._pair = (g_optimizer, d_optimizer)
+
+    @property
+    def optimizers(self):
+        return list(self._pair)
+
+    @property
+    def iterations(self):
+        return self._pair[0].iterations
+
+    @property
+    def variables(self):
+        return []
+
+    @property
+    def learning_rate(self):
+        raise AttributeError(
+            "PENetGAN has two optimizers: read gan.g_optimizer.learning_rate and "
+            "gan.d_optimizer.learning_rate (Keras' learning-rate callbacks change both)"
+        )
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        raise AttributeError(
+            "PENetGAN has two optimizers: set gan.g_optimizer.learning_rate and "
+            "gan.d_optimizer.learning_rate (Keras' learning-rate callbacks change both)"
+        )
+
+    def build(self, var_list):
+        self.built = True  # (G's and D's build their own: PENetGAN.build)
+
+    def apply(self, grads, trainable_variables=None):
+        raise NotImplementedError(
+            "PENetGAN applies its generator's and discriminator's updates itself (released_step)"
+        )
+
+    def finalize_variable_values(self, var_list):
+        pass
+
+    def get_config(self):
+        raise NotImplementedError(
+            "GANOptimizers is made by PENetGAN.compile from its two optimizers; it is "
+            "not serialized"
+        )
+
+
 class PENetGAN(keras.Model):
     """Generator + discriminator trained as released: per batch one D step, then one G step.
 
@@ -135,8 +236,11 @@ class PENetGAN(keras.Model):
     loss terms (``LOG_NAMES``). ``train_step`` runs it and returns the epoch's means so far
     (``keras.metrics.Mean`` trackers, reset by Keras every epoch), so ``fit``'s logs,
     ``History``, ``EarlyStopping`` and ``ModelCheckpoint`` see epoch means, not the last
-    batch's (there is no ``loss``: monitor a term with its direction, e.g.
-    ``EarlyStopping(monitor="val_hole_l1", mode="min")``); ``test_step`` (``evaluate``,
+    batch's, each batch weighted by its images (there is no ``loss``: monitor a term with
+    its direction, e.g. ``EarlyStopping(monitor="val_hole_l1", mode="min")``; Keras'
+    ``TerminateOnNaN`` reads ``loss`` and never fires). ``model.optimizer`` is both
+    optimizers (``GANOptimizers``): Keras' learning-rate callbacks change both and log
+    each one's rate under its name; ``test_step`` (``evaluate``,
     ``fit(validation_data=...)``) computes the same terms without updating anything;
     ``predict_step`` returns ``{"output", "inpainted"}``.
     Works with ``fit`` on one device or under ``MirroredStrategy``, and with
@@ -189,11 +293,38 @@ class PENetGAN(keras.Model):
         """The loss terms' means (Keras resets them at each epoch and evaluation)."""
         return list(self.trackers.values())
 
-    def compile(self, g_optimizer, d_optimizer, **kwargs):
-        """Sets both optimizers (wrap them in ``LossScaleOptimizer`` for mixed_float16)."""
-        super().compile(**kwargs)
+    def compile(self, g_optimizer, d_optimizer, auto_scale_loss=True, **kwargs):
+        """Sets both optimizers; ``model.optimizer`` becomes their ``GANOptimizers``.
+
+        As Keras does for its one optimizer (``auto_scale_loss``), under a
+        ``mixed_float16`` dtype policy each optimizer not yet a ``LossScaleOptimizer`` is
+        wrapped in one (plain optimizers trained without loss scaling: 92 % of the
+        generator's gradient entries were 0 in float16). ``loss`` and ``metrics`` are
+        refused: PENetGAN's losses are its own (``LOG_NAMES``).
+        """
+        for key in ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics"):
+            if kwargs.get(key) is not None:  # (accepted, then ignored)
+                raise ValueError(
+                    f"PENetGAN.compile: {key}= is not used (its losses and logged terms are "
+                    "its own); give compile(g_optimizer, d_optimizer)"
+                )
+        if g_optimizer is d_optimizer:
+            raise ValueError(
+                "PENetGAN.compile: the generator and the discriminator need an optimizer "
+                "each (two instances), got the same one twice"
+            )
+        if auto_scale_loss and self.dtype_policy.name == "mixed_float16":
+            g_optimizer, d_optimizer = (
+                optimizer
+                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(optimizer)
+                for optimizer in (g_optimizer, d_optimizer)
+            )
+        super().compile(auto_scale_loss=False, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
+        # (Keras' default, an RMSprop, was model.optimizer: what its callbacks changed)
+        self.optimizer = GANOptimizers(g_optimizer, d_optimizer)
 
     def build(self, image_shape=None):
         """Builds both networks and both optimizers' slots (call under the strategy scope)."""
@@ -208,17 +339,42 @@ class PENetGAN(keras.Model):
         step would make TensorFlow trace it a second time (twice the start-up)."""
         if not self.compiled:
             raise ValueError("PENetGAN: call compile(g_optimizer, d_optimizer) before fit.")
+        for callback in kwargs.get("callbacks") or ():
+            # (it failed at the first epoch's end, leaving a 0-byte .keras file)
+            if isinstance(callback, keras.callbacks.ModelCheckpoint) and not (
+                callback.save_weights_only
+            ):
+                self.save(callback.filepath)
         if not self.built:
             with self.distribute_strategy.scope():  # the strategy the model was made under
                 self.build()
         return super().fit(*args, **kwargs)
 
+    def save(self, filepath, *args, **kwargs):
+        """Refused: a ``PENetGAN`` is saved as weights and checkpoints, not whole.
+
+        Its ``gan_type`` and loss weights are constructor arguments Keras cannot rebuild
+        it from (``.keras`` saving failed with Keras' generic "implement get_config()",
+        after creating a 0-byte file); its networks are saved whole on their own.
+        """
+        raise ValueError(
+            f"PENetGAN is not saved whole ({filepath}): save its weights "
+            "(gan.save_weights('gan.weights.h5'), ModelCheckpoint(..., "
+            "save_weights_only=True), or tf.train.Checkpoint), or the networks alone "
+            "(gan.generator.save('generator.keras'))"
+        )
+
     def call(self, image, mask):
         return self.generator(image, mask)
 
-    def _log_means(self, logs):
+    def _log_means(self, logs, images):
+        """The epoch's means so far, each batch weighted by its ``images`` (as Keras' own
+        loss tracker: a last batch of 1 image counted as much as a full one, and
+        ``evaluate`` of the same 5 images gave a hole L1 of 0.41 at batch size 1, 0.27
+        at 4)."""
+        weight = tf.cast(images, tf.float32)
         for name, value in logs.items():
-            self.trackers[name].update_state(value)
+            self.trackers[name].update_state(value, sample_weight=weight)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     # Plain graph code: AutoGraph's source conversion (``fit``'s default) would only
@@ -226,7 +382,8 @@ class PENetGAN(keras.Model):
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         """``released_step``, logged as the epoch's means so far."""
-        return self._log_means(self.released_step(data))
+        image, mask = _image_and_mask(data)
+        return self._log_means(self.released_step((image, mask)), tf.shape(image)[0])
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
@@ -246,7 +403,8 @@ class PENetGAN(keras.Model):
         return self._log_means(
             _terms(
                 d_loss, g_loss, g_adversarial, hole, valid, pyramid_loss, real_logits, fake_logits
-            )
+            ),
+            tf.shape(image)[0],
         )
 
     @tf.autograph.experimental.do_not_convert
@@ -267,8 +425,9 @@ class PENetGAN(keras.Model):
     @tf.autograph.experimental.do_not_convert
     def released_step(self, data):
         """One released training iteration: updates D, then G; returns this batch's loss
-        terms (``LOG_NAMES``: what ``penet_tf.train`` logs per step)."""
-        image, mask = _image_and_mask(data)
+        terms (``LOG_NAMES``: what ``penet_tf.train`` logs per step). Values are taken as
+        given (``train_step``, ``fit``'s, checks their range first)."""
+        image, mask = _image_and_mask(data, check_range=False)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         generator, discriminator = self.generator, self.discriminator
 
