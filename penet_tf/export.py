@@ -756,7 +756,7 @@ def export_generator(
     ``strategy`` and ``max_photo_pixels``: see ``build_archive`` (recorded with
     ``max_pixels`` in ``assets.extra/penet_tf.json``).
 
-    Everything is written to a hidden ``base_dir/.tmp-<pid>-<version>`` directory (TF
+    Everything is written to a hidden ``base_dir/.tmp-<pid>.<space>-<version>`` directory (TF
     Serving only loads numeric directories) and renamed into place at the end
     (``penet_tf.io_utils.atomic_path``), so a failed or interrupted export never leaves a
     half-written version; what a killed export left there is swept first.
@@ -766,8 +766,17 @@ def export_generator(
     final = version_dir(base_dir, version)
     base_dir = os.path.dirname(final)
     sweep_temporaries(base_dir)
-    # The rename fails if a filled `final` appeared meanwhile.
-    with atomic_path(final, directory=True, replace=False) as temporary:
+    # A filled `final` that appeared meanwhile (another export into this folder) is not
+    # replaced: an automatic version goes on to the next free one (both exports took
+    # the same one, and the second failed after all its work), a chosen one fails.
+    chosen = [final]
+
+    def again():
+        chosen.append(version_dir(base_dir, None))
+        return chosen[-1]
+
+    taken = again if version is None else None
+    with atomic_path(final, directory=True, replace=False, next_target=taken) as temporary:
         build_archive(generator, max_pixels, strategy, max_photo_pixels).write_out(
             temporary, verbose=False
         )
@@ -782,7 +791,7 @@ def export_generator(
                 "max_photo_pixels": limit,  # what the uint8 and bytes signatures accept
             }
             json.dump(config, handle)
-    return final
+    return chosen[-1]
 
 
 def _main(argv):

@@ -2,20 +2,31 @@
 
 Every file or directory penet_tf writes for a user (PNGs, reports, weights, exports,
 conversions) is written under a temporary name beside its target,
-``.tmp-<pid>-<name>``, and renamed onto the target only once it is complete
+``.tmp-<pid>.<space>-<name>``, and renamed onto the target only once it is complete
 (``atomic_path``), so a crash, a full disk or Ctrl-C never leaves a half-written output;
 the temporary is removed on failure. A process killed outright (``kill -9``) cannot
 remove its temporary: ``sweep_temporaries`` removes those of processes that no longer
 run; train, export, convert, convert_torch, inpaint, evaluate and the serving client call
 it on the folders they write to.
+
+``<space>`` names the machine's boot and the PID namespace (``PID_SPACE``): two
+containers (or machines) writing one shared folder both run as pid 1, so their
+temporaries had the same name, and each removed the other's live one as "a leftover of
+an earlier process with this pid" (an export then renamed the other's weights into its
+version and said it had exported). A pid is checked only against its own space; another
+space's temporaries are swept once untouched for ``FOREIGN_STALE_SECONDS``.
 """
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import stat
+import time
 
 # Image files penet_tf reads (all decoded with Pillow).
 # (AVIF and JFIF were left out of folders without a word, though Pillow reads them.)
@@ -32,9 +43,30 @@ IMAGE_SUFFIXES = (
     ".avif",
 )
 
-# Temporaries: ".tmp-<pid>-<name>"; older versions wrote ".tmp-<random>" (no pid).
+# Temporaries: ".tmp-<pid>.<space>-<name>"; before 2026-12-06 ".tmp-<pid>-<name>", and
+# older versions wrote ".tmp-<random>" (no pid).
 TEMPORARY_PREFIX = ".tmp-"
-_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)(?:\.([0-9a-f]{8}))?-")
+# Another PID space's temporary (another container or machine) untouched this long is
+# a leftover: its pid cannot be checked here.
+FOREIGN_STALE_SECONDS = 24 * 3600
+
+
+def _pid_space():
+    """8 hex digits naming this process's PID space: the machine's boot and its PID
+    namespace (containers on one machine share the boot, not the namespace)."""
+    parts = []
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            parts.append(handle.read().strip())
+    except OSError:
+        parts.append(socket.gethostname())
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
+
+
+PID_SPACE = _pid_space()
 
 
 def find_files(path, suffixes):
@@ -88,7 +120,8 @@ def name_max(directory):
 
 
 def temporary_path(path, tag=""):
-    """``dirname(path)/.tmp-<pid>-<tag><basename(path)>``: where ``path`` is written first.
+    """``dirname(path)/.tmp-<pid>.<space>-<tag><basename(path)>``: where ``path`` is
+    written first.
 
     It keeps the target's name, so its suffix too (Keras wants ``.weights.h5``); a name
     that the prefix would take over the file system's limit loses bytes from its middle
@@ -97,7 +130,7 @@ def temporary_path(path, tag=""):
     """
     path = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(path)
-    prefix = f"{TEMPORARY_PREFIX}{os.getpid()}-{tag}"
+    prefix = f"{TEMPORARY_PREFIX}{os.getpid()}.{PID_SPACE}-{tag}"
     encoded, limit = os.fsencode(prefix + name), NAME_MAX
     if len(encoded) > 128:  # (eCryptfs takes 143 bytes)
         limit = min(limit, name_max(directory))
@@ -210,7 +243,7 @@ def _check_name_length(path, flag):
 
 
 @contextlib.contextmanager
-def atomic_path(path, directory=False, replace=True):
+def atomic_path(path, directory=False, replace=True, next_target=None):
     """Yields a temporary path beside ``path``, renamed onto ``path`` on success only.
 
     Args:
@@ -219,7 +252,10 @@ def atomic_path(path, directory=False, replace=True):
             yielded for the caller to fill.
         replace: whether an existing target is replaced. A directory that exists is
             moved aside and removed after the rename; with ``replace=False`` the rename
-            fails (``OSError``) if a non-empty target appeared meanwhile.
+            fails (``FileExistsError``) if a non-empty target appeared meanwhile.
+        next_target: with ``directory`` and ``replace=False``, called when the target
+            appeared meanwhile (another process wrote it): the path to rename to instead
+            (an export's next free version), or None to fail.
 
     Files and directories get the permissions a plain ``open`` / ``os.makedirs`` would
     give them: a new one the umask's, one replacing an existing target that target's mode
@@ -246,7 +282,18 @@ def atomic_path(path, directory=False, replace=True):
                 old = temporary_path(path, "old-")
                 remove_path(old)
                 os.rename(path, old)
-            os.rename(temporary, path)
+            while True:
+                try:
+                    os.rename(temporary, path)
+                    break
+                except OSError as error:  # (a raw "Directory not empty" naming .tmp-...)
+                    if replace or error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    taken, path = path, next_target() if next_target else None
+                    if path is None:
+                        raise FileExistsError(
+                            f"{taken} exists: another process wrote it meanwhile"
+                        ) from None
         else:
             if os.path.exists(temporary):
                 _take_permissions(temporary, path, 0o666 & ~_UMASK)
@@ -288,12 +335,27 @@ def _running(pid):
     return True
 
 
+def _untouched(path, seconds):
+    """Whether ``path`` (and, for a folder, its entries) has not changed for ``seconds``."""
+    try:
+        times = [os.lstat(path).st_mtime]
+        if os.path.isdir(path) and not os.path.islink(path):
+            with os.scandir(path) as entries:
+                times += [entry.stat(follow_symlinks=False).st_mtime for entry in entries]
+    except OSError:
+        return False
+    return time.time() - max(times) > seconds
+
+
 def sweep_temporaries(folder, older_versions=False):
     """Removes the temporaries ``atomic_path`` left in ``folder`` (not recursive) when
     its process was killed; returns the removed paths.
 
-    A ``.tmp-<pid>-*`` entry is removed when process ``pid`` no longer runs (a running
-    process, this one included, may still be writing it). ``.tmp-*`` entries without a
+    A ``.tmp-<pid>.<space>-*`` (or ``.tmp-<pid>-*``) entry is removed when process
+    ``pid`` no longer runs (a running process, this one included, may still be writing
+    it); one of another PID space (another container or machine on a shared folder) when
+    untouched for ``FOREIGN_STALE_SECONDS`` (its pid says nothing here: a container's
+    export swept another's live version). ``.tmp-*`` entries without a
     pid (older versions' leftovers) go only with ``older_versions``, for folders that are
     penet_tf's own (a run folder): elsewhere they may be the user's (evaluate's report
     folder swept a ``.tmp-cache/`` folder of theirs, with everything in it).
@@ -306,9 +368,15 @@ def sweep_temporaries(folder, older_versions=False):
         if not name.startswith(TEMPORARY_PREFIX):
             continue
         match = _TEMPORARY.match(name)
-        if (match and _running(int(match.group(1)))) or not (match or older_versions):
-            continue
         path = os.path.join(folder, name)
+        if match is None:
+            if not older_versions:
+                continue
+        elif match.group(2) not in (None, PID_SPACE):
+            if not _untouched(path, FOREIGN_STALE_SECONDS):
+                continue
+        elif _running(int(match.group(1))):
+            continue
         if match and _restore_moved_aside(folder, name, match, names):
             continue
         if remove_path(path):

@@ -423,7 +423,7 @@ def test_the_tfjs_converter_works_beside_out(export, tmp_path, monkeypatch):
         convert(export, "tfjs", tmp_path / "site" / "tfjs", size=64, tfjs_venv=venv)
     saved_model, output = record.read_text().split()[-2:]
     assert os.path.dirname(os.path.dirname(saved_model)) == str(tmp_path / "site")
-    assert os.path.basename(os.path.dirname(saved_model)).startswith(f".tmp-{os.getpid()}-")
+    assert os.path.basename(os.path.dirname(saved_model)).startswith(f".tmp-{os.getpid()}.")
     assert os.path.dirname(saved_model) != output and not output.startswith(
         os.path.dirname(saved_model) + os.sep
     )

@@ -486,6 +486,35 @@ def test_failed_export_leaves_no_version_and_sweeps_a_killed_one(tmp_path, monke
     assert sorted(os.listdir(tmp_path)) == [f".tmp-{os.getppid()}-9", "1"]
 
 
+class _RacedArchive:
+    """An export during which another export into the same folder finished ``version``."""
+
+    def __init__(self, base, version):
+        self.base, self.version = base, version
+
+    def write_out(self, path, verbose=False):
+        (self.base / self.version).mkdir()
+        (self.base / self.version / "saved_model.pb").write_bytes(b"the other export's")
+        with open(os.path.join(path, "saved_model.pb"), "wb") as handle:
+            handle.write(b"this export's")
+
+
+def test_two_exports_into_one_folder_take_two_versions(tmp_path, monkeypatch):
+    """Started together, two exports took the same automatic version: the second failed
+    after all its work with "[Errno 39] Directory not empty: '.../.tmp-7034-1' -> '.../1'";
+    with the same --version it said the same instead of naming the version."""
+    generator = Generator(base_channels=4)
+    monkeypatch.setattr("penet_tf.export.build_archive", lambda *args: _RacedArchive(tmp_path, "1"))
+    assert export_generator(generator, tmp_path) == str(tmp_path / "2")
+    assert (tmp_path / "1" / "saved_model.pb").read_bytes() == b"the other export's"
+    assert (tmp_path / "2" / "saved_model.pb").read_bytes() == b"this export's"
+    monkeypatch.setattr("penet_tf.export.build_archive", lambda *args: _RacedArchive(tmp_path, "5"))
+    with pytest.raises(FileExistsError, match=r"5 exists: another process wrote it meanwhile"):
+        export_generator(generator, tmp_path, version=5)
+    assert (tmp_path / "5" / "saved_model.pb").read_bytes() == b"the other export's"
+    assert sorted(os.listdir(tmp_path)) == ["1", "2", "5"]
+
+
 def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
     """A photo over the trigger (512) goes through ``crop`` + CRA in the graph, as
     ``penet_tf.high_resolution.inpaint_photo`` runs it (one hole group = the union box);

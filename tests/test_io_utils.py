@@ -8,15 +8,19 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
 from penet_tf.io_utils import (
+    FOREIGN_STALE_SECONDS,
+    PID_SPACE,
     atomic_path,
     check_file_target,
     check_folder_target,
     find_files,
     sweep_temporaries,
+    temporary_path,
     write_json_atomically,
     write_text_atomically,
 )
@@ -74,7 +78,7 @@ def test_find_files_is_recursive_sorted_and_case_blind(tmp_path):
 def test_temporaries_sit_beside_the_target_named_after_the_process(tmp_path):
     target = tmp_path / "out" / "result.weights.h5"
     with atomic_path(target) as temporary:
-        assert os.path.basename(temporary) == f".tmp-{os.getpid()}-result.weights.h5"
+        assert os.path.basename(temporary) == f".tmp-{os.getpid()}.{PID_SPACE}-result.weights.h5"
         assert os.path.dirname(temporary) == str(target.parent)
         with open(temporary, "wb") as handle:
             handle.write(b"new")
@@ -88,7 +92,7 @@ def test_a_long_name_s_temporary_fits_the_file_system_and_keeps_its_suffix(tmp_p
     with atomic_path(target) as temporary:
         name = os.path.basename(temporary)
         assert len(os.fsencode(name)) <= 255 and name.endswith("x" * 8 + ".weights.h5")
-        assert name.startswith(f".tmp-{os.getpid()}-")
+        assert name.startswith(f".tmp-{os.getpid()}.{PID_SPACE}-")
         with open(temporary, "wb") as handle:
             handle.write(b"new")
     assert target.read_bytes() == b"new"
@@ -205,6 +209,32 @@ def test_what_a_kill_9_leaves_is_swept_and_a_running_writer_is_not(tmp_path):
         str(tmp_path / ".tmp-cache"),
         str(tmp_path / ".tmp-x7f3.json"),
     ]
+
+
+def test_containers_sharing_a_folder_keep_their_temporaries_apart(tmp_path, monkeypatch):
+    """Two containers writing one shared folder both run as pid 1: their temporaries had
+    one name, each removed the other's live one as its own leftover, and an export
+    renamed the other's weights into its version (exit status 0); a sweep in one
+    container removed the other's live temporary (its pid does not run here)."""
+    import penet_tf.io_utils as io_utils
+
+    mine = os.path.basename(temporary_path(tmp_path / "1"))
+    monkeypatch.setattr(io_utils, "PID_SPACE", "0123abcd")  # another container, same pid
+    theirs = os.path.basename(temporary_path(tmp_path / "1"))
+    assert mine != theirs and theirs == f".tmp-{os.getpid()}.0123abcd-1"
+    monkeypatch.undo()
+    dead = 2**22 + 12345  # above pid_max: no such process here
+    live = tmp_path / f".tmp-{dead}.0123abcd-2"  # another space's, being written
+    (live / "variables").mkdir(parents=True)
+    stale = tmp_path / f".tmp-{dead}.0123abcd-3"  # another space's, untouched for a day
+    (stale / "variables").mkdir(parents=True)
+    day_ago = time.time() - FOREIGN_STALE_SECONDS - 60
+    for path in (stale / "variables", stale):
+        os.utime(path, (day_ago, day_ago))
+    killed = tmp_path / f".tmp-{dead}.{PID_SPACE}-4"  # this space's, its process gone
+    killed.mkdir()
+    assert sorted(sweep_temporaries(tmp_path)) == [str(stale), str(killed)]
+    assert os.path.isdir(live / "variables")
 
 
 def test_a_target_in_a_folder_that_cannot_be_written_is_refused_first(tmp_path, monkeypatch):
