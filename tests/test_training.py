@@ -380,6 +380,34 @@ def test_weights_that_cannot_fit_are_refused_before_writing(tmp_path, monkeypatc
     assert (tmp_path / "generator.weights.h5").read_bytes() == b"previous"
 
 
+def test_reading_a_run_that_saves_meanwhile_is_not_damage(tmp_path):
+    """convert_torch --to-torch of a training run: the run deleted the checkpoint being
+    read (it keeps its newest) and the reader said "none of the 1 checkpoints ... can be
+    read: move that folder away", advice that would lose the run."""
+    thin = ["model.base_channels=4", "model.discriminator_channels=8"]
+    writer_gan, reader_gan = (build_gan(load_config(None, thin)) for _ in "wr")
+    writer_gan.build()
+    reader_gan.build()
+    writer = TrainingState(writer_gan, str(tmp_path), keep=1)
+    writer.step.assign(1)
+    writer.save()
+    reader = TrainingState(reader_gan, str(tmp_path))
+    restore, calls = reader.checkpoint.restore, []
+
+    def restore_while_the_run_saves(path):
+        calls.append(os.path.basename(path))
+        if len(calls) == 1:  # the run saves step 2 and deletes ckpt-1 meanwhile
+            writer.step.assign(2)
+            writer.save()
+        return restore(path)
+
+    reader.checkpoint.restore = restore_while_the_run_saves
+    path = reader.restore(read_only=True)
+    assert calls == ["ckpt-1", "ckpt-2"] and path.endswith("ckpt-2")
+    assert int(reader.step.numpy()) == 2
+    assert not (tmp_path / "checkpoints" / "damaged").exists()
+
+
 def test_init_from_a_weights_folder_and_a_mismatch_named_in_one_line(tmp_path):
     thin = ["model.base_channels=4", "model.discriminator_channels=8"]
     trained = build_gan(load_config(None, thin))

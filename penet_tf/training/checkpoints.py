@@ -157,6 +157,13 @@ def _complete(directory):
 
 
 # The lock a run holds on its folder while it trains (``run_lock``).
+class _Superseded(Exception):
+    """A checkpoint being read was deleted by its run meanwhile (it saved newer ones)."""
+
+
+# Listings of a live run's checkpoints tried before its deletions count as damage.
+_RELISTS = 5
+
 LOCK_FILE = ".penet_tf-run.lock"
 
 
@@ -384,7 +391,9 @@ class TrainingState:
 
     def restore(self, read_only=False):
         """Restores the newest checkpoint that can be read; returns its path or None.
-        ``read_only``: nothing in the folder is moved or rewritten (``read_run``).
+        ``read_only``: nothing in the folder is moved or rewritten (``read_run``), and a
+        checkpoint that the run deleted while it was read (a run training meanwhile
+        keeps its newest ``keep``) is not damaged: the newest are listed again.
 
         A checkpoint whose files are missing or cannot be read (damaged on disk or in a
         copy) is passed over for the one before it: the chief moves its files to
@@ -395,6 +404,14 @@ class TrainingState:
         readable one was written for another model (a different config); nothing is
         moved then.
         """
+        for _ in range(_RELISTS):
+            try:
+                return self._restore(read_only)
+            except _Superseded:  # (convert_torch --to-torch of a live run called them
+                continue  # damaged, or failed with "move that folder away")
+        return self._restore(read_only)
+
+    def _restore(self, read_only):
         listed = listed_checkpoints(self.directory)
         state = _state(self.directory)
         lost_state = bool(listed) and state is None  # found by their files
@@ -404,8 +421,14 @@ class TrainingState:
             else {checkpoint_step(p) for p in state.all_model_checkpoint_paths}
         )
         damaged = []
+
+        def superseded(path):  # deleted meanwhile by the run that saves newer ones
+            return read_only and path not in listed_checkpoints(self.directory)
+
         for path in reversed(listed):
             if not tf.io.gfile.exists(path + ".index"):
+                if superseded(path):
+                    raise _Superseded
                 damaged.append((path, "its files are missing"))
                 continue
             try:
@@ -417,6 +440,8 @@ class TrainingState:
                 # A variable of another dtype (mixed precision switched on or off) is an
                 # OpError too, but a readable checkpoint of another model, not a damaged one.
                 if isinstance(error, tf.errors.OpError) and not _other_dtype(error):
+                    if superseded(path):
+                        raise _Superseded from None
                     damaged.append((path, _reason(error)))
                     continue
                 raise CheckpointReadError(
@@ -426,6 +451,8 @@ class TrainingState:
                     "train into another output directory."
                 ) from None
             except (OSError, IndexError, DecodeError) as error:
+                if superseded(path):
+                    raise _Superseded from None
                 damaged.append((path, _reason(error)))
                 continue
             named_again = damaged or lost_state or checkpoint_step(path) not in named
