@@ -244,14 +244,23 @@ def _check_size(path, size, what, image=None):
         problem = (
             f"{what} {path} is {found[1]}x{found[0]} (WxH) but the image is {size[1]}x{size[0]}"
         )
-        turned = [name for name in (image, path) if name is not None and turned_by_exif(name)]
-        if tuple(found) == tuple(size)[::-1] and turned:
-            problem += (
-                f" as displayed ({turned[0]} is turned by its EXIF orientation; draw the "
-                f"{what} on the photo as a viewer shows it)"
-            )
-        return problem
+        hint = _turned_hint(found, size, (image, path), what)
+        return problem + (f" as displayed ({hint})" if hint else "")
     return None
+
+
+def _turned_hint(found, size, files, what="mask"):
+    """Why a ``what`` of ``found`` (H, W) does not fit an image of ``size`` when one of
+    ``files`` is shown turned a quarter by its EXIF orientation; None otherwise."""
+    if tuple(found) != tuple(size)[::-1]:
+        return None
+    turned = [name for name in files if name is not None and turned_by_exif(name)]
+    if not turned:
+        return None
+    return (
+        f"{turned[0]} is turned by its EXIF orientation; draw the {what} on the photo as a "
+        "viewer shows it"
+    )
 
 
 # A shared mask is resized to each photo of its shape, its aspect ratio kept within this.
@@ -270,12 +279,8 @@ def _check_shape(mask, found, size, image):
         f"{size[1]}x{size[0]}: one mask for a folder is resized only to photos of its aspect "
         "ratio (give masks of their own: --masks FOLDER)"
     )
-    if tuple(found) == tuple(size)[::-1] and turned_by_exif(image):
-        problem += (
-            f" ({image} is turned by its EXIF orientation; draw the mask on the photo as a "
-            "viewer shows it)"
-        )
-    return problem
+    hint = _turned_hint(found, size, (image, mask))
+    return problem + (f" ({hint})" if hint else "")
 
 
 # ---------------------------------------------------------------------------- batches
