@@ -747,13 +747,11 @@ def export_to_torch(weights_dir, out_dir, force=False, iteration=None, log=print
         from penet_tf.training.trainer import read_run, used_learning_rate
 
         gan, restored, config = read_run(weights_dir)
-        if restored > step:  # (said "cannot be read" of a run that saved a newer one)
-            log(f"note: the run is training: its newest checkpoint is now step {restored}")
-            step = restored
-            if iteration is None:
-                number, targets = checked_targets(step)
-        elif restored != step:  # (the newest is damaged: the run resumes from this one)
-            log(f"note: {newest} cannot be read; the run resumes from step {restored}")
+        if restored != step:
+            if restored > step:  # (said "cannot be read" of a run that saved a newer one)
+                log(f"note: the run is training: its newest checkpoint is now step {restored}")
+            else:  # the newest is damaged: the run resumes from this one
+                log(f"note: {newest} cannot be read; the run resumes from step {restored}")
             step = restored
             if iteration is None:
                 number, targets = checked_targets(step)

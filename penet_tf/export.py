@@ -320,6 +320,13 @@ def _little_endian(data, offset, length):
     return tf.reduce_sum(tf.cast(raw, tf.int64) * 256 ** tf.range(length, dtype=tf.int64))
 
 
+def _is_jxl(head):
+    """Whether ``head`` starts a JPEG XL file: a bare codestream, or in its container."""
+    return tf.equal(tf.strings.substr(head, 0, 2), _MAGIC["JPEG XL"]) | tf.equal(
+        tf.strings.substr(head, 0, len(_JXL_CONTAINER)), _JXL_CONTAINER
+    )
+
+
 def _decoder_checks(data, head, name):
     """Asserts, before decoding, that TensorFlow reads the file as ``penet_tf.image_io``
     does: an animated WebP (TensorFlow 2.21's WebP decoders abort the whole process on
@@ -392,11 +399,9 @@ def _decoder_checks(data, head, name):
     )
     # TensorFlow decodes JPEG XL, but its size is not read here before decoding (a small
     # file may declare any size) and Pillow, every other path's reader, does not read it.
-    jxl = tf.equal(tf.strings.substr(head, 0, 2), _MAGIC["JPEG XL"]) | tf.equal(
-        tf.strings.substr(head, 0, len(_JXL_CONTAINER)), _JXL_CONTAINER
-    )
     not_jxl = tf.debugging.Assert(
-        tf.logical_not(jxl), [f"{name}: a JPEG XL file is not decoded here; send it as PNG"]
+        tf.logical_not(_is_jxl(head)),
+        [f"{name}: a JPEG XL file is not decoded here; send it as PNG"],
     )
     return [not_animated, readable_bmp, not_jxl]
 
@@ -413,7 +418,7 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
     head = tf.strings.join([data, tf.constant(b"\0" * 32)])  # substr never runs past the end
     known = tf.reduce_any(
         [tf.equal(tf.strings.substr(head, 0, len(magic)), magic) for magic in _MAGIC.values()]
-        + [tf.equal(tf.strings.substr(head, 0, len(_JXL_CONTAINER)), _JXL_CONTAINER)]
+        + [_is_jxl(head)]
     )
     formats = ", ".join(kind for kind in _MAGIC if kind != "JPEG XL")  # (refused by name)
     check_format = tf.debugging.Assert(

@@ -45,6 +45,7 @@ from penet_tf.cli import say
 from penet_tf.data import masks as mask_lib
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.image_io import (
+    ImageReadError,
     alpha_mask,
     colour_profile,
     open_image,
@@ -184,9 +185,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         try:
             shared_size = probe_size(shared_mask)
         except Exception as error:  # noqa: BLE001 - anything PIL raises on a bad file
-            raise ValueError(
-                f"cannot read mask {shared_mask}: {read_error_reason(error)}"
-            ) from None
+            raise ImageReadError("mask", shared_mask, read_error_reason(error)) from None
     items, skipped, seen = [], [], {}
     for position, path in enumerate(image_paths):
         name = stem(path)
@@ -205,7 +204,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             size = tuple(resize)
         item = Item(position, name, path, size, shared_mask, shared_mask=shared_mask is not None)
         problem = None
-        if shared_mask is not None:
+        if shared_mask is not None and resize is None:  # (resized as the images)
             problem = _check_shape(shared_mask, shared_size, displayed, path)
         if mask_lookup is not None:
             item.mask = mask_lookup.get(name)

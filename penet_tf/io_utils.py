@@ -364,7 +364,9 @@ def sweep_temporaries(folder, older_versions=False):
     if not os.path.isdir(folder):
         return removed
     names = sorted(os.listdir(folder))
-    for name in names:
+    # Folders moved aside first: the new one of a target named before "old-" (model,
+    # converted, 1) was swept first, and its moved-aside folder then with it.
+    for name in sorted(names, key=lambda name: (not _moved_aside(name), name)):
         if not name.startswith(TEMPORARY_PREFIX):
             continue
         match = _TEMPORARY.match(name)
@@ -384,11 +386,18 @@ def sweep_temporaries(folder, older_versions=False):
     return removed
 
 
+def _moved_aside(name):
+    """Whether ``name`` is a temporary's ``old-`` folder (``atomic_path``'s replaced one)."""
+    match = _TEMPORARY.match(name)
+    return bool(match) and name[len(match.group(0)) :].startswith("old-")
+
+
 def _restore_moved_aside(folder, name, match, names):
-    """Puts back a folder that ``atomic_path`` moved aside (``.tmp-<pid>-old-<name>``)
-    to replace it, when its process was killed between its two renames: the target is
-    missing and the new one (``.tmp-<pid>-<name>``) still waits. Both were swept before,
-    losing the earlier conversion and the new one. Returns whether it was put back."""
+    """Puts back a folder that ``atomic_path`` moved aside
+    (``.tmp-<pid>.<space>-old-<name>``) to replace it, when its process was killed between
+    its two renames: the target is missing and the new one (``.tmp-<pid>.<space>-<name>``)
+    still waits. Both were swept before, losing the earlier conversion and the new one.
+    Returns whether it was put back."""
     prefix = match.group(0)
     if not name[len(prefix) :].startswith("old-"):
         return False
@@ -398,7 +407,7 @@ def _restore_moved_aside(folder, name, match, names):
         or prefix + target not in names
         or os.path.lexists(os.path.join(folder, target))
         or len(os.fsencode(name)) >= NAME_MAX  # (a long name's temporary is cut)
-        # only folders are moved aside (a file .tmp-<pid>-old-X is the temporary of a
+        # only folders are moved aside (a file .tmp-<pid>.<space>-old-X is the temporary of a
         # target named old-X, perhaps half written)
         or not os.path.isdir(os.path.join(folder, name))
         or not os.path.isdir(os.path.join(folder, prefix + target))

@@ -681,6 +681,9 @@ def test_one_mask_for_a_folder_serves_only_photos_of_its_shape(workspace, tmp_pa
     hole = np.asarray(Image.fromarray(mask).resize((128, 80), Image.Resampling.NEAREST)) >= 128
     np.testing.assert_array_equal(result[~hole], big[~hole])
     assert (result[hole] != big[hole]).any()
+    # with a resize, the mask is resized to it as the photos are: no shape to keep
+    items, skipped = inpainting.collect_items(photos, tmp_path / "mask.png", resize=(64, 64))
+    assert len(items) == 4 and not skipped
     # an unreadable mask for the folder is named once, before any photo
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     assert main([*args, "--masks", str(tmp_path / "broken.png"), "--out", str(out)]) == 2

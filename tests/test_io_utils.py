@@ -137,6 +137,14 @@ def test_a_folder_moved_aside_by_a_killed_replace_is_put_back(tmp_path, dead_pid
         (tmp_path / name).write_bytes(b"half written")
     assert len(sweep_temporaries(tmp_path)) == 2
     assert os.listdir(tmp_path) == ["tflite"]
+    # a target named before "old-" (model, 1): its new folder was swept first, then the
+    # moved-aside one with it (this session's space, as atomic_path names them now)
+    prefix = f".tmp-{dead_pid}.{PID_SPACE}-"
+    for name in ("old-model", "model"):
+        (tmp_path / f"{prefix}{name}").mkdir()
+        (tmp_path / f"{prefix}{name}" / "model.onnx").write_bytes(name.encode())
+    assert sweep_temporaries(tmp_path) == [str(tmp_path / f"{prefix}model")]
+    assert (tmp_path / "model" / "model.onnx").read_bytes() == b"old-model"
 
 
 def test_a_directory_is_renamed_into_place_whole(tmp_path):

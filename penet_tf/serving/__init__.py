@@ -2,7 +2,8 @@
 
 >>> from penet_tf.serving import InpaintClient
 >>> with InpaintClient("localhost:8500", "demo") as client:
-...     inpainted = client.inpaint(image, mask)  # uint8 [H, W, 3]; mask: 255 (or 1) = hole
+...     inpainted = client.inpaint(image, mask)  # uint8 [H, W, 3]
+>>> # holes: mask values >= 128, or the 1s of a 0/1 mask
 """
 
 __all__ = ["InpaintClient", "ServingError", "read_image", "read_mask"]

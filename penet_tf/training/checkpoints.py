@@ -156,7 +156,6 @@ def _complete(directory):
     return complete
 
 
-# The lock a run holds on its folder while it trains (``run_lock``).
 class _Superseded(Exception):
     """A checkpoint being read was deleted by its run meanwhile (it saved newer ones)."""
 
@@ -164,6 +163,7 @@ class _Superseded(Exception):
 # Listings of a live run's checkpoints tried before its deletions count as damage.
 _RELISTS = 5
 
+# The lock a run holds on its folder while it trains (``run_lock``).
 LOCK_FILE = ".penet_tf-run.lock"
 
 
@@ -409,7 +409,11 @@ class TrainingState:
                 return self._restore(read_only)
             except _Superseded:  # (convert_torch --to-torch of a live run called them
                 continue  # damaged, or failed with "move that folder away")
-        return self._restore(read_only)
+        raise CheckpointReadError(
+            f"the run in {self.output_dir} deleted the checkpoint being read {_RELISTS} "
+            "times (it saves new ones faster than they can be read): read it again, or "
+            "once it has stopped"
+        )
 
     def _restore(self, read_only):
         listed = listed_checkpoints(self.directory)

@@ -64,16 +64,18 @@ LOG_NAMES = (
 def _image_and_mask(data, check_range=True):
     """``(image, mask)`` of a batch as ``fit``, ``evaluate``, ``predict`` and
     ``train_on_batch`` pass it: ``(image, mask)``, ``((image, mask), extra)`` (penet_tf's
-    datasets) or Keras' ``(x, y, sample_weight)``. Images must be float (ValueError when
-    traced: cast to float32, uint8 photos trained without an error on garbage, a negative
-    valid L1); integer masks follow the mask rule of every other path (``hole_mask``:
-    >= 128, or the 1s of a 0 / 1 mask: 0 / 255 masks were garbage too), float and bool
-    ones are taken as 0 / 1."""
+    datasets), ``{"image": ..., "mask": ...}``, or Keras' ``(x, y)`` of ``fit(images,
+    masks)`` (a sample weight is refused: the losses do not weight samples). Images must
+    be float (ValueError when traced: cast to float32, uint8 photos trained without an
+    error on garbage, a negative valid L1) in [-1, 1]; integer masks follow the mask rule
+    of every other path (``hole_mask``: >= 128, or the 1s of a 0 / 1 mask: 0 / 255 masks
+    were garbage too), float and bool ones are taken as given, floats in [0, 1]
+    (``check_range``: asserted in the graph)."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     if sample_weight is not None:  # (accepted, then thrown away)
         raise ValueError(
-            "PENetGAN: its losses do not weight samples; leave out sample_weight and "
-            "class_weight (a batch is (image, mask))."
+            "PENetGAN: its losses do not weight samples; leave out sample_weight (a batch "
+            "is (image, mask))."
         )
     if isinstance(x, dict):  # (said "got images without masks")
         if set(x) != {"image", "mask"}:
@@ -152,6 +154,12 @@ def _skip_together(optimizer, gradients):
     return gradients
 
 
+_TWO_RATES = (
+    "PENetGAN has two optimizers: use gan.g_optimizer.learning_rate and "
+    "gan.d_optimizer.learning_rate (Keras' learning-rate callbacks change both)"
+)
+
+
 class GANOptimizers(keras.optimizers.Optimizer):
     """``model.optimizer`` of a ``PENetGAN``: its generator's and discriminator's
     optimizers, for what Keras reads there.
@@ -162,9 +170,9 @@ class GANOptimizers(keras.optimizers.Optimizer):
     TensorBoard logged its rate (0.001) and 0 steps per second. Keras' callbacks change
     and log every optimizer of ``optimizers`` (each from its own rate: a plateau's factor
     keeps D's rate a multiple of G's), and count steps by ``iterations`` (G's updates:
-    one per step). It applies nothing itself and holds no variables; its
-    ``learning_rate`` refuses to be read or set (there are two), as Keras'
-    ``MultiOptimizer`` does.
+    one per step). It applies nothing itself, and its own variables (Keras' step count
+    and rate, unused) are not written to weights files; its ``learning_rate`` refuses to
+    be read or set (there are two), as Keras' ``MultiOptimizer`` does.
 
     Args:
         g_optimizer, d_optimizer: the generator's and the discriminator's optimizers.
@@ -188,17 +196,19 @@ class GANOptimizers(keras.optimizers.Optimizer):
 
     @property
     def learning_rate(self):
-        raise AttributeError(
-            "PENetGAN has two optimizers: read gan.g_optimizer.learning_rate and "
-            "gan.d_optimizer.learning_rate (Keras' learning-rate callbacks change both)"
-        )
+        raise AttributeError(_TWO_RATES)
 
     @learning_rate.setter
     def learning_rate(self, value):
-        raise AttributeError(
-            "PENetGAN has two optimizers: set gan.g_optimizer.learning_rate and "
-            "gan.d_optimizer.learning_rate (Keras' learning-rate callbacks change both)"
-        )
+        raise AttributeError(_TWO_RATES)
+
+    def save_own_variables(self, store):
+        pass  # (G's and D's are saved as the model's g_optimizer and d_optimizer)
+
+    def load_own_variables(self, store):
+        # Weights files written before 2026-12-06 hold the unused RMSprop's variables
+        # here: Keras warned "Skipping variable loading for optimizer 'gan_optimizers'".
+        pass
 
     def build(self, var_list):
         self.built = True  # (G's and D's build their own: PENetGAN.build)
@@ -255,9 +265,10 @@ class PENetGAN(keras.Model):
         gan_type: ``"hinge"`` (places2, celebahq) or ``"nsgan"`` (dtd, facade).
         hole_weight, valid_weight, pyramid_weight, adversarial_weight: loss weights.
 
-    Call arguments (the steps): a batch ``(image, mask)``, ``((image, mask), extra)`` or
-    Keras' ``(x, y, sample_weight)`` of ``fit(images, masks)``; images float in [-1, 1],
-    masks float 0 / 1 (1 = hole), bool, or integer by the mask rule (``hole_mask``).
+    Call arguments (the steps): a batch ``(image, mask)``, ``((image, mask), extra)``,
+    ``{"image", "mask"}`` or Keras' ``(x, y)`` of ``fit(images, masks)`` (no sample
+    weights); images float in [-1, 1], masks float in [0, 1] (1 = hole), bool, or integer
+    by the mask rule (``hole_mask``).
 
     Example:
 
@@ -296,11 +307,12 @@ class PENetGAN(keras.Model):
     def compile(self, g_optimizer, d_optimizer, auto_scale_loss=True, **kwargs):
         """Sets both optimizers; ``model.optimizer`` becomes their ``GANOptimizers``.
 
-        As Keras does for its one optimizer (``auto_scale_loss``), under a
-        ``mixed_float16`` dtype policy each optimizer not yet a ``LossScaleOptimizer`` is
-        wrapped in one (plain optimizers trained without loss scaling: 92 % of the
-        generator's gradient entries were 0 in float16). ``loss`` and ``metrics`` are
-        refused: PENetGAN's losses are its own (``LOG_NAMES``).
+        As Keras does for its one optimizer (``auto_scale_loss``), when the model or
+        either network computes in ``mixed_float16`` each optimizer not yet a
+        ``LossScaleOptimizer`` is wrapped in one (named as it): plain optimizers trained
+        without loss scaling (92 % of the generator's gradient entries were 0 in
+        float16). ``loss`` and ``metrics`` are refused: PENetGAN's losses are its own
+        (``LOG_NAMES``).
         """
         for key in ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics"):
             if kwargs.get(key) is not None:  # (accepted, then ignored)
@@ -313,11 +325,13 @@ class PENetGAN(keras.Model):
                 "PENetGAN.compile: the generator and the discriminator need an optimizer "
                 "each (two instances), got the same one twice"
             )
-        if auto_scale_loss and self.dtype_policy.name == "mixed_float16":
+        networks = (self, self.generator, self.discriminator)
+        if auto_scale_loss and any(n.dtype_policy.name == "mixed_float16" for n in networks):
             g_optimizer, d_optimizer = (
                 optimizer
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(optimizer)
+                # (named as the optimizer: Keras' callbacks log its rate by its name)
+                else keras.optimizers.LossScaleOptimizer(optimizer, name=optimizer.name)
                 for optimizer in (g_optimizer, d_optimizer)
             )
         super().compile(auto_scale_loss=False, **kwargs)
@@ -339,7 +353,8 @@ class PENetGAN(keras.Model):
         step would make TensorFlow trace it a second time (twice the start-up)."""
         if not self.compiled:
             raise ValueError("PENetGAN: call compile(g_optimizer, d_optimizer) before fit.")
-        for callback in kwargs.get("callbacks") or ():
+        callbacks = kwargs.get("callbacks") or ()
+        for callback in getattr(callbacks, "callbacks", callbacks):  # (a CallbackList too)
             # (it failed at the first epoch's end, leaving a 0-byte .keras file)
             if isinstance(callback, keras.callbacks.ModelCheckpoint) and not (
                 callback.save_weights_only
@@ -372,7 +387,9 @@ class PENetGAN(keras.Model):
         loss tracker: a last batch of 1 image counted as much as a full one, and
         ``evaluate`` of the same 5 images gave a hole L1 of 0.41 at batch size 1, 0.27
         at 4)."""
-        weight = tf.cast(images, tf.float32)
+        # (after the batch's checks: a refused batch counted its images otherwise)
+        with tf.control_dependencies(tf.nest.flatten(logs)):
+            weight = tf.cast(tf.identity(images), tf.float32)
         for name, value in logs.items():
             self.trackers[name].update_state(value, sample_weight=weight)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
