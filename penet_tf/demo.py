@@ -15,6 +15,7 @@ build. ``--port 0`` picks a free port; the URL is printed on the first line of o
 """
 
 import argparse
+import errno
 import functools
 import http.server
 import os
@@ -63,8 +64,18 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
         if parsed == "/model" or parsed.startswith("/model/"):
             relative = posixpath.normpath(parsed[len("/model") :]).lstrip("/")
             parts = [part for part in relative.split("/") if part not in ("", ".", "..")]
-            return os.path.join(self.model_dir, *parts)
+            target = os.path.join(self.model_dir, *parts)
+            # A link in the model folder to a file outside it (/etc/passwd) was served.
+            root, real = os.path.realpath(self.model_dir), os.path.realpath(target)
+            if real != root and not real.startswith(root + os.sep):
+                return ""  # (not found)
+            return target
         return super().translate_path(path)
+
+    def list_directory(self, path):
+        # Folders were listed (/model/, /node_modules/, /tests/): the page needs none.
+        self.send_error(404, "File not found")
+        return None
 
     def end_headers(self):
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
@@ -79,6 +90,12 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
 
 def check_layout(model_dir, web_root):
     """Raises FileNotFoundError, saying how to fix it, when something the page needs is missing."""
+    if os.path.isfile(model_dir):  # (said "No model.json in .../model.json")
+        raise FileNotFoundError(
+            f"--model {model_dir} is a file: give the folder that holds model.json"
+        )
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"--model {model_dir} does not exist")
     if not os.path.isfile(os.path.join(model_dir, "model.json")):
         raise FileNotFoundError(
             f"No model.json in {model_dir}: convert a model first, e.g. `python -m "
@@ -150,7 +167,15 @@ def _main(argv):
     )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
-    server = make_server(args.model, args.host, args.port, args.web_root, not args.verbose)
+    try:
+        server = make_server(args.model, args.host, args.port, args.web_root, not args.verbose)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise OSError(
+            f"port {args.port} on {args.host} is in use: choose another with --port (0 = "
+            "any free one)"
+        ) from None
     host, port = server.server_address[:2]
     host = f"[{host}]" if ":" in host else host  # (an IPv6 address, as URLs write it)
     print(f"PEN-Net demo: http://{host}:{port}/  (Ctrl+C to stop)", flush=True)

@@ -96,6 +96,40 @@ def test_demo_refuses_a_directory_without_model(tmp_path, capsys):
 
     assert demo.main(["--model", str(tmp_path), "--port", "0"]) == 2
     assert "No model.json" in capsys.readouterr().err
+    # (both said "No model.json in ...")
+    assert demo.main(["--model", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert capsys.readouterr().err.endswith("missing does not exist\n")
+    (tmp_path / "model.json").write_text("{}")
+    assert demo.main(["--model", str(tmp_path / "model.json"), "--port", "0"]) == 2
+    assert "is a file: give the folder that holds model.json" in capsys.readouterr().err
+
+
+def test_demo_serves_nothing_outside_its_folders_and_lists_none(model_dir, tmp_path, capsys):
+    """A link in the model folder to /etc/passwd was served, and folders were listed."""
+    import shutil
+    import threading
+
+    from penet_tf import demo
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    (tmp_path / "secret.txt").write_text("not the model's")
+    (model / "secret.txt").symlink_to(tmp_path / "secret.txt")
+    server = demo.make_server(model, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        assert json.loads(_get(url + "model/model.json")[2])["format"] == "graph-model"
+        for path in ("model/secret.txt", "model/", "node_modules/", "tests/"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                _get(url + path)
+        # a port in use: one line with the way out (was "[Errno 98] Address already in use")
+        assert demo.main(["--model", str(model), "--port", str(server.server_port)]) == 2
+        assert "is in use: choose another with --port (0 = any free one)" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_demo_ports_and_ipv6_hosts(tmp_path, capsys):
@@ -200,6 +234,26 @@ def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tm
     refused = page["refused"]  # (a refused file's message alone hid it again)
     assert refused["status"].startswith("Cannot read bad.png as an image. No model at")
     assert refused["error"] == refused["status"] and refused["inpaintDisabled"]
+
+
+def test_a_photo_picked_while_another_decodes(server, tmp_path):
+    """Inpaint stayed enabled while a photo decoded: a run then painted the earlier
+    photo's result, offered for download under the new photo's name; of two quick picks
+    the one decoded last was shown."""
+    Image.fromarray(photo(60, 80)).save(tmp_path / "slow.png")
+    Image.fromarray(photo(40, 50)).save(tmp_path / "fast.png")
+    result = subprocess.run(
+        ["node", "tests/photo_race_test.mjs", "--url", server,
+         "--slow", str(tmp_path / "slow.png"), "--fast", str(tmp_path / "fast.png")],
+        cwd=WEB, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    page = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not page["before"]["inpaintDisabled"]
+    assert page["decoding"]["inpaintDisabled"]
+    settled = page["settled"]
+    assert settled["photo"] == "fast.png" and not settled["inpaintDisabled"]
+    assert settled["photosLoaded"] == page["before"]["photosLoaded"] + 1
 
 
 def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(

@@ -63,6 +63,8 @@ const demo = {
   photosLoaded: 0,
   strokes: 0,
   running: false,
+  opening: 0, // the photo pick being decoded (0: none); a newer pick supersedes it
+  picks: 0,
   lastRun: null, // {width, height, regions: [{box, window, region, image, mask, output, ms}], ...}
   downloadToken: null, // the run whose result the download link may take
   undoDepth: () => history.length,
@@ -302,6 +304,21 @@ function drawSample() {
 }
 
 async function openPhoto(file) {
+  // Inpaint waits while a photo decodes (a large JPEG takes a while): a run started
+  // meanwhile painted the earlier photo's result, then this photo replaced the canvases
+  // and the download offered that result under this photo's name. Of two quick picks
+  // the later one is opened (the first, decoded last, was shown instead).
+  const pick = (demo.opening = ++demo.picks);
+  updateButtons();
+  try {
+    await decodeAndShow(file, pick);
+  } finally {
+    if (demo.opening === pick) demo.opening = 0;
+    updateButtons();
+  }
+}
+
+async function decodeAndShow(file, pick) {
   let bitmap;
   try {
     // The file's own pixel values: no colour-space conversion, no premultiplied alpha.
@@ -310,7 +327,11 @@ async function openPhoto(file) {
       premultiplyAlpha: 'none',
     });
   } catch (error) {
-    fail(`Cannot read ${file.name} as an image.`, error);
+    if (demo.opening === pick) fail(`Cannot read ${file.name} as an image.`, error);
+    return;
+  }
+  if (demo.opening !== pick) {
+    bitmap.close(); // a later pick is being opened
     return;
   }
   const { width, height } = bitmap;
@@ -503,6 +524,7 @@ async function inpaint() {
   demo.running = true;
   updateButtons();
   const start = performance.now();
+  const photoOfRun = demo.photosLoaded;
   try {
     const regions = planRegions(mask, width, height, demo.size);
     const pixels = photoCtx.getImageData(0, 0, width, height);
@@ -520,6 +542,7 @@ async function inpaint() {
       pasteBack(composite, mask, group, output, demo.size);
       runs.push({ ...group, ...input, output, ms });
     }
+    if (demo.photosLoaded !== photoOfRun) return; // (not this photo's result)
     resultCtx.putImageData(composite, 0, 0);
     const ms = Math.round(performance.now() - start);
     demo.lastRun = { width, height, regions: runs, ms, backend: demo.backend };
@@ -557,7 +580,7 @@ function setDownload(blob) {
 }
 
 function updateButtons() {
-  const idle = demo.ready && !demo.running;
+  const idle = demo.ready && !demo.running && !demo.opening;
   $('inpaint').disabled = !idle || !demo.photo;
   $('undo').disabled = demo.running || !history.length;
   $('clear').disabled = demo.running || !demo.photo;
