@@ -9,21 +9,17 @@
 // Prints one JSON line: Inpaint's state while the slow photo decodes, and the photo shown
 // once both picks have settled; tests/test_web_demo.py checks.
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { chromiumOption, launchChromium } from './chromium.mjs';
 
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
     slow: { type: 'string' },
     fast: { type: 'string' },
-    chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
+    chromium: chromiumOption,
   },
 });
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
-});
+const browser = await launchChromium(args.chromium);
 try {
   const page = await browser.newPage();
   await page.addInitScript(() => {
