@@ -524,7 +524,6 @@ async function inpaint() {
   demo.running = true;
   updateButtons();
   const start = performance.now();
-  const photoOfRun = demo.photosLoaded;
   try {
     const regions = planRegions(mask, width, height, demo.size);
     const pixels = photoCtx.getImageData(0, 0, width, height);
@@ -542,7 +541,6 @@ async function inpaint() {
       pasteBack(composite, mask, group, output, demo.size);
       runs.push({ ...group, ...input, output, ms });
     }
-    if (demo.photosLoaded !== photoOfRun) return; // (not this photo's result)
     resultCtx.putImageData(composite, 0, 0);
     const ms = Math.round(performance.now() - start);
     demo.lastRun = { width, height, regions: runs, ms, backend: demo.backend };

@@ -93,26 +93,31 @@ def _image_and_mask(data, check_range=True):
             "PENetGAN: images must be float in [-1, 1] (uint8 x / 127.5 - 1), got "
             f"{image.dtype.name}."
         )
+    float_mask = mask.dtype.is_floating  # (bool and integer masks are 0 / 1 by now)
     if mask.dtype.is_integer:
         mask = hole_mask(mask)
     image, mask = tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
     if not check_range:
         return image, mask
     # Floats out of range trained on garbage without a word (0-255 images: hole L1 127;
-    # 0 / 255 float masks: a negative valid L1). Checked each step (two reductions).
+    # 0 / 255 float masks: a negative valid L1). Checked each step: one reduction per
+    # float input.
     checks = [
         tf.debugging.assert_less_equal(
             tf.reduce_max(tf.abs(image)),
             1.0 + IMAGE_TOLERANCE,
             message="PENetGAN: images must be float in [-1, 1] (x / 127.5 - 1 of 0-255 values)",
-        ),
-        tf.debugging.assert_less_equal(
-            tf.reduce_max(tf.abs(mask - 0.5)),
-            0.5,
-            message="PENetGAN: float masks must be in [0, 1] (1 = hole; 0 / 255 masks as "
-            "integers, or divided by 255)",
-        ),
+        )
     ]
+    if float_mask:
+        checks.append(
+            tf.debugging.assert_less_equal(
+                tf.reduce_max(tf.abs(mask - 0.5)),
+                0.5,
+                message="PENetGAN: float masks must be in [0, 1] (1 = hole; 0 / 255 masks as "
+                "integers, or divided by 255)",
+            )
+        )
     with tf.control_dependencies(checks):
         return tf.identity(image), tf.identity(mask)
 
