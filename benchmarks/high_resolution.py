@@ -173,7 +173,7 @@ def _run(args, work):
             start = time.perf_counter()
             signature(image=image, mask=holes)["inpainted"].numpy()
             times.append(time.perf_counter() - start)
-        key = f"savedmodel_4000x3000_{name}_union_box"
+        key = f"savedmodel_4000x3000_{name}_per_group"
         report[key] = spread(times[1:])
         print(key, report[key], file=sys.stderr, flush=True)
 

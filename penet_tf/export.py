@@ -27,8 +27,8 @@ Signatures (dynamic batch, height and width; any H and W, padded inside the grap
 
 Photos of any size (``--strategy``, default ``auto``; penet_tf.high_resolution):
 ``serving_default`` and ``inpaint_bytes`` run the exported strategy in the graph. With
-``auto`` a photo whose long side exceeds ``--trigger`` (512) is inpainted through ONE
-region around the union box of all its holes (plus ``--margin``), shrunk to
+``auto`` a photo whose long side exceeds ``--trigger`` (512) is inpainted through one
+region per hole group (its box plus ``--margin``, the library's groups), shrunk to
 ``--model-size`` (256), with residual aggregation; smaller photos run ``full``. The
 photo is then limited by ``--max-photo-pixels`` (8192 x 6144), ``max_pixels`` bounds
 the network input. ``--strategy full`` is the network on the whole photo, limited by
@@ -583,8 +583,8 @@ def build_archive(
     """A ``ServingArchive`` with the three signatures around ``generator``.
 
     ``strategy`` (a ``penet_tf.high_resolution.PhotoStrategy``, ``auto`` by default) runs
-    in the graph of the uint8 and bytes signatures, with one region around the union box
-    of all holes per photo; ``predict_float`` always runs ``full``.
+    in the graph of the uint8 and bytes signatures, one region per hole group as the
+    library plans them; ``predict_float`` always runs ``full``.
     """
     strategy = strategy or PhotoStrategy()
     limit = photo_limit(strategy, max_pixels, max_photo_pixels)

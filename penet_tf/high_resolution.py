@@ -32,6 +32,11 @@ resized so that its long side is the model size:
      long side (``region_pieces``), and neighbouring pieces are blended across each cut
      (``PieceCut``).
 
+  The SavedModel's signatures plan the same groups and regions in their graph
+  (``graph_hole_groups``, ``inpaint_groups_in_graph``), one region per network call;
+  they do not cut thin panoramas into pieces (a region over the export's bound is
+  refused).
+
 * ``auto`` (the default): ``crop`` when the photo's long side exceeds ``trigger``, else
   ``full``.
 
@@ -656,29 +661,170 @@ def _blend(result, hole, cut, edge, shares):
     result[y0:y1, x0:x1][inside] = np.clip(mean, 0, 255).astype(np.uint8)
 
 
-def _union_box(hole):
-    """Union bounding box (int32 y0, x0, y1, x1) of the nonzero pixels of [H, W]."""
-    rows = tf.where(tf.reduce_any(hole, axis=1))[:, 0]
-    cols = tf.where(tf.reduce_any(hole, axis=0))[:, 0]
-    return [tf.cast(v, tf.int32) for v in (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)]
+# Hole groups the served graph plans at most: their pairwise merge is a K x K matrix. The
+# default margin (128) cannot reach it within the 50-MP photo limit (cells of 257 x 257
+# photo pixels: at most 768 groups); a small margin with specks spaced over 2 * margin can
+# (the library would run each as its own region: thousands of network calls).
+MAX_GRAPH_GROUPS = 4096
 
 
-def inpaint_union_box(generator, image, mask, strategy, max_region_pixels=None):
+def _shifted(grid, dy, dx, fill):
+    """``grid[i + dy, j + dx]`` for every cell ``(i, j)`` of a 2-D tensor (``dy``, ``dx``
+    in -1 .. 1), ``fill`` past its edges."""
+    padded = tf.pad(grid, [[1, 1], [1, 1]], constant_values=fill)
+    shape = tf.shape(grid)
+    return padded[1 + dy : 1 + dy + shape[0], 1 + dx : 1 + dx + shape[1]]
+
+
+def _near(a, b, margin):
+    """``hole_groups``' test on boxes ``[..., 4]``: grown by ``margin``, they overlap."""
+    return (tf.maximum(a[..., 0], b[..., 0]) < tf.minimum(a[..., 2], b[..., 2]) + 2 * margin) & (
+        tf.maximum(a[..., 1], b[..., 1]) < tf.minimum(a[..., 3], b[..., 3]) + 2 * margin
+    )
+
+
+def _min_labels(labels, step):
+    """Each label lowered to the least label it reaches (``step`` takes one step along
+    the graph's edges; the labels name members, so following a label's own label,
+    pointer jumping, stays in its component): a component's members all end with its
+    least member's label."""
+
+    def body(labels, _):
+        lowered = tf.ensure_shape(step(labels), labels.shape)
+        ends = tf.concat([lowered, [tf.int32.max]], 0)  # (no label: int32.max)
+        jumped = tf.gather(ends, tf.minimum(lowered, tf.size(lowered)))
+        lowered = tf.minimum(lowered, jumped)
+        return lowered, tf.reduce_any(lowered != labels)
+
+    labels, _ = tf.while_loop(lambda _, changed: changed, body, [labels, tf.constant(True)])
+    return labels
+
+
+def _merged(boxes, labels):
+    """The union box ``[K, 4]`` of each label's ``boxes`` (labels any ints)."""
+    values, segment = tf.unique(labels)
+    count = tf.size(values)
+    first = tf.math.unsorted_segment_min(boxes[:, :2], segment, count)
+    last = tf.math.unsorted_segment_max(boxes[:, 2:], segment, count)
+    return tf.concat([first, last], axis=1)
+
+
+def graph_hole_groups(hole, margin=128):
+    """``hole_groups(hole_boxes(hole), margin)`` in TensorFlow ops, for the served graph:
+    int32 ``[K, 4]`` boxes ``(y0, x0, y1, x1)`` sorted as ``hole_groups`` sorts them.
+
+    Any two hole pixels at most ``2 * margin`` apart on both axes end in one group (their
+    components' grown boxes overlap), so the photo is cut into cells of ``2 * margin + 1``
+    pixels a side (at most the photo's), each cell's hole pixels one box; neighbouring
+    cells whose boxes ``hole_groups`` would join (with margin 0: that touch, one
+    component) are joined by label propagation over the cell grid; the joined boxes are
+    then merged pairwise as ``hole_groups`` merges them until none overlap. Starting
+    from boxes that the library's merging would join anyway ends in the same groups.
+    More than ``MAX_GRAPH_GROUPS`` groups are refused (``InvalidArgumentError``).
+
+    Args:
+        hole: bool ``[H, W]``.
+        margin: a Python int, ``PhotoStrategy.margin``.
+    """
+    shape = tf.shape(hole)
+    height, width = shape[0], shape[1]
+    side_h = tf.minimum(2 * margin + 1, height)
+    side_w = tf.minimum(2 * margin + 1, width)
+    grid_h, grid_w = _ceil_div(height, side_h), _ceil_div(width, side_w)
+    padded = tf.pad(hole, [[0, grid_h * side_h - height], [0, grid_w * side_w - width]])
+    cells = tf.reshape(padded, [grid_h, side_h, grid_w, side_w])
+    rows = tf.cast(tf.reduce_any(cells, axis=3), tf.int32)  # [grid_h, side_h, grid_w]
+    cols = tf.cast(tf.reduce_any(cells, axis=1), tf.int32)  # [grid_h, grid_w, side_w]
+    filled = tf.reduce_any(rows > 0, axis=1)  # [grid_h, grid_w]
+    y_base = tf.range(grid_h)[:, None] * side_h
+    x_base = tf.range(grid_w)[None, :] * side_w
+    boxes = tf.stack(
+        [
+            y_base + tf.argmax(rows, axis=1, output_type=tf.int32),
+            x_base + tf.argmax(cols, axis=2, output_type=tf.int32),
+            y_base + side_h - tf.argmax(tf.reverse(rows, [1]), axis=1, output_type=tf.int32),
+            x_base + side_w - tf.argmax(tf.reverse(cols, [2]), axis=2, output_type=tf.int32),
+        ],
+        axis=-1,
+    )  # [grid_h, grid_w, 4], the box of each cell's hole pixels (filled cells)
+
+    # Cells joined to each of their 8 neighbours.
+    directions = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    joins = []
+    for dy, dx in directions:
+        neighbour = tf.stack([_shifted(boxes[..., k], dy, dx, 0) for k in range(4)], -1)
+        join = filled & _shifted(filled, dy, dx, False)
+        joins.append(join if margin == 0 else join & _near(boxes, neighbour, margin))
+
+    def step(flat):
+        grid = tf.reshape(flat, [grid_h, grid_w])
+        for (dy, dx), join in zip(directions, joins, strict=True):
+            grid = tf.where(join, tf.minimum(grid, _shifted(grid, dy, dx, tf.int32.max)), grid)
+        return tf.reshape(grid, [-1])
+
+    index = tf.range(grid_h * grid_w)
+    filled_flat = tf.reshape(filled, [-1])
+    labels = _min_labels(tf.where(filled_flat, index, tf.int32.max), step)
+    members = tf.where(filled_flat)[:, 0]
+    groups = tf.cond(
+        tf.size(members) > 0,
+        lambda: _merged(tf.gather(tf.reshape(boxes, [-1, 4]), members), tf.gather(labels, members)),
+        lambda: tf.zeros([0, 4], tf.int32),
+    )
+    check = tf.debugging.assert_less_equal(
+        tf.shape(groups)[0],
+        MAX_GRAPH_GROUPS,
+        message=f"the mask has more than {MAX_GRAPH_GROUPS} separate hole groups at margin "
+        f"{margin} (holes more than {2 * margin} pixels apart); each would be its own "
+        "network call: join them, or use an export with a larger --margin or --strategy full",
+    )
+    with tf.control_dependencies([check]):
+        groups = tf.identity(groups)
+
+    def merge(groups, _):  # one round of hole_groups: join every overlapping pair
+        near = _near(groups[:, None], groups[None, :], margin)  # [K, K], the diagonal too
+        count = tf.shape(groups)[0]
+        labels = _min_labels(
+            tf.range(count),
+            lambda flat: tf.reduce_min(tf.where(near, flat[None, :], tf.int32.max), axis=1),
+        )
+        merged = _merged(groups, labels)
+        return merged, tf.shape(merged)[0] < count
+
+    groups, _ = tf.while_loop(
+        lambda _, joined: joined,
+        merge,
+        [groups, tf.size(groups) > 0],
+        shape_invariants=[tf.TensorShape([None, 4]), tf.TensorShape([])],
+    )
+    # Sorted as hole_groups sorts: no two groups share a first row and column (they
+    # would overlap), so that pair orders them.
+    key = tf.cast(groups[:, 0], tf.int64) * (MAX_PHOTO_SIDE + 1) + tf.cast(groups[:, 1], tf.int64)
+    return tf.gather(groups, tf.argsort(key))
+
+
+def inpaint_groups_in_graph(generator, image, mask, strategy, max_region_pixels=None):
     """``crop`` (or ``resize``) in a graph, for one uint8 photo [H, W, 3] and its mask
-    [H, W, 1] (float, 1 = hole): ONE region around the union box of all holes (the
-    SavedModel's plan; the library plans one region per hole group). A photo without
-    holes is returned as it is. A region over ``max_region_pixels`` is refused before it
-    is gathered (a 400 x 100000 photo's would be 25000 x 100000: the server's memory)."""
+    [H, W, 1] (float, 1 = hole): one region per hole group (``graph_hole_groups``; the
+    whole photo for ``resize``), as ``inpaint_photo`` plans them, inpainted one region
+    per network call, each group's hole pixels pasted. Groups are not cut into pieces
+    (``region_pieces``): a region over ``max_region_pixels`` is refused before it is
+    gathered (a 400 x 100000 photo's would be 25000 x 100000: the server's memory)."""
     hole2d = mask[..., 0] > 0
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
+    if strategy.name == "resize":
+        margin = 0
+        groups = tf.reshape(tf.stack([0, 0, height, width]), [1, 4])
+    else:
+        margin = strategy.margin
+        groups = graph_hole_groups(hole2d, margin)
 
-    def run():
-        if strategy.name == "resize":
-            box, margin = [0, 0, height, width], 0
-        else:
-            box, margin = _union_box(hole2d), strategy.margin
-        top, left, rows, cols, tile = region_plan(box, height, width, strategy.model_size, margin)
+    def inpaint_group(i, where_ta, pixels_ta):
+        y0, x0, y1, x1 = tf.unstack(groups[i])
+        top, left, rows, cols, tile = region_plan(
+            (y0, x0, y1, x1), height, width, strategy.model_size, margin
+        )
         if max_region_pixels is not None:
             check = tf.debugging.assert_less_equal(
                 tf.cast(rows, tf.int64) * tf.cast(cols, tf.int64),
@@ -702,14 +848,28 @@ def inpaint_union_box(generator, image, mask, strategy, max_region_pixels=None):
             strategy.residual_aggregation,
             strategy.transfer,
         )[0]
-        # Back into the photo: the region's first occurrence of each photo pixel inside
-        # the photo is [top, top + min(rows, height)) x [left, left + min(cols, width)).
-        keep_h, keep_w = tf.minimum(rows, height), tf.minimum(cols, width)
-        inner = out[:keep_h, :keep_w]
-        pasted = tf.pad(
-            inner, [[top, height - top - keep_h], [left, width - left - keep_w], [0, 0]]
+        # The group's hole pixels (its box's), from the region's first occurrence of each.
+        inside = tf.where(hole2d[y0:y1, x0:x1])
+        patch = out[y0 - top : y1 - top, x0 - left : x1 - left]
+        offset = tf.cast(tf.stack([y0, x0]), tf.int64)
+        return (
+            i + 1,
+            where_ta.write(i, inside + offset),
+            pixels_ta.write(i, tf.gather_nd(patch, inside)),
         )
-        return tf.where(mask > 0, pasted, image)
+
+    def run():
+        count = tf.shape(groups)[0]
+        _, where_ta, pixels_ta = tf.while_loop(
+            lambda i, *_: i < count,
+            inpaint_group,
+            [
+                tf.constant(0),
+                tf.TensorArray(tf.int64, size=count, infer_shape=False),
+                tf.TensorArray(tf.uint8, size=count, infer_shape=False),
+            ],
+        )
+        return tf.tensor_scatter_nd_update(image, where_ta.concat(), pixels_ta.concat())
 
     return tf.cond(tf.reduce_any(hole2d), run, lambda: tf.identity(image))
 
@@ -718,14 +878,14 @@ def serve_photos(generator, image, mask, strategy, max_region_pixels=None):
     """uint8 [B, H, W, 3] and mask [B, H, W, 1] -> uint8 inpainted, with ``strategy`` in
     the graph (``full`` photos as ``penet_tf.inference.serve``). The mask is binarised by
     the mask rule (``penet_tf.inference.hole_mask``); ``max_region_pixels``: see
-    ``inpaint_union_box``."""
+    ``inpaint_groups_in_graph``."""
     hole = hole_mask(mask)
     if strategy.name == "full":
         return composite_uint8(generator, image, tf.cast(hole, tf.uint8), composite_only=True)
 
     def cropped():
         return tf.map_fn(
-            lambda pair: inpaint_union_box(
+            lambda pair: inpaint_groups_in_graph(
                 generator, pair[0], pair[1], strategy, max_region_pixels
             ),
             (image, hole),
@@ -747,6 +907,7 @@ __all__ = [
     "PieceCut",
     "STRATEGIES",
     "TRANSFERS",
+    "graph_hole_groups",
     "hole_boxes",
     "hole_boxes_near",
     "hole_groups",

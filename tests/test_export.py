@@ -34,6 +34,7 @@ from penet_tf.inference import (
     inpaint,
     uint8_to_float,
 )
+from penet_tf.io_utils import PID_SPACE
 from penet_tf.models import load_generator
 from penet_tf.serving import InpaintClient
 
@@ -479,11 +480,11 @@ def test_failed_export_leaves_no_version_and_sweeps_a_killed_one(tmp_path, monke
     monkeypatch.setattr("penet_tf.export.build_archive", lambda *args: _FailingArchive())
     (tmp_path / "1").mkdir()
     # What an export killed with -9 left, and one of a running export (the parent process).
-    (tmp_path / f".tmp-{dead_pid}-2" / "variables").mkdir(parents=True)
-    (tmp_path / f".tmp-{os.getppid()}-9").mkdir()
+    (tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-2" / "variables").mkdir(parents=True)
+    (tmp_path / f".tmp-{os.getppid()}.{PID_SPACE}-9").mkdir()
     with pytest.raises(KeyboardInterrupt):
         export_generator(Generator(base_channels=4), tmp_path)
-    assert sorted(os.listdir(tmp_path)) == [f".tmp-{os.getppid()}-9", "1"]
+    assert sorted(os.listdir(tmp_path)) == [f".tmp-{os.getppid()}.{PID_SPACE}-9", "1"]
 
 
 class _RacedArchive:
@@ -517,7 +518,7 @@ def test_two_exports_into_one_folder_take_two_versions(tmp_path, monkeypatch):
 
 def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
     """A photo over the trigger (512) goes through ``crop`` + CRA in the graph, as
-    ``penet_tf.high_resolution.inpaint_photo`` runs it (one hole group = the union box);
+    ``penet_tf.high_resolution.inpaint_photo`` runs it (the same hole groups and regions);
     the gRPC client gets the same pixels from the export served by the TF Serving test
     double (``tests/serving_double.py``), as arrays and as PNG bytes."""
     rng = np.random.default_rng(7)

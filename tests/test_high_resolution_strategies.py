@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from penet_tf import Generator
+from penet_tf import Generator, high_resolution
 from penet_tf.high_resolution import (
     PhotoStrategy,
+    graph_hole_groups,
     hole_boxes,
     hole_boxes_near,
     hole_groups,
@@ -299,18 +300,73 @@ def test_resize_pastes_hole_pixels_only(generator, aggregation):
     assert (got[mask > 0] != image[mask > 0]).mean() > 0.5
 
 
-def test_graph_union_box_matches_the_library_for_one_group(generator):
-    image = photo(300, 420, seed=5)
-    mask = np.zeros((300, 420, 1), np.uint8)
-    mask[100:180, 300:400] = 255
-    mask[150:160, 250:260] = 255  # merged with the first: one group = the union box
-    for strategy in (
-        PhotoStrategy("crop", model_size=64, margin=48, transfer="overlap"),
+def test_graph_hole_groups_are_the_library_s():
+    """The served graph's groups (cells, label propagation, pairwise merging in TF ops)
+    equal ``hole_groups(hole_boxes(...))`` on boxes, strokes, specks and blobs."""
+    rng = np.random.default_rng(11)
+    groups = {
+        margin: tf.function(
+            lambda h, m=margin: graph_hole_groups(h, m),
+            input_signature=[tf.TensorSpec([None, None], tf.bool)],
+        )
+        for margin in (0, 1, 16, 40)
+    }
+    for trial in range(24):
+        height, width = (int(v) for v in rng.integers(1, 240, 2))
+        hole = np.zeros((height, width), bool)
+        if trial % 3 == 0:  # specks
+            hole = rng.random((height, width)) < rng.choice([0.001, 0.01, 0.05])
+        elif trial % 3 == 1:  # rectangles
+            for _ in range(int(rng.integers(0, 6))):
+                y, x = rng.integers(0, height), rng.integers(0, width)
+                hole[y : y + rng.integers(1, 60), x : x + rng.integers(1, 60)] = True
+        else:  # a random walk: a winding stroke
+            y, x = rng.integers(0, height), rng.integers(0, width)
+            for dy, dx in rng.integers(-1, 2, (400, 2)):
+                y, x = np.clip(y + dy, 0, height - 1), np.clip(x + dx, 0, width - 1)
+                hole[y, x] = True
+        for margin, graph in groups.items():
+            got = [tuple(box) for box in graph(tf.constant(hole)).numpy().tolist()]
+            assert got == hole_groups(hole_boxes(hole), margin), (trial, margin)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        PhotoStrategy("crop", model_size=64, margin=24),
+        PhotoStrategy("crop", model_size=64, margin=0, transfer="overlap"),
         PhotoStrategy("resize", model_size=128),
-    ):
-        served = tf.function(lambda i, m, s=strategy: serve_photos(generator, i, m, s))
+    ],
+    ids=["crop", "crop-margin-0", "resize"],
+)
+def test_the_served_graph_plans_one_region_per_hole_group_as_the_library(generator, strategy):
+    """Two holes far apart are two regions in the library and the CLI; the graph planned
+    one around their union box (more shrunk: up to 120 levels off on a 700 x 560 photo)."""
+    image = photo(300, 420, seed=5)
+    far, near = np.zeros((300, 420, 1), np.uint8), np.zeros((300, 420, 1), np.uint8)
+    far[20:60, 30:70] = 255
+    far[220:280, 330:400] = 255
+    near[100:180, 300:400] = 255
+    near[150:160, 250:260] = 255  # merged with the first: one group
+    specks = (np.random.default_rng(9).random((300, 420, 1)) < 5e-4).astype(np.uint8) * 255
+    served = tf.function(lambda i, m: serve_photos(generator, i, m, strategy))
+    for mask in (far, near, specks):
         got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
         assert_same_photo(got, inpaint_photo(generator, image, mask, strategy), image, mask)
+        assert (got[mask[..., 0] > 0] != image[mask[..., 0] > 0]).mean() > 0.5
+
+
+def test_the_served_graph_refuses_more_hole_groups_than_it_plans(generator, monkeypatch):
+    monkeypatch.setattr(high_resolution, "MAX_GRAPH_GROUPS", 3)
+    image, mask = photo(100, 200), np.zeros((100, 200, 1), np.uint8)
+    mask[10, 10:190:40] = 255  # 5 specks 40 pixels apart: 5 groups at margin 8
+    strategy = PhotoStrategy("crop", model_size=64, margin=8)
+    served = tf.function(lambda i, m: serve_photos(generator, i, m, strategy))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 3 separate hole groups"):
+        served(tf.constant(image[None]), tf.constant(mask[None]))
+    mask[10, 100:] = 0  # 3 groups: planned
+    got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
+    assert_same_photo(got, inpaint_photo(generator, image, mask, strategy), image, mask)
 
 
 def test_the_served_graph_refuses_a_region_too_large_before_gathering_it(generator):
