@@ -351,14 +351,16 @@ def sweep_temporaries(folder, older_versions=False):
     """Removes the temporaries ``atomic_path`` left in ``folder`` (not recursive) when
     its process was killed; returns the removed paths.
 
-    A ``.tmp-<pid>.<space>-*`` (or ``.tmp-<pid>-*``) entry is removed when process
-    ``pid`` no longer runs (a running process, this one included, may still be writing
-    it); one of another PID space (another container or machine on a shared folder) when
-    untouched for ``FOREIGN_STALE_SECONDS`` (its pid says nothing here: a container's
-    export swept another's live version). ``.tmp-*`` entries without a
-    pid (older versions' leftovers) go only with ``older_versions``, for folders that are
-    penet_tf's own (a run folder): elsewhere they may be the user's (evaluate's report
-    folder swept a ``.tmp-cache/`` folder of theirs, with everything in it).
+    A ``.tmp-<pid>.<space>-*`` entry is removed when process ``pid`` no longer runs (a
+    running process, this one included, may still be writing it); one of another PID
+    space (another container or machine on a shared folder) when untouched for
+    ``FOREIGN_STALE_SECONDS`` (its pid says nothing here: a container's export swept
+    another's live version). Older versions' names, ``.tmp-*`` without a pid and
+    ``.tmp-<pid>-*`` (before 2026-12-06), go only with ``older_versions``, for folders
+    that are penet_tf's own (a run folder; the latter when ``pid`` no longer runs):
+    elsewhere they may be the user's (evaluate's report folder swept a ``.tmp-cache/``
+    folder of theirs, and inpaint's output folder a ``.tmp-2023-holiday-edits/`` folder,
+    "2023" taken for a pid, with everything in them).
     """
     removed = []
     if not os.path.isdir(folder):
@@ -371,10 +373,10 @@ def sweep_temporaries(folder, older_versions=False):
             continue
         match = _TEMPORARY.match(name)
         path = os.path.join(folder, name)
-        if match is None:
-            if not older_versions:
+        if match is None or match.group(2) is None:  # older versions' names
+            if not older_versions or (match and _running(int(match.group(1)))):
                 continue
-        elif match.group(2) not in (None, PID_SPACE):
+        elif match.group(2) != PID_SPACE:
             if not _untouched(path, FOREIGN_STALE_SECONDS):
                 continue
         elif _running(int(match.group(1))):

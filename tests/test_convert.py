@@ -26,6 +26,7 @@ from penet_tf.convert import (
     run_tflite,
     tflite_ops,
 )
+from penet_tf.io_utils import PID_SPACE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEB = os.path.join(REPO, "demos", "web")
@@ -203,8 +204,8 @@ def test_missing_tfjs_venv_says_how_to_create_it(export, tmp_path):
 
 
 def test_bad_requests_fail_clearly(export, tmp_path, capsys, dead_pid):
-    (tmp_path / f".tmp-{dead_pid}-out").mkdir()  # what a conversion killed with -9 left
-    (tmp_path / f".tmp-{dead_pid}-out" / "model.tflite").write_bytes(b"half")
+    (tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-out").mkdir()  # what a conversion killed with -9 left
+    (tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-out" / "model.tflite").write_bytes(b"half")
     with pytest.raises(ValueError, match="multiple of 64"):
         convert(export, "tflite", tmp_path / "out", size=200)
     with pytest.raises(ValueError, match="--quantize applies"):
@@ -212,7 +213,7 @@ def test_bad_requests_fail_clearly(export, tmp_path, capsys, dead_pid):
     with pytest.raises(FileNotFoundError, match="No SavedModel"):
         convert(tmp_path, "tflite", tmp_path / "out")
     # A conversion that fails touches nothing (it swept the folder first, before).
-    assert (tmp_path / f".tmp-{dead_pid}-out" / "model.tflite").exists()
+    assert (tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-out" / "model.tflite").exists()
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError, match="--force"):
         convert(export, "tflite", tmp_path / "taken")

@@ -18,6 +18,7 @@ from penet_tf import Generator
 from penet_tf.evaluate import build_parser, evaluate, main
 from penet_tf.image_io import read_rgb
 from penet_tf.inpainting import load_inpainter
+from penet_tf.io_utils import PID_SPACE
 
 
 def _degrade(image, seed):
@@ -272,6 +273,10 @@ def test_skips_and_errors(folders, tmp_path, capsys):
     one_file = str(root / "predictions" / "china.png")
     assert main(_args(folders, "--predictions", one_file, "--out", str(out), "--no-fid")) == 2
     assert f"--predictions {one_file} is a file: give the folder" in capsys.readouterr().err
+    # The images as their own predictions: a perfect score (L1 0, SSIM 1), exit status 0.
+    images = str(root / "images")
+    assert main(_args(folders, "--predictions", images, "--out", str(out), "--no-fid")) == 2
+    assert f"--predictions {images} is the --images folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # a model needs masks
         main(_args(folders, "--model", folders["weights"], "--out", str(out)))
     assert exit_info.value.code == 2
@@ -335,12 +340,19 @@ def test_a_report_onto_the_model_or_inception_weights_is_refused(folders, tmp_pa
 
 
 def test_leftovers_of_a_killed_run_beside_the_report_are_swept(folders, tmp_path, dead_pid):
-    (tmp_path / f".tmp-{dead_pid}-report.json").write_text("{")
+    (tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-report.json").write_text("{")
+    # the user's, named like an older version's temporary ("2023" is no running pid)
+    (tmp_path / ".tmp-2023-thesis-figures").mkdir()
     out = tmp_path / "report.json"
     args = _args(folders, "--predictions", str(folders["root"] / "predictions"))
     (tmp_path / ".tmp-cache").mkdir()  # the user's: it went with the sweep
     assert main([*args, "--out", str(out), "--no-fid", "--quiet"]) == 0
-    assert sorted(os.listdir(tmp_path)) == [".tmp-cache", "report.csv", "report.json"]
+    assert sorted(os.listdir(tmp_path)) == [
+        ".tmp-2023-thesis-figures",
+        ".tmp-cache",
+        "report.csv",
+        "report.json",
+    ]
 
 
 def test_the_report_and_its_csv_are_replaced_together(folders, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from sklearn.datasets import load_sample_images
 from penet_tf import inpainting
 from penet_tf.inpaint import build_parser, main
 from penet_tf.inpainting import inpaint_files, load_inpainter
+from penet_tf.io_utils import PID_SPACE
 from penet_tf.models import load_generator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -571,6 +572,13 @@ def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys
     # Without --grid both have their own output.
     assert main([*args, "--out", str(out), "--quiet"]) == 0
     assert sorted(os.listdir(out)) == ["p.png", "p_grid.png"]
+    assert "replace" not in capsys.readouterr().err
+    # Run again: the earlier results are replaced, and the run says so (it did not).
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    message = (
+        f"note: 2 result(s) replace files of the same name already in {out}: p.png, p_grid.png"
+    )
+    assert message in capsys.readouterr().err
     # One image file as --images, written into its own folder: it would be replaced.
     single = ["--images", str(images / "p.png"), "--mask-type", "centre"]
     assert main(["--model", workspace["weights"], *single, "--out", str(images)]) == 2
@@ -770,11 +778,16 @@ def test_a_graph_error_is_reported_by_its_first_meaningful_line():
 def test_leftovers_of_a_killed_run_are_swept(workspace, tmp_path, dead_pid):
     out = tmp_path / "out"
     out.mkdir()
-    (out / f".tmp-{dead_pid}-china.png").write_bytes(b"half a PNG")  # its process is gone
+    (out / f".tmp-{dead_pid}.{PID_SPACE}-china.png").write_bytes(b"half a PNG")  # process gone
+    # a folder of the user's named like an older version's temporary: it was removed
+    # with its files ("2023" taken for a pid that no longer runs)
+    (out / ".tmp-2023-holiday-edits").mkdir()
+    (out / ".tmp-2023-holiday-edits" / "beach.png").write_bytes(b"the user's")
     image = workspace["images"] / "china.png"
     args = ["--model", workspace["weights"], "--images", str(image), "--mask-type", "centre"]
     assert main([*args, "--out", str(out), "--quiet"]) == 0
-    assert os.listdir(out) == ["china.png"]
+    assert sorted(os.listdir(out)) == [".tmp-2023-holiday-edits", "china.png"]
+    assert (out / ".tmp-2023-holiday-edits" / "beach.png").read_bytes() == b"the user's"
 
 
 def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):

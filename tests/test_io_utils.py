@@ -124,7 +124,8 @@ def test_a_replaced_file_or_folder_keeps_its_permissions(tmp_path):
 def test_a_folder_moved_aside_by_a_killed_replace_is_put_back(tmp_path, dead_pid):
     """Killed between the two renames of a folder's replacement (convert --force): the
     old folder (.tmp-<pid>-old-NAME) and the new one were both swept, and NAME lost."""
-    old, new = tmp_path / f".tmp-{dead_pid}-old-tflite", tmp_path / f".tmp-{dead_pid}-tflite"
+    prefix = tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-"
+    old, new = pathlib.Path(f"{prefix}old-tflite"), pathlib.Path(f"{prefix}tflite")
     old.mkdir()
     (old / "model.tflite").write_bytes(b"the earlier conversion")
     new.mkdir()
@@ -133,12 +134,12 @@ def test_a_folder_moved_aside_by_a_killed_replace_is_put_back(tmp_path, dead_pid
     assert os.listdir(tmp_path) == ["tflite"]
     assert (tmp_path / "tflite" / "model.tflite").read_bytes() == b"the earlier conversion"
     # files are never moved aside: .tmp-<pid>-old-photo.png is old-photo.png's temporary
-    for name in (f".tmp-{dead_pid}-old-photo.png", f".tmp-{dead_pid}-photo.png"):
-        (tmp_path / name).write_bytes(b"half written")
+    for name in ("old-photo.png", "photo.png"):
+        pathlib.Path(f"{prefix}{name}").write_bytes(b"half written")
     assert len(sweep_temporaries(tmp_path)) == 2
     assert os.listdir(tmp_path) == ["tflite"]
     # a target named before "old-" (model, 1): its new folder was swept first, then the
-    # moved-aside one with it (this session's space, as atomic_path names them now)
+    # moved-aside one with it
     prefix = f".tmp-{dead_pid}.{PID_SPACE}-"
     for name in ("old-model", "model"):
         (tmp_path / f"{prefix}{name}").mkdir()
