@@ -179,6 +179,12 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             raise ValueError(f"--predictions {predictions} is a file: give the folder of them")
         if not os.path.isdir(predictions):
             raise FileNotFoundError(f"--predictions {predictions}: no such directory")
+        if os.path.isdir(images) and os.path.samefile(predictions, images):
+            # (every photo scored against itself: L1 0, SSIM 1, exit status 0)
+            raise ValueError(
+                f"--predictions {predictions} is the --images folder: each photo would be "
+                "scored against itself; give the folder of the inpainted results"
+            )
         prediction_lookup = _by_name(list_images(predictions, "--predictions"))
 
     if shared_mask is not None:
@@ -925,6 +931,16 @@ def inpaint_files(
     inputs = [item.image for item in items] + [item.mask for item in items]
     planned = output_paths(items, out, grid, inputs, out_file)
     report_skipped(skipped)
+    # (replaced without a word before: a re-run's earlier results, or a file of yours)
+    existing = sorted(path for paths in planned.values() for path in paths if os.path.lexists(path))
+    if existing:
+        names = ", ".join(os.path.basename(path) for path in existing[:3])
+        print(
+            f"note: {len(existing)} result(s) replace files of the same name already in "
+            f"{os.path.dirname(os.path.abspath(existing[0]))}: {names}"
+            + (", ..." if len(existing) > 3 else ""),
+            file=sys.stderr,
+        )
     batches = plan_batches(items, batch_size)
     source = "files" if masks is not None else "alpha" if mask_from_alpha else mask_type
     dataset = make_dataset(batches, source, seed)

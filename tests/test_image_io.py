@@ -458,6 +458,15 @@ def test_a_decompression_bomb_is_an_unreadable_file_not_a_traceback(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert image_io.probe_size(photo) == (12240, 16320)
+    # Between Pillow's warning and its refusal (1-2 GP), its warning printed its own
+    # source line and site-packages path on stderr; the readers say what they do.
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header(40000, 40000))
+    with warnings.catch_warnings(record=True) as caught:
+        assert image_io.probe_size(huge) == (40000, 40000)
+        with pytest.raises(image_io.ImageReadError, match="huge.png"):
+            image_io.read_rgb(huge)  # (a header and nothing else: cannot be decoded)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 def test_a_pipe_is_refused_by_every_reader_without_waiting_for_a_writer(tmp_path):
