@@ -348,7 +348,7 @@ def test_the_served_graph_plans_one_region_per_hole_group_as_the_library(generat
     far[220:280, 330:400] = 255
     near[100:180, 300:400] = 255
     near[150:160, 250:260] = 255  # merged with the first: one group
-    specks = (np.random.default_rng(9).random((300, 420, 1)) < 5e-4).astype(np.uint8) * 255
+    specks = (np.random.default_rng(9).random((300, 420, 1)) < 1e-4).astype(np.uint8) * 255
     served = tf.function(lambda i, m: serve_photos(generator, i, m, strategy))
     for mask in (far, near, specks):
         got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
