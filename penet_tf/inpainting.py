@@ -931,6 +931,18 @@ def inpaint_files(
     inputs = [item.image for item in items] + [item.mask for item in items]
     planned = output_paths(items, out, grid, inputs, out_file)
     report_skipped(skipped)
+    if os.path.isdir(images):  # (left out without a word before)
+        folders = sorted(
+            name
+            for name in os.listdir(images)
+            if not name.startswith(".") and os.path.isdir(os.path.join(images, name))
+        )
+        if folders:
+            print(
+                f"note: --images reads the images of {images}, not its {len(folders)} "
+                f"subfolder(s): {', '.join(folders[:3])}" + (", ..." if len(folders) > 3 else ""),
+                file=sys.stderr,
+            )
     # (replaced without a word before: a re-run's earlier results, or a file of yours)
     existing = sorted(path for paths in planned.values() for path in paths if os.path.lexists(path))
     if existing:

@@ -569,10 +569,14 @@ def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys
     err = capsys.readouterr().err
     assert f"{out / 'p_grid.png'} would be written for both" in err and "rename one" in err
     assert not out.exists()  # refused before the first write
-    # Without --grid both have their own output.
+    # Without --grid both have their own output; a subfolder is named, not searched.
+    (images / "more").mkdir()
+    Image.fromarray(photo).save(images / "more" / "q.png")
     assert main([*args, "--out", str(out), "--quiet"]) == 0
     assert sorted(os.listdir(out)) == ["p.png", "p_grid.png"]
-    assert "replace" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"note: --images reads the images of {images}, not its 1 subfolder(s): more" in err
+    assert "replace" not in err
     # Run again: the earlier results are replaced, and the run says so (it did not).
     assert main([*args, "--out", str(out), "--quiet"]) == 0
     message = (
