@@ -569,7 +569,7 @@ def photo_limit(strategy, max_pixels, max_photo_pixels):
 def serve_strategy(generator, image, mask, strategy, limit):
     """``penet_tf.inference.serve`` with a photo strategy: the request checks (the photo
     against ``limit``) pass before anything else runs, and a crop region may hold at
-    most twice ``limit`` (a thin photo's region is mirrored to 16 cells a side)."""
+    most twice ``limit`` (thin photos are cut into pieces, as the library cuts them)."""
     image, mask = gate(check_request(image, mask, limit), image, mask)
     return serve_photos(generator, image, mask, strategy, max_region_pixels=2 * limit)
 

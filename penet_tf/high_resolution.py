@@ -32,10 +32,9 @@ resized so that its long side is the model size:
      long side (``region_pieces``), and neighbouring pieces are blended across each cut
      (``PieceCut``).
 
-  The SavedModel's signatures plan the same groups and regions in their graph
-  (``graph_hole_groups``, ``inpaint_groups_in_graph``), one region per network call;
-  they do not cut thin panoramas into pieces (a region over the export's bound is
-  refused).
+  The SavedModel's signatures plan the same groups, pieces and regions in their graph
+  (``graph_hole_groups``, ``_graph_pieces``, ``inpaint_groups_in_graph``), one region
+  per network call, and blend the pieces across their cuts as the library does.
 
 * ``auto`` (the default): ``crop`` when the photo's long side exceeds ``trigger``, else
   ``full``.
@@ -803,13 +802,131 @@ def graph_hole_groups(hole, margin=128):
     return tf.gather(groups, tf.argsort(key))
 
 
+def _graph_pieces(box, hole, model_size, margin, tight):
+    """``_pieces`` in TF ops for one group ``box`` (int32 scalars) of ``hole`` (bool
+    [H, W]): ``(pieces [P, 4], cuts [P, 8])``, each piece's box and, for blending across
+    its cuts (``PieceCut``), ``(along columns, overlap, first edge, second edge, group
+    box)`` with an edge -1 where it is not an inner one (and both -1 without blending)."""
+    y0, x0, y1, x1 = box
+    shape = tf.shape(hole)
+    height, width = shape[0], shape[1]
+    wide = lambda value: tf.cast(value, tf.int64)  # noqa: E731 (region sizes overflow int32)
+    _, _, rows, cols, _ = region_plan(box, height, width, model_size, margin)
+    mirrored = wide(rows) * wide(cols) > 2 * wide(tf.minimum(rows, height)) * wide(
+        tf.minimum(cols, width)
+    )
+    columns = wide(rows) * wide(width) > wide(cols) * wide(height)  # cut along the columns
+    short = tf.where(columns, height, width)
+    window = model_size // CELL * tf.maximum(CELL, _ceil_div(short, CELL_MULTIPLE))
+    length = tf.maximum(window - 2 * margin, window // 2)
+    start, stop = tf.where(columns, x0, y0), tf.where(columns, x1, y1)
+    count = tf.maximum(_ceil_div(stop - start, length), 1)
+    edges = start + tf.cast(wide(stop - start) * wide(tf.range(count + 1)) // wide(count), tf.int32)
+    # The group's hole in the cut's frame: [other axis, cut axis].
+    inside = hole[y0:y1, x0:x1]
+    inside = tf.cond(columns, lambda: inside, lambda: tf.transpose(inside))
+    other_first = tf.where(columns, y0, x0)
+    along = start + tf.range(stop - start)  # photo coordinates along the cut axis
+    interval = tf.searchsorted(edges, along, side="right") - 1
+    hit = tf.reduce_any(inside, axis=0)
+    across = tf.range(tf.shape(inside)[0])[:, None]
+    big = tf.int32.max
+    low = tf.reduce_min(tf.where(inside, across, big), axis=0) + other_first
+    high = tf.reduce_max(tf.where(inside, across, -1), axis=0) + other_first + 1
+    if tight:
+        segment = tf.where(hit, interval, count)  # (no hole pixel: a segment left out)
+        along_first = tf.math.unsorted_segment_min(along, segment, count + 1)[:count]
+        along_stop = tf.math.unsorted_segment_max(along, segment, count + 1)[:count] + 1
+        other_lo = tf.math.unsorted_segment_min(low, segment, count + 1)[:count]
+        other_hi = tf.math.unsorted_segment_max(high, segment, count + 1)[:count]
+    else:
+        along_first, along_stop = edges[:-1], edges[1:]
+        other_lo = tf.fill([count], other_first)
+        other_hi = tf.fill([count], tf.where(columns, y1, x1))
+    kept = tf.math.unsorted_segment_max(tf.cast(hit, tf.int32), interval, count) > 0
+    pieces = tf.where(
+        columns,
+        tf.stack([other_lo, along_first, other_hi, along_stop], axis=1),
+        tf.stack([along_first, other_lo, along_stop, other_hi], axis=1),
+    )
+    index = tf.boolean_mask(tf.range(count), kept)
+    pieces = tf.gather(pieces, index)
+    plans = region_plan(tf.unstack(pieces, axis=1), height, width, model_size, margin)
+    cost = tf.reduce_sum(wide(plans[2]) * wide(plans[3]))
+    whole = ~mirrored | (count < 2) | (cost >= wide(rows) * wide(cols))
+    overlap = tf.minimum(margin // 2, tf.reduce_min(edges[1:] - edges[:-1]) // 2)
+
+    def edge(position):  # an inner edge, when blending, else -1
+        value = tf.gather(edges, position)
+        inner = (position > 0) & (position < count) & (overlap > 0)
+        return tf.where(inner, value, -1)
+
+    group = tf.stack([y0, x0, y1, x1])
+    cuts = tf.concat(
+        [
+            tf.stack(
+                [
+                    tf.fill(tf.shape(index), tf.cast(columns, tf.int32)),
+                    tf.fill(tf.shape(index), overlap),
+                    edge(index),
+                    edge(index + 1),
+                ],
+                axis=1,
+            ),
+            tf.tile(group[None], [tf.size(index), 1]),
+        ],
+        axis=1,
+    )
+    alone = tf.concat([[1, 0, -1, -1], group], 0)[None]
+    return tf.cond(whole, lambda: (group[None], alone), lambda: (pieces, cuts))
+
+
+def _graph_share(cut, prediction, top, left, height, width, edge):
+    """``_share`` for one edge in TF ops: ``(indices [n, 2], weighted [n, 3], weights
+    [n, 1])`` of the piece's prediction over the edge's blending zone (empty where the
+    edge is -1 or the region does not reach the zone)."""
+    columns, overlap, first_edge = cut[0] > 0, cut[1], cut[2]
+    zone_first, zone_stop = edge - overlap, edge + overlap
+    y0 = tf.maximum(tf.where(columns, cut[4], zone_first), top)
+    x0 = tf.maximum(tf.where(columns, zone_first, cut[5]), left)
+    y1 = tf.minimum(
+        tf.where(columns, cut[6], zone_stop), tf.minimum(top + tf.shape(prediction)[0], height)
+    )
+    x1 = tf.minimum(
+        tf.where(columns, zone_stop, cut[7]), tf.minimum(left + tf.shape(prediction)[1], width)
+    )
+    y1 = tf.where(edge < 0, y0, tf.maximum(y1, y0))
+    x1 = tf.maximum(x1, x0)
+    pixels = tf.cast(prediction[y0 - top : y1 - top, x0 - left : x1 - left], tf.float32)
+    along_first, along_stop = tf.where(columns, x0, y0), tf.where(columns, x1, y1)
+    centres = tf.cast(tf.range(along_first, along_stop), tf.float64) + 0.5
+    ramp = tf.where(
+        edge == first_edge,  # the piece's first edge: it ramps up
+        centres - tf.cast(edge - overlap, tf.float64),
+        tf.cast(edge + overlap, tf.float64) - centres,
+    )
+    ramp = tf.cast(
+        tf.clip_by_value(ramp / tf.cast(tf.maximum(2 * overlap, 1), tf.float64), 0.0, 1.0),
+        tf.float32,
+    )
+    size = tf.shape(pixels)[:2]
+    weights = tf.cond(
+        columns,
+        lambda: tf.broadcast_to(ramp[None, :], size),
+        lambda: tf.broadcast_to(ramp[:, None], size),
+    )[..., None]
+    ys, xs = tf.meshgrid(tf.range(y0, y1), tf.range(x0, x1), indexing="ij")
+    indices = tf.cast(tf.reshape(tf.stack([ys, xs], -1), [-1, 2]), tf.int64)
+    return indices, tf.reshape(weights * pixels, [-1, 3]), tf.reshape(weights, [-1, 1])
+
+
 def inpaint_groups_in_graph(generator, image, mask, strategy, max_region_pixels=None):
     """``crop`` (or ``resize``) in a graph, for one uint8 photo [H, W, 3] and its mask
-    [H, W, 1] (float, 1 = hole): one region per hole group (``graph_hole_groups``; the
-    whole photo for ``resize``), as ``inpaint_photo`` plans them, inpainted one region
-    per network call, each group's hole pixels pasted. Groups are not cut into pieces
-    (``region_pieces``): a region over ``max_region_pixels`` is refused before it is
-    gathered (a 400 x 100000 photo's would be 25000 x 100000: the server's memory)."""
+    [H, W, 1] (float, 1 = hole), as ``inpaint_photo`` runs it: one region per hole group
+    (``graph_hole_groups``; the whole photo for ``resize``), a thin panorama's group cut
+    into pieces (``_graph_pieces``) blended across the cuts, one region per network call.
+    A region over ``max_region_pixels`` is refused before it is gathered (a bound on a
+    request's memory)."""
     hole2d = mask[..., 0] > 0
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
@@ -819,9 +936,16 @@ def inpaint_groups_in_graph(generator, image, mask, strategy, max_region_pixels=
     else:
         margin = strategy.margin
         groups = graph_hole_groups(hole2d, margin)
+    tight = strategy.name != "resize"
 
-    def inpaint_group(i, where_ta, pixels_ta):
-        y0, x0, y1, x1 = tf.unstack(groups[i])
+    def plan_group(i, pieces_ta, cuts_ta):
+        pieces, cuts = _graph_pieces(
+            tf.unstack(groups[i]), hole2d, strategy.model_size, margin, tight
+        )
+        return i + 1, pieces_ta.write(i, pieces), cuts_ta.write(i, cuts)
+
+    def inpaint_piece(i, pieces, cuts, tas):
+        y0, x0, y1, x1 = tf.unstack(pieces[i])
         top, left, rows, cols, tile = region_plan(
             (y0, x0, y1, x1), height, width, strategy.model_size, margin
         )
@@ -829,10 +953,9 @@ def inpaint_groups_in_graph(generator, image, mask, strategy, max_region_pixels=
             check = tf.debugging.assert_less_equal(
                 tf.cast(rows, tf.int64) * tf.cast(cols, tf.int64),
                 tf.constant(max_region_pixels, tf.int64),
-                message=f"the photo is too thin for the {strategy.name} strategy: its region "
-                f"(its short side mirrored to 16 attention cells) would exceed "
-                f"{max_region_pixels} pixels; crop the photo, or use an export with "
-                "--strategy full",
+                message=f"the photo's {strategy.name} region would exceed {max_region_pixels} "
+                "pixels (the export's bound, twice its photo limit); crop the photo, or use "
+                "an export with --strategy full",
             )
             with tf.control_dependencies([check]):
                 rows = tf.identity(rows)
@@ -848,28 +971,63 @@ def inpaint_groups_in_graph(generator, image, mask, strategy, max_region_pixels=
             strategy.residual_aggregation,
             strategy.transfer,
         )[0]
-        # The group's hole pixels (its box's), from the region's first occurrence of each.
+        # The piece's hole pixels (its box's), from the region's first occurrence of each.
         inside = tf.where(hole2d[y0:y1, x0:x1])
         patch = out[y0 - top : y1 - top, x0 - left : x1 - left]
         offset = tf.cast(tf.stack([y0, x0]), tf.int64)
-        return (
-            i + 1,
-            where_ta.write(i, inside + offset),
-            pixels_ta.write(i, tf.gather_nd(patch, inside)),
-        )
+        paste_where, paste_pixels, share_where, share_weighted, share_weights = tas
+        paste_where = paste_where.write(i, inside + offset)
+        paste_pixels = paste_pixels.write(i, tf.gather_nd(patch, inside))
+        for k, edge in enumerate((cuts[i, 2], cuts[i, 3])):
+            where, weighted, weights = _graph_share(cuts[i], out, top, left, height, width, edge)
+            share_where = share_where.write(2 * i + k, where)
+            share_weighted = share_weighted.write(2 * i + k, weighted)
+            share_weights = share_weights.write(2 * i + k, weights)
+        tas = [paste_where, paste_pixels, share_where, share_weighted, share_weights]
+        return i + 1, pieces, cuts, tas
 
     def run():
         count = tf.shape(groups)[0]
-        _, where_ta, pixels_ta = tf.while_loop(
+        _, pieces_ta, cuts_ta = tf.while_loop(
             lambda i, *_: i < count,
-            inpaint_group,
+            plan_group,
             [
                 tf.constant(0),
-                tf.TensorArray(tf.int64, size=count, infer_shape=False),
-                tf.TensorArray(tf.uint8, size=count, infer_shape=False),
+                tf.TensorArray(tf.int32, size=count, infer_shape=False),
+                tf.TensorArray(tf.int32, size=count, infer_shape=False),
             ],
         )
-        return tf.tensor_scatter_nd_update(image, where_ta.concat(), pixels_ta.concat())
+        pieces = tf.ensure_shape(pieces_ta.concat(), [None, 4])
+        cuts = tf.ensure_shape(cuts_ta.concat(), [None, 8])
+        total = tf.shape(pieces)[0]
+        tas = [
+            tf.TensorArray(kind, size=size, infer_shape=False)
+            for kind, size in [(tf.int64, total), (tf.uint8, total)]
+            + [(kind, 2 * total) for kind in (tf.int64, tf.float32, tf.float32)]
+        ]
+        _, _, _, tas = tf.while_loop(
+            lambda i, *_: i < total, inpaint_piece, [tf.constant(0), pieces, cuts, tas]
+        )
+        where, pixels, shared, weighted, weights = [
+            tf.ensure_shape(ta.concat(), [None, columns])
+            for ta, columns in zip(tas, (2, 3, 2, 3, 1), strict=True)
+        ]
+        result = tf.tensor_scatter_nd_update(image, where, pixels)
+        # Across each cut: the weighted mean of the pieces' predictions, in hole pixels.
+        where = shared
+        flat = where[:, 0] * tf.cast(width, tf.int64) + where[:, 1]
+        unique, segment = tf.unique(flat)
+        sums = tf.math.unsorted_segment_sum(weighted, segment, tf.size(unique))
+        norms = tf.math.unsorted_segment_sum(weights, segment, tf.size(unique))
+        places = tf.stack(
+            [unique // tf.cast(width, tf.int64), unique % tf.cast(width, tf.int64)], 1
+        )
+        blend = tf.gather_nd(hole2d, places) & (norms[:, 0] > 0)
+        mean = tf.floor(sums / tf.where(norms > 0, norms, 1.0) + 0.5)
+        mean = tf.cast(tf.clip_by_value(mean, 0.0, 255.0), tf.uint8)
+        return tf.tensor_scatter_nd_update(
+            result, tf.boolean_mask(places, blend), tf.boolean_mask(mean, blend)
+        )
 
     return tf.cond(tf.reduce_any(hole2d), run, lambda: tf.identity(image))
 
