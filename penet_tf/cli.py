@@ -211,6 +211,15 @@ def positive_int(text):
     return value
 
 
+def version_int(text):
+    """argparse ``type``: a model version TF Serving reads (0 to 2^63 - 1, int64): the
+    client's --version 2^64 ended in "error: Value out of range" without naming it."""
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be 0 to 2^63 - 1 (int64), got {value}")
+    return value
+
+
 def seed_int(text):
     """argparse ``type``: a seed TensorFlow takes (int64): 2^64 stopped inpaint and
     evaluate with an OverflowError traceback after loading, and 2^63 drew the masks of

@@ -356,13 +356,12 @@ def check_onnx_standard_only(model):
 
 
 def tfjs_converter_path(tfjs_venv=None):
-    """``tensorflowjs_converter`` in ``tfjs_venv`` (default: ``$PENET_TF_TFJS_VENV``, the
-    checkout's ``.tfjs-venv``, or ``./.tfjs-venv``), or a clear error."""
-    candidates = (
-        [tfjs_venv]
-        if tfjs_venv
-        else [os.environ.get(TFJS_VENV_VARIABLE), DEFAULT_TFJS_VENV, ".tfjs-venv"]
-    )
+    """``tensorflowjs_converter`` in ``tfjs_venv`` (default: ``$PENET_TF_TFJS_VENV`` when
+    set, else the checkout's ``.tfjs-venv`` or ``./.tfjs-venv``), or a clear error. A
+    virtualenv named by ``--tfjs-venv`` or the variable is the only one looked in (a
+    variable naming a missing one fell back to another without a word)."""
+    chosen = tfjs_venv or os.environ.get(TFJS_VENV_VARIABLE)
+    candidates = [chosen] if chosen else [DEFAULT_TFJS_VENV, ".tfjs-venv"]
     candidates = [os.path.abspath(venv) for venv in candidates if venv]
     for venv in candidates:
         converter = os.path.join(venv, "bin", "tensorflowjs_converter")
@@ -667,15 +666,15 @@ def _main(argv):
     parser.add_argument(
         "--size",
         type=int,
-        default=DEFAULT_SIZE,
         help=f"fixed image size for tflite and tfjs, a multiple of {SIZE_MULTIPLE} "
-        f"(default {DEFAULT_SIZE}); ONNX takes any size",
+        f"(default {DEFAULT_SIZE}); not for onnx, which takes any size",
     )
     parser.add_argument(
         "--quantize",
         choices=QUANTIZE,
         default="none",
-        help="tflite: float16 weights or dynamic-range int8; tfjs: float16 or uint8 weights",
+        help="tflite: float16 weights, or dynamic (dynamic-range int8); tfjs: float16 "
+        "weights, or dynamic (uint8 weights); not for onnx (float32)",
     )
     parser.add_argument(
         "--tfjs-venv",
@@ -689,11 +688,13 @@ def _main(argv):
         "or empty; a folder of other files is refused",
     )
     args = parser.parse_args(argv)
+    if args.to == "onnx" and args.size is not None:  # (accepted and ignored)
+        parser.error("--size applies to tflite and tfjs; ONNX takes any size")
     convert(
         args.saved_model,
         args.to,
         args.out,
-        size=args.size,
+        size=DEFAULT_SIZE if args.size is None else args.size,
         quantize=args.quantize,
         tfjs_venv=args.tfjs_venv,
         force=args.force,

@@ -668,11 +668,28 @@ MAX_VERSION = 2**63 - 1
 MAX_PIXEL_LIMIT = 2**40
 
 
+def _versions(base_dir):
+    """``{version: folder name}`` of the numeric folders under ``base_dir`` that TF
+    Serving reads as versions (``007`` is version 7; past int64 are none)."""
+    versions = {}
+    for name in sorted(os.listdir(base_dir)):
+        if re.fullmatch(r"\d+", name) and int(name) <= MAX_VERSION:
+            versions.setdefault(int(name), name)
+    return versions
+
+
 def next_version(base_dir):
     """1 + the largest numeric version under ``base_dir`` (1 when there is none; folders
-    past int64, which TF Serving cannot read as versions, are not counted)."""
-    versions = [int(name) for name in os.listdir(base_dir) if re.fullmatch(r"\d+", name)]
-    return max((v for v in versions if v < MAX_VERSION), default=0) + 1
+    past int64, which TF Serving cannot read as versions, are not counted). With version
+    2^63 - 1 taken there is none after it: a ValueError (the next plain export was
+    version 1, which TF Serving's "latest" policy never serves)."""
+    version = max(_versions(base_dir), default=0) + 1
+    if version > MAX_VERSION:
+        raise ValueError(
+            f"{base_dir} holds version {MAX_VERSION}, the last TF Serving reads: an export "
+            "after it would never be served; give another --out or remove that version"
+        )
+    return version
 
 
 def warmup_inputs(size=64):
@@ -745,6 +762,12 @@ def version_dir(base_dir, version=None):
     final = os.path.join(base_dir, str(int(version)))
     if os.path.exists(final):
         raise FileExistsError(f"{final} exists: choose another --version (or omit it)")
+    taken = _versions(base_dir).get(int(version)) if os.path.isdir(base_dir) else None
+    if taken is not None:  # (007 and 7: two folders TF Serving reads as one version)
+        raise FileExistsError(
+            f"{os.path.join(base_dir, taken)} is version {int(version)}: choose another "
+            "--version (or omit it)"
+        )
     return final
 
 

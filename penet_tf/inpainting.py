@@ -555,11 +555,11 @@ def find_saved_model(path):
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
     versions = [
-        int(name)
+        name
         for name in os.listdir(path)
         if re.fullmatch(r"\d+", name) and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
-    ]
-    return os.path.join(path, str(max(versions))) if versions else None
+    ]  # (by value, named as it is: 007 was looked for as 7)
+    return os.path.join(path, max(versions, key=int)) if versions else None
 
 
 def _saved_config(version):

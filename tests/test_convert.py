@@ -220,6 +220,11 @@ def test_bad_requests_fail_clearly(export, tmp_path, capsys, dead_pid):
     assert convert_module.main(["--saved-model", str(tmp_path), "--to", "onnx",
                                 "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     assert "error: No SavedModel" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # (accepted and ignored before)
+        convert_module.main(["--saved-model", str(export), "--to", "onnx", "--size", "100",
+                             "--out", str(tmp_path / "x")])  # fmt: skip
+    assert exit_info.value.code == 2 and not (tmp_path / "x").exists()
+    assert "--size applies to tflite and tfjs" in capsys.readouterr().err
     # --out that holds the export, or lies inside it: refused even with --force (it
     # deleted every version; inside, its variables/ or assets.extra/).
     copy = tmp_path / "copy" / "1"
@@ -295,7 +300,13 @@ def test_what_a_conversion_needs_is_named_before_any_work(tmp_path, monkeypatch)
     monkeypatch.setenv(convert_module.TFJS_VENV_VARIABLE, str(venv))
     monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(tmp_path / "none"))
     assert convert_module.tfjs_converter_path() == str(converter)
+    # A variable naming a missing virtualenv: named, not passed over for the checkout's.
+    monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(venv))
+    monkeypatch.setenv(convert_module.TFJS_VENV_VARIABLE, str(tmp_path / "nonexistent"))
+    with pytest.raises(FileNotFoundError, match="No tensorflowjs_converter in .*nonexistent\\."):
+        convert_module.tfjs_converter_path()
     monkeypatch.delenv(convert_module.TFJS_VENV_VARIABLE)
+    monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(tmp_path / "none"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="pass --tfjs-venv DIR"):
         convert_module.tfjs_converter_path()

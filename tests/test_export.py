@@ -731,6 +731,24 @@ def test_export_options_past_what_serving_reads_are_refused(tmp_path):
     (tmp_path / str(2**63)).mkdir()
     (tmp_path / "7").mkdir()
     assert next_version(tmp_path) == 8
+    # Version 2^63 - 1 taken: the next plain export was version 1, never served as latest.
+    (tmp_path / str(2**63 - 1)).mkdir()
+    with pytest.raises(ValueError, match="the last TF Serving reads"):
+        next_version(tmp_path)
+    # 007 is version 7 to TF Serving: --version 7 beside it made two folders for one.
+    (tmp_path / str(2**63 - 1)).rmdir()
+    (tmp_path / "7").rmdir()
+    (tmp_path / "007").mkdir()
+    assert next_version(tmp_path) == 8
+    with pytest.raises(FileExistsError, match="007 is version 7"):
+        version_dir(tmp_path, 7)
+    # inpaint --model BASE looked for BASE/7 ("SavedModel file does not exist").
+    from penet_tf.inpainting import find_saved_model
+
+    for name in ("007", "3"):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert find_saved_model(str(tmp_path)) == str(tmp_path / "007")
 
 
 def test_the_client_keeps_the_whole_server_message():

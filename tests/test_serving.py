@@ -644,9 +644,18 @@ def test_cli_output_formats(served, tmp_path, capsys):
     image, mask = _files(tmp_path)
     argv = ["--server", served["address"], "--model", MODEL, "--image", str(tmp_path / "a.png")]
     argv += ["--mask", str(tmp_path / "m.png")]
-    for name in ("o.xbm", "o.h5"):
+    assert main([*argv, "--out", str(tmp_path / "o.txt")]) == 2
+    assert "unknown image extension '.txt'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # ("error: Value out of range: ...", no option named)
+        main([*argv, "--out", str(tmp_path / "o.png"), "--version", str(2**64)])
+    assert "argument --version: must be 0 to 2^63 - 1" in capsys.readouterr().err
+    # Written with "wrote" and exit status 0: a 64 x 9 thumbnail (.ico), a palette (.gif,
+    # known pixels up to 22 levels off), lossy (.jpg, .avif), no image (.pdf, .xbm: 1 bit,
+    # .h5: Pillow cannot write it).
+    for name in ("o.ico", "o.gif", "o.jpg", "o.avif", "o.pdf", "o.xbm", "o.h5"):
         assert main([*argv, "--out", str(tmp_path / name)]) == 2
-        assert "Pillow cannot write an RGB image as" in capsys.readouterr().err
+        assert "would not keep the photo's pixels" in capsys.readouterr().err, name
+        assert not (tmp_path / name).exists()
     assert main([*argv, "--out", str(tmp_path / "o.webp")]) == 0
     written = np.asarray(Image.open(tmp_path / "o.webp").convert("RGB"))
     known = mask[..., 0] == 0

@@ -45,7 +45,7 @@ from tensorflow_serving.apis import (
 )
 
 from penet_tf import image_io
-from penet_tf.cli import run
+from penet_tf.cli import run, version_int
 from penet_tf.errors import PenetError
 from penet_tf.image_io import (
     alpha_mask,
@@ -332,13 +332,27 @@ def _encode(array, image_format="PNG", profile=None):
     return buffer.getvalue()
 
 
+# Formats that keep every pixel as it is (WebP written losslessly by ``_encode``). Others
+# that Pillow writes did not, with "wrote" and exit status 0: GIF's palette (known
+# pixels up to 22 levels off), AVIF / JPEG (lossy), ICO / ICNS (a 64 x 9 thumbnail, a
+# 1024 x 1024 stretch), PDF / EPS (not an image to read back).
+EXACT_FORMATS = {"PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "PPM": ".ppm"}
+
+
 def _output_format(path):
-    """The Pillow format ``path``'s extension names, if Pillow writes it (checked before
-    the request: a .xbm or .h5 was refused only after the server had answered)."""
+    """The Pillow format ``path``'s extension names, if it keeps every pixel and Pillow
+    writes it (checked before the request: a .xbm or .h5 was refused only after the
+    server had answered)."""
     extension = os.path.splitext(path)[1].lower()
     image_format = Image.registered_extensions().get(extension)
     if image_format is None:
         raise ValueError(f"--out {path}: unknown image extension {extension!r} (use .png)")
+    if image_format not in EXACT_FORMATS:
+        raise ValueError(
+            f"--out {path}: {image_format} would not keep the photo's pixels as they are "
+            f"(lossy, a palette, resized or not an image); use one of "
+            f"{', '.join(EXACT_FORMATS.values())}"
+        )
     try:  # a 2 x 2 RGB image written in memory: what the result will need
         _encode(np.zeros((2, 2, 3), np.uint8), image_format)
     except Exception as error:  # noqa: BLE001 - Pillow's writers raise their own kinds
@@ -424,9 +438,14 @@ def _main(argv):
         action="store_true",
         help="take the hole from the image's alpha channel: transparent (alpha below 128) = hole",
     )
-    parser.add_argument("--out", required=True, help="where to write the result (.png)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="where to write the result: .png (or .webp, .tif, .bmp, .ppm: formats that "
+        "keep every pixel)",
+    )
     parser.add_argument("--signature", choices=SIGNATURES, default="serving_default")
-    parser.add_argument("--version", type=int, help="model version (default: the server's)")
+    parser.add_argument("--version", type=version_int, help="model version (default: the server's)")
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request"
     )
