@@ -74,6 +74,11 @@ ALPHA_THRESHOLD = 128
 MAX_DECODED_PIXELS = 1 << 31
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_DECODED_PIXELS // 2:
     Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS // 2
+# Between its warning and its refusal (1-2 GP here) Pillow's warning printed its own
+# source line and site-packages path on stderr; the readers and limits name a photo's
+# size themselves. Process-wide, as the setting above (a per-call catch_warnings is not
+# thread-safe, and the readers run in parallel tf.data maps).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -96,15 +101,6 @@ class PixelFormatError(ValueError):
     def __init__(self, reason):
         super().__init__(reason)
         self.reason = reason
-
-
-def _open_pillow(path):
-    """``PIL.Image.open`` without Pillow's decompression-bomb warning: between its warning
-    and its refusal (1-2 GP here) it printed its own source line and site-packages path
-    on stderr; the readers and the limits name a photo's size themselves."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(path)
 
 
 def _check_pixel_format(image):
@@ -178,7 +174,7 @@ def open_image(path, what="image", name=None):
         # photo with orientation 5-8 came out as scrambled rows. From bytes it is turned.
         with _read_errors(name or path, what), open(path, "rb") as handle:
             path, name = io.BytesIO(handle.read()), name or path
-    with _read_errors(name or path, what), _open_pillow(path) as image:
+    with _read_errors(name or path, what), Image.open(path) as image:
         image.load()  # (the pixels stay when the file closes; Pillow drops a TIFF's turn)
         orientation = _orientation(image)
         if orientation in _ROTATED:
@@ -234,7 +230,7 @@ def check_image_file(path, what="image"):
     """
     refuse_special_file(path, what)
     with _read_errors(path, what):
-        with _open_pillow(path) as image:
+        with Image.open(path) as image:
             kind = image.format
             image.verify()
         if kind == "PNG":
@@ -323,7 +319,7 @@ def _turned_on_open(image):
 def probe_size(path):
     """(H, W) of an image file as displayed (EXIF rotation applied), from its header."""
     refuse_special_file(path)
-    with _open_pillow(path) as image:
+    with Image.open(path) as image:
         width, height = image.size
         turned = _header_orientation(image, path) in _TURNED and not _turned_on_open(image)
     return (width, height) if turned else (height, width)
@@ -334,7 +330,7 @@ def turned_by_exif(path):
     H x W), from its header; False for an unreadable file."""
     try:
         refuse_special_file(path)
-        with _open_pillow(path) as image:
+        with Image.open(path) as image:
             return _header_orientation(image, path) in _TURNED
     except Exception:  # noqa: BLE001 - probed again, and reported, where it is read
         return False
@@ -435,7 +431,7 @@ def read_mask(path):
 def _png_rawmode(path):
     """The raw mode Pillow decodes a PNG with (``"LA;16B"``: 16-bit grey + alpha)."""
     try:
-        with _open_pillow(path) as image:
+        with Image.open(path) as image:
             return image.tile[0][3] if image.format == "PNG" and image.tile else None
     except Exception:  # noqa: BLE001 - read, and reported, elsewhere
         return None
@@ -448,7 +444,7 @@ def _sixteen_bit_colour_low_bytes(path, what="mask"):
     and a 16-bit transparent colour (tRNS) matched no pixel."""
     if not isinstance(path, str | bytes | os.PathLike):
         return None
-    with _read_errors(path, what), _open_pillow(path) as image:
+    with _read_errors(path, what), Image.open(path) as image:
         tile = image.tile
         if image.format != "PNG" or len(tile) != 1 or tile[0][3] not in _PNG16_COLOUR:
             return None
@@ -520,7 +516,7 @@ def colour_profile(path):
     Display P3 photo's known pixels looked up to 42 levels off."""
     try:
         refuse_special_file(path)
-        with _open_pillow(path) as image:
+        with Image.open(path) as image:
             profile = image.info.get("icc_profile")
     except Exception:  # noqa: BLE001 - the file is read, and reported, elsewhere
         return None
