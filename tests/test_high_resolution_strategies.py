@@ -328,6 +328,18 @@ def test_graph_hole_groups_are_the_library_s():
         for margin, graph in groups.items():
             got = [tuple(box) for box in graph(tf.constant(hole)).numpy().tolist()]
             assert got == hole_groups(hole_boxes(hole), margin), (trial, margin)
+    # A 1-px stroke spiralling in (one component, a long path through the cells: labels
+    # lowered one hop per round took 8 s at 1000 x 750; hooking takes a few rounds).
+    spiral = np.zeros((120, 90), bool)
+    top, left, bottom, right = 0, 0, 120, 90
+    while bottom - top > 6 and right - left > 6:
+        spiral[top, left:right] = spiral[top:bottom, right - 1] = True
+        spiral[bottom - 1, left:right] = spiral[top + 3 : bottom, left] = True
+        spiral[top + 3, left : right - 3] = True
+        top, left, bottom, right = top + 3, left + 3, bottom - 3, right - 3
+    for margin, graph in groups.items():
+        got = [tuple(box) for box in graph(tf.constant(spiral)).numpy().tolist()]
+        assert got == hole_groups(hole_boxes(spiral), margin), margin
 
 
 @pytest.mark.parametrize(
@@ -362,7 +374,9 @@ def test_the_served_graph_refuses_more_hole_groups_than_it_plans(generator, monk
     mask[10, 10:190:40] = 255  # 5 specks 40 pixels apart: 5 groups at margin 8
     strategy = PhotoStrategy("crop", model_size=64, margin=8)
     served = tf.function(lambda i, m: serve_photos(generator, i, m, strategy))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 3 separate hole groups"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="more than 3 clusters of holes to merge at margin 8"
+    ):
         served(tf.constant(image[None]), tf.constant(mask[None]))
     mask[10, 100:] = 0  # 3 groups: planned
     got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
