@@ -459,7 +459,7 @@ def test_init_from_a_weights_folder_and_a_mismatch_named_in_one_line(tmp_path):
         assert "\n" not in message
 
 
-def test_init_from_a_released_generator_loads_its_discriminator_too(tmp_path):
+def test_init_from_a_released_generator_loads_its_discriminator_too(tmp_path, caplog):
     """--init-from gen_N.pth loaded the generator only: it trained against a new D."""
     pytest.importorskip("torch")
     from penet_tf.convert_torch import load_released_discriminator
@@ -468,8 +468,10 @@ def test_init_from_a_released_generator_loads_its_discriminator_too(tmp_path):
     shutil.copy(os.path.join(released, "gen.pth"), tmp_path / "gen_00042.pth")
     gan = build_gan(load_config(None))
     gan.build()
-    load_initial_weights(gan, str(tmp_path / "gen_00042.pth"))
+    with caplog.at_level("WARNING", logger="penet_tf.train"):
+        load_initial_weights(gan, str(tmp_path / "gen_00042.pth"))
     fresh = [w.numpy() for w in gan.discriminator.weights]  # no dis_00042.pth: D as built
+    assert "dis_00042.pth); the discriminator starts from its initialisation" in caplog.text
     shutil.copy(os.path.join(released, "dis.pth"), tmp_path / "dis_00042.pth")
     load_initial_weights(gan, str(tmp_path / "gen_00042.pth"))
     expected = load_released_discriminator(os.path.join(released, "dis.pth"))

@@ -173,6 +173,8 @@ def load_initial_weights(gan, path):
         _load_initial(gan.generator, generator, "generator", model)
         if os.path.isfile(discriminator):
             _load_initial(gan.discriminator, discriminator, "discriminator", critic)
+        else:
+            _fresh_discriminator(path, discriminator)
     elif path.endswith(".pth"):
         from penet_tf.convert_torch import load_released_discriminator, load_released_generator
 
@@ -181,10 +183,25 @@ def load_initial_weights(gan, path):
         sibling = os.path.join(folder, "dis" + name[3:]) if name.startswith("gen") else None
         if sibling is not None and os.path.isfile(sibling):
             load_released_discriminator(sibling, gan.discriminator)
+        else:
+            _fresh_discriminator(path, sibling or "a dis_N.pth for a gen_N.pth")
     elif path.endswith(".weights.h5") and os.path.isfile(path):
         _load_initial(gan.generator, path, "generator", model)
+        _fresh_discriminator(path, None)
     else:
         raise FileNotFoundError(f"--init-from {path}: not a weights folder, .weights.h5 or .pth.")
+
+
+def _fresh_discriminator(path, looked_for):
+    """Says that ``--init-from`` starts the discriminator from its initialisation (the
+    generator then trains against a new one: said nowhere before)."""
+    where = f" (no {looked_for})" if looked_for else ""
+    logger.warning(
+        "--init-from %s: no discriminator weights%s; the discriminator starts from its "
+        "initialisation",
+        path,
+        where,
+    )
 
 
 def _check_init_from(path, output_dir):
