@@ -974,11 +974,11 @@ def inpaint_files(
                     print(f"note: {_no_hole(item, source)}", file=sys.stderr)
                 profile = colour_profile(item.image)  # (the colours the photo showed)
                 write_png(paths[0], arrays["output"][slot], profile)
+                written.append(paths[0])  # (counted after its grid: "0 of 30" with one done)
                 if grid:
                     image, mask = arrays["image"][slot], arrays["mask"][slot]
                     grid_png = grid_image(image, mask, arrays["output"][slot])
                     write_png(paths[1], grid_png, profile)
-                written.append(paths[0])
             bar.add(count)
     except KeyboardInterrupt:
         if sys.stdout.isatty() and progress:

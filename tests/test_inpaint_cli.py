@@ -819,3 +819,11 @@ def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_p
     assert sorted(os.listdir(out)) == sorted(os.path.basename(path) for path in calls[:2])
     for path in calls[:2]:
         assert _read(path).shape[2] == 3  # complete PNGs
+    # With --grid, Ctrl-C at the first grid: the first result is complete, and counted.
+    calls.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inpainting, "write_png", write_then_ctrl_c)
+        calls.append("(one write let through)")
+        assert main([*args[:-3], "--out", str(tmp_path / "grid"), "--grid", "--quiet"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted after 1 of 6 images; those written are complete"]
