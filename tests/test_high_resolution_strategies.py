@@ -381,6 +381,12 @@ def test_the_served_graph_refuses_more_hole_groups_than_it_plans(generator, monk
     mask[10, 100:] = 0  # 3 groups: planned
     got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
     assert_same_photo(got, inpaint_photo(generator, image, mask, strategy), image, mask)
+    # The grid's cell count is int32: past 2^31 cells (margin 0, 2^31 pixels) it wrapped.
+    monkeypatch.setattr(high_resolution, "MAX_GRID_CELLS", 100 * 200 - 1)
+    margin_0 = PhotoStrategy("crop", model_size=64, margin=0)
+    served = tf.function(lambda i, m: serve_photos(generator, i, m, margin_0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="too many pixels to group"):
+        served(tf.constant(image[None]), tf.constant(mask[None]))
 
 
 @pytest.mark.parametrize(
