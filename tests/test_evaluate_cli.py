@@ -204,10 +204,10 @@ def small_feature_model(size=32):
 def test_fid_and_inception_score_in_the_report(folders, tmp_path):
     model = small_feature_model()
     root = folders["root"]
-    # The originals as their own predictions: FID 0, equal Inception Scores.
-    same, _ = evaluate(
-        root / "images", predictions=root / "images", feature_model=model, progress=False
-    )
+    # The originals as their own predictions (a copy: the same folder is refused): FID 0,
+    # equal Inception Scores.
+    copies = shutil.copytree(root / "images", tmp_path / "copies")
+    same, _ = evaluate(root / "images", predictions=copies, feature_model=model, progress=False)
     assert same["overall"]["fid"] == pytest.approx(0.0, abs=1e-6)
     assert same["overall"]["inception_score"] == pytest.approx(
         same["overall"]["inception_score_originals"]
@@ -386,7 +386,8 @@ def test_means_over_part_of_the_images_and_large_seeds_are_named(tmp_path, capsy
         photo = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
         Image.fromarray(photo).save(images / f"{name}.png")
     out = tmp_path / "report.json"
-    args = ["--images", str(images), "--predictions", str(images), "--out", str(out)]
+    copies = shutil.copytree(images, tmp_path / "copies")  # (the same folder is refused)
+    args = ["--images", str(images), "--predictions", str(copies), "--out", str(out)]
     assert main([*args, "--no-fid", "--quiet", "--mask-type", "centre"]) == 0
     notes = " ".join(json.loads(out.read_text())["notes"])
     assert "ssim: the mean is over 1 of 2 images (an image under 11 pixels" in notes
