@@ -368,25 +368,22 @@ def test_the_served_graph_plans_one_region_per_hole_group_as_the_library(generat
         assert (got[mask[..., 0] > 0] != image[mask[..., 0] > 0]).mean() > 0.5
 
 
-def test_the_served_graph_refuses_more_hole_groups_than_it_plans(generator, monkeypatch):
+def test_the_served_graph_refuses_more_hole_groups_than_it_plans(monkeypatch):
     monkeypatch.setattr(high_resolution, "MAX_GRAPH_GROUPS", 3)
-    image, mask = photo(100, 200), np.zeros((100, 200, 1), np.uint8)
-    mask[10, 10:190:40] = 255  # 5 specks 40 pixels apart: 5 groups at margin 8
-    strategy = PhotoStrategy("crop", model_size=64, margin=8)
-    served = tf.function(lambda i, m: serve_photos(generator, i, m, strategy))
+    hole = np.zeros((100, 200), bool)
+    hole[10, 10:190:40] = True  # 5 specks 40 pixels apart: 5 groups at margin 8
+    groups = tf.function(lambda h: graph_hole_groups(h, 8))
     with pytest.raises(
         tf.errors.InvalidArgumentError, match="more than 3 clusters of holes to merge at margin 8"
     ):
-        served(tf.constant(image[None]), tf.constant(mask[None]))
-    mask[10, 100:] = 0  # 3 groups: planned
-    got = served(tf.constant(image[None]), tf.constant(mask[None]))[0].numpy()
-    assert_same_photo(got, inpaint_photo(generator, image, mask, strategy), image, mask)
+        groups(tf.constant(hole))
+    hole[10, 100:] = False  # 3 groups: planned
+    assert groups(tf.constant(hole)).numpy().tolist() == [list(g) for g in hole_groups(
+        hole_boxes(hole), 8)]  # fmt: skip
     # The grid's cell count is int32: past 2^31 cells (margin 0, 2^31 pixels) it wrapped.
     monkeypatch.setattr(high_resolution, "MAX_GRID_CELLS", 100 * 200 - 1)
-    margin_0 = PhotoStrategy("crop", model_size=64, margin=0)
-    served = tf.function(lambda i, m: serve_photos(generator, i, m, margin_0))
     with pytest.raises(tf.errors.InvalidArgumentError, match="too many pixels to group"):
-        served(tf.constant(image[None]), tf.constant(mask[None]))
+        tf.function(lambda h: graph_hole_groups(h, 0))(tf.constant(hole))
 
 
 @pytest.mark.parametrize(
@@ -396,16 +393,16 @@ def test_the_served_graph_refuses_more_hole_groups_than_it_plans(generator, monk
 )
 def test_the_served_graph_cuts_thin_panoramas_as_the_library(generator, strategy):
     """A thin photo's region is mirrored to 16 attention cells on its short side: the
-    graph ran a 40 x 1500 strip's full-width scratch as one 752 x 1504 region (a 2 x
-    20000 photo: 23 s, 7.7 GB) or refused it over its bound, where the library cuts it
-    into pieces (47 here) blended across the cuts; it now cuts and blends them too."""
-    strip = photo(40, 1500, seed=7)
-    scratch = np.zeros((40, 1500, 1), np.uint8)
+    graph ran a 40 x 600 strip's full-width scratch as one 608 x 608 region (a 2 x 20000
+    photo: 23 s, 7.7 GB) or refused it over its bound, where the library cuts it into
+    pieces (19 here) blended across the cuts; it now cuts and blends them too."""
+    strip = photo(40, 600, seed=7)
+    scratch = np.zeros((40, 600, 1), np.uint8)
     scratch[18:22] = 255
-    scratch[5:9, 700:760] = 255  # a second stroke, its own pieces near the first's cuts
-    assert len(region_pieces((5, 0, 22, 1500), scratch[..., 0] > 0, 64, 16)) > 2
+    scratch[5:9, 300:360] = 255  # a second stroke, its own pieces near the first's cuts
+    assert len(region_pieces((5, 0, 22, 600), scratch[..., 0] > 0, 64, 16)) > 2
     served = tf.function(
-        lambda i, m: serve_photos(generator, i, m, strategy, max_region_pixels=100_000)
+        lambda i, m: serve_photos(generator, i, m, strategy, max_region_pixels=50_000)
     )
     got = served(tf.constant(strip[None]), tf.constant(scratch[None]))[0].numpy()
     assert_same_photo(got, inpaint_photo(generator, strip, scratch, strategy), strip, scratch)
