@@ -346,7 +346,8 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(
     workspace, tmp_path, capsys, monkeypatch
 ):
     images = tmp_path / "images"
-    shutil.copytree(workspace["images"], images)
+    images.mkdir()
+    shutil.copy(workspace["images"] / "china.png", images)  # (one: three runs inpaint it)
     Image.fromarray(data.astronaut()[:290, :300]).save(images / "large.png")
     args = ["--images", str(images), "--mask-type", "centre", "--out", str(tmp_path / "o")]
     read, original = [], inpainting.read_rgb
@@ -360,9 +361,7 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(
     assert "300x290" in line and "102400 pixels" in line and "limit of 90000" in line
     assert "--max-pixels 102400" in line and "Graph execution error" not in err
     assert read and not [path for path in read if path.endswith("large.png")]  # not decoded
-    assert sorted(os.listdir(tmp_path / "o")) == sorted(
-        f"{name}.png" for name in workspace["originals"]
-    )  # the others were inpainted
+    assert os.listdir(tmp_path / "o") == ["china.png"]  # the other was inpainted
     # A crop / resize / auto export's photo limit is --max-photo-pixels: the advice named
     # --max-pixels (the network input's bound), which would change nothing.
     auto = tmp_path / "auto" / "1"
