@@ -373,8 +373,13 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(
     assert main(["--model", str(auto), *args[:-1], str(tmp_path / "a"), "--quiet"]) == 1
     line = next(line for line in capsys.readouterr().err.splitlines() if "large.png" in line)
     assert "limit of 90000" in line and "--max-photo-pixels 102400" in line, line
-    # The export runs the strategy it was exported with (full): another is refused.
-    strategy_args = ["--model", str(workspace["saved_model"]), *args[:-2]]
+    # The export runs the strategy it was exported with (full): another is refused. (The
+    # option checks below run on large.png alone: refused from its header, no model run.)
+    large = tmp_path / "large"
+    large.mkdir()
+    shutil.move(images / "large.png", large / "large.png")
+    args = ["--images", str(large), "--mask-type", "centre"]
+    strategy_args = ["--model", str(workspace["saved_model"]), *args]
     assert main([*strategy_args, "--out", str(tmp_path / "s"), "--strategy", "crop"]) == 2
     err = capsys.readouterr().err
     assert "exported with --strategy full --model-size 256" in err and "re-export" in err
@@ -384,7 +389,7 @@ def test_saved_model_refusing_a_large_photo_names_the_limit(
     # is named; for a full export the other options mean nothing.
     recorded["strategy"] = {**recorded["strategy"], "name": "crop", "margin": 64}
     config.write_text(json.dumps(recorded))
-    crop_args = ["--model", str(auto), *args[:-2], "--quiet"]
+    crop_args = ["--model", str(auto), *args, "--quiet"]
     for typed in (["--margin", "64"], ["--strategy", "crop", "--margin", "64"]):
         assert main([*crop_args, "--out", str(tmp_path / "c"), *typed]) == 1  # large.png
         assert "cannot run" not in capsys.readouterr().err
