@@ -362,13 +362,15 @@ def tfjs_converter_path(tfjs_venv=None):
     variable naming a missing one fell back to another without a word)."""
     chosen = tfjs_venv or os.environ.get(TFJS_VENV_VARIABLE)
     candidates = [chosen] if chosen else [DEFAULT_TFJS_VENV, ".tfjs-venv"]
+    named = "" if tfjs_venv or not chosen else f" (${TFJS_VENV_VARIABLE})"
     candidates = [os.path.abspath(venv) for venv in candidates if venv]
     for venv in candidates:
         converter = os.path.join(venv, "bin", "tensorflowjs_converter")
         if os.access(converter, os.X_OK):
             return converter
     raise FileNotFoundError(
-        f"No tensorflowjs_converter in {' or '.join(dict.fromkeys(candidates))}. tensorflowjs "
+        f"No tensorflowjs_converter in {' or '.join(dict.fromkeys(candidates))}{named}. "
+        "tensorflowjs "
         "pins an older TensorFlow, so it lives in its own virtualenv: create one with a "
         "checkout's `scripts/make_tfjs_venv.sh DIR` and pass --tfjs-venv DIR (or set "
         f"{TFJS_VENV_VARIABLE})."
@@ -678,7 +680,8 @@ def _main(argv):
     )
     parser.add_argument(
         "--tfjs-venv",
-        help="virtualenv with tensorflowjs (default: $PENET_TF_TFJS_VENV, the checkout's "
+        help="virtualenv with tensorflowjs (default: $PENET_TF_TFJS_VENV, the only one looked "
+        "in when set; else the checkout's "
         ".tfjs-venv, or ./.tfjs-venv; a checkout's scripts/make_tfjs_venv.sh DIR makes one)",
     )
     parser.add_argument(

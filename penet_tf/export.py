@@ -850,8 +850,9 @@ def _main(argv):
         "--strategy",
         choices=STRATEGIES,
         default="auto",
-        help="how the uint8 and bytes signatures treat large photos (default auto: crop "
-        "one region around all holes when the long side exceeds --trigger, else full)",
+        help="how the uint8 and bytes signatures treat large photos (default auto: crop, "
+        "one region per hole group as the library plans them, when the long side exceeds "
+        "--trigger, else full)",
     )
     parser.add_argument(
         "--model-size", type=int, default=256, help="network input long side (default 256)"

@@ -224,6 +224,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             item.prediction = prediction_lookup.get(name)
             if item.prediction is None:
                 problem = f"no prediction named {name}.* in {predictions}"
+            elif _same_file(item.prediction, path):  # (one photo: scored against itself)
+                problem = f"its prediction would be the photo itself ({item.prediction})"
             else:
                 problem = _check_size(item.prediction, size, "prediction")
         if problem is not None:
@@ -562,9 +564,13 @@ def find_saved_model(path):
     versions = [
         name
         for name in os.listdir(path)
-        if re.fullmatch(r"\d+", name) and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
-    ]  # (by value, named as it is: 007 was looked for as 7)
-    return os.path.join(path, max(versions, key=int)) if versions else None
+        if re.fullmatch(r"\d+", name)
+        and int(name) < 2**63  # (TF Serving's int64 versions: past them, none)
+        and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
+    ]  # (by value, named as it is: 007 was looked for as 7; of 7 and 007, 7)
+    return (
+        os.path.join(path, max(versions, key=lambda name: (int(name), name))) if versions else None
+    )
 
 
 def _saved_config(version):
@@ -938,10 +944,13 @@ def inpaint_files(
     planned = output_paths(items, out, grid, inputs, out_file)
     report_skipped(skipped)
     if os.path.isdir(images):  # (left out without a word before)
+        chosen = {os.path.realpath(path) for path in (masks, out) if path is not None}
         folders = sorted(
             name
             for name in os.listdir(images)
-            if not name.startswith(".") and os.path.isdir(os.path.join(images, name))
+            if not name.startswith(".")
+            and os.path.isdir(os.path.join(images, name))
+            and os.path.realpath(os.path.join(images, name)) not in chosen  # --masks, --out
         )
         if folders:
             print(

@@ -374,7 +374,10 @@ def sweep_temporaries(folder, older_versions=False):
         match = _TEMPORARY.match(name)
         path = os.path.join(folder, name)
         if match is None or match.group(2) is None:  # older versions' names
-            if not older_versions or (match and _running(int(match.group(1)))):
+            dead = match is not None and not _running(int(match.group(1)))
+            if dead and _restore_moved_aside(folder, name, match, names):
+                continue  # (put back, a rename: nothing is removed)
+            if not older_versions or (match and not dead):
                 continue
         elif match.group(2) != PID_SPACE:
             if not _untouched(path, FOREIGN_STALE_SECONDS):

@@ -303,7 +303,10 @@ def test_what_a_conversion_needs_is_named_before_any_work(tmp_path, monkeypatch)
     # A variable naming a missing virtualenv: named, not passed over for the checkout's.
     monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(venv))
     monkeypatch.setenv(convert_module.TFJS_VENV_VARIABLE, str(tmp_path / "nonexistent"))
-    with pytest.raises(FileNotFoundError, match="No tensorflowjs_converter in .*nonexistent\\."):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"No tensorflowjs_converter in .*nonexistent \(\$PENET_TF_TFJS_VENV\)",
+    ):
         convert_module.tfjs_converter_path()
     monkeypatch.delenv(convert_module.TFJS_VENV_VARIABLE)
     monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(tmp_path / "none"))

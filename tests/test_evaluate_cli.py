@@ -277,6 +277,9 @@ def test_skips_and_errors(folders, tmp_path, capsys):
     images = str(root / "images")
     assert main(_args(folders, "--predictions", images, "--out", str(out), "--no-fid")) == 2
     assert f"--predictions {images} is the --images folder" in capsys.readouterr().err
+    one = str(root / "images" / "china.png")  # one photo, its folder as the predictions
+    assert main(["--images", one, "--predictions", images, "--out", str(out), "--no-fid"]) == 2
+    assert "its prediction would be the photo itself" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # a model needs masks
         main(_args(folders, "--model", folders["weights"], "--out", str(out)))
     assert exit_info.value.code == 2

@@ -745,10 +745,13 @@ def test_export_options_past_what_serving_reads_are_refused(tmp_path):
     # inpaint --model BASE looked for BASE/7 ("SavedModel file does not exist").
     from penet_tf.inpainting import find_saved_model
 
-    for name in ("007", "3"):
+    for name in ("007", "3", str(2**64)):  # (2^64: past int64, never served)
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / "saved_model.pb").write_bytes(b"")
     assert find_saved_model(str(tmp_path)) == str(tmp_path / "007")
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "saved_model.pb").write_bytes(b"")
+    assert find_saved_model(str(tmp_path)) == str(tmp_path / "7")  # (not the listing's pick)
 
 
 def test_the_client_keeps_the_whole_server_message():

@@ -587,6 +587,10 @@ def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys
         f"note: 2 result(s) replace files of the same name already in {out}: p.png, p_grid.png"
     )
     assert message in capsys.readouterr().err
+    # --out inside --images, twice: the note names "more", not the run's own output folder.
+    for _ in range(2):
+        assert main([*args, "--out", str(images / "results"), "--quiet"]) == 0
+        assert "subfolder(s): more\n" in capsys.readouterr().err
     # One image file as --images, written into its own folder: it would be replaced.
     single = ["--images", str(images / "p.png"), "--mask-type", "centre"]
     assert main(["--model", workspace["weights"], *single, "--out", str(images)]) == 2

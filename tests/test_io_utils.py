@@ -146,6 +146,14 @@ def test_a_folder_moved_aside_by_a_killed_replace_is_put_back(tmp_path, dead_pid
         (tmp_path / f"{prefix}{name}" / "model.onnx").write_bytes(name.encode())
     assert sweep_temporaries(tmp_path) == [str(tmp_path / f"{prefix}model")]
     assert (tmp_path / "model" / "model.onnx").read_bytes() == b"old-model"
+    # An older version's pair (.tmp-<pid>-old-NAME): put back too, though an older
+    # version's names are not swept outside run folders (they may be the user's).
+    for name in ("old-tfjs", "tfjs"):
+        (tmp_path / f".tmp-{dead_pid}-{name}").mkdir()
+        (tmp_path / f".tmp-{dead_pid}-{name}" / "model.json").write_bytes(name.encode())
+    assert sweep_temporaries(tmp_path) == []
+    assert (tmp_path / "tfjs" / "model.json").read_bytes() == b"old-tfjs"
+    assert (tmp_path / f".tmp-{dead_pid}-tfjs").is_dir()  # (kept: not removed)
 
 
 def test_a_directory_is_renamed_into_place_whole(tmp_path):

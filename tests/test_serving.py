@@ -652,7 +652,7 @@ def test_cli_output_formats(served, tmp_path, capsys):
     # Written with "wrote" and exit status 0: a 64 x 9 thumbnail (.ico), a palette (.gif,
     # known pixels up to 22 levels off), lossy (.jpg, .avif), no image (.pdf, .xbm: 1 bit,
     # .h5: Pillow cannot write it).
-    for name in ("o.ico", "o.gif", "o.jpg", "o.avif", "o.pdf", "o.xbm", "o.h5"):
+    for name in ("o.ico", "o.gif", "o.jpg", "o.avif", "o.pdf", "o.xbm", "o.h5", "o.pbm"):
         assert main([*argv, "--out", str(tmp_path / name)]) == 2
         assert "would not keep the photo's pixels" in capsys.readouterr().err, name
         assert not (tmp_path / name).exists()

@@ -337,6 +337,8 @@ def _encode(array, image_format="PNG", profile=None):
 # pixels up to 22 levels off), AVIF / JPEG (lossy), ICO / ICNS (a 64 x 9 thumbnail, a
 # 1024 x 1024 stretch), PDF / EPS (not an image to read back).
 EXACT_FORMATS = {"PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "PPM": ".ppm"}
+# ... under their own extensions (Pillow writes .pbm / .pgm / .pfm as an RGB PPM too).
+EXACT_EXTENSIONS = (".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 
 
 def _output_format(path):
@@ -347,7 +349,7 @@ def _output_format(path):
     image_format = Image.registered_extensions().get(extension)
     if image_format is None:
         raise ValueError(f"--out {path}: unknown image extension {extension!r} (use .png)")
-    if image_format not in EXACT_FORMATS:
+    if image_format not in EXACT_FORMATS or extension not in EXACT_EXTENSIONS:
         raise ValueError(
             f"--out {path}: {image_format} would not keep the photo's pixels as they are "
             f"(lossy, a palette, resized or not an image); use one of "

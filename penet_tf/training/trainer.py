@@ -184,7 +184,7 @@ def load_initial_weights(gan, path):
         if sibling is not None and os.path.isfile(sibling):
             load_released_discriminator(sibling, gan.discriminator)
         else:
-            _fresh_discriminator(path, sibling or "a dis_N.pth for a gen_N.pth")
+            _fresh_discriminator(path, sibling or "dis_N.pth: the file is not named gen_N.pth")
     elif path.endswith(".weights.h5") and os.path.isfile(path):
         _load_initial(gan.generator, path, "generator", model)
         _fresh_discriminator(path, None)
