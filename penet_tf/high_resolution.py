@@ -864,11 +864,10 @@ def _graph_pieces(box, hole, model_size, margin, tight):
     along = start + tf.range(stop - start)  # photo coordinates along the cut axis
     interval = tf.searchsorted(edges, along, side="right") - 1
     hit = tf.reduce_any(inside, axis=0)
-    across = tf.range(tf.shape(inside)[0])[:, None]
-    big = tf.int32.max
-    low = tf.reduce_min(tf.where(inside, across, big), axis=0)  # (big: no hole pixel)
-    high = tf.reduce_max(tf.where(inside, across, -1), axis=0) + 1
     if tight:
+        across = tf.range(tf.shape(inside)[0])[:, None]
+        low = tf.reduce_min(tf.where(inside, across, tf.int32.max), axis=0)  # (max: none)
+        high = tf.reduce_max(tf.where(inside, across, -1), axis=0) + 1
         segment = tf.where(hit, interval, count)  # (no hole pixel: a segment left out)
         along_first = tf.math.unsorted_segment_min(along, segment, count + 1)[:count]
         along_stop = tf.math.unsorted_segment_max(along, segment, count + 1)[:count] + 1

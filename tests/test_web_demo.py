@@ -67,6 +67,18 @@ def server(model_dir):
         process.wait(timeout=30)
 
 
+def _page_test(script, *args, timeout=300):
+    """Runs one of demos/web/tests' node scripts; the last line it printed, as JSON (or
+    None: a script that writes its report to a file)."""
+    result = subprocess.run(
+        ["node", script, *map(str, args)],
+        cwd=WEB, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    lines = result.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+
+
 def _get(url):
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.status, response.headers, response.read()
@@ -219,13 +231,10 @@ def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tm
     opened, while Inpaint stayed disabled with nothing saying why."""
     Image.fromarray(photo(60, 80)).save(tmp_path / "photo.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    result = subprocess.run(
-        ["node", "tests/model_error_test.mjs", "--url", server,
-         "--image", str(tmp_path / "photo.png"), "--bad", str(tmp_path / "bad.png")],
-        cwd=WEB, capture_output=True, text=True, timeout=300,
+    page = _page_test(
+        "tests/model_error_test.mjs", "--url", server,
+        "--image", tmp_path / "photo.png", "--bad", tmp_path / "bad.png",
     )  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    page = json.loads(result.stdout.strip().splitlines()[-1])
     assert page["loaded"]["error"].startswith("No model at missing/model.json")
     opened = page["opened"]
     assert opened["error"] == page["loaded"]["error"] and opened["statusIsError"]
@@ -242,13 +251,10 @@ def test_a_photo_picked_while_another_decodes(server, tmp_path):
     the one decoded last was shown."""
     Image.fromarray(photo(60, 80)).save(tmp_path / "slow.png")
     Image.fromarray(photo(40, 50)).save(tmp_path / "fast.png")
-    result = subprocess.run(
-        ["node", "tests/photo_race_test.mjs", "--url", server,
-         "--slow", str(tmp_path / "slow.png"), "--fast", str(tmp_path / "fast.png")],
-        cwd=WEB, capture_output=True, text=True, timeout=300,
+    page = _page_test(
+        "tests/photo_race_test.mjs", "--url", server,
+        "--slow", tmp_path / "slow.png", "--fast", tmp_path / "fast.png",
     )  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    page = json.loads(result.stdout.strip().splitlines()[-1])
     assert not page["before"]["inpaintDisabled"]
     assert page["decoding"]["inpaintDisabled"]
     settled = page["settled"]
@@ -263,12 +269,10 @@ def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(
     picture = photo(height, width)
     Image.fromarray(picture).save(tmp_path / "photo.png")
     shot = tmp_path / "web-demo.png"
-    result = subprocess.run(
-        ["node", "tests/browser_test.mjs", "--url", server, "--image", str(tmp_path / "photo.png"),
-         "--out", str(tmp_path / "run.json"), "--screenshot", str(shot)],
-        cwd=WEB, capture_output=True, text=True, timeout=400,
+    _page_test(
+        "tests/browser_test.mjs", "--url", server, "--image", tmp_path / "photo.png",
+        "--out", tmp_path / "run.json", "--screenshot", shot, timeout=400,
     )  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     page = json.loads((tmp_path / "run.json").read_text())
     assert page["problems"] == []
     assert page["backend"] == "wasm" and page["run"]["backend"] == "wasm"
@@ -518,13 +522,10 @@ def test_webgl_is_refused_for_a_model_it_would_compute_wrongly(server, tmp_path,
     image, mask = photo()[None], hole_mask()[None]
     binary = (mask[0, ..., 0] > 0).astype(np.uint8)
     (tmp_path / "input.bin").write_bytes(image.tobytes() + binary.tobytes())
-    result = subprocess.run(
-        ["node", "tests/run_model_page.mjs", "--url", server, "--backend", "webgl",
-         "--input", str(tmp_path / "input.bin"), "--output", str(tmp_path / "output.bin")],
-        cwd=WEB, capture_output=True, text=True, timeout=400,
+    report = _page_test(
+        "tests/run_model_page.mjs", "--url", server, "--backend", "webgl",
+        "--input", tmp_path / "input.bin", "--output", tmp_path / "output.bin", timeout=400,
     )  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["backend"] == "wasm"
     assert "WebGL skipped" in report["note"] and "19.6 M" in report["note"]
     assert report["note"] in report["status"]
