@@ -456,6 +456,109 @@ def test_crop_plan_groups_holes_and_mirrors_regions_past_the_photo():
     np.testing.assert_array_equal(mask, hole[_reflect(120, 256)][:, _reflect(200, 256)])
 
 
+_PIECES = """
+import { planRegions, modelInput, pasteBack, blendCuts } from './crop.js';
+const cases = JSON.parse(process.argv[1]);
+const out = cases.map(({ width, height, size, margin, boxes }) => {
+  const mask = new Uint8Array(width * height);
+  for (const [x0, y0, x1, y1] of boxes) {
+    for (let y = y0; y < y1; y += 1) mask.fill(1, y * width + x0, y * width + x1);
+  }
+  const data = new Uint8ClampedArray(width * height * 4).map((_, i) => (i * 7) % 251);
+  const composite = { data: Uint8ClampedArray.from(data), width, height };
+  const blends = new Map();
+  const plan = planRegions(mask, width, height, size, margin);
+  plan.forEach((group, i) => {
+    modelInput({ data, width, height }, mask, group.region, size);
+    // A stand-in model: one flat colour per region, so every blend is a known mean.
+    const colour = [(37 * i + 20) % 256, (91 * i + 50) % 256, (53 * i + 100) % 256];
+    const output = new Uint8Array(size * size * 3).map((_, j) => colour[j % 3]);
+    pasteBack(composite, mask, group, output, size, blends);
+  });
+  blendCuts(composite, mask, blends);
+  return { plan, composite: Buffer.from(composite.data).toString('base64') };
+});
+console.log(JSON.stringify(out));
+"""
+
+
+def test_crop_js_cuts_a_thin_panoramas_stroke_into_blended_pieces():
+    """A stroke along a thin panorama ran in one square region, mostly mirror (a 2000 x 150
+    strip: 2048^2, the stroke 2.5 model pixels tall); crop.js now cuts it as
+    penet_tf.high_resolution.region_pieces does and blends the pieces across each cut."""
+    width, height, size = 2000, 150, 256
+    # One group: two strokes 10 rows apart, left half and right half of the strip.
+    boxes = [[20, 60, 1000, 80], [1000, 90, 1980, 100]]
+    cases = [
+        {"width": width, "height": height, "size": size, "margin": MARGIN, "boxes": boxes},
+        # a margin long against the short side: the pieces would cost more, kept whole
+        {"width": width, "height": height, "size": size, "margin": 1000, "boxes": boxes},
+        # a portrait strip: cut along its rows
+        {"width": 150, "height": 2000, "size": size, "margin": MARGIN,
+         "boxes": [[60, 20, 80, 1980]]},
+    ]  # fmt: skip
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", _PIECES, json.dumps(cases)],
+        cwd=WEB, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    cut_run, whole_run, portrait_run = json.loads(result.stdout)
+
+    # The whole group's region: 2048 photo pixels a side over a 150-pixel strip.
+    group = {"x0": 20, "y0": 60, "x1": 1980, "y1": 100}
+    assert _plan(group, width, height, size)["region"]["side"] == 2048
+    (whole,) = whole_run["plan"]
+    assert whole["cut"] is None and whole["box"] == group
+
+    # Cut: 16 equal intervals (a window of 256 = 64 cells of 4 pixels, the 150-pixel side
+    # rounded up, less two margins, at least half of it: 128 pixels), each piece shrunk to
+    # its painted rows, its square region 384 a side; blended over 61 pixels each side of
+    # a cut (half the margin, at most half the shortest piece).
+    pieces = cut_run["plan"]
+    edges = [20 + 1960 * i // 16 for i in range(17)]
+    assert [p["index"] for p in sorted(pieces, key=lambda p: p["box"]["x0"])] == list(range(16))
+    hole = np.zeros((height, width), bool)
+    for x0, y0, x1, y1 in boxes:
+        hole[y0:y1, x0:x1] = True
+    for piece in pieces:
+        cut, index = piece["cut"], piece["index"]
+        assert cut == {"box": group, "axis": "x", "edges": edges, "overlap": 61}
+        first, end = edges[index], edges[index + 1]
+        rows = np.flatnonzero(hole[:, first:end].any(axis=1))
+        assert piece["box"] == {"x0": first, "y0": int(rows[0]), "x1": end, "y1": int(rows[-1]) + 1}
+        plan = _plan(piece["box"], width, height, size)
+        assert {"window": piece["window"], "region": piece["region"]} == plan
+        assert piece["region"]["side"] == 384
+    assert len(pieces) * 384**2 < 2048**2
+
+    # The result: unpainted pixels as they were; painted ones the piece's colour, or
+    # within 61 pixels of a cut the weighted mean of the two pieces' colours, the left
+    # piece's weight falling linearly from 1 to 0 across the zone.
+    data = (np.arange(height * width * 4) * 7 % 251).reshape(height, width, 4)
+    composite = _decode(cut_run["composite"], (height, width, 4)).astype(np.float64)
+    np.testing.assert_array_equal(composite[~hole], data[~hole])
+    order = sorted(range(len(pieces)), key=lambda i: pieces[i]["box"]["x0"])
+    colours = np.array([[(37 * i + 20) % 256, (91 * i + 50) % 256, (53 * i + 100) % 256]
+                        for i in order], np.float64)  # fmt: skip
+    expected = np.zeros((width, 3))
+    for column in range(20, 1980):
+        piece = int(np.searchsorted(edges, column, side="right")) - 1
+        expected[column] = colours[piece]
+        for k, edge in enumerate(edges[1:-1], start=1):
+            if edge - 61 <= column < edge + 61:
+                right = np.clip((column + 0.5 - (edge - 61)) / 122, 0, 1)
+                expected[column] = (1 - right) * colours[k - 1] + right * colours[k]
+    ys, xs = np.nonzero(hole)
+    difference = np.abs(composite[ys, xs, :3] - np.floor(expected[xs] + 0.5))
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.99
+    near_cut = np.abs(xs - edges[8]) < 30  # blended: neither piece's own colour
+    assert (composite[ys[near_cut], xs[near_cut], :3] != colours[7]).any(axis=1).all()
+    assert (composite[ys[near_cut], xs[near_cut], :3] != colours[8]).any(axis=1).all()
+
+    assert {p["cut"]["axis"] for p in portrait_run["plan"]} == {"y"}
+    assert len(portrait_run["plan"]) == 16
+
+
 _SLICES = """
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';

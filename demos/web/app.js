@@ -18,7 +18,14 @@
 // headers that penet_tf.demo sends). State for tests and debugging is exposed as
 // `window.penetDemo`.
 
-import { MARGIN, hasHole as maskHasHole, modelInput, pasteBack, planRegions } from './crop.js';
+import {
+  MARGIN,
+  blendCuts,
+  hasHole as maskHasHole,
+  modelInput,
+  pasteBack,
+  planRegions,
+} from './crop.js';
 import { installFastSlices } from './wasm_kernels.js';
 
 const tf = window.tf;
@@ -529,6 +536,7 @@ async function inpaint() {
     const pixels = photoCtx.getImageData(0, 0, width, height);
     const composite = new ImageData(new Uint8ClampedArray(pixels.data), width, height);
     const runs = [];
+    const blends = new Map(); // a thin panorama's pieces, blended across their cuts
     for (const [index, group] of regions.entries()) {
       setStatus(`Inpainting region ${index + 1} of ${regions.length} on ${demo.backend}…`, {
         progress: index / regions.length,
@@ -538,9 +546,10 @@ async function inpaint() {
       const runStart = performance.now();
       const output = await runModel(input.image, input.mask);
       const ms = Math.round(performance.now() - runStart);
-      pasteBack(composite, mask, group, output, demo.size);
+      pasteBack(composite, mask, group, output, demo.size, blends);
       runs.push({ ...group, ...input, output, ms });
     }
+    blendCuts(composite, mask, blends);
     resultCtx.putImageData(composite, 0, 0);
     const ms = Math.round(performance.now() - start);
     demo.lastRun = { width, height, regions: runs, ms, backend: demo.backend };

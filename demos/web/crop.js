@@ -14,10 +14,17 @@
 //    smaller than S keeps the photo's resolution, with more of the photo around it). A
 //    region larger than the photo is mirrored past its edges. (The Python strategy sizes
 //    the network input to the window, a multiple of 64 per side; here it is always S.)
+//    A thin panorama's long group is cut into pieces first when more than half of its
+//    region would be mirror (penet_tf.high_resolution.region_pieces): equal pieces along
+//    the photo's long side, each short enough that its square region about spans the
+//    short side, each shrunk to its painted pixels' box; the group stays whole when the
+//    pieces' regions would hold more pixels than its own.
 // 4. the region is shrunk to S x S by area averaging (a model pixel is a hole when any
 //    painted pixel contributes to it), inpainted, the output enlarged back (bilinear,
 //    half-pixel centres) and pasted into the group's painted pixels only. Every region
-//    reads the original photo, so regions may overlap.
+//    reads the original photo, so regions may overlap. Across each cut between pieces the
+//    two outputs are blended over a zone of 2 x `overlap` pixels, linear weights that sum
+//    to 1 (penet_tf.high_resolution.PieceCut), by `blendCuts` once every piece is pasted.
 //
 // The resampling is TensorFlow's `tf.image.resize` ("area" to shrink, "bilinear" to
 // enlarge), rounded to uint8, so tests/test_web_demo.py recomputes it.
@@ -148,12 +155,68 @@ export function regionFor(box, width, height, size, margin = MARGIN) {
   };
 }
 
-/** The regions to inpaint: [{box, window, region}], sorted top to bottom. */
+/** The box {x0, y0, x1, y1} of the painted pixels inside `box`, or null if none. */
+function paintedBox(mask, width, box) {
+  let found = null;
+  for (let y = box.y0; y < box.y1; y += 1) {
+    for (let x = box.x0; x < box.x1; x += 1) {
+      if (!mask[y * width + x]) continue;
+      if (!found) found = { x0: x, y0: y, x1: x + 1, y1: y + 1 };
+      found.x0 = Math.min(found.x0, x);
+      found.x1 = Math.max(found.x1, x + 1);
+      found.y1 = y + 1;
+    }
+  }
+  return found;
+}
+
+/**
+ * The pieces a hole group is inpainted in: [{box, cut, index}]. `cut` is null for a group
+ * left whole, else {box: the group's, axis: 'x' (columns) or 'y', edges, overlap}, and
+ * `index` the interval edges[index] .. edges[index + 1] the piece came from (see the
+ * header, step 3, and penet_tf.high_resolution.region_pieces).
+ */
+export function groupPieces(box, mask, width, height, size, margin = MARGIN) {
+  const whole = [{ box, cut: null, index: 0 }];
+  const { side } = regionFor(box, width, height, size, margin);
+  if (side * side <= 2 * Math.min(side, height) * Math.min(side, width)) return whole;
+  const axis = width > height ? 'x' : 'y'; // the region is mirrored past the short side
+  const cells = size / CELL;
+  const window = cells * Math.max(CELL, Math.ceil((axis === 'x' ? height : width) / cells));
+  const length = Math.max(window - 2 * margin, Math.floor(window / 2));
+  const [start, stop] = axis === 'x' ? [box.x0, box.x1] : [box.y0, box.y1];
+  const count = Math.ceil((stop - start) / length);
+  if (count < 2) return whole; // a photo small on both sides: cutting would not help
+  const edges = Array.from({ length: count + 1 }, (_, i) =>
+    start + Math.floor(((stop - start) * i) / count),
+  );
+  const cut = { box, axis, edges, overlap: 0 };
+  const pieces = [];
+  for (let index = 0; index < count; index += 1) {
+    const [first, end] = [edges[index], edges[index + 1]];
+    const interval = axis === 'x' ? { ...box, x0: first, x1: end } : { ...box, y0: first, y1: end };
+    const piece = paintedBox(mask, width, interval);
+    if (piece) pieces.push({ box: piece, cut, index });
+  }
+  // A margin long against the short side grows every piece's window (and mirror) back:
+  // cut only when the pieces' regions hold fewer pixels than the group's.
+  const cost = pieces.reduce((sum, piece) => {
+    const pieceSide = regionFor(piece.box, width, height, size, margin).side;
+    return sum + pieceSide * pieceSide;
+  }, 0);
+  if (cost >= side * side) return whole;
+  const shortest = Math.min(...edges.slice(1).map((edge, i) => edge - edges[i]));
+  cut.overlap = Math.min(Math.floor(margin / 2), Math.floor(shortest / 2));
+  return pieces;
+}
+
+/** The regions to inpaint: [{box, window, region, cut, index}], sorted top to bottom. */
 export function planRegions(mask, width, height, size, margin = MARGIN) {
   return holeGroups(components(mask, width, height), margin)
-    .map((box) => {
+    .flatMap((group) => groupPieces(group, mask, width, height, size, margin))
+    .map(({ box, cut, index }) => {
       const { window, ...region } = regionFor(box, width, height, size, margin);
-      return { box, window, region };
+      return { box, window, region, cut, index };
     })
     .sort((a, b) => a.box.y0 - b.box.y0 || a.box.x0 - b.box.x0);
 }
@@ -293,32 +356,104 @@ export function modelInput(pixels, mask, region, size) {
   return { image: outImage, mask: outMask };
 }
 
-/**
- * Pastes one region's S x S model output into `composite` (ImageData-like RGBA of the
- * whole photo): the output enlarged to the region's side, written into the painted
- * pixels inside the group's box; every other pixel is left as it is.
- */
-export function pasteBack(composite, mask, group, output, size) {
-  const { box, region } = group;
+/** The output enlarged to the region's side, over photo rows y0..y1 and columns x0..x1. */
+function enlarged(output, size, region, { x0, y0, x1, y1 }) {
   const lines = Array.from({ length: size }, (_, i) => i);
-  const [top, left] = [box.y0 - region.y, box.x0 - region.x];
-  const [rows, cols] = [box.y1 - box.y0, box.x1 - box.x0];
-  const back = resample(
+  return resample(
     output,
     { rowOffsets: lines.map((y) => 3 * y * size), colOffsets: lines.map((x) => 3 * x), channels: 3 },
     region.side,
     region.side,
-    [top, top + rows, left, left + cols]
+    [y0 - region.y, y1 - region.y, x0 - region.x, x1 - region.x]
   );
+}
+
+/** The zone {x0, y0, x1, y1} blended across `edge` of `cut`. */
+function zoneBox(cut, edge) {
+  const [first, last] = [cut.edges[0], cut.edges[cut.edges.length - 1]];
+  const [a, b] = [Math.max(edge - cut.overlap, first), Math.min(edge + cut.overlap, last)];
+  return cut.axis === 'x' ? { ...cut.box, x0: a, x1: b } : { ...cut.box, y0: a, y1: b };
+}
+
+/**
+ * Pastes one region's S x S model output into `composite` (ImageData-like RGBA of the
+ * whole photo): the output enlarged to the region's side, written into the painted
+ * pixels inside the group's box; every other pixel is left as it is. A piece of a cut
+ * group also adds its weighted output near its inner cuts to `blends` (a Map, see
+ * `blendCuts`).
+ */
+export function pasteBack(composite, mask, group, output, size, blends = null) {
+  const { box, region, cut, index } = group;
+  const [rows, cols] = [box.y1 - box.y0, box.x1 - box.x0];
+  const back = enlarged(output, size, region, box);
   const data = composite.data;
   for (let y = 0; y < rows; y += 1) {
     for (let x = 0; x < cols; x += 1) {
-      const index = (box.y0 + y) * composite.width + box.x0 + x;
-      if (!mask[index]) continue;
+      const pixel = (box.y0 + y) * composite.width + box.x0 + x;
+      if (!mask[pixel]) continue;
       const from = 3 * (y * cols + x);
-      data[4 * index] = toByte(back[from]);
-      data[4 * index + 1] = toByte(back[from + 1]);
-      data[4 * index + 2] = toByte(back[from + 2]);
+      data[4 * pixel] = toByte(back[from]);
+      data[4 * pixel + 1] = toByte(back[from + 1]);
+      data[4 * pixel + 2] = toByte(back[from + 2]);
+    }
+  }
+  if (!cut || !cut.overlap || !blends) return;
+  const [first, last] = [cut.edges[0], cut.edges[cut.edges.length - 1]];
+  for (const edge of cut.edges.slice(index, index + 2)) {
+    if (edge <= first || edge >= last) continue;
+    const zone = zoneBox(cut, edge);
+    // The part of the zone this region covers (a piece whose paint ends far from the
+    // edge may cover none of it).
+    const part = {
+      x0: Math.max(zone.x0, region.x),
+      y0: Math.max(zone.y0, region.y),
+      x1: Math.min(zone.x1, region.x + region.side, composite.width),
+      y1: Math.min(zone.y1, region.y + region.side, composite.height),
+    };
+    if (part.x1 <= part.x0 || part.y1 <= part.y0) continue;
+    if (!blends.has(cut)) blends.set(cut, new Map());
+    const zones = blends.get(cut);
+    if (!zones.has(edge)) {
+      const area = (zone.x1 - zone.x0) * (zone.y1 - zone.y0);
+      zones.set(edge, { zone, total: new Float64Array(3 * area), weight: new Float64Array(area) });
+    }
+    const { total, weight } = zones.get(edge);
+    const pixels = enlarged(output, size, region, part);
+    const partCols = part.x1 - part.x0;
+    const zoneCols = zone.x1 - zone.x0;
+    for (let y = part.y0; y < part.y1; y += 1) {
+      for (let x = part.x0; x < part.x1; x += 1) {
+        // Linear ramps across the edge: up from the piece's first edge, down to its last.
+        const centre = (cut.axis === 'x' ? x : y) + 0.5;
+        const ramp = edge === cut.edges[index] ? centre - (edge - cut.overlap) : edge + cut.overlap - centre;
+        const w = Math.min(Math.max(ramp / (2 * cut.overlap), 0), 1);
+        const at = (y - zone.y0) * zoneCols + x - zone.x0;
+        const from = 3 * ((y - part.y0) * partCols + x - part.x0);
+        weight[at] += w;
+        for (let c = 0; c < 3; c += 1) total[3 * at + c] += w * pixels[from + c];
+      }
+    }
+  }
+}
+
+/**
+ * The painted pixels of every cut's zones in `composite`: the weighted mean of the
+ * neighbouring pieces' outputs that `pasteBack` gathered in `blends`.
+ */
+export function blendCuts(composite, mask, blends) {
+  for (const zones of blends.values()) {
+    for (const { zone, total, weight } of zones.values()) {
+      const zoneCols = zone.x1 - zone.x0;
+      for (let y = zone.y0; y < zone.y1; y += 1) {
+        for (let x = zone.x0; x < zone.x1; x += 1) {
+          const at = (y - zone.y0) * zoneCols + x - zone.x0;
+          const pixel = y * composite.width + x;
+          if (!mask[pixel] || !(weight[at] > 0)) continue;
+          for (let c = 0; c < 3; c += 1) {
+            composite.data[4 * pixel + c] = toByte(total[3 * at + c] / weight[at]);
+          }
+        }
+      }
     }
   }
 }
