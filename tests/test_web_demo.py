@@ -226,6 +226,14 @@ def _reflect(size, padded):
     return np.where(position < size, position, period - position)
 
 
+def _fake_profile(size, colour_space=b"RGB "):
+    """Bytes shaped as an ICC profile's header (the size, the colour space, 'acsp')."""
+    profile = bytearray((np.arange(size) * 31 % 256).astype(np.uint8).tobytes())
+    profile[0:4] = size.to_bytes(4, "big")
+    profile[16:20], profile[36:40] = colour_space, b"acsp"
+    return bytes(profile)
+
+
 def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tmp_path):
     """The load error was replaced by "Paint what should disappear." once a photo was
     opened, while Inpaint stayed disabled with nothing saying why."""
@@ -267,7 +275,8 @@ def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(
 ):
     height, width = 400, 800  # larger than the 256 x 256 model, not square
     picture = photo(height, width)
-    Image.fromarray(picture).save(tmp_path / "photo.png")
+    profile = _fake_profile(3000)  # an RGB ICC profile, for the download
+    Image.fromarray(picture).save(tmp_path / "photo.png", icc_profile=profile)
     shot = tmp_path / "web-demo.png"
     _page_test(
         "tests/browser_test.mjs", "--url", server, "--image", tmp_path / "photo.png",
@@ -354,6 +363,7 @@ def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(
     with Image.open(io.BytesIO(base64.b64decode(page["downloadPng"]))) as download:
         assert download.format == "PNG" and download.size == (width, height)
         np.testing.assert_array_equal(np.asarray(download.convert("RGB")), result_rgb)
+        assert download.info["icc_profile"] == profile  # the photo's (profile.js)
     assert page["downloadName"] == "photo-inpainted.png"
     np.testing.assert_array_equal(result_rgb[~hole], picture[~hole])
     assert (result_rgb != picture).any(axis=-1)[hole].mean() > 0.9
@@ -557,6 +567,64 @@ def test_crop_js_cuts_a_thin_panoramas_stroke_into_blended_pieces():
 
     assert {p["cut"]["axis"] for p in portrait_run["plan"]} == {"y"}
     assert len(portrait_run["plan"]) == 16
+
+
+_PROFILE = """
+import { readFileSync, writeFileSync } from 'node:fs';
+import { colourProfile, withColourProfile } from './profile.js';
+const [files, png, out] = JSON.parse(process.argv[1]);
+const found = [];
+for (const file of files) {
+  const profile = await colourProfile(new Uint8Array(readFileSync(file)));
+  found.push(profile && Buffer.from(profile).toString('base64'));
+}
+const profile = await colourProfile(new Uint8Array(readFileSync(files[0])));
+writeFileSync(out, await withColourProfile(new Uint8Array(readFileSync(png)), profile));
+console.log(JSON.stringify(found));
+"""
+
+
+def test_the_download_keeps_the_photos_colour_profile(tmp_path):
+    """The page saved its result without the photo's ICC profile: a Display P3 or Adobe
+    RGB photo's stored values were then shown as sRGB, every pixel's colour moved (the
+    CLIs write the profile: penet_tf.image_io.colour_profile / with_colour_profile).
+    demos/web/profile.js reads it from a JPEG (APP2 segments, here one over 64 KB, so
+    three of them), a PNG (iCCP) or a WebP (ICCP) and writes it into the download PNG."""
+    from PIL import ImageCms
+
+    picture = photo(40, 60)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    large, grey = _fake_profile(150_000), _fake_profile(600, b"GRAY")
+    files = []
+    for name, profile, options in [
+        ("p.jpg", large, {"quality": 95}),
+        ("p.png", srgb, {}),
+        ("p.webp", srgb, {"lossless": True}),
+        ("grey.png", grey, {}),
+        ("none.jpg", None, {}),
+    ]:
+        path = tmp_path / name
+        Image.fromarray(picture).save(path, icc_profile=profile, **options)
+        with Image.open(path) as image:  # what Pillow (and so the CLIs) reads
+            assert image.info.get("icc_profile") == profile
+        files.append(str(path))
+    # An encoder's PNG with a colour chunk of its own: replaced, not doubled.
+    Image.fromarray(picture).save(tmp_path / "result.png", icc_profile=srgb)
+    out = tmp_path / "download.png"
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", _PROFILE,
+         json.dumps([files, str(tmp_path / "result.png"), str(out)])],
+        cwd=WEB, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = [b and base64.b64decode(b) for b in json.loads(result.stdout)]
+    assert found == [large, srgb, srgb, None, None]
+    with Image.open(out) as download:
+        download.load()
+        assert download.info["icc_profile"] == large
+        np.testing.assert_array_equal(np.asarray(download.convert("RGB")), picture)
+    chunks = out.read_bytes()
+    assert chunks.count(b"iCCP") == 1 and chunks.index(b"iCCP") < chunks.index(b"IDAT")
 
 
 _SLICES = """

@@ -26,6 +26,7 @@ import {
   pasteBack,
   planRegions,
 } from './crop.js';
+import { colourProfile, withColourProfile } from './profile.js';
 import { installFastSlices } from './wasm_kernels.js';
 
 const tf = window.tf;
@@ -40,6 +41,8 @@ const MAX_PHOTO_PIXELS = 40e6; // three full-size canvases of 4 bytes per pixel
 // The longest canvas side every browser draws (Chromium's is 65535, Firefox's 32767):
 // past it a canvas stays blank without an error, and painting it made no mask.
 const MAX_PHOTO_SIDE = 32767;
+// A photo's header, where its colour profile is (JPEG APP2, PNG iCCP, WebP ICCP).
+const PROFILE_BYTES = 16 << 20;
 const BRUSH_COLOR = 'rgb(255, 48, 48)';
 // WebGL renderers that are the CPU in disguise (slower than WebAssembly).
 const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render/i;
@@ -66,6 +69,7 @@ const demo = {
   error: null, // the last error shown
   fatal: null, // TF.js or the model did not load: nothing can be inpainted
   photo: null, // 'sample' or the file name
+  profile: null, // the photo's ICC colour profile (bytes), written into the download
   photoSize: null, // {width, height}
   photosLoaded: 0,
   strokes: 0,
@@ -358,13 +362,20 @@ async function decodeAndShow(file, pick) {
     );
     return;
   }
+  // The photo's ICC profile (from the header), for the download: the pixels are its stored
+  // values, which mean other colours than sRGB in a Display P3 or Adobe RGB photo.
+  const profile = await colourProfile(new Uint8Array(await file.slice(0, PROFILE_BYTES).arrayBuffer()));
+  if (demo.opening !== pick) {
+    bitmap.close(); // a later pick is being opened
+    return;
+  }
   demo.error = demo.fatal;
   resizeCanvases(width, height);
   photoCtx.fillStyle = '#fff'; // transparent pixels become white, as when printed
   photoCtx.fillRect(0, 0, width, height);
   photoCtx.drawImage(bitmap, 0, 0);
   bitmap.close();
-  newPhoto(file.name);
+  newPhoto(file.name, profile);
   if (demo.fatal) {
     setStatus(`${file.name}: ${width} × ${height}, but it cannot be inpainted: ${demo.fatal}`, {
       error: true,
@@ -375,8 +386,9 @@ async function decodeAndShow(file, pick) {
   }
 }
 
-function newPhoto(name) {
+function newPhoto(name, profile = null) {
   demo.photo = name;
+  demo.profile = profile;
   demo.photosLoaded += 1;
   demo.lastRun = null;
   history.length = 0;
@@ -562,8 +574,18 @@ async function inpaint() {
     // Encoded after the page is idle again: a photo opened meanwhile got the previous
     // photo's result under its own name. Only this run's, for this photo, is offered.
     const token = (demo.downloadToken = {});
-    result.toBlob((blob) => {
-      if (demo.downloadToken === token) setDownload(blob);
+    const profile = demo.profile;
+    result.toBlob(async (blob) => {
+      let download = blob;
+      if (blob && profile) {
+        try {
+          const png = await withColourProfile(new Uint8Array(await blob.arrayBuffer()), profile);
+          download = new Blob([png], { type: 'image/png' });
+        } catch (error) {
+          console.warn('The download is written without the photo\'s colour profile:', error);
+        }
+      }
+      if (demo.downloadToken === token) setDownload(download);
     }, 'image/png');
   } catch (error) {
     fail(`Inpainting failed: ${error.message}`, error);
