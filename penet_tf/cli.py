@@ -120,8 +120,8 @@ def add_mask_arguments(group):
         help="mask file or folder; masks pair with images by file name without extension "
         "(cat.jpg <-> cat.png); a hole where the largest colour channel is >= 128 of 255 "
         "(antialiased edges: half-opaque or more), or the 1s of a 0/1 mask; sizes must "
-        "equal the image's, but a single file serves every image of a folder (resized, "
-        "nearest neighbour)",
+        "equal the image's, but a single file serves every image of a folder of its aspect "
+        "ratio (within 1 %%; resized, nearest neighbour; other photos are named and skipped)",
     )
     group.add_argument(
         "--mask-type",

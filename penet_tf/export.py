@@ -873,8 +873,8 @@ def _main(argv):
         "--max-photo-pixels",
         type=int,
         default=DEFAULT_MAX_PHOTO_PIXELS,
-        help="largest photo (H * W) crop/resize/auto accept, checked from the header "
-        f"before decoding (default {DEFAULT_MAX_PHOTO_PIXELS})",
+        help="largest photo (H * W, padded to multiples of 64) crop/resize/auto accept, "
+        f"checked from the header before decoding (default {DEFAULT_MAX_PHOTO_PIXELS})",
     )
     args = parser.parse_args(argv)
     if not 0 < args.attention_chunk_mb < float("inf"):  # (NaN fails too)

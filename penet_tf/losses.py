@@ -12,15 +12,28 @@ def _f32(*tensors):
     return [tf.cast(t, tf.float32) for t in tensors]
 
 
+def _images(*images):
+    """The images as float32, refusing integer ones: a uint8 target gave a hole L1 of 127.6
+    against a [-1, 1] prediction, without a word (the models refuse uint8 too)."""
+    tensors = [tf.convert_to_tensor(image) for image in images]
+    for tensor in tensors:
+        if not tensor.dtype.is_floating:
+            raise ValueError(
+                f"PEN-Net's losses take float images in [-1, 1], got {tensor.dtype.name} "
+                "(convert uint8 photos with penet_tf.inference.uint8_to_float)"
+            )
+    return _f32(*tensors)
+
+
 def composite(prediction, image, mask):
     """Eq 7: the prediction inside the hole, the original image outside it."""
-    prediction, image, mask = _f32(prediction, image, mask)
+    (prediction, image), (mask,) = _images(prediction, image), _f32(mask)
     return prediction * mask + image * (1.0 - mask)
 
 
 def hole_l1(prediction, image, mask):
     """Mean |prediction - image| over the hole, as released: mean|p·m − x·m| / mean(m)."""
-    prediction, image, mask = _f32(prediction, image, mask)
+    (prediction, image), (mask,) = _images(prediction, image), _f32(mask)
     return tf.math.divide_no_nan(
         tf.reduce_mean(tf.abs(prediction * mask - image * mask)), tf.reduce_mean(mask)
     )
@@ -28,7 +41,7 @@ def hole_l1(prediction, image, mask):
 
 def valid_l1(prediction, image, mask):
     """Mean |prediction - image| over known pixels: mean|p·(1−m) − x·(1−m)| / mean(1−m)."""
-    prediction, image, mask = _f32(prediction, image, mask)
+    (prediction, image), (mask,) = _images(prediction, image), _f32(mask)
     known = 1.0 - mask
     return tf.math.divide_no_nan(
         tf.reduce_mean(tf.abs(prediction * known - image * known)), tf.reduce_mean(known)
@@ -41,10 +54,10 @@ def pyramid_l1(pyramid, image):
     The ground truth is resized bilinearly with align_corners, over the whole image (not
     masked), as the released trainer does.
     """
-    (image,) = _f32(image)
+    (image,) = _images(image)
     total = 0.0
     for level in pyramid:
-        (level,) = _f32(level)
+        (level,) = _images(level)
         target = resize_align_corners(image, tf.shape(level)[1:3])
         total += tf.reduce_mean(tf.abs(level - target))
     return total

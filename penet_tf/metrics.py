@@ -1,7 +1,8 @@
 """Image inpainting metrics: the paper's (L1, MS-SSIM, IS, FID) and the release's (MAE, PSNR, SSIM).
 
 Every paired metric takes uint8 images (or float values on the uint8 scale, 0..255) of
-shape [B, H, W, C] and returns one value per image, float64:
+shape [B, H, W, C] and returns one value per image, float64; floats with negative values
+(the models' [-1, 1]) or with fractions all within [0, 1] are refused by name:
 
 * ``l1``: mean |a - b| on [0, 1], times 100 (the paper's "L1 loss" column). ``l1(...,
   mask)`` averages over the hole only (the paper does not say which of the two it reports).
@@ -58,14 +59,33 @@ INCEPTION_WEIGHTS_URL = (
 )
 
 
+def _check_scale(image, name):
+    """Refuses float images that are not on the uint8 scale: negative values (the models'
+    [-1, 1]) or fractions all within [0, 1] (``convert_image_dtype``'s floats). Such
+    pairs gave plausible wrong numbers: [-1, 1] images scored PSNR 68.4 dB, L1 0.03 and
+    SSIM 0.9998 where their uint8 versions score 26.3 dB, 3.84 and 0.985."""
+    if image.dtype.is_integer or image.dtype == tf.bool:
+        return
+    values = tf.cast(image, tf.float64)
+    low, high = float(tf.reduce_min(values)), float(tf.reduce_max(values))
+    fractions = high <= 1.0 and bool(tf.reduce_any(tf.not_equal(values, tf.round(values))))
+    if low < 0.0 or fractions:
+        raise ValueError(
+            f"metrics take images on the uint8 scale (0..255); {name} holds values from "
+            f"{low:.3g} to {high:.3g}: convert [-1, 1] images with "
+            "penet_tf.inference.float_to_uint8, [0, 1] floats by multiplying by 255"
+        )
+
+
 def _pair(a, b):
-    a = tf.cast(a, tf.float64)
-    b = tf.cast(b, tf.float64)
+    a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
     if a.shape.rank != 4 or b.shape.rank != 4:
         raise ValueError(f"expected [batch, H, W, C] images, got shapes {a.shape} and {b.shape}")
     if a.shape != b.shape:
         raise ValueError(f"image shapes differ: {a.shape} and {b.shape}")
-    return a, b
+    _check_scale(a, "the first image")
+    _check_scale(b, "the second image")
+    return tf.cast(a, tf.float64), tf.cast(b, tf.float64)
 
 
 def l1(a, b, mask=None):
@@ -81,6 +101,7 @@ def l1(a, b, mask=None):
     if mask is None:
         return (100.0 * tf.reduce_mean(error, axis=[1, 2, 3])).numpy()
     expected = tuple(a.shape[:3]) + (1,)
+    mask = tf.convert_to_tensor(mask)  # (a list had no .shape)
     if tuple(mask.shape) != expected:  # an RGB mask counted each hole pixel 3 times
         raise ValueError(
             f"mask must be [B, H, W, 1] {expected} for images {tuple(a.shape)}, "
@@ -343,16 +364,17 @@ def inception_score(logits=None, probabilities=None, splits=10):
     """
     if (logits is None) == (probabilities is None):
         raise ValueError("give exactly one of logits or probabilities")
+    given = np.asarray(logits if probabilities is None else probabilities, np.float64)
+    if given.ndim != 2 or given.shape[0] < 1:
+        raise ValueError(f"expected [N >= 1, K] predictions, got {given.shape}")
     if probabilities is None:
-        logits = np.asarray(logits, np.float64)
+        logits = given
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     else:
-        probabilities = np.asarray(probabilities, np.float64)
+        probabilities = given
         with np.errstate(divide="ignore"):
             log_p = np.log(probabilities)
-    if log_p.ndim != 2 or log_p.shape[0] < 1:
-        raise ValueError(f"expected [N >= 1, K] predictions, got {log_p.shape}")
     p = np.exp(log_p)
     scores = []
     for part_p, part_log_p in zip(

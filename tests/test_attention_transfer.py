@@ -258,6 +258,15 @@ def test_mask_keyword_is_the_hole_mask_not_a_keras_mask():
         (dict(match_size=2), "match_size must be 1 or 3"),
         (dict(patch_method="unfold"), "Unknown patch method 'unfold'"),
         (dict(similarity="cosine"), "Unknown similarity 'cosine'"),
+        # ("64" from a JSON config failed at the first call: "64" * 2**20; 0 and negative
+        # budgets ran in 1-row chunks; no fuse branch was a ZeroDivisionError at build)
+        (dict(chunk_mb="64"), "chunk_mb .* must be a positive number of MiB or None, got '64'"),
+        (dict(chunk_mb=0), "must be a positive number"),
+        (dict(chunk_mb=-1.5), "must be a positive number"),
+        (dict(chunk_mb=True), "must be a positive number"),
+        (dict(fuse_rates=()), "fuse_rates must be one or more dilation rates >= 1"),
+        (dict(fuse_rates=(1, 0)), "fuse_rates must be"),
+        (dict(fuse_rates=(1, 2.5)), "fuse_rates must be"),
     ],
 )
 def test_bad_arguments(kwargs, message):

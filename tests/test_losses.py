@@ -103,3 +103,16 @@ def test_gan_losses_lookup():
     assert losses.gan_losses("hinge") == (losses.hinge_d_loss, losses.hinge_g_loss)
     with pytest.raises(ValueError, match="Unknown gan_type 'wgan'"):
         losses.gan_losses("wgan")
+
+
+def test_integer_images_are_refused():
+    """A uint8 target gave a hole L1 of 127.6 against a [-1, 1] prediction, unsaid."""
+    prediction = tf.zeros([1, 8, 8, 3])
+    photo = tf.fill([1, 8, 8, 3], tf.constant(128, tf.uint8))
+    mask = tf.ones([1, 8, 8, 1], tf.uint8)  # masks may be integers
+    for loss in (losses.hole_l1, losses.valid_l1, losses.composite):
+        with pytest.raises(ValueError, match="float images in \\[-1, 1\\], got uint8"):
+            loss(prediction, photo, mask)
+    with pytest.raises(ValueError, match="got uint8"):
+        losses.pyramid_l1([prediction], photo)
+    assert float(losses.hole_l1(prediction, tf.ones([1, 8, 8, 3]), mask)) == 1.0

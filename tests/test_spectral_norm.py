@@ -159,10 +159,37 @@ def test_checkpoint_round_trip_and_resume_continue_the_iteration(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="power_iterations must be >= 1"):
-        SpectralNorm(keras.layers.Conv2D(2, 3), power_iterations=0)
+    for iterations in (0, 1.7, True, "2"):  # (1.7 ran 1 iteration without a word)
+        with pytest.raises(ValueError, match="power_iterations must be an integer >= 1"):
+            SpectralNorm(keras.layers.Conv2D(2, 3), power_iterations=iterations)
     with pytest.raises(ValueError, match="has no kernel"):
         SpectralNorm(keras.layers.ReLU()).build((None, 4, 4, 2))
+    # (built, then an AttributeError at the first call)
+    for layer, shape in [
+        (keras.layers.Dense(3), (None, 5)),
+        (keras.layers.Conv2DTranspose(3, 3), (None, 4, 4, 2)),
+        (keras.layers.DepthwiseConv2D(3), (None, 4, 4, 2)),
+    ]:
+        refused = f"wraps a Conv1D, Conv2D or Conv3D.*{type(layer).__name__}"
+        with pytest.raises(ValueError, match=refused):
+            SpectralNorm(layer).build(shape)
+
+
+def test_channels_first_convolutions_add_their_bias_per_channel():
+    """The bias was added along the last axis: a channels_first Conv1D whose length equals
+    its filters got bias[position] per row, silently; other lengths failed."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)  # [B, C, L]
+    first = SpectralNorm(keras.layers.Conv1D(4, 1, data_format="channels_first"))
+    last = SpectralNorm(keras.layers.Conv1D(4, 1))
+    first.build((None, 3, 4))
+    last.build((None, 4, 3))
+    for mine, theirs in zip(first.weights, last.weights, strict=True):
+        theirs.assign(np.random.default_rng(1).normal(size=mine.shape).astype(np.float32))
+        mine.assign(theirs)
+    expected = np.transpose(last(np.transpose(x, [0, 2, 1])).numpy(), [0, 2, 1])
+    np.testing.assert_allclose(first(x).numpy(), expected, atol=1e-6)
+    wide = SpectralNorm(keras.layers.Conv2D(5, 3, data_format="channels_first"))
+    assert wide(np.zeros((1, 2, 9, 7), np.float32)).shape == (1, 5, 7, 5)
 
 
 MIRRORED = textwrap.dedent(

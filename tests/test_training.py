@@ -343,6 +343,29 @@ def test_keras_user_mistakes_are_named_instead_of_ignored(tmp_path):
     assert float(gan.test_step((images, masks))["hole_l1"]) == pytest.approx(first, rel=1e-6)
 
 
+def test_a_gan_trained_by_its_own_steps_saves_and_resumes_its_weights(tmp_path):
+    """After compile and train_step (the class example, a custom loop) every variable
+    existed, but save_weights, and load_weights into a fresh compiled model before fit,
+    raised Keras' "model that has not yet been built"; optimizer names ("adam"), which
+    Keras' compile takes, were kept as strings and the first step failed."""
+    gan, images, masks = _keras_user_gan()
+    gan.train_step((images[:2], masks[:2]))
+    gan.save_weights(tmp_path / "gan.weights.h5")
+    resumed, _, _ = _keras_user_gan()
+    resumed.load_weights(tmp_path / "gan.weights.h5")
+    assert int(resumed.g_optimizer.iterations) == 1
+    for mine, theirs in zip(gan.weights, resumed.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    batch = (images[2:4], masks[2:4])  # the same next step (its terms, not epoch means)
+    after, again = gan.released_step(batch), resumed.released_step(batch)
+    assert float(after["g_loss"]) == float(again["g_loss"])
+    named = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
+    named.compile("adam", "adam")
+    assert isinstance(named.g_optimizer, keras.optimizers.Adam)
+    assert named.g_optimizer is not named.d_optimizer
+    assert np.isfinite(float(named.train_step((images[:2], masks[:2]))["g_loss"]))
+
+
 def test_mixed_float16_wraps_plain_optimizers_in_loss_scaling():
     """As Keras does for its one optimizer: under a user's mixed_float16 policy, plain
     optimizers trained without loss scaling (92 % of the generator's gradient entries 0

@@ -1,5 +1,7 @@
 """The Attention Transfer Network (ATN) of PEN-Net, paper section 3.1, eqs 2-4."""
 
+import numbers
+
 import keras
 import tensorflow as tf
 
@@ -1145,9 +1147,26 @@ class AttentionTransfer(keras.layers.Layer):
         self.softmax_scale = float(softmax_scale)
         self.fuse = fuse
         self.filters = filters
-        self.fuse_rates = tuple(fuse_rates)
+        fuse_rates = tuple(fuse_rates)
+        if not fuse_rates or not all(
+            isinstance(rate, numbers.Integral) and not isinstance(rate, bool) and rate >= 1
+            for rate in fuse_rates
+        ):  # (an empty tuple failed at build with a ZeroDivisionError)
+            raise ValueError(
+                f"fuse_rates must be one or more dilation rates >= 1, got {fuse_rates}."
+            )
+        self.fuse_rates = fuse_rates
         self.patch_method = patch_method
         self.similarity = similarity
+        if chunk_mb is not None and (
+            isinstance(chunk_mb, bool)
+            or not isinstance(chunk_mb, numbers.Real)
+            or not 0 < chunk_mb < float("inf")
+        ):  # ("64" from a JSON config failed at the first call: "64" * 2**20)
+            raise ValueError(
+                f"chunk_mb (attention_chunk_mb) must be a positive number of MiB or None, "
+                f"got {chunk_mb!r}."
+            )
         self.chunk_mb = chunk_mb
         self.kernel_init = kernel_init
         self.recompute_gradient = bool(recompute_gradient)

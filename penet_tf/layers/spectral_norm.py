@@ -1,5 +1,7 @@
 """Spectral normalisation with the released PEN-Net's (PyTorch's) semantics."""
 
+import numbers
+
 import keras
 import tensorflow as tf
 
@@ -42,8 +44,9 @@ class SpectralNorm(keras.layers.Wrapper):
     ``ONLY_FIRST_REPLICA`` variables, so the first replica's value is written to all copies.
 
     Args:
-        layer: a ``keras.layers.Conv2D`` (any layer with ``kernel``, ``convolution_op``,
-            ``use_bias`` / ``bias`` and ``activation``).
+        layer: a ``keras.layers.Conv2D`` (or ``Conv1D`` / ``Conv3D``: a layer with a
+            ``[..., in, out]`` ``kernel``, ``convolution_op``, ``use_bias`` / ``bias``
+            and ``activation``; either ``data_format``).
         power_iterations: power iterations per training call (1 as released).
         eps: the normalisation's floor, PyTorch's ``eps`` (1e-12).
         **kwargs: base layer arguments.
@@ -62,9 +65,13 @@ class SpectralNorm(keras.layers.Wrapper):
     def __init__(self, layer, power_iterations=1, eps=1e-12, **kwargs):
         kwargs.setdefault("dtype", "float32")  # the iteration's precision, not the conv's
         super().__init__(layer, **kwargs)
-        if int(power_iterations) < 1:
+        if (
+            isinstance(power_iterations, bool)
+            or not isinstance(power_iterations, numbers.Integral)
+            or power_iterations < 1
+        ):  # (1.7 ran 1 iteration without a word)
             raise ValueError(
-                f"SpectralNorm: power_iterations must be >= 1, got {power_iterations}."
+                f"SpectralNorm: power_iterations must be an integer >= 1, got {power_iterations!r}."
             )
         self.power_iterations = int(power_iterations)
         self.eps = float(eps)
@@ -74,6 +81,15 @@ class SpectralNorm(keras.layers.Wrapper):
             self.layer.build(input_shape)
         if not hasattr(self.layer, "kernel"):
             raise ValueError(f"SpectralNorm: {self.layer.name} has no kernel to normalise.")
+        if not hasattr(self.layer, "convolution_op") or self.layer.kernel.shape.rank < 3:
+            # (a Dense, Conv2DTranspose or DepthwiseConv2D built, then failed at its
+            # first call with an AttributeError; a transposed kernel's last axis is not
+            # its outputs)
+            raise ValueError(
+                f"SpectralNorm wraps a Conv1D, Conv2D or Conv3D layer (its kernel "
+                f"[..., in, out], convolution_op), got {type(self.layer).__name__} "
+                f"{self.layer.name!r}."
+            )
         shape = self.layer.kernel.shape
         self.vector_u = self.add_weight(
             shape=(shape[-1],),
@@ -123,7 +139,11 @@ class SpectralNorm(keras.layers.Wrapper):
         kernel = tf.cast(self.normalized_kernel(training), dtype)
         outputs = layer.convolution_op(tf.cast(inputs, dtype), kernel)
         if layer.use_bias:
-            outputs = outputs + tf.cast(layer.bias, dtype)
+            bias = tf.cast(layer.bias, dtype)
+            if getattr(layer, "data_format", "channels_last") == "channels_first":
+                # (added along the last axis, a channels_first output's last spatial one)
+                bias = tf.reshape(bias, [-1] + [1] * (len(outputs.shape) - 2))
+            outputs = outputs + bias
         if layer.activation is not None:
             outputs = layer.activation(outputs)
         return outputs

@@ -426,7 +426,9 @@ def _main(argv):
         prog="python -m penet_tf.serving.client",
         description="Inpaint an image with a PEN-Net model served by TF Serving (gRPC).",
     )
-    parser.add_argument("--server", default="localhost:8500", help="TF Serving gRPC HOST:PORT")
+    parser.add_argument(
+        "--server", default="localhost:8500", help="TF Serving gRPC HOST:PORT (default %(default)s)"
+    )
     parser.add_argument("--model", required=True, help="model name in models.config")
     parser.add_argument("--image", required=True, help="the photo (PNG, JPEG, ...)")
     masks = parser.add_mutually_exclusive_group(required=True)
@@ -446,10 +448,20 @@ def _main(argv):
         help="where to write the result: .png (or .webp, .tif, .bmp, .ppm: formats that "
         "keep every pixel)",
     )
-    parser.add_argument("--signature", choices=SIGNATURES, default="serving_default")
+    parser.add_argument(
+        "--signature",
+        choices=SIGNATURES,
+        default="serving_default",
+        help="serving_default sends decoded uint8 pixels, inpaint_bytes encoded files (the "
+        "photo's own bytes where the server decodes them the same, else a PNG) "
+        "(default %(default)s)",
+    )
     parser.add_argument("--version", type=version_int, help="model version (default: the server's)")
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request"
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds per request (default %(default)s)",
     )
     args = parser.parse_args(argv)
     with InpaintClient(args.server, args.model, args.timeout, args.version) as client:

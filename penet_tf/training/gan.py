@@ -325,6 +325,9 @@ class PENetGAN(keras.Model):
                     f"PENetGAN.compile: {key}= is not used (its losses and logged terms are "
                     "its own); give compile(g_optimizer, d_optimizer)"
                 )
+        # Names and configs as Keras' own compile takes them ("adam": Keras' defaults, not
+        # the release's epsilon; the strings were kept and the first step failed)
+        g_optimizer, d_optimizer = (keras.optimizers.get(o) for o in (g_optimizer, d_optimizer))
         if g_optimizer is d_optimizer:
             raise ValueError(
                 "PENetGAN.compile: the generator and the discriminator need an optimizer "
@@ -346,12 +349,32 @@ class PENetGAN(keras.Model):
         self.optimizer = GANOptimizers(g_optimizer, d_optimizer)
 
     def build(self, image_shape=None):
-        """Builds both networks and both optimizers' slots (call under the strategy scope)."""
+        """Builds both networks and, once compiled, both optimizers' slots (call under the
+        strategy scope)."""
         self.generator.build()
         self.discriminator.build()
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        if self.compiled:
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
         self.built = True
+
+    def _built(self):
+        if not self.built or (self.compiled and not self.g_optimizer.built):
+            with self.distribute_strategy.scope():  # the strategy the model was made under
+                self.build()
+
+    def save_weights(self, filepath, *args, **kwargs):
+        """``keras.Model.save_weights``, building first: after ``compile`` and
+        ``train_step`` (the class example, a custom loop) every variable existed but
+        Keras refused a model "not yet built"."""
+        self._built()
+        return super().save_weights(filepath, *args, **kwargs)
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """``keras.Model.load_weights``, building first (networks, and the optimizers'
+        slots once compiled), so that a fresh model resumes before ``fit``."""
+        self._built()
+        return super().load_weights(filepath, *args, **kwargs)
 
     def fit(self, *args, **kwargs):
         """``keras.Model.fit``, building first: variables created while ``fit`` traces its
@@ -365,9 +388,7 @@ class PENetGAN(keras.Model):
                 callback.save_weights_only
             ):
                 self.save(callback.filepath)
-        if not self.built:
-            with self.distribute_strategy.scope():  # the strategy the model was made under
-                self.build()
+        self._built()
         return super().fit(*args, **kwargs)
 
     def save(self, filepath, *args, **kwargs):
