@@ -540,7 +540,11 @@ def encode_png(array, level=1, threads=None):
     no filter, and free of Pillow's per-row filter search). ``threads`` slices of rows
     (default: the CPU count) are deflated in parallel (zlib releases the GIL); each slice
     but the last ends with a sync flush, which ends on a byte boundary, so the slices
-    concatenate into one zlib stream.
+    concatenate into one zlib stream. Deflate looks only for runs (``Z_RLE``): a 12-MP
+    mosaic of real photos at their own resolution took 242 ms (232-389) for 17.9 MB where
+    zlib's default matching took 325 ms (311-373) for 18.7 MB (2 threads, 6 alternating
+    rounds, 2026-12-06, AMD EPYC); a mask or a graphic's flat rows come out at 0.3-0.6
+    of the size (a 200^2 checkerboard at 1.4 times).
     """
     array = np.asarray(array)
     if array.dtype != np.uint8:
@@ -560,7 +564,8 @@ def encode_png(array, level=1, threads=None):
     bounds = np.linspace(0, height, slices + 1).astype(int)
 
     def deflate(index):
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate
+        # raw deflate, runs only
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_RLE)
         last = index == slices - 1
         data = compressor.compress(filtered[bounds[index] : bounds[index + 1]])
         return data + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)

@@ -612,6 +612,16 @@ def test_encode_png_is_read_back_exactly_by_pillow_and_tensorflow(shape, threads
     np.testing.assert_array_equal(decoded, expected.reshape(decoded.shape))
 
 
+def test_encode_png_deflates_runs():
+    """Deflate looks for runs only (zlib's Z_RLE): faster on photos and smaller on flat
+    rows (a mask: 2.7 times the bytes with zlib's default matching)."""
+    mask = np.zeros((900, 1200), np.uint8)
+    mask[300:450, 450:780] = 255
+    data = image_io.encode_png(mask, threads=2)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), mask)
+    assert len(data) < 4000, len(data)  # 2,698 bytes; 7,266 with the default strategy
+
+
 def test_write_png_is_atomic_and_refuses_what_png_cannot_hold(tmp_path):
     photo = np.random.default_rng(0).integers(0, 256, (300, 400, 3)).astype(np.uint8)
     path = tmp_path / "out.png"
