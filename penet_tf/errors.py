@@ -6,6 +6,21 @@ the error's ``exit_status``.
 """
 
 
+def require_float(dtype, who, name="image", expected="float in [-1, 1]", hint=""):
+    """Raises ValueError unless ``dtype`` (a tensor's) is floating: PEN-Net's networks and
+    losses take images in [-1, 1], and a uint8 0-255 photo ran and gave a wrong image or
+    loss without a word. One message for the generator, the discriminator, the losses and
+    ``PENetGAN``'s batches."""
+    import tensorflow as tf
+
+    dtype = tf.as_dtype(dtype)
+    if not dtype.is_floating:
+        raise ValueError(
+            f"{who}: {name} must be {expected}, got {dtype.name}; convert uint8 photos with "
+            f"penet_tf.inference.uint8_to_float{hint}."
+        )
+
+
 class PenetError(Exception):
     """An error whose message is all the user needs (no traceback)."""
 

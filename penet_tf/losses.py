@@ -5,6 +5,7 @@ Images are in [-1, 1]; masks are 1 in holes and 0 on known pixels.
 
 import tensorflow as tf
 
+from penet_tf.errors import require_float
 from penet_tf.layers.attention_transfer import resize_align_corners
 
 
@@ -17,11 +18,7 @@ def _images(*images):
     against a [-1, 1] prediction, without a word (the models refuse uint8 too)."""
     tensors = [tf.convert_to_tensor(image) for image in images]
     for tensor in tensors:
-        if not tensor.dtype.is_floating:
-            raise ValueError(
-                f"PEN-Net's losses take float images in [-1, 1], got {tensor.dtype.name} "
-                "(convert uint8 photos with penet_tf.inference.uint8_to_float)"
-            )
+        require_float(tensor.dtype, "PEN-Net's losses", "images")
     return _f32(*tensors)
 
 

@@ -1,8 +1,8 @@
 """Image inpainting metrics: the paper's (L1, MS-SSIM, IS, FID) and the release's (MAE, PSNR, SSIM).
 
 Every paired metric takes uint8 images (or float values on the uint8 scale, 0..255) of
-shape [B, H, W, C] and returns one value per image, float64; floats with negative values
-(the models' [-1, 1]) or with fractions all within [0, 1] are refused by name:
+shape [B, H, W, C] and returns one value per image, float64; floats that look like the
+models' [-1, 1] or like [0, 1] fractions are refused by name:
 
 * ``l1``: mean |a - b| on [0, 1], times 100 (the paper's "L1 loss" column). ``l1(...,
   mask)`` averages over the hole only (the paper does not say which of the two it reports).
@@ -60,21 +60,28 @@ INCEPTION_WEIGHTS_URL = (
 
 
 def _check_scale(image, name):
-    """Refuses float images that are not on the uint8 scale: negative values (the models'
-    [-1, 1]) or fractions all within [0, 1] (``convert_image_dtype``'s floats). Such
-    pairs gave plausible wrong numbers: [-1, 1] images scored PSNR 68.4 dB, L1 0.03 and
-    SSIM 0.9998 where their uint8 versions score 26.3 dB, 3.84 and 0.985."""
+    """Refuses float images that look like another scale than uint8's: every value within
+    [-1, 1] with some negative (the models' [-1, 1]), or within [0, 1] with fractions
+    (``convert_image_dtype``'s floats). Such pairs gave plausible wrong numbers: [-1, 1]
+    images scored PSNR 68.4 dB, L1 0.03 and SSIM 0.9998 where their uint8 versions score
+    26.3 dB, 3.84 and 0.985. (A bicubic resize's overshoot below 0 or above 255, and a
+    nearly black photo of whole values, are taken.)"""
     if image.dtype.is_integer or image.dtype == tf.bool:
         return
     values = tf.cast(image, tf.float64)
     low, high = float(tf.reduce_min(values)), float(tf.reduce_max(values))
-    fractions = high <= 1.0 and bool(tf.reduce_any(tf.not_equal(values, tf.round(values))))
-    if low < 0.0 or fractions:
-        raise ValueError(
-            f"metrics take images on the uint8 scale (0..255); {name} holds values from "
-            f"{low:.3g} to {high:.3g}: convert [-1, 1] images with "
-            "penet_tf.inference.float_to_uint8, [0, 1] floats by multiplying by 255"
-        )
+    if high > 1.0 or low < -1.0:
+        return
+    if low < 0.0:
+        scale = "[-1, 1] (convert them with penet_tf.inference.float_to_uint8)"
+    elif bool(tf.reduce_any(tf.not_equal(values, tf.round(values)))):
+        scale = "[0, 1] (multiply them by 255)"
+    else:
+        return
+    raise ValueError(
+        f"metrics take images on the uint8 scale (0..255); {name} holds values from "
+        f"{low:.3g} to {high:.3g}, as images in {scale}"
+    )
 
 
 def _pair(a, b):

@@ -111,7 +111,7 @@ def test_integer_images_are_refused():
     photo = tf.fill([1, 8, 8, 3], tf.constant(128, tf.uint8))
     mask = tf.ones([1, 8, 8, 1], tf.uint8)  # masks may be integers
     for loss in (losses.hole_l1, losses.valid_l1, losses.composite):
-        with pytest.raises(ValueError, match="float images in \\[-1, 1\\], got uint8"):
+        with pytest.raises(ValueError, match="images must be float in \\[-1, 1\\], got uint8"):
             loss(prediction, photo, mask)
     with pytest.raises(ValueError, match="got uint8"):
         losses.pyramid_l1([prediction], photo)

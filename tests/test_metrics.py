@@ -318,8 +318,11 @@ def test_images_off_the_uint8_scale_are_refused_by_name(photos):
                 metric(*pair)
     with pytest.raises(ValueError, match="the second image holds values from -1"):
         metrics.paired_metrics(a, signed[1])
-    # floats on the uint8 scale and whole-number dark images are taken as before
+    # floats on the uint8 scale (a bicubic resize's overshoot too) and whole-number dark
+    # images are taken as before
     np.testing.assert_allclose(metrics.psnr(a.astype(np.float32), b), metrics.psnr(a, b))
+    overshoot = a.astype(np.float64) * 1.1 - 12.0  # -12 .. 268.5
+    assert np.isfinite(metrics.psnr(overshoot, b)).all()
     dark = np.minimum(a, 1).astype(np.float64)
     assert np.isfinite(metrics.l1(dark, np.zeros_like(dark))).all()
     mask = np.zeros(a.shape[:3] + (1,))

@@ -390,6 +390,33 @@ def test_mixed_float16_wraps_plain_optimizers_in_loss_scaling():
     assert isinstance(gan.d_optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+def test_saving_a_loss_scaled_gan_keeps_its_loss_scale(tmp_path):
+    """save_weights / load_weights built the LossScaleOptimizers again: new loss-scale and
+    step variables, the scale back at 32768 (a traced step kept updating the old ones),
+    and a resumed run skipped loading them ("142 vs 144 variables")."""
+    networks = lambda: (  # noqa: E731
+        Generator(base_channels=4, dtype="mixed_float16"),
+        Discriminator(base_channels=8, dtype="mixed_float16"),
+    )
+    gan = PENetGAN(*networks())
+    gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    _, images, masks = _keras_user_gan()
+    step = tf.function(gan.released_step)
+    step((images[:2], masks[:2]))
+    gan.g_optimizer.dynamic_scale.assign(1024.0)
+    count = len(gan.g_optimizer.variables)
+    gan.save_weights(tmp_path / "gan.weights.h5")
+    assert len(gan.g_optimizer.variables) == count
+    assert float(gan.g_optimizer.dynamic_scale) == 1024.0
+    step((images[2:4], masks[2:4]))  # the traced step updates the variables that are saved
+    assert int(gan.g_optimizer.step_counter) == 2 and int(gan.g_optimizer.iterations) == 2
+    resumed = PENetGAN(*networks())
+    resumed.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    resumed.load_weights(tmp_path / "gan.weights.h5")
+    assert float(resumed.g_optimizer.dynamic_scale) == 1024.0
+    assert int(resumed.g_optimizer.iterations) == 1
+
+
 def test_an_output_dir_tensorflow_cannot_write_is_refused_by_name(photos, tmp_path):
     """A Latin-1 output_dir failed in TensorFlow's CheckpointManager with "'utf-8' codec
     can't encode character", naming no path."""

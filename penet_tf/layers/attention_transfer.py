@@ -1148,7 +1148,7 @@ class AttentionTransfer(keras.layers.Layer):
         self.fuse = fuse
         self.filters = filters
         fuse_rates = tuple(fuse_rates)
-        if not fuse_rates or not all(
+        if (fuse and not fuse_rates) or not all(
             isinstance(rate, numbers.Integral) and not isinstance(rate, bool) and rate >= 1
             for rate in fuse_rates
         ):  # (an empty tuple failed at build with a ZeroDivisionError)

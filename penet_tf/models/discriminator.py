@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from penet_tf.errors import require_float
 from penet_tf.layers.spectral_norm import SpectralNorm
 
 KERNEL_SIZE = 5
@@ -119,12 +120,7 @@ class Discriminator(keras.Model):
 
     def call(self, image, training=False):
         shape = image.shape
-        dtype = tf.as_dtype(image.dtype)
-        if not dtype.is_floating:
-            raise ValueError(
-                f"Discriminator: image must be float in [-1, 1], got {dtype.name}; convert "
-                "uint8 photos with penet_tf.inference.uint8_to_float."
-            )
+        require_float(image.dtype, "Discriminator")
         if shape.rank != 4 or shape[-1] != 3:
             raise ValueError(f"Discriminator: expected image [batch, H, W, 3], got shape {shape}.")
         too_small = f"is too small; H and W must be at least {MIN_SIZE}"

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from penet_tf.errors import require_float
 from penet_tf.initializers import kernel_initializer
 from penet_tf.layers.attention_transfer import AttentionTransfer, resize_align_corners
 from penet_tf.layers.patches import check_patch_method
@@ -69,14 +70,9 @@ def check_image_and_mask(image, mask, multiple=SIZE_MULTIPLE, who="Generator"):
         f" with H and W multiples of {multiple}" if multiple > 1 else ""
     )
     image_shape, mask_shape = image.shape, mask.shape
-    for name, tensor in (("image", image), ("mask", mask)):
-        dtype = tf.as_dtype(tensor.dtype)
-        if not dtype.is_floating:  # a uint8 0-255 photo ran, and gave a wrong image
-            raise ValueError(
-                f"{who}: {name} must be float ({'in [-1, 1]' if name == 'image' else '1 = hole'}"
-                f"), got {dtype.name}; convert uint8 photos with "
-                "penet_tf.inference.uint8_to_float (or use penet_tf.inference.composite_uint8)."
-            )
+    hint = " (or use penet_tf.inference.composite_uint8)"
+    require_float(image.dtype, who, "image", "float (in [-1, 1])", hint)
+    require_float(mask.dtype, who, "mask", "float (1 = hole)", hint)
     if image_shape.rank != 4:
         raise ValueError(f"{who}: image must be 4-D; {expected}; got image shape {image_shape}.")
     if mask_shape.rank != 4:

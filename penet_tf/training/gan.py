@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from penet_tf import losses
+from penet_tf.errors import require_float
 from penet_tf.inference import hole_mask
 
 
@@ -88,11 +89,7 @@ def _image_and_mask(data, check_range=True):
     if mask is None:
         raise ValueError("PENetGAN: a batch is (image, mask); got images without masks.")
     image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
-    if not image.dtype.is_floating:
-        raise ValueError(
-            "PENetGAN: images must be float in [-1, 1] (uint8 x / 127.5 - 1), got "
-            f"{image.dtype.name}."
-        )
+    require_float(image.dtype, "PENetGAN", "images")
     float_mask = mask.dtype.is_floating  # (bool and integer masks are 0 / 1 by now)
     if mask.dtype.is_integer:
         mask = hole_mask(mask)
@@ -353,13 +350,20 @@ class PENetGAN(keras.Model):
         strategy scope)."""
         self.generator.build()
         self.discriminator.build()
-        if self.compiled:
-            self.g_optimizer.build(self.generator.trainable_variables)
-            self.d_optimizer.build(self.discriminator.trainable_variables)
+        for optimizer, network in self._optimizers():
+            # (once: a LossScaleOptimizer built again made new loss-scale and step
+            # variables, the scale back at 32768, apart from those a traced step updates)
+            if not optimizer.built:
+                optimizer.build(network.trainable_variables)
         self.built = True
 
-    def _built(self):
-        if not self.built or (self.compiled and not self.g_optimizer.built):
+    def _optimizers(self):
+        if not self.compiled:
+            return []
+        return [(self.g_optimizer, self.generator), (self.d_optimizer, self.discriminator)]
+
+    def _build_once(self):
+        if not self.built or not all(optimizer.built for optimizer, _ in self._optimizers()):
             with self.distribute_strategy.scope():  # the strategy the model was made under
                 self.build()
 
@@ -367,13 +371,13 @@ class PENetGAN(keras.Model):
         """``keras.Model.save_weights``, building first: after ``compile`` and
         ``train_step`` (the class example, a custom loop) every variable existed but
         Keras refused a model "not yet built"."""
-        self._built()
+        self._build_once()
         return super().save_weights(filepath, *args, **kwargs)
 
     def load_weights(self, filepath, *args, **kwargs):
         """``keras.Model.load_weights``, building first (networks, and the optimizers'
         slots once compiled), so that a fresh model resumes before ``fit``."""
-        self._built()
+        self._build_once()
         return super().load_weights(filepath, *args, **kwargs)
 
     def fit(self, *args, **kwargs):
@@ -388,7 +392,7 @@ class PENetGAN(keras.Model):
                 callback.save_weights_only
             ):
                 self.save(callback.filepath)
-        self._built()
+        self._build_once()
         return super().fit(*args, **kwargs)
 
     def save(self, filepath, *args, **kwargs):
