@@ -24,10 +24,12 @@ import io
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -239,9 +241,18 @@ def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tm
     opened, while Inpaint stayed disabled with nothing saying why."""
     Image.fromarray(photo(60, 80)).save(tmp_path / "photo.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")
+    Image.fromarray(photo(100, 12000)).save(tmp_path / "strip.png")
+    # A PNG header of 10000 x 5000 pixels (50 MP) and no pixels: refused from the header
+    # (it was decoded first: a 400-MP PNG took 6 s and 1.6 GB; past about 536 MP the
+    # decode failed and the page said only "Cannot read").
+    header = struct.pack(">IIBBBBB", 10000, 5000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + header
+    chunk += struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
     page = _page_test(
         "tests/model_error_test.mjs", "--url", server,
         "--image", tmp_path / "photo.png", "--bad", tmp_path / "bad.png",
+        "--strip", tmp_path / "strip.png", "--huge", tmp_path / "huge.png",
     )  # fmt: skip
     assert page["loaded"]["error"].startswith("No model at missing/model.json")
     opened = page["opened"]
@@ -251,6 +262,14 @@ def test_a_model_that_cannot_load_stays_named_after_a_photo_is_opened(server, tm
     refused = page["refused"]  # (a refused file's message alone hid it again)
     assert refused["status"].startswith("Cannot read bad.png as an image. No model at")
     assert refused["error"] == refused["status"] and refused["inpaintDisabled"]
+    assert page["huge"]["status"].startswith(
+        "huge.png is 10000 × 5000 pixels (50.0 MP); this page takes photos up to 40 MP."
+    )
+    # The paint layer covers the strip's photo exactly (it was up to 1.6 CSS pixels wider:
+    # a stroke 55 photo pixels off at the strip's end).
+    photo_box, paint_box = page["boxes"]["photo"], page["boxes"]["paint"]
+    assert abs(photo_box["width"] - paint_box["width"]) * 12000 / photo_box["width"] < 1.0
+    assert abs(photo_box["height"] - paint_box["height"]) < 0.05
 
 
 def test_a_photo_picked_while_another_decodes(server, tmp_path):
@@ -363,7 +382,7 @@ def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(
     with Image.open(io.BytesIO(base64.b64decode(page["downloadPng"]))) as download:
         assert download.format == "PNG" and download.size == (width, height)
         np.testing.assert_array_equal(np.asarray(download.convert("RGB")), result_rgb)
-        assert download.info["icc_profile"] == profile  # the photo's (profile.js)
+        assert download.info["icc_profile"] == profile  # the photo's (photo_file.js)
     assert page["downloadName"] == "photo-inpainted.png"
     np.testing.assert_array_equal(result_rgb[~hole], picture[~hole])
     assert (result_rgb != picture).any(axis=-1)[hole].mean() > 0.9
@@ -569,56 +588,97 @@ def test_crop_js_cuts_a_thin_panoramas_stroke_into_blended_pieces():
     assert len(portrait_run["plan"]) == 16
 
 
-_PROFILE = """
+_PHOTO_FILE = """
 import { readFileSync, writeFileSync } from 'node:fs';
-import { colourProfile, withColourProfile } from './profile.js';
+import { colourProfile, photoSize, withColourProfile } from './photo_file.js';
 const [files, png, out] = JSON.parse(process.argv[1]);
 const found = [];
 for (const file of files) {
-  const profile = await colourProfile(new Uint8Array(readFileSync(file)));
-  found.push(profile && Buffer.from(profile).toString('base64'));
+  const bytes = new Uint8Array(readFileSync(file));
+  const profile = await colourProfile(bytes);
+  const text = profile && Buffer.from(profile).toString('base64');
+  found.push({ profile: text, size: photoSize(bytes) });
 }
 const profile = await colourProfile(new Uint8Array(readFileSync(files[0])));
-writeFileSync(out, await withColourProfile(new Uint8Array(readFileSync(png)), profile));
+const download = await withColourProfile(new Blob([readFileSync(png)]), profile);
+writeFileSync(out, new Uint8Array(await download.arrayBuffer()));
 console.log(JSON.stringify(found));
 """
 
 
-def test_the_download_keeps_the_photos_colour_profile(tmp_path):
+def _jpeg_segments(data):
+    """A JPEG's bytes cut into [SOI, segment, ..., the rest from the first scan]."""
+    parts, at = [data[:2]], 2
+    while data[at + 1] != 0xDA:
+        length = struct.unpack(">H", data[at + 2 : at + 4])[0]
+        parts.append(data[at : at + 2 + length])
+        at += 2 + length
+    return [*parts, data[at:]]
+
+
+def test_photo_files_give_their_size_and_colour_profile_and_the_download_keeps_it(tmp_path):
     """The page saved its result without the photo's ICC profile: a Display P3 or Adobe
     RGB photo's stored values were then shown as sRGB, every pixel's colour moved (the
     CLIs write the profile: penet_tf.image_io.colour_profile / with_colour_profile).
-    demos/web/profile.js reads it from a JPEG (APP2 segments, here one over 64 KB, so
-    three of them), a PNG (iCCP) or a WebP (ICCP) and writes it into the download PNG."""
+    demos/web/photo_file.js reads it as Pillow does from a JPEG (APP2 segments: here one
+    over 64 KB, so three of them; none when one is missing or doubled), a PNG (iCCP), a
+    WebP (ICCP) or an AVIF (colr), writes it into the download PNG, and reads each
+    format's size from its header (to refuse a photo over the limit before decoding)."""
     from PIL import ImageCms
 
     picture = photo(40, 60)
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     large, grey = _fake_profile(150_000), _fake_profile(600, b"GRAY")
-    files = []
-    for name, profile, options in [
+    cases = [
         ("p.jpg", large, {"quality": 95}),
+        ("progressive.jpg", srgb, {"progressive": True}),
         ("p.png", srgb, {}),
         ("p.webp", srgb, {"lossless": True}),
+        ("lossy.webp", None, {"quality": 80}),
+        ("p.avif", srgb, {}),
+        ("p.gif", None, {}),
+        ("p.bmp", None, {}),
         ("grey.png", grey, {}),
         ("none.jpg", None, {}),
-    ]:
+    ]
+    files = []
+    for name, profile, options in cases:
         path = tmp_path / name
-        Image.fromarray(picture).save(path, icc_profile=profile, **options)
+        extra = {"icc_profile": profile} if profile else {}
+        Image.fromarray(picture).save(path, **extra, **options)
         with Image.open(path) as image:  # what Pillow (and so the CLIs) reads
-            assert image.info.get("icc_profile") == profile
+            assert image.info.get("icc_profile") == profile, name
         files.append(str(path))
+    # The large profile's JPEG with a segment left out, with one doubled (Pillow: no
+    # profile), and with junk bytes before a segment (Pillow: the profile).
+    parts = _jpeg_segments((tmp_path / "p.jpg").read_bytes())
+    icc = [i for i, part in enumerate(parts) if part[1] == 0xE2 and b"ICC_PROFILE" in part]
+    assert len(icc) == 3
+    variants = {
+        "missing.jpg": [part for i, part in enumerate(parts) if i != icc[1]],
+        "doubled.jpg": parts[: icc[1] + 1] + parts[icc[1] :],
+        "junk.jpg": parts[: icc[1]] + [b"\x00junk"] + parts[icc[1] :],
+    }
+    for name, variant in variants.items():
+        (tmp_path / name).write_bytes(b"".join(variant))
+        with Image.open(tmp_path / name) as image:
+            cases.append((name, image.info.get("icc_profile"), {}))
+        files.append(str(tmp_path / name))
+    assert [profile for name, profile, _ in cases[-3:]] == [None, None, large]
     # An encoder's PNG with a colour chunk of its own: replaced, not doubled.
     Image.fromarray(picture).save(tmp_path / "result.png", icc_profile=srgb)
     out = tmp_path / "download.png"
     result = subprocess.run(
-        ["node", "--input-type=module", "-e", _PROFILE,
+        ["node", "--input-type=module", "-e", _PHOTO_FILE,
          json.dumps([files, str(tmp_path / "result.png"), str(out)])],
         cwd=WEB, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    found = [b and base64.b64decode(b) for b in json.loads(result.stdout)]
-    assert found == [large, srgb, srgb, None, None]
+    found = json.loads(result.stdout)
+    for (name, profile, _), read in zip(cases, found, strict=True):
+        expected = profile if profile and profile[16:20] == b"RGB " else None
+        assert (read["profile"] and base64.b64decode(read["profile"])) == expected, name
+        assert read["size"] == {"width": 60, "height": 40}, name
     with Image.open(out) as download:
         download.load()
         assert download.info["icc_profile"] == large

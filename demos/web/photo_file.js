@@ -1,98 +1,215 @@
-// The photo's colour profile, carried into the downloaded PNG.
+// What the page reads from a photo file's first bytes, before decoding it: its size, to
+// refuse a photo over the page's limits at once and by name (a 400-MP PNG decoded for
+// 6 s and 1.6 GB before it was refused; past about 536 MP Chromium's decode failed and the
+// page said only that the file could not be read), and its colour profile, carried into
+// the downloaded PNG.
 //
-// The page reads a photo's stored pixel values (no colour-space conversion), so the
-// result holds the photo's values; a PNG without a profile is shown as sRGB, and a phone's
-// Display P3 photo (or an Adobe RGB one) came back with every pixel's colour moved, not
-// only the painted ones. As penet_tf.image_io.colour_profile / with_colour_profile do for
-// the CLIs, the ICC profile of the opened JPEG, PNG or WebP is read from its header
-// (when it describes RGB) and written into the downloaded PNG as its iCCP chunk.
+// The page reads a photo's stored pixel values (no colour-space conversion), so the result
+// holds the photo's values; a PNG without a profile is shown as sRGB, and a phone's Display
+// P3 photo (or an Adobe RGB one) came back with every pixel's colour moved, not only the
+// painted ones. As penet_tf.image_io.colour_profile / with_colour_profile do for the CLIs
+// (Pillow's readers), the ICC profile of a JPEG (APP2 segments, all of them), PNG (iCCP),
+// WebP (ICCP) or AVIF (colr) is read when it describes RGB and written into the download
+// as its iCCP chunk.
 //
-// Pure functions on byte arrays (no DOM); the zlib streams are the platform's
-// CompressionStream / DecompressionStream ("deflate" is zlib's format), in browsers and
-// in Node alike.
+// Pure functions on byte arrays and Blobs (no DOM); the zlib streams are the platform's
+// CompressionStream / DecompressionStream ("deflate" is zlib's format), in browsers and in
+// Node alike.
 
 const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 const ASCII = (bytes, start, length) =>
   String.fromCharCode(...bytes.subarray(start, start + length));
+const bigEndian16 = (bytes, at) => (bytes[at] << 8) | bytes[at + 1];
 const bigEndian32 = (bytes, at) =>
   ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
-const littleEndian32 = (bytes, at) =>
-  (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
+const littleEndian16 = (bytes, at) => bytes[at] | (bytes[at + 1] << 8);
+const littleEndian24 = (bytes, at) => bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16);
+const littleEndian32 = (bytes, at) => (littleEndian24(bytes, at) | (bytes[at + 3] << 24)) >>> 0;
 
 async function throughStream(bytes, stream) {
   const body = new Blob([bytes]).stream().pipeThrough(stream);
   return new Uint8Array(await new Response(body).arrayBuffer());
 }
 
-/** Whether `bytes` start as a PNG. */
 function isPng(bytes) {
   return PNG_SIGNATURE.every((value, i) => bytes[i] === value);
 }
 
-/** A PNG's chunks: [{type, start (of the length field), data: [begin, end)}]. */
-function pngChunks(bytes) {
+/** A PNG's chunks: [{type, start (of the length field), end, data: [begin, end)}]. */
+function pngChunks(bytes, stopAt = 'IEND') {
   const chunks = [];
   let at = PNG_SIGNATURE.length;
   while (at + 12 <= bytes.length) {
     const length = bigEndian32(bytes, at);
     const type = ASCII(bytes, at + 4, 4);
     const end = at + 12 + length;
-    if (end > bytes.length) break; // cut short: what was read is kept
-    chunks.push({ type, start: at, end, data: [at + 8, at + 8 + length] });
-    if (type === 'IEND') break;
+    chunks.push({ type, start: at, end, data: [at + 8, Math.min(at + 8 + length, bytes.length)] });
+    if (type === stopAt || end > bytes.length) break;
     at = end;
   }
   return chunks;
 }
 
-/** The ICC profile of a JPEG: its APP2 "ICC_PROFILE" segments in sequence order. */
-function jpegProfile(bytes) {
-  const parts = [];
+/** A JPEG's segments before its image data: [{marker, data}] (fill and junk bytes skipped). */
+function jpegSegments(bytes) {
+  const segments = [];
   let at = 2;
-  while (at + 4 <= bytes.length && bytes[at] === 0xff) {
-    const marker = bytes[at + 1];
-    if (marker === 0xff) {
-      at += 1; // fill byte
+  while (at + 4 <= bytes.length) {
+    if (bytes[at] !== 0xff || bytes[at + 1] === 0xff || bytes[at + 1] === 0) {
+      at += 1; // junk before a marker, or a fill byte (libjpeg skips them too)
       continue;
     }
+    const marker = bytes[at + 1];
     if (marker === 0xd9 || marker === 0xda) break; // end of image, start of scan
     if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
       at += 2; // markers without a length
       continue;
     }
-    const length = (bytes[at + 2] << 8) | bytes[at + 3];
-    const start = at + 4;
-    if (marker === 0xe2 && length >= 16 && ASCII(bytes, start, 12) === 'ICC_PROFILE\0') {
-      parts.push({ order: bytes[start + 12], data: bytes.subarray(start + 14, at + 2 + length) });
-    }
+    const length = bigEndian16(bytes, at + 2);
+    segments.push({ marker, data: bytes.subarray(at + 4, at + 2 + length) });
     at += 2 + length;
   }
-  if (!parts.length) return null;
-  parts.sort((a, b) => a.order - b.order);
-  const profile = new Uint8Array(parts.reduce((sum, part) => sum + part.data.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    profile.set(part.data, offset);
-    offset += part.data.length;
-  }
-  return profile;
+  return segments;
 }
 
-/** The ICC profile of a WebP: its ICCP chunk. */
-function webpProfile(bytes) {
+/**
+ * A JPEG's ICC profile: its APP2 "ICC_PROFILE" segments joined in sequence order, as
+ * Pillow joins them; none when a segment is missing or repeated (Pillow gives none).
+ */
+function jpegProfile(segments) {
+  const parts = segments
+    .filter(({ marker, data }) => marker === 0xe2 && ASCII(data, 0, 12) === 'ICC_PROFILE\0')
+    .map(({ data }) => ({ order: data[12], count: data[13], data: data.subarray(14) }));
+  if (!parts.length) return null;
+  const count = parts[0].count;
+  const orders = new Set(parts.map((part) => part.order));
+  const whole =
+    parts.length === count &&
+    parts.every((part) => part.count === count) &&
+    orders.size === count &&
+    [...orders].every((order) => order >= 1 && order <= count);
+  if (!whole) return null;
+  parts.sort((a, b) => a.order - b.order);
+  return concatenate(parts.map((part) => part.data));
+}
+
+function concatenate(parts) {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** A RIFF WebP's chunks: [{type, data}]. */
+function webpChunks(bytes) {
+  const chunks = [];
   let at = 12;
   while (at + 8 <= bytes.length) {
     const type = ASCII(bytes, at, 4);
     const length = littleEndian32(bytes, at + 4);
-    if (type === 'ICCP') return bytes.slice(at + 8, Math.min(at + 8 + length, bytes.length));
+    chunks.push({ type, data: bytes.subarray(at + 8, at + 8 + length) });
     at += 8 + length + (length % 2);
   }
+  return chunks;
+}
+
+/** The boxes of an ISO media file (AVIF) inside [start, end): [{type, data}]. */
+function isoBoxes(bytes, start = 0, end = bytes.length) {
+  const boxes = [];
+  let at = start;
+  while (at + 8 <= end) {
+    let size = bigEndian32(bytes, at);
+    let header = 8;
+    if (size === 1) {
+      size = bigEndian32(bytes, at + 8) * 2 ** 32 + bigEndian32(bytes, at + 12);
+      header = 16;
+    } else if (size === 0) {
+      size = end - at; // to the end of the file
+    }
+    if (size < header) break;
+    boxes.push({ type: ASCII(bytes, at + 4, 4), data: bytes.subarray(at + header, Math.min(at + size, end)) });
+    at += size;
+  }
+  return boxes;
+}
+
+/** An AVIF's item properties (meta > iprp > ipco): [{type, data}]. */
+function avifProperties(bytes) {
+  const meta = isoBoxes(bytes).find((box) => box.type === 'meta');
+  if (!meta) return [];
+  const iprp = isoBoxes(meta.data, 4).find((box) => box.type === 'iprp'); // (meta is a full box)
+  const ipco = iprp && isoBoxes(iprp.data).find((box) => box.type === 'ipco');
+  return ipco ? isoBoxes(ipco.data) : [];
+}
+
+/** The file's format by its first bytes: 'jpeg', 'png', 'webp', 'gif', 'bmp', 'avif' or null. */
+function format(bytes) {
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) return 'jpeg';
+  if (isPng(bytes)) return 'png';
+  if (ASCII(bytes, 0, 4) === 'RIFF' && ASCII(bytes, 8, 4) === 'WEBP') return 'webp';
+  if (ASCII(bytes, 0, 4) === 'GIF8') return 'gif';
+  if (ASCII(bytes, 0, 2) === 'BM') return 'bmp';
+  if (ASCII(bytes, 4, 4) === 'ftyp' && ['avif', 'avis'].includes(ASCII(bytes, 8, 4))) return 'avif';
   return null;
+}
+
+// JPEG start-of-frame markers (not DHT C4, JPG C8, DAC CC).
+const SOF = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0xc9, 0xca, 0xcb, 0xcd, 0xce, 0xcf]);
+
+/** {width, height} from the file's header, or null (another format, or not found). */
+export function photoSize(bytes) {
+  const size = (width, height) => (width > 0 && height > 0 ? { width, height } : null);
+  switch (format(bytes)) {
+    case 'png':
+      return bytes.length >= 24 ? size(bigEndian32(bytes, 16), bigEndian32(bytes, 20)) : null;
+    case 'jpeg': {
+      const frame = jpegSegments(bytes).find(({ marker }) => SOF.has(marker));
+      return frame ? size(bigEndian16(frame.data, 3), bigEndian16(frame.data, 1)) : null;
+    }
+    case 'webp': {
+      const [first] = webpChunks(bytes);
+      const data = first && first.data;
+      if (!data) return null;
+      if (first.type === 'VP8X' && data.length >= 10) {
+        return size(littleEndian24(data, 4) + 1, littleEndian24(data, 7) + 1);
+      }
+      if (first.type === 'VP8 ' && data.length >= 10) {
+        return size(littleEndian16(data, 6) & 0x3fff, littleEndian16(data, 8) & 0x3fff);
+      }
+      if (first.type === 'VP8L' && data.length >= 5) {
+        const bits = littleEndian32(data, 1);
+        return size((bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1);
+      }
+      return null;
+    }
+    case 'gif':
+      return bytes.length >= 10 ? size(littleEndian16(bytes, 6), littleEndian16(bytes, 8)) : null;
+    case 'bmp': {
+      if (bytes.length < 26) return null;
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return size(Math.abs(view.getInt32(18, true)), Math.abs(view.getInt32(22, true)));
+    }
+    case 'avif': {
+      // The largest image spatial extent (the primary image's, not a thumbnail's).
+      let best = null;
+      for (const { type, data } of avifProperties(bytes)) {
+        if (type !== 'ispe' || data.length < 12) continue;
+        const found = size(bigEndian32(data, 4), bigEndian32(data, 8));
+        if (found && (!best || found.width * found.height > best.width * best.height)) best = found;
+      }
+      return best;
+    }
+    default:
+      return null;
+  }
 }
 
 /** The ICC profile of a PNG: its iCCP chunk, inflated. */
 async function pngProfile(bytes) {
-  const chunk = pngChunks(bytes).find(({ type }) => type === 'iCCP');
+  const chunk = pngChunks(bytes, 'IDAT').find(({ type }) => type === 'iCCP');
   if (!chunk) return null;
   const data = bytes.subarray(...chunk.data);
   const nameEnd = data.indexOf(0);
@@ -100,16 +217,30 @@ async function pngProfile(bytes) {
   return throughStream(data.subarray(nameEnd + 2), new DecompressionStream('deflate'));
 }
 
+/** The ICC profile of an AVIF: its colr property of type 'prof' or 'rICC'. */
+function avifProfile(bytes) {
+  for (const { type, data } of avifProperties(bytes)) {
+    const kind = ASCII(data, 0, 4);
+    if (type === 'colr' && (kind === 'prof' || kind === 'rICC')) return data.slice(4);
+  }
+  return null;
+}
+
 /**
- * The ICC colour profile embedded in an image file's bytes (JPEG, PNG or WebP) when it
- * describes RGB; else null (none, a grey or CMYK one, another format, a damaged one).
+ * The ICC colour profile embedded in an image file's first bytes (JPEG, PNG, WebP or
+ * AVIF) when it describes RGB; else null (none, a grey or CMYK one, another format, a
+ * damaged one).
  */
 export async function colourProfile(bytes) {
   let profile = null;
   try {
-    if (bytes[0] === 0xff && bytes[1] === 0xd8) profile = jpegProfile(bytes);
-    else if (isPng(bytes)) profile = await pngProfile(bytes);
-    else if (ASCII(bytes, 0, 4) === 'RIFF' && ASCII(bytes, 8, 4) === 'WEBP') profile = webpProfile(bytes);
+    const kind = format(bytes);
+    if (kind === 'jpeg') profile = jpegProfile(jpegSegments(bytes));
+    else if (kind === 'png') profile = await pngProfile(bytes);
+    else if (kind === 'webp') {
+      const chunk = webpChunks(bytes).find(({ type }) => type === 'ICCP');
+      profile = chunk ? chunk.data : null;
+    } else if (kind === 'avif') profile = avifProfile(bytes);
   } catch {
     return null; // a damaged profile: the photo is shown (and saved) without one
   }
@@ -141,31 +272,33 @@ function pngChunk(type, data) {
 
 // Chunks that say how to read the colours: replaced by the photo's profile.
 const COLOUR_CHUNKS = new Set(['iCCP', 'sRGB', 'gAMA', 'cHRM', 'cICP']);
+// Bytes of the PNG read to find its chunks before the image data (an encoder's are small).
+const PNG_HEAD = 1 << 20;
 
 /**
- * PNG bytes with `profile` as their iCCP chunk, right after IHDR (before the pixels, as
- * PNG requires), and without the encoder's own colour chunks (sRGB, gAMA, cHRM, cICP, an
- * iCCP); the bytes unchanged when `profile` is null.
+ * A PNG Blob with `profile` as its iCCP chunk, right after IHDR (before the pixels, as PNG
+ * requires), and without the encoder's own colour chunks (sRGB, gAMA, cHRM, cICP, an
+ * iCCP); the Blob itself when `profile` is null. The pixels are not copied: the new Blob
+ * is made of slices of the old one.
  */
 export async function withColourProfile(png, profile) {
   if (!profile) return png;
-  if (!isPng(png)) throw new Error('withColourProfile: not a PNG');
+  const head = new Uint8Array(await png.slice(0, PNG_HEAD).arrayBuffer());
+  const chunks = isPng(head) ? pngChunks(head, 'IDAT') : [];
+  const pixels = chunks.find(({ type }) => type === 'IDAT');
+  if (!pixels || chunks[0].type !== 'IHDR') throw new Error('withColourProfile: not a PNG');
   const name = new TextEncoder().encode('ICC profile');
   const compressed = await throughStream(profile, new CompressionStream('deflate'));
   const data = new Uint8Array(name.length + 2 + compressed.length);
   data.set(name, 0); // then a 0 ending the name and a 0 for the method (deflate)
   data.set(compressed, name.length + 2);
-  const parts = [png.subarray(0, PNG_SIGNATURE.length)];
-  for (const chunk of pngChunks(png)) {
+  const parts = [png.slice(0, PNG_SIGNATURE.length)];
+  for (const chunk of chunks) {
+    if (chunk.type === 'IDAT') break;
     if (COLOUR_CHUNKS.has(chunk.type)) continue;
-    parts.push(png.subarray(chunk.start, chunk.end));
+    parts.push(png.slice(chunk.start, chunk.end));
     if (chunk.type === 'IHDR') parts.push(pngChunk('iCCP', data));
   }
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  parts.push(png.slice(pixels.start));
+  return new Blob(parts, { type: 'image/png' });
 }

@@ -1,13 +1,15 @@
 // The page when its model cannot load (?model=missing/model.json): the error must stay on
 // show after a photo is opened (it was replaced by "Paint what should disappear." while
 // Inpaint stayed disabled, with nothing saying why), and after a file that is refused.
+// Also: the paint layer's box against the photo's on a thin strip, and a photo whose
+// header says it is over the page's limit (refused before its decode).
 //
 //   node tests/model_error_test.mjs --url http://127.0.0.1:PORT/ --image photo.png \
-//       --bad not-an-image.png
+//       --bad not-an-image.png --strip strip.png --huge huge.png
 //
 // Prints one JSON line: the page's status text and class, penetDemo.error and whether
-// Inpaint is disabled, after the load, the photo and the bad file; tests/test_web_demo.py
-// checks.
+// Inpaint is disabled, after the load, the photo, the strip, the bad file and the huge
+// one, and the strip's photo and paint boxes; tests/test_web_demo.py checks.
 import { parseArgs } from 'node:util';
 import { chromiumOption, launchChromium } from './chromium.mjs';
 
@@ -16,6 +18,8 @@ const { values: args } = parseArgs({
     url: { type: 'string' },
     image: { type: 'string' },
     bad: { type: 'string' },
+    strip: { type: 'string' },
+    huge: { type: 'string' },
     chromium: chromiumOption,
   },
 });
@@ -40,11 +44,22 @@ try {
   await page.setInputFiles('#file', args.image);
   await page.waitForFunction(() => window.penetDemo.photosLoaded > 0, null, { timeout: 60000 });
   const opened = await state();
+  await page.setInputFiles('#file', args.strip);
+  await page.waitForFunction(() => window.penetDemo.photosLoaded > 1, null, { timeout: 60000 });
+  const boxes = {
+    photo: await page.locator('#photo').boundingBox(),
+    paint: await page.locator('#paint').boundingBox(),
+  };
   await page.setInputFiles('#file', args.bad);
   await page.waitForFunction(() => window.penetDemo.error.startsWith('Cannot read'), null, {
     timeout: 60000,
   });
-  console.log(JSON.stringify({ loaded, opened, refused: await state() }));
+  const refused = await state();
+  await page.setInputFiles('#file', args.huge);
+  await page.waitForFunction(() => window.penetDemo.error.includes('this page takes'), null, {
+    timeout: 60000,
+  });
+  console.log(JSON.stringify({ loaded, opened, boxes, refused, huge: await state() }));
 } finally {
   await browser.close();
 }
