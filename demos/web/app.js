@@ -397,6 +397,16 @@ async function decodeAndShow(file, pick) {
   photoCtx.fillRect(0, 0, width, height);
   photoCtx.drawImage(bitmap, 0, 0);
   bitmap.close();
+  // A canvas the browser cannot make stays blank without an error (iOS Safari makes none
+  // over 16.7 MP, under the page's 40-MP limit): the white fill's far corner must be there.
+  if (photoCtx.getImageData(width - 1, height - 1, 1, 1).data[3] !== 255) {
+    drawSample();
+    fail(
+      `${file.name} is ${width} × ${height} pixels: this browser cannot make a canvas that ` +
+        'large (iOS Safari: 16.7 MP); open a smaller copy.'
+    );
+    return;
+  }
   newPhoto(file.name, profile);
   if (demo.fatal) {
     setStatus(`${file.name}: ${width} × ${height}, but it cannot be inpainted: ${demo.fatal}`, {
