@@ -151,7 +151,8 @@ def _train(args):
     if trainer.chief:
         step = int(trainer.state.step.numpy())
         if logs:
-            print(f"finished at step {step}: {summarize(logs)}")
+            # (the last step's batch: the progress bar shows the run's means)
+            print(f"finished at step {step}, its batch: {summarize(logs)}")
         else:  # (was "finished at step 30: " and nothing after it)
             print(
                 f"the run had finished already at step {step}: nothing to train (raise "

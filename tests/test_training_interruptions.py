@@ -245,6 +245,61 @@ def test_data_that_goes_away_mid_run_stops_it_saved_in_one_line(
     assert leftovers(run) == []
 
 
+def test_a_diverged_run_stops_before_saving_its_nan_steps(whole_run, tmp_path, capsys):
+    """A learning rate too high made every loss NaN: the run went on saving a checkpoint
+    every 2 steps, which deleted the last good one (3 kept), wrote NaN weights and printed
+    "finished at step 12: ... nan" with exit status 0."""
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    config = json.loads((run / "config.json").read_text())
+    config["output_dir"] = str(run)
+    config["trainer"]["iterations"] = 12
+    config["optimizer"]["lr"] = 1e30
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    weights = (run / "generator.weights.h5").read_bytes()
+    status, lines = run_main(capsys, write_config(tmp_path / "c.json", config))
+    assert status == 2
+    assert re.fullmatch(
+        r"error: training diverged at step [5-9]: .*nan.*; nothing of it was saved \(the last "
+        r"complete checkpoint is step 4\): resume from it with a lower learning rate "
+        r"\(--set optimizer\.lr=\.\.\.\)",
+        lines[-1],
+    ), lines[-1]
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+    assert (run / "generator.weights.h5").read_bytes() == weights
+
+
+def test_a_run_s_record_resumes_it_from_anywhere_and_changes_are_named(
+    whole_run, tmp_path, capsys, monkeypatch
+):
+    """--config runs/x/config.json resumed the run only from the folder it started in (its
+    output_dir is relative): elsewhere it started a new run from step 0 there. Settings
+    changed on resume applied without a word, and config.json was rewritten as if the
+    whole run had used them."""
+    started = tmp_path / "started"
+    run = started / "runs" / "x"
+    shutil.copytree(whole_run[0], run)
+    record = json.loads((run / "config.json").read_text())
+    record["output_dir"] = "runs/x"  # as written by a run started in `started`
+    (run / "config.json").write_text(json.dumps(record))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    status = train_cli.main(
+        ["--config", str(run / "config.json"), "--set", "trainer.iterations=5",
+         "--set", "optimizer.lr=0.0002"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0 and "finished at step 5" in captured.out
+    assert not (elsewhere / "runs").exists()
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-5")
+    warning = next(line for line in captured.err.splitlines() if "settings that differ" in line)
+    assert "from step 4 on: optimizer.lr 0.0001 -> 0.0002, trainer.iterations 4 -> 5" in warning
+    assert "(the earlier record is kept as config.step-4.json)" in warning
+    assert json.loads((run / "config.step-4.json").read_text()) == record
+    assert json.loads((run / "config.json").read_text())["optimizer"]["lr"] == 0.0002
+
+
 def test_training_leaves_a_program_s_own_signal_handlers_alone():
     """Trainer.run in a program that handles (or ignores) SIGTERM or SIGINT itself: its
     handler was replaced for the run, so the program's never ran and an ignored signal

@@ -228,19 +228,26 @@ def run_lock(output_dir):
 _RUN_CONFIG_SECTIONS = ("data", "mask", "model", "optimizer", "trainer")
 
 
+def has_checkpoints(output_dir):
+    """Whether ``output_dir`` holds a run's ``checkpoints/`` (a state file or a
+    ``ckpt-N.index``)."""
+    checkpoints = os.path.join(output_dir, "checkpoints")
+    if not os.path.isdir(checkpoints):
+        return False
+    names = os.listdir(checkpoints)
+    return "checkpoint" in names or any(
+        (match := CHECKPOINT.match(name)) and match.group(2) == "index" for name in names
+    )
+
+
 def _is_run_folder(output_dir):
     """Whether ``output_dir`` is a training run's folder (penet_tf's own, where even an
     older version's pid-less ``.tmp-*`` leftovers may be swept): a ``checkpoints/`` with
     a state file or a ``ckpt-N.index``, or the run's ``config.json`` (a JSON object with
     the sections of a training config). A ``checkpoints/`` folder or a ``config.json``
     alone were taken for one: a user's project folder lost its ``.tmp-build/``."""
-    checkpoints = os.path.join(output_dir, "checkpoints")
-    if os.path.isdir(checkpoints):
-        names = os.listdir(checkpoints)
-        if "checkpoint" in names or any(
-            (match := CHECKPOINT.match(name)) and match.group(2) == "index" for name in names
-        ):
-            return True
+    if has_checkpoints(output_dir):
+        return True
     try:
         with open(os.path.join(output_dir, "config.json"), encoding="utf-8") as handle:
             config = json.load(handle)

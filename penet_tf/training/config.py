@@ -811,22 +811,44 @@ def load_config(path=None, overrides=()):
     ``ConfigError`` (a ``ValueError``) naming the key for anything it cannot use.
 
     A run's resolved ``config.json`` holds its ``output_dir``: loaded as it is, it
-    resumes that run. Renamed (``--set name=y``) without an ``output_dir`` of its own, a
-    file whose ``output_dir`` was its name's default (``runs/<name>``) gets the new name's
+    resumes that run, from any working folder (its ``output_dir`` is relative to where the
+    run started: read from elsewhere, or in a moved run folder, it started a new run from
+    step 0 there) — the ``config.json`` of a folder with the run's checkpoints resumes in
+    that folder. Renamed (``--set name=y``) without an ``output_dir`` of its own, a file
+    whose ``output_dir`` was its name's default (``runs/<name>``) gets the new name's
     (``runs/y``): a new run, not the old one trained on under another name.
     """
     tree = read_config_file(path) if path is not None else {}
     name, output_dir = tree.get("name", TrainingConfig.name), tree.get("output_dir")
     tree = apply_overrides(tree, overrides)
+    renamed = tree.get("name", TrainingConfig.name) != name
     if (
         isinstance(name, str)
         and isinstance(output_dir, str)
-        and tree.get("name", TrainingConfig.name) != name
+        and renamed
         and tree.get("output_dir") == output_dir
         and os.path.normpath(output_dir) == os.path.join("runs", name)
     ):
         del tree["output_dir"]
+    elif not renamed and isinstance(output_dir, str) and tree.get("output_dir") == output_dir:
+        record = _run_record_folder(path, output_dir)
+        if record is not None:
+            tree["output_dir"] = record
     return as_config(tree)
+
+
+def _run_record_folder(path, output_dir):
+    """The run folder whose ``config.json`` ``path`` is, when its ``output_dir`` names
+    another folder from here (relative to where the run started, or the run moved);
+    else None."""
+    from penet_tf.training.checkpoints import has_checkpoints
+
+    if path is None or os.path.basename(path) != "config.json":
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.realpath(os.path.expanduser(output_dir)) == os.path.realpath(folder):
+        return None
+    return folder if has_checkpoints(folder) else None
 
 
 def as_config(config):

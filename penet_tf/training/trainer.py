@@ -14,6 +14,7 @@ resumes.
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -324,6 +325,7 @@ class Trainer:
         self.init_from = init_from
         self.resume_release = resume_release
         self.verbose = verbose
+        self._earlier_record = None  # (the run's config.json, when resumed with changes)
         self.strategy = make_strategy(config.strategy)
         self.chief = is_chief(self.strategy)
         logger.info(
@@ -408,6 +410,7 @@ class Trainer:
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
             self._note_older_run()
+            self._note_changed_settings()
             for flag, value in (
                 ("--init-from", self.init_from),
                 ("--resume-release", self.resume_release),
@@ -509,11 +512,42 @@ class Trainer:
                 ", ".join(changed),
             )
 
+    def _note_changed_settings(self):
+        """Warns, naming them, of settings given now that differ from the run's
+        ``config.json`` (they apply from the resumed step on), and keeps that record as
+        ``config.step-N.json``: the new values replaced it without a word, and the record
+        then said the whole run had used them."""
+        try:
+            with open(os.path.join(self.output_dir, "config.json"), encoding="utf-8") as handle:
+                earlier = json.load(handle)
+        except (OSError, ValueError):
+            return
+        now = json.loads(json.dumps(self.config.to_dict()))  # (as written: tuples are lists)
+        changed = [
+            f"{key} {a!r} -> {b!r}"
+            for key, (a, b) in _changed(earlier, now).items()
+            if key != "output_dir"  # (the same folder: a relative name from elsewhere)
+        ]
+        if not changed or not isinstance(earlier, dict):
+            return
+        step = int(self.state.step.numpy())
+        self._earlier_record = (earlier, f"config.step-{step}.json")
+        logger.warning(
+            "resuming with settings that differ from the run's config.json, from step %d "
+            "on: %s (the earlier record is kept as %s)",
+            step,
+            ", ".join(changed),
+            self._earlier_record[1],
+        )
+
     def _train(self, resumed, stop):
         config, trainer = self.config, self.config.trainer
         iterator = iter(self._dataset(int(self.state.position.numpy())))  # before any write
         if self.chief:
             os.makedirs(self.output_dir, exist_ok=True)
+            if self._earlier_record:
+                earlier, name = self._earlier_record
+                write_json_atomically(earlier, os.path.join(self.output_dir, name))
             write_json_atomically(config.to_dict(), os.path.join(self.output_dir, "config.json"))
         writer = (
             tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
@@ -558,6 +592,7 @@ class Trainer:
                 first_batch = [tf.concat(parts, 0) for parts in zip(*first_batch, strict=True)]
                 preview = [t[:PREVIEW_IMAGES] for t in first_batch]
             logs = {name: float(value) for name, value in logs.items()}
+            self._stop_if_diverged(step, logs, writer)
             for name, value in logs.items():
                 sums[name] = sums.get(name, 0.0) + value
             count += 1
@@ -609,6 +644,24 @@ class Trainer:
         every worker)."""
         return not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
+    def _stop_if_diverged(self, step, logs, writer):
+        """A step whose losses are not finite ends the run before anything of it is
+        saved: a diverged run (a learning rate too high) went on saving NaN checkpoints
+        every ``checkpoint_every`` steps, which deleted the last good one, wrote NaN
+        weights and exited 0. (Its Keras counterpart, ``TerminateOnNaN``, reads ``loss``,
+        which a GAN does not have.)"""
+        bad = [
+            f"{name} {value}" for name, value in sorted(logs.items()) if not math.isfinite(value)
+        ]
+        if not bad:
+            return
+        writer.flush()
+        raise ValueError(
+            f"training diverged at step {step}: {', '.join(bad)}; nothing of it was saved "
+            f"({self.state.last_complete()}): resume from it with a lower learning rate "
+            "(--set optimizer.lr=...)"
+        )
+
     def _stop_without_data(self, step):
         """The data went away mid-run (``ImageSource.failure``): the steps done so far are
         saved (one process: multi-worker saves need every worker) and the run stops in
@@ -629,6 +682,16 @@ class Trainer:
         output, _ = self.gan.generator(image, mask)
         with writer.as_default(step=step):
             tf.summary.image("masked_output_composite_truth", image_grid(image, mask, output))
+
+
+def _changed(then, now, prefix=""):
+    """``{dotted key: (then, now)}`` for the keys both nested dicts hold with other values."""
+    if not isinstance(then, dict) or not isinstance(now, dict):
+        return {} if then == now else {prefix.rstrip("."): (then, now)}
+    changed = {}
+    for key in sorted(set(then) & set(now)):
+        changed.update(_changed(then[key], now[key], f"{prefix}{key}."))
+    return changed
 
 
 def summarize(logs):
