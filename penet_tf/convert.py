@@ -43,6 +43,7 @@ TFLite 832), refused before any work.
 import argparse
 import collections
 import json
+import numbers
 import os
 import subprocess
 import sys
@@ -183,12 +184,11 @@ def attention_elements(size):
 
 
 def _check_size(size, to="tflite"):
-    if (
-        isinstance(size, bool)
-        or not isinstance(size, int)
-        or size < SIZE_MULTIPLE
-        or size % SIZE_MULTIPLE
-    ):
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        # (numpy's 256 was told it is not a multiple of 64)
+        raise ValueError(f"--size must be an integer, got {size!r} ({type(size).__name__}).")
+    size = int(size)
+    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
         raise ValueError(
             f"--size must be a positive multiple of {SIZE_MULTIPLE} (the generator halves "
             f"the image six times), got {size}."
@@ -202,6 +202,7 @@ def _check_size(size, to="tflite"):
             f"({largest * 4 / 2**30:.1f} GiB); convert a smaller size and give the model the "
             "region around the holes (demos/web/crop.js), or use --to onnx (any size)"
         )
+    return size
 
 
 # ---------------------------------------------------------------------------- TFLite
@@ -209,7 +210,7 @@ def _check_size(size, to="tflite"):
 
 def tflite_bytes(generator, size=DEFAULT_SIZE, quantize="none"):
     """The fixed-size uint8 -> uint8 model as a TFLite flatbuffer (builtin ops only)."""
-    _check_size(size, "tflite")
+    size = _check_size(size, "tflite")
     function = inference_function(generator, size, size, batch=1)
     # Freeze the weights into constants first: converting the function with its
     # variables kept READ_VARIABLE ops whose values the converted model never received.
@@ -392,7 +393,7 @@ def require_modules(to):
 
 def write_fixed_size_savedmodel(generator, size, path):
     """A SavedModel whose ``serving_default`` is the fixed-size uint8 -> uint8 function."""
-    _check_size(size)
+    size = _check_size(size)
     archive = ServingArchive(generator)
     spec = tf.TensorSpec
     archive.add_endpoint(
@@ -537,7 +538,7 @@ def convert(
     if to == "onnx" and quantize != "none":
         raise ValueError("--quantize applies to tflite and tfjs; ONNX is converted in float32.")
     if to != "onnx":
-        _check_size(size, to)
+        size = _check_size(size, to)
     if to == "tfjs":
         tfjs_converter_path(tfjs_venv)  # fail before the slow part
     require_modules(to)

@@ -347,6 +347,9 @@ def test_sizes_and_outputs_that_cannot_work_are_refused_first(export, tmp_path, 
         ("tflite", 1024, "--size 1024 is over 832, the largest TFLite runs: the attention's "
          "score matrix would hold 4,295 M elements (16.0 GiB)"),
         ("tflite", 6_400_000, "--size 6400000 is over 832"),
+        # (numpy's 256 was told it is not a multiple of 64; here it reaches the size bound)
+        ("tflite", np.int64(1024), "--size 1024 is over 832"),
+        ("tflite", 256.0, "--size must be an integer, got 256.0 (float)"),
     ):  # fmt: skip
         with pytest.raises(ValueError, match=re.escape(message)):
             convert(export, to, tmp_path / "out", size=size, tfjs_venv=tmp_path)
