@@ -512,13 +512,18 @@ class TrainingState:
         else:
             times = {path: os.path.getmtime(path + ".index") for path in kept}
             preserved = min(times.values())
-        tf.compat.v1.train.update_checkpoint_state(
-            self.directory,
-            restored,
-            all_model_checkpoint_paths=kept,
-            all_model_checkpoint_timestamps=[times.get(path, preserved) for path in kept],
-            last_preserved_timestamp=preserved,
-        )
+        from tensorflow.python.util import deprecation
+
+        # (the TF1 name printed a 3-line deprecation warning before the warning below;
+        # CheckpointManager cannot write another checkpoint's state)
+        with deprecation.silence():
+            tf.compat.v1.train.update_checkpoint_state(
+                self.directory,
+                restored,
+                all_model_checkpoint_paths=kept,
+                all_model_checkpoint_timestamps=[times.get(path, preserved) for path in kept],
+                last_preserved_timestamp=preserved,
+            )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.save_directory, max_to_keep=self.keep
         )
