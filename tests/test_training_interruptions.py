@@ -269,13 +269,13 @@ def test_a_diverged_run_stops_before_saving_its_nan_steps(whole_run, tmp_path, c
     assert (run / "generator.weights.h5").read_bytes() == weights
 
 
-def test_a_run_s_record_resumes_it_from_anywhere_and_changes_are_named(
+def test_a_run_s_record_read_from_elsewhere_is_refused_and_changes_are_named(
     whole_run, tmp_path, capsys, monkeypatch
 ):
     """--config runs/x/config.json resumed the run only from the folder it started in (its
-    output_dir is relative): elsewhere it started a new run from step 0 there. Settings
-    changed on resume applied without a word, and config.json was rewritten as if the
-    whole run had used them."""
+    output_dir is relative): elsewhere it started a new run from step 0 there, silently.
+    Settings changed on resume applied without a word, and config.json was rewritten as
+    if the whole run had used them."""
     started = tmp_path / "started"
     run = started / "runs" / "x"
     shutil.copytree(whole_run[0], run)
@@ -285,19 +285,43 @@ def test_a_run_s_record_resumes_it_from_anywhere_and_changes_are_named(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    status = train_cli.main(
-        ["--config", str(run / "config.json"), "--set", "trainer.iterations=5",
-         "--set", "optimizer.lr=0.0002"]
-    )  # fmt: skip
-    captured = capsys.readouterr()
-    assert status == 0 and "finished at step 5" in captured.out
+    config = str(run / "config.json")
+    status, lines = run_main(capsys, config)
+    assert status == 2 and lines[-1] == (
+        f"error: {config} is the record of the run in {run}, but its output_dir 'runs/x' is "
+        f"{elsewhere}/runs/x from here: run from where the run started, {started} (its paths "
+        f"are relative to it), or give --output-dir {run} (with data paths that hold from "
+        "here)"
+    )
     assert not (elsewhere / "runs").exists()
+    # From where it started, with two settings changed (and again, training nothing new):
+    # named once, the earlier record kept.
+    monkeypatch.chdir(started)
+    for _ in range(2):
+        arguments = ["--config", config, "--set", "trainer.iterations=5"]
+        status = train_cli.main([*arguments, "--set", "optimizer.lr=0.0002"])
+        captured = capsys.readouterr()
+        assert status == 0
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-5")
-    warning = next(line for line in captured.err.splitlines() if "settings that differ" in line)
-    assert "from step 4 on: optimizer.lr 0.0001 -> 0.0002, trainer.iterations 4 -> 5" in warning
-    assert "(the earlier record is kept as config.step-4.json)" in warning
+    assert "the run had finished already at step 5" in captured.out
     assert json.loads((run / "config.step-4.json").read_text()) == record
     assert json.loads((run / "config.json").read_text())["optimizer"]["lr"] == 0.0002
+    assert sorted(p.name for p in run.glob("config*.json")) == ["config.json", "config.step-4.json"]
+
+
+def test_settings_changed_on_resume_are_named(whole_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    config = str(run / "config.json")  # (the record of a run moved here: its output_dir given)
+    changes = ["--set", "trainer.iterations=5", "--set", "optimizer.lr=0.0002"]
+    status = train_cli.main(["--config", config, "--output-dir", str(run), *changes])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    warning = next(line for line in err.splitlines() if "settings that differ" in line)
+    assert "from step 4 on: optimizer.lr 0.0001 -> 0.0002, output_dir " in warning
+    assert (
+        ", trainer.iterations 4 -> 5 (the earlier record is kept as config.step-4.json)" in warning
+    )
 
 
 def test_training_leaves_a_program_s_own_signal_handlers_alone():

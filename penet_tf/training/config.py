@@ -811,44 +811,64 @@ def load_config(path=None, overrides=()):
     ``ConfigError`` (a ``ValueError``) naming the key for anything it cannot use.
 
     A run's resolved ``config.json`` holds its ``output_dir``: loaded as it is, it
-    resumes that run, from any working folder (its ``output_dir`` is relative to where the
-    run started: read from elsewhere, or in a moved run folder, it started a new run from
-    step 0 there) — the ``config.json`` of a folder with the run's checkpoints resumes in
-    that folder. Renamed (``--set name=y``) without an ``output_dir`` of its own, a file
-    whose ``output_dir`` was its name's default (``runs/<name>``) gets the new name's
+    resumes that run. Its paths are as the run was given them, relative to the folder it
+    started in: the ``config.json`` of a folder with the run's checkpoints whose
+    ``output_dir`` names another folder from here (read from elsewhere, or the run moved)
+    is refused by name unless ``output_dir`` or ``name`` is given (it started a new run
+    from step 0 there). Renamed (``--set name=y``) without an ``output_dir`` of its own, a
+    file whose ``output_dir`` was its name's default (``runs/<name>``) gets the new name's
     (``runs/y``): a new run, not the old one trained on under another name.
     """
     tree = read_config_file(path) if path is not None else {}
     name, output_dir = tree.get("name", TrainingConfig.name), tree.get("output_dir")
+    if not _top_keys(overrides) & {"output_dir", "name"}:
+        _check_run_record(path, output_dir)
     tree = apply_overrides(tree, overrides)
-    renamed = tree.get("name", TrainingConfig.name) != name
     if (
         isinstance(name, str)
         and isinstance(output_dir, str)
-        and renamed
+        and tree.get("name", TrainingConfig.name) != name
         and tree.get("output_dir") == output_dir
         and os.path.normpath(output_dir) == os.path.join("runs", name)
     ):
         del tree["output_dir"]
-    elif not renamed and isinstance(output_dir, str) and tree.get("output_dir") == output_dir:
-        record = _run_record_folder(path, output_dir)
-        if record is not None:
-            tree["output_dir"] = record
     return as_config(tree)
 
 
-def _run_record_folder(path, output_dir):
-    """The run folder whose ``config.json`` ``path`` is, when its ``output_dir`` names
-    another folder from here (relative to where the run started, or the run moved);
-    else None."""
+def _top_keys(overrides):
+    """The top-level config keys that ``overrides`` set."""
+    keys = set()
+    for override in overrides:
+        if isinstance(override, Mapping):
+            keys.update(override)
+        elif isinstance(override, str) and "=" in override:
+            keys.add(override.split("=", 1)[0].strip().split(".")[0])
+    return keys
+
+
+def _check_run_record(path, output_dir):
+    """ConfigError when ``path`` is the ``config.json`` of a run folder (its checkpoints
+    beside it) whose ``output_dir`` names another folder from here: its relative paths
+    start where the run started, and loaded from elsewhere it began a new run from step 0
+    (its data paths named other folders, or none)."""
     from penet_tf.training.checkpoints import has_checkpoints
 
-    if path is None or os.path.basename(path) != "config.json":
-        return None
+    if path is None or os.path.basename(path) != "config.json" or not isinstance(output_dir, str):
+        return
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.realpath(os.path.expanduser(output_dir)) == os.path.realpath(folder):
-        return None
-    return folder if has_checkpoints(folder) else None
+    resolved = os.path.abspath(os.path.expanduser(output_dir))
+    if os.path.realpath(resolved) == os.path.realpath(folder) or not has_checkpoints(folder):
+        return
+    parts = os.path.normpath(output_dir).split(os.sep)
+    where = "where the run started"
+    if not os.path.isabs(output_dir) and folder.split(os.sep)[-len(parts) :] == parts:
+        start = os.sep.join(folder.split(os.sep)[: -len(parts)]) or os.sep
+        where = f"where the run started, {start}"
+    raise ConfigError(
+        f"{path} is the record of the run in {folder}, but its output_dir {output_dir!r} is "
+        f"{resolved} from here: run from {where} (its paths are relative to it), or give "
+        f"--output-dir {folder} (with data paths that hold from here)"
+    )
 
 
 def as_config(config):

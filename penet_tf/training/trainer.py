@@ -409,8 +409,9 @@ class Trainer:
         resumed = self.state.restore()
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
-            self._note_older_run()
-            self._note_changed_settings()
+            record = self._run_record()
+            self._note_older_run(record)
+            self._note_changed_settings(record)
             for flag, value in (
                 ("--init-from", self.init_from),
                 ("--resume-release", self.resume_release),
@@ -490,14 +491,20 @@ class Trainer:
                 *ours,
             )
 
-    def _note_older_run(self):
+    def _run_record(self):
+        """The run's ``config.json`` as a dict, or None (missing, unreadable)."""
+        try:
+            with open(os.path.join(self.output_dir, "config.json"), encoding="utf-8") as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _note_older_run(self, earlier):
         """Warns when the run being resumed was started by an earlier penet_tf whose
         defaults differ (its config.json lacks the keys that name them): the resumed
         steps use today's, so the run is not the one an uninterrupted run would be."""
-        try:
-            with open(os.path.join(self.output_dir, "config.json"), encoding="utf-8") as handle:
-                earlier = json.load(handle)
-        except (OSError, ValueError):
+        if earlier is None:
             return
         changed = [
             f"{section}.{key} ({then} then, {getattr(getattr(self.config, section), key)} now)"
@@ -512,25 +519,19 @@ class Trainer:
                 ", ".join(changed),
             )
 
-    def _note_changed_settings(self):
+    def _note_changed_settings(self, earlier):
         """Warns, naming them, of settings given now that differ from the run's
         ``config.json`` (they apply from the resumed step on), and keeps that record as
-        ``config.step-N.json``: the new values replaced it without a word, and the record
+        ``config.step-N.json`` (the first one of a step: a resume that trained nothing
+        does not replace it): the new values replaced it without a word, and the record
         then said the whole run had used them."""
-        try:
-            with open(os.path.join(self.output_dir, "config.json"), encoding="utf-8") as handle:
-                earlier = json.load(handle)
-        except (OSError, ValueError):
+        step = int(self.state.step.numpy())
+        if earlier is None or step >= self.config.trainer.iterations:  # (nothing to train)
             return
         now = json.loads(json.dumps(self.config.to_dict()))  # (as written: tuples are lists)
-        changed = [
-            f"{key} {a!r} -> {b!r}"
-            for key, (a, b) in _changed(earlier, now).items()
-            if key != "output_dir"  # (the same folder: a relative name from elsewhere)
-        ]
-        if not changed or not isinstance(earlier, dict):
+        changed = [f"{key} {a!r} -> {b!r}" for key, (a, b) in _changed(earlier, now).items()]
+        if not changed:
             return
-        step = int(self.state.step.numpy())
         self._earlier_record = (earlier, f"config.step-{step}.json")
         logger.warning(
             "resuming with settings that differ from the run's config.json, from step %d "
@@ -547,8 +548,11 @@ class Trainer:
             os.makedirs(self.output_dir, exist_ok=True)
             if self._earlier_record:
                 earlier, name = self._earlier_record
-                write_json_atomically(earlier, os.path.join(self.output_dir, name))
-            write_json_atomically(config.to_dict(), os.path.join(self.output_dir, "config.json"))
+                if not os.path.exists(os.path.join(self.output_dir, name)):
+                    write_json_atomically(earlier, os.path.join(self.output_dir, name))
+            if not (resumed and int(self.state.step.numpy()) >= trainer.iterations):
+                path = os.path.join(self.output_dir, "config.json")  # (what trains from now)
+                write_json_atomically(config.to_dict(), path)
         writer = (
             tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
             if self.chief
@@ -656,9 +660,10 @@ class Trainer:
         if not bad:
             return
         writer.flush()
+        again = "resume from it" if self.state.latest_step() is not None else "start again"
         raise ValueError(
             f"training diverged at step {step}: {', '.join(bad)}; nothing of it was saved "
-            f"({self.state.last_complete()}): resume from it with a lower learning rate "
+            f"({self.state.last_complete()}): {again} with a lower learning rate "
             "(--set optimizer.lr=...)"
         )
 
