@@ -665,6 +665,24 @@ def test_photo_files_give_their_size_and_colour_profile_and_the_download_keeps_i
             cases.append((name, image.info.get("icc_profile"), {}))
         files.append(str(tmp_path / name))
     assert [profile for name, profile, _ in cases[-3:]] == [None, None, large]
+    # An OS/2 BMP (a 12-byte header, 16-bit sizes: read as 32 bits it was "30924570.6 MP"),
+    # an AVIF whose major brand is 'mif1' ('avif' among its compatible brands), a WebP
+    # followed by padding.
+    rows = picture[::-1, :, ::-1].tobytes()  # bottom-up BGR rows of 180 bytes (no padding)
+    core = struct.pack("<IHHHH", 12, 60, 40, 1, 24)
+    (tmp_path / "os2.bmp").write_bytes(
+        b"BM" + struct.pack("<IHHI", 26 + len(rows), 0, 0, 26) + core + rows
+    )
+    avif = bytearray((tmp_path / "p.avif").read_bytes())
+    assert avif[8:12] == b"avif" and b"mif1" in avif[16 : struct.unpack(">I", avif[:4])[0]]
+    avif[8:12] = b"mif1"
+    (tmp_path / "mif1.avif").write_bytes(bytes(avif))
+    (tmp_path / "padded.webp").write_bytes((tmp_path / "p.webp").read_bytes() + bytes(1 << 20))
+    for name, profile in (("os2.bmp", None), ("mif1.avif", srgb), ("padded.webp", srgb)):
+        with Image.open(tmp_path / name) as image:
+            assert image.size == (60, 40)
+        cases.append((name, profile, {}))
+        files.append(str(tmp_path / name))
     # An encoder's PNG with a colour chunk of its own: replaced, not doubled.
     Image.fromarray(picture).save(tmp_path / "result.png", icc_profile=srgb)
     out = tmp_path / "download.png"

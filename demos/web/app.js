@@ -600,11 +600,11 @@ async function inpaint() {
     // (a panorama's pieces: 37 times in a row were not read)
     const each =
       runs.length > 4
-        ? `${runs.reduce((sum, run) => sum + run.ms, 0)} in all`
-        : runs.map((run) => run.ms).join(' + ');
+        ? `${runs.reduce((sum, run) => sum + run.ms, 0)} ms in all`
+        : `${runs.map((run) => run.ms).join(' + ')} ms`;
     $('result-caption').textContent =
       `Result (${width} × ${height}; ${runs.length} region${runs.length > 1 ? 's' : ''}, ` +
-      `${each} ms on ${demo.backend})`;
+      `${each} on ${demo.backend})`;
     demo.error = null; // (an earlier run's failure is over)
     setStatus(`Done in ${(ms / 1000).toFixed(1)} s on ${demo.backend}.`, { progress: 1, done: true });
     // Encoded after the page is idle again: a photo opened meanwhile got the previous

@@ -103,14 +103,20 @@ function concatenate(parts) {
   return out;
 }
 
-/** A RIFF WebP's chunks: [{type, data}]. */
+// WebP chunks of image data: its header chunks (VP8X, ICCP) come before them.
+const WEBP_IMAGE = new Set(['VP8 ', 'VP8L', 'ANIM', 'ANMF', 'ALPH']);
+
+/** A RIFF WebP's chunks up to its first image data: [{type, data}] (within the RIFF
+ * size: zero padding after a file was walked 8 bytes at a time, seconds for 16 MiB). */
 function webpChunks(bytes) {
   const chunks = [];
+  const end = Math.min(bytes.length, 8 + littleEndian32(bytes, 4));
   let at = 12;
-  while (at + 8 <= bytes.length) {
+  while (at + 8 <= end) {
     const type = ASCII(bytes, at, 4);
     const length = littleEndian32(bytes, at + 4);
-    chunks.push({ type, data: bytes.subarray(at + 8, at + 8 + length) });
+    chunks.push({ type, data: bytes.subarray(at + 8, Math.min(at + 8 + length, end)) });
+    if (WEBP_IMAGE.has(type)) break;
     at += 8 + length + (length % 2);
   }
   return chunks;
@@ -152,7 +158,13 @@ function format(bytes) {
   if (ASCII(bytes, 0, 4) === 'RIFF' && ASCII(bytes, 8, 4) === 'WEBP') return 'webp';
   if (ASCII(bytes, 0, 4) === 'GIF8') return 'gif';
   if (ASCII(bytes, 0, 2) === 'BM') return 'bmp';
-  if (ASCII(bytes, 4, 4) === 'ftyp' && ['avif', 'avis'].includes(ASCII(bytes, 8, 4))) return 'avif';
+  if (ASCII(bytes, 4, 4) === 'ftyp') {
+    // The major brand, or a compatible one (a 'mif1' file with 'avif' among them).
+    const size = Math.min(bigEndian32(bytes, 0), bytes.length);
+    for (let at = 8; at + 4 <= size; at += at === 8 ? 8 : 4) {
+      if (['avif', 'avis'].includes(ASCII(bytes, at, 4))) return 'avif';
+    }
+  }
   return null;
 }
 
@@ -190,6 +202,10 @@ export function photoSize(bytes) {
     case 'bmp': {
       if (bytes.length < 26) return null;
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      if (view.getUint32(14, true) === 12) {
+        // OS/2 1.x: 16-bit sizes (read as 32 bits, a 500 x 300 file was "30924570.6 MP")
+        return size(view.getUint16(18, true), view.getUint16(20, true));
+      }
       return size(Math.abs(view.getInt32(18, true)), Math.abs(view.getInt32(22, true)));
     }
     case 'avif': {
