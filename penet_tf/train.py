@@ -118,8 +118,9 @@ def _train(args):
     ):
         if value is not None:
             overrides.append({key: value})
-    from penet_tf.training.config import load_config
+    from penet_tf.training.config import check_run_record, load_config
 
+    check_run_record(args.config, overrides)  # (a run's record read from another folder)
     config = load_config(args.config, overrides)
     # Logical CPU devices must exist before TensorFlow initialises its devices.
     from penet_tf.training.strategy import split_cpu

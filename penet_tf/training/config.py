@@ -811,18 +811,13 @@ def load_config(path=None, overrides=()):
     ``ConfigError`` (a ``ValueError``) naming the key for anything it cannot use.
 
     A run's resolved ``config.json`` holds its ``output_dir``: loaded as it is, it
-    resumes that run. Its paths are as the run was given them, relative to the folder it
-    started in: the ``config.json`` of a folder with the run's checkpoints whose
-    ``output_dir`` names another folder from here (read from elsewhere, or the run moved)
-    is refused by name unless ``output_dir`` or ``name`` is given (it started a new run
-    from step 0 there). Renamed (``--set name=y``) without an ``output_dir`` of its own, a
+    resumes that run (its paths are relative to the folder the run started in:
+    ``check_run_record``). Renamed (``--set name=y``) without an ``output_dir`` of its own, a
     file whose ``output_dir`` was its name's default (``runs/<name>``) gets the new name's
     (``runs/y``): a new run, not the old one trained on under another name.
     """
     tree = read_config_file(path) if path is not None else {}
     name, output_dir = tree.get("name", TrainingConfig.name), tree.get("output_dir")
-    if not _top_keys(overrides) & {"output_dir", "name"}:
-        _check_run_record(path, output_dir)
     tree = apply_overrides(tree, overrides)
     if (
         isinstance(name, str)
@@ -846,14 +841,21 @@ def _top_keys(overrides):
     return keys
 
 
-def _check_run_record(path, output_dir):
-    """ConfigError when ``path`` is the ``config.json`` of a run folder (its checkpoints
-    beside it) whose ``output_dir`` names another folder from here: its relative paths
-    start where the run started, and loaded from elsewhere it began a new run from step 0
-    (its data paths named other folders, or none)."""
+def check_run_record(path, overrides=()):
+    """ConfigError when training is given ``path``, the ``config.json`` of a run folder
+    (its checkpoints beside it), whose ``output_dir`` names another folder from here and
+    ``overrides`` set neither ``output_dir`` nor ``name``: the record's paths are relative
+    to the folder the run started in, and read from elsewhere (or after the run folder
+    moved) it began a new run from step 0 (its data paths naming other folders, or none).
+    (Readers of a run folder, the export and ``convert_torch``, take the folder itself.)"""
     from penet_tf.training.checkpoints import has_checkpoints
 
-    if path is None or os.path.basename(path) != "config.json" or not isinstance(output_dir, str):
+    if path is None or os.path.basename(path) != "config.json":
+        return
+    if _top_keys(overrides) & {"output_dir", "name"}:
+        return
+    output_dir = read_config_file(path).get("output_dir")
+    if not isinstance(output_dir, str):
         return
     folder = os.path.dirname(os.path.abspath(path))
     resolved = os.path.abspath(os.path.expanduser(output_dir))
