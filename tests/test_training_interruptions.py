@@ -293,14 +293,17 @@ def test_a_run_s_record_read_from_elsewhere_is_refused_and_changes_are_named(
         f"are relative to it), or give --output-dir {run} (with data paths that hold from "
         "here)"
     )
+    # (a name that keeps the run's folder, here its own, is no way out)
+    status, lines = run_main(capsys, config, "--set", f"name={record['name']}")
+    assert status == 2 and lines[-1].startswith(f"error: {config} is the record of the run")
     assert not (elsewhere / "runs").exists()
     # From where it started, with two settings changed (and again, training nothing new):
     # named once, the earlier record kept.
     monkeypatch.chdir(started)
     errors = []
-    for _ in range(2):
+    for rate in ("0.0002", "0.0003"):  # the second resume trains nothing: no record
         arguments = ["--config", config, "--set", "trainer.iterations=5"]
-        status = train_cli.main([*arguments, "--set", "optimizer.lr=0.0002"])
+        status = train_cli.main([*arguments, "--set", f"optimizer.lr={rate}"])
         captured = capsys.readouterr()
         errors.append(captured.err)
         assert status == 0
@@ -309,10 +312,16 @@ def test_a_run_s_record_read_from_elsewhere_is_refused_and_changes_are_named(
     assert "from step 4 on: optimizer.lr 0.0001 -> 0.0002, trainer.iterations 4 -> 5" in warning
     assert "(the earlier record is kept as config.step-4.json)" in warning
     assert "settings that differ" not in errors[1]
+    # The same folder written another way (the refusal's own advice) is no change.
+    changes = ["--output-dir", f"{run}/", "--set", "trainer.iterations=6"]
+    assert train_cli.main(["--config", config, *changes]) == 0
+    (warning,) = (line for line in capsys.readouterr().err.splitlines() if "differ" in line)
+    assert "on: trainer.iterations 5 -> 6 (the earlier record is kept as config.step-5" in warning
     assert "the run had finished already at step 5" in captured.out
     assert json.loads((run / "config.step-4.json").read_text()) == record
     assert json.loads((run / "config.json").read_text())["optimizer"]["lr"] == 0.0002
-    assert sorted(p.name for p in run.glob("config*.json")) == ["config.json", "config.step-4.json"]
+    records = sorted(p.name for p in run.glob("config*.json"))
+    assert records == ["config.json", "config.step-4.json", "config.step-5.json"]
 
 
 def test_training_leaves_a_program_s_own_signal_handlers_alone():

@@ -73,10 +73,10 @@ def fail_checkpoint_write(monkeypatch, number, error):
     monkeypatch.setattr(tf.train.Checkpoint, "_write", write)
 
 
-def run_main(capsys, path):
-    """``python -m penet_tf.train --quiet --config path`` in this process: (status, the
-    lines it ended with on stderr)."""
-    status = train_cli.main(["--quiet", "--config", path])
+def run_main(capsys, path, *arguments):
+    """``python -m penet_tf.train --quiet --config path [arguments]`` in this process:
+    (status, the lines it ended with on stderr)."""
+    status = train_cli.main(["--quiet", "--config", path, *arguments])
     lines = capsys.readouterr().err.strip().splitlines()
     assert not any("Traceback" in line for line in lines), lines
     return status, lines

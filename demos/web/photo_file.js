@@ -160,7 +160,7 @@ function format(bytes) {
   if (ASCII(bytes, 0, 2) === 'BM') return 'bmp';
   if (ASCII(bytes, 4, 4) === 'ftyp') {
     // The major brand, or a compatible one (a 'mif1' file with 'avif' among them).
-    const size = Math.min(bigEndian32(bytes, 0), bytes.length);
+    const size = Math.min(bigEndian32(bytes, 0), bytes.length, 1024); // (a corrupt size: 16 MiB)
     for (let at = 8; at + 4 <= size; at += at === 8 ? 8 : 4) {
       if (['avif', 'avis'].includes(ASCII(bytes, at, 4))) return 'avif';
     }

@@ -844,7 +844,8 @@ def _top_keys(overrides):
 def check_run_record(path, overrides=()):
     """ConfigError when training is given ``path``, the ``config.json`` of a run folder
     (its checkpoints beside it), whose ``output_dir`` names another folder from here and
-    ``overrides`` set neither ``output_dir`` nor ``name``: the record's paths are relative
+    stays the run's (``overrides`` give no ``output_dir``, and no ``name`` that moves the
+    run to ``runs/<name>``: see ``load_config``): the record's paths are relative
     to the folder the run started in, and read from elsewhere (or after the run folder
     moved) it began a new run from step 0 (its data paths naming other folders, or none).
     (Readers of a run folder, the export and ``convert_torch``, take the folder itself.)"""
@@ -852,24 +853,31 @@ def check_run_record(path, overrides=()):
 
     if path is None or os.path.basename(path) != "config.json":
         return
-    if _top_keys(overrides) & {"output_dir", "name"}:
-        return
+    keys = _top_keys(overrides)
     output_dir = read_config_file(path).get("output_dir")
-    if not isinstance(output_dir, str):
+    if "output_dir" in keys or not isinstance(output_dir, str):
         return
+    if "name" in keys and load_config(path, overrides).output_dir != output_dir:
+        return  # (renamed: a new run in runs/<name>)
     folder = os.path.dirname(os.path.abspath(path))
     resolved = os.path.abspath(os.path.expanduser(output_dir))
     if os.path.realpath(resolved) == os.path.realpath(folder) or not has_checkpoints(folder):
         return
+    given = f"--output-dir {folder} (with data paths that hold from here)"
+    if os.path.isabs(os.path.expanduser(output_dir)):  # (the run folder moved)
+        raise ConfigError(
+            f"{path} is the record of the run in {folder}, but its output_dir {output_dir!r} "
+            f"is another folder: the run folder moved; give {given}"
+        )
     parts = os.path.normpath(output_dir).split(os.sep)
     where = "where the run started"
-    if not os.path.isabs(output_dir) and folder.split(os.sep)[-len(parts) :] == parts:
+    if folder.split(os.sep)[-len(parts) :] == parts:
         start = os.sep.join(folder.split(os.sep)[: -len(parts)]) or os.sep
         where = f"where the run started, {start}"
     raise ConfigError(
         f"{path} is the record of the run in {folder}, but its output_dir {output_dir!r} is "
         f"{resolved} from here: run from {where} (its paths are relative to it), or give "
-        f"--output-dir {folder} (with data paths that hold from here)"
+        f"{given}"
     )
 
 

@@ -529,16 +529,31 @@ class Trainer:
         if earlier is None or step >= self.config.trainer.iterations:  # (nothing to train)
             return
         now = json.loads(json.dumps(self.config.to_dict()))  # (as written: tuples are lists)
-        changed = [f"{key} {a!r} -> {b!r}" for key, (a, b) in _changed(earlier, now).items()]
+        same_folder = lambda path: (
+            os.path.realpath(os.path.expanduser(path))
+            == (  # noqa: E731
+                os.path.realpath(self.output_dir)
+            )
+        )
+        changed = [
+            f"{key} {a!r} -> {b!r}"
+            for key, (a, b) in _changed(earlier, now).items()
+            # (the run's folder written another way: runs/x/, or the absolute path)
+            if not (key == "output_dir" and isinstance(a, str) and same_folder(a))
+        ]
         if not changed:
             return
-        self._earlier_record = (earlier, f"config.step-{step}.json")
+        name = f"config.step-{step}.json"
+        self._earlier_record = (earlier, name)
+        kept = os.path.exists(os.path.join(self.output_dir, name))
         logger.warning(
             "resuming with settings that differ from the run's config.json, from step %d "
-            "on: %s (the earlier record is kept as %s)",
+            "on: %s (%s)",
             step,
             ", ".join(changed),
-            self._earlier_record[1],
+            f"the record of the steps before is {name} already"
+            if kept  # (a resume with changes that stopped before its next checkpoint)
+            else f"the earlier record is kept as {name}",
         )
 
     def _train(self, resumed, stop):
