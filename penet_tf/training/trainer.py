@@ -529,17 +529,16 @@ class Trainer:
         if earlier is None or step >= self.config.trainer.iterations:  # (nothing to train)
             return
         now = json.loads(json.dumps(self.config.to_dict()))  # (as written: tuples are lists)
-        same_folder = lambda path: (
-            os.path.realpath(os.path.expanduser(path))
-            == (  # noqa: E731
-                os.path.realpath(self.output_dir)
-            )
-        )
+        folder = os.path.realpath(self.output_dir)
         changed = [
             f"{key} {a!r} -> {b!r}"
             for key, (a, b) in _changed(earlier, now).items()
             # (the run's folder written another way: runs/x/, or the absolute path)
-            if not (key == "output_dir" and isinstance(a, str) and same_folder(a))
+            if not (
+                key == "output_dir"
+                and isinstance(a, str)
+                and os.path.realpath(os.path.expanduser(a)) == folder
+            )
         ]
         if not changed:
             return
