@@ -120,8 +120,8 @@ def _train(args):
             overrides.append({key: value})
     from penet_tf.training.config import check_run_record, load_config
 
-    check_run_record(args.config, overrides)  # (a run's record read from another folder)
     config = load_config(args.config, overrides)
+    check_run_record(args.config, config, overrides)  # (a run's record read from elsewhere)
     # Logical CPU devices must exist before TensorFlow initialises its devices.
     from penet_tf.training.strategy import split_cpu
 

@@ -841,11 +841,11 @@ def _top_keys(overrides):
     return keys
 
 
-def check_run_record(path, overrides=()):
+def check_run_record(path, config, overrides=()):
     """ConfigError when training is given ``path``, the ``config.json`` of a run folder
     (its checkpoints beside it), whose ``output_dir`` names another folder from here and
-    stays the run's (``overrides`` give no ``output_dir``, and no ``name`` that moves the
-    run to ``runs/<name>``: see ``load_config``): the record's paths are relative
+    stays the run's in ``config`` (``load_config(path, overrides)``: no ``output_dir``
+    given, no ``name`` that moved the run to ``runs/<name>``): the record's paths are relative
     to the folder the run started in, and read from elsewhere (or after the run folder
     moved) it began a new run from step 0 (its data paths naming other folders, or none).
     (Readers of a run folder, the export and ``convert_torch``, take the folder itself.)"""
@@ -853,11 +853,10 @@ def check_run_record(path, overrides=()):
 
     if path is None or os.path.basename(path) != "config.json":
         return
-    keys = _top_keys(overrides)
     output_dir = read_config_file(path).get("output_dir")
-    if "output_dir" in keys or not isinstance(output_dir, str):
+    if not isinstance(output_dir, str) or "output_dir" in _top_keys(overrides):
         return
-    if "name" in keys and load_config(path, overrides).output_dir != output_dir:
+    if config.output_dir != os.path.expanduser(output_dir):
         return  # (renamed: a new run in runs/<name>)
     folder = os.path.dirname(os.path.abspath(path))
     resolved = os.path.abspath(os.path.expanduser(output_dir))
