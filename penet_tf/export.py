@@ -574,6 +574,41 @@ def serve_strategy(generator, image, mask, strategy, limit):
     return serve_photos(generator, image, mask, strategy, max_region_pixels=2 * limit)
 
 
+class _SharedNetwork:
+    """``generator``, called through one graph function per kind of call (plain, with
+    ``output_mask``, with ``return_attention``; traced again only for other static input
+    shapes), so that a SavedModel holds each of the network's graphs once, whichever
+    signature or strategy branch calls it. Traced inline at every call site, a default
+    (``auto``) export held the network five times, and the strategy's graph twice (31,000
+    graph nodes against 19,000 now, 7.5 MB against 4.1 MB), and ``tf.saved_model.load``
+    rebuilds every node in Python: a thin export loaded in 3.8-5.5 s, now 2.7-4.3 s (0.59-
+    0.85x per round; the inpaint CLI, the conversions, the serving double), and is written
+    in 12 s instead of 16-18 s. TensorFlow inlines the calls when it runs them: the same
+    kernels, the same values."""
+
+    def __init__(self, generator):
+        self.generator = generator
+        self._functions = {}
+
+    def __call__(self, image, mask, return_attention=False, output_mask=None):
+        generator = self.generator
+        key = (bool(return_attention), output_mask is not None)
+        if key not in self._functions:
+            if output_mask is None:
+
+                def call(image, mask):
+                    return generator(image, mask, return_attention=return_attention)
+
+            else:
+
+                def call(image, mask, output_mask):
+                    return generator(image, mask, output_mask=output_mask)
+
+            self._functions[key] = tf.function(call, autograph=False)
+        extra = () if output_mask is None else (output_mask,)
+        return self._functions[key](image, mask, *extra)
+
+
 def build_archive(
     generator,
     max_pixels=DEFAULT_MAX_PIXELS,
@@ -584,14 +619,24 @@ def build_archive(
 
     ``strategy`` (a ``penet_tf.high_resolution.PhotoStrategy``, ``auto`` by default) runs
     in the graph of the uint8 and bytes signatures, one region per hole group as the
-    library plans them; ``predict_float`` always runs ``full``.
+    library plans them; ``predict_float`` always runs ``full``. The strategy's graph and
+    the network's are each written once (``_SharedNetwork``), called from every signature.
     """
     strategy = strategy or PhotoStrategy()
     limit = photo_limit(strategy, max_pixels, max_photo_pixels)
     archive = ServingArchive(generator)
+    network = _SharedNetwork(generator)
+    uint8_inputs = [
+        tf.TensorSpec([None, None, None, 3], tf.uint8),
+        tf.TensorSpec([None, None, None, 1], tf.uint8),
+    ]
+
+    @tf.function(input_signature=uint8_inputs, autograph=False)
+    def serve(image, mask):
+        return serve_strategy(network, image, mask, strategy, limit)
 
     def serving_default(image, mask):
-        return {"inpainted": serve_strategy(generator, image, mask, strategy, limit)}
+        return {"inpainted": serve(image, mask)}
 
     def inpaint_bytes(image_bytes, mask_bytes):
         checks = [
@@ -623,7 +668,7 @@ def build_archive(
             )
             with tf.control_dependencies([check]):
                 image = tf.identity(image)
-            inpainted = serve_strategy(generator, image[None], mask[None], strategy, limit)
+            inpainted = serve(image[None], mask[None])
             return tf.io.encode_png(inpainted[0])
 
         with tf.control_dependencies(checks):
@@ -635,7 +680,7 @@ def build_archive(
         image, mask = gate(check_request(image, mask, max_pixels), image, mask)
         image, mask = gate(check_float_values(image, mask), image, mask)
         hole = tf.cast(mask >= 0.5, tf.float32)  # the mask rule for [0, 1] floats
-        output, inpainted = inpaint(generator, image, hole)
+        output, inpainted = inpaint(network, image, hole)
         return {"output": output, "inpainted": inpainted}
 
     spec = tf.TensorSpec

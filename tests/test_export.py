@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from serving_double import ServingDouble
+from tensorflow.core.protobuf import saved_model_pb2
 
 from penet_tf import Generator
 from penet_tf.export import (
@@ -547,6 +548,26 @@ def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
                 tf.io.encode_png(image).numpy(), tf.io.encode_png(mask).numpy()
             )
     np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), served)
+
+
+def test_the_network_and_the_strategy_are_written_once(exported):
+    """Every signature and strategy branch traced the network inline: the default export
+    held it five times (serving_default's full and crop branches, inpaint_bytes' two,
+    predict_float) and ``tf.saved_model.load`` rebuilt each copy node by node. Now one
+    graph per kind of call: composited (``output_mask``), with at_conv01's attention
+    (crop + residual aggregation) and plain (predict_float)."""
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((exported["path"] / "saved_model.pb").read_bytes())
+    library = saved_model.meta_graphs[0].graph_def.library.function
+    networks = [
+        function.signature.name
+        for function in library
+        if any(node.op == "Conv2D" and "dw_conv01" in node.name for node in function.node_def)
+    ]
+    assert len(networks) == 3, networks
+    # the strategy's graph (its area-resampled network input) once, not once per signature
+    resampling = [f for f in library if any(node.op == "ResizeArea" for node in f.node_def)]
+    assert len(resampling) == 1, [function.signature.name for function in resampling]
 
 
 def test_serving_archive_traces_each_endpoint_once(tmp_path):
