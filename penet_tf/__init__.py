@@ -78,8 +78,28 @@ def _quiet_start():
             filtering.kill()
 
 
-# runpy imports the package with sys.argv[0] == "-m", before the command's module.
-_COMMAND = sys.argv[:1] == ["-m"]
+def _runs_a_command(argv, orig_argv):
+    """Whether this process is ``python -m penet_tf.<command>`` starting: runpy imports
+    the package with ``sys.argv[0] == "-m"`` before the command's module. (A program
+    run as ``python -m theirs`` that imports penet_tf has that ``argv`` too: it kept the
+    start-up's Ctrl-C handler, ``os._exit(130)``, for its whole life, so its own
+    ``finally`` / ``except KeyboardInterrupt`` clean-up never ran.)"""
+    if argv[:1] != ["-m"]:
+        return False
+    words = iter(orig_argv[1:])
+    for word in words:  # Python's own options, up to -m MODULE (flags may be joined: -Bm)
+        if not word.startswith("-") or word.startswith("--"):
+            continue
+        for position, flag in enumerate(word[1:], 2):
+            if flag in "WXm":  # options with a value: the rest of the word, or the next
+                value = word[position:] or next(words, "")
+                if flag == "m":
+                    return value == "penet_tf" or value.startswith("penet_tf.")
+                break
+    return False
+
+
+_COMMAND = _runs_a_command(sys.argv, getattr(sys, "orig_argv", []))
 if _COMMAND and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 

@@ -65,7 +65,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from penet_tf.image_io import binary_mask
+from penet_tf.image_io import binary_mask, mask_array
 from penet_tf.inference import (
     composite_uint8,
     float_to_uint8,
@@ -554,16 +554,17 @@ def inpaint_photo(generator, image, mask, strategy=PhotoStrategy()):
     Args:
         generator: a ``penet_tf.Generator``.
         image: uint8 [H, W, 3].
-        mask: [H, W] or [H, W, 1] mask values (uint8, or bool), holes by the mask rule of
-            every other path (``penet_tf.image_io.MASK_RULE``): at least 128, or the 1s of
-            a mask that holds only 0 and 1.
+        mask: [H, W] or [H, W, 1] mask values (uint8, bool or 0 / 1 floats:
+            ``penet_tf.image_io.mask_array``), holes by the mask rule of every other path
+            (``penet_tf.image_io.MASK_RULE``): at least 128, or the 1s of a mask that
+            holds only 0 and 1.
         strategy: a ``PhotoStrategy``.
 
     Returns:
         uint8 [H, W, 3]: known pixels bit-identical to ``image``.
     """
     image = np.asarray(image)
-    mask = np.asarray(mask)
+    mask = mask_array(mask)
     if mask.ndim == 3:
         mask = mask[..., 0]
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:

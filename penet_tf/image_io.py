@@ -379,6 +379,26 @@ def mask_values(image):
     return array.max(axis=-1, keepdims=True)
 
 
+def mask_array(mask):
+    """A mask given as an array, as uint8 values for ``MASK_RULE``: uint8 as it is; bool,
+    0 / 1 floats and integers from 0 to 255 as those values. Anything else is one
+    ``ValueError``: a soft float mask in [0, 1] read as 0 / 1 made every faintly nonzero
+    pixel a hole (a soft edge grew the hole), and uint16 or negative values would wrap."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.uint8:
+        return mask
+    if mask.dtype == np.bool_ or (mask.dtype.kind == "f" and np.isin(mask, (0, 1)).all()):
+        return mask.astype(np.uint8)  # a 0 / 1 mask
+    if mask.dtype.kind in "iu" and (mask.size == 0 or (mask.min() >= 0 and mask.max() <= 255)):
+        return mask.astype(np.uint8)
+    kind = {"f": " with other values than 0 and 1", "i": " outside 0-255", "u": " over 255"}
+    raise ValueError(
+        f"mask must be uint8 (holes by the mask rule), bool or 0 / 1 floats, got "
+        f"{mask.dtype}{kind.get(mask.dtype.kind, '')} (a soft [0, 1] float mask: "
+        "np.round(mask * 255).astype(np.uint8))"
+    )
+
+
 def binary_mask(values):
     """Mask values (uint8, any shape; one mask) -> uint8 0/1 by ``MASK_RULE``."""
     values = np.asarray(values)

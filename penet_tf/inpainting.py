@@ -48,6 +48,7 @@ from penet_tf.image_io import (
     ImageReadError,
     alpha_mask,
     colour_profile,
+    mask_array,
     open_image,
     probe_size,
     read_error_reason,
@@ -533,27 +534,24 @@ def check_batch(image, mask):
     """``(image, mask)`` as arrays, or one ``ValueError`` naming the problem whatever the
     model or the photo's size: a float or uint16 image was cast to uint8 under ``full``
     (a 0-1 photo came back black, a uint16 one wrapped around) and refused over 512 px;
-    a mask without its channel or batch was a TypeError or an InvalidArgumentError. Bool
-    and 0 / 1 float masks become uint8 0 / 1 masks."""
+    a mask without its channel or batch was a TypeError or an InvalidArgumentError. The
+    mask's values as ``penet_tf.image_io.mask_array`` takes them."""
     image, mask = np.asarray(image), np.asarray(mask)
     if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3:
         raise ValueError(
             f"image must be uint8 [B, H, W, 3], got {image.dtype} {list(image.shape)} (a "
             "0-1 float photo: np.round(photo * 255).astype(np.uint8); one photo: photo[None])"
         )
+    if min(image.shape[:3]) < 1:  # (an empty batch was TensorFlow's InvalidArgumentError)
+        raise ValueError(
+            f"image must hold at least one photo of at least 1 x 1 pixels, got {list(image.shape)}"
+        )
     if mask.ndim != 4 or mask.shape[-1] != 1 or mask.shape[:3] != image.shape[:3]:
         raise ValueError(
             f"mask must be [B, H, W, 1] with the image's B, H, W {list(image.shape[:3])}, "
             f"got {list(mask.shape)} (an H x W mask: mask[None, ..., None])"
         )
-    if mask.dtype == np.bool_ or (mask.dtype.kind == "f" and np.isin(mask, (0, 1)).all()):
-        mask = mask.astype(np.uint8)  # a 0 / 1 mask (the SavedModels take uint8 only)
-    if mask.dtype != np.uint8:
-        raise ValueError(
-            f"mask must be uint8 (holes by the mask rule), bool or 0 / 1 floats, got {mask.dtype}"
-            + (" with other values" if mask.dtype.kind == "f" else "")
-        )
-    return image, mask
+    return image, mask_array(mask)  # (the SavedModels take uint8 masks only)
 
 
 def find_saved_model(path):

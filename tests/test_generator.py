@@ -244,6 +244,38 @@ def test_build_is_idempotent():
         np.testing.assert_array_equal(a, b.numpy())
 
 
+def test_a_fresh_model_first_called_from_several_threads_builds_once():
+    """A service's first requests at once: each thread built the layers, 3 of 4 calls
+    failed ("cannot add new elements of state ... already built") and the model kept
+    doubled variables."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from penet_tf import Discriminator
+
+    image, mask = _batch(1)
+    for make, call in (
+        (_thin, lambda model: model(image, mask)[0]),
+        (lambda: Discriminator(base_channels=8), lambda model: model(image)),
+    ):
+        model = make()
+        start = threading.Barrier(4)
+
+        def first_call(_, model=model, call=call, start=start):
+            start.wait()
+            return call(model).numpy()
+
+        with ThreadPoolExecutor(4) as pool:
+            outputs = list(pool.map(first_call, range(4)))
+        for output in outputs[1:]:
+            np.testing.assert_array_equal(output, outputs[0])
+        single = make()
+        call(single)
+        expected = len(single.weights)
+        assert len(model.weights) == expected, [w.path for w in model.weights]
+        assert len({w.path for w in model.weights}) == expected
+
+
 def test_return_attention_gives_at_conv01_weights():
     generator = _thin()
     image, mask = _batch(2, 64, 64)

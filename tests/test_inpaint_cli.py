@@ -446,7 +446,12 @@ def test_the_library_refuses_what_it_cannot_inpaint_whatever_the_size(workspace)
             inpainter(*wrong)
     with pytest.raises(ValueError, match="0 / 1 floats, got float32 with other values"):
         inpainter(photo, mask.astype(np.float32))
+    with pytest.raises(ValueError, match="got int64 outside 0-255"):
+        inpainter(photo, mask.astype(np.int64) - 1)
+    with pytest.raises(ValueError, match="at least one photo"):  # (TensorFlow's error)
+        inpainter(photo[:0], mask[:0])
     expected = inpainter(photo, mask)
+    np.testing.assert_array_equal(inpainter(photo, mask.astype(np.int64)), expected)
     np.testing.assert_array_equal(inpainter(photo, mask > 0), expected)
     np.testing.assert_array_equal(inpainter(photo, (mask > 0).astype(np.float32)), expected)
 
@@ -727,6 +732,28 @@ def test_ctrl_c_while_tensorflow_imports_is_one_line(tmp_path):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+
+
+def test_a_program_run_with_dash_m_that_imports_penet_tf_keeps_its_ctrl_c(tmp_path):
+    """A user's service started as ``python -m svc``, whose package imports penet_tf
+    (runpy imports it while ``sys.argv[0]`` is "-m", as for penet_tf's own commands),
+    kept the commands' start-up Ctrl-C handler for its whole life: ``os._exit(130)``,
+    its own ``except KeyboardInterrupt`` / ``finally`` clean-up never ran."""
+    package = tmp_path / "svc"
+    package.mkdir()
+    (package / "__init__.py").write_text("import penet_tf  # noqa: F401\n")
+    (package / "__main__.py").write_text(
+        "import os, signal, time\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('draining requests')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "svc"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert (result.returncode, result.stdout) == (0, "draining requests\n"), result.stderr
 
 
 def test_a_command_s_one_line_error_is_not_preceded_by_tensorflow_s_start_up_lines(tmp_path):

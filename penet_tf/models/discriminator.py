@@ -1,10 +1,15 @@
 """The spectral-norm PatchGAN discriminator of PEN-Net (paper section 3.3)."""
 
+import threading
+
 import keras
 import tensorflow as tf
 
 from penet_tf.errors import require_float
 from penet_tf.layers.spectral_norm import SpectralNorm
+
+# Builds run one at a time, whichever thread calls a model first.
+_BUILD_LOCK = threading.Lock()
 
 KERNEL_SIZE = 5
 STRIDES = (2, 2, 2, 1)
@@ -109,6 +114,10 @@ class Discriminator(keras.Model):
         )
 
     def build(self, image_shape=None):
+        with _BUILD_LOCK:  # one build at a time (as the Generator's)
+            self._build_layers()
+
+    def _build_layers(self):
         if self.built:
             return
         channels = 3

@@ -1,5 +1,7 @@
 """The PEN-Net generator: pyramid-context encoder + multi-scale decoder (paper section 3)."""
 
+import threading
+
 import keras
 import tensorflow as tf
 
@@ -7,6 +9,9 @@ from penet_tf.errors import require_float
 from penet_tf.initializers import kernel_initializer
 from penet_tf.layers.attention_transfer import AttentionTransfer, resize_align_corners
 from penet_tf.layers.patches import check_patch_method
+
+# Builds run one at a time, whichever thread calls a model first.
+_BUILD_LOCK = threading.Lock()
 
 # Every resolution is halved six times, so H and W must be multiples of 64.
 SIZE_MULTIPLE = 64
@@ -295,7 +300,14 @@ class Generator(keras.Model):
         )
 
     def build(self, image_shape=None, mask_shape=None):
-        # Every shape is fixed by the architecture; spatial sizes stay unknown.
+        # Every shape is fixed by the architecture; spatial sizes stay unknown. One build
+        # at a time: a fresh model first called from several threads at once (a service's
+        # first requests) built its layers in each, failed 3 of 4 calls and kept doubled
+        # variables.
+        with _BUILD_LOCK:
+            self._build_layers()
+
+    def _build_layers(self):
         if self.built:
             return
         for layer, channels in zip(self.encoder, self._encoder_inputs, strict=True):
