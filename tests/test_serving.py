@@ -459,6 +459,9 @@ def test_deadline_exceeded_is_reported(served):
     with InpaintClient(served["address"], MODEL, timeout=0.001) as client:
         with pytest.raises(ServingError, match="no answer from TF Serving at .* within 0.001 s"):
             client.inpaint(image, mask)
+    # the same client after its with block (gRPC: "Cannot invoke RPC on closed channel!")
+    with pytest.raises(ValueError, match="this InpaintClient for .* is closed"):
+        client.inpaint(image, mask)
 
 
 def test_read_mask_any_mode(tmp_path):

@@ -115,6 +115,7 @@ class InpaintClient:
                 f"timeout must be a positive number of seconds up to {MAX_TIMEOUT:g}, got {timeout}"
             )
         self.server, self.model, self.timeout, self.version = server, model, timeout, version
+        self.closed = False
         self.channel = grpc.insecure_channel(
             server,
             options=[
@@ -125,7 +126,8 @@ class InpaintClient:
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
     def close(self):
-        """Closes the gRPC channel."""
+        """Closes the gRPC channel; a request after this is a ``ValueError`` naming it."""
+        self.closed = True
         self.channel.close()
 
     def __enter__(self):
@@ -169,6 +171,11 @@ class InpaintClient:
         return ServingError(message, code, details)
 
     def _call(self, method, request):
+        if self.closed:  # (gRPC's own words: "Cannot invoke RPC on closed channel!")
+            raise ValueError(
+                f"this InpaintClient for {self.server} is closed (a request after close() or "
+                "after its with block): make another"
+            )
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
