@@ -16,23 +16,31 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-# The longest modules first (their clean-clone CI durations, 2026-12-03): with ``--dist
-# loadfile`` a free worker takes the next module in collection order, and a long module
-# taken last keeps one worker busy while the other idles. The rest keep their order.
+# The longest modules first (their durations in a two-worker run on 2026-12-06): with
+# ``--dist loadfile`` a free worker takes the next module in collection order, and a long
+# module taken last keeps one worker busy while the other idles. The rest keep their order.
 LONGEST_MODULES_FIRST = (
-    "test_training_interruptions.py",
     "test_convert.py",
-    "test_training_strategies.py",
-    "test_serving.py",
-    "test_export.py",
+    "test_training_interruptions.py",
     "test_inpaint_cli.py",
+    "test_training.py",
+    "test_training_strategies.py",
+    "test_export.py",
+    "test_released_run.py",
+    "test_high_resolution_strategies.py",
     "test_web_demo.py",
     "test_image_io.py",
-    "test_training.py",
+    "test_serving.py",
     "test_evaluate_cli.py",
-    "test_high_resolution_strategies.py",
-    "test_high_resolution.py",
+    "test_data.py",
+    "test_attention_transfer.py",
+    "test_generator.py",
+    "test_convert_torch.py",
+    "test_metrics.py",
+    "test_masks.py",
     "test_training_parity.py",
+    "test_spectral_norm.py",
+    "test_high_resolution.py",
 )
 
 

@@ -4,6 +4,7 @@ One export (through the real CLI, of a thin random generator) serves the whole m
 """
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -632,14 +633,23 @@ def test_a_generator_built_by_a_call_is_exported_and_an_unbuilt_one_named(tmp_pa
     np.testing.assert_array_equal(served, composite_uint8(generator, image, mask))
 
 
+@functools.cache
+def _decode_graph(max_pixels):
+    """``inpaint_bytes``'s decode in a graph, traced once per limit (a trace per file
+    took 3 s: 47 s for the test below)."""
+    from penet_tf import export
+
+    return tf.function(
+        lambda data: export._decode(data, 3, "image", max_pixels),
+        input_signature=[tf.TensorSpec([], tf.string)],
+    )
+
+
 def _decoded(data, max_pixels=10**6):
     """``inpaint_bytes``'s decode of one encoded image in a graph: its shape, or the
     INVALID_ARGUMENT message."""
-    from penet_tf import export
-
-    decode = tf.function(lambda d: export._decode(d, 3, "image", max_pixels))
     try:
-        return decode(tf.constant(data)).shape
+        return tuple(_decode_graph(max_pixels)(tf.constant(data)).shape)
     except tf.errors.InvalidArgumentError as error:
         return re.search(r"assertion failed: \[(.*?)\]", error.message, re.S).group(1)
 
