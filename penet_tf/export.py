@@ -591,18 +591,13 @@ class _SharedNetwork:
         self._functions = {}
 
     def __call__(self, image, mask, return_attention=False, output_mask=None):
-        generator = self.generator
-        key = (bool(return_attention), output_mask is not None)
+        key = (bool(return_attention), output_mask is None)
         if key not in self._functions:
-            if output_mask is None:
+            generator, attention = self.generator, bool(return_attention)
 
-                def call(image, mask):
-                    return generator(image, mask, return_attention=return_attention)
-
-            else:
-
-                def call(image, mask, output_mask):
-                    return generator(image, mask, output_mask=output_mask)
+            def call(image, mask, *output_mask):
+                needed = output_mask[0] if output_mask else None
+                return generator(image, mask, return_attention=attention, output_mask=needed)
 
             self._functions[key] = tf.function(call, autograph=False)
         extra = () if output_mask is None else (output_mask,)
