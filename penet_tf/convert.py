@@ -366,9 +366,12 @@ def tfjs_converter_path(tfjs_venv=None):
     named = "" if tfjs_venv or not chosen else f" (${TFJS_VENV_VARIABLE})"
     candidates = [os.path.abspath(venv) for venv in candidates if venv]
     for venv in candidates:
-        converter = os.path.join(venv, "bin", "tensorflowjs_converter")
-        if os.access(converter, os.X_OK):
-            return converter
+        for converter in (  # (a Windows virtualenv keeps it in Scripts\)
+            os.path.join(venv, "bin", "tensorflowjs_converter"),
+            os.path.join(venv, "Scripts", "tensorflowjs_converter.exe"),
+        ):
+            if os.access(converter, os.X_OK):
+                return converter
     raise FileNotFoundError(
         f"No tensorflowjs_converter in {' or '.join(dict.fromkeys(candidates))}{named}. "
         "tensorflowjs "

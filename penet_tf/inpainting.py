@@ -64,7 +64,9 @@ from penet_tf.io_utils import (
     IMAGE_SUFFIXES,
     check_file_target,
     check_folder_target,
+    name_key,
     name_max,
+    same_path,
     sweep_temporaries,
 )
 
@@ -125,15 +127,22 @@ def stem(path):
 
 
 def _by_name(paths):
-    """{name: path}; for two files with one name (a.png, a.jpg) a PNG wins, else the first."""
+    """{``name_key`` of a name: [paths]}: the files ``_named`` picks from."""
     found = {}
     for path in paths:
-        name = stem(path)
-        if name not in found or (
-            path.lower().endswith(".png") and not found[name].lower().endswith(".png")
-        ):
-            found[name] = path
+        found.setdefault(name_key(stem(path)), []).append(path)
     return found
+
+
+def _named(found, name):
+    """The file of ``_by_name``'s ``found`` paired with the image named ``name``, or
+    None: the one of that very name, else one whose name differs only in case or Unicode
+    form (a phone's IMG_0001.JPG and its mask img_0001.png: one name on macOS and
+    Windows); of two (a.png, a.jpg) a PNG, else the first."""
+    candidates = found.get(name_key(name), [])
+    candidates = [path for path in candidates if stem(path) == name] or candidates
+    pngs = [path for path in candidates if path.lower().endswith(".png")]
+    return (pngs or candidates or [None])[0]
 
 
 def collect_items(images, masks=None, predictions=None, resize=None):
@@ -166,7 +175,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             mask_lookup = _by_name(list_images(masks, "--masks"))
         elif os.path.isfile(masks):
             if len(image_paths) == 1 and not os.path.isdir(images):
-                mask_lookup = {stem(image_paths[0]): os.fspath(masks)}
+                mask_lookup = {name_key(stem(image_paths[0])): [os.fspath(masks)]}
             else:
                 shared_mask = os.fspath(masks)
                 # the one mask of every photo, kept among them, is not one of the photos
@@ -196,12 +205,14 @@ def collect_items(images, masks=None, predictions=None, resize=None):
     items, skipped, seen = [], [], {}
     for position, path in enumerate(image_paths):
         name = stem(path)
-        if name in seen:
-            skipped.append(
-                Skipped(path, f"another image has the same name ({seen[name]}); rename one")
-            )
+        if name_key(name) in seen:  # (their results would be one file)
+            other = seen[name_key(name)]
+            how = "the same name"
+            if stem(other) != name:
+                how = "a name that differs only in case or accents (one name on macOS, Windows)"
+            skipped.append(Skipped(path, f"another image has {how} ({other}); rename one"))
             continue
-        seen[name] = path
+        seen[name_key(name)] = path
         try:
             size = displayed = probe_size(path)
         except Exception as error:  # anything PIL raises on a bad file
@@ -214,7 +225,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         if shared_mask is not None and resize is None:  # (resized as the images)
             problem = _check_shape(shared_mask, shared_size, displayed, path)
         if mask_lookup is not None:
-            item.mask = mask_lookup.get(name)
+            item.mask = _named(mask_lookup, name)
             if item.mask is None:
                 problem = f"no mask named {name}.* in {masks}"
             elif _same_file(item.mask, path):
@@ -222,7 +233,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             else:
                 problem = _check_size(item.mask, size, "mask", None if resize else path)
         if problem is None and prediction_lookup is not None:
-            item.prediction = prediction_lookup.get(name)
+            item.prediction = _named(prediction_lookup, name)
             if item.prediction is None:
                 problem = f"no prediction named {name}.* in {predictions}"
             elif _same_file(item.prediction, path):  # (one photo: scored against itself)
@@ -234,6 +245,15 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             continue
         items.append(item)
     return items, skipped
+
+
+def _identity(path):
+    """``(device, inode)`` of an existing file, else None."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _same_file(a, b):
@@ -789,10 +809,6 @@ def report_skipped(skipped, stream=None):
 # ------------------------------------------------------------------------ folders
 
 
-def _same(a, b):
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
 def names_output_file(out, images):
     """Whether ``--out`` names the result file itself rather than a folder: one image in
     (``--images`` a file) and ``--out NAME.png`` that is not an existing folder. ValueError
@@ -826,7 +842,7 @@ def check_out_folder(out, images, masks=None):
         if path is None:
             continue
         folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-        if _same(out, folder):
+        if same_path(out, folder):
             raise ValueError(
                 f"--out {out} is the {flag} folder {folder}: the results would be written "
                 "among the inputs; choose another output folder"
@@ -844,7 +860,9 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
     ``inputs`` (image, mask or prediction files) or a folder stands at its path.
     """
     planned, owner = {}, {}
-    inputs = {os.path.realpath(path) for path in inputs if path is not None}
+    inputs = [path for path in inputs if path is not None]
+    real_inputs = {os.path.realpath(path) for path in inputs}
+    input_files = {_identity(path) for path in inputs} - {None}
     for item in items:
         if out_file:
             paths = [os.fspath(out), os.fspath(out)[: -len(".png")] + "_grid.png"]
@@ -863,8 +881,10 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
                     f"{path}: the result's name is {len(os.fsencode(name))} bytes, longer "
                     f"than the file system takes ({limit}); rename {item.image}"
                 )
-            key = os.path.realpath(path)
-            if key in inputs:
+            # A result's name is compared as the file systems of macOS and Windows
+            # compare it (two spellings of one file, or of one input, replaced it).
+            key = (os.path.realpath(os.path.dirname(os.path.abspath(path))), name_key(name))
+            if os.path.realpath(path) in real_inputs or _identity(path) in input_files:
                 raise ValueError(
                     f"{path} would replace an input file (from {item.image}); choose another "
                     "output folder"
@@ -877,7 +897,8 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
             if key in owner:
                 raise ValueError(
                     f"{path} would be written for both {owner[key]} and {item.image} "
-                    "(with --grid, NAME_grid.png is the grid of NAME); rename one of them"
+                    "(with --grid, NAME_grid.png is the grid of NAME; names differing only in case "
+                    "are one file on macOS and Windows); rename one of them"
                 )
             owner[key] = item.image
         planned[item.index] = paths

@@ -27,6 +27,7 @@ import shutil
 import socket
 import stat
 import time
+import unicodedata
 
 # Image files penet_tf reads (all decoded with Pillow).
 # (AVIF and JFIF were left out of folders without a word, though Pillow reads them.)
@@ -112,11 +113,32 @@ _KEPT_END = 32
 
 
 def name_max(directory):
-    """The longest file name (bytes) ``directory``'s file system takes."""
+    """The longest file name (bytes) ``directory``'s file system takes (``NAME_MAX``
+    where it cannot say: Windows has no ``os.pathconf``, and every command that writes
+    stopped there with an AttributeError traceback)."""
     try:
         return os.pathconf(directory, "PC_NAME_MAX")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return NAME_MAX
+
+
+def name_key(name):
+    """``name`` as a case-insensitive file system compares names (macOS' APFS, Windows'
+    NTFS, a Linux mount of either, WSL's /mnt/c): Unicode NFC, case-folded. Two results
+    whose names differ only there are one file on those, so one replaced the other."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def same_path(a, b):
+    """Whether ``a`` and ``b`` are one file or folder: the same real path, or, both
+    existing, one reached by two spellings (on macOS and Windows ``--images Photos
+    --out photos`` wrote the results over the photos: the real paths differ in case)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def temporary_path(path, tag=""):
@@ -190,9 +212,8 @@ def check_file_target(path, flag="--out", inputs=()):
         raise ValueError(f"{flag} {path} names a folder: give the file to write")
     _check_folders_above(path, flag)
     _check_name_length(path, flag)
-    real = os.path.realpath(path)
     for source in inputs:
-        if source is not None and os.path.realpath(source) == real:
+        if source is not None and same_path(source, path):
             raise ValueError(f"{flag} {path} would replace the input {source}")
 
 
@@ -323,7 +344,12 @@ def _take_permissions(temporary, target, default):
 
 
 def _running(pid):
-    """Whether a process ``pid`` exists (on this machine)."""
+    """Whether a process ``pid`` exists (on this machine). On Windows ``os.kill(pid, 0)``
+    sends a Ctrl-C to the console (or fails with WinError 87): every process counts as
+    running there, and this machine's leftovers are swept as another's, when untouched
+    for ``FOREIGN_STALE_SECONDS``."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -379,7 +405,7 @@ def sweep_temporaries(folder, older_versions=False):
                 continue  # (put back, a rename: nothing is removed)
             if not older_versions or (match and not dead):
                 continue
-        elif match.group(2) != PID_SPACE:
+        elif match.group(2) != PID_SPACE or os.name == "nt":  # (nt: see _running)
             if not _untouched(path, FOREIGN_STALE_SECONDS):
                 continue
         elif _running(int(match.group(1))):

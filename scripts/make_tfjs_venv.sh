@@ -9,9 +9,10 @@
 set -euo pipefail
 # A relative VENV_DIR is relative to where the script is run (it was taken from the
 # repository, where `convert --tfjs-venv DIR` then did not look).
-venv="$(realpath -m "${1:-$(dirname "$0")/../.tfjs-venv}")"
-cd "$(dirname "$0")/.."
+# (Python's abspath, not GNU `realpath -m`: macOS' realpath has no -m and stopped here.)
 python="${PYTHON:-python3}"
+venv="$("$python" -c 'import os, sys; print(os.path.abspath(sys.argv[1]))' "${1:-$(dirname "$0")/../.tfjs-venv}")"
+cd "$(dirname "$0")/.."
 if [ -x "$venv/bin/tensorflowjs_converter" ] && "$venv/bin/python" -c "import tensorflowjs" 2>/dev/null; then
   echo "$venv: tensorflowjs already installed"
   exit 0

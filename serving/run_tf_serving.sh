@@ -17,8 +17,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 image="${TF_SERVING_IMAGE:-tensorflow/serving:2.20.0}"
-models="$(realpath -m "${MODELS_DIR:-$repo/savedmodels}")"
-batching="$(realpath -m "${BATCHING:-$here/batching_parameters.txt}")"
+absolute() {  # an absolute path, existing or not (macOS' realpath has no -m: it stopped here)
+  case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+}
+models="$(absolute "${MODELS_DIR:-$repo/savedmodels}")"
+batching="$(absolute "${BATCHING:-$here/batching_parameters.txt}")"
 grpc_port="${GRPC_PORT:-8500}"
 rest_port="${REST_PORT:-8501}"
 

@@ -300,6 +300,11 @@ def test_what_a_conversion_needs_is_named_before_any_work(tmp_path, monkeypatch)
     monkeypatch.setenv(convert_module.TFJS_VENV_VARIABLE, str(venv))
     monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(tmp_path / "none"))
     assert convert_module.tfjs_converter_path() == str(converter)
+    windows = tmp_path / "tfjs-windows" / "Scripts" / "tensorflowjs_converter.exe"
+    windows.parent.mkdir(parents=True)  # (a Windows virtualenv: it was never found)
+    windows.write_text("")
+    windows.chmod(0o755)
+    assert convert_module.tfjs_converter_path(windows.parents[1]) == str(windows)
     # A variable naming a missing virtualenv: named, not passed over for the checkout's.
     monkeypatch.setattr(convert_module, "DEFAULT_TFJS_VENV", str(venv))
     monkeypatch.setenv(convert_module.TFJS_VENV_VARIABLE, str(tmp_path / "nonexistent"))

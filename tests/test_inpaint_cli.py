@@ -603,6 +603,36 @@ def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys
     np.testing.assert_array_equal(_read(images / "p.png"), photo)
 
 
+def test_names_that_differ_only_in_case_or_accents_are_one_name(workspace, tmp_path, capsys):
+    """On macOS and Windows (and their drives mounted on Linux, WSL's /mnt/c) Beach.png
+    and beach.jpg give one result file: the second replaced the first ("inpainted 2",
+    exit status 0); a phone's IMG_1.PNG found no mask img_1.png, nor café.png (NFC)
+    its mask café.png written in NFD (as macOS' older volumes store names)."""
+    import unicodedata
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    photo = workspace["originals"]["china"]
+    cafe = unicodedata.normalize("NFC", "café")
+    for name in ("Beach.png", "beach.jpg", "IMG_1.PNG", f"{cafe}.png"):
+        Image.fromarray(photo).save(images / name)
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[20:40, 20:50] = 255
+    for name in ("Beach", "img_1", unicodedata.normalize("NFD", "café")):
+        Image.fromarray(mask).save(masks / f"{name}.png")
+    out = tmp_path / "out"
+    args = ["--model", workspace["weights"], "--images", str(images), "--masks", str(masks)]
+    assert main([*args, "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {images / 'beach.jpg'}: another image has a name that differs only " in err
+    assert sorted(os.listdir(out)) == sorted(["Beach.png", "IMG_1.png", f"{cafe}.png"])
+    first = _read(out / "Beach.png")
+    assert (first != photo).any()
+    for name in ("IMG_1.png", f"{cafe}.png"):  # paired with their masks
+        np.testing.assert_array_equal(_read(out / name), first)
+
+
 def test_an_output_folder_that_cannot_be_one_is_refused_before_any_work(
     workspace, tmp_path, capsys
 ):

@@ -254,6 +254,43 @@ def test_containers_sharing_a_folder_keep_their_temporaries_apart(tmp_path, monk
     assert os.path.isdir(live / "variables")
 
 
+def test_on_windows_the_checks_and_the_sweep_use_what_it_has(tmp_path, monkeypatch, dead_pid):
+    """Windows has no ``os.pathconf`` (every command that writes stopped with an
+    AttributeError traceback), and its ``os.kill(pid, 0)`` sends a Ctrl-C to the console
+    (or fails with WinError 87): this machine's leftovers are swept there as another
+    machine's are, once untouched for a day."""
+    import penet_tf.io_utils as io_utils
+
+    monkeypatch.delattr(os, "pathconf")
+    assert io_utils.name_max(tmp_path) == io_utils.NAME_MAX
+    check_file_target(tmp_path / "result.png", "--out")
+    long = os.path.basename(temporary_path(tmp_path / ("x" * 200 + ".png")))
+    assert len(os.fsencode(long)) <= io_utils.NAME_MAX and long.endswith(".png")
+    killed = tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-1"
+    old = tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-2"
+    killed.mkdir()
+    old.mkdir()
+    day_ago = time.time() - FOREIGN_STALE_SECONDS - 60
+    os.utime(old, (day_ago, day_ago))
+    kills = []
+    monkeypatch.setattr(os, "kill", lambda *args: kills.append(args))
+    monkeypatch.setattr(os, "name", "nt")
+    swept = sweep_temporaries(tmp_path)
+    monkeypatch.setattr(os, "name", "posix")
+    assert swept == [str(old)] and killed.is_dir() and kills == []
+
+
+def test_two_spellings_of_one_file_are_one_target(tmp_path):
+    """macOS and Windows compare names ignoring case: ``--out one/PHOTO.png`` is the
+    input ``one/photo.png`` there, and was written over it (the real paths differ). A
+    hard link stands in here for the second spelling of the same file."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"mine")
+    os.link(photo, tmp_path / "PHOTO.png")
+    with pytest.raises(ValueError, match="would replace the input"):
+        check_file_target(tmp_path / "PHOTO.png", "--out", inputs=[photo])
+
+
 def test_a_target_in_a_folder_that_cannot_be_written_is_refused_first(tmp_path, monkeypatch):
     """Found at the first write, an unwritable --out ended a whole evaluation (its report
     lost) with "Permission denied: .../.tmp-5923-report.json". (The tests run as root,

@@ -450,6 +450,27 @@ def test_a_second_run_on_a_live_run_s_folder_is_refused(tmp_path):
         pass
 
 
+def test_a_system_without_flock_trains_without_the_run_lock(tmp_path, monkeypatch, caplog):
+    """Windows has no ``fcntl``: importing the trainer stopped every run there ("No
+    module named 'fcntl'"); it trains as on a file system without locks, with a warning."""
+    import logging
+
+    from penet_tf.training import checkpoints
+
+    monkeypatch.setattr(checkpoints, "fcntl", None)
+    with caplog.at_level(logging.WARNING, logger="penet_tf.train"):
+        with checkpoints.run_lock(str(tmp_path / "run")):
+            assert (tmp_path / "run" / checkpoints.LOCK_FILE).is_file()
+    assert "training without the run lock" in caplog.text and "no flock" in caplog.text
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # as on Windows: an ImportError
+    spec = importlib.util.spec_from_file_location("checkpoints_here", checkpoints.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.fcntl is None
+
+
 def test_a_run_that_cannot_start_leaves_no_folder_and_never_another_s(tmp_path, monkeypatch):
     """A refused --resume-release left a new run folder holding its lock; removing it must
     never touch a folder another run holds (a run refused while one started on the same

@@ -19,7 +19,6 @@ checkpoint, TensorFlow's ``checkpoint.tmp*``, the ``.tmp-*`` temporaries of
 
 import contextlib
 import errno
-import fcntl
 import gc
 import json
 import logging
@@ -38,6 +37,11 @@ from penet_tf.io_utils import (
     sweep_temporaries,
 )
 from penet_tf.models import discriminator_config, generator_config
+
+try:
+    import fcntl
+except ImportError:  # Windows: no run lock (training stopped there: "No module named 'fcntl'")
+    fcntl = None
 
 logger = logging.getLogger("penet_tf.train")
 # The weights a run writes in its folder (TrainingState.export_weights).
@@ -184,6 +188,8 @@ def run_lock(output_dir):
     locked = False
     try:
         try:
+            if fcntl is None:
+                raise OSError(errno.ENOSYS, "this system has no flock (fcntl)")
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             try:  # (a run that could not start removed the file before this one locked it)
                 locked = os.path.samestat(os.fstat(handle.fileno()), os.stat(lock))
@@ -201,7 +207,7 @@ def run_lock(output_dir):
                 f"another training run (pid {holder}) is writing to {output_dir}: wait for "
                 "it to end, or train into another folder"
             ) from None
-        except OSError as error:  # a file system without locks (NFSv3 without lockd)
+        except OSError as error:  # a file system without locks (NFSv3 without lockd), Windows
             logger.warning(
                 "cannot lock %s (%s): training without the run lock, so start no other "
                 "run on this folder meanwhile",
