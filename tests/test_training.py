@@ -415,6 +415,32 @@ def test_saving_a_loss_scaled_gan_keeps_its_loss_scale(tmp_path):
     resumed.load_weights(tmp_path / "gan.weights.h5")
     assert float(resumed.g_optimizer.dynamic_scale) == 1024.0
     assert int(resumed.g_optimizer.iterations) == 1
+    # Into a float32 model Keras skipped both optimizers' states (Adam at step 0, its
+    # moments zero) with a warning only, and the other way round too: refused first.
+    plain = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
+    plain.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    with pytest.raises(ValueError, match="g_optimizer was saved with loss scaling .* is without"):
+        plain.load_weights(tmp_path / "gan.weights.h5")
+    plain.save_weights(tmp_path / "plain.weights.h5")
+    with pytest.raises(ValueError, match="saved without loss scaling .* is with it"):
+        resumed.load_weights(tmp_path / "plain.weights.h5")
+
+
+def test_auto_mixed_precision_resumes_with_the_policy_of_the_run_s_checkpoints(tmp_path):
+    """A run's config.json says only "auto": begun on a CPU (mixed_bfloat16) and resumed
+    by the same command on a GPU it was built as mixed_float16 and stopped ("the
+    checkpoint ... does not fit this model"), and the other way round."""
+    from penet_tf.training.trainer import resumed_auto_policy
+
+    assert resumed_auto_policy(str(tmp_path), "mixed_float16") == "mixed_float16"  # new run
+    for scaled, policy in ((True, "mixed_float16"), (False, "mixed_bfloat16")):
+        run = tmp_path / policy
+        optimizer = tf.train.Checkpoint(iterations=tf.Variable(3))
+        if scaled:
+            optimizer.dynamic_scale = tf.Variable(1024.0)
+        tf.train.Checkpoint(d_optimizer=optimizer).write(str(run / "checkpoints" / "ckpt-2"))
+        for picked in ("mixed_float16", "mixed_bfloat16"):
+            assert resumed_auto_policy(str(run), picked) == policy
 
 
 def test_an_output_dir_tensorflow_cannot_write_is_refused_by_name(photos, tmp_path):

@@ -1,5 +1,7 @@
 """PEN-Net's adversarial training as a Keras model with a custom ``train_step``."""
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -376,9 +378,40 @@ class PENetGAN(keras.Model):
 
     def load_weights(self, filepath, *args, **kwargs):
         """``keras.Model.load_weights``, building first (networks, and the optimizers'
-        slots once compiled), so that a fresh model resumes before ``fit``."""
+        slots once compiled), so that a fresh model resumes before ``fit``. Optimizers
+        saved with loss scaling (mixed_float16) and loaded without, or the other way
+        round, are refused before anything loads: Keras skipped both optimizers' states
+        (Adam's moments and steps) with a warning only."""
         self._build_once()
+        self._check_loss_scaling(filepath)
         return super().load_weights(filepath, *args, **kwargs)
+
+    def _check_loss_scaling(self, filepath):
+        if not self.compiled or not os.fspath(filepath).endswith(".weights.h5"):
+            return
+        import h5py
+
+        try:
+            with h5py.File(filepath, "r") as saved:
+                scaled = {
+                    name: f"{name}/inner_optimizer" in saved
+                    for name in ("g_optimizer", "d_optimizer")
+                    if name in saved
+                }
+        except OSError:
+            return  # (not a readable HDF5 file: Keras names it)
+        for name, saved_scaled in scaled.items():
+            optimizer = getattr(self, name)
+            scaled_here = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            if saved_scaled != scaled_here:
+                state = ("with", "without") if saved_scaled else ("without", "with")
+                raise ValueError(
+                    f"{os.fspath(filepath)}: its {name} was saved {state[0]} loss scaling "
+                    f"(mixed_float16: a LossScaleOptimizer around Adam) and this PENetGAN's "
+                    f"is {state[1]} it: Keras would skip both optimizers' states (Adam's "
+                    "moments and steps); build and compile this PENetGAN with the dtype "
+                    "policy it was saved with"
+                )
 
     def fit(self, *args, **kwargs):
         """``keras.Model.fit``, building first: variables created while ``fit`` traces its

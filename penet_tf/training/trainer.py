@@ -66,6 +66,24 @@ def resolve_policy(name):
     return name
 
 
+def resumed_auto_policy(output_dir, picked):
+    """The policy ``auto`` takes in the run folder ``output_dir``: ``picked`` (this
+    machine's) for a new run; for a run with a checkpoint, the one it was written with:
+    mixed_float16 where it holds loss-scale state, else mixed_bfloat16. (The run's
+    config.json says only "auto": a run started on a CPU, mixed_bfloat16, and resumed
+    by the same command on a GPU was built as mixed_float16 and stopped, "the checkpoint
+    ... does not fit this model ... resume with that config".)"""
+    newest = newest_checkpoint(os.path.join(output_dir, "checkpoints"))
+    if newest is None:
+        return picked
+    try:
+        names = [name for name, _ in tf.train.list_variables(newest)]
+    except (tf.errors.OpError, ValueError):
+        return picked  # (a damaged checkpoint: the restore sets it aside and names it)
+    scaled = any("/dynamic_scale/" in name for name in names)
+    return "mixed_float16" if scaled else "mixed_bfloat16"
+
+
 def build_gan(config, policy="float32"):
     """The PENetGAN of a config, compiled with its two Adam optimizers (not built).
 
@@ -341,6 +359,13 @@ class Trainer:
         check_folder_target(self.output_dir, "output_dir")
         check_utf8_path(self.output_dir, "output_dir")  # (checkpoints: tf.io.gfile)
         check_run_folder(self.output_dir)  # (a user's own folder lost its config.json)
+        if config.mixed_precision == "auto":
+            picked, self.policy = self.policy, resumed_auto_policy(self.output_dir, self.policy)
+            logger.info(
+                "mixed precision: auto -> %s%s",
+                self.policy,
+                "" if picked == self.policy else f" (as the run's checkpoints; here: {picked})",
+            )
         if init_from is not None:
             _check_init_from(init_from, self.output_dir)
         if (
