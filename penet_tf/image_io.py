@@ -380,22 +380,34 @@ def mask_values(image):
 
 
 def mask_array(mask):
-    """A mask given as an array, as uint8 values for ``MASK_RULE``: uint8 as it is; bool,
-    0 / 1 floats and integers from 0 to 255 as those values. Anything else is one
-    ``ValueError``: a soft float mask in [0, 1] read as 0 / 1 made every faintly nonzero
-    pixel a hole (a soft edge grew the hole), and uint16 or negative values would wrap."""
+    """A mask given as an array, as uint8 values for ``MASK_RULE``: uint8 as it is; bool
+    and 0 / 1 floats as 0 / 1; integers from 0 to 255, and floats from 0 to 255 holding
+    more than 0 and 1 (rounded down: 127.6 stays known, as >= 128 judged it), as those
+    values. A soft float mask in [0, 1] is one
+    ``ValueError``: read as 0 / 1 it made every faintly nonzero pixel a hole (a soft edge
+    grew the hole); so are values past 0-255 (they would wrap) and NaN."""
     mask = np.asarray(mask)
     if mask.dtype == np.uint8:
         return mask
-    if mask.dtype == np.bool_ or (mask.dtype.kind == "f" and np.isin(mask, (0, 1)).all()):
-        return mask.astype(np.uint8)  # a 0 / 1 mask
-    if mask.dtype.kind in "iu" and (mask.size == 0 or (mask.min() >= 0 and mask.max() <= 255)):
+    if mask.dtype == np.bool_:
         return mask.astype(np.uint8)
-    kind = {"f": " with other values than 0 and 1", "i": " outside 0-255", "u": " over 255"}
+    kind = mask.dtype.kind
+    if kind in "iuf" and mask.size:
+        low, high = mask.min(), mask.max()
+        in_range = bool(low >= 0 and high <= 255)  # (False for NaN)
+        if kind == "f" and in_range and high <= 1 and not np.isin(mask, (0, 1)).all():
+            raise ValueError(
+                "mask is a soft [0, 1] float mask (values between 0 and 1): give it as "
+                "uint8, np.round(mask * 255).astype(np.uint8), for the mask rule (holes "
+                "where at least 128), or binarise it yourself"
+            )
+        if in_range:
+            return (np.floor(mask) if kind == "f" else mask).astype(np.uint8)
+    elif kind in "iuf":
+        return mask.astype(np.uint8)  # (empty)
     raise ValueError(
-        f"mask must be uint8 (holes by the mask rule), bool or 0 / 1 floats, got "
-        f"{mask.dtype}{kind.get(mask.dtype.kind, '')} (a soft [0, 1] float mask: "
-        "np.round(mask * 255).astype(np.uint8))"
+        f"mask must be uint8 (holes by the mask rule), bool, or numbers from 0 to 255, got "
+        f"{mask.dtype}" + (" with values outside 0-255 (or NaN)" if kind in "iuf" else "")
     )
 
 

@@ -62,8 +62,10 @@ from penet_tf.image_io import (
 from penet_tf.inference import load_saved_model, padded_pixels, padded_size, serve
 from penet_tf.io_utils import (
     IMAGE_SUFFIXES,
+    case_blind,
     check_file_target,
     check_folder_target,
+    file_identity,
     name_key,
     name_max,
     same_path,
@@ -179,7 +181,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             else:
                 shared_mask = os.fspath(masks)
                 # the one mask of every photo, kept among them, is not one of the photos
-                image_paths = [p for p in image_paths if not _same_file(p, shared_mask)]
+                image_paths = [p for p in image_paths if not same_path(p, shared_mask)]
         elif os.path.exists(masks):  # a pipe, socket or device: the readers' one refusal
             refuse_special_file(masks, "mask")
         else:
@@ -205,14 +207,12 @@ def collect_items(images, masks=None, predictions=None, resize=None):
     items, skipped, seen = [], [], {}
     for position, path in enumerate(image_paths):
         name = stem(path)
-        if name_key(name) in seen:  # (their results would be one file)
-            other = seen[name_key(name)]
-            how = "the same name"
-            if stem(other) != name:
-                how = "a name that differs only in case or accents (one name on macOS, Windows)"
-            skipped.append(Skipped(path, f"another image has {how} ({other}); rename one"))
+        if name in seen:
+            skipped.append(
+                Skipped(path, f"another image has the same name ({seen[name]}); rename one")
+            )
             continue
-        seen[name_key(name)] = path
+        seen[name] = path
         try:
             size = displayed = probe_size(path)
         except Exception as error:  # anything PIL raises on a bad file
@@ -228,7 +228,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             item.mask = _named(mask_lookup, name)
             if item.mask is None:
                 problem = f"no mask named {name}.* in {masks}"
-            elif _same_file(item.mask, path):
+            elif same_path(item.mask, path):
                 problem = f"its mask would be the photo itself ({item.mask})"
             else:
                 problem = _check_size(item.mask, size, "mask", None if resize else path)
@@ -236,7 +236,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             item.prediction = _named(prediction_lookup, name)
             if item.prediction is None:
                 problem = f"no prediction named {name}.* in {predictions}"
-            elif _same_file(item.prediction, path):  # (one photo: scored against itself)
+            elif same_path(item.prediction, path):  # (one photo: scored against itself)
                 problem = f"its prediction would be the photo itself ({item.prediction})"
             else:
                 problem = _check_size(item.prediction, size, "prediction")
@@ -245,22 +245,6 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             continue
         items.append(item)
     return items, skipped
-
-
-def _identity(path):
-    """``(device, inode)`` of an existing file, else None."""
-    try:
-        status = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return status.st_dev, status.st_ino
-
-
-def _same_file(a, b):
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _check_size(path, size, what, image=None):
@@ -862,7 +846,10 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
     planned, owner = {}, {}
     inputs = [path for path in inputs if path is not None]
     real_inputs = {os.path.realpath(path) for path in inputs}
-    input_files = {_identity(path) for path in inputs} - {None}
+    input_files = {file_identity(path) for path in inputs} - {None}
+    # Names compared as the output folder's file system compares them: on macOS and
+    # Windows two spellings of one name are one file (one result replaced the other).
+    fold = case_blind(out if not out_file else os.path.dirname(os.path.abspath(out)))
     for item in items:
         if out_file:
             paths = [os.fspath(out), os.fspath(out)[: -len(".png")] + "_grid.png"]
@@ -881,10 +868,8 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
                     f"{path}: the result's name is {len(os.fsencode(name))} bytes, longer "
                     f"than the file system takes ({limit}); rename {item.image}"
                 )
-            # A result's name is compared as the file systems of macOS and Windows
-            # compare it (two spellings of one file, or of one input, replaced it).
-            key = (os.path.realpath(os.path.dirname(os.path.abspath(path))), name_key(name))
-            if os.path.realpath(path) in real_inputs or _identity(path) in input_files:
+            key = (os.path.realpath(folder), name_key(name) if fold else name)
+            if os.path.realpath(path) in real_inputs or file_identity(path) in input_files:
                 raise ValueError(
                     f"{path} would replace an input file (from {item.image}); choose another "
                     "output folder"
@@ -897,8 +882,8 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
             if key in owner:
                 raise ValueError(
                     f"{path} would be written for both {owner[key]} and {item.image} "
-                    "(with --grid, NAME_grid.png is the grid of NAME; names differing only in case "
-                    "are one file on macOS and Windows); rename one of them"
+                    "(with --grid, NAME_grid.png is the grid of NAME; on this file system "
+                    "names differing only in case are one file); rename one of them"
                 )
             owner[key] = item.image
         planned[item.index] = paths

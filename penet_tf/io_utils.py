@@ -124,9 +124,38 @@ def name_max(directory):
 
 def name_key(name):
     """``name`` as a case-insensitive file system compares names (macOS' APFS, Windows'
-    NTFS, a Linux mount of either, WSL's /mnt/c): Unicode NFC, case-folded. Two results
+    NTFS, a Linux mount of either, WSL's /mnt/c): Unicode NFC, lower case. Two results
     whose names differ only there are one file on those, so one replaced the other."""
-    return unicodedata.normalize("NFC", name).casefold()
+    return unicodedata.normalize("NFC", name).lower()
+
+
+def case_blind(folder):
+    """Whether ``folder``'s file system (that of its nearest existing folder) takes names
+    differing only in case for one name, found without writing: another spelling of a
+    name in it, or of its own name, is the same file."""
+    folder = os.path.abspath(os.fspath(folder))
+    while not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.path for entry, _ in zip(entries, range(64), strict=False)]
+    except OSError:
+        names = []
+    for path in [*names, folder]:
+        name = os.path.basename(path)
+        if name.swapcase() != name:
+            other = os.path.join(os.path.dirname(path), name.swapcase())
+            return os.path.lexists(other) and same_path(path, other)
+    return False
+
+
+def file_identity(path):
+    """``(device, inode)`` of an existing file or folder, else None."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
 
 
 def same_path(a, b):
@@ -406,7 +435,7 @@ def sweep_temporaries(folder, older_versions=False):
             if not older_versions or (match and not dead):
                 continue
         elif match.group(2) != PID_SPACE or os.name == "nt":  # (nt: see _running)
-            if not _untouched(path, FOREIGN_STALE_SECONDS):
+            if int(match.group(1)) == os.getpid() or not _untouched(path, FOREIGN_STALE_SECONDS):
                 continue
         elif _running(int(match.group(1))):
             continue

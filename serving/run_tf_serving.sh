@@ -18,7 +18,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 image="${TF_SERVING_IMAGE:-tensorflow/serving:2.20.0}"
 absolute() {  # an absolute path, existing or not (macOS' realpath has no -m: it stopped here)
-  case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+  if [[ -d "$(dirname "$1")" ]]; then
+    printf '%s/%s\n' "$(cd "$(dirname "$1")" && pwd -P)" "$(basename "$1")"
+  else
+    case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+  fi
 }
 models="$(absolute "${MODELS_DIR:-$repo/savedmodels}")"
 batching="$(absolute "${BATCHING:-$here/batching_parameters.txt}")"

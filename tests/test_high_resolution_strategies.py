@@ -528,11 +528,12 @@ def test_inpaint_photo_takes_holes_by_the_mask_rule(generator, name):
     np.testing.assert_array_equal(inpaint_photo(generator, image, holes > 0, strategy), got)
     # integer values as uint8; a soft [0, 1] float mask made every faintly nonzero pixel a
     # hole (the faint rows above inpainted): refused, as the Inpainter refuses it
-    np.testing.assert_array_equal(inpaint_photo(generator, image, soft.astype(int), strategy), got)
+    for values in (soft.astype(int), soft.astype(np.float32)):  # 0-255 numbers: the rule
+        np.testing.assert_array_equal(inpaint_photo(generator, image, values, strategy), got)
     for wrong, message in (
-        (soft / 255.0, "0 / 1 floats, got float64 with other values than 0 and 1"),
-        (soft.astype(np.int16) - 1, "got int16 outside 0-255"),
-        (soft.astype(np.uint16) * 2, "got uint16 over 255"),
+        (soft / 255.0, "mask is a soft \\[0, 1\\] float mask"),
+        (soft.astype(np.int16) - 1, "got int16 with values outside 0-255"),
+        (soft.astype(np.uint16) * 2, "got uint16 with values outside 0-255"),
     ):
         with pytest.raises(ValueError, match=message):
             inpaint_photo(generator, image, wrong, strategy)

@@ -444,14 +444,17 @@ def test_the_library_refuses_what_it_cannot_inpaint_whatever_the_size(workspace)
     ):
         with pytest.raises(ValueError, match=message):
             inpainter(*wrong)
-    with pytest.raises(ValueError, match="0 / 1 floats, got float32 with other values"):
-        inpainter(photo, mask.astype(np.float32))
-    with pytest.raises(ValueError, match="got int64 outside 0-255"):
+    soft = mask / 255.0
+    soft[0, 19, 20:60] = 0.2  # a soft [0, 1] edge: every nonzero pixel was a hole elsewhere
+    with pytest.raises(ValueError, match="mask is a soft \\[0, 1\\] float mask"):
+        inpainter(photo, soft)
+    with pytest.raises(ValueError, match="got int64 with values outside 0-255"):
         inpainter(photo, mask.astype(np.int64) - 1)
     with pytest.raises(ValueError, match="at least one photo"):  # (TensorFlow's error)
         inpainter(photo[:0], mask[:0])
     expected = inpainter(photo, mask)
-    np.testing.assert_array_equal(inpainter(photo, mask.astype(np.int64)), expected)
+    for values in (mask.astype(np.int64), mask.astype(np.float32)):  # 0-255 numbers
+        np.testing.assert_array_equal(inpainter(photo, values), expected)
     np.testing.assert_array_equal(inpainter(photo, mask > 0), expected)
     np.testing.assert_array_equal(inpainter(photo, (mask > 0).astype(np.float32)), expected)
 
@@ -603,12 +606,17 @@ def test_no_output_is_written_twice_or_onto_an_input(workspace, tmp_path, capsys
     np.testing.assert_array_equal(_read(images / "p.png"), photo)
 
 
-def test_names_that_differ_only_in_case_or_accents_are_one_name(workspace, tmp_path, capsys):
+def test_names_that_differ_only_in_case_are_one_name_where_the_file_system_says_so(
+    workspace, tmp_path, capsys, monkeypatch
+):
     """On macOS and Windows (and their drives mounted on Linux, WSL's /mnt/c) Beach.png
-    and beach.jpg give one result file: the second replaced the first ("inpainted 2",
-    exit status 0); a phone's IMG_1.PNG found no mask img_1.png, nor café.png (NFC)
-    its mask café.png written in NFD (as macOS' older volumes store names)."""
+    and beach.jpg gave two results of one file name: the second replaced the first
+    ("inpainted 2", exit status 0). A phone's IMG_1.PNG found no mask img_1.png, nor
+    café.png (NFC) its mask café.png written in NFD (as macOS' older volumes store it)."""
     import unicodedata
+
+    from penet_tf import inpainting
+    from penet_tf.io_utils import case_blind
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -621,16 +629,27 @@ def test_names_that_differ_only_in_case_or_accents_are_one_name(workspace, tmp_p
     mask[20:40, 20:50] = 255
     for name in ("Beach", "img_1", unicodedata.normalize("NFD", "café")):
         Image.fromarray(mask).save(masks / f"{name}.png")
-    out = tmp_path / "out"
     args = ["--model", workspace["weights"], "--images", str(images), "--masks", str(masks)]
-    assert main([*args, "--out", str(out), "--quiet"]) == 1
-    err = capsys.readouterr().err
-    assert f"skipped {images / 'beach.jpg'}: another image has a name that differs only " in err
-    assert sorted(os.listdir(out)) == sorted(["Beach.png", "IMG_1.png", f"{cafe}.png"])
+    # Here (case-sensitive) four results; every photo paired with a mask.
+    assert not case_blind(tmp_path)
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    results = ["Beach.png", "IMG_1.png", "beach.png", f"{cafe}.png"]
+    assert sorted(os.listdir(out)) == sorted(results)
     first = _read(out / "Beach.png")
     assert (first != photo).any()
-    for name in ("IMG_1.png", f"{cafe}.png"):  # paired with their masks
+    for name in ("IMG_1.png", f"{cafe}.png"):
         np.testing.assert_array_equal(_read(out / name), first)
+    jpeg, hole = _read(images / "beach.jpg"), mask > 0  # paired with Beach.png's mask
+    result = _read(out / "beach.png")
+    np.testing.assert_array_equal(result[~hole], jpeg[~hole])
+    assert (result[hole] != jpeg[hole]).any()
+    # Where the output folder's file system folds case: refused before any work.
+    monkeypatch.setattr(inpainting, "case_blind", lambda folder: True)
+    assert main([*args, "--out", str(tmp_path / "folded"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "beach.png would be written for both" in err and "names differing only in case" in err
+    assert not (tmp_path / "folded").exists()
 
 
 def test_an_output_folder_that_cannot_be_one_is_refused_before_any_work(

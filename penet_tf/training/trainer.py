@@ -25,7 +25,12 @@ import tensorflow as tf
 
 from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.data.masks import MaskGenerator
-from penet_tf.io_utils import check_folder_target, check_utf8_path, write_json_atomically
+from penet_tf.io_utils import (
+    check_folder_target,
+    check_utf8_path,
+    same_path,
+    write_json_atomically,
+)
 from penet_tf.losses import composite
 from penet_tf.models import Discriminator, Generator, load_weights
 from penet_tf.training.checkpoints import (
@@ -228,9 +233,8 @@ def _check_init_from(path, output_dir):
     its ``RUN_WEIGHTS``: the weights it starts from were replaced at the first save)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"--init-from {path}: no such file or folder.")
-    real = os.path.realpath(path)
-    outputs = {os.path.realpath(os.path.join(output_dir, name)) for name in RUN_WEIGHTS}
-    if real == os.path.realpath(output_dir) or real in outputs:
+    outputs = [output_dir, *(os.path.join(output_dir, name) for name in RUN_WEIGHTS)]
+    if any(same_path(path, output) for output in outputs):  # (also spelled otherwise)
         raise ValueError(
             f"--init-from {path} is the run's own output in {output_dir}: training writes "
             f"{' and '.join(RUN_WEIGHTS)} there, replacing the weights it starts from; copy "
