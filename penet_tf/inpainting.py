@@ -845,8 +845,7 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
     """
     planned, owner = {}, {}
     inputs = [path for path in inputs if path is not None]
-    real_inputs = {os.path.realpath(path) for path in inputs}
-    input_files = {file_identity(path) for path in inputs} - {None}
+    input_files = {file_identity(path) for path in inputs} - {None}  # (links and spellings)
     # Names compared as the output folder's file system compares them: on macOS and
     # Windows two spellings of one name are one file (one result replaced the other).
     fold = case_blind(out if not out_file else os.path.dirname(os.path.abspath(out)))
@@ -869,7 +868,7 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
                     f"than the file system takes ({limit}); rename {item.image}"
                 )
             key = (os.path.realpath(folder), name_key(name) if fold else name)
-            if os.path.realpath(path) in real_inputs or file_identity(path) in input_files:
+            if file_identity(path) in input_files:
                 raise ValueError(
                     f"{path} would replace an input file (from {item.image}); choose another "
                     "output folder"

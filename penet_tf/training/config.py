@@ -849,6 +849,7 @@ def check_run_record(path, config, overrides=()):
     to the folder the run started in, and read from elsewhere (or after the run folder
     moved) it began a new run from step 0 (its data paths naming other folders, or none).
     (Readers of a run folder, the export and ``convert_torch``, take the folder itself.)"""
+    from penet_tf.io_utils import same_path
     from penet_tf.training.checkpoints import has_checkpoints
 
     if path is None or os.path.basename(path) != "config.json":
@@ -860,7 +861,7 @@ def check_run_record(path, config, overrides=()):
         return  # (renamed: a new run in runs/<name>)
     folder = os.path.dirname(os.path.abspath(path))
     resolved = os.path.abspath(os.path.expanduser(output_dir))
-    if os.path.realpath(resolved) == os.path.realpath(folder) or not has_checkpoints(folder):
+    if same_path(resolved, folder) or not has_checkpoints(folder):
         return
     given = f"--output-dir {folder} (with data paths that hold from here)"
     if os.path.isabs(os.path.expanduser(output_dir)):  # (the run folder moved)

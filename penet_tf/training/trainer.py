@@ -558,7 +558,6 @@ class Trainer:
         if earlier is None or step >= self.config.trainer.iterations:  # (nothing to train)
             return
         now = json.loads(json.dumps(self.config.to_dict()))  # (as written: tuples are lists)
-        folder = os.path.realpath(self.output_dir)
         changed = [
             f"{key} {a!r} -> {b!r}"
             for key, (a, b) in _changed(earlier, now).items()
@@ -566,7 +565,7 @@ class Trainer:
             if not (
                 key == "output_dir"
                 and isinstance(a, str)
-                and os.path.realpath(os.path.expanduser(a)) == folder
+                and same_path(os.path.expanduser(a), self.output_dir)
             )
         ]
         if not changed:
