@@ -634,6 +634,10 @@ def build_archive(
         return {"inpainted": serve(image, mask)}
 
     def inpaint_bytes(image_bytes, mask_bytes):
+        # [batch] strings, checked at run time (TF Serving feeds a scalar unchecked; see
+        # check_request): "Shape of tensor image_bytes [] is not compatible with ...".
+        image_bytes = tf.ensure_shape(image_bytes, [None])
+        mask_bytes = tf.ensure_shape(mask_bytes, [None])
         checks = [
             tf.debugging.assert_positive(
                 tf.size(image_bytes), message="empty batch: send at least one image"

@@ -122,25 +122,22 @@ def check_request(image, mask, max_pixels):
     """Graph assertions on a request (InvalidArgumentError naming the problem).
 
     Shape-only: they read no pixel, so they cost microseconds whatever the request's
-    size. Rank first; the other checks run only on rank-4 tensors. Returns the list of
-    assertions to depend on (the last ones depend on the first).
+    size. Rank first, by ``EnsureShape`` at run time ("Shape of tensor image [64,64,3] is
+    not compatible with expected shape [?,?,?,?]"): an assertion on ``tf.rank`` of a
+    signature's [None, None, None, C] input is the constant 4 once traced, so it never
+    fired where a server feeds tensors unchecked, as TF Serving does (an image without
+    its batch axis was told it lacked 3 channels, a [B, H, W] mask got "Invalid reduction
+    dimension"). Every other check reads the shapes that passed it. Returns the list of
+    assertions to depend on.
     """
-    rank = [
-        tf.debugging.assert_equal(
-            tf.rank(image), 4, message="image must have rank 4: [batch, H, W, 3]"
-        ),
-        tf.debugging.assert_equal(
-            tf.rank(mask), 4, message="mask must have rank 4: [batch, H, W, 1]"
-        ),
-    ]
-    with tf.control_dependencies(rank):
-        image_shape, mask_shape = tf.shape(image, tf.int64), tf.shape(mask, tf.int64)
-        # Each tensor against its own batch * H * W, so one problem fails one assertion.
-        image_pixels = tf.reduce_prod(image_shape[:3])
-        mask_pixels = tf.reduce_prod(mask_shape[:3])
+    image_shape = tf.shape(tf.ensure_shape(image, [None] * 4), tf.int64)
+    mask_shape = tf.shape(tf.ensure_shape(mask, [None] * 4), tf.int64)
+    # Each tensor against its own batch * H * W, so one problem fails one assertion.
+    image_pixels = tf.reduce_prod(image_shape[:3])
+    mask_pixels = tf.reduce_prod(mask_shape[:3])
     multiple = tf.constant(SIZE_MULTIPLE, tf.int64)
     padded = padded_pixels(image_shape[1], image_shape[2], multiple)
-    return rank + [
+    return [
         tf.debugging.assert_positive(
             image_shape[0], message="empty batch: send at least one image"
         ),

@@ -20,10 +20,9 @@ It mirrors what TF Serving does before and after running a signature
   ``InvalidArgumentError`` from the export's assertions -> ``INVALID_ARGUMENT`` with
   the assertion's message); any other exception -> ``INTERNAL``.
 
-One addition: a rank or static-dimension mismatch against the SignatureDef (e.g. a
-4-channel image) is refused as ``INVALID_ARGUMENT`` before running. TF Serving feeds such
-tensors to the graph, where the export's own assertions refuse them
-(``tests/test_export.py::test_graph_checks_channels_when_fed_unchecked``).
+Like TF Serving, it feeds the request's tensors to the graph without checking their shapes
+against the SignatureDef (``predict_util.cc`` checks names and dtypes only): a 4-channel
+image or an image without its batch axis reaches the export's own checks.
 
 Not modelled: batching (``--enable_batching``), the REST API, model reloading and version
 policies (it serves the highest numeric version under the base path), version labels,
@@ -172,18 +171,6 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
                 raise _Refusal(
                     grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {alias}"
                 ) from None
-            expected = [dim.size for dim in info.tensor_shape.dim]
-            if not info.tensor_shape.unknown_rank and (
-                value.ndim != len(expected)
-                or any(
-                    want not in (-1, got) for want, got in zip(expected, value.shape, strict=True)
-                )
-            ):
-                raise _Refusal(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"input '{alias}' has shape {list(value.shape)}, which does not match "
-                    f"the signature's {expected} (-1 = any size)",
-                )
             tensors[alias] = tf.constant(value, tf.as_dtype(info.dtype))
             del value
         return tensors
@@ -215,7 +202,13 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
                 clear.write("5")
         start = time.perf_counter()
         try:
-            results = self.model.signatures[signature_name](**tensors)
+            function = self.model.signatures[signature_name]
+            # Unchecked, in the function's argument order (a call by keyword would check
+            # the shapes in Python, which TF Serving does not).
+            arguments = [
+                tensors[spec.name] for spec in tf.nest.flatten(function.structured_input_signature)
+            ]
+            results = function._call_flat(arguments, function.captured_inputs)
         except tf.errors.OpError as error:
             self._log(signature_name, start, "refused")
             code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)

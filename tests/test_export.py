@@ -296,12 +296,32 @@ def test_a_gif_whose_frame_outgrows_its_screen_is_refused_before_decoding(export
     assert growth < 64 * 2**20  # decoding it takes 64 MB of indices and 192 MB of RGB
 
 
-def test_graph_checks_channels_when_fed_unchecked(exported):
+_PNG = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy()
+
+
+@pytest.mark.parametrize(
+    "name, image, mask, message",
+    [
+        ("serving_default", (1, 64, 64, 4), (1, 64, 64, 1), "image must have 3 channels"),
+        # Without the batch axis (a REST user's most common slip): the rank assertions
+        # were folded away when traced, and the image was said to lack 3 channels.
+        ("serving_default", (64, 64, 3), (1, 64, 64, 1), r"tensor image \[64,64,3\] is not comp"),
+        # A [B, H, W] mask: "Invalid reduction dimension", naming neither input.
+        ("serving_default", (1, 64, 64, 3), (1, 64, 64), r"tensor mask \[1,64,64\] is not comp"),
+        ("predict_float", (64, 64, 3), (1, 64, 64, 1), r"tensor image \[64,64,3\] is not comp"),
+        # Scalar strings: "slice index 0 of dimension 0 out of bounds".
+        ("inpaint_bytes", _PNG, _PNG, r"tensor (image|mask)_bytes \[\] is not compatible"),
+    ],
+    ids=["4-channels", "no-batch-axis", "mask-without-channel", "float-no-batch", "bytes-scalar"],
+)
+def test_graph_checks_shapes_when_fed_unchecked(exported, name, image, mask, message):
     # tensorflow_model_server feeds request tensors without checking them against the
     # SignatureDef's shapes; _call_flat (private) skips the Python-side checks likewise.
-    signature = exported["model"].signatures["serving_default"]
-    image, mask = np.zeros((1, 64, 64, 4), np.uint8), np.zeros((1, 64, 64, 1), np.uint8)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image must have 3 channels"):
+    signature = exported["model"].signatures[name]
+    dtype = tf.float32 if name == "predict_float" else tf.uint8
+    if name != "inpaint_bytes":
+        image, mask = tf.zeros(image, dtype), tf.zeros(mask, dtype)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         signature._call_flat([tf.constant(image), tf.constant(mask)], signature.captured_inputs)
 
 

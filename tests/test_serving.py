@@ -171,8 +171,17 @@ BAD_REQUESTS = {
     "4 channels": (
         "serving_default",
         {"image": _image(32, 32, channels=4), "mask": _mask(32, 32)},
-        "input 'image' has shape [1, 32, 32, 4], which does not match the signature's "
-        "[-1, -1, -1, 3]",
+        "image must have 3 channels (RGB): [batch, H, W, 3]",
+    ),
+    "no batch axis": (  # TF Serving feeds it unchecked: the graph refuses it
+        "serving_default",
+        {"image": _image(32, 32)[0], "mask": _mask(32, 32)},
+        "Shape of tensor image [32,32,3] is not compatible with expected shape [?,?,?,?]",
+    ),
+    "scalar bytes": (
+        "inpaint_bytes",
+        {"image_bytes": np.array(b"x", object), "mask_bytes": np.array([b"x"], object)},
+        "Shape of tensor image_bytes [] is not compatible with expected shape [?]",
     ),
     "size mismatch": (
         "serving_default",
@@ -436,8 +445,18 @@ def test_unknown_model_signature_and_version(served):
         assert client.inpaint(image, mask).shape == image.shape  # version 1 is served
 
 
-def test_client_side_checks(client):
+def test_client_side_checks(served, client):
     image, mask = _case(16, 16)
+    # No images: never sent (a TF Serving padding batches to allowed_batch_sizes aborts)
+    requests = served["double"].service.requests
+    for call, arguments in [
+        (client.inpaint, (image[None][:0], mask[None][:0])),
+        (client.inpaint_bytes, ([], [])),
+        (client.predict_float, (np.zeros((0, 16, 16, 3)), np.zeros((0, 16, 16, 1)))),
+    ]:
+        with pytest.raises(ValueError, match="empty batch: send at least one image"):
+            call(*arguments)
+    assert served["double"].service.requests == requests
     with pytest.raises(ValueError, match="image and mask sizes differ"):
         client.inpaint(image, mask[:8])
     with pytest.raises(ValueError, match="image must be uint8"):

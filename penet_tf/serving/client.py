@@ -231,6 +231,7 @@ class InpaintClient:
             image, mask = image[None], mask[None]
         if mask.ndim == 3:
             mask = mask[..., None]
+        _check_not_empty(len(image))
         result = self.predict({"image": image, "mask": mask}, "predict_float")
         output, inpainted = self._outputs(result, "predict_float", "output", "inpainted")
         return (output[0], inpainted[0]) if single else (output, inpainted)
@@ -253,6 +254,7 @@ class InpaintClient:
         masks = [bytes(mask_bytes)] if single else [bytes(b) for b in mask_bytes]
         if len(images) != len(masks):
             raise ValueError(f"{len(images)} images but {len(masks)} masks")
+        _check_not_empty(len(images))
         result = self.predict(
             {"image_bytes": np.array(images, object), "mask_bytes": np.array(masks, object)},
             "inpaint_bytes",
@@ -288,6 +290,13 @@ class InpaintClient:
         }
 
 
+def _check_not_empty(count):
+    """Refuses a request of no images here: a TF Serving that pads batches up to
+    ``allowed_batch_sizes`` aborts on one (it pads with a row of a tensor that has none)."""
+    if count == 0:
+        raise ValueError("empty batch: send at least one image")
+
+
 def _check_arrays(image, mask):
     """uint8 image [B, H, W, 3] and uint8 0/255 mask [B, H, W, 1]; ValueError otherwise."""
     image, mask = np.asarray(image), np.asarray(mask)
@@ -309,6 +318,7 @@ def _check_arrays(image, mask):
             f"image and mask sizes differ: image {image.shape[:3]} vs mask {mask.shape[:3]} "
             "(batch, height, width)"
         )
+    _check_not_empty(len(image))
     # The mask rule (penet_tf.image_io), per image: the server applies it again.
     holes = np.array([image_io.binary_mask(one) for one in mask], np.uint8).reshape(mask.shape)
     holes *= np.uint8(255)
