@@ -49,6 +49,39 @@ def test_the_exit_status_of_the_body_and_usage_errors_pass_through(capsys):
     assert capsys.readouterr().err == "interrupted: none\n"
 
 
+def test_a_command_s_unexpected_error_frees_its_frames_before_exit(monkeypatch, capsys):
+    """Left to the interpreter, the traceback kept its frames until shutdown: a tf.data
+    iterator still reading photos in one of them made inpaint hang after the traceback
+    (6 of 6 runs on 2400 x 3200 photos). A command prints it itself, exit status 1."""
+    import gc
+    import weakref
+
+    import penet_tf
+
+    class Reader:  # stands for the iterator a frame of the command holds
+        pass
+
+    held = []
+
+    def body(argv):
+        reader = Reader()
+        held.append(weakref.ref(reader))
+        raise TypeError("unsupported operand type(s) for %: 'NoneType' and 'int'")
+
+    monkeypatch.setattr(penet_tf, "_COMMAND", True)
+    assert run(body) == 1
+    gc.collect()
+    assert held[0]() is None  # freed before the command returned its status
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.rstrip().endswith(
+        "TypeError: unsupported operand type(s) for %: 'NoneType' and 'int'"
+    )
+    monkeypatch.setattr(penet_tf, "_COMMAND", False)
+    with pytest.raises(TypeError):  # in a program that calls main(), it passes through
+        run(body)
+
+
 def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(capsys):
     """SIGTERM (a `kill`, a scheduler stopping the job) killed Python at once: no
     ``finally`` ran (temporaries stayed, a converter child went on). It is a Ctrl-C now
