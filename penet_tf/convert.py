@@ -125,7 +125,11 @@ def load_generator_for_conversion(saved_model_dir):
     saved_model_dir = os.fspath(saved_model_dir)
     config = read_export_config(saved_model_dir)
     try:
-        generator = Generator(**config["generator"], patch_method="conv", attention_chunk_mb=None)
+        generator = Generator(
+            **{"dtype": "float32", **config["generator"]},  # (not Keras' global policy)
+            patch_method="conv",
+            attention_chunk_mb=None,
+        )
     except TypeError as error:
         raise ValueError(
             f"{saved_model_dir}: unknown generator configuration {config['generator']}: {error}"

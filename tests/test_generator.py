@@ -189,6 +189,33 @@ def test_get_config_round_trip():
     assert len(clone.weights) == len(generator.weights) == 68
 
 
+def test_a_global_keras_setting_does_not_change_a_loaded_generator(tmp_path):
+    """keras.json (or a notebook) with "image_data_format": "channels_first" made every
+    convolution misread its input (TypeError in Conv2D.build, from the CLIs too); a
+    float16 floatx or a global mixed policy loaded weights into a float16 generator."""
+    from penet_tf import Discriminator
+    from penet_tf.models import load_generator
+
+    image, mask = _batch(1)
+    generator, discriminator = _thin(), Discriminator(base_channels=4)
+    expected, critic = generator(image, mask)[0], discriminator(image)
+    generator.save_weights(tmp_path / "g.weights.h5")
+    settings = keras.config.image_data_format(), keras.config.dtype_policy().name
+    try:
+        keras.config.set_image_data_format("channels_first")
+        keras.config.set_dtype_policy("mixed_float16")
+        loaded = load_generator(tmp_path / "g.weights.h5", base_channels=4)
+        assert loaded.dtype_policy.name == "float32"
+        np.testing.assert_array_equal(loaded(image, mask)[0], expected)
+        other = Discriminator(base_channels=4, dtype="float32")
+        other.build(image.shape)
+        other.set_weights(discriminator.get_weights())
+        np.testing.assert_array_equal(other(image), critic)
+    finally:
+        keras.config.set_image_data_format(settings[0])
+        keras.config.set_dtype_policy(settings[1])
+
+
 def test_mixed_bfloat16_policy_runs_close_to_float32():
     image, mask = _batch(1)
     full = _thin()

@@ -1191,6 +1191,7 @@ class AttentionTransfer(keras.layers.Layer):
                     filters // len(self.fuse_rates),
                     3,
                     padding="same",
+                    data_format="channels_last",  # (not keras.json's image_data_format)
                     dilation_rate=rate,
                     activation="relu",
                     kernel_initializer=kernel_initializer(self.kernel_init),

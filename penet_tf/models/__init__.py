@@ -97,7 +97,10 @@ def load_generator(weights, **kwargs):
             ``save_weights``), or a released ``gen_*.pth`` checkpoint (needs PyTorch).
             A ``NAME.config.json`` beside ``NAME.weights.h5`` (training writes one) gives
             the architecture, e.g. a thinner ``base_channels``.
-        **kwargs: ``Generator`` arguments; they override the config file's.
+        **kwargs: ``Generator`` arguments; they override the config file's. ``dtype``
+            defaults to float32, not to Keras' global policy (a notebook's
+            ``keras.config.set_dtype_policy``, keras.json's ``floatx``: with "float16"
+            the inpaint CLI's PNGs moved by a level, slower on a CPU).
     """
     weights = os.fspath(weights)
     if not os.path.isfile(weights):
@@ -114,7 +117,7 @@ def load_generator(weights, **kwargs):
         state = read_state_dict(weights, "netG")
         config.setdefault("base_channels", released_width(state, "netG") or 32)
     try:
-        generator = Generator(**config)
+        generator = Generator(**{"dtype": "float32", **config})
     except (TypeError, ValueError) as error:  # e.g. an unknown key in the config file
         where = f" (from {config_path})" if os.path.isfile(config_path) else ""
         raise ValueError(f"Generator({config}){where}: {error}") from None

@@ -89,6 +89,7 @@ class Discriminator(keras.Model):
             conv = keras.layers.Conv2D(
                 base_channels * multiple,
                 KERNEL_SIZE,
+                data_format="channels_last",  # (not keras.json's image_data_format)
                 strides=STRIDES[index],
                 use_bias=False,
                 kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
@@ -108,6 +109,7 @@ class Discriminator(keras.Model):
         self.classifier = keras.layers.Conv2D(
             1,
             KERNEL_SIZE,
+            data_format="channels_last",  # (not keras.json's image_data_format)
             kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
             name="classifier",
             dtype=self.dtype_policy,

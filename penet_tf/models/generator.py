@@ -292,6 +292,7 @@ class Generator(keras.Model):
             filters,
             kernel_size,
             strides=strides,
+            data_format="channels_last",  # (not keras.json's image_data_format)
             padding="valid" if strides > 1 else "same",
             activation=activation,
             kernel_initializer=kernel_initializer(self.kernel_init),
