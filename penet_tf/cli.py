@@ -12,6 +12,7 @@ Example:
 """
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -59,6 +60,8 @@ def run(function, argv=None, interrupted="interrupted"):
       status 143 (the demo server stops with 0, as on Ctrl-C). Without this Python died
       at once and left those to the next run. Taken only where SIGTERM has its default
       action (an embedding program's own handler, or SIG_IGN, is left alone);
+    * a closed stdout or stderr (``>&-``: None in Python) is opened on os.devnull
+      (the progress bar's ``isatty()``, Keras' progress lines raised AttributeError);
     * any other ``Exception`` (a bug, or a setting nothing names): in ``python -m
       penet_tf.<command>``, its traceback as Python prints it and exit status 1, printed
       here rather than by the interpreter at exit: the frames it holds (a tf.data
@@ -69,6 +72,9 @@ def run(function, argv=None, interrupted="interrupted"):
     """
     import penet_tf
 
+    for stream in ("stdout", "stderr"):  # closed (`>&-`: a daemon, a scheduler): None
+        if getattr(sys, stream) is None:
+            setattr(sys, stream, open(os.devnull, "w"))  # (Keras' progress, isatty())
     if signal.getsignal(signal.SIGINT) is penet_tf._interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # started: Ctrl-C as usual
     terminated = []

@@ -889,6 +889,19 @@ def output_paths(items, out, grid=False, inputs=(), out_file=False):
     return planned
 
 
+def _write_result(path, pixels, profile, written, items):
+    """``write_png``, or an OSError naming the file and what was written before it (a
+    full disk said only "[Errno 28] No space left on device")."""
+    try:
+        write_png(path, pixels, profile)
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            f"{path} could not be written: {error.strerror or error} ({len(written)} of "
+            f"{len(items)} results were written before it, and are complete)",
+        ) from None
+
+
 def _load_while_reading(load, dataset):
     """``(load(), batches)``: ``load`` runs in this thread while another one reads the
     first batch of ``dataset``; ``batches`` iterates over every batch, that one first."""
@@ -991,12 +1004,12 @@ def inpaint_files(
                 if not arrays["mask"][slot].any():
                     print(f"note: {_no_hole(item, source)}", file=sys.stderr)
                 profile = colour_profile(item.image)  # (the colours the photo showed)
-                write_png(paths[0], arrays["output"][slot], profile)
+                _write_result(paths[0], arrays["output"][slot], profile, written, items)
                 written.append(paths[0])  # (counted after its grid: "0 of 30" with one done)
                 if grid:
                     image, mask = arrays["image"][slot], arrays["mask"][slot]
                     grid_png = grid_image(image, mask, arrays["output"][slot])
-                    write_png(paths[1], grid_png, profile)
+                    _write_result(paths[1], grid_png, profile, written, items)
             bar.add(count)
     except KeyboardInterrupt:
         if sys.stdout.isatty() and progress:

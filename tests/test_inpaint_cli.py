@@ -878,6 +878,43 @@ def test_leftovers_of_a_killed_run_are_swept(workspace, tmp_path, dead_pid):
     assert (out / ".tmp-2023-holiday-edits" / "beach.png").read_bytes() == b"the user's"
 
 
+def test_a_full_disk_names_the_file_and_what_was_written(workspace, tmp_path, capsys):
+    import errno
+
+    import penet_tf.inpainting as inpainting
+
+    real_write, calls = inpainting.write_png, []
+
+    def write_until_full(path, array, *profile):
+        calls.append(path)
+        if len(calls) <= 2:
+            return real_write(path, array, *profile)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "out"
+    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
+    args += ["--mask-type", "centre", "--out", str(out), "--quiet"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inpainting, "write_png", write_until_full)
+        assert main(args) == 2
+    # (was "error: [Errno 28] No space left on device")
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: [Errno 28] {calls[2]} could not be written: No space left on device "
+        "(2 of 6 results were written before it, and are complete)"
+    ]
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(path) for path in calls[:2])
+
+
+def test_a_closed_stdout_does_not_stop_a_command(workspace, tmp_path, capsys, monkeypatch):
+    # `... >&-` (a daemon, a scheduler): sys.stdout is None; the progress bar's isatty()
+    # was an AttributeError traceback, 0 of 6 images written (training's Keras progress too)
+    monkeypatch.setattr(sys, "stdout", None)
+    out = tmp_path / "out"
+    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
+    assert main([*args, "--mask-type", "centre", "--out", str(out)]) == 0
+    assert len(os.listdir(out)) == 6
+
+
 def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):
     import penet_tf.inpainting as inpainting
     from penet_tf.io_utils import atomic_path
