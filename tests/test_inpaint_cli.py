@@ -878,25 +878,36 @@ def test_leftovers_of_a_killed_run_are_swept(workspace, tmp_path, dead_pid):
     assert (out / ".tmp-2023-holiday-edits" / "beach.png").read_bytes() == b"the user's"
 
 
-def test_a_full_disk_names_the_file_and_what_was_written(workspace, tmp_path, capsys):
-    import errno
-
+def _inpaint_with_writes_failing(workspace, out, failure, *extra, let_through=2):
+    """Inpaints the workspace's photos (centre masks) into ``out`` with a ``write_png``
+    that writes ``let_through`` files, then runs ``failure(path)``: (exit status, the
+    paths it was given)."""
     import penet_tf.inpainting as inpainting
 
     real_write, calls = inpainting.write_png, []
 
-    def write_until_full(path, array, *profile):
+    def write(path, array, *profile):
         calls.append(path)
-        if len(calls) <= 2:
+        if len(calls) <= let_through:
             return real_write(path, array, *profile)
+        failure(path)
+
+    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
+    args += ["--mask-type", "centre", "--out", str(out), "--quiet", *extra]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inpainting, "write_png", write)
+        return main(args), calls
+
+
+def test_a_full_disk_names_the_file_and_what_was_written(workspace, tmp_path, capsys):
+    import errno
+
+    def full(path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     out = tmp_path / "out"
-    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
-    args += ["--mask-type", "centre", "--out", str(out), "--quiet"]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inpainting, "write_png", write_until_full)
-        assert main(args) == 2
+    status, calls = _inpaint_with_writes_failing(workspace, out, full)
+    assert status == 2
     # (was "error: [Errno 28] No space left on device")
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: [Errno 28] {calls[2]} could not be written: No space left on device "
@@ -916,35 +927,25 @@ def test_a_closed_stdout_does_not_stop_a_command(workspace, tmp_path, capsys, mo
 
 
 def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_path, capsys):
-    import penet_tf.inpainting as inpainting
     from penet_tf.io_utils import atomic_path
 
-    real_write, calls = inpainting.write_png, []
-
-    def write_then_ctrl_c(path, array, *profile):
-        calls.append(path)
-        if len(calls) <= 2:
-            return real_write(path, array, *profile)
+    def ctrl_c(path):
         with atomic_path(path) as temporary:  # Ctrl-C in the middle of the third write
             open(temporary, "wb").write(b"\x89PNG half")
             raise KeyboardInterrupt
 
     out = tmp_path / "out"
-    args = ["--model", workspace["weights"], "--images", str(workspace["images"])]
-    args += ["--mask-type", "centre", "--out", str(out), "--quiet"]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inpainting, "write_png", write_then_ctrl_c)
-        assert main(args) == 130
+    status, calls = _inpaint_with_writes_failing(workspace, out, ctrl_c)
+    assert status == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["interrupted after 2 of 6 images; those written are complete"]
     assert sorted(os.listdir(out)) == sorted(os.path.basename(path) for path in calls[:2])
     for path in calls[:2]:
         assert _read(path).shape[2] == 3  # complete PNGs
     # With --grid, Ctrl-C at the first grid: the first result is complete, and counted.
-    calls.clear()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inpainting, "write_png", write_then_ctrl_c)
-        calls.append("(one write let through)")
-        assert main([*args[:-3], "--out", str(tmp_path / "grid"), "--grid", "--quiet"]) == 130
+    status, _ = _inpaint_with_writes_failing(
+        workspace, tmp_path / "grid", ctrl_c, "--grid", let_through=1
+    )
+    assert status == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["interrupted after 1 of 6 images; those written are complete"]
