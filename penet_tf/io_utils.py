@@ -224,8 +224,19 @@ def _check_folders_above(path, flag, folder_itself=False):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(
-            f"{flag} {path}: the folder {folder} cannot be written (permission denied)"
+            f"{flag} {path}: the folder {folder} cannot be written ({_why_not_writable(folder)})"
         )
+
+
+def _why_not_writable(folder):
+    """ "read-only file system" (a mounted camera card, a read-only bind mount: it was
+    called "permission denied"), else "permission denied"."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        pass
+    return "permission denied"
 
 
 def check_file_target(path, flag="--out", inputs=()):

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -309,6 +310,10 @@ def test_a_target_in_a_folder_that_cannot_be_written_is_refused_first(tmp_path, 
         io_utils.check_file_target(locked / "report.json")
     io_utils.check_folder_target(tmp_path / "free")
     io_utils.check_file_target(tmp_path / "report.json")
+    # A read-only mount (a camera card, a read-only bind mount) says so
+    monkeypatch.setattr(io_utils.os, "statvfs", lambda path: SimpleNamespace(f_flag=os.ST_RDONLY))
+    with pytest.raises(ValueError, match=re.escape(f"{locked} cannot be written (read-only file")):
+        io_utils.check_folder_target(locked)
 
 
 def test_text_with_a_file_name_that_is_not_utf8_is_written_as_its_bytes(tmp_path):
