@@ -228,8 +228,12 @@ def test_inpaint_bytes_reads_masks_of_any_format_and_mode(exported):
         ((1, 8, 65, 3), (1, 8, 65, 1), "limit of 4096 pixels"),  # runs as 64 x 128
         ((1, 1, 4096, 3), (1, 1, 4096, 1), "limit of 4096 pixels"),  # 4096 px, runs 64x4096
         ((1, 0, 8, 3), (1, 0, 8, 1), "height and width must be at least 1"),
-        ((8, 8, 3), (1, 8, 8, 1), "image must have rank 4"),
-        ((1, 8, 8, 3), (8, 8, 1), "mask must have rank 4"),
+        (
+            (8, 8, 3),
+            (1, 8, 8, 1),
+            r"tensor image \[8,8,3\] is not compatible with expected shape \[\?,\?,\?,\?\]",
+        ),
+        ((1, 8, 8, 3), (8, 8, 1), r"tensor mask \[8,8,1\] is not compatible"),
     ],
 )
 def test_request_checks_name_the_problem(image_shape, mask_shape, message):
