@@ -68,6 +68,7 @@ from penet_tf.inference import (
     padded_pixels,
     padded_size,
     pixel_limit_message,
+    runtime_rank,
 )
 from penet_tf.io_utils import (
     atomic_path,
@@ -634,11 +635,17 @@ def build_archive(
         return {"inpainted": serve(image, mask)}
 
     def inpaint_bytes(image_bytes, mask_bytes):
-        # [batch] strings, checked at run time (TF Serving feeds a scalar unchecked; see
-        # check_request): "Shape of tensor image_bytes [] is not compatible with ...".
-        image_bytes = tf.ensure_shape(image_bytes, [None])
-        mask_bytes = tf.ensure_shape(mask_bytes, [None])
-        checks = [
+        checks = [  # (TF Serving feeds a scalar unchecked: see check_request)
+            tf.debugging.assert_equal(
+                runtime_rank(image_bytes),
+                1,
+                message="image_bytes must be a list of encoded images: [batch]",
+            ),
+            tf.debugging.assert_equal(
+                runtime_rank(mask_bytes),
+                1,
+                message="mask_bytes must be a list of encoded masks: [batch]",
+            ),
             tf.debugging.assert_positive(
                 tf.size(image_bytes), message="empty batch: send at least one image"
             ),
@@ -670,9 +677,12 @@ def build_archive(
             inpainted = serve(image[None], mask[None])
             return tf.io.encode_png(inpainted[0])
 
-        with tf.control_dependencies(checks):
-            image_bytes = tf.identity(image_bytes)
-        encoded = tf.map_fn(one, (image_bytes, mask_bytes), fn_output_signature=tf.string)
+        image_bytes, mask_bytes = gate(checks, image_bytes, mask_bytes)
+        # One photo at a time (the While op's default runs 10 at once): a batch needs the
+        # memory of its largest photo, not of all of them (TF Serving merges requests).
+        encoded = tf.map_fn(
+            one, (image_bytes, mask_bytes), fn_output_signature=tf.string, parallel_iterations=1
+        )
         return {"inpainted_bytes": encoded}
 
     def predict_float(image, mask):

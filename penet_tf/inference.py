@@ -118,26 +118,47 @@ def gate(checks, *tensors):
         return [tf.identity(tensor) for tensor in tensors]
 
 
+def runtime_rank(tensor):
+    """``tf.rank(tensor)`` read when the graph runs: of ``tensor`` with its static shape
+    hidden (a ``PlaceholderWithDefault`` of unknown shape passes it through), so neither
+    tracing nor Grappler's constant folding turns it into the signature's rank."""
+    return tf.rank(tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None)))
+
+
 def check_request(image, mask, max_pixels):
     """Graph assertions on a request (InvalidArgumentError naming the problem).
 
     Shape-only: they read no pixel, so they cost microseconds whatever the request's
-    size. Rank first, by ``EnsureShape`` at run time ("Shape of tensor image [64,64,3] is
-    not compatible with expected shape [?,?,?,?]"): an assertion on ``tf.rank`` of a
-    signature's [None, None, None, C] input is the constant 4 once traced, so it never
-    fired where a server feeds tensors unchecked, as TF Serving does (an image without
-    its batch axis was told it lacked 3 channels, a [B, H, W] mask got "Invalid reduction
-    dimension"). Every other check reads the shapes that passed it. Returns the list of
-    assertions to depend on.
+    size. Rank first (``runtime_rank``: a ``tf.rank`` of a signature's [None, None, None,
+    C] input was the constant 4 once traced, so where a server feeds tensors unchecked,
+    as TF Serving does, an image without its batch axis was told it lacked 3 channels,
+    a [B, H, W] mask got "Invalid reduction dimension"); the other checks run after it.
+    (In a TF1 session, as TF Serving runs a SavedModel. A signature called eagerly with
+    unchecked tensors, ``_call_flat``, is optimised otherwise and still folds it; an
+    ``EnsureShape`` added for that case fired before the rank check in the session,
+    naming an inlined node instead of the input.) Returns the list of assertions to
+    depend on.
     """
-    image_shape = tf.shape(tf.ensure_shape(image, [None] * 4), tf.int64)
-    mask_shape = tf.shape(tf.ensure_shape(mask, [None] * 4), tf.int64)
+    rank = [
+        tf.debugging.assert_equal(
+            runtime_rank(image),
+            4,
+            message="image must have rank 4: [batch, H, W, 3] (one image is a batch of 1)",
+        ),
+        tf.debugging.assert_equal(
+            runtime_rank(mask),
+            4,
+            message="mask must have rank 4: [batch, H, W, 1] (one mask is a batch of 1)",
+        ),
+    ]
+    with tf.control_dependencies(rank):
+        image_shape, mask_shape = tf.shape(image, tf.int64), tf.shape(mask, tf.int64)
     # Each tensor against its own batch * H * W, so one problem fails one assertion.
     image_pixels = tf.reduce_prod(image_shape[:3])
     mask_pixels = tf.reduce_prod(mask_shape[:3])
     multiple = tf.constant(SIZE_MULTIPLE, tf.int64)
     padded = padded_pixels(image_shape[1], image_shape[2], multiple)
-    return [
+    return rank + [
         tf.debugging.assert_positive(
             image_shape[0], message="empty batch: send at least one image"
         ),
@@ -303,10 +324,16 @@ class ServingArchive(tf.__internal__.tracking.AutoTrackable):
                 "the generator is not built: call generator.build() (or call it on an "
                 "image and mask) before exporting it"
             )
-        self.generator = generator
-        self.variables = list(generator.variables)
-        self.trainable_variables = list(generator.trainable_variables)
-        self.non_trainable_variables = list(generator.non_trainable_variables)
+        # The tf.Variables under Keras' variables are what the SavedModel holds, as in
+        # keras.export.ExportArchive; not the Keras model or its Keras variables. With
+        # those tracked, each variable was written twice, and a TF1 session (what
+        # tensorflow_model_server and `saved_model_cli run` load a SavedModel into)
+        # restored one copy while the graph read the other: every request failed with
+        # FAILED_PRECONDITION "Could not find variable generator_1/up_conv02/kernel"
+        # (tensorflow/serving#2226). tf.saved_model.load binds them right either way.
+        self.variables = [variable.value for variable in generator.variables]
+        self.trainable_variables = [v.value for v in generator.trainable_variables]
+        self.non_trainable_variables = [v.value for v in generator.non_trainable_variables]
         self._endpoints = []
 
     def add_endpoint(self, name, function, input_signature):

@@ -2,9 +2,12 @@
 
 The real TF Serving binary cannot be installed on the machines that run these tests, so
 this stands in for it: a ``grpc.server`` on 127.0.0.1 that implements the protocol of
-``tensorflow_serving.apis`` (``Predict`` and ``GetModelMetadata``) over
-``tf.saved_model.load(path).signatures``, so that ``penet_tf.serving.client`` is tested
-over real gRPC against a real export.
+``tensorflow_serving.apis`` (``Predict`` and ``GetModelMetadata``) over the export loaded
+as ``tensorflow_model_server`` loads it (TensorFlow's SavedModel loader into a TF1
+session, the signatures run by ``Session::Run`` on the SignatureDef's tensor names), so
+that ``penet_tf.serving.client`` is tested over real gRPC against a real export. (Over
+``tf.saved_model.load`` it hid that a real server could not run the export: a TF1
+session restored one copy of each variable and the graph read another.)
 
 It mirrors what TF Serving does before and after running a signature
 (``tensorflow_serving/servables/tensorflow/predict_util.cc``, ``get_model_metadata_impl.cc``):
@@ -21,7 +24,7 @@ It mirrors what TF Serving does before and after running a signature
   the assertion's message); any other exception -> ``INTERNAL``.
 
 Like TF Serving, it feeds the request's tensors to the graph without checking their shapes
-against the SignatureDef (``predict_util.cc`` checks names and dtypes only): a 4-channel
+against the SignatureDef (``predict_util.cc`` checks the inputs' names): a 4-channel
 image or an image without its batch axis reaches the export's own checks.
 
 Not modelled: batching (``--enable_batching``), the REST API, model reloading and version
@@ -41,7 +44,6 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     predict_pb2,
@@ -95,23 +97,21 @@ def _ndarray(proto):
 
 
 class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Serves the highest numeric version under ``base_path`` as model ``name``;
-    ``loaded``: that version's ``tf.saved_model.load``, when the caller holds one already
-    (it is served instead of a second load)."""
+    """Serves the highest numeric version under ``base_path`` as model ``name``."""
 
     echo = False  # print each request's graph time on stdout (the __main__ server)
 
-    def __init__(self, base_path, name, loaded=None):
+    def __init__(self, base_path, name):
         versions = [int(d) for d in os.listdir(base_path) if re.fullmatch(r"\d+", d)]
         if not versions:
             raise FileNotFoundError(f"no numeric version directory under {base_path}")
         self.name, self.version = name, max(versions)
         path = os.path.join(base_path, str(self.version))
-        self.model = tf.saved_model.load(path) if loaded is None else loaded
-        saved_model = saved_model_pb2.SavedModel()
-        with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
-            saved_model.ParseFromString(handle.read())
-        self.signature_defs = saved_model.meta_graphs[0].signature_def
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.session = tf.compat.v1.Session(graph=self.graph)
+            meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path)
+        self.signature_defs = meta_graph.signature_def
         self.requests = 0
         self.log = []  # (signature, seconds in the graph, "answered" or "refused")
         self._lock = threading.Lock()
@@ -171,7 +171,7 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
                 raise _Refusal(
                     grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {alias}"
                 ) from None
-            tensors[alias] = tf.constant(value, tf.as_dtype(info.dtype))
+            tensors[alias] = np.asarray(value, tf.as_dtype(info.dtype).as_numpy_dtype)
             del value
         return tensors
 
@@ -202,13 +202,15 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
                 clear.write("5")
         start = time.perf_counter()
         try:
-            function = self.model.signatures[signature_name]
-            # Unchecked, in the function's argument order (a call by keyword would check
-            # the shapes in Python, which TF Serving does not).
-            arguments = [
-                tensors[spec.name] for spec in tf.nest.flatten(function.structured_input_signature)
-            ]
-            results = function._call_flat(arguments, function.captured_inputs)
+            # Fed unchecked (Session.run checks the shapes in Python; TF Serving does not)
+            tensor = self.graph.get_tensor_by_name
+            feeds = {
+                tensor(signature.inputs[alias].name)._as_tf_output(): value
+                for alias, value in tensors.items()
+            }
+            fetches = [tensor(signature.outputs[alias].name)._as_tf_output() for alias in outputs]
+            values = self.session._call_tf_sessionrun(None, feeds, fetches, [], None)
+            results = dict(zip(outputs, values, strict=True))
         except tf.errors.OpError as error:
             self._log(signature_name, start, "refused")
             code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
@@ -278,8 +280,8 @@ class ServingDouble:
     ``address`` is ``"127.0.0.1:PORT"`` for the client; ``service`` is the servicer.
     """
 
-    def __init__(self, base_path, name, max_workers=8, loaded=None):
-        self.service = PredictionServiceDouble(base_path, name, loaded)
+    def __init__(self, base_path, name, max_workers=8):
+        self.service = PredictionServiceDouble(base_path, name)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             options=[
@@ -302,6 +304,7 @@ class ServingDouble:
 
     def __exit__(self, *exc_info):
         self.server.stop(grace=None).wait()
+        self.service.session.close()
 
 
 if __name__ == "__main__":

@@ -33,9 +33,8 @@ def served(thin_savedmodel):
     """The session's thin export (max_pixels 300 x 300), served by the test double."""
     base = thin_savedmodel.parent
     with ServingDouble(base, MODEL) as double:
-        # The reference: the served SavedModel's own signatures, called directly (one
-        # load of the model serves both).
-        direct = double.service.model.signatures
+        # The reference: the served SavedModel's own signatures, called directly.
+        direct = tf.saved_model.load(str(thin_savedmodel)).signatures
         yield {"address": double.address, "direct": direct, "double": double, "base": str(base)}
 
 
@@ -176,12 +175,12 @@ BAD_REQUESTS = {
     "no batch axis": (  # TF Serving feeds it unchecked: the graph refuses it
         "serving_default",
         {"image": _image(32, 32)[0], "mask": _mask(32, 32)},
-        "Shape of tensor image [32,32,3] is not compatible with expected shape [?,?,?,?]",
+        "image must have rank 4: [batch, H, W, 3] (one image is a batch of 1)",
     ),
     "scalar bytes": (
         "inpaint_bytes",
         {"image_bytes": np.array(b"x", object), "mask_bytes": np.array([b"x"], object)},
-        "Shape of tensor image_bytes [] is not compatible with expected shape [?]",
+        "image_bytes must be a list of encoded images: [batch]",
     ),
     "size mismatch": (
         "serving_default",
