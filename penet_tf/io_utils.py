@@ -71,25 +71,38 @@ PID_SPACE = _pid_space()
 
 
 def find_files(path, suffixes):
-    """Sorted regular files under ``path`` (recursive, not into linked folders) whose
-    names end with ``suffixes`` (any case). Pipes, sockets and devices are left out:
+    """Sorted regular files under ``path`` (recursive, linked folders included, each folder
+    read once: a link back to a folder above is not followed again) whose names end with
+    ``suffixes`` (any case). A training set assembled from linked shards trained on the
+    one linked file beside them (the shards were left out without a word), or was "empty".
+    Pipes, sockets and devices are left out:
     reading a named pipe waits for a writer for ever. Hidden files and folders (a name
     starting with ".") are left out, as the inference CLIs leave them out: a Jupyter
     ``.ipynb_checkpoints/`` copy trained as a second image, and macOS' ``._name.jpg``
     resource forks were skipped as unreadable every epoch."""
     suffixes = tuple(suffix.lower() for suffix in suffixes)
-    found, folders = [], [os.fspath(path)]
-    while folders:
+    found, folders, links, seen = [], [os.fspath(path)], [], set()
+    while folders or links:
+        # Linked folders after the others: a folder also reached by a link keeps its path
+        folder = folders.pop() if folders else links.pop()
         try:
-            with os.scandir(folders.pop()) as entries:
+            identity = file_identity(folder)
+            if identity in seen:  # (a loop, or a folder linked twice)
+                continue
+            seen.add(identity)
+            with os.scandir(folder) as entries:
                 entries = list(entries)
         except OSError:  # (as os.walk: an unreadable folder is passed over)
             continue
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                folders.append(entry.path)
+            try:
+                is_folder = entry.is_dir()  # (a link to a folder too)
+            except OSError:
+                continue
+            if is_folder:
+                (links if entry.is_symlink() else folders).append(entry.path)
             elif entry.name.lower().endswith(suffixes) and entry.is_file():
                 found.append(entry.path)
     return sorted(found)

@@ -28,12 +28,14 @@ def _photo_folder(path, count=4):
     return path
 
 
-def test_folder_with_a_corrupt_and_a_non_image_file_trains_and_counts_skips(tmp_path):
+def test_folder_with_a_corrupt_and_a_non_image_file_trains_and_counts_skips(tmp_path, caplog):
     folder = _photo_folder(tmp_path / "images")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     (folder / "readme.txt").write_text("not an image")
-    source = ImageSource({"source": "folder", "path": str(folder)})
+    with caplog.at_level("INFO", logger="penet_tf.data"):
+        source = ImageSource({"source": "folder", "path": str(folder)})
     assert len(source) == 5  # the .txt is not listed; the broken .jpg is
+    assert f"5 image file(s) under {folder}" in caplog.messages  # (said nowhere before)
     dataset = inpainting_dataset(source, DATA, MASK, batch_size=2, seed=1)
     batches = list(dataset.take(6))  # more than an epoch: the stream goes on
     for (image, mask), _ in batches:

@@ -59,20 +59,26 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
 
 
-def test_find_files_is_recursive_sorted_and_case_blind(tmp_path):
+def test_find_files_is_recursive_sorted_and_case_blind(tmp_path_factory):
+    tmp_path, shard = tmp_path_factory.mktemp("photos"), tmp_path_factory.mktemp("shard")
     (tmp_path / "b").mkdir()
     for name in ("b/z.PNG", "a.jpg", "notes.txt", "b/c.webp"):
         (tmp_path / name).write_bytes(b"")
     os.mkfifo(tmp_path / "b" / "pipe.png")  # a training pipeline reading it waited for ever
     os.symlink(tmp_path / "a.jpg", tmp_path / "link.jpg")
-    os.symlink(tmp_path / "b", tmp_path / "linked_folder.png")  # not followed, as os.walk
+    # Linked folders are read (a training set of linked shards trained on the one linked
+    # file beside them), each folder once: b not twice, a loop not for ever
+    os.symlink(tmp_path / "b", tmp_path / "linked_folder.png")
+    os.symlink(tmp_path, tmp_path / "b" / "loop")
+    (shard / "s.jpg").write_bytes(b"")
+    os.symlink(shard, tmp_path / "shard")
     # Hidden files and folders, as the inference CLIs' listing: a notebook's checkpoint
     # copy trained as a second image, macOS' resource forks were "unreadable" each epoch.
     (tmp_path / ".ipynb_checkpoints").mkdir()
     for name in (".ipynb_checkpoints/a-checkpoint.jpg", "b/._c.webp", ".hidden.png"):
         (tmp_path / name).write_bytes(b"")
     found = find_files(tmp_path, (".png", ".jpg", ".webp"))
-    expected = ("a.jpg", "b/c.webp", "b/z.PNG", "link.jpg")
+    expected = ("a.jpg", "b/c.webp", "b/z.PNG", "link.jpg", "shard/s.jpg")
     assert found == sorted(str(tmp_path / n) for n in expected)
 
 

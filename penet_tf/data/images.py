@@ -174,6 +174,10 @@ class ImageSource:
             self.tfds_dataset, self.items = self._load_tfds()
         if self.kind != "demo":
             self._check_one_readable()
+        # (what a run trains on was said nowhere: linked folders, files of other kinds
+        # left out without a word)
+        where = f"under {self.config.path}" if self.kind == "folder" else f"({self.kind})"
+        logger.info("%d %s(s) %s", len(self.items), self.item_kind, where)
 
     def _require(self, key):
         if not getattr(self.config, key):
