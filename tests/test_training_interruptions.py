@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from training_helpers import (
     REPO,
     checkpoint_tensors,
@@ -241,6 +242,43 @@ def test_data_that_goes_away_mid_run_stops_it_saved_in_one_line(
         lines[-1],
     )
     assert match and match.group(1) == match.group(2), lines[-1]
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith(f"ckpt-{match[1]}")
+    assert leftovers(run) == []
+
+
+def test_mask_files_that_go_away_mid_run_stop_it_saved_in_one_line(
+    photos, tmp_path, capsys, monkeypatch
+):
+    """Mask files deleted mid-run (``mask.type: files``) ended the run in TensorFlow's
+    NotFoundError traceback, every step since the last checkpoint lost."""
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for index in range(3):
+        mask = np.zeros((64, 64), np.uint8)
+        mask[8 * index : 8 * index + 24, 16:40] = 255
+        Image.fromarray(mask).save(masks / f"m{index}.png")
+    run = tmp_path / "run"
+    config = tiny_config(photos, run, iterations=500, checkpoint_every=500, image_every=500)
+    config["mask"] = {"type": "files", "path": str(masks)}
+    path = write_config(tmp_path / "c.json", config)
+    original = Trainer._log_scalars
+
+    def log(self, writer, step, *args):
+        original(self, writer, step, *args)
+        if step == 2:
+            for file in masks.iterdir():
+                file.unlink()
+
+    monkeypatch.setattr(Trainer, "_log_scalars", log)
+    status, lines = run_main(capsys, path)
+    assert status == 2
+    match = re.fullmatch(
+        r"error: training stopped at step (\d+): 3 of the 3 mask files listed at the start "
+        r"are gone: .+m0\.png, .+m1\.png, .+m2\.png \(the last complete checkpoint is step "
+        r"(\d+): run the same command to resume once the data can be read\)",
+        lines[-1],
+    )
+    assert match and match.group(1) == match.group(2) and int(match[1]) >= 2, lines[-1]
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith(f"ckpt-{match[1]}")
     assert leftovers(run) == []
 

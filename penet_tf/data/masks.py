@@ -358,9 +358,11 @@ class MaskGenerator:
         kind = config.type
         self.kind, self.height, self.width, self.training = kind, height, width, training
         self.augment = getattr(config, "augment", True)
+        self.paths = []  # the mask files drawn from (files, and a mixture's components)
         if kind == "files":
+            self.paths = list_mask_files(config.path)
             # (the file system's bytes: a name that is not UTF-8 stopped the run)
-            self.files = tf.constant([os.fsencode(f) for f in list_mask_files(config.path)])
+            self.files = tf.constant([os.fsencode(f) for f in self.paths])
         elif kind == "strokes":
             self.stroke_options = {
                 key: value for key, value in config.to_dict().items() if key != "type"
@@ -369,11 +371,17 @@ class MaskGenerator:
             components = config.components
             weights = np.asarray(config.weights or [1.0] * len(components), np.float64)
             self.components = [MaskGenerator(c, height, width, training) for c in components]
+            self.paths = [path for component in self.components for path in component.paths]
             # Normalised in float64 first, by the largest before the sum: float32 took
             # 1e-50 to 0 and 1e39 to inf, two weights of 1e308 summed to inf, and the
             # draw then fell to the last component whatever the weights.
             weights = weights / weights.max()
             self.log_weights = tf.math.log(tf.constant([weights / weights.sum()], tf.float32))
+
+    def gone(self):
+        """The mask files listed at the start that are no longer there (deleted or moved
+        while a run draws from them)."""
+        return [path for path in self.paths if not os.path.isfile(path)]
 
     def __call__(self, seed, index=0):
         seed = tf.convert_to_tensor(seed)

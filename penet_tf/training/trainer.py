@@ -626,7 +626,15 @@ class Trainer:
         while step < iterations:
             try:
                 logs, last, first_batch = distributed_step(iterator)
-            except tf.errors.OpError:
+            except tf.errors.OpError as error:
+                gone = self.masks.gone() if isinstance(error, tf.errors.NotFoundError) else []
+                if gone:  # (a traceback, and every step since the last checkpoint lost)
+                    shown = ", ".join(os.fsdecode(path) for path in gone[:3])
+                    self._stop_without_data(
+                        step,
+                        f"{len(gone)} of the {len(self.masks.paths)} mask files listed at "
+                        f"the start are gone: {shown}" + (", ..." if len(gone) > 3 else ""),
+                    )
                 if self.source.failure is None:
                     raise
                 self._stop_without_data(step)
@@ -709,17 +717,17 @@ class Trainer:
             "(--set optimizer.lr=...)"
         )
 
-    def _stop_without_data(self, step):
-        """The data went away mid-run (``ImageSource.failure``): the steps done so far are
-        saved (one process: multi-worker saves need every worker) and the run stops in
-        one line."""
+    def _stop_without_data(self, step, failure=None):
+        """The data went away mid-run (``failure``, ``ImageSource.failure`` by default):
+        the steps done so far are saved (one process: multi-worker saves need every
+        worker) and the run stops in one line."""
         if self._saves_alone and step and self.state.latest_step() != step:
             self.state.save()
             self.state.export_weights()
         saved = self.state.last_complete()
         raise ValueError(
-            f"training stopped at step {step}: {self.source.failure} ({saved}: run the "
-            "same command to resume once the data can be read)"
+            f"training stopped at step {step}: {failure or self.source.failure} ({saved}: "
+            "run the same command to resume once the data can be read)"
         ) from None
 
     def _log_images(self, writer, step, preview):
