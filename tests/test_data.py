@@ -48,6 +48,23 @@ def test_folder_with_a_corrupt_and_a_non_image_file_trains_and_counts_skips(tmp_
     assert len(source.skipped_files) == 1
 
 
+def test_unreadable_files_are_named_up_to_a_limit_then_counted(tmp_path, caplog):
+    """A folder of 2 photos and 500 empty placeholders logged 500 warnings (100,000 for
+    a folder gone, one per file)."""
+    from penet_tf.data.images import UNREADABLE_NAMED
+
+    folder = _photo_folder(tmp_path / "images", count=2)
+    for index in range(UNREADABLE_NAMED + 5):
+        (folder / f"empty{index:02d}.jpg").write_bytes(b"")
+    source = ImageSource({"source": "folder", "path": str(folder)})
+    with caplog.at_level("WARNING", logger="penet_tf.data"):
+        list(inpainting_dataset(source, DATA, MASK, batch_size=2, seed=1).take(40))
+    assert source.unreadable_count == UNREADABLE_NAMED + 5
+    named = [m for m in caplog.messages if m.startswith("skipping unreadable image file")]
+    assert len(named) == UNREADABLE_NAMED
+    assert sum(m.startswith("more unreadable image files") for m in caplog.messages) == 1
+
+
 def test_file_names_that_are_not_utf8_are_read(tmp_path):
     """A Latin-1 name (b"caf\\xe9.png", from an old archive) among the images or the mask
     files stopped the run: "Error converting unicode string", naming no file."""

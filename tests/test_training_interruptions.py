@@ -213,12 +213,14 @@ def test_ctrl_c_or_sigterm_saves_the_step_and_a_second_one_stops_at_once(
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
 
 
+@pytest.mark.parametrize("how", ["folder moved", "files deleted"])
 def test_data_that_goes_away_mid_run_stops_it_saved_in_one_line(
-    photos, tmp_path, capsys, monkeypatch
+    photos, tmp_path, capsys, monkeypatch, how
 ):
     """The image folder moved (a disk unmounted) mid-run: every read failed and the
     stream skipped on for ever, at full CPU, deaf to Ctrl-C and SIGTERM; the steps since
-    the last checkpoint were lost to the SIGKILL that ended it."""
+    the last checkpoint were lost to the SIGKILL that ended it. (A moved folder is said
+    at once now: 2N failed reads of 100,000 files took 215 s and logged 100,000 lines.)"""
     data = tmp_path / "data"
     shutil.copytree(photos, data)
     run = tmp_path / "run"
@@ -228,17 +230,24 @@ def test_data_that_goes_away_mid_run_stops_it_saved_in_one_line(
 
     def log(self, writer, step, *args):
         original(self, writer, step, *args)
-        if step == 2:
+        if step == 2 and how == "folder moved":
             data.rename(tmp_path / "moved")
+        elif step == 2:
+            for file in data.iterdir():
+                file.unlink()
 
     monkeypatch.setattr(Trainer, "_log_scalars", log)
     status, lines = run_main(capsys, path)
     assert status == 2
+    why = (
+        f"the image folder {re.escape(str(data))} is gone"
+        if how == "folder moved"
+        else r"none of the last \d+ reads of the \d+ image files could be decoded \(the "
+        r"last, .+\): did the data go away\?"
+    )
     match = re.fullmatch(
-        r"error: training stopped at step (\d+): none of the last \d+ reads of the \d+ image "
-        r"files could be decoded \(the last, .+\): did the data go away\? \(the last "
-        r"complete checkpoint is step (\d+): run the same command to resume once the data "
-        r"can be read\)",
+        rf"error: training stopped at step (\d+): {why} \(the last complete checkpoint is "
+        r"step (\d+): run the same command to resume once the data can be read\)",
         lines[-1],
     )
     assert match and match.group(1) == match.group(2), lines[-1]

@@ -40,6 +40,8 @@ from penet_tf.io_utils import IMAGE_SUFFIXES, find_files
 from penet_tf.training.config import data_section
 
 logger = logging.getLogger("penet_tf.data")
+# Unreadable items named one by one as a run meets them; the others are counted.
+UNREADABLE_NAMED = 20
 
 
 def list_image_files(path):
@@ -313,9 +315,25 @@ class ImageSource:
                         f"{self.item_kind}s could be decoded (the last, {os.fsdecode(name)}: "
                         f"{read_error_reason(error)}): did the data go away?"
                     )
+                # The folder itself gone (moved, a disk unmounted): at once. 2N failed
+                # reads of 100,000 files took 215 s and logged 100,000 lines.
+                elif (
+                    self.kind == "folder"
+                    and isinstance(error, FileNotFoundError)
+                    and self.failure is None
+                    and not os.path.isdir(self.config.path)
+                ):
+                    self.failure = f"the image folder {self.config.path} is gone"
+                unnamed = first and len(self._unreadable) > UNREADABLE_NAMED
             if self.failure is not None:
                 raise ValueError(self.failure) from None
-            if first:
+            if unnamed and len(self._unreadable) == UNREADABLE_NAMED + 1:
+                logger.warning(
+                    "more unreadable %ss: counted, not named one by one (the run's last "
+                    "line counts them)",
+                    self.item_kind,
+                )
+            elif first and not unnamed:
                 logger.warning(
                     "skipping unreadable %s %s (%s), whenever the stream reaches it",
                     self.item_kind,
