@@ -515,7 +515,7 @@ def load_discriminator(weights):
         except ValueError as error:
             raise CheckpointError(str(error)) from None
     try:
-        discriminator = Discriminator(**config)
+        discriminator = Discriminator(**{"dtype": "float32", **config})  # (not Keras' policy)
     except (TypeError, ValueError) as error:  # e.g. an unknown key in the config file
         raise CheckpointError(f"Discriminator({config}) (from {config_path}): {error}") from None
     discriminator.build()

@@ -895,11 +895,11 @@ def _write_result(path, pixels, profile, written, items):
     try:
         write_png(path, pixels, profile)
     except OSError as error:
-        raise OSError(
-            error.errno,
+        message = (
             f"{path} could not be written: {error.strerror or error} ({len(written)} of "
-            f"{len(items)} results were written before it, and are complete)",
-        ) from None
+            f"{len(items)} results were written before it, and are complete)"
+        )
+        raise (OSError(message) if error.errno is None else OSError(error.errno, message)) from None
 
 
 def _load_while_reading(load, dataset):
