@@ -61,6 +61,7 @@ from penet_tf.cli import photo_strategy, run, say
 from penet_tf.high_resolution import STRATEGIES, PhotoStrategy, serve_photos
 from penet_tf.inference import (
     ServingArchive,
+    assert_rank,
     check_float_values,
     check_request,
     gate,
@@ -68,7 +69,6 @@ from penet_tf.inference import (
     padded_pixels,
     padded_size,
     pixel_limit_message,
-    runtime_rank,
 )
 from penet_tf.io_utils import (
     atomic_path,
@@ -636,16 +636,8 @@ def build_archive(
 
     def inpaint_bytes(image_bytes, mask_bytes):
         checks = [  # (TF Serving feeds a scalar unchecked: see check_request)
-            tf.debugging.assert_equal(
-                runtime_rank(image_bytes),
-                1,
-                message="image_bytes must be a list of encoded images: [batch]",
-            ),
-            tf.debugging.assert_equal(
-                runtime_rank(mask_bytes),
-                1,
-                message="mask_bytes must be a list of encoded masks: [batch]",
-            ),
+            assert_rank(image_bytes, 1, "image_bytes must be a list of encoded images: [batch]"),
+            assert_rank(mask_bytes, 1, "mask_bytes must be a list of encoded masks: [batch]"),
             tf.debugging.assert_positive(
                 tf.size(image_bytes), message="empty batch: send at least one image"
             ),

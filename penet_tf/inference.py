@@ -118,18 +118,20 @@ def gate(checks, *tensors):
         return [tf.identity(tensor) for tensor in tensors]
 
 
-def runtime_rank(tensor):
-    """``tf.rank(tensor)`` read when the graph runs: of ``tensor`` with its static shape
-    hidden (a ``PlaceholderWithDefault`` of unknown shape passes it through), so neither
-    tracing nor Grappler's constant folding turns it into the signature's rank."""
-    return tf.rank(tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None)))
+def assert_rank(tensor, rank, message):
+    """An assertion that ``tensor`` has ``rank`` dimensions, read when the graph runs: of
+    ``tensor`` with its static shape hidden (a ``PlaceholderWithDefault`` of unknown shape
+    passes it through), so neither tracing nor Grappler's constant folding turns it into
+    the signature's rank."""
+    hidden = tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None))
+    return tf.debugging.assert_equal(tf.rank(hidden), rank, message=message)
 
 
 def check_request(image, mask, max_pixels):
     """Graph assertions on a request (InvalidArgumentError naming the problem).
 
     Shape-only: they read no pixel, so they cost microseconds whatever the request's
-    size. Rank first (``runtime_rank``: a ``tf.rank`` of a signature's [None, None, None,
+    size. Rank first (``assert_rank``: a ``tf.rank`` of a signature's [None, None, None,
     C] input was the constant 4 once traced, so where a server feeds tensors unchecked,
     as TF Serving does, an image without its batch axis was told it lacked 3 channels,
     a [B, H, W] mask got "Invalid reduction dimension"); the other checks run after it.
@@ -140,16 +142,10 @@ def check_request(image, mask, max_pixels):
     depend on.
     """
     rank = [
-        tf.debugging.assert_equal(
-            runtime_rank(image),
-            4,
-            message="image must have rank 4: [batch, H, W, 3] (one image is a batch of 1)",
+        assert_rank(
+            image, 4, "image must have rank 4: [batch, H, W, 3] (one image is a batch of 1)"
         ),
-        tf.debugging.assert_equal(
-            runtime_rank(mask),
-            4,
-            message="mask must have rank 4: [batch, H, W, 1] (one mask is a batch of 1)",
-        ),
+        assert_rank(mask, 4, "mask must have rank 4: [batch, H, W, 1] (one mask is a batch of 1)"),
     ]
     with tf.control_dependencies(rank):
         image_shape, mask_shape = tf.shape(image, tf.int64), tf.shape(mask, tf.int64)

@@ -4,6 +4,7 @@ written stays, and the same command resumes."""
 import errno
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -213,6 +214,30 @@ def test_ctrl_c_or_sigterm_saves_the_step_and_a_second_one_stops_at_once(
     assert not list((run / "checkpoints").glob("ckpt-4*")) and leftovers(run) == []
 
 
+def _stopped_when_data_goes(monkeypatch, capsys, config, path, remove, why):
+    """Runs ``config`` (written to ``path``), calling ``remove()`` after step 2: the run
+    must stop in one line, ``why`` (a regex) and the step it saved."""
+    original = Trainer._log_scalars
+
+    def log(self, writer, step, *args):
+        original(self, writer, step, *args)
+        if step == 2:
+            remove()
+
+    monkeypatch.setattr(Trainer, "_log_scalars", log)
+    status, lines = run_main(capsys, write_config(path, config))
+    assert status == 2
+    match = re.fullmatch(
+        rf"error: training stopped at step (\d+): {why} \(the last complete checkpoint is "
+        r"step (\d+): run the same command to resume once the data can be read\)",
+        lines[-1],
+    )
+    assert match and match.group(1) == match.group(2) and int(match[1]) >= 2, lines[-1]
+    run = config["output_dir"]
+    assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith(f"ckpt-{match[1]}")
+    assert leftovers(pathlib.Path(run)) == []
+
+
 @pytest.mark.parametrize("how", ["folder moved", "files deleted"])
 def test_data_that_goes_away_mid_run_stops_it_saved_in_one_line(
     photos, tmp_path, capsys, monkeypatch, how
@@ -223,36 +248,21 @@ def test_data_that_goes_away_mid_run_stops_it_saved_in_one_line(
     at once now: 2N failed reads of 100,000 files took 215 s and logged 100,000 lines.)"""
     data = tmp_path / "data"
     shutil.copytree(photos, data)
-    run = tmp_path / "run"
-    config = tiny_config(str(data), run, iterations=500, checkpoint_every=500, image_every=500)
-    path = write_config(tmp_path / "c.json", config)
-    original = Trainer._log_scalars
-
-    def log(self, writer, step, *args):
-        original(self, writer, step, *args)
-        if step == 2 and how == "folder moved":
-            data.rename(tmp_path / "moved")
-        elif step == 2:
-            for file in data.iterdir():
-                file.unlink()
-
-    monkeypatch.setattr(Trainer, "_log_scalars", log)
-    status, lines = run_main(capsys, path)
-    assert status == 2
-    why = (
-        f"the image folder {re.escape(str(data))} is gone"
-        if how == "folder moved"
-        else r"none of the last \d+ reads of the \d+ image files could be decoded \(the "
-        r"last, .+\): did the data go away\?"
+    config = tiny_config(
+        str(data), tmp_path / "run", iterations=500, checkpoint_every=500, image_every=500
     )
-    match = re.fullmatch(
-        rf"error: training stopped at step (\d+): {why} \(the last complete checkpoint is "
-        r"step (\d+): run the same command to resume once the data can be read\)",
-        lines[-1],
-    )
-    assert match and match.group(1) == match.group(2), lines[-1]
-    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith(f"ckpt-{match[1]}")
-    assert leftovers(run) == []
+    if how == "folder moved":
+        remove, why = (
+            lambda: data.rename(tmp_path / "moved"),
+            f"the image folder {re.escape(str(data))} is gone",
+        )
+    else:
+        remove = lambda: [file.unlink() for file in data.iterdir()]  # noqa: E731
+        why = (
+            r"none of the last \d+ reads of the \d+ image files could be decoded \(the last, "
+            r".+\): did the data go away\?"
+        )
+    _stopped_when_data_goes(monkeypatch, capsys, config, tmp_path / "c.json", remove, why)
 
 
 def test_mask_files_that_go_away_mid_run_stop_it_saved_in_one_line(
@@ -266,30 +276,13 @@ def test_mask_files_that_go_away_mid_run_stop_it_saved_in_one_line(
         mask = np.zeros((64, 64), np.uint8)
         mask[8 * index : 8 * index + 24, 16:40] = 255
         Image.fromarray(mask).save(masks / f"m{index}.png")
-    run = tmp_path / "run"
-    config = tiny_config(photos, run, iterations=500, checkpoint_every=500, image_every=500)
-    config["mask"] = {"type": "files", "path": str(masks)}
-    path = write_config(tmp_path / "c.json", config)
-    original = Trainer._log_scalars
-
-    def log(self, writer, step, *args):
-        original(self, writer, step, *args)
-        if step == 2:
-            for file in masks.iterdir():
-                file.unlink()
-
-    monkeypatch.setattr(Trainer, "_log_scalars", log)
-    status, lines = run_main(capsys, path)
-    assert status == 2
-    match = re.fullmatch(
-        r"error: training stopped at step (\d+): 3 of the 3 mask files listed at the start "
-        r"are gone: .+m0\.png, .+m1\.png, .+m2\.png \(the last complete checkpoint is step "
-        r"(\d+): run the same command to resume once the data can be read\)",
-        lines[-1],
+    config = tiny_config(
+        photos, tmp_path / "run", iterations=500, checkpoint_every=500, image_every=500
     )
-    assert match and match.group(1) == match.group(2) and int(match[1]) >= 2, lines[-1]
-    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith(f"ckpt-{match[1]}")
-    assert leftovers(run) == []
+    config["mask"] = {"type": "files", "path": str(masks)}
+    why = r"3 of the 3 mask files listed at the start are gone: .+m0\.png, .+m1\.png, .+m2\.png"
+    remove = lambda: [file.unlink() for file in masks.iterdir()]  # noqa: E731
+    _stopped_when_data_goes(monkeypatch, capsys, config, tmp_path / "c.json", remove, why)
 
 
 def test_a_diverged_run_stops_before_saving_its_nan_steps(whole_run, tmp_path, capsys):
