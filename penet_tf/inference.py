@@ -121,8 +121,11 @@ def gate(checks, *tensors):
 def assert_rank(tensor, rank, message):
     """An assertion that ``tensor`` has ``rank`` dimensions, read when the graph runs: of
     ``tensor`` with its static shape hidden (a ``PlaceholderWithDefault`` of unknown shape
-    passes it through), so neither tracing nor Grappler's constant folding turns it into
-    the signature's rank."""
+    passes it through), so tracing does not turn it into the signature's rank (Python's
+    ``tf.rank`` of a [None, None, None, C] input is the constant 4). In a session of
+    TensorFlow's default options (TF Serving's) it runs; where Grappler trusts the
+    declared shapes (a signature called eagerly with unchecked tensors, a session with
+    AGGRESSIVE constant folding) it is folded away and the later checks speak."""
     hidden = tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None))
     return tf.debugging.assert_equal(tf.rank(hidden), rank, message=message)
 
@@ -135,11 +138,10 @@ def check_request(image, mask, max_pixels):
     C] input was the constant 4 once traced, so where a server feeds tensors unchecked,
     as TF Serving does, an image without its batch axis was told it lacked 3 channels,
     a [B, H, W] mask got "Invalid reduction dimension"); the other checks run after it.
-    (In a TF1 session, as TF Serving runs a SavedModel. A signature called eagerly with
-    unchecked tensors, ``_call_flat``, is optimised otherwise and still folds it; an
-    ``EnsureShape`` added for that case fired before the rank check in the session,
-    naming an inlined node instead of the input.) Returns the list of assertions to
-    depend on.
+    (In a TF1 session of default options, as TF Serving runs a SavedModel; see
+    ``assert_rank`` for where it is folded. An ``EnsureShape`` added for those cases fired
+    before the rank check in the session, naming an inlined node instead of the input.)
+    Returns the list of assertions to depend on.
     """
     rank = [
         assert_rank(

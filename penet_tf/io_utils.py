@@ -72,26 +72,30 @@ PID_SPACE = _pid_space()
 
 def find_files(path, suffixes):
     """Sorted regular files under ``path`` (recursive, linked folders included, each folder
-    read once: a link back to a folder above is not followed again) whose names end with
-    ``suffixes`` (any case). A training set assembled from linked shards trained on the
-    one linked file beside them (the shards were left out without a word), or was "empty".
+    read once; a link to ``path`` itself or a folder above it is not followed: it would
+    bring in ``val/`` beside ``train/``) whose names end with ``suffixes`` (any case). A
+    training set assembled from linked shards trained on the one linked file beside them
+    (the shards were left out without a word), or was "empty".
     Pipes, sockets and devices are left out:
     reading a named pipe waits for a writer for ever. Hidden files and folders (a name
     starting with ".") are left out, as the inference CLIs leave them out: a Jupyter
     ``.ipynb_checkpoints/`` copy trained as a second image, and macOS' ``._name.jpg``
     resource forks were skipped as unreadable every epoch."""
     suffixes = tuple(suffix.lower() for suffix in suffixes)
+    root = os.path.realpath(path)
     found, folders, links, seen = [], [os.fspath(path)], [], set()
     while folders or links:
         # Linked folders after the others: a folder also reached by a link keeps its path
         folder = folders.pop() if folders else links.pop()
         try:
             identity = file_identity(folder)
-            if identity in seen:  # (a loop, or a folder linked twice)
+            if not identity or not identity[1]:  # (inode 0: some network file systems)
+                identity = os.path.realpath(folder)
+            if identity in seen:  # (a folder linked twice)
                 continue
             seen.add(identity)
             with os.scandir(folder) as entries:
-                entries = list(entries)
+                entries = sorted(entries, key=lambda entry: entry.name)  # (one order)
         except OSError:  # (as os.walk: an unreadable folder is passed over)
             continue
         for entry in entries:
@@ -101,8 +105,12 @@ def find_files(path, suffixes):
                 is_folder = entry.is_dir()  # (a link to a folder too)
             except OSError:
                 continue
-            if is_folder:
-                (links if entry.is_symlink() else folders).append(entry.path)
+            if is_folder and not entry.is_symlink():
+                folders.append(entry.path)
+            elif is_folder:
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([target, root]) != target:  # (not path or above it)
+                    links.append(entry.path)
             elif entry.name.lower().endswith(suffixes) and entry.is_file():
                 found.append(entry.path)
     return sorted(found)

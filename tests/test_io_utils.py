@@ -70,6 +70,7 @@ def test_find_files_is_recursive_sorted_and_case_blind(tmp_path_factory):
     # file beside them), each folder once: b not twice, a loop not for ever
     os.symlink(tmp_path / "b", tmp_path / "linked_folder.png")
     os.symlink(tmp_path, tmp_path / "b" / "loop")
+    os.symlink(tmp_path.parent, tmp_path / "up")  # (would bring in "shard", "val/"...)
     (shard / "s.jpg").write_bytes(b"")
     os.symlink(shard, tmp_path / "shard")
     # Hidden files and folders, as the inference CLIs' listing: a notebook's checkpoint

@@ -325,9 +325,10 @@ class ImageSource:
                 ):
                     self.failure = f"the image folder {self.config.path} is gone"
                 unnamed = first and len(self._unreadable) > UNREADABLE_NAMED
+                say_more = first and len(self._unreadable) == UNREADABLE_NAMED + 1
             if self.failure is not None:
                 raise ValueError(self.failure) from None
-            if unnamed and len(self._unreadable) == UNREADABLE_NAMED + 1:
+            if say_more:
                 logger.warning(
                     "more unreadable %ss: counted, not named one by one (the run's last "
                     "line counts them)",

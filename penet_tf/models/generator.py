@@ -421,9 +421,9 @@ class Generator(keras.Model):
     def _default_save_signature(self):
         # Keras' default SavedModel signature calls ``self(inputs)`` with ONE input, its
         # spec taken from the shapes the model was built with: for a generator built by
-        # a call (image and mask), ``tf.saved_model.save`` of any object holding it (the
-        # ``ServingArchive`` of ``penet_tf.export``) failed tracing it ("missing a
-        # required argument: 'mask'"). No default signature: exports name theirs.
+        # a call (image and mask), ``tf.saved_model.save`` of any object holding it
+        # failed tracing it ("missing a required argument: 'mask'"). No default
+        # signature: exports name theirs.
         return None
 
     def get_config(self):
