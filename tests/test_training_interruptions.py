@@ -285,6 +285,26 @@ def test_mask_files_that_go_away_mid_run_stop_it_saved_in_one_line(
     _stopped_when_data_goes(monkeypatch, capsys, config, tmp_path / "c.json", remove, why)
 
 
+def test_the_run_s_end_says_how_many_files_were_unreadable_of_how_many(photos, tmp_path, capsys):
+    """2 readable photos among 502 files trained with exit 0, its last line "skipped 3296
+    reads of 500 unreadable image files: ...": nothing said of how many."""
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)  # 4 photos
+    for index in range(2):
+        (data / f"placeholder{index}.jpg").write_bytes(b"")
+    config = tiny_config(str(data), tmp_path / "run", iterations=3, checkpoint_every=3)
+    status, lines = run_main(capsys, write_config(tmp_path / "c.json", config))
+    assert status == 0
+    assert any(
+        re.fullmatch(
+            r"penet_tf\.train: skipped \d+ reads of 2 unreadable image files of the 6 listed: "
+            r".+placeholder\d\.jpg, .+placeholder\d\.jpg",
+            line,
+        )
+        for line in lines
+    ), lines
+
+
 def test_a_diverged_run_stops_before_saving_its_nan_steps(whole_run, tmp_path, capsys):
     """A learning rate too high made every loss NaN: the run went on saving a checkpoint
     every 2 steps, which deleted the last good one (3 kept), wrote NaN weights and printed
