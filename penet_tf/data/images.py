@@ -178,8 +178,9 @@ class ImageSource:
             self._check_one_readable()
         # (what a run trains on was said nowhere: linked folders, files of other kinds
         # left out without a word)
-        where = f"under {self.config.path}" if self.kind == "folder" else f"({self.kind})"
-        logger.info("%d %s(s) %s", len(self.items), self.item_kind, where)
+        where = {"folder": "under", "flist": "listed in"}.get(self.kind)
+        where = f" {where} {self.config.path}" if where else ""
+        logger.info("%d %s(s)%s", len(self.items), self.item_kind, where)
 
     def _require(self, key):
         if not getattr(self.config, key):
