@@ -55,7 +55,7 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 
 from penet_tf.cli import run, say
-from penet_tf.errors import PenetError
+from penet_tf.errors import PenetError, first_few
 from penet_tf.inference import ServingArchive, composite_uint8, load_saved_model
 from penet_tf.io_utils import (
     atomic_path,
@@ -567,9 +567,8 @@ def convert(
     ):
         # (--force replaced any folder, a user's files with it: --out . removed them all)
         theirs = sorted(os.listdir(out))
-        shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
         raise FileExistsError(
-            f"--out {out} holds files that are not a conversion's ({shown}): --force "
+            f"--out {out} holds files that are not a conversion's ({first_few(theirs)}): --force "
             f"replaces only an earlier conversion (a folder with its {CONFIG_FILE}); choose "
             "another --out"
         )

@@ -21,6 +21,13 @@ def require_float(dtype, who, name="image", expected="float in [-1, 1]", hint=""
         )
 
 
+def first_few(items, count=3):
+    """``"a, b, c, ..."``: the first ``count`` of ``items`` (strings), for a message that
+    names some of many."""
+    items = list(items)
+    return ", ".join(items[:count]) + (", ..." if len(items) > count else "")
+
+
 class PenetError(Exception):
     """An error whose message is all the user needs (no traceback)."""
 

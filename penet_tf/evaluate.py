@@ -50,6 +50,7 @@ from penet_tf.cli import (
     strategy_from_args,
     strategy_options,
 )
+from penet_tf.errors import first_few
 from penet_tf.inpainting import (
     collect_items,
     list_images,
@@ -241,7 +242,7 @@ def evaluate(
         )
     no_hole = [row["name"] for row in rows if float(row["hole_ratio"]) == 0.0]
     if no_hole:
-        shown = ", ".join(no_hole[:5]) + (", ..." if len(no_hole) > 5 else "")
+        shown = first_few(no_hole, 5)
         # (a prediction is scored as given: only the model's are the originals then)
         outcome = (
             "l1_hole is null for them"

@@ -43,6 +43,7 @@ from PIL import Image
 
 from penet_tf.cli import say
 from penet_tf.data import masks as mask_lib
+from penet_tf.errors import first_few
 from penet_tf.high_resolution import PhotoStrategy, inpaint_photo
 from penet_tf.image_io import (
     ImageReadError,
@@ -971,17 +972,16 @@ def inpaint_files(
         if folders:
             print(
                 f"note: --images reads the images of {images}, not its {len(folders)} "
-                f"subfolder(s): {', '.join(folders[:3])}" + (", ..." if len(folders) > 3 else ""),
+                f"subfolder(s): {first_few(folders)}",
                 file=sys.stderr,
             )
     # (replaced without a word before: a re-run's earlier results, or a file of yours)
     existing = sorted(path for paths in planned.values() for path in paths if os.path.lexists(path))
     if existing:
-        names = ", ".join(os.path.basename(path) for path in existing[:3])
         print(
             f"note: {len(existing)} result(s) replace files of the same name already in "
-            f"{os.path.dirname(os.path.abspath(existing[0]))}: {names}"
-            + (", ..." if len(existing) > 3 else ""),
+            f"{os.path.dirname(os.path.abspath(existing[0]))}: "
+            + first_few(map(os.path.basename, existing)),
             file=sys.stderr,
         )
     batches = plan_batches(items, batch_size)

@@ -325,7 +325,7 @@ class ImageSource:
                     and not os.path.isdir(self.config.path)
                 ):
                     self.failure = f"the image folder {self.config.path} is gone"
-                unnamed = first and len(self._unreadable) > UNREADABLE_NAMED
+                named = first and len(self._unreadable) <= UNREADABLE_NAMED
                 say_more = first and len(self._unreadable) == UNREADABLE_NAMED + 1
             if self.failure is not None:
                 raise ValueError(self.failure) from None
@@ -335,7 +335,7 @@ class ImageSource:
                     "line counts them)",
                     self.item_kind,
                 )
-            elif first and not unnamed:
+            elif named:
                 logger.warning(
                     "skipping unreadable %s %s (%s), whenever the stream reaches it",
                     self.item_kind,

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
+from penet_tf.errors import first_few
 from penet_tf.io_utils import (
     remove_path,
     save_weights_and_configs,
@@ -279,9 +280,9 @@ def check_run_folder(output_dir):
         if not (name.startswith(".") or name == "lost+found")
     )
     if theirs and not _is_run_folder(output_dir):
-        shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
         raise ValueError(
-            f"output_dir {output_dir} holds files that are not a training run's ({shown}): "
+            f"output_dir {output_dir} holds files that are not a training run's "
+            f"({first_few(theirs)}): "
             "a run writes config.json, logs/ and checkpoints/ there; give a new or empty "
             "folder (--output-dir)"
         )

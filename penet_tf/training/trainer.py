@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.data.masks import MaskGenerator
+from penet_tf.errors import first_few
 from penet_tf.io_utils import (
     check_folder_target,
     check_utf8_path,
@@ -629,11 +630,10 @@ class Trainer:
             except tf.errors.OpError as error:
                 gone = self.masks.gone() if isinstance(error, tf.errors.NotFoundError) else []
                 if gone:  # (a traceback, and every step since the last checkpoint lost)
-                    shown = ", ".join(os.fsdecode(path) for path in gone[:3])
                     self._stop_without_data(
                         step,
                         f"{len(gone)} of the {len(self.masks.paths)} mask files listed at "
-                        f"the start are gone: {shown}" + (", ..." if len(gone) > 3 else ""),
+                        f"the start are gone: {first_few(map(os.fsdecode, gone))}",
                     )
                 if self.source.failure is None:
                     raise
@@ -677,7 +677,7 @@ class Trainer:
                 self.source.unreadable_count,
                 self.source.item_kind,
                 len(self.source.items),
-                ", ".join(files[:5]) + (", ..." if self.source.unreadable_count > 5 else ""),
+                first_few(files, 5),
             )
         writer.flush()
         return logs
