@@ -263,23 +263,24 @@ def _peak_growth(function):
 
 def test_an_8192_squared_request_is_refused_before_any_cast_or_pad(exported):
     """Over the default photo limit (8192 x 6144, the ``auto`` strategy): refused without
-    casting (805 MB of float32) or padding (was 4.2 s and +3.6 GB). Generous bounds, not a
-    benchmark."""
+    casting (805 MB of float32) or padding (was 4.2 s and +3.6 GB). Bounded by memory, which
+    a cast or a pad would raise past the bound, not by time (a timed bound fails on a busy
+    machine; the seconds are printed)."""
     signature = exported["model"].signatures["serving_default"]
     image = tf.constant(np.full((1, 8192, 8192, 3), 9, np.uint8))
     mask = tf.constant(np.zeros((1, 8192, 8192, 1), np.uint8))
     signature(image=image[:, :64, :64], mask=mask[:, :64, :64])  # warm up
     outcome, seconds, growth = _peak_growth(lambda: signature(image=image, mask=mask))
     assert isinstance(outcome, tf.errors.InvalidArgumentError)
+    print(f"8192² refusal: {seconds * 1000:.1f} ms, +{growth / 2**20:.1f} MiB")
     assert "server limit of 50331648 pixels" in outcome.message
-    assert seconds < 0.5
     assert growth < 64 * 2**20  # the request is 268 MB; one float32 copy would be 805 MB
 
 
 def test_a_gif_whose_frame_outgrows_its_screen_is_refused_before_decoding(exported):
     """A 47-kB GIF whose logical screen says 8 x 8 and whose frame is 8000 x 8000: the
     decoder's canvas is the frame's, so the frame is what the limit checks, before any
-    decoding (it was decoded whole, then refused). Generous bounds, not a benchmark."""
+    decoding (it was decoded whole, then refused). Bounded by memory, not by time."""
     buffer = io.BytesIO()
     Image.new("L", (8000, 8000)).save(buffer, "GIF")
     data = bytearray(buffer.getvalue())
@@ -291,8 +292,8 @@ def test_a_gif_whose_frame_outgrows_its_screen_is_refused_before_decoding(export
         lambda: signature(image_bytes=tf.constant([bytes(data)]), mask_bytes=tf.constant([mask]))
     )
     assert isinstance(outcome, tf.errors.InvalidArgumentError)
+    print(f"GIF refusal: {seconds * 1000:.1f} ms, +{growth / 2**20:.1f} MiB")
     assert "image_bytes: image is larger than the server limit of 50331648" in outcome.message
-    assert seconds < 0.5
     assert growth < 64 * 2**20  # decoding it takes 64 MB of indices and 192 MB of RGB
 
 

@@ -365,16 +365,17 @@ def test_an_animated_gif_and_one_with_comments_are_inpainted(client):
 
 
 def test_a_15_mb_bad_request_is_refused_cheaply(served):
-    """1 x 5,000,000 uint8 (15 MB image + 5 MB mask): refused in milliseconds, and memory
-    bounded by about the request's size (was 21 s and 9.7 GB).
+    """1 x 5,000,000 uint8 (15 MB image + 5 MB mask): refused with memory bounded by about
+    the request's size (was 21 s and 9.7 GB: cast, padded and run).
 
     The double runs in its own process, a fresh TensorFlow process without penet_tf (as
     tensorflow_model_server has none) that answers as the signatures do here; so its
     memory is the server's alone. It logs the
     signature's time and peak RSS growth (VmHWM, reset through /proc/self/clear_refs);
     the whole process's growth also counts gRPC's buffer, the parsed request and its
-    tensors (three copies the protocol makes before any graph runs). Generous bounds,
-    not benchmarks: the point is that nothing is cast, padded or run.
+    tensors (three copies the protocol makes before any graph runs). Memory bounds, not
+    timed ones (a timed bound fails on a busy machine: 79 ms against 50 ms once in CI; the
+    times are printed): a cast, a pad or a run would raise the peak past them.
     """
     double = subprocess.Popen(
         [
@@ -422,9 +423,7 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
     assert caught.value.code == INVALID
     assert f"server limit of {MAX_PIXELS} pixels" in caught.value.details
     assert outcome == "refused"
-    assert seconds < 0.05
     assert graph_growth <= 2 * request_bytes
-    assert round_trip < 5
     assert process_growth <= 6 * request_bytes  # gRPC + parsing + tensors, then nothing
 
 
