@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 import traceback
@@ -44,6 +45,65 @@ def error_message(error):
     return printable(str(error) or type(error).__name__)
 
 
+class _ReaderMayGo:
+    """``sys.stdout`` / ``sys.stderr`` of a command whose reader may go away (``| head``,
+    a log collector or ``tee`` that died): the first write or flush that meets the
+    closed pipe points the stream's file descriptor at os.devnull and the command goes
+    on, its output dropped (one line on stderr says so when stdout is the one). Without
+    it the write's ``BrokenPipeError`` ended the command: ``inpaint ... | head`` said
+    "error: [Errno 32] Broken pipe" (exit 2) after its results, and training stopped at
+    its next progress line without saving the steps since its last checkpoint."""
+
+    def __init__(self, stream, name):
+        self._stream, self._name, self._gone = stream, name, False
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())  # (the buffer's rest goes there too)
+        finally:
+            os.close(devnull)
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+        if not self._gone and self._name == "stdout":
+            print(
+                "penet_tf: stdout's reader has gone (a closed pipe): the command goes on "
+                "without printing there",
+                file=sys.stderr,
+                flush=True,
+            )
+        self._gone = True
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, buffer, ...
+        return getattr(self._stream, name)
+
+
+def _pipe_safe(stream, name):
+    """``stream`` wrapped in ``_ReaderMayGo`` where it writes to a pipe (a stream
+    without a file descriptor, pytest's capture say, is left as it is)."""
+    try:
+        if stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode):
+            return _ReaderMayGo(stream, name)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return stream
+
+
 def run(function, argv=None, interrupted="interrupted"):
     """Runs ``function(argv)`` (a CLI's body, returning its exit status) for the user.
 
@@ -62,6 +122,8 @@ def run(function, argv=None, interrupted="interrupted"):
       action (an embedding program's own handler, or SIG_IGN, is left alone);
     * a closed stdout or stderr (``>&-``: None in Python) is opened on os.devnull
       (the progress bar's ``isatty()``, Keras' progress lines raised AttributeError);
+      a pipe whose reader goes away (``| head``) is pointed there when it does, and the
+      command goes on (``_ReaderMayGo``);
     * any other ``Exception`` (a bug, or a setting nothing names): in ``python -m
       penet_tf.<command>``, its traceback as Python prints it and exit status 1, printed
       here rather than by the interpreter at exit: the frames it holds (a tf.data
@@ -72,9 +134,11 @@ def run(function, argv=None, interrupted="interrupted"):
     """
     import penet_tf
 
+    streams = sys.stdout, sys.stderr
     for stream in ("stdout", "stderr"):  # closed (`>&-`: a daemon, a scheduler): None
         if getattr(sys, stream) is None:
             setattr(sys, stream, open(os.devnull, "w"))  # (Keras' progress, isatty())
+        setattr(sys, stream, _pipe_safe(getattr(sys, stream), stream))
     if signal.getsignal(signal.SIGINT) is penet_tf._interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # started: Ctrl-C as usual
     terminated = []
@@ -117,6 +181,11 @@ def run(function, argv=None, interrupted="interrupted"):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        for stream, before in zip(("stdout", "stderr"), streams, strict=True):
+            wrapped = getattr(sys, stream)
+            if isinstance(wrapped, _ReaderMayGo):
+                wrapped.flush()  # (a reader gone since: said here, not at exit)
+                setattr(sys, stream, before if before is not None else wrapped._stream)
 
 
 def add_model_arguments(parser, required=True):

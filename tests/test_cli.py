@@ -119,3 +119,38 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(capsys):
     assert capsys.readouterr().err == "terminated after 2 of 5 images\n"
     assert run(stopped, interrupted="interrupted: nothing was written") == 143
     assert capsys.readouterr().err == "terminated: nothing was written\n"
+
+
+def test_a_pipe_whose_reader_goes_away_drops_the_output_and_the_command_goes_on(
+    monkeypatch, capsys
+):
+    """``inpaint ... | head`` said "error: [Errno 32] Broken pipe" (exit 2) after its
+    results, and training behind a log reader that died stopped at its next progress
+    line, its steps since the last checkpoint lost: the output is dropped from there
+    on (one line on stderr says so) and the command finishes with its own status."""
+    import os
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone
+    stdout = os.fdopen(write, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    done = []
+
+    def body(argv):
+        for step in range(3):
+            print(f"step {step}", flush=True)
+            done.append(step)
+        print("finished")  # (flushed by run, at its end)
+        return 0
+
+    try:
+        assert run(body) == 0
+        assert sys.stdout is stdout  # put back
+    finally:
+        stdout.close()
+    assert done == [0, 1, 2]
+    assert capsys.readouterr().err.splitlines() == [
+        "penet_tf: stdout's reader has gone (a closed pipe): the command goes on without "
+        "printing there"
+    ]
