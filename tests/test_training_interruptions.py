@@ -449,6 +449,69 @@ def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos
     assert not (checkpoints / f"ckpt-{reached + 50}.index").exists()  # swept
 
 
+def test_a_resume_on_changed_data_says_so_and_starts_a_new_epoch_over_it(
+    whole_run, photos, tmp_path, capsys
+):
+    """The run stopped at element 8 of its stream (4 steps x 2 of 4 photos: epoch 3's
+    start); the folder has 7 photos now. The position was read against the new list as
+    it stood (element 8 of 7 per epoch: into epoch 2, some photos twice and some never),
+    without a word: epoch 3 starts over the new list, and the warning says why. A
+    checkpoint written before the data's listing was kept resumes as before, silently."""
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    for name in ("a", "b", "c"):
+        shutil.copy(folder / "coffee.jpg", folder / f"more_{name}.jpg")
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    config = tiny_config(str(folder), run, iterations=5)
+    status, lines = run_main(capsys, write_config(tmp_path / "c.json", config))
+    assert status == 0, lines
+    changed = [line for line in lines if "the data changed" in line]
+    assert changed == [
+        "penet_tf.train: the data changed since the checkpoint (7 image files listed, 4 when "
+        "step 4 was saved): epoch 3 starts over the new list"
+    ], lines
+    state = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    assert state.get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE") == 2 * 7 + 2
+    assert list(state.get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE"))[0] == 7
+
+    # The same data again: no word, the position goes on (16 -> 18).
+    config["trainer"]["iterations"] = 6
+    status, lines = run_main(capsys, write_config(tmp_path / "c.json", config))
+    assert status == 0 and not [line for line in lines if "the data changed" in line], lines
+    state = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    assert state.get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE") == 18
+
+
+def test_a_checkpoint_without_the_data_s_listing_resumes_where_it_was(
+    whole_run, photos, tmp_path, capsys
+):
+    """Checkpoints written before the data's listing was kept (no ``data`` in them) still
+    fit the model, and their position is used as it is."""
+    run = tmp_path / "run"
+    shutil.copytree(whole_run[0], run)
+    trainer = whole_run[2]
+    before = tf.train.Checkpoint(  # (TrainingState's checkpoint before 2026-12-07)
+        generator=trainer.gan.generator,
+        discriminator=trainer.gan.discriminator,
+        g_optimizer=trainer.gan.g_optimizer,
+        d_optimizer=trainer.gan.d_optimizer,
+        step=trainer.state.step,
+        position=trainer.state.position,
+    )
+    before.save_counter.assign(3)  # (CheckpointManager's numbering: ckpt-4 again)
+    assert before.save(str(run / "checkpoints" / "ckpt")).endswith("ckpt-4")
+    latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert "data/.ATTRIBUTES/VARIABLE_VALUE" not in dict(tf.train.list_variables(latest))
+    config = tiny_config(photos, run, iterations=5)
+    status, lines = run_main(capsys, write_config(tmp_path / "c.json", config))
+    assert status == 0, lines
+    assert f"penet_tf.train: resuming from {latest} (step 4)" in lines
+    assert not [line for line in lines if "changed" in line or "damaged" in line], lines
+    state = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    assert state.get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE") == 10
+
+
 @pytest.mark.parametrize("state", ["missing", "unreadable"])
 def test_a_lost_state_file_resumes_from_the_checkpoint_files(
     whole_run, photos, tmp_path, capsys, state

@@ -26,6 +26,7 @@ crash.
 
 import atexit
 import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -164,6 +165,7 @@ class ImageSource:
         self.failure = None  # why the stream stopped: nothing readable any more
         self.photos = None
         self.tfds_dataset = None
+        self._listing = None
         if self.kind == "folder":
             self.items = list_image_files(self._require("path"))
         elif self.kind == "flist":
@@ -381,6 +383,20 @@ class ImageSource:
 
     def __len__(self):
         return len(self.items)
+
+    def listing(self):
+        """``(count, digest)`` of the items: the digest (int64) hashes their names, relative
+        to the folder for ``folder`` (a folder moved and named anew is the same data), so a
+        resumed run can tell that its data changed since a checkpoint (``Trainer``)."""
+        if self._listing is None:
+            root = os.path.join(self.config.path, "") if self.kind == "folder" else ""
+            digest = hashlib.sha256()
+            for item in self.items:
+                name = item[len(root) :] if root and item.startswith(root) else item
+                digest.update(os.fsencode(name) + b"\0")
+            value = int.from_bytes(digest.digest()[:8], "little", signed=True)
+            self._listing = (len(self.items), value)
+        return self._listing
 
 
 def _as_bytes(value):

@@ -45,6 +45,8 @@ except ImportError:  # Windows: no run lock (training stopped there: "No module 
     fcntl = None
 
 logger = logging.getLogger("penet_tf.train")
+
+DATA_KEY = "data/.ATTRIBUTES/VARIABLE_VALUE"  # (TrainingState.data in a checkpoint)
 # The weights a run writes in its folder (TrainingState.export_weights).
 RUN_WEIGHTS = ("generator.weights.h5", "discriminator.weights.h5")
 CHECKPOINT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
@@ -367,6 +369,15 @@ def _other_dtype(error):
     return "does not equal original dtype" in str(getattr(error, "message", error))
 
 
+def _holds(path, key):
+    """Whether the checkpoint ``path`` holds ``key`` (True where its index cannot be read:
+    the restore then says why)."""
+    try:
+        return key in {name for name, _ in tf.train.list_variables(path)}
+    except (ValueError, OSError, IndexError, DecodeError, tf.errors.OpError):
+        return True
+
+
 class TrainingState:
     """Generator, discriminator, both optimizers, the step and the data position.
 
@@ -386,7 +397,10 @@ class TrainingState:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # The global index of the next training element (resume without replaying data).
         self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")
-        self.checkpoint = tf.train.Checkpoint(
+        # What ``position`` counts in: the data's ``ImageSource.listing()`` (count,
+        # digest), [0, 0] where unknown (checkpoints written before it was kept).
+        self.data = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="data")
+        parts = dict(
             generator=gan.generator,
             discriminator=gan.discriminator,
             g_optimizer=gan.g_optimizer,
@@ -394,6 +408,8 @@ class TrainingState:
             step=self.step,
             position=self.position,
         )
+        self.checkpoint = tf.train.Checkpoint(data=self.data, **parts)
+        self._checkpoint_before_data = tf.train.Checkpoint(**parts)  # (restores only)
         self.directory = os.path.join(output_dir, "checkpoints")
         self.save_directory = (
             self.directory if chief else os.path.join(output_dir, f".worker-{worker}-tmp")
@@ -453,7 +469,11 @@ class TrainingState:
                 # Consumed: every value in the checkpoint has a place in this model (a
                 # spectral-norm run resumed with spectral_norm "none" left its u and v
                 # unused, and its discriminator unnormalised, without a word).
-                self.checkpoint.restore(path).assert_consumed()
+                if _holds(path, DATA_KEY):
+                    self.checkpoint.restore(path).assert_consumed()
+                else:  # (written before the data's listing was kept: unknown)
+                    self._checkpoint_before_data.restore(path).assert_consumed()
+                    self.data.assign([0, 0])
             except (ValueError, AssertionError, tf.errors.OpError) as error:
                 # A variable of another dtype (mixed precision switched on or off) is an
                 # OpError too, but a readable checkpoint of another model, not a damaged one.

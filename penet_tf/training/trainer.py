@@ -584,9 +584,39 @@ class Trainer:
             else f"the earlier record is kept as {name}",
         )
 
+    def _start_position(self, resumed):
+        """The checkpoint's data position, or where the data changed since it was saved
+        (files added, removed or renamed: ``ImageSource.listing()``), the start of the
+        epoch after the one it was in, over the new list, with a warning. (The position
+        was read against the new list as it stood: 8 images grown to 32 re-read the 8 old
+        ones and left 8 new ones out of the rest of that epoch, without a word.)"""
+        position = int(self.state.position.numpy())
+        count, digest = self.source.listing()
+        then_count, then_digest = (int(value) for value in self.state.data.numpy())
+        self.state.data.assign([count, digest])
+        if not resumed or then_count == 0 or (then_count, then_digest) == (count, digest):
+            return position  # (0: a checkpoint written before the listing was kept)
+        epoch, into = divmod(position, then_count)
+        start = (epoch + (into > 0)) * count
+        kind = self.source.item_kind
+        change = (
+            f"{count} {kind}s listed, {then_count} when step {int(self.state.step.numpy())} "
+            "was saved"
+            if count != then_count
+            else f"{count} {kind}s listed as then, other names among them"
+        )
+        logger.warning(
+            "the data changed since the checkpoint (%s): %s over the new list",
+            change,
+            f"the rest of epoch {epoch + 1} is left out and epoch {epoch + 2} starts"
+            if into > 0
+            else f"epoch {epoch + 1} starts",
+        )
+        return start
+
     def _train(self, resumed, stop):
         config, trainer = self.config, self.config.trainer
-        iterator = iter(self._dataset(int(self.state.position.numpy())))  # before any write
+        iterator = iter(self._dataset(self._start_position(resumed)))  # before any write
         if self.chief:
             os.makedirs(self.output_dir, exist_ok=True)
             if self._earlier_record:
