@@ -499,11 +499,20 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm
             raise ValueError(f"--quantize must be one of {QUANTIZE}, got {quantize!r}")
         command += [saved_model, out_dir]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode:
+        converter_process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        with converter_process:
+            try:
+                stdout, stderr = converter_process.communicate()
+            except BaseException:  # Ctrl-C, SIGTERM: the converter goes first, and is
+                converter_process.kill()  # reaped here (subprocess.run killed it without
+                converter_process.wait()  # waiting: a zombie until this process ended)
+                raise
+        if converter_process.returncode:
             raise ConversionError(
-                f"tensorflowjs_converter failed (exit {result.returncode}):\n"
-                f"{result.stdout[-4000:]}{result.stderr[-4000:]}"
+                f"tensorflowjs_converter failed (exit {converter_process.returncode}):\n"
+                f"{stdout[-4000:]}{stderr[-4000:]}"
             )
     finally:
         remove_path(scratch)

@@ -75,6 +75,12 @@ command -v tensorflow_model_server >/dev/null || {
 # models.config names container paths (/models/...): point them at the host folder, in a
 # copy made now (edit serving/models.config, then restart to apply it). The path is
 # escaped for sed (a folder named a&b wrote the match itself into base_path).
+# Stopping the launcher (a supervisor's TERM, Ctrl-C) stops the server, then removes the
+# copy (the server was left running, its config already deleted). Set before either
+# exists: a TERM just after the start, before the trap, left the server running. ($! is
+# the server once it has started, empty before; a trap runs between commands.)
+config=
+trap 'if [ -n "$!" ]; then kill -TERM "$!" 2>/dev/null; wait "$!" || true; fi; rm -f "$config"; exit 143' TERM INT HUP
 config="$(mktemp "${TMPDIR:-/tmp}/penet-models.XXXXXX.config")"
 escaped="$(printf '%s' "$models" | sed 's/[\\&#]/\\&/g')"
 sed "s#base_path: \"/models/#base_path: \"$escaped/#" "$here/models.config" > "$config"
@@ -84,9 +90,6 @@ tensorflow_model_server \
   --batching_parameters_file="$batching" \
   "${flags[@]}" "$@" &
 server=$!
-# Stopping the launcher (a supervisor's TERM, Ctrl-C) stops the server, then removes the
-# copy: the server was left running, its config already deleted.
-trap 'kill -TERM "$server" 2>/dev/null; wait "$server" || true; rm -f "$config"; exit 143' TERM INT HUP
 status=0
 wait "$server" || status=$?
 rm -f "$config"

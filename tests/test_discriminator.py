@@ -31,7 +31,16 @@ def _largest_singular_values(kernels):
     return [np.linalg.svd(k.reshape(-1, k.shape[-1]), compute_uv=False)[0] for k in kernels]
 
 
+def _seeded():
+    """Seeded weights and images: 30 power iterations converge as fast as the gap between
+    the two largest singular values allows, and unseeded draws missed the 0.05 bound in
+    0.8 % of 20,000 (the worst layer at 0.119); seed 0's worst: 0.0014 (PEN-Net's
+    iteration), 0.0026 (Keras')."""
+    keras.utils.set_random_seed(0)
+
+
 def test_training_calls_normalise_the_effective_kernel_to_one():
+    _seeded()
     discriminator = Discriminator(base_channels=8)
     images = tf.random.uniform([2, 64, 64, 3], -1, 1)
 
@@ -51,6 +60,7 @@ def test_training_calls_normalise_the_effective_kernel_to_one():
 
 
 def test_keras_spectral_norm_stays_selectable():
+    _seeded()
     discriminator = Discriminator(base_channels=8, spectral_norm="keras")
     images = tf.random.uniform([2, 64, 64, 3], -1, 1)
     discriminator(images)

@@ -776,7 +776,16 @@ def test_ctrl_c_while_tensorflow_imports_is_one_line(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.7)
+    # Once its stderr filter runs (started after the start-up's Ctrl-C handler, before
+    # TensorFlow imports), not after a fixed 0.7 s: a slow start-up took the signal
+    # before the handler, a fast one after the import.
+    children = f"/proc/{process.pid}/task/{process.pid}/children"
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        with open(children) as listed:
+            if listed.read().split():
+                break
+        time.sleep(0.005)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-2000:]

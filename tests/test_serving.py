@@ -364,6 +364,19 @@ def test_an_animated_gif_and_one_with_comments_are_inpainted(client):
         np.testing.assert_array_equal(result[known], np.broadcast_to(shown, result.shape)[known])
 
 
+def _line(process, seconds=120):
+    """The next line ``process`` prints, or a failure after ``seconds`` (a double that is
+    slow or stuck failed nothing: the suite waited on its ``readline`` for ever)."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=seconds):
+            process.kill()
+            pytest.fail(f"the serving double printed nothing for {seconds} s")
+    return process.stdout.readline()
+
+
 def test_a_15_mb_bad_request_is_refused_cheaply(served):
     """1 x 5,000,000 uint8 (15 MB image + 5 MB mask): refused with memory bounded by about
     the request's size (was 21 s and 9.7 GB: cast, padded and run).
@@ -390,7 +403,7 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     try:
-        started = double.stdout.readline()
+        started = _line(double)
         assert started.startswith("penet_tf-imported False address "), started
         address = started.split()[-1]
         image = np.full((1, 1, 5_000_000, 3), 7, np.uint8)
@@ -401,7 +414,7 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
             # Warm-up (graph instantiated, buffers allocated), and the same answer.
             answer = client.inpaint(small, small_mask)
             np.testing.assert_array_equal(answer, _direct(served, small, small_mask))
-            assert double.stdout.readline().startswith("request serving_default")
+            assert _line(double).startswith("request serving_default")
             baseline = _memory_kib(double.pid, "VmRSS")
             with open(f"/proc/{double.pid}/clear_refs", "w") as clear:
                 clear.write("5")  # reset the process's peak (VmHWM) to its current RSS
@@ -410,7 +423,7 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
                 client.predict({"image": image, "mask": mask})
             round_trip = time.perf_counter() - start
         process_growth = (_memory_kib(double.pid, "VmHWM") - baseline) * 1024
-        _, _, seconds, outcome, graph_growth = double.stdout.readline().split()
+        _, _, seconds, outcome, graph_growth = _line(double).split()
     finally:
         double.stdin.close()
         double.wait(timeout=60)

@@ -155,7 +155,13 @@ def test_cli_multi_worker_mirrored_strategy_with_two_processes(photos, tmp_path)
                 env={**os.environ, "TF_CONFIG": json.dumps(tf_config)},
             )
         )
-    outputs = [p.communicate(timeout=400) for p in processes]
+    try:
+        outputs = [p.communicate(timeout=400) for p in processes]
+    finally:  # (a timeout left the other worker running)
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
         assert "MultiWorkerMirroredStrategy with 2 replica(s)" in err

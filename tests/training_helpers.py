@@ -3,6 +3,7 @@ or in a fresh one, and what an interrupted save leaves behind."""
 
 import json
 import os
+import random
 import socket
 import time
 
@@ -98,10 +99,23 @@ def checkpoint_tensors(run):
 
 
 def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
+    """``count`` ports free now, below the kernel's ephemeral range: the processes that
+    bind them do so seconds later (after importing TensorFlow), and a port the kernel
+    handed out (``bind(0)``) could meanwhile go to any of the other worker's connections
+    (gRPC clients, servers on port 0). Chosen at random, so two runs rarely pick the same."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            ephemeral = int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    rng, ports = random.Random(), []
+    while len(ports) < count:
+        port = rng.randrange(20000, min(ephemeral, 32768))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
     return ports
