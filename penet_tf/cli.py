@@ -12,6 +12,7 @@ Example:
 """
 
 import argparse
+import math
 import os
 import re
 import signal
@@ -104,6 +105,96 @@ def _pipe_safe(stream, name):
     return stream
 
 
+def cpu_quota(cgroups="/proc/self/cgroup", root="/sys/fs/cgroup"):
+    """How many CPUs' time this process may use by its cgroups' CPU quota (a container's
+    ``--cpus``, a Kubernetes CPU limit): the smallest ``cpu.max`` (cgroup v2) or
+    ``cpu.cfs_quota_us / cpu.cfs_period_us`` (v1) of its cgroup and the cgroups above
+    it, as a float (1.5); None where none is set or none can be read."""
+    try:
+        with open(cgroups) as listed:
+            lines = listed.read().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hierarchy, controllers, path = fields
+        if hierarchy == "0" and not controllers:  # v2: one tree
+            bases, read = [root], _cpu_max
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's tree
+            bases = [os.path.join(root, name) for name in (controllers, "cpu", "cpu,cpuacct")]
+            read = _cfs_quota
+        else:
+            continue
+        names = [name for name in path.split("/") if name]
+        for base in dict.fromkeys(bases):
+            # The process's cgroup and those above it (in a container without a cgroup
+            # namespace the path is the host's, and the container's cgroup is the mount
+            # itself: base)
+            for depth in range(len(names), -1, -1):
+                limit = read(os.path.join(base, *names[:depth]))
+                if limit is not None:
+                    limits.append(limit)
+    return min(limits) if limits else None
+
+
+def _cpu_max(folder):
+    try:
+        with open(os.path.join(folder, "cpu.max")) as limit:
+            quota, period = limit.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _cfs_quota(folder):
+    try:
+        with open(os.path.join(folder, "cpu.cfs_quota_us")) as quota_file:
+            quota = int(quota_file.read())
+        with open(os.path.join(folder, "cpu.cfs_period_us")) as period_file:
+            period = int(period_file.read())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def fit_thread_pools():
+    """Sizes TensorFlow's thread pools to the CPU quota where one is set below the CPUs
+    the process may run on: TensorFlow counts the CPUs (``sched_getaffinity``), not the
+    quota, so a container limited to 2 CPUs on a 64-core host ran 64 threads that the
+    quota stalls in turn. Left alone: pools the user sized (``TF_NUM_INTRAOP_THREADS``,
+    ``TF_NUM_INTEROP_THREADS``, ``tf.config.threading``), and TensorFlow started already
+    (a program that used it before calling a command). Returns the thread count set, or
+    None."""
+    quota = cpu_quota()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (macOS, Windows: no affinity, no cgroups)
+        cpus = os.cpu_count() or 1
+    if quota is None or math.ceil(quota) >= cpus:
+        return None
+    threads = max(1, math.ceil(quota))
+    import tensorflow as tf
+
+    pools = (
+        ("TF_NUM_INTRAOP_THREADS", tf.config.threading.get_intra_op_parallelism_threads,
+         tf.config.threading.set_intra_op_parallelism_threads),
+        ("TF_NUM_INTEROP_THREADS", tf.config.threading.get_inter_op_parallelism_threads,
+         tf.config.threading.set_inter_op_parallelism_threads),
+    )  # fmt: skip
+    set_any = False
+    try:
+        for variable, get, set_threads in pools:
+            if not os.environ.get(variable) and not get():
+                set_threads(threads)
+                set_any = True
+    except RuntimeError:  # "... cannot be modified after initialization"
+        return None
+    return threads if set_any else None
+
+
 def run(function, argv=None, interrupted="interrupted"):
     """Runs ``function(argv)`` (a CLI's body, returning its exit status) for the user.
 
@@ -134,6 +225,7 @@ def run(function, argv=None, interrupted="interrupted"):
     """
     import penet_tf
 
+    fit_thread_pools()  # (before TensorFlow starts: its pools are made once)
     streams = sys.stdout, sys.stderr
     for stream in ("stdout", "stderr"):  # closed (`>&-`: a daemon, a scheduler): None
         if getattr(sys, stream) is None:

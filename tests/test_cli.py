@@ -154,3 +154,65 @@ def test_a_pipe_whose_reader_goes_away_drops_the_output_and_the_command_goes_on(
         "penet_tf: stdout's reader has gone (a closed pipe): the command goes on without "
         "printing there"
     ]
+
+
+@pytest.mark.parametrize(
+    "cgroup, files, quota",
+    [
+        ("0::/job/step\n", {"job/cpu.max": "150000 100000", "job/step/cpu.max": "max 1"}, 1.5),
+        ("0::/\n", {"cpu.max": "max 100000\n"}, None),  # unlimited
+        ("0::/\n", {}, None),  # no cpu controller there
+        # v1 (a container without a cgroup namespace: the host's path; its own is the mount)
+        ("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n",
+         {"cpu,cpuacct/cpu.cfs_quota_us": "200000", "cpu,cpuacct/cpu.cfs_period_us": "100000"},
+         2.0),
+        ("1:cpu:/a\n", {"cpu/a/cpu.cfs_quota_us": "-1", "cpu/a/cpu.cfs_period_us": "100000"}, None),
+        ("1:cpu:/a\n", {"cpu/a/cpu.cfs_quota_us": "oops", "cpu/a/cpu.cfs_period_us": "0"}, None),
+    ],
+)  # fmt: skip
+def test_the_cpu_quota_is_read_from_cgroups_v1_and_v2(tmp_path, cgroup, files, quota):
+    from penet_tf.cli import cpu_quota
+
+    (tmp_path / "cgroup").write_text(cgroup)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text)
+    assert cpu_quota(str(tmp_path / "cgroup"), str(tmp_path / "fs")) == quota
+    assert cpu_quota(str(tmp_path / "missing")) is None
+
+
+_FITS = """
+import os, sys
+import tensorflow as tf
+from penet_tf import cli
+cli.cpu_quota = lambda: float(sys.argv[1])
+print(cli.run(lambda argv: 0), tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads(), cli.fit_thread_pools())
+"""
+
+
+def test_a_command_sizes_tensorflow_s_threads_to_a_cpu_quota_below_its_cpus():
+    """TensorFlow counts the CPUs, not a container's quota: 64 threads on a 64-core host
+    for a 2-CPU limit, stalled in turn by the quota. A command sizes both pools to the
+    quota's ceiling before TensorFlow starts; a pool sized already (by the user's
+    environment, or by the first call), and a quota of all the CPUs, are left alone."""
+    import os
+    import subprocess
+    import sys
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs or more")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_NUM_INTRAOP_THREADS", None)
+    env.pop("TF_NUM_INTEROP_THREADS", None)
+
+    def threads(quota, **extra):
+        result = subprocess.run(
+            [sys.executable, "-c", _FITS, str(quota)],
+            capture_output=True, text=True, env={**env, **extra}, timeout=300, check=True,
+        )  # fmt: skip
+        return result.stdout.split()
+
+    assert threads(0.5) == ["0", "1", "1", "None"]
+    assert threads(0.5, TF_NUM_INTRAOP_THREADS="2") == ["0", "0", "1", "None"]
+    assert threads(len(os.sched_getaffinity(0))) == ["0", "0", "0", "None"]  # no fewer
