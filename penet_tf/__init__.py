@@ -99,7 +99,25 @@ def _runs_a_command(argv, orig_argv):
     return False
 
 
+def _open_standard_descriptors():
+    """A command started with stdin, stdout or stderr closed (``2>&-``, ``>&-``, some
+    daemons and schedulers): each is opened on os.devnull, before anything else opens a
+    file. Otherwise the next file opened took the number: with stderr closed, the run's
+    lock file or a photo's result was file descriptor 2, where TensorFlow's C++ code
+    writes its warnings and errors (into the file)."""
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != descriptor:  # (a lower one taken meanwhile: not in order)
+                os.dup2(opened, descriptor)
+                os.close(opened)
+
+
 _COMMAND = _runs_a_command(sys.argv, getattr(sys, "orig_argv", []))
+if _COMMAND:
+    _open_standard_descriptors()
 if _COMMAND and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 

@@ -407,6 +407,35 @@ def test_training_leaves_a_program_s_own_signal_handlers_alone():
         signal.signal(signal.SIGTERM, before[1])
 
 
+def test_a_run_started_with_stdin_and_stderr_closed_keeps_its_files_off_them(photos, tmp_path):
+    """``python -m penet_tf.train ... 0<&- 2>&-`` (a daemon, a scheduler): the next files
+    opened took descriptors 0 and 2, the run's lock file among them, and TensorFlow's C++
+    code writes its warnings and errors to 2 (into that file). They are opened on
+    os.devnull first."""
+    config = tiny_config(photos, tmp_path / "run", iterations=1000, checkpoint_every=1000)
+    path = write_config(tmp_path / "c.json", config)
+    process = subprocess.Popen(
+        ["sh", "-c", 'exec "$0" -m penet_tf.train --quiet --config "$1" 0<&- 2>&-',
+         sys.executable, path],
+        stdout=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    try:
+        lock = tmp_path / "run" / ".penet_tf-run.lock"
+        deadline = time.monotonic() + 300
+        while not lock.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lock.exists(), process.returncode
+        opened = {
+            int(fd): os.readlink(f"/proc/{process.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{process.pid}/fd")
+        }
+    finally:
+        process.kill()
+        process.wait()
+    assert opened[0] == opened[2] == os.devnull, opened  # (2 was the lock file)
+    assert str(lock) in opened.values()
+
+
 def test_sigkill_mid_mirrored_training_resumes_on_one_device_and_finishes(photos, tmp_path, capsys):
     """The real CLI process trains under MirroredStrategy on two logical CPUs
     (``--cpu-devices 2 --strategy mirrored``) and is killed; the same command, on one
