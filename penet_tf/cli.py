@@ -31,9 +31,14 @@ TERMINATED = 143  # 128 + SIGTERM (a `kill`, a job scheduler or container stoppi
 
 def printable(text):
     """``text`` as any stream can print it: a file name that is not UTF-8 (its bytes kept
-    as surrogates, ``os.fsdecode``) shown as ``\\udce9`` instead of raising
-    UnicodeEncodeError while the error or a skipped file is reported."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    as surrogates, ``os.fsdecode``) shows its bytes, ``caf\\xe9.jpg`` (it was
+    ``caf\\udce9.jpg``, Python's stand-in), instead of raising UnicodeEncodeError while
+    the error or a skipped file is reported."""
+    try:
+        data = os.fsencode(text)  # (the surrogates back to the name's bytes)
+    except UnicodeEncodeError:  # (not a file system's name: a lone surrogate)
+        data = text.encode("utf-8", "backslashreplace")
+    return data.decode("utf-8", "backslashreplace")
 
 
 def say(text, file=None):

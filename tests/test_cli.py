@@ -216,3 +216,24 @@ def test_a_command_sizes_tensorflow_s_threads_to_a_cpu_quota_below_its_cpus():
     assert threads(0.5) == ["0", "1", "1", "None"]
     assert threads(0.5, TF_NUM_INTRAOP_THREADS="2") == ["0", "0", "1", "None"]
     assert threads(len(os.sched_getaffinity(0))) == ["0", "0", "0", "None"]  # no fewer
+
+
+def test_names_that_are_not_utf8_show_their_bytes_in_messages_and_training_logs():
+    """Python's stand-ins for the bytes (``caf\\udce9.png``) were shown as they are; the
+    byte itself is what a user can find in ``ls -b`` or a hex dump."""
+    import logging
+    import os
+
+    from penet_tf.cli import printable
+    from penet_tf.train import _PrintableFormatter
+
+    latin = os.fsdecode(b"caf\xe9.png")
+    assert printable(latin) == "caf\\xe9.png"
+    assert printable("été.png") == "été.png"  # UTF-8 names as they are
+    assert printable("\ud800.png") == "\\ud800.png"  # (not a file system's name)
+    record = logging.LogRecord(
+        "penet_tf.data", logging.WARNING, "", 0, "skipped %s", (latin,), None
+    )
+    assert _PrintableFormatter("%(name)s: %(message)s").format(record) == (
+        "penet_tf.data: skipped caf\\xe9.png"
+    )
