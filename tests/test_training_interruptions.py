@@ -285,20 +285,41 @@ def test_mask_files_that_go_away_mid_run_stop_it_saved_in_one_line(
     _stopped_when_data_goes(monkeypatch, capsys, config, tmp_path / "c.json", remove, why)
 
 
-def test_the_run_s_end_says_how_many_files_were_unreadable_of_how_many(photos, tmp_path, capsys):
+def test_the_run_s_end_says_how_many_files_were_unreadable_or_upscaled_of_how_many(
+    photos, tmp_path, capsys
+):
     """2 readable photos among 502 files trained with exit 0, its last line "skipped 3296
-    reads of 500 unreadable image files: ...": nothing said of how many."""
+    reads of 500 unreadable image files: ...": nothing said of how many. Thumbnails far
+    smaller than image_size were upscaled to it (the release does) without a word."""
     data = tmp_path / "data"
     shutil.copytree(photos, data)  # 4 photos
     for index in range(2):
         (data / f"placeholder{index}.jpg").write_bytes(b"")
-    config = tiny_config(str(data), tmp_path / "run", iterations=3, checkpoint_every=3)
+    for name, size in (("thumb_a.png", (32, 24)), ("thumb_b.png", (64, 16))):
+        Image.new("RGB", size, (90, 120, 30)).save(data / name)
+    # 5 steps x 2 images: the first epoch's 8 files are all read
+    config = tiny_config(str(data), tmp_path / "run", iterations=5, checkpoint_every=5)
     status, lines = run_main(capsys, write_config(tmp_path / "c.json", config))
     assert status == 0
     assert any(
         re.fullmatch(
-            r"penet_tf\.train: skipped \d+ reads of 2 unreadable image files of the 6 listed: "
+            r"penet_tf\.train: skipped \d+ reads of 2 unreadable image files of the 8 listed: "
             r".+placeholder\d\.jpg, .+placeholder\d\.jpg",
+            line,
+        )
+        for line in lines
+    ), lines
+    first = [line for line in lines if "smaller than data.image_size 64x64: upscaled" in line]
+    assert len(first) == 1 and re.fullmatch(
+        r"penet_tf\.data: image file .+thumb_(a\.png is 32x24|b\.png is 64x16), smaller than "
+        r"data\.image_size 64x64: upscaled to it \(as the release does\); the run's last "
+        r"line counts such image files",
+        first[0],
+    ), lines
+    assert any(
+        re.fullmatch(
+            r"penet_tf\.train: upscaled 2 of the 8 listed image files, smaller than "
+            r"data\.image_size 64x64 \(the first: .+thumb_(a\.png, 32x24|b\.png, 64x16)\)",
             line,
         )
         for line in lines

@@ -161,6 +161,8 @@ class ImageSource:
         self._lock = threading.Lock()
         self.skipped = 0
         self._unreadable = {}  # distinct paths (record ids) that failed, in order (a set)
+        self._small = set()  # hashes of the distinct names smaller than image_size
+        self.first_small = None  # (name, width, height) of the first of them
         self._failing = 0  # reads that failed in a row
         self.failure = None  # why the stream stopped: nothing readable any more
         self.photos = None
@@ -301,6 +303,9 @@ class ImageSource:
         try:
             image = self._read(name, data)
             self._failing = 0
+            height, width = self.config.image_size
+            if image.shape[0] < height or image.shape[1] < width:
+                self._note_small(name, image.shape)
             return image, True
         except Exception as error:  # noqa: BLE001 - any unreadable item is skipped
             with self._lock:
@@ -362,6 +367,34 @@ class ImageSource:
         """The distinct files (or TFDS record ids) that failed, in the order met (the first
         100)."""
         return [os.fsdecode(path) for path in list(self._unreadable)[:100]]
+
+    def _note_small(self, name, shape):
+        """An image smaller than ``image_size``, upscaled to it (as the release does):
+        the first is named at once, the rest counted (``small_count``) for the run's last
+        line. (A folder of thumbnails trained on their blur without a word.)"""
+        with self._lock:
+            first = not self._small
+            self._small.add(hash(name))
+            if first:
+                self.first_small = (os.fsdecode(name), shape[1], shape[0])
+        if first:
+            height, width = self.config.image_size
+            logger.warning(
+                "%s %s is %dx%d, smaller than data.image_size %dx%d: upscaled to it (as "
+                "the release does); the run's last line counts such %ss",
+                self.item_kind,
+                self.first_small[0],
+                shape[1],
+                shape[0],
+                width,
+                height,
+                self.item_kind,
+            )
+
+    @property
+    def small_count(self):
+        """How many distinct images smaller than ``image_size`` were read so far."""
+        return len(self._small)
 
     @property
     def unreadable_count(self):

@@ -709,6 +709,18 @@ class Trainer:
                 len(self.source.items),
                 first_few(files, 5),
             )
+        if self.source.small_count:
+            height, width = self.config.data.image_size
+            logger.warning(
+                "upscaled %d of the %d listed %ss, smaller than data.image_size %dx%d (the "
+                "first: %s, %dx%d)",
+                self.source.small_count,
+                len(self.source.items),
+                self.source.item_kind,
+                width,
+                height,
+                *self.source.first_small,
+            )
         writer.flush()
         return logs
 
