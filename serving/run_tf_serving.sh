@@ -78,9 +78,10 @@ command -v tensorflow_model_server >/dev/null || {
 # Stopping the launcher (a supervisor's TERM, Ctrl-C) stops the server, then removes the
 # copy (the server was left running, its config already deleted). Set before either
 # exists: a TERM just after the start, before the trap, left the server running. ($! is
-# the server once it has started, empty before; a trap runs between commands.)
+# the server once it has started, unset before: `set -u` would stop the trap; a trap
+# runs between commands.)
 config=
-trap 'if [ -n "$!" ]; then kill -TERM "$!" 2>/dev/null; wait "$!" || true; fi; rm -f "$config"; exit 143' TERM INT HUP
+trap 'if [ -n "${!:-}" ]; then kill -TERM "$!" 2>/dev/null; wait "$!" || true; fi; rm -f "${config:-}"; exit 143' TERM INT HUP
 config="$(mktemp "${TMPDIR:-/tmp}/penet-models.XXXXXX.config")"
 escaped="$(printf '%s' "$models" | sed 's/[\\&#]/\\&/g')"
 sed "s#base_path: \"/models/#base_path: \"$escaped/#" "$here/models.config" > "$config"

@@ -3,6 +3,7 @@
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import time
 
@@ -149,3 +150,35 @@ def test_local_launcher_rewrites_paths_and_stops_its_server(tmp_path):
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{server}")  # the server stopped with it
     assert not os.path.exists(config)  # and its config copy is gone
+
+
+def test_local_launcher_stopped_before_its_server_starts_leaves_nothing(tmp_path):
+    """A TERM while the launcher still writes the config copy (a supervisor stopping it
+    at once): its trap was set only after the server started, so bash died by the signal
+    (not 143) and left the copy; set before, under ``set -u`` the trap's ``$!`` (no
+    server yet) was an unbound variable (exit 1, the copy left)."""
+    bin_dir, models = tmp_path / "bin", tmp_path / "savedmodels"
+    bin_dir.mkdir()
+    models.mkdir()
+    (bin_dir / "tensorflow_model_server").write_text("#!/bin/sh\nexec sleep 60\n")
+    started = tmp_path / "sed.started"
+    # sed writes the copy: a slow one holds the launcher there
+    real_sed = shutil.which("sed")
+    (bin_dir / "sed").write_text(f'#!/bin/sh\ntouch {started}\nsleep 2\nexec {real_sed} "$@"\n')
+    for name in ("tensorflow_model_server", "sed"):
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELS_DIR": str(models)}
+    env["TMPDIR"] = str(tmp_path)
+    launcher = subprocess.Popen(
+        ["bash", str(SERVING / "run_tf_serving.sh"), "--local"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while not started.exists() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    launcher.terminate()
+    assert launcher.wait(timeout=30) == 143, launcher.stderr.read()
+    launcher.stderr.close()
+    assert not list(tmp_path.glob("penet-models.*"))  # no config copy left
