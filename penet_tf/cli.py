@@ -100,10 +100,12 @@ class _ReaderMayGo:
 
 
 def _pipe_safe(stream, name):
-    """``stream`` wrapped in ``_ReaderMayGo`` where it writes to a pipe (a stream
-    without a file descriptor, pytest's capture say, is left as it is)."""
+    """``stream`` wrapped in ``_ReaderMayGo`` where it writes to a pipe or a socket
+    (systemd's journal takes a service's output through one; a stream without a file
+    descriptor, pytest's capture say, is left as it is)."""
     try:
-        if stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode):
+        mode = os.fstat(stream.fileno()).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
             return _ReaderMayGo(stream, name)
     except (AttributeError, OSError, ValueError):
         pass

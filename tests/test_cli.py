@@ -121,8 +121,9 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(capsys):
     assert capsys.readouterr().err == "terminated: nothing was written\n"
 
 
+@pytest.mark.parametrize("kind", ["pipe", "socket"])
 def test_a_pipe_whose_reader_goes_away_drops_the_output_and_the_command_goes_on(
-    monkeypatch, capsys
+    monkeypatch, capsys, kind
 ):
     """``inpaint ... | head`` said "error: [Errno 32] Broken pipe" (exit 2) after its
     results, and training behind a log reader that died stopped at its next progress
@@ -131,8 +132,15 @@ def test_a_pipe_whose_reader_goes_away_drops_the_output_and_the_command_goes_on(
     import os
     import sys
 
-    read, write = os.pipe()
-    os.close(read)  # the reader has gone
+    if kind == "pipe":
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone
+    else:  # (systemd's journal reads a service's output through a socket)
+        import socket
+
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        write = ours.detach()
     stdout = os.fdopen(write, "w")
     monkeypatch.setattr(sys, "stdout", stdout)
     done = []
