@@ -190,40 +190,52 @@ def test_the_cpu_quota_is_read_from_cgroups_v1_and_v2(tmp_path, cgroup, files, q
 
 
 _FITS = """
-import os, sys
+import sys
 import tensorflow as tf
 from penet_tf import cli
-cli.cpu_quota = lambda: float(sys.argv[1])
+cli.cpu_quota = lambda: 0.5
 print(cli.run(lambda argv: 0), tf.config.threading.get_intra_op_parallelism_threads(),
       tf.config.threading.get_inter_op_parallelism_threads(), cli.fit_thread_pools())
 """
 
 
-def test_a_command_sizes_tensorflow_s_threads_to_a_cpu_quota_below_its_cpus():
+def test_a_command_sizes_tensorflow_s_threads_to_a_cpu_quota_below_its_cpus(monkeypatch):
     """TensorFlow counts the CPUs, not a container's quota: 64 threads on a 64-core host
     for a 2-CPU limit, stalled in turn by the quota. A command sizes both pools to the
-    quota's ceiling before TensorFlow starts; a pool sized already (by the user's
-    environment, or by the first call), and a quota of all the CPUs, are left alone."""
+    quota's ceiling before TensorFlow starts (a fresh process: here they are made); a
+    pool sized already (by the user's environment, or before) and a quota of all the
+    CPUs are left alone."""
     import os
     import subprocess
     import sys
+
+    import tensorflow as tf
+
+    from penet_tf import cli
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 CPUs or more")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_NUM_INTRAOP_THREADS", None)
     env.pop("TF_NUM_INTEROP_THREADS", None)
+    result = subprocess.run(
+        [sys.executable, "-c", _FITS], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.stdout.split() == ["0", "1", "1", "None"], result.stderr[-2000:]
 
-    def threads(quota, **extra):
-        result = subprocess.run(
-            [sys.executable, "-c", _FITS, str(quota)],
-            capture_output=True, text=True, env={**env, **extra}, timeout=300, check=True,
-        )  # fmt: skip
-        return result.stdout.split()
-
-    assert threads(0.5) == ["0", "1", "1", "None"]
-    assert threads(0.5, TF_NUM_INTRAOP_THREADS="2") == ["0", "0", "1", "None"]
-    assert threads(len(os.sched_getaffinity(0))) == ["0", "0", "0", "None"]  # no fewer
+    sized = {}  # the decisions, in this process (whose pools exist already)
+    for pool in ("intra", "inter"):
+        monkeypatch.setattr(tf.config.threading, f"get_{pool}_op_parallelism_threads", lambda: 0)
+        monkeypatch.setattr(
+            tf.config.threading,
+            f"set_{pool}_op_parallelism_threads",
+            lambda threads, pool=pool: sized.__setitem__(pool, threads),
+        )
+    monkeypatch.setattr(cli, "cpu_quota", lambda: len(os.sched_getaffinity(0)))
+    assert cli.fit_thread_pools() is None and sized == {}  # no fewer than the CPUs
+    monkeypatch.setattr(cli, "cpu_quota", lambda: 0.5)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    assert cli.fit_thread_pools() == 1 and sized == {"inter": 1}  # the user's intra kept
 
 
 def test_names_that_are_not_utf8_show_their_bytes_in_messages_and_training_logs():
