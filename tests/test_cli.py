@@ -39,13 +39,24 @@ def test_known_errors_end_in_one_line_and_an_exit_status(error, status, line, ca
     assert "Traceback" not in captured.err and captured.out == ""
 
 
+def _raises(error):
+    """A command body that raises ``error``. (Not ``exec("raise ...")``: a
+    KeyboardInterrupt out of ``exec`` marks the interpreter as interrupted, and pytest
+    run in one process then exited 130 after passing.)"""
+
+    def body(argv):
+        raise error
+
+    return body
+
+
 def test_the_exit_status_of_the_body_and_usage_errors_pass_through(capsys):
     assert run(lambda argv: 1) == 1
     with pytest.raises(SystemExit):
-        run(lambda argv: exec("raise SystemExit(2)"))
+        run(_raises(SystemExit(2)))
     with pytest.raises(ZeroDivisionError):  # a bug is not hidden
         run(lambda argv: 1 / 0)
-    assert run(lambda argv: exec("raise KeyboardInterrupt"), interrupted="interrupted: none") == 130
+    assert run(_raises(KeyboardInterrupt()), interrupted="interrupted: none") == 130
     assert capsys.readouterr().err == "interrupted: none\n"
 
 
@@ -123,8 +134,8 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(capsys):
 
 @pytest.mark.parametrize("kind", ["pipe", "socket"])
 def test_a_pipe_whose_reader_goes_away_drops_the_output_and_the_command_goes_on(
-    monkeypatch, capsys, kind
-):
+    capsys, monkeypatch, kind
+):  # (capsys first: it is torn down after monkeypatch puts its stream back)
     """``inpaint ... | head`` said "error: [Errno 32] Broken pipe" (exit 2) after its
     results, and training behind a log reader that died stopped at its next progress
     line, its steps since the last checkpoint lost: the output is dropped from there

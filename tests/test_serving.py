@@ -7,8 +7,10 @@ error codes, over ``tf.saved_model.load`` of the export.
 
 import io
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -364,17 +366,27 @@ def test_an_animated_gif_and_one_with_comments_are_inpainted(client):
         np.testing.assert_array_equal(result[known], np.broadcast_to(shown, result.shape)[known])
 
 
-def _line(process, seconds=120):
-    """The next line ``process`` prints, or a failure after ``seconds`` (a double that is
-    slow or stuck failed nothing: the suite waited on its ``readline`` for ever)."""
-    import selectors
+def _lines(process):
+    """A queue of ``process``'s stdout lines, read by a thread ("" at its end)."""
+    lines = queue.Queue()
 
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout=seconds):
-            process.kill()
-            pytest.fail(f"the serving double printed nothing for {seconds} s")
-    return process.stdout.readline()
+    def read():
+        for line in process.stdout:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _line(lines, process, seconds=120):
+    """The next line of ``lines``, or a failure after ``seconds`` (a double that is slow
+    or stuck failed nothing: the suite waited on its ``readline`` for ever)."""
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        process.kill()
+        pytest.fail(f"the serving double printed nothing for {seconds} s")
 
 
 def test_a_15_mb_bad_request_is_refused_cheaply(served):
@@ -402,8 +414,9 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
+    printed = _lines(double)
     try:
-        started = _line(double)
+        started = _line(printed, double)
         assert started.startswith("penet_tf-imported False address "), started
         address = started.split()[-1]
         image = np.full((1, 1, 5_000_000, 3), 7, np.uint8)
@@ -414,7 +427,7 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
             # Warm-up (graph instantiated, buffers allocated), and the same answer.
             answer = client.inpaint(small, small_mask)
             np.testing.assert_array_equal(answer, _direct(served, small, small_mask))
-            assert _line(double).startswith("request serving_default")
+            assert _line(printed, double).startswith("request serving_default")
             baseline = _memory_kib(double.pid, "VmRSS")
             with open(f"/proc/{double.pid}/clear_refs", "w") as clear:
                 clear.write("5")  # reset the process's peak (VmHWM) to its current RSS
@@ -423,7 +436,7 @@ def test_a_15_mb_bad_request_is_refused_cheaply(served):
                 client.predict({"image": image, "mask": mask})
             round_trip = time.perf_counter() - start
         process_growth = (_memory_kib(double.pid, "VmHWM") - baseline) * 1024
-        _, _, seconds, outcome, graph_growth = _line(double).split()
+        _, _, seconds, outcome, graph_growth = _line(printed, double).split()
     finally:
         double.stdin.close()
         double.wait(timeout=60)

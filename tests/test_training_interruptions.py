@@ -518,7 +518,7 @@ def test_a_resume_on_changed_data_says_so_and_starts_a_new_epoch_over_it(
     assert status == 0, lines
     changed = [line for line in lines if "the data changed" in line]
     assert changed == [
-        "penet_tf.train: the data changed since the checkpoint (7 image files listed, 4 when "
+        "penet_tf.train: the data changed since the checkpoint (7 image file(s) listed, 4 when "
         "step 4 was saved): epoch 3 starts over the new list"
     ], lines
     state = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))

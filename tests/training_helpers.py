@@ -108,9 +108,11 @@ def free_ports(count):
             ephemeral = int(ranges.read().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral = 32768
+    high = min(ephemeral, 32768)
+    low = max(1024, high - 12000)
     rng, ports = random.Random(), []
-    while len(ports) < count:
-        port = rng.randrange(20000, min(ephemeral, 32768))
+    for _ in range(1000 if high - low >= 100 else 0):  # (a range too small: as before)
+        port = rng.randrange(low, high)
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -118,4 +120,12 @@ def free_ports(count):
                 continue
         if port not in ports:
             ports.append(port)
+        if len(ports) == count:
+            return ports
+    sockets = [socket.socket() for _ in range(count)]  # the kernel's choice
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
     return ports

@@ -419,10 +419,16 @@ class ImageSource:
 
     def listing(self):
         """``(count, digest)`` of the items: the digest (int64) hashes their names, relative
-        to the folder for ``folder`` (a folder moved and named anew is the same data), so a
-        resumed run can tell that its data changed since a checkpoint (``Trainer``)."""
+        to the folder (``folder``) or the list's root (``flist``), so that data moved and
+        named anew is the same data, and a resumed run can tell that its data changed
+        since a checkpoint (``Trainer``). TFDS records: their ids."""
         if self._listing is None:
-            root = os.path.join(self.config.path, "") if self.kind == "folder" else ""
+            root = ""
+            if self.kind == "folder":
+                root = os.path.join(self.config.path, "")
+            elif self.kind == "flist":  # (read_file_list's root)
+                root = self.config.root or os.path.dirname(os.path.abspath(self.config.path))
+                root = os.path.join(root, "")
             digest = hashlib.sha256()
             for item in self.items:
                 name = item[len(root) :] if root and item.startswith(root) else item

@@ -594,16 +594,21 @@ class Trainer:
         count, digest = self.source.listing()
         then_count, then_digest = (int(value) for value in self.state.data.numpy())
         self.state.data.assign([count, digest])
-        if not resumed or then_count == 0 or (then_count, then_digest) == (count, digest):
-            return position  # (0: a checkpoint written before the listing was kept)
+        if (
+            not resumed
+            or then_count == 0  # (a checkpoint written before the listing was kept)
+            or (then_count, then_digest) == (count, digest)
+            or int(self.state.step.numpy()) >= self.config.trainer.iterations  # (finished)
+        ):
+            return position
         epoch, into = divmod(position, then_count)
         start = (epoch + (into > 0)) * count
         kind = self.source.item_kind
         change = (
-            f"{count} {kind}s listed, {then_count} when step {int(self.state.step.numpy())} "
+            f"{count} {kind}(s) listed, {then_count} when step {int(self.state.step.numpy())} "
             "was saved"
             if count != then_count
-            else f"{count} {kind}s listed as then, other names among them"
+            else f"{count} {kind}(s) listed as then, other names among them"
         )
         logger.warning(
             "the data changed since the checkpoint (%s): %s over the new list",
