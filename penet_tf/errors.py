@@ -6,7 +6,14 @@ the error's ``exit_status``.
 """
 
 
-def require_float(dtype, who, name="image", expected="float in [-1, 1]", hint=""):
+def require_float(
+    dtype,
+    who,
+    name="image",
+    expected="float in [-1, 1]",
+    hint="",
+    advice="convert uint8 photos with penet_tf.inference.uint8_to_float",
+):
     """Raises ValueError unless ``dtype`` (a tensor's) is floating: PEN-Net's networks and
     losses take images in [-1, 1], and a uint8 0-255 photo ran and gave a wrong image or
     loss without a word. One message for the generator, the discriminator, the losses and
@@ -15,10 +22,7 @@ def require_float(dtype, who, name="image", expected="float in [-1, 1]", hint=""
 
     dtype = tf.as_dtype(dtype)
     if not dtype.is_floating:
-        raise ValueError(
-            f"{who}: {name} must be {expected}, got {dtype.name}; convert uint8 photos with "
-            f"penet_tf.inference.uint8_to_float{hint}."
-        )
+        raise ValueError(f"{who}: {name} must be {expected}, got {dtype.name}; {advice}{hint}.")
 
 
 def first_few(items, count=3):

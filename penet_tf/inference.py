@@ -44,7 +44,7 @@ def reflect_pad_to_multiple(images, multiple=SIZE_MULTIPLE):
     return tf.gather(images, reflect_indices(width, padded_w), axis=2)
 
 
-def inpaint(generator, image, mask, composite_only=False):
+def inpaint(generator, image, mask, composite_only=False, check_values=True):
     """Runs ``generator`` on float images of any size.
 
     Args:
@@ -55,6 +55,10 @@ def inpaint(generator, image, mask, composite_only=False):
             called with ``output_mask`` (the hole), so its finest attention layer scores
             only the queries that reach the hole's rows, and ``output`` is the raw
             prediction only there. The composite is the same (within float rounding).
+        check_values: refuse values out of range (NaN, an image outside [-1, 1], a mask
+            outside [0, 1]): a ``ValueError`` called eagerly, assertions in a graph. A
+            0/255 mask gave a composite of -254 to +254, and a 0-255 image its own
+            nonsense, without a word. ``False`` where they are known to be in range.
 
     Returns:
         ``(output, inpainted)``, both float32 [B, H, W, 3]: the raw prediction and the
@@ -64,6 +68,8 @@ def inpaint(generator, image, mask, composite_only=False):
     # and mask of different sizes ran the whole generator, then failed in a Mul op).
     image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
     checks = check_image_and_mask(image, mask, multiple=1, who="inpaint")
+    if check_values:
+        checks = checks + _check_library_values(image, mask)
     with tf.control_dependencies(checks):
         image = tf.cast(image, tf.float32)
     mask = tf.cast(mask, tf.float32)
@@ -81,6 +87,33 @@ def inpaint(generator, image, mask, composite_only=False):
     output, _ = generator(reflect_pad_to_multiple(image), padded_mask, **extra)
     output = tf.cast(output, tf.float32)[:, : shape[1], : shape[2], :]
     return output, composite(output, image, mask)
+
+
+_IMAGE_ADVICE = (
+    "convert 0-255 photos with penet_tf.inference.uint8_to_float, or give them to "
+    "composite_uint8 as they are"
+)
+_MASK_ADVICE = "turn a 0/255 or bool mask into 0/1 with penet_tf.inference.hole_mask"
+
+
+def _check_library_values(image, mask):
+    """``check_float_values`` for ``inpaint``: called eagerly, a ``ValueError`` naming
+    the values found; in a graph, its assertions (with the library's advice)."""
+    image, mask = tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
+    if not tf.executing_eagerly():
+        return check_float_values(image, mask, _IMAGE_ADVICE, _MASK_ADVICE)
+    for name, values, low, high, wanted, advice in (
+        ("image", image, -1.0 - FLOAT_TOLERANCE, 1.0 + FLOAT_TOLERANCE, "[-1, 1]", _IMAGE_ADVICE),
+        ("mask", mask, 0.0, 1.0, "[0, 1] (1 = hole)", _MASK_ADVICE),
+    ):
+        if tf.size(values) == 0:
+            continue
+        least, most = float(tf.reduce_min(values)), float(tf.reduce_max(values))
+        finite = bool(tf.reduce_all(tf.math.is_finite(values)))
+        if not finite or least < low or most > high:
+            found = "NaN or infinity" if not finite else f"values from {least:g} to {most:g}"
+            raise ValueError(f"inpaint: {name} must hold floats in {wanted}, got {found}; {advice}")
+    return []
 
 
 def uint8_to_float(image):
@@ -189,7 +222,12 @@ def check_request(image, mask, max_pixels):
     ]
 
 
-def check_float_values(image, mask):
+def check_float_values(
+    image,
+    mask,
+    image_advice="send 0-255 images to serving_default",
+    mask_advice="1 = hole",
+):
     """Assertions that a float request holds finite values in range (they read every
     value: run them behind ``check_request``). 0-255 floats are refused, not clipped."""
     image_ok = tf.logical_and(
@@ -208,10 +246,10 @@ def check_float_values(image, mask):
             image_ok,
             [
                 "image must hold finite floats in [-1, 1] (uint8 / 127.5 - 1); it holds NaN, "
-                "infinity or values outside (send 0-255 images to serving_default)"
+                f"infinity or values outside ({image_advice})"
             ],
         ),
-        tf.debugging.Assert(mask_ok, ["mask must hold finite floats in [0, 1] (1 = hole)"]),
+        tf.debugging.Assert(mask_ok, [f"mask must hold finite floats in [0, 1] ({mask_advice})"]),
     ]
 
 
@@ -239,7 +277,9 @@ def composite_uint8(generator, image, mask, composite_only=False):
     too (TFLite's SELECT_V2 has no broadcasting uint8 kernel).
     """
     hole = binary_mask(mask)
-    _, inpainted = inpaint(generator, uint8_to_float(image), hole, composite_only)
+    _, inpainted = inpaint(  # (in range: converted from uint8, the hole 0/1)
+        generator, uint8_to_float(image), hole, composite_only, check_values=False
+    )
     rounded = tf.clip_by_value(tf.round((inpainted + 1.0) * 127.5), 0.0, 255.0)
     return tf.cast(tf.where(hole > 0, rounded, tf.cast(image, tf.float32)), tf.uint8)
 

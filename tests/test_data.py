@@ -377,3 +377,16 @@ def test_every_augmentation_draws_from_its_own_seed(monkeypatch):
     assert out.shape == (32, 32, 3)
     # scale, crop, flip, 4 jitter factors, the jitter's order
     assert len(seeds) == 8 and len(set(seeds)) == 8, seeds
+
+
+def test_images_smaller_than_the_dataset_s_size_are_counted_against_that_size(tmp_path):
+    """A library user's ``ImageSource`` (its config's image_size left at 256 x 256) with an
+    ``inpainting_dataset`` of 64 x 64: the 40-70 px photos are smaller than 64 x 64 only
+    where they are, not "smaller than 256x256" all (each was named and counted so)."""
+    folder = _photo_folder(tmp_path / "images")  # 40x50, 50x57, 60x64, 70x71 (H x W)
+    source = ImageSource({"source": "folder", "path": str(folder)})
+    batches = inpainting_dataset(source, DATA, MASK, 2, training=False, drop_remainder=False)
+    assert sum(int(index.shape[0]) for _, index in batches) == 4
+    assert source.image_size == (64, 64)
+    assert source.small_count == 3  # 70 x 71 is not
+    assert source.first_small[1:] in {(50, 40), (57, 50), (64, 60)}

@@ -436,3 +436,36 @@ def test_keras_does_not_pick_xla_for_the_chunked_attention():
     generator = Generator(base_channels=4)
     generator.build()
     assert not model_supports_jit(generator)
+
+
+def test_keras_forms_of_two_inputs_and_masks_the_library_would_misread():
+    """``generator.predict([image, mask])`` (Keras passes ``x`` as one argument) failed in
+    Keras with "missing a required argument: 'mask'"; a uint8 mask was told to go through
+    ``uint8_to_float`` (a mask of -1 / -0.99, run without a word); ``inference.inpaint``
+    took a 0/255 float mask and gave a composite of -254 to +254."""
+    from penet_tf.inference import hole_mask, inpaint
+
+    generator = Generator(base_channels=4)
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    mask = np.zeros((2, 64, 64, 1), "float32")
+    mask[:, 16:48, 16:40] = 1
+    direct = generator(image, mask)[0].numpy()
+    for inputs in ([image, mask], (image, mask), {"image": image, "mask": mask}):
+        np.testing.assert_array_equal(generator(inputs)[0].numpy(), direct)
+    np.testing.assert_allclose(generator.predict([image, mask], verbose=0)[0], direct, atol=1e-6)
+    with pytest.raises(ValueError, match=r"Generator needs the mask: call it as generator"):
+        generator(image)
+    with pytest.raises(ValueError, match="mask must be float .* with penet_tf.inference.hole_mask"):
+        generator(image, tf.cast(mask * 255, tf.uint8))
+    with pytest.raises(ValueError, match=r"inpaint: mask must hold floats in \[0, 1\] \(1 = hole"):
+        inpaint(generator, image, mask * 255)
+    with pytest.raises(ValueError, match=r"image must hold floats in \[-1, 1\], got values from"):
+        inpaint(generator, (image + 1) * 127.5, mask)
+    with pytest.raises(ValueError, match="image must hold floats in .*, got NaN or infinity"):
+        inpaint(generator, np.where(mask > 0, np.nan, image), mask)
+    _, inpainted = inpaint(generator, image, hole_mask(tf.cast(mask * 255, tf.uint8)))
+    assert np.abs(inpainted.numpy()).max() <= 1.0 + 1e-6
+    checked = tf.function(lambda image, mask: inpaint(generator, image, mask)[1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hole_mask"):
+        checked(tf.constant(image), tf.constant(mask * 255))  # in a graph: an assertion

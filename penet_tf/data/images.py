@@ -162,6 +162,9 @@ class ImageSource:
         self.skipped = 0
         self._unreadable = {}  # distinct paths (record ids) that failed, in order (a set)
         self._small = set()  # hashes of the distinct names smaller than image_size
+        # What the images are resized to: the data's image_size, or the one the last
+        # ``inpainting_dataset`` over this source resizes to (a library user's own)
+        self.image_size = tuple(self.config.image_size)
         self.first_small = None  # (name, width, height) of the first of them
         self._failing = 0  # reads that failed in a row
         self.failure = None  # why the stream stopped: nothing readable any more
@@ -303,7 +306,7 @@ class ImageSource:
         try:
             image = self._read(name, data)
             self._failing = 0
-            height, width = self.config.image_size
+            height, width = self.image_size
             if image.shape[0] < height or image.shape[1] < width:
                 self._note_small(name, image.shape)
             return image, True
@@ -378,7 +381,7 @@ class ImageSource:
             if first:
                 self.first_small = (os.fsdecode(name), shape[1], shape[0])
         if first:
-            height, width = self.config.image_size
+            height, width = self.image_size
             logger.warning(
                 "%s %s is %dx%d, smaller than data.image_size %dx%d: upscaled to it (as "
                 "the release does); the run's last line counts such %ss",
@@ -638,6 +641,7 @@ def inpainting_dataset(
     """
     data_config = data_section(data_config)
     size = data_config.image_size
+    source.image_size = tuple(size)  # (what "smaller than image_size" compares with)
     if isinstance(mask_config, MaskGenerator):  # built already (its mask files listed)
         masks = mask_config
     else:

@@ -65,6 +65,31 @@ def upsampled_conv(conv, features):
     return conv.activation(summed)
 
 
+def _image_and_mask(inputs):
+    """``(image, mask)`` from Keras' forms of two inputs: ``[image, mask]``, ``(image,
+    mask)`` or ``{"image": ..., "mask": ...}`` (``predict``, ``fit`` and ``export`` pass
+    their ``x`` as one argument: they failed in Keras with "missing a required argument:
+    'mask'")."""
+    if isinstance(inputs, dict) and set(inputs) == {"image", "mask"}:
+        return inputs["image"], inputs["mask"]
+    if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
+        return tuple(inputs)
+    raise ValueError(
+        "Generator needs the mask: call it as generator(image, mask), or with Keras' "
+        "forms of two inputs, [image, mask] or {'image': ..., 'mask': ...} (image float "
+        "[batch, H, W, 3] in [-1, 1], mask float [batch, H, W, 1], 1 = hole)."
+    )
+
+
+def _keras_masks(mask):
+    """Whether ``mask`` is what Keras passes to a ``call`` with an argument named ``mask``
+    that was not given: each input's Keras mask (padding masks, None here), in the
+    inputs' structure."""
+    return isinstance(mask, (list, tuple, dict)) and all(
+        part is None for part in (mask.values() if isinstance(mask, dict) else mask)
+    )
+
+
 def check_image_and_mask(image, mask, multiple=SIZE_MULTIPLE, who="Generator"):
     """Raises ValueError naming the problem when image/mask shapes cannot be inpainted.
 
@@ -77,7 +102,14 @@ def check_image_and_mask(image, mask, multiple=SIZE_MULTIPLE, who="Generator"):
     image_shape, mask_shape = image.shape, mask.shape
     hint = " (or use penet_tf.inference.composite_uint8)"
     require_float(image.dtype, who, "image", "float (in [-1, 1])", hint)
-    require_float(mask.dtype, who, "mask", "float (1 = hole)", hint)
+    require_float(  # (uint8_to_float, the photos' advice, made a mask of -1 / -0.99)
+        mask.dtype,
+        who,
+        "mask",
+        "float (1 = hole)",
+        hint,
+        advice="turn a 0/255, 0/1 or bool mask into 0/1 floats with penet_tf.inference.hole_mask",
+    )
     if image_shape.rank != 4:
         raise ValueError(f"{who}: image must be 4-D; {expected}; got image shape {image_shape}.")
     if mask_shape.rank != 4:
@@ -354,7 +386,9 @@ class Generator(keras.Model):
         last = -(-(last - 1) * (half - 1) // (height - 1)) + 1
         return first, last
 
-    def call(self, image, mask, training=None, return_attention=False, output_mask=None):
+    def call(self, image, mask=None, training=None, return_attention=False, output_mask=None):
+        if mask is None or _keras_masks(mask):  # Keras' form of two inputs: g([image, mask])
+            image, mask = _image_and_mask(image)
         checks = check_image_and_mask(image, mask)
         with tf.control_dependencies(checks):
             mask = tf.cast(mask, self.compute_dtype)

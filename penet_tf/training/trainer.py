@@ -715,7 +715,7 @@ class Trainer:
                 first_few(files, 5),
             )
         if self.source.small_count:
-            height, width = self.config.data.image_size
+            height, width = self.source.image_size
             logger.warning(
                 "upscaled %d of the %d listed %ss, smaller than data.image_size %dx%d (the "
                 "first: %s, %dx%d)",
