@@ -112,6 +112,16 @@ def test_launchers_use_the_same_files_and_flags():
     assert '"$models:/models:ro"' in script
 
 
+def _local_launcher(tmp_path, bin_dir, models, **pipes):
+    """``run_tf_serving.sh --local`` with ``bin_dir`` (fake programs) first on PATH, the
+    models in ``models`` and its temporaries in ``tmp_path``."""
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELS_DIR": str(models)}
+    env["TMPDIR"] = str(tmp_path)
+    return subprocess.Popen(
+        ["bash", str(SERVING / "run_tf_serving.sh"), "--local"], text=True, env=env, **pipes
+    )
+
+
 def test_local_launcher_rewrites_paths_and_stops_its_server(tmp_path):
     """--local with a fake tensorflow_model_server: a models folder named with '&' (sed
     wrote the match itself into base_path), and a TERM to the launcher (the server kept
@@ -127,14 +137,7 @@ def test_local_launcher_rewrites_paths_and_stops_its_server(tmp_path):
         'echo "SERVER $$"\nexec sleep 60\n'
     )
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELS_DIR": str(models)}
-    env["TMPDIR"] = str(tmp_path)
-    launcher = subprocess.Popen(
-        ["bash", str(SERVING / "run_tf_serving.sh"), "--local"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    launcher = _local_launcher(tmp_path, bin_dir, models, stdout=subprocess.PIPE)
     lines = []
     while not (lines and lines[-1].startswith("SERVER ")):
         lines.append(launcher.stdout.readline().strip())
@@ -167,14 +170,7 @@ def test_local_launcher_stopped_before_its_server_starts_leaves_nothing(tmp_path
     (bin_dir / "sed").write_text(f'#!/bin/sh\ntouch {started}\nsleep 2\nexec {real_sed} "$@"\n')
     for name in ("tensorflow_model_server", "sed"):
         (bin_dir / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELS_DIR": str(models)}
-    env["TMPDIR"] = str(tmp_path)
-    launcher = subprocess.Popen(
-        ["bash", str(SERVING / "run_tf_serving.sh"), "--local"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    launcher = _local_launcher(tmp_path, bin_dir, models, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not started.exists() and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
