@@ -102,18 +102,26 @@ def _check_library_values(image, mask):
     image, mask = tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
     if not tf.executing_eagerly():
         return check_float_values(image, mask, _IMAGE_ADVICE, _MASK_ADVICE)
-    for name, values, low, high, wanted, advice in (
-        ("image", image, -1.0 - FLOAT_TOLERANCE, 1.0 + FLOAT_TOLERANCE, "[-1, 1]", _IMAGE_ADVICE),
-        ("mask", mask, 0.0, 1.0, "[0, 1] (1 = hole)", _MASK_ADVICE),
+    for name, values, wanted, advice in (
+        ("image", image, "[-1, 1]", _IMAGE_ADVICE),
+        ("mask", mask, "[0, 1] (1 = hole)", _MASK_ADVICE),
     ):
-        if tf.size(values) == 0:
-            continue
-        least, most = float(tf.reduce_min(values)), float(tf.reduce_max(values))
-        finite = bool(tf.reduce_all(tf.math.is_finite(values)))
-        if not finite or least < low or most > high:
+        if not bool(_values_ok(name, values)):
+            least, most = float(tf.reduce_min(values)), float(tf.reduce_max(values))
+            finite = bool(tf.reduce_all(tf.math.is_finite(values)))
             found = "NaN or infinity" if not finite else f"values from {least:g} to {most:g}"
             raise ValueError(f"inpaint: {name} must hold floats in {wanted}, got {found}; {advice}")
     return []
+
+
+def _values_ok(name, values):
+    """Whether float ``values`` are finite and in the range of ``name`` ("image": [-1, 1]
+    with ``FLOAT_TOLERANCE``; "mask": [0, 1]), as a boolean tensor."""
+    low, high = (-1.0 - FLOAT_TOLERANCE, 1.0 + FLOAT_TOLERANCE) if name == "image" else (0.0, 1.0)
+    return tf.logical_and(
+        tf.reduce_all(tf.math.is_finite(values)),
+        tf.logical_and(tf.reduce_min(values) >= low, tf.reduce_max(values) <= high),
+    )
 
 
 def uint8_to_float(image):
@@ -230,17 +238,7 @@ def check_float_values(
 ):
     """Assertions that a float request holds finite values in range (they read every
     value: run them behind ``check_request``). 0-255 floats are refused, not clipped."""
-    image_ok = tf.logical_and(
-        tf.reduce_all(tf.math.is_finite(image)),
-        tf.logical_and(
-            tf.reduce_min(image) >= -1.0 - FLOAT_TOLERANCE,
-            tf.reduce_max(image) <= 1.0 + FLOAT_TOLERANCE,
-        ),
-    )
-    mask_ok = tf.logical_and(
-        tf.reduce_all(tf.math.is_finite(mask)),
-        tf.logical_and(tf.reduce_min(mask) >= 0.0, tf.reduce_max(mask) <= 1.0),
-    )
+    image_ok, mask_ok = _values_ok("image", image), _values_ok("mask", mask)
     return [
         tf.debugging.Assert(
             image_ok,

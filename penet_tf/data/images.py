@@ -161,10 +161,10 @@ class ImageSource:
         self._lock = threading.Lock()
         self.skipped = 0
         self._unreadable = {}  # distinct paths (record ids) that failed, in order (a set)
-        self._small = set()  # hashes of the distinct names smaller than image_size
         # What the images are resized to: the data's image_size, or the one the last
         # ``inpainting_dataset`` over this source resizes to (a library user's own)
         self.image_size = tuple(self.config.image_size)
+        self._small = set()  # hashes of the distinct names smaller than image_size
         self.first_small = None  # (name, width, height) of the first of them
         self._failing = 0  # reads that failed in a row
         self.failure = None  # why the stream stopped: nothing readable any more

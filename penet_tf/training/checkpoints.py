@@ -369,13 +369,13 @@ def _other_dtype(error):
     return "does not equal original dtype" in str(getattr(error, "message", error))
 
 
-def _holds(path, key):
-    """Whether the checkpoint ``path`` holds ``key`` (True where its index cannot be read:
-    the restore then says why)."""
+def checkpoint_keys(path):
+    """The names of the values in the checkpoint ``path`` (its index alone is read), or
+    None where the index cannot be read (a damaged checkpoint: its restore says why)."""
     try:
-        return key in {name for name, _ in tf.train.list_variables(path)}
+        return {name for name, _ in tf.train.list_variables(path)}
     except (ValueError, OSError, IndexError, DecodeError, tf.errors.OpError):
-        return True
+        return None
 
 
 class TrainingState:
@@ -469,7 +469,8 @@ class TrainingState:
                 # Consumed: every value in the checkpoint has a place in this model (a
                 # spectral-norm run resumed with spectral_norm "none" left its u and v
                 # unused, and its discriminator unnormalised, without a word).
-                if _holds(path, DATA_KEY):
+                keys = checkpoint_keys(path)
+                if keys is None or DATA_KEY in keys:
                     self.checkpoint.restore(path).assert_consumed()
                 else:  # (written before the data's listing was kept: unknown)
                     self._checkpoint_before_data.restore(path).assert_consumed()

@@ -40,6 +40,7 @@ from penet_tf.training.checkpoints import (
     CheckpointWriteError,
     TrainingState,
     check_run_folder,
+    checkpoint_keys,
     is_disk_full,
     newest_checkpoint,
     run_lock,
@@ -162,10 +163,8 @@ def read_run(output_dir):
     config = load_config(config_path)
     # mixed_float16 wraps the optimizers (LossScaleOptimizer); the variables are float32
     # under every policy (the index alone is read here)
-    try:
-        wrapped = any("inner_optimizer" in name for name, _ in tf.train.list_variables(newest))
-    except (ValueError, OSError, tf.errors.OpError):
-        wrapped = False  # (a damaged index: restore passes it over)
+    keys = checkpoint_keys(newest) or ()  # (a damaged index: restore passes it over)
+    wrapped = any("inner_optimizer" in name for name in keys)
     gan = build_gan(config, "mixed_float16" if wrapped else "float32")
     gan.build()
     state = TrainingState(gan, output_dir)
