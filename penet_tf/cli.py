@@ -21,24 +21,12 @@ import sys
 import threading
 import traceback
 
-from penet_tf.errors import PenetError
+from penet_tf.errors import PenetError, printable
 
 # Errors a user can fix from the message alone: one line, exit status 2.
 KNOWN_ERRORS = (PenetError, ValueError, OSError, ImportError)
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 TERMINATED = 143  # 128 + SIGTERM (a `kill`, a job scheduler or container stopping the job)
-
-
-def printable(text):
-    """``text`` as any stream can print it: a file name that is not UTF-8 (its bytes kept
-    as surrogates, ``os.fsdecode``) shows its bytes, ``caf\\xe9.jpg`` (it was
-    ``caf\\udce9.jpg``, Python's stand-in), instead of raising UnicodeEncodeError while
-    the error or a skipped file is reported."""
-    try:
-        data = os.fsencode(text)  # (the surrogates back to the name's bytes)
-    except UnicodeEncodeError:  # (not a file system's name: a lone surrogate)
-        data = text.encode("utf-8", "backslashreplace")
-    return data.decode("utf-8", "backslashreplace")
 
 
 def say(text, file=None):

@@ -29,7 +29,7 @@ import argparse
 import logging
 import sys
 
-from penet_tf.cli import printable, run, say
+from penet_tf.cli import run, say
 
 
 def parse_args(argv):
@@ -90,18 +90,10 @@ def main(argv=None):
     return run(_main, argv, interrupted="interrupted: nothing was written")
 
 
-class _PrintableFormatter(logging.Formatter):
-    """Log lines as ``cli.printable`` shows names: a skipped ``caf\\xe9.jpg``, not
-    Python's ``caf\\udce9.jpg``."""
-
-    def format(self, record):
-        return printable(super().format(record))
-
-
 def _main(argv):
     args = parse_args(argv)
     handler = logging.StreamHandler()
-    handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))  # (names: get_logger)
     log = logging.getLogger("penet_tf")
     log.addHandler(handler)
     log.setLevel(logging.INFO)

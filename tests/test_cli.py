@@ -249,22 +249,34 @@ def test_a_command_sizes_tensorflow_s_threads_to_a_cpu_quota_below_its_cpus(monk
     assert cli.fit_thread_pools() == 1 and sized == {"inter": 1}  # the user's intra kept
 
 
-def test_names_that_are_not_utf8_show_their_bytes_in_messages_and_training_logs():
+def test_names_that_are_not_utf8_show_their_bytes_in_messages_and_logs(tmp_path):
     """Python's stand-ins for the bytes (``caf\\udce9.png``) were shown as they are; the
-    byte itself is what a user can find in ``ls -b`` or a hex dump."""
+    byte itself is what a user can find in ``ls -b`` or a hex dump. penet_tf's loggers
+    log it so: a handler that encodes strictly (a UTF-8 ``FileHandler``, pytest-xdist
+    sending a test's captured log, which crashed the suite's run) raised
+    UnicodeEncodeError on the stand-in and lost the line."""
     import logging
     import os
 
     from penet_tf.cli import printable
-    from penet_tf.train import _PrintableFormatter
+    from penet_tf.errors import get_logger
 
     latin = os.fsdecode(b"caf\xe9.png")
     assert printable(latin) == "caf\\xe9.png"
     assert printable("été.png") == "été.png"  # UTF-8 names as they are
     assert printable("\ud800.png") == "\\ud800.png"  # (not a file system's name)
-    record = logging.LogRecord(
-        "penet_tf.data", logging.WARNING, "", 0, "skipped %s", (latin,), None
-    )
-    assert _PrintableFormatter("%(name)s: %(message)s").format(record) == (
-        "penet_tf.data: skipped caf\\xe9.png"
+    logger = get_logger("penet_tf.data")
+    assert get_logger("penet_tf.data").filters == logger.filters  # (one filter)
+    handler = logging.FileHandler(tmp_path / "log.txt", encoding="utf-8")  # (strict)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.handleError = lambda record: (_ for _ in ()).throw(AssertionError("lost"))
+    logger.addHandler(handler)
+    try:
+        logger.warning("skipped %s (%s)", latin, "été")
+        logger.warning("%d of %s", 1, "d.png")  # (others as they are)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert (tmp_path / "log.txt").read_text("utf-8") == (
+        "penet_tf.data: skipped caf\\xe9.png (été)\npenet_tf.data: 1 of d.png\n"
     )

@@ -27,7 +27,6 @@ crash.
 import atexit
 import contextlib
 import hashlib
-import logging
 import os
 import threading
 import time
@@ -36,11 +35,12 @@ import numpy as np
 import tensorflow as tf
 
 from penet_tf.data.masks import MaskGenerator
+from penet_tf.errors import get_logger
 from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb
 from penet_tf.io_utils import IMAGE_SUFFIXES, find_files
 from penet_tf.training.config import data_section
 
-logger = logging.getLogger("penet_tf.data")
+logger = get_logger("penet_tf.data")
 # Unreadable items named one by one as a run meets them; the others are counted.
 UNREADABLE_NAMED = 20
 

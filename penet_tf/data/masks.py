@@ -17,18 +17,18 @@ Training masks get the released augmentation: random horizontal flip, rotation b
 degrees with canvas expansion, 3 x 3 max-filter dilation and a nearest resize back to H x W.
 """
 
-import logging
 import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from penet_tf.errors import get_logger
 from penet_tf.image_io import HOLE_THRESHOLD, check_image_file, read_error_reason
 from penet_tf.io_utils import find_files
 from penet_tf.training.config import mask_section
 
-logger = logging.getLogger("penet_tf.data")
+logger = get_logger("penet_tf.data")
 
 
 def centre(height, width):

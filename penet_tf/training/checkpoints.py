@@ -21,7 +21,6 @@ import contextlib
 import errno
 import gc
 import json
-import logging
 import os
 import re
 import shutil
@@ -31,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from penet_tf.errors import first_few
+from penet_tf.errors import first_few, get_logger
 from penet_tf.io_utils import (
     remove_path,
     save_weights_and_configs,
@@ -44,7 +43,7 @@ try:
 except ImportError:  # Windows: no run lock (training stopped there: "No module named 'fcntl'")
     fcntl = None
 
-logger = logging.getLogger("penet_tf.train")
+logger = get_logger("penet_tf.train")
 
 DATA_KEY = "data/.ATTRIBUTES/VARIABLE_VALUE"  # (TrainingState.data in a checkpoint)
 # The weights a run writes in its folder (TrainingState.export_weights).

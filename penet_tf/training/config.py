@@ -19,7 +19,6 @@ the keys that only the previous choice had, before the other overrides apply.
 import dataclasses
 import difflib
 import json
-import logging
 import math
 import os
 import types
@@ -27,13 +26,14 @@ import typing
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
+from penet_tf.errors import get_logger
 from penet_tf.initializers import kernel_initializer
 from penet_tf.losses import GAN_LOSSES
 from penet_tf.models.discriminator import SPECTRAL_NORMS
 from penet_tf.training.optimizers import EPSILON_PLACEMENTS
 from penet_tf.training.strategy import STRATEGIES
 
-logger = logging.getLogger("penet_tf.train")
+logger = get_logger("penet_tf.train")
 
 MIXED_PRECISION = ("auto", "mixed_float16", "mixed_bfloat16", "float32", "none")
 # optimizer.d2g_lr: until the first decay, as the released trainer, or at every step.

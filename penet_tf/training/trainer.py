@@ -13,7 +13,6 @@ resumes.
 
 import contextlib
 import json
-import logging
 import math
 import os
 import signal
@@ -25,7 +24,7 @@ import tensorflow as tf
 
 from penet_tf.data.images import ImageSource, inpainting_dataset
 from penet_tf.data.masks import MaskGenerator
-from penet_tf.errors import first_few
+from penet_tf.errors import first_few, get_logger
 from penet_tf.io_utils import (
     check_folder_target,
     check_utf8_path,
@@ -51,7 +50,7 @@ from penet_tf.training.gan import PENetGAN, StepDecay
 from penet_tf.training.optimizers import make_adam
 from penet_tf.training.strategy import is_chief, make_strategy, strategy_name, task_id
 
-logger = logging.getLogger("penet_tf.train")
+logger = get_logger("penet_tf.train")
 # Config keys added after runs existed, with what those runs did without them.
 _LATER_KEYS = (
     ("data", "resize_filter", "bilinear"),
