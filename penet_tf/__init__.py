@@ -23,9 +23,14 @@ def _interrupted_while_starting(signum, frame):
 # TensorFlow's C++ start-up chatter, written through absl before its logging is set up,
 # whatever TF_CPP_MIN_LOG_LEVEL says: "WARNING: All log messages before
 # absl::InitializeLog() ...", then INFO lines ("I0000 ... port.cc] oneDNN custom
-# operations are on", "cudart_stub.cc] Could not find cuda drivers"), twice. Warnings,
+# operations are on", "cudart_stub.cc] Could not find cuda drivers"), twice, and at
+# TF_CPP_MIN_LOG_LEVEL=0 cpu_feature_guard's INFO line and its unprefixed second line
+# ("To enable the following instructions: AVX2 ... rebuild TensorFlow ..."). Warnings,
 # errors and fatal lines (a CPU without AVX) are kept.
-_CHATTER = rb"WARNING: All log messages before absl::InitializeLog\(\)|I\d{4} "
+_CHATTER = (
+    rb"WARNING: All log messages before absl::InitializeLog\(\)|I\d{4} "
+    rb"|To enable the following instructions: "
+)
 # The filter: a process of its own, so that what it has been given reaches the terminal
 # even when the import kills this one (TensorFlow aborts after a fatal line).
 _FILTER = (

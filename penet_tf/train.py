@@ -96,6 +96,7 @@ def _main(argv):
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))  # (names: get_logger)
     log = logging.getLogger("penet_tf")
     log.addHandler(handler)
+    level = log.level
     log.setLevel(logging.INFO)
     # Not to the root logger as well: TensorFlow's checkpoint saving gives it a handler
     # (``logging.basicConfig``), which printed every later warning twice.
@@ -103,8 +104,10 @@ def _main(argv):
     try:
         return _train(args)
     finally:
-        log.removeHandler(handler)  # main may run more than once in a process (tests)
+        # (main may run more than once in a process: tests, a notebook)
+        log.removeHandler(handler)
         log.propagate = propagate
+        log.setLevel(level)
 
 
 def _train(args):

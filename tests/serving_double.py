@@ -32,6 +32,7 @@ policies (it serves the highest numeric version under the base path), version la
 ``Classify``/``Regress``/``MultiInference`` (``UNIMPLEMENTED``).
 """
 
+import contextlib
 import os
 import re
 import socket
@@ -267,11 +268,14 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
         return self._answer(self._metadata, request, context)
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+@contextlib.contextmanager
+def closed_port():
+    """A TCP port on 127.0.0.1 that nothing listens on while the block runs: bound, never
+    listened on, so a connection is refused (a port only asked for and released could be
+    taken meanwhile by the other test worker's connections)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        yield probe.getsockname()[1]
 
 
 class ServingDouble:

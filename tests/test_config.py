@@ -230,14 +230,20 @@ def test_stroke_defaults_are_the_functions():
 
 
 def test_cli_refuses_a_typo_in_one_line(capsys, monkeypatch):
+    import logging
+
     from penet_tf import train
 
     monkeypatch.chdir(REPO)
+    log = logging.getLogger("penet_tf")
+    before = (log.level, log.propagate, list(log.handlers))
     assert train.main(["--config", "configs/demo.json", "--set", "data.colour_jitter=0"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: Unknown options for demo data: 'data.colour_jitter'. "
         "Did you mean 'data.color_jitter'?"
     ]
+    # (a notebook's own logging is as it was: the level stayed INFO)
+    assert (log.level, log.propagate, list(log.handlers)) == before
 
 
 def test_a_missing_configs_file_says_where_configs_live(tmp_path, monkeypatch):

@@ -442,7 +442,9 @@ def test_export_records_its_config(exported):
     assert config["max_photo_pixels"] == 8192 * 6144
     assert PhotoStrategy.from_config(config["strategy"]) == PhotoStrategy()  # auto
     assert sorted(os.listdir(exported["base"])) == ["2", "3", "notes"]  # no temporary left
-    assert os.stat(exported["path"]).st_mode & 0o777 == 0o755
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(exported["path"]).st_mode & 0o777 == 0o777 & ~umask  # (as mkdir makes)
 
 
 def test_cli_refuses_a_taken_version(exported, capsys):

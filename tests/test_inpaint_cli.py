@@ -825,6 +825,8 @@ def test_a_command_s_one_line_error_is_not_preceded_by_tensorflow_s_start_up_lin
         capture_output=True,
         text=True,
         timeout=120,
+        # (the most TensorFlow prints: its INFO lines, one of them on two lines)
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},
     )
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 from conversion_helpers import MAX_PIXELS as THIN_MAX_PIXELS
 from PIL import Image
-from serving_double import ServingDouble, free_port
+from serving_double import ServingDouble, closed_port
 
 from penet_tf.serving import InpaintClient, ServingError, read_mask
 from penet_tf.serving.client import main
@@ -740,9 +740,10 @@ def test_a_model_without_the_exports_outputs_is_one_line(tmp_path, capsys):
 
 def test_cli_unreachable_server(tmp_path, capsys):
     _files(tmp_path)
-    argv = ["--server", f"127.0.0.1:{free_port()}", "--model", MODEL, "--timeout", "5"]
-    argv += ["--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png")]
-    assert main([*argv, "--out", str(tmp_path / "o.png")]) == 1
+    with closed_port() as port:
+        argv = ["--server", f"127.0.0.1:{port}", "--model", MODEL, "--timeout", "5"]
+        argv += ["--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png")]
+        assert main([*argv, "--out", str(tmp_path / "o.png")]) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: cannot reach TF Serving at 127.0.0.1:")
     assert "Traceback" not in error and len(error.splitlines()) == 1
