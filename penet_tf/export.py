@@ -836,7 +836,7 @@ def export_generator(
     half-written version; what a killed export left there is swept first.
     """
     strategy = strategy or PhotoStrategy()
-    limit = photo_limit(strategy, max_pixels, max_photo_pixels)
+    photo_limit(strategy, max_pixels, max_photo_pixels)  # (refused before any work)
     final = version_dir(base_dir, version)
     base_dir = os.path.dirname(final)
     sweep_temporaries(base_dir)
@@ -851,21 +851,54 @@ def export_generator(
 
     taken = again if version is None else None
     with atomic_path(final, directory=True, replace=False, next_target=taken) as temporary:
-        build_archive(generator, max_pixels, strategy, max_photo_pixels).write_out(
-            temporary, verbose=False
-        )
-        extra = os.path.join(temporary, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(base_dir))
-        with open(os.path.join(extra, CONFIG_FILE), "w") as handle:
-            config = {
-                "generator": generator_config(generator),
-                "max_pixels": max_pixels,
-                "strategy": strategy.to_config(),
-                "max_photo_pixels": limit,  # what the uint8 and bytes signatures accept
-            }
-            json.dump(config, handle)
+        name = os.path.basename(base_dir)
+        _write_saved_model(generator, temporary, name, max_pixels, strategy, max_photo_pixels)
     return chosen[-1]
+
+
+def _write_saved_model(generator, path, model_name, max_pixels, strategy, max_photo_pixels):
+    """The SavedModel and its ``assets.extra/`` (warm-up requests, ``penet_tf.json``)."""
+    limit = photo_limit(strategy, max_pixels, max_photo_pixels)
+    build_archive(generator, max_pixels, strategy, max_photo_pixels).write_out(path, verbose=False)
+    extra = os.path.join(path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    write_warmup_requests(os.path.join(extra, WARMUP_FILE), model_name)
+    with open(os.path.join(extra, CONFIG_FILE), "w") as handle:
+        config = {
+            "generator": generator_config(generator),
+            "max_pixels": max_pixels,
+            "strategy": strategy.to_config(),
+            "max_photo_pixels": limit,  # what the uint8 and bytes signatures accept
+        }
+        json.dump(config, handle)
+
+
+def export_saved_model(
+    generator,
+    path,
+    max_pixels=DEFAULT_MAX_PIXELS,
+    strategy=None,
+    max_photo_pixels=DEFAULT_MAX_PHOTO_PIXELS,
+):
+    """Writes the export of ``export_generator`` at ``path`` itself, not as a version
+    inside it (Keras' ``Generator.export(path)``: ``path`` may be a TF Serving version
+    folder, ``models/penet/1``); returns ``path``. An existing non-empty ``path`` is not
+    replaced (``FileExistsError``); the export is written beside it and renamed into
+    place, as ``export_generator`` writes its versions."""
+    strategy = strategy or PhotoStrategy()
+    photo_limit(strategy, max_pixels, max_photo_pixels)  # (refused before any work)
+    check_folder_target(path, "filepath")
+    check_utf8_path(path, "filepath")  # (tf.saved_model.save)
+    path = os.path.abspath(path)
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise FileExistsError(f"{path} exists: remove it or choose another path")
+    sweep_temporaries(os.path.dirname(path))
+    name = os.path.basename(os.path.dirname(path))
+    if name.isdigit():  # (a version folder: the model's name is its parent's)
+        name = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    with atomic_path(path, directory=True, replace=False) as temporary:
+        _write_saved_model(generator, temporary, name, max_pixels, strategy, max_photo_pixels)
+    return path
 
 
 def _main(argv):

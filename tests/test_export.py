@@ -447,6 +447,39 @@ def test_export_records_its_config(exported):
     assert os.stat(exported["path"]).st_mode & 0o777 == 0o777 & ~umask  # (as mkdir makes)
 
 
+def test_keras_export_writes_the_served_signatures_at_its_path(exported, tmp_path, capsys):
+    """Keras' ``generator.export(path)`` failed ("Got a non-Tensor value [...] for key
+    'output_1'": a signature cannot return the pyramid), after a first failure on the
+    second input."""
+    generator = exported["generator"]
+    for options, message in (
+        ({"format": "onnx"}, "python -m penet_tf.convert"),
+        ({"input_signature": [tf.TensorSpec([None, 64, 64, 3])]}, "no input_signature"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            generator.export(tmp_path / "refused", **options)
+    with pytest.raises(ValueError, match="no weights yet"):
+        Generator(base_channels=4).export(tmp_path / "refused")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="remove it or choose another path"):
+        generator.export(tmp_path / "taken")
+    assert os.listdir(tmp_path / "taken") == ["notes.txt"]
+    assert not (tmp_path / "refused").exists()
+
+    generator.export(tmp_path / "thin" / "1", strategy=PhotoStrategy("full"))
+    assert capsys.readouterr().out.startswith(f"Saved artifact at '{tmp_path / 'thin' / '1'}'")
+    assert os.listdir(tmp_path / "thin") == ["1"]  # (no temporary left)
+    config = json.loads((tmp_path / "thin" / "1" / "assets.extra" / CONFIG_FILE).read_text())
+    assert config["strategy"]["name"] == "full" and config["generator"]["base_channels"] == 4
+    loaded = tf.saved_model.load(str(tmp_path / "thin" / "1"))
+    assert sorted(loaded.signatures) == ["inpaint_bytes", "predict_float", "serving_default"]
+    image, mask = _case(2, 64, 128, seed=5)
+    inputs = {"image": tf.constant(image), "mask": tf.constant(mask * 255)}
+    served = loaded.signatures["serving_default"](**inputs)["inpainted"].numpy()
+    assert np.array_equal(served, _keras(generator, image, mask)[2])
+
+
 def test_cli_refuses_a_taken_version(exported, capsys):
     status = main(
         ["--weights", str(exported["weights"]), "--out", str(exported["base"]), "--version", "3"]

@@ -460,6 +460,55 @@ class Generator(keras.Model):
         # signature: exports name theirs.
         return None
 
+    def export(
+        self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs
+    ):
+        """Keras' ``Model.export``: the SavedModel that ``penet_tf.export`` writes, for TF
+        Serving, at ``filepath`` itself (a TF Serving version folder such as
+        ``models/penet/1``). Keras' own export failed on the generator's two inputs and
+        its ``(output, pyramid)`` outputs, which a signature cannot return.
+
+        Signatures (``penet_tf.export``): ``serving_default`` (uint8 ``image`` and
+        ``mask`` -> uint8 ``inpainted``, composited), ``inpaint_bytes`` (encoded images)
+        and ``predict_float`` (float32 in [-1, 1] and [0, 1] -> ``output``, the raw
+        prediction, and ``inpainted``), with dynamic batch, height and width, photos of
+        any size through the ``auto`` strategy. TFLite, TF.js and ONNX are converted from
+        it: ``python -m penet_tf.convert``.
+
+        Args:
+            filepath: the SavedModel folder; an existing non-empty one is not replaced.
+            format: ``"tf_saved_model"`` only.
+            verbose: print where the export went (the default, as Keras does).
+            input_signature: not taken (the signatures are fixed).
+            **kwargs: ``max_pixels``, ``strategy`` (a
+                ``penet_tf.high_resolution.PhotoStrategy``) and ``max_photo_pixels`` of
+                ``penet_tf.export.export_saved_model``.
+        """
+        from penet_tf.export import export_saved_model
+
+        if format != "tf_saved_model":
+            raise ValueError(
+                f"Generator.export writes format='tf_saved_model' only, got {format!r}: "
+                "convert that SavedModel with `python -m penet_tf.convert` (TFLite, TF.js, "
+                "ONNX)"
+            )
+        if input_signature is not None:
+            raise ValueError(
+                "Generator.export takes no input_signature: its signatures are fixed "
+                "(uint8 and bytes photos, float32 tensors; dynamic batch, height and width)"
+            )
+        if not self.built:
+            raise ValueError(
+                "Generator.export: the generator has no weights yet; load them "
+                "(penet_tf.models.load_generator, load_weights) or call it once first"
+            )
+        path = export_saved_model(self, filepath, **kwargs)
+        if verbose is None or verbose:
+            print(
+                f"Saved artifact at '{path}': signatures serving_default, inpaint_bytes, "
+                "predict_float (penet_tf.export)"
+            )
+
     def get_config(self):
         config = super().get_config()
         config.update(
