@@ -124,6 +124,31 @@ def _check_pixel_format(image):
             )
 
 
+# The ISO base media file brands of HEIC / HEIF photos (an "ftyp" box at byte 4).
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+_JXL_STARTS = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a")
+
+
+def _unidentified_reason(path):
+    """Why Pillow could not identify the file ``path``: the format's name where it is
+    one that phones write and penet_tf does not read (HEIC / HEIF, JPEG XL: it was
+    "unknown or corrupt format", whatever its name says)."""
+    head = b""
+    if isinstance(path, str | bytes | os.PathLike):
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(16)
+        except OSError:
+            pass
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        kind = "a HEIC / HEIF photo (iPhones' and many phones' format)"
+    elif head.startswith(_JXL_STARTS):
+        kind = "a JPEG XL image"
+    else:
+        return read_error_reason(UnidentifiedImageError())
+    return f"{kind}, which penet_tf does not read: convert it to JPEG or PNG"
+
+
 def read_error_reason(error):
     """A short human reason for a failed read (missing, unreadable, corrupt ...)."""
     if isinstance(error, ImageReadError | NoAlphaError | PixelFormatError):
@@ -203,8 +228,9 @@ def _read_errors(path, what):
         yield
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(what, path, _unidentified_reason(path)) from None
     except (
-        UnidentifiedImageError,
         Image.DecompressionBombError,  # not an OSError or ValueError
         OSError,
         SyntaxError,
@@ -319,7 +345,11 @@ def _turned_on_open(image):
 def probe_size(path):
     """(H, W) of an image file as displayed (EXIF rotation applied), from its header."""
     refuse_special_file(path)
-    with Image.open(path) as image:
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:  # (a HEIC photo is named as one)
+        raise ImageReadError("image", path, _unidentified_reason(path)) from None
+    with image:
         width, height = image.size
         turned = _header_orientation(image, path) in _TURNED and not _turned_on_open(image)
     return (width, height) if turned else (height, width)

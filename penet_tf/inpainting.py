@@ -63,6 +63,7 @@ from penet_tf.image_io import (
 from penet_tf.inference import load_saved_model, padded_pixels, padded_size, serve
 from penet_tf.io_utils import (
     IMAGE_SUFFIXES,
+    UNREAD_SUFFIXES,
     case_blind,
     check_file_target,
     check_folder_target,
@@ -116,7 +117,7 @@ def list_images(path, flag="--images"):
             os.path.join(path, name)
             for name in os.listdir(path)
             if not name.startswith(".")
-            and name.lower().endswith(IMAGE_SUFFIXES)
+            and name.lower().endswith(IMAGE_SUFFIXES + UNREAD_SUFFIXES)  # (those: named)
             and not os.path.isdir(os.path.join(path, name))
         )
     if os.path.exists(path) or path.lower().endswith(IMAGE_SUFFIXES):

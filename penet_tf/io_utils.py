@@ -44,6 +44,11 @@ IMAGE_SUFFIXES = (
     ".avif",
 )
 
+# Photos penet_tf does not read (Pillow cannot): listed with the images so that they are
+# named, not passed over (a folder of iPhone photos, HEIC, had "no images"; of a phone's
+# mixed folder, the JPEGs were inpainted without a word about the rest).
+UNREAD_SUFFIXES = (".heic", ".heif", ".hif", ".jxl")
+
 # Temporaries: ".tmp-<pid>.<space>-<name>"; before 2026-12-06 ".tmp-<pid>-<name>", and
 # older versions wrote ".tmp-<random>" (no pid).
 TEMPORARY_PREFIX = ".tmp-"

@@ -632,3 +632,30 @@ def test_write_png_is_atomic_and_refuses_what_png_cannot_hold(tmp_path):
         image_io.encode_png(photo.astype(np.float32))
     with pytest.raises(ValueError, match=r"\[H, W\]"):
         image_io.encode_png(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_phone_formats_that_are_not_read_are_named_not_passed_over(tmp_path):
+    """An iPhone's HEIC photo (also one renamed .jpg) and a JPEG XL image were "not an
+    image file that can be read (unknown or corrupt format)"; in an --images folder, HEIC
+    and JPEG XL files were left out without a word (a folder of them had "no images")."""
+    from penet_tf.inpainting import collect_items
+
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    (tmp_path / "IMG_0001.HEIC").write_bytes(heic)
+    (tmp_path / "renamed.jpg").write_bytes(heic.replace(b"ftypheic", b"ftypmif1"))
+    (tmp_path / "x.jxl").write_bytes(b"\xff\x0a" + bytes(100))
+    (tmp_path / "junk.png").write_bytes(b"junk" * 10)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
+    items, skipped = collect_items(str(tmp_path))
+    assert [item.name for item in items] == ["ok"]
+    reasons = {os.path.basename(item.name): item.reason for item in skipped}
+    heif = "a HEIC / HEIF photo (iPhones' and many phones' format), which penet_tf does not "
+    assert (
+        reasons["IMG_0001.HEIC"]
+        == reasons["renamed.jpg"]
+        == heif + ("read: convert it to JPEG or PNG")
+    )
+    assert reasons["x.jxl"].startswith("a JPEG XL image, which penet_tf does not read")
+    assert reasons["junk.png"] == "not an image file that can be read (unknown or corrupt format)"
+    with pytest.raises(image_io.ImageReadError, match="HEIC / HEIF photo"):
+        image_io.open_image(str(tmp_path / "renamed.jpg"))

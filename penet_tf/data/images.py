@@ -35,9 +35,9 @@ import numpy as np
 import tensorflow as tf
 
 from penet_tf.data.masks import MaskGenerator
-from penet_tf.errors import get_logger
+from penet_tf.errors import first_few, get_logger
 from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb
-from penet_tf.io_utils import IMAGE_SUFFIXES, find_files
+from penet_tf.io_utils import IMAGE_SUFFIXES, UNREAD_SUFFIXES, find_files
 from penet_tf.training.config import data_section
 
 logger = get_logger("penet_tf.data")
@@ -51,12 +51,20 @@ def list_image_files(path):
         raise FileNotFoundError(f"Image folder {path} does not exist.")
     if not os.path.isdir(path):
         raise NotADirectoryError(f"{path} is not a folder (use source 'flist' for file lists).")
-    files = find_files(path, IMAGE_SUFFIXES)
+    files = find_files(path, IMAGE_SUFFIXES + UNREAD_SUFFIXES)
+    unread = [name for name in files if name.lower().endswith(UNREAD_SUFFIXES)]
+    files = [name for name in files if not name.lower().endswith(UNREAD_SUFFIXES)]
+    left_out = (
+        f"{len(unread)} HEIC / HEIF or JPEG XL file(s) ({first_few(unread)}), which penet_tf "
+        "does not read: convert them to JPEG or PNG"
+    )
     if not files:
         raise FileNotFoundError(
-            f"No images ({', '.join(IMAGE_SUFFIXES)}) under {path}: it is empty or holds "
-            "other files only."
+            f"No images ({', '.join(IMAGE_SUFFIXES)}) under {path}: "
+            + (f"it holds {left_out}." if unread else "it is empty or holds other files only.")
         )
+    if unread:
+        logger.warning("left out %s", left_out)
     return files
 
 
