@@ -738,6 +738,34 @@ def test_a_model_without_the_exports_outputs_is_one_line(tmp_path, capsys):
         assert "its outputs: ['output_0']" in err and "Traceback" not in err, err
 
 
+def test_an_unreachable_server_behind_a_proxy_says_so(monkeypatch):
+    """gRPC sends every connection through grpc_proxy / https_proxy / http_proxy unless
+    no_proxy names the host: a shell with a company's proxy could not reach the TF
+    Serving beside it, and the error did not say why."""
+    from penet_tf.serving.client import _proxy_note
+
+    for name in ("grpc_proxy", "https_proxy", "http_proxy", "no_grpc_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert _proxy_note("127.0.0.1:8500") == ""
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    assert _proxy_note("127.0.0.1:8500") == (
+        " (gRPC went through the proxy http_proxy=http://proxy.example:3128: if 127.0.0.1 "
+        "is not reached that way, add it to no_proxy)"
+    )
+    monkeypatch.setenv("https_proxy", "http://me:secret@other:8080")  # (before http's)
+    assert "https_proxy=http://...@other:8080: if ::1 " in _proxy_note("[::1]:8500")
+    for bypass, server in (
+        ("localhost,127.0.0.1", "127.0.0.1:8500"),
+        (".corp.example", "serving.corp.example:8500"),
+        ("*", "serving:8500"),
+    ):
+        monkeypatch.setenv("no_proxy", bypass)
+        assert _proxy_note(server) == "", (bypass, server)
+    monkeypatch.setenv("no_proxy", "corp.example")
+    assert _proxy_note("a.corp.example:8500") == ""
+    assert "add it to no_proxy" in _proxy_note("notcorp.example:8500")
+
+
 def test_cli_unreachable_server(tmp_path, capsys):
     _files(tmp_path)
     with closed_port() as port:

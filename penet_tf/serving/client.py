@@ -92,6 +92,38 @@ def _short(details):
     return details.split("\n\t [[")[0].strip()
 
 
+def _proxy_note(server):
+    """A note for a connection that failed while gRPC sent it through a proxy: gRPC
+    takes ``grpc_proxy``, ``https_proxy`` or ``http_proxy`` (the first set) for every
+    host that ``no_grpc_proxy`` / ``no_proxy`` does not name, this machine's too (a shell
+    with a company's proxy could not reach the TF Serving beside it, and the error did not
+    say why)."""
+    proxy = next(
+        (
+            (name, os.environ[name])
+            for name in ("grpc_proxy", "https_proxy", "http_proxy")
+            if os.environ.get(name)
+        ),
+        None,
+    )
+    if proxy is None:
+        return ""
+    host = server.rsplit(":", 1)[0].strip("[]").lower() if ":" in server else server.lower()
+    bypass = os.environ.get("no_grpc_proxy") or os.environ.get("no_proxy") or ""
+    for entry in bypass.lower().split(","):
+        entry = entry.strip()
+        if entry == "*":
+            return ""
+        entry = entry.lstrip("*").lstrip(".")
+        if entry and (host == entry or host.endswith("." + entry)):
+            return ""
+    shown = re.sub(r"//[^/@]*@", "//...@", proxy[1])  # (not its user name and password)
+    return (
+        f" (gRPC went through the proxy {proxy[0]}={shown}: if {host} is not reached "
+        "that way, add it to no_proxy)"
+    )
+
+
 class InpaintClient:
     """Client for the signatures of ``python -m penet_tf.export`` behind TF Serving.
 
@@ -152,7 +184,7 @@ class InpaintClient:
             message = (
                 f"cannot reach {where}, or it dropped the connection ({details}); is "
                 "tensorflow_model_server running there, with that gRPC --port?"
-            )
+            ) + _proxy_note(self.server)
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             message = (
                 f"no answer from {where} within {self.timeout:g} s; the server may be "
