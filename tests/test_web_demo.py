@@ -795,6 +795,40 @@ console.log(JSON.stringify(out));
 """
 
 
+_BACKENDS = """
+import { backendOrder } from './backends.js';
+const cases = JSON.parse(process.argv[1]);
+console.log(JSON.stringify(cases.map(([backend, largest, gpu]) =>
+  backendOrder(backend, largest ?? undefined, gpu))));
+"""
+
+
+def test_webgl_is_left_out_for_a_model_of_unknown_size():
+    """A conversion without ``largest_tensor_elements`` (penet_tf's before 2026-12-02)
+    counted as 0 elements, so on a GPU the page ran the 256 model on WebGL, which gets
+    tensors past 2^24 elements wrong."""
+    cases = [
+        ["auto", 4422 * 4423, True],
+        ["auto", None, True],
+        ["webgl", None, False],
+        ["auto", 6_500_000, True],
+        ["auto", None, False],
+        ["cpu", None, True],
+    ]
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", _BACKENDS, json.dumps(cases)],
+        cwd=WEB, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    big, unknown, asked, small, no_gpu, cpu = json.loads(result.stdout)
+    assert big["order"] == unknown["order"] == ["wasm", "cpu"] == asked["order"]
+    assert "19.6 M elements" in big["note"]
+    assert "does not record its largest tensor" in unknown["note"] == asked["note"]
+    assert small == {"order": ["webgl", "wasm", "cpu"], "note": ""}
+    assert no_gpu == {"order": ["wasm", "cpu"], "note": ""}
+    assert cpu == {"order": ["cpu", "wasm"], "note": ""}
+
+
 def test_crop_js_groups_holes_as_the_python_strategy():
     """crop.js merged a near pair and started over (seconds for a few thousand specks);
     it now sweeps and joins as penet_tf.high_resolution.hole_groups, with its groups."""

@@ -26,6 +26,7 @@ import {
   pasteBack,
   planRegions,
 } from './crop.js';
+import { backendOrder } from './backends.js';
 import { colourProfile, photoSize, withColourProfile } from './photo_file.js';
 import { installFastSlices } from './wasm_kernels.js';
 
@@ -46,9 +47,6 @@ const HEADER_BYTES = 16 << 20;
 const BRUSH_COLOR = 'rgb(255, 48, 48)';
 // WebGL renderers that are the CPU in disguise (slower than WebAssembly).
 const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render/i;
-// TF.js's WebGL shaders index some tensors through float32 arithmetic, exact up to 2^24
-// elements: past that, values come out wrong (the 256 model's attention has 19.6 M).
-const WEBGL_MAX_ELEMENTS = 2 ** 24;
 
 const $ = (id) => document.getElementById(id);
 const photo = $('photo');
@@ -227,27 +225,19 @@ async function modelNotes() {
 }
 
 /**
- * Starts the backend ?backend= asks for; `auto` prefers a hardware GPU, then wasm. WebGL
- * is never used for a model whose largest tensor is past WEBGL_MAX_ELEMENTS (the
- * converter records it): the page says so and runs on WebAssembly.
+ * Starts the backend ?backend= asks for (backends.js: `auto` prefers a hardware GPU, then
+ * wasm; WebGL never for a model whose largest tensor is past its exact range, or
+ * unknown): the page says why it left WebGL out and runs on WebAssembly.
  */
 async function startBackend(notes) {
   if (!BACKENDS.includes(BACKEND)) {
     throw new Error(`Unknown ?backend=${BACKEND}: use one of ${BACKENDS.join(', ')}.`);
   }
-  const largest = notes.largest_tensor_elements || 0;
-  const webglExact = largest <= WEBGL_MAX_ELEMENTS;
   const renderer = webglRenderer();
-  const gpu = renderer && !SOFTWARE_GL.test(renderer);
-  let order = [BACKEND, 'wasm', 'cpu'];
-  if (BACKEND === 'auto') order = gpu ? ['webgl', 'wasm', 'cpu'] : ['wasm', 'cpu'];
-  if (!webglExact && order[0] === 'webgl') {
-    order = order.filter((name) => name !== 'webgl');
-    demo.backendNote =
-      `WebGL skipped: this model's largest tensor has ${(largest / 1e6).toFixed(1)} M ` +
-      `elements, and TF.js's WebGL indexing is exact up to ${WEBGL_MAX_ELEMENTS / 1e6} M.`;
-  }
-  for (const name of [...new Set(order)]) {
+  const gpu = Boolean(renderer && !SOFTWARE_GL.test(renderer));
+  const { order, note } = backendOrder(BACKEND, notes.largest_tensor_elements, gpu);
+  if (note) demo.backendNote = note;
+  for (const name of order) {
     const info = await tryBackend(name);
     if (info) {
       demo.backendInfo = info;
