@@ -766,6 +766,30 @@ def test_an_unreachable_server_behind_a_proxy_says_so(monkeypatch):
     assert "add it to no_proxy" in _proxy_note("notcorp.example:8500")
 
 
+def test_an_export_from_before_the_variable_fix_is_named_as_one():
+    """Exports written before 2026-12-06 fail in TF Serving with its TF1 session's
+    "Could not find variable generator/up_conv05/bias" (README): the client passed that
+    on and did not say what to do."""
+
+    class Failed(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.FAILED_PRECONDITION
+
+        def details(self):
+            return "Could not find variable generator/up_conv05/bias. This could mean ..."
+
+    client = InpaintClient("127.0.0.1:8500", MODEL)
+    try:
+        error = client._error(Failed())
+    finally:
+        client.close()
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert str(error).endswith(
+        "(an export written by penet_tf before 2026-12-06 fails so in TF Serving: export "
+        "its weights again with python -m penet_tf.export)"
+    )
+
+
 def test_cli_unreachable_server(tmp_path, capsys):
     _files(tmp_path)
     with closed_port() as port:

@@ -196,6 +196,11 @@ class InpaintClient:
             message = f"{where} does not serve model {model!r}: {details}"
         elif code == grpc.StatusCode.FAILED_PRECONDITION:
             message = f"{where} cannot run this request for model {model!r}: {details}"
+            if "Could not find variable" in details:  # (TF Serving's TF1 session)
+                message += (
+                    " (an export written by penet_tf before 2026-12-06 fails so in TF "
+                    "Serving: export its weights again with python -m penet_tf.export)"
+                )
         elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             message = f"{where} is out of resources (request too large or queue full): {details}"
         else:
