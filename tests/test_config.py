@@ -13,9 +13,11 @@ from penet_tf.training.config import (
     MASK_TYPES,
     SOURCES,
     ConfigError,
+    DemoData,
     FolderData,
     StrokesMask,
     TrainingConfig,
+    as_config,
     load_config,
 )
 
@@ -81,6 +83,11 @@ def test_a_key_of_another_choice_says_whose_it_is():
     message = refused(["mask.hole_ratio=[0.1, 0.2]"])
     assert "'hole_ratio' is an option of strokes masks, not of square masks" in message
     assert "'weights' is an option of mixture masks" in refused(["mask.weights=[1]"])
+    # Given as null it is no option: runs started before 2026-12-02 recorded "path": null
+    # for demo and TFDS data, and their config.json was refused on resume.
+    assert as_config({"data": {"source": "demo", "path": None}}).data == DemoData()
+    assert "'path' is an option of" in refused(["data.source=demo", "data.path=x"])
+    assert "Unknown options" in refused(['data={"source": "demo", "colour": null}'])
 
 
 def test_unknown_keys_in_files_and_mixture_components(tmp_path):

@@ -145,6 +145,20 @@ def test_unreadable_or_foreign_checkpoints_end_in_one_line(whole_run, photos, tm
     status, lines = run_main(capsys, write_config(tmp_path / "w.json", wider))
     assert status == 2 and lines[-1].startswith(f"error: the checkpoint {run}/checkpoints/ckpt-4")
     assert "does not fit this model" in lines[-1] and "another model config" in lines[-1]
+    assert "before 2026-12-02" not in lines[-1]
+    # A run started before 2026-12-02 (its record names no spectral_norm: Keras' then,
+    # whose vectors have other shapes): "resume with that config" could not help.
+    record = (run / "config.json").read_bytes()
+    older = json.loads(record)
+    del older["model"]["spectral_norm"], older["optimizer"]["epsilon_placement"]
+    (run / "config.json").write_text(json.dumps(older))
+    status, lines = run_main(capsys, write_config(tmp_path / "w.json", wider))
+    assert status == 2 and lines[-1].endswith(
+        "This run was started by penet_tf before 2026-12-02, whose discriminator used Keras' "
+        "spectral norm and whose Adam added epsilon as Keras' does: resume it with --set "
+        "model.spectral_norm=keras --set optimizer.epsilon_placement=keras."
+    )
+    (run / "config.json").write_bytes(record)
     # Same shapes, a value left over: the spectral norm's u and v, with "none" (it resumed
     # without a word, its discriminator no longer normalised: |logits| 45x smaller).
     config_file = (run / "config.json").read_bytes()
@@ -704,14 +718,28 @@ def test_resuming_a_run_of_an_earlier_version_names_the_defaults_that_changed(
     shutil.copytree(whole_run[0], run)
     config = json.loads((run / "config.json").read_text())
     del config["data"]["resize_filter"], config["optimizer"]["d2g_lr_schedule"]
+    del config["optimizer"]["epsilon_placement"]  # (Keras' Adam before 2026-12-02)
+    # The mask as typed, as records were written before 2026-12-02: the same mask, once
+    # named as a changed setting ("mask.components [...] -> [...]").
+    config["mask"] = {"type": "square"}
     (run / "config.json").write_text(json.dumps(config))
     status, lines = run_main(
-        capsys, write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=4))
+        capsys, write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=5))
     )
     assert status == 0, lines
     warning = next(line for line in lines if "started by an earlier penet_tf" in line)
     assert "data.resize_filter (bilinear then, bicubic now)" in warning
     assert "optimizer.d2g_lr_schedule (every_step then, released now)" in warning
+    assert "optimizer.epsilon_placement (keras then, torch now)" in warning
+    (changed,) = (line for line in lines if "settings that differ" in line)
+    assert "trainer.iterations 4 -> 5 (the earlier" in changed and "mask" not in changed
+    # Given as they were, they are not named.
+    (run / "config.json").write_text(json.dumps(config))
+    given = tiny_config(photos, run, iterations=6)
+    given["optimizer"] = {"epsilon_placement": "keras"}
+    status, lines = run_main(capsys, write_config(tmp_path / "g.json", given))
+    warning = next(line for line in lines if "started by an earlier penet_tf" in line)
+    assert status == 0 and "epsilon_placement" not in warning
 
 
 def test_a_complete_checkpoint_not_yet_in_the_state_file_is_resumed(

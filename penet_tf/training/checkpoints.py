@@ -256,12 +256,34 @@ def _is_run_folder(output_dir):
     alone were taken for one: a user's project folder lost its ``.tmp-build/``."""
     if has_checkpoints(output_dir):
         return True
+    config = run_record(output_dir)
+    return config is not None and all(key in config for key in _RUN_CONFIG_SECTIONS)
+
+
+def run_record(output_dir):
+    """The run's ``config.json`` as a dict, or None (missing, unreadable, not an object)."""
     try:
         with open(os.path.join(output_dir, "config.json"), encoding="utf-8") as handle:
-            config = json.load(handle)
+            record = json.load(handle)
     except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and all(key in config for key in _RUN_CONFIG_SECTIONS)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _older_run_hint(output_dir):
+    """For a checkpoint that does not fit: the settings a run started by penet_tf before
+    2026-12-02 needs (its config.json names no ``model.spectral_norm``: its discriminator
+    has Keras' spectral norm, whose vectors have other shapes; "resume with that config"
+    could not help)."""
+    record = run_record(output_dir)
+    model = record.get("model") if record else None
+    if not isinstance(model, dict) or "spectral_norm" in model:
+        return ""
+    return (
+        " This run was started by penet_tf before 2026-12-02, whose discriminator used "
+        "Keras' spectral norm and whose Adam added epsilon as Keras' does: resume it with "
+        "--set model.spectral_norm=keras --set optimizer.epsilon_placement=keras."
+    )
 
 
 def check_run_folder(output_dir):
@@ -486,7 +508,7 @@ class TrainingState:
                     f"the checkpoint {path} does not fit this model ({_reason(error)}): "
                     f"it was written with another model config (see {self.output_dir}/"
                     "config.json; mixed_float16 on or off counts too); resume with that config, or "
-                    "train into another output directory."
+                    "train into another output directory." + _older_run_hint(self.output_dir)
                 ) from None
             except (OSError, IndexError, DecodeError) as error:
                 if superseded(path):

@@ -240,6 +240,14 @@ class Section:
             )
         hints = typing.get_type_hints(cls)
         names = cls.keys()
+        # Another source's (or mask type's) option given as null is no option: the
+        # config.json of runs started before 2026-12-02 names "path": null for demo and
+        # TFDS data ("Unknown options for demo data: 'data.path'" refused the resume).
+        data = {
+            key: value
+            for key, value in data.items()
+            if key in names or value is not None or not cls._elsewhere(key, path)
+        }
         for key in data:
             if key not in names:
                 raise _unknown_key(path, key, names, label, cls._elsewhere(key, path))

@@ -43,6 +43,7 @@ from penet_tf.training.checkpoints import (
     is_disk_full,
     newest_checkpoint,
     run_lock,
+    run_record,
     sweep_leftovers,
 )
 from penet_tf.training.config import as_config, load_config
@@ -55,6 +56,9 @@ logger = get_logger("penet_tf.train")
 _LATER_KEYS = (
     ("data", "resize_filter", "bilinear"),
     ("optimizer", "d2g_lr_schedule", "every_step"),
+    # (before 2026-12-02: Keras' Adam and spectral norm; checkpoints._older_run_hint)
+    ("optimizer", "epsilon_placement", "keras"),
+    ("model", "spectral_norm", "keras"),
 )
 PREVIEW_IMAGES = 4
 
@@ -437,7 +441,7 @@ class Trainer:
         resumed = self.state.restore()
         if resumed:
             logger.info("resuming from %s (step %d)", resumed, int(self.state.step.numpy()))
-            record = self._run_record()
+            record = run_record(self.output_dir)
             self._note_older_run(record)
             self._note_changed_settings(record)
             for flag, value in (
@@ -519,15 +523,6 @@ class Trainer:
                 *ours,
             )
 
-    def _run_record(self):
-        """The run's ``config.json`` as a dict, or None (missing, unreadable)."""
-        try:
-            with open(os.path.join(self.output_dir, "config.json"), encoding="utf-8") as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) else None
-
     def _note_older_run(self, earlier):
         """Warns when the run being resumed was started by an earlier penet_tf whose
         defaults differ (its config.json lacks the keys that name them): the resumed
@@ -535,9 +530,11 @@ class Trainer:
         if earlier is None:
             return
         changed = [
-            f"{section}.{key} ({then} then, {getattr(getattr(self.config, section), key)} now)"
+            f"{section}.{key} ({then} then, {now} now)"
             for section, key, then in _LATER_KEYS
-            if isinstance(earlier.get(section), dict) and key not in earlier[section]
+            if isinstance(earlier.get(section), dict)
+            and key not in earlier[section]
+            and (now := getattr(getattr(self.config, section), key)) != then
         ]
         if changed:
             logger.warning(
@@ -559,7 +556,7 @@ class Trainer:
         now = json.loads(json.dumps(self.config.to_dict()))  # (as written: tuples are lists)
         changed = [
             f"{key} {a!r} -> {b!r}"
-            for key, (a, b) in _changed(earlier, now).items()
+            for key, (a, b) in _changed(_filled_in(earlier, now), now).items()
             # (the run's folder written another way: runs/x/, or the absolute path)
             if not (
                 key == "output_dir"
@@ -785,6 +782,22 @@ class Trainer:
         output, _ = self.gan.generator(image, mask)
         with writer.as_default(step=step):
             tf.summary.image("masked_output_composite_truth", image_grid(image, mask, output))
+
+
+def _filled_in(record, now):
+    """A run's ``config.json`` with the keys it does not name filled in as today's
+    records are written (the mask components of a run started before 2026-12-02, written
+    as typed, were named as changed settings on resume; they were the same): with their
+    defaults, or for ``_LATER_KEYS`` with their values ``now`` (the older run's note names
+    those); the record itself where it no longer parses."""
+    try:
+        filled = json.loads(json.dumps(as_config(record).to_dict()))
+    except (ValueError, TypeError):
+        return record
+    for section, key, _ in _LATER_KEYS:
+        if isinstance(record.get(section), dict) and key not in record[section]:
+            filled[section][key] = now[section][key]
+    return filled
 
 
 def _changed(then, now, prefix=""):
