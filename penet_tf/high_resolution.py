@@ -55,9 +55,8 @@ networks trained at 512):
   1.5 s and keeps the whole photo as context; larger photos cost side^4 in ``full``.
 
 The web demo (demos/web/crop.js) plans the same groups and windows for its fixed
-S x S graph (square regions); it does not cut thin panoramas (``region_pieces``): their
-regions are mirrored past the short side, and a scratch along a 4000 x 200 strip is
-shrunk to less than a network pixel tall.
+S x S graph (square regions), and cuts a thin panorama's long group into pieces as
+``region_pieces`` does, blended across their cuts (``PieceCut``).
 """
 
 import dataclasses
