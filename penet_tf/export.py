@@ -893,9 +893,9 @@ def export_saved_model(
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise FileExistsError(f"{path} exists: remove it or choose another path")
     sweep_temporaries(os.path.dirname(path))
-    name = os.path.basename(os.path.dirname(path))
+    name = os.path.basename(path)
     if name.isdigit():  # (a version folder: the model's name is its parent's)
-        name = os.path.basename(os.path.dirname(os.path.dirname(path)))
+        name = os.path.basename(os.path.dirname(path))
     with atomic_path(path, directory=True, replace=False) as temporary:
         _write_saved_model(generator, temporary, name, max_pixels, strategy, max_photo_pixels)
     return path

@@ -472,6 +472,14 @@ def test_keras_export_writes_the_served_signatures_at_its_path(exported, tmp_pat
     assert os.listdir(tmp_path / "thin") == ["1"]  # (no temporary left)
     config = json.loads((tmp_path / "thin" / "1" / "assets.extra" / CONFIG_FILE).read_text())
     assert config["strategy"]["name"] == "full" and config["generator"]["base_channels"] == 4
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    warmup = str(tmp_path / "thin" / "1" / "assets.extra" / WARMUP_FILE)
+    logs = [
+        prediction_log_pb2.PredictionLog.FromString(record)
+        for record in tf.data.TFRecordDataset(warmup).as_numpy_iterator()
+    ]
+    assert {log.predict_log.request.model_spec.name for log in logs} == {"thin"}  # (model)
     loaded = tf.saved_model.load(str(tmp_path / "thin" / "1"))
     assert sorted(loaded.signatures) == ["inpaint_bytes", "predict_float", "serving_default"]
     image, mask = _case(2, 64, 128, seed=5)
