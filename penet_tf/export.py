@@ -889,6 +889,10 @@ def export_saved_model(
     photo_limit(strategy, max_pixels, max_photo_pixels)  # (refused before any work)
     check_folder_target(path, "filepath")
     check_utf8_path(path, "filepath")  # (tf.saved_model.save)
+    if os.path.islink(path):  # (the rename onto it failed after the whole export)
+        raise ValueError(
+            f"filepath {path} is a symbolic link to {os.readlink(path)}: give the folder itself"
+        )
     path = os.path.abspath(path)
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise FileExistsError(f"{path} exists: remove it or choose another path")

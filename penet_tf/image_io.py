@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from penet_tf.io_utils import atomic_path
+from penet_tf.io_utils import UNREAD_SUFFIXES, atomic_path
 
 # A mask pixel is a hole where its value (largest colour channel, 8 bits) is at least
 # this; masks whose values are all 0 or 1 are 0/1 masks (1 = hole).
@@ -122,6 +122,13 @@ def _check_pixel_format(image):
                 "or 16-bit values, their scale is unknown): save the image with 8 or 16 "
                 "bits per channel"
             )
+
+
+def unread_suffixes():
+    """``io_utils.UNREAD_SUFFIXES`` but those Pillow reads now (a HEIC once a user has
+    registered pillow-heif's opener)."""
+    readable = Image.registered_extensions()
+    return tuple(suffix for suffix in UNREAD_SUFFIXES if suffix not in readable)
 
 
 # The ISO base media file brands of HEIC / HEIF photos (an "ftyp" box at byte 4).

@@ -113,13 +113,21 @@ def list_images(path, flag="--images"):
     missing) when it names an image file; otherwise it is an error."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        return sorted(
+        found = sorted(
             os.path.join(path, name)
             for name in os.listdir(path)
             if not name.startswith(".")
             and name.lower().endswith(IMAGE_SUFFIXES + UNREAD_SUFFIXES)  # (those: named)
             and not os.path.isdir(os.path.join(path, name))
         )
+        # A HEIC or JPEG XL file beside a readable one of its name (a phone's IMG_0001.HEIC
+        # and IMG_0001.JPG) is that photo's other copy: only a lone one is named.
+        readable = {name_key(stem(p)) for p in found if p.lower().endswith(IMAGE_SUFFIXES)}
+        return [
+            p
+            for p in found
+            if p.lower().endswith(IMAGE_SUFFIXES) or name_key(stem(p)) not in readable
+        ]
     if os.path.exists(path) or path.lower().endswith(IMAGE_SUFFIXES):
         return [path]
     raise FileNotFoundError(f"{flag} {path}: no such file or directory")

@@ -15,9 +15,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # The serving double, the demo server and the workers listen on this machine: a CI
 # runner's http_proxy / https_proxy (which gRPC and urllib honour) sent their requests
 # to the proxy instead, and every such test failed with "connection refused".
-for _name in ("no_proxy", "NO_PROXY"):
-    _hosts = [host for host in os.environ.get(_name, "").split(",") if host]
-    os.environ[_name] = ",".join(_hosts + ["127.0.0.1", "localhost", "::1"])
+_hosts = [h for n in ("no_proxy", "NO_PROXY") for h in os.environ.get(n, "").split(",") if h]
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = ",".join(
+    dict.fromkeys(_hosts + ["127.0.0.1", "localhost", "::1"])
+)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -106,7 +106,7 @@ def test_file_names_that_are_not_utf8_are_read(tmp_path, caplog):
     assert listed.skipped == 0
 
 
-def test_heic_and_jpeg_xl_files_in_a_training_folder_are_named(tmp_path, caplog):
+def test_heic_and_jpeg_xl_files_in_a_training_folder_are_named(tmp_path, caplog, monkeypatch):
     """A folder of a phone's HEIC photos was "empty or holds other files only"; beside
     JPEGs they were left out without a word."""
     from penet_tf.data.images import list_image_files
@@ -117,6 +117,9 @@ def test_heic_and_jpeg_xl_files_in_a_training_folder_are_named(tmp_path, caplog)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
     assert list_image_files(str(tmp_path)) == [str(tmp_path / "ok.png")]
     assert f"left out 1 HEIC / HEIF or JPEG XL file(s) ({tmp_path}/IMG_0001.HEIC)" in caplog.text
+    # Where Pillow reads them (pillow-heif's opener registered), they are images.
+    monkeypatch.setitem(Image.EXTENSION, ".heic", "PNG")
+    assert len(list_image_files(str(tmp_path))) == 2
 
 
 def test_random_crops_of_one_pixel_wide_images_and_of_skipped_files(tmp_path):

@@ -20,7 +20,7 @@ from PIL import Image
 from serving_double import ServingDouble
 from tensorflow.core.protobuf import saved_model_pb2
 
-from penet_tf import Generator
+from penet_tf import Generator, io_utils
 from penet_tf.export import (
     CONFIG_FILE,
     WARMUP_FILE,
@@ -442,9 +442,8 @@ def test_export_records_its_config(exported):
     assert config["max_photo_pixels"] == 8192 * 6144
     assert PhotoStrategy.from_config(config["strategy"]) == PhotoStrategy()  # auto
     assert sorted(os.listdir(exported["base"])) == ["2", "3", "notes"]  # no temporary left
-    umask = os.umask(0)
-    os.umask(umask)
-    assert os.stat(exported["path"]).st_mode & 0o777 == 0o777 & ~umask  # (as mkdir makes)
+    mode = 0o777 & ~io_utils._UMASK  # (as mkdir makes it)
+    assert os.stat(exported["path"]).st_mode & 0o777 == mode
 
 
 def test_keras_export_writes_the_served_signatures_at_its_path(exported, tmp_path, capsys):
@@ -465,6 +464,10 @@ def test_keras_export_writes_the_served_signatures_at_its_path(exported, tmp_pat
     with pytest.raises(FileExistsError, match="remove it or choose another path"):
         generator.export(tmp_path / "taken")
     assert os.listdir(tmp_path / "taken") == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")  # (failed after the whole export)
+    with pytest.raises(ValueError, match="is a symbolic link to .*empty: give the folder"):
+        generator.export(tmp_path / "link")
     assert not (tmp_path / "refused").exists()
 
     generator.export(tmp_path / "thin" / "1", strategy=PhotoStrategy("full"))

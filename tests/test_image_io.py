@@ -646,8 +646,10 @@ def test_phone_formats_that_are_not_read_are_named_not_passed_over(tmp_path):
     (tmp_path / "x.jxl").write_bytes(b"\xff\x0a" + bytes(100))
     (tmp_path / "junk.png").write_bytes(b"junk" * 10)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "ok.HEIC").write_bytes(heic)  # (the photo's other copy, as phones keep it)
     items, skipped = collect_items(str(tmp_path))
     assert [item.name for item in items] == ["ok"]
+    assert len(skipped) == 4  # (not ok.HEIC: it hid ok.png as "the same name")
     reasons = {os.path.basename(item.name): item.reason for item in skipped}
     heif = "a HEIC / HEIF photo (iPhones' and many phones' format), which penet_tf does not "
     assert (

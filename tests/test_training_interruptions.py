@@ -145,19 +145,13 @@ def test_unreadable_or_foreign_checkpoints_end_in_one_line(whole_run, photos, tm
     status, lines = run_main(capsys, write_config(tmp_path / "w.json", wider))
     assert status == 2 and lines[-1].startswith(f"error: the checkpoint {run}/checkpoints/ckpt-4")
     assert "does not fit this model" in lines[-1] and "another model config" in lines[-1]
-    assert "before 2026-12-02" not in lines[-1]
-    # A run started before 2026-12-02 (its record names no spectral_norm: Keras' then,
-    # whose vectors have other shapes): "resume with that config" could not help.
+    # (not a run of penet_tf before 2026-12-02 12:30 UTC, even without spectral_norm named)
     record = (run / "config.json").read_bytes()
     older = json.loads(record)
-    del older["model"]["spectral_norm"], older["optimizer"]["epsilon_placement"]
+    del older["model"]["spectral_norm"]
     (run / "config.json").write_text(json.dumps(older))
     status, lines = run_main(capsys, write_config(tmp_path / "w.json", wider))
-    assert status == 2 and lines[-1].endswith(
-        "This run was started by penet_tf before 2026-12-02, whose discriminator used Keras' "
-        "spectral norm and whose Adam added epsilon as Keras' does: resume it with --set "
-        "model.spectral_norm=keras --set optimizer.epsilon_placement=keras."
-    )
+    assert status == 2 and "before 2026-12-02" not in lines[-1]
     (run / "config.json").write_bytes(record)
     # Same shapes, a value left over: the spectral norm's u and v, with "none" (it resumed
     # without a word, its discriminator no longer normalised: |logits| 45x smaller).
@@ -706,6 +700,40 @@ def test_a_file_system_without_locks_trains_without_the_run_lock(tmp_path, monke
         with checkpoints.run_lock(str(tmp_path / "run")):
             pass
     assert "training without the run lock" in caplog.text
+
+
+def test_a_run_started_before_the_released_spectral_norm_says_how_to_resume(
+    photos, tmp_path, capsys
+):
+    """A run of penet_tf before 2026-12-02 12:30 UTC (Keras' spectral norm and Adam, its
+    config.json naming neither): resumed, "does not fit ... resume with that config",
+    which could not help; convert_torch --to-torch of it failed the same way."""
+    from penet_tf.training.trainer import read_run
+
+    run = tmp_path / "run"
+    config = tiny_config(photos, run, iterations=2)
+    config["model"]["spectral_norm"] = "keras"
+    config["optimizer"] = {"epsilon_placement": "keras"}
+    status, lines = run_main(capsys, write_config(tmp_path / "old.json", config))
+    assert status == 0, lines
+    record = json.loads((run / "config.json").read_text())
+    del record["model"]["spectral_norm"], record["optimizer"]["epsilon_placement"]
+    (run / "config.json").write_text(json.dumps(record))
+    status, lines = run_main(
+        capsys, write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=3))
+    )
+    assert (
+        status == 2
+        and "vector_u" in lines[-1]
+        and lines[-1].endswith(
+            "This run was started by penet_tf before 2026-12-02 12:30 UTC, whose discriminator "
+            "used Keras' spectral norm and whose Adam added epsilon as Keras' does: resume it "
+            "with --set model.spectral_norm=keras --set optimizer.epsilon_placement=keras."
+        )
+    )
+    # Read as it is (convert_torch --to-torch): with the settings it was trained with.
+    gan, step, read = read_run(str(run))
+    assert step == 2 and read.model.spectral_norm == read.optimizer.epsilon_placement == "keras"
 
 
 def test_resuming_a_run_of_an_earlier_version_names_the_defaults_that_changed(

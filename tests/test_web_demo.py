@@ -804,7 +804,7 @@ console.log(JSON.stringify(cases.map(([backend, largest, gpu]) =>
 
 
 def test_webgl_is_left_out_for_a_model_of_unknown_size():
-    """A conversion without ``largest_tensor_elements`` (penet_tf's before 2026-12-02)
+    """A conversion without ``largest_tensor_elements`` (penet_tf's before 2026-12-02 17:00 UTC)
     counted as 0 elements, so on a GPU the page ran the 256 model on WebGL, which gets
     tensors past 2^24 elements wrong."""
     cases = [

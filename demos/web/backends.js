@@ -9,7 +9,7 @@ export const WEBGL_MAX_ELEMENTS = 2 ** 24;
  * The backends to try for ?backend=`requested` ('auto', 'webgl', 'wasm' or 'cpu'):
  * `auto` prefers a hardware GPU (`gpu`), then WebAssembly. WebGL is left out for a model
  * whose largest tensor (`largest`, recorded by penet_tf's converter) is past
- * WEBGL_MAX_ELEMENTS, or unknown: conversions by penet_tf before 2026-12-02 record none,
+ * WEBGL_MAX_ELEMENTS, or unknown: conversions by penet_tf before 2026-12-02 17:00 UTC record none,
  * and were counted as 0 (exact), so a GPU ran the 256 model wrong. Returns
  * {order, note}, the note saying why WebGL was left out (or '').
  */
@@ -25,7 +25,7 @@ export function backendOrder(requested, largest, gpu) {
     ? `WebGL skipped: this model's largest tensor has ${(largest / 1e6).toFixed(1)} M ` +
       `elements, and ${limit}.`
     : "WebGL skipped: this model's conversion does not record its largest tensor (it " +
-      `was converted by penet_tf before 2026-12-02), and ${limit} elements: convert it ` +
+      `was converted by penet_tf before 2026-12-02 17:00 UTC), and ${limit} elements: convert it ` +
       'again with `python -m penet_tf.convert --to tfjs` to let a GPU run it.';
   return { order: [...new Set(order.filter((name) => name !== 'webgl'))], note };
 }

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from penet_tf.data.masks import MaskGenerator
 from penet_tf.errors import first_few, get_logger
-from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb
+from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb, unread_suffixes
 from penet_tf.io_utils import IMAGE_SUFFIXES, UNREAD_SUFFIXES, find_files
 from penet_tf.training.config import data_section
 
@@ -52,8 +52,9 @@ def list_image_files(path):
     if not os.path.isdir(path):
         raise NotADirectoryError(f"{path} is not a folder (use source 'flist' for file lists).")
     files = find_files(path, IMAGE_SUFFIXES + UNREAD_SUFFIXES)
-    unread = [name for name in files if name.lower().endswith(UNREAD_SUFFIXES)]
-    files = [name for name in files if not name.lower().endswith(UNREAD_SUFFIXES)]
+    not_read = unread_suffixes()  # (by name: a folder of 100,000 files is not opened here)
+    unread = [name for name in files if name.lower().endswith(not_read)]
+    files = [name for name in files if not name.lower().endswith(not_read)]
     left_out = (
         f"{len(unread)} HEIC / HEIF or JPEG XL file(s) ({first_few(unread)}), which penet_tf "
         "does not read: convert them to JPEG or PNG"

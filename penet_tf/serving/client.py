@@ -32,6 +32,7 @@ import math
 import os
 import re
 import sys
+import urllib.parse
 
 import grpc
 import numpy as np
@@ -92,35 +93,29 @@ def _short(details):
     return details.split("\n\t [[")[0].strip()
 
 
-def _proxy_note(server):
-    """A note for a connection that failed while gRPC sent it through a proxy: gRPC
-    takes ``grpc_proxy``, ``https_proxy`` or ``http_proxy`` (the first set) for every
-    host that ``no_grpc_proxy`` / ``no_proxy`` does not name, this machine's too (a shell
-    with a company's proxy could not reach the TF Serving beside it, and the error did not
-    say why)."""
-    proxy = next(
-        (
-            (name, os.environ[name])
-            for name in ("grpc_proxy", "https_proxy", "http_proxy")
-            if os.environ.get(name)
-        ),
-        None,
-    )
-    if proxy is None:
+def _proxy_note(details, server):
+    """A note for a connection that failed through a proxy: gRPC takes the first of
+    ``grpc_proxy``, ``https_proxy``, ``http_proxy`` that is set (an ``http://`` one) for
+    every host that ``no_grpc_proxy`` / ``no_proxy`` does not name, this machine's too (a
+    shell with a company's proxy could not reach the TF Serving beside it, and the error
+    did not say why). Said only where gRPC's ``details`` show it went there: "HTTP proxy
+    returned ...", or the proxy's port as the address it failed to connect to. The proxy
+    is named by scheme, host and port only (not its user name or password)."""
+    name = next((n for n in ("grpc_proxy", "https_proxy", "http_proxy") if n in os.environ), "")
+    value = os.environ.get(name, "")
+    if not value:
         return ""
-    host = server.rsplit(":", 1)[0].strip("[]").lower() if ":" in server else server.lower()
-    bypass = os.environ.get("no_grpc_proxy") or os.environ.get("no_proxy") or ""
-    for entry in bypass.lower().split(","):
-        entry = entry.strip()
-        if entry == "*":
-            return ""
-        entry = entry.lstrip("*").lstrip(".")
-        if entry and (host == entry or host.endswith("." + entry)):
-            return ""
-    shown = re.sub(r"//[^/@]*@", "//...@", proxy[1])  # (not its user name and password)
+    parts = urllib.parse.urlsplit(value if "://" in value else f"//{value}")
+    try:
+        port = parts.port or 80
+    except ValueError:  # (not a port: gRPC cannot use it either)
+        return ""
+    failed_there = re.search(rf"ipv[46]:\S*:{port}: ", details) and not server.endswith(f":{port}")
+    if not parts.hostname or ("HTTP proxy" not in details and not failed_there):
+        return ""
     return (
-        f" (gRPC went through the proxy {proxy[0]}={shown}: if {host} is not reached "
-        "that way, add it to no_proxy)"
+        f" (gRPC went through the proxy {parts.hostname}:{port} of ${name}: if the server "
+        "is not reached that way, add its host to no_proxy)"
     )
 
 
@@ -184,7 +179,7 @@ class InpaintClient:
             message = (
                 f"cannot reach {where}, or it dropped the connection ({details}); is "
                 "tensorflow_model_server running there, with that gRPC --port?"
-            ) + _proxy_note(self.server)
+            ) + _proxy_note(details, self.server)
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             message = (
                 f"no answer from {where} within {self.timeout:g} s; the server may be "
@@ -198,7 +193,7 @@ class InpaintClient:
             message = f"{where} cannot run this request for model {model!r}: {details}"
             if "Could not find variable" in details:  # (TF Serving's TF1 session)
                 message += (
-                    " (an export written by penet_tf before 2026-12-06 fails so in TF "
+                    " (an export written by penet_tf before 2026-12-06 22:00 UTC fails so in TF "
                     "Serving: export its weights again with python -m penet_tf.export)"
                 )
         elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:

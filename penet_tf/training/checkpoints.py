@@ -270,19 +270,29 @@ def run_record(output_dir):
     return record if isinstance(record, dict) else None
 
 
-def _older_run_hint(output_dir):
-    """For a checkpoint that does not fit: the settings a run started by penet_tf before
-    2026-12-02 needs (its config.json names no ``model.spectral_norm``: its discriminator
-    has Keras' spectral norm, whose vectors have other shapes; "resume with that config"
-    could not help)."""
+# TensorFlow's words for a spectral-norm vector of Keras' shape (1, C) restored into the
+# released one's (C,): the discriminator of a run started before 2026-12-02 12:30 UTC.
+_KERAS_VECTOR = re.compile(
+    r"shape \(1, (\d+)\) when attempting to restore variable with shape \(\1,\) and name "
+    r"\S*vector_[uv]"
+)
+
+
+def _older_run_hint(output_dir, reason):
+    """For a checkpoint that does not fit because its discriminator has Keras' spectral
+    norm (``reason``) and the run's config.json names no ``model.spectral_norm`` (it was
+    started by penet_tf before 2026-12-02 12:30 UTC, whose default that was): the
+    settings that resume it ("resume with that config" could not help)."""
     record = run_record(output_dir)
     model = record.get("model") if record else None
-    if not isinstance(model, dict) or "spectral_norm" in model:
+    if not _KERAS_VECTOR.search(reason) or not isinstance(model, dict):
+        return ""
+    if "spectral_norm" in model:
         return ""
     return (
-        " This run was started by penet_tf before 2026-12-02, whose discriminator used "
-        "Keras' spectral norm and whose Adam added epsilon as Keras' does: resume it with "
-        "--set model.spectral_norm=keras --set optimizer.epsilon_placement=keras."
+        " This run was started by penet_tf before 2026-12-02 12:30 UTC, whose discriminator "
+        "used Keras' spectral norm and whose Adam added epsilon as Keras' does: resume it "
+        "with --set model.spectral_norm=keras --set optimizer.epsilon_placement=keras."
     )
 
 
@@ -504,11 +514,12 @@ class TrainingState:
                         raise _Superseded from None
                     damaged.append((path, _reason(error)))
                     continue
+                reason = _reason(error)
                 raise CheckpointReadError(
-                    f"the checkpoint {path} does not fit this model ({_reason(error)}): "
-                    f"it was written with another model config (see {self.output_dir}/"
-                    "config.json; mixed_float16 on or off counts too); resume with that config, or "
-                    "train into another output directory." + _older_run_hint(self.output_dir)
+                    f"the checkpoint {path} does not fit this model ({reason}): it was "
+                    f"written with another model config (see {self.output_dir}/config.json; "
+                    "mixed_float16 on or off counts too); resume with that config, or train "
+                    "into another output directory." + _older_run_hint(self.output_dir, reason)
                 ) from None
             except (OSError, IndexError, DecodeError) as error:
                 if superseded(path):

@@ -163,7 +163,11 @@ def read_run(output_dir):
             f"{output_dir} holds checkpoints but not the run's config.json, which describes "
             "its networks"
         )
-    config = load_config(config_path)
+    # The settings of an older run that its config.json does not name are what it was
+    # trained with (Keras' spectral norm before 2026-12-02 12:30 UTC: convert_torch
+    # --to-torch of such a run failed on its discriminator's vectors).
+    record = run_record(output_dir) or {}
+    config = load_config(config_path, _older_run_settings(record))
     # mixed_float16 wraps the optimizers (LossScaleOptimizer); the variables are float32
     # under every policy (the index alone is read here)
     keys = checkpoint_keys(newest) or ()  # (a damaged index: restore passes it over)
@@ -782,6 +786,16 @@ class Trainer:
         output, _ = self.gan.generator(image, mask)
         with writer.as_default(step=step):
             tf.summary.image("masked_output_composite_truth", image_grid(image, mask, output))
+
+
+def _older_run_settings(record):
+    """``--set`` overrides of the ``_LATER_KEYS`` a run's ``config.json`` does not name:
+    the values the run was trained with."""
+    return [
+        f"{section}.{key}={then}"
+        for section, key, then in _LATER_KEYS
+        if isinstance(record.get(section), dict) and key not in record[section]
+    ]
 
 
 def _filled_in(record, now):
