@@ -535,10 +535,8 @@ class Trainer:
             return
         changed = [
             f"{section}.{key} ({then} then, {now} now)"
-            for section, key, then in _LATER_KEYS
-            if isinstance(earlier.get(section), dict)
-            and key not in earlier[section]
-            and (now := getattr(getattr(self.config, section), key)) != then
+            for section, key, then in _unnamed_later_keys(earlier)
+            if (now := getattr(getattr(self.config, section), key)) != then
         ]
         if changed:
             logger.warning(
@@ -788,14 +786,20 @@ class Trainer:
             tf.summary.image("masked_output_composite_truth", image_grid(image, mask, output))
 
 
-def _older_run_settings(record):
-    """``--set`` overrides of the ``_LATER_KEYS`` a run's ``config.json`` does not name:
-    the values the run was trained with."""
+def _unnamed_later_keys(record):
+    """The ``_LATER_KEYS`` (section, key, value then) that a run's ``config.json`` does
+    not name: it was started before they existed, with those values."""
     return [
-        f"{section}.{key}={then}"
+        (section, key, then)
         for section, key, then in _LATER_KEYS
         if isinstance(record.get(section), dict) and key not in record[section]
     ]
+
+
+def _older_run_settings(record):
+    """``--set`` overrides of the ``_LATER_KEYS`` a run's ``config.json`` does not name:
+    the values the run was trained with."""
+    return [f"{section}.{key}={then}" for section, key, then in _unnamed_later_keys(record)]
 
 
 def _filled_in(record, now):
@@ -808,9 +812,8 @@ def _filled_in(record, now):
         filled = json.loads(json.dumps(as_config(record).to_dict()))
     except (ValueError, TypeError):
         return record
-    for section, key, _ in _LATER_KEYS:
-        if isinstance(record.get(section), dict) and key not in record[section]:
-            filled[section][key] = now[section][key]
+    for section, key, _ in _unnamed_later_keys(record):
+        filled[section][key] = now[section][key]
     return filled
 
 
