@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from penet_tf.io_utils import UNREAD_SUFFIXES, atomic_path
+from penet_tf.io_utils import RAW_SUFFIXES, UNREAD_SUFFIXES, atomic_path
 
 # A mask pixel is a hole where its value (largest colour channel, 8 bits) is at least
 # this; masks whose values are all 0 or 1 are 0/1 masks (1 = hole).
@@ -124,6 +124,17 @@ def _check_pixel_format(image):
             )
 
 
+def unread_kind(name):
+    """``"HEIC / HEIF"``, ``"JPEG XL"`` or ``"camera raw"``: the kind of a file named
+    ``name`` with one of ``io_utils.UNREAD_SUFFIXES`` (None for any other name)."""
+    name = os.fsdecode(name).lower()
+    if name.endswith(RAW_SUFFIXES):
+        return "camera raw"
+    if name.endswith(".jxl"):
+        return "JPEG XL"
+    return "HEIC / HEIF" if name.endswith(UNREAD_SUFFIXES) else None
+
+
 def unread_suffixes():
     """``io_utils.UNREAD_SUFFIXES`` but those Pillow reads now (a HEIC once a user has
     registered pillow-heif's opener)."""
@@ -136,10 +147,30 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 _JXL_STARTS = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a")
 
 
+# The leading bytes of camera raw files that Pillow cannot identify (Canon's CR3 is an
+# ISO base media file of brand "crx ").
+_RAW_STARTS = {
+    b"IIRO": "ORF",
+    b"IIRS": "ORF",
+    b"MMOR": "ORF",
+    b"IIU\x00": "RW2",
+    b"FUJIFILMCCD-RAW": "RAF",
+}
+_DNG_VERSION = 50706  # the TIFF tag that only DNG files carry
+_NEW_SUBFILE_TYPE = 254  # a TIFF tag; its bit 0: a reduced-resolution copy of another image
+
+
+def _raw_reason(kind, preview=""):
+    return (
+        f"a camera raw file ({kind}), which penet_tf does not read{preview}: develop it "
+        "(export it from the camera's or a raw editor's software) as JPEG, PNG or TIFF"
+    )
+
+
 def _unidentified_reason(path):
     """Why Pillow could not identify the file ``path``: the format's name where it is
-    one that phones write and penet_tf does not read (HEIC / HEIF, JPEG XL: it was
-    "unknown or corrupt format", whatever its name says)."""
+    one that phones and cameras write and penet_tf does not read (HEIC / HEIF, JPEG XL,
+    camera raw: it was "unknown or corrupt format", whatever its name says)."""
     head = b""
     if isinstance(path, str | bytes | os.PathLike):
         try:
@@ -147,6 +178,17 @@ def _unidentified_reason(path):
                 head = handle.read(16)
         except OSError:
             pass
+    raw = [kind for start, kind in _RAW_STARTS.items() if head.startswith(start)]
+    if head[4:8] == b"ftyp" and head[8:12] == b"crx ":
+        raw = ["CR3"]
+    if (
+        not raw
+        and isinstance(path, str | bytes | os.PathLike)
+        and unread_kind(path) == "camera raw"
+    ):
+        raw = [os.path.splitext(os.fsdecode(path))[1][1:].upper()]
+    if raw:
+        return _raw_reason(raw[0])
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         kind = "a HEIC / HEIF photo (iPhones' and many phones' format)"
     elif head.startswith(_JXL_STARTS):
@@ -154,6 +196,37 @@ def _unidentified_reason(path):
     else:
         return read_error_reason(UnidentifiedImageError())
     return f"{kind}, which penet_tf does not read: convert it to JPEG or PNG"
+
+
+def _refuse_previews(image, path, what):
+    """Raises ``ImageReadError`` where the file ``path`` that Pillow opened as ``image``
+    gives only a preview of its photo: a camera raw file (a DNG by its tag, a TIFF-based
+    raw such as NEF, ARW or CR2 by its suffix) or a TIFF whose first image is a
+    reduced-resolution copy of another one in the file. Pillow reads their first image:
+    a 24-MP DNG was inpainted as its 256 x 171 thumbnail, without a word."""
+    tags = getattr(image, "tag_v2", None) if image.format == "TIFF" else None
+    if tags is None:
+        return
+    named = isinstance(path, str | bytes | os.PathLike)
+    label = os.fsdecode(path) if named else path
+    preview = f" (only its first image, a {image.size[0]} x {image.size[1]} preview, could be)"
+    kind = "DNG" if _DNG_VERSION in tags else None
+    if kind is None and named and unread_kind(path) == "camera raw":
+        kind = os.path.splitext(label)[1][1:].upper()
+    if kind is not None:
+        raise ImageReadError(what, label, _raw_reason(kind, preview))
+    try:
+        reduced = int(tags.get(_NEW_SUBFILE_TYPE, 0)) & 1
+    except (TypeError, ValueError):
+        reduced = 0
+    if reduced:
+        raise ImageReadError(
+            what,
+            label,
+            f"its first image is a {image.size[0]} x {image.size[1]} reduced-resolution "
+            "copy (a preview) of another image in the file, which penet_tf does not read: "
+            "save the photo on its own as PNG, JPEG or TIFF",
+        )
 
 
 def read_error_reason(error):
@@ -207,6 +280,7 @@ def open_image(path, what="image", name=None):
         with _read_errors(name or path, what), open(path, "rb") as handle:
             path, name = io.BytesIO(handle.read()), name or path
     with _read_errors(name or path, what), Image.open(path) as image:
+        _refuse_previews(image, name or path, what)
         image.load()  # (the pixels stay when the file closes; Pillow drops a TIFF's turn)
         orientation = _orientation(image)
         if orientation in _ROTATED:
@@ -265,6 +339,7 @@ def check_image_file(path, what="image"):
     with _read_errors(path, what):
         with Image.open(path) as image:
             kind = image.format
+            _refuse_previews(image, path, what)
             image.verify()
         if kind == "PNG":
             with open(path, "rb") as handle:
@@ -357,6 +432,7 @@ def probe_size(path):
     except UnidentifiedImageError:  # (a HEIC photo is named as one)
         raise ImageReadError("image", path, _unidentified_reason(path)) from None
     with image:
+        _refuse_previews(image, path, "image")
         width, height = image.size
         turned = _header_orientation(image, path) in _TURNED and not _turned_on_open(image)
     return (width, height) if turned else (height, width)

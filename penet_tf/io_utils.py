@@ -44,10 +44,39 @@ IMAGE_SUFFIXES = (
     ".avif",
 )
 
-# Photos penet_tf does not read (Pillow cannot): listed with the images so that they are
-# named, not passed over (a folder of iPhone photos, HEIC, had "no images"; of a phone's
-# mixed folder, the JPEGs were inpainted without a word about the rest).
-UNREAD_SUFFIXES = (".heic", ".heif", ".hif", ".jxl")
+# Camera raw files (a camera's RAW + JPEG pairs; Apple ProRAW and Android's RAW are DNG):
+# Pillow opens the TIFF-based ones (DNG, NEF, ARW, ...) as TIFFs and gave their first
+# image, a small preview (a 24-MP DNG inpainted as its 256 x 171 thumbnail, without a
+# word), and cannot identify the others; in folders they were passed over.
+RAW_SUFFIXES = (
+    ".dng",
+    ".cr2",
+    ".cr3",
+    ".crw",
+    ".nef",
+    ".nrw",
+    ".arw",
+    ".srf",
+    ".sr2",
+    ".orf",
+    ".rw2",
+    ".raf",
+    ".pef",
+    ".srw",
+    ".rwl",
+    ".3fr",
+    ".iiq",
+    ".erf",
+    ".kdc",
+    ".dcr",
+    ".mrw",
+    ".x3f",
+)
+# Photos penet_tf does not read (Pillow cannot, or reads only a camera raw file's
+# preview): listed with the images so that they are named, not passed over (a folder of
+# iPhone photos, HEIC, had "no images"; of a phone's mixed folder, the JPEGs were
+# inpainted without a word about the rest).
+UNREAD_SUFFIXES = (".heic", ".heif", ".hif", ".jxl") + RAW_SUFFIXES
 
 # Temporaries: ".tmp-<pid>.<space>-<name>"; before 2026-12-06 ".tmp-<pid>-<name>", and
 # older versions wrote ".tmp-<random>" (no pid).

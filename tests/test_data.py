@@ -106,17 +106,28 @@ def test_file_names_that_are_not_utf8_are_read(tmp_path, caplog):
     assert listed.skipped == 0
 
 
-def test_heic_and_jpeg_xl_files_in_a_training_folder_are_named(tmp_path, caplog, monkeypatch):
+def test_heic_jpeg_xl_and_camera_raw_files_in_a_training_folder_are_named(
+    tmp_path, caplog, monkeypatch
+):
     """A folder of a phone's HEIC photos was "empty or holds other files only"; beside
-    JPEGs they were left out without a word."""
+    JPEGs they were left out without a word, and so were camera raw files (DNG, NEF)."""
     from penet_tf.data.images import list_image_files
 
     (tmp_path / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
-    with pytest.raises(FileNotFoundError, match="it holds 1 HEIC / HEIF or JPEG XL file"):
+    with pytest.raises(FileNotFoundError, match=r"it holds 1 HEIC / HEIF file\(s\)"):
         list_image_files(str(tmp_path))
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
     assert list_image_files(str(tmp_path)) == [str(tmp_path / "ok.png")]
-    assert f"left out 1 HEIC / HEIF or JPEG XL file(s) ({tmp_path}/IMG_0001.HEIC)" in caplog.text
+    assert f"left out 1 HEIC / HEIF file(s) ({tmp_path}/IMG_0001.HEIC), which" in caplog.text
+    caplog.clear()
+    (tmp_path / "DSC_0002.NEF").write_bytes(b"II*\x00" + bytes(100))
+    (tmp_path / "PXL_0003.dng").write_bytes(b"II*\x00" + bytes(100))
+    assert list_image_files(str(tmp_path)) == [str(tmp_path / "ok.png")]
+    assert (
+        f"left out 2 camera raw and 1 HEIC / HEIF file(s) ({tmp_path}/DSC_0002.NEF, "
+        f"{tmp_path}/IMG_0001.HEIC, {tmp_path}/PXL_0003.dng), which penet_tf does not read: "
+        "convert them to JPEG or PNG" in caplog.text
+    )
     # Where Pillow reads them (pillow-heif's opener registered), they are images.
     monkeypatch.setitem(Image.EXTENSION, ".heic", "PNG")
     assert len(list_image_files(str(tmp_path))) == 2

@@ -661,3 +661,68 @@ def test_phone_formats_that_are_not_read_are_named_not_passed_over(tmp_path):
     assert reasons["junk.png"] == "not an image file that can be read (unknown or corrupt format)"
     with pytest.raises(image_io.ImageReadError, match="HEIC / HEIF photo"):
         image_io.open_image(str(tmp_path / "renamed.jpg"))
+
+
+def _tiff_bytes(array, **tags):
+    """A TIFF of ``array`` with extra IFD0 ``tags`` (``t254=1``: tag 254; bytes as BYTE)."""
+    from PIL import TiffImagePlugin
+
+    directory = TiffImagePlugin.ImageFileDirectory_v2()
+    for name, value in tags.items():
+        directory[int(name[1:])] = value
+        if isinstance(value, bytes):
+            directory.tagtype[int(name[1:])] = 1  # BYTE
+    data = io.BytesIO()
+    Image.fromarray(array).save(data, format="TIFF", tiffinfo=directory)
+    return data.getvalue()
+
+
+def test_camera_raw_files_are_named_not_read_as_their_preview(tmp_path):
+    """Pillow opens a DNG (Apple ProRAW, Android RAW) and the TIFF-based raw files (NEF,
+    ARW, CR2) as TIFFs and reads their first image, a small preview: a 24-MP DNG was
+    inpainted as its 256 x 171 thumbnail, without a word; in folders raw files were passed
+    over, and Pillow cannot identify the others (ORF, RW2, RAF, CR3)."""
+    from penet_tf.inpainting import collect_items
+
+    preview = np.full((12, 18, 3), 90, np.uint8)
+    dng = _tiff_bytes(preview, t254=1, t50706=b"\x01\x04\x00\x00")  # NewSubfileType, DNGVersion
+    (tmp_path / "IMG_0001.DNG").write_bytes(dng)
+    (tmp_path / "renamed.tif").write_bytes(dng)  # a DNG by its tag, whatever its name
+    (tmp_path / "DSC_0002.NEF").write_bytes(_tiff_bytes(preview, t254=1))
+    (tmp_path / "DSC_0003.arw").write_bytes(_tiff_bytes(preview))  # (a raw by its name)
+    (tmp_path / "P0004.ORF").write_bytes(b"IIRO\x08\x00\x00\x00" + bytes(100))
+    (tmp_path / "x.cr3").write_bytes(b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01" + bytes(100))
+    # A TIFF whose first page is a thumbnail of another (NewSubfileType bit 0).
+    (tmp_path / "paged.tif").write_bytes(_tiff_bytes(preview, t254=1))
+    (tmp_path / "plain.tif").write_bytes(_tiff_bytes(preview, t254=0))
+    Image.fromarray(preview).save(tmp_path / "IMG_0005.JPG")
+    (tmp_path / "IMG_0005.CR2").write_bytes(_tiff_bytes(preview))  # (a camera's RAW + JPEG)
+    items, skipped = collect_items(str(tmp_path))
+    assert sorted(item.name for item in items) == ["IMG_0005", "plain"]
+    reasons = {os.path.basename(item.name): item.reason for item in skipped}
+    develop = (
+        "which penet_tf does not read{}: develop it (export it from the camera's or a raw "
+        "editor's software) as JPEG, PNG or TIFF"
+    )
+    first = develop.format(" (only its first image, a 18 x 12 preview, could be)")
+    assert reasons == {
+        "IMG_0001.DNG": "a camera raw file (DNG), " + first,
+        "renamed.tif": "a camera raw file (DNG), " + first,
+        "DSC_0002.NEF": "a camera raw file (NEF), " + first,
+        "DSC_0003.arw": "a camera raw file (ARW), " + first,
+        "P0004.ORF": "a camera raw file (ORF), " + develop.format(""),
+        "x.cr3": "a camera raw file (CR3), " + develop.format(""),
+        "paged.tif": "its first image is a 18 x 12 reduced-resolution copy (a preview) of "
+        "another image in the file, which penet_tf does not read: save the photo on its own "
+        "as PNG, JPEG or TIFF",
+    }
+    # Every reader refuses them alike: as a photo, a mask, their size, from bytes.
+    dng_path = str(tmp_path / "IMG_0001.DNG")
+    for read in (image_io.read_rgb, image_io.read_mask, image_io.probe_size):
+        with pytest.raises(image_io.ImageReadError, match=r"camera raw file \(DNG\)"):
+            read(dng_path)
+    with pytest.raises(image_io.ImageReadError, match=r"^cannot read mask .*\(DNG\)"):
+        image_io.check_image_file(dng_path, "mask")
+    with pytest.raises(image_io.ImageReadError, match=r"camera raw file \(DNG\)"):
+        image_io.decode_rgb(dng, "upload")
+    assert image_io.read_rgb(str(tmp_path / "plain.tif")).shape == (12, 18, 3)

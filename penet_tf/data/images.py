@@ -25,6 +25,7 @@ crash.
 """
 
 import atexit
+import collections
 import contextlib
 import hashlib
 import os
@@ -36,7 +37,13 @@ import tensorflow as tf
 
 from penet_tf.data.masks import MaskGenerator
 from penet_tf.errors import first_few, get_logger
-from penet_tf.image_io import decode_rgb, read_error_reason, read_rgb, unread_suffixes
+from penet_tf.image_io import (
+    decode_rgb,
+    read_error_reason,
+    read_rgb,
+    unread_kind,
+    unread_suffixes,
+)
 from penet_tf.io_utils import IMAGE_SUFFIXES, UNREAD_SUFFIXES, find_files
 from penet_tf.training.config import data_section
 
@@ -55,9 +62,11 @@ def list_image_files(path):
     not_read = unread_suffixes()  # (by name: a folder of 100,000 files is not opened here)
     unread = [name for name in files if name.lower().endswith(not_read)]
     files = [name for name in files if not name.lower().endswith(not_read)]
+    kinds = collections.Counter(unread_kind(name) for name in unread)
     left_out = (
-        f"{len(unread)} HEIC / HEIF or JPEG XL file(s) ({first_few(unread)}), which penet_tf "
-        "does not read: convert them to JPEG or PNG"
+        " and ".join(f"{count} {kind}" for kind, count in kinds.items())
+        + f" file(s) ({first_few(unread)}), which penet_tf does not read: convert them to "
+        "JPEG or PNG"
     )
     if not files:
         raise FileNotFoundError(
