@@ -144,6 +144,7 @@ def unread_suffixes():
 
 # The ISO base media file brands of HEIC / HEIF photos (an "ftyp" box at byte 4).
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+_TIFF_STARTS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # (and BigTIFF)
 _JXL_STARTS = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a")
 
 
@@ -193,6 +194,12 @@ def _unidentified_reason(path):
         kind = "a HEIC / HEIF photo (iPhones' and many phones' format)"
     elif head.startswith(_JXL_STARTS):
         kind = "a JPEG XL image"
+    elif head.startswith(_TIFF_STARTS):  # (it was "unknown or corrupt format")
+        return (
+            "a TIFF that cannot be read: damaged, or of a pixel layout that is not read "
+            "(CMYK or 16-bit grey with alpha, floating-point colour, ...): save it as 8- or "
+            "16-bit RGB or grey (PNG, JPEG or TIFF)"
+        )
     else:
         return read_error_reason(UnidentifiedImageError())
     return f"{kind}, which penet_tf does not read: convert it to JPEG or PNG"
@@ -285,12 +292,36 @@ def open_image(path, what="image", name=None):
         orientation = _orientation(image)
         if orientation in _ROTATED:
             oriented = ImageOps.exif_transpose(image)
-            oriented.format = image.format
         else:
             oriented = image  # not copied: a 12-MP photo's copy costs 30 ms
+        oriented = _tiff_as_shown(oriented, image)
+        oriented.format = image.format
         oriented.orientation = orientation
         oriented.sample_bits = _sample_bits(image)
         return oriented
+
+
+_PHOTOMETRIC = 262  # a TIFF tag: 0 = WhiteIsZero (grey, 0 is white), 1 = BlackIsZero, ...
+
+
+def _tiff_as_shown(image, opened):
+    """``image`` (``opened``, turned by its orientation) with the TIFF layouts that
+    Pillow leaves as stored made as a viewer shows them: a 16-bit grey TIFF whose 0 is
+    white (PhotometricInterpretation WhiteIsZero: Pillow inverts 8-bit ones only; the
+    16-bit ones were read as their negative, a mask's holes swapped with the known
+    pixels, without a word), and grey with premultiplied alpha (mode ``"La"``,
+    ImageMagick's default for grey + alpha), which Pillow cannot convert to grey or RGB
+    ("conversion from La to L not supported"): un-premultiplied to ``"LA"``."""
+    if opened.format != "TIFF":
+        return image
+    if image.mode == "La":
+        return image.convert("LA")
+    tags = getattr(opened, "tag_v2", None)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N") and tags is not None:
+        if tags.get(_PHOTOMETRIC) == 0:
+            stored = np.asarray(image).astype(np.int32)
+            return Image.fromarray((65535 - stored).astype(np.uint16))
+    return image
 
 
 def _sample_bits(image):

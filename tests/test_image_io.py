@@ -726,3 +726,38 @@ def test_camera_raw_files_are_named_not_read_as_their_preview(tmp_path):
     with pytest.raises(image_io.ImageReadError, match=r"camera raw file \(DNG\)"):
         image_io.decode_rgb(dng, "upload")
     assert image_io.read_rgb(str(tmp_path / "plain.tif")).shape == (12, 18, 3)
+
+
+def test_tiff_layouts_pillow_leaves_as_stored_are_read_as_a_viewer_shows_them(tmp_path):
+    """A 16-bit grey TIFF whose 0 is white (WhiteIsZero; Pillow inverts only 8-bit ones)
+    was read as its negative, a mask's holes swapped with its known pixels, without a
+    word; grey with premultiplied alpha (ImageMagick's default) failed with Pillow's
+    "conversion from La to L not supported"; TIFF layouts Pillow has no mode for were
+    "unknown or corrupt format"."""
+    import skimage.data
+    import tifffile
+
+    shown = np.asarray(Image.fromarray(skimage.data.camera()).resize((48, 32)))
+    tifffile.imwrite(tmp_path / "w16.tif", (255 - shown).astype(np.uint16) * 257, photometric=0)
+    tifffile.imwrite(tmp_path / "w8.tif", 255 - shown, photometric=0)
+    for name in ("w16.tif", "w8.tif"):
+        np.testing.assert_array_equal(image_io.read_rgb(str(tmp_path / name))[..., 0], shown)
+    hole = np.zeros((32, 48), np.uint16)
+    hole[8:20, 10:30] = 1  # white (a hole) as shown
+    tifffile.imwrite(tmp_path / "m16.tif", (1 - hole) * 65535, photometric=0)
+    np.testing.assert_array_equal(image_io.read_mask(str(tmp_path / "m16.tif"))[..., 0], hole)
+
+    alpha = np.tile(np.linspace(0, 255, 48).round().astype(np.uint8), (32, 1))
+    premultiplied = (shown.astype(np.float64) * alpha / 255).round().astype(np.uint8)
+    path = str(tmp_path / "la.tif")
+    tifffile.imwrite(path, np.dstack([premultiplied, alpha]), photometric=1, extrasamples=[1])
+    grey = image_io.read_rgb(path)
+    opaque = alpha >= 128
+    assert np.abs(grey[..., 0].astype(int) - shown)[opaque].max() <= 1  # un-premultiplied
+    np.testing.assert_array_equal(image_io.read_alpha_mask(path)[..., 0], ~opaque)
+    assert image_io.read_mask(path).shape == (32, 48, 1)
+
+    cmyk = np.zeros((8, 8, 5), np.uint8)
+    tifffile.imwrite(tmp_path / "cmyka.tif", cmyk, photometric="separated", extrasamples=[2])
+    with pytest.raises(image_io.ImageReadError, match="a TIFF that cannot be read: damaged, or"):
+        image_io.read_rgb(str(tmp_path / "cmyka.tif"))
