@@ -644,3 +644,22 @@ def test_a_config_s_paths_may_start_with_a_tilde(photos, tmp_path, monkeypatch):
     assert config.output_dir == str(tmp_path / "runs" / "x")
     trainer = Trainer(config, verbose=0)
     assert len(trainer.source) == len(os.listdir(photos))
+
+
+def test_the_gan_takes_the_generator_s_input_forms_and_exports_the_generator(tmp_path, monkeypatch):
+    """``gan([image, mask])`` and ``gan({"image": ..., "mask": ...})`` failed ("missing a
+    required argument: 'mask'"), and ``gan.export(path)`` with Keras' "The model provided
+    has never called"; the generator takes all three forms and is what is served."""
+    keras.utils.set_random_seed(3)
+    gan = PENetGAN(Generator(base_channels=4), Discriminator(base_channels=8))
+    image = tf.random.uniform([1, 64, 64, 3], -1, 1)
+    mask = tf.cast(tf.random.uniform([1, 64, 64, 1]) > 0.7, tf.float32)
+    expected = gan.generator(image, mask)[0].numpy()
+    for got in (gan(image, mask), gan([image, mask]), gan({"image": image, "mask": mask})):
+        np.testing.assert_array_equal(got[0].numpy(), expected)
+    exported = []
+    monkeypatch.setattr(
+        Generator, "export", lambda self, *args, **kwargs: exported.append((self, args, kwargs))
+    )
+    gan.export(str(tmp_path / "1"), max_pixels=4096)
+    assert exported == [(gan.generator, (str(tmp_path / "1"),), {"max_pixels": 4096})]

@@ -68,7 +68,10 @@ class Discriminator(keras.Model):
     Call arguments:
         image: float32 [batch, H, W, 3] in [-1, 1]; H, W >= 47.
         training: whether to run the spectral-norm power iteration. The release calls
-            D separately on real images and on composites, each call one iteration.
+            D separately on real images and on composites, each call one iteration. A
+            fresh discriminator's vectors are random (as the release's): its logits with
+            ``training=False`` mean nothing (up to 9e6 at base 64) until it has trained,
+            loaded weights or been called once with ``training=True``.
 
     Returns:
         Logits [batch, h, w, 1] (27 x 27 for 256 x 256 inputs).

@@ -442,8 +442,20 @@ class PENetGAN(keras.Model):
             "(gan.generator.save('generator.keras'))"
         )
 
-    def call(self, image, mask):
-        return self.generator(image, mask)
+    def export(self, filepath, *args, **kwargs):
+        """The generator's SavedModel for serving (``Generator.export``: the signatures
+        of ``penet_tf.export``); the discriminator is not served. Keras' own export
+        failed on the pair ("The model provided has never called", or a missing
+        ``mask``)."""
+        return self.generator.export(filepath, *args, **kwargs)
+
+    def call(self, image, mask=None, training=None):
+        """The generator's ``(output, pyramid)``, in every form ``Generator`` takes:
+        ``gan(image, mask)``, ``gan([image, mask])`` or ``gan({"image": ..., "mask":
+        ...})`` (the last two failed with "missing a required argument: 'mask'")."""
+        if mask is None:
+            return self.generator(image, training=training)
+        return self.generator(image, mask, training=training)
 
     def _log_means(self, logs, images):
         """The epoch's means so far, each batch weighted by its ``images`` (as Keras' own
