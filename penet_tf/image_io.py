@@ -196,9 +196,9 @@ def _unidentified_reason(path):
         kind = "a JPEG XL image"
     elif head.startswith(_TIFF_STARTS):  # (it was "unknown or corrupt format")
         return (
-            "a TIFF that cannot be read: damaged, or of a pixel layout that is not read "
-            "(CMYK or 16-bit grey with alpha, floating-point colour, ...): save it as 8- or "
-            "16-bit RGB or grey (PNG, JPEG or TIFF)"
+            "a TIFF, damaged or of a pixel layout penet_tf does not read (CMYK or 16-bit "
+            "grey with alpha, floating-point colour, ...): save it as 8- or 16-bit RGB or "
+            "grey (PNG, JPEG or TIFF)"
         )
     else:
         return read_error_reason(UnidentifiedImageError())

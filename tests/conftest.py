@@ -12,6 +12,16 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# pytest-xdist's workers share the machine's cores: each worker's TensorFlow runs an op on
+# its share of them (one thread each for the README's two workers on 2 cores), not on a
+# pool as large as the machine (two such pools oversubscribed the cores: 80 tests of the
+# inpaint, evaluate and training modules took 0.90-0.92x the time with one thread, two
+# alternating rounds on 2026-12-07). Subprocesses inherit it; a user's own setting stays.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+if _WORKERS > 1:
+    _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _SHARE = max(1, (_CPUS or 1) // _WORKERS)
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(_SHARE))
 # The serving double, the demo server and the workers listen on this machine: a CI
 # runner's http_proxy / https_proxy (which gRPC and urllib honour) sent their requests
 # to the proxy instead, and every such test failed with "connection refused".
