@@ -318,6 +318,14 @@ def test_images_off_the_uint8_scale_are_refused_by_name(photos):
                 metric(*pair)
     with pytest.raises(ValueError, match="the second image holds values from -1"):
         metrics.paired_metrics(a, signed[1])
+    # 16-bit images (uint16, int32, floats on 0..65535) scored PSNR -19.8 dB and L1 774
+    # where their 8-bit versions score 28.4 dB and 3.0.
+    wide = a.astype(np.uint16) * 257
+    for image in (wide, wide.astype(np.int32), wide.astype(np.float64)):
+        for metric in (metrics.l1, metrics.psnr, metrics.ssim):
+            with pytest.raises(ValueError, match=r"the second image holds values up to 6\d+"):
+                metric(a, image)
+    np.testing.assert_allclose(metrics.psnr(a.astype(np.uint16), b), metrics.psnr(a, b))
     # floats on the uint8 scale (a bicubic resize's overshoot too) and whole-number dark
     # images are taken as before
     np.testing.assert_allclose(metrics.psnr(a.astype(np.float32), b), metrics.psnr(a, b))
