@@ -164,6 +164,14 @@ def _unreadable(path, error):
             "holds pickled Python objects besides tensors (a whole nn.Module?), not the "
             "released {'netG' or 'netD': state_dict}: save the model's state_dict() instead"
         )
+    text = str(error)
+    if magic.startswith(b"PK") or magic[:1] == b"\x80":  # (torch's zip, or legacy pickle)
+        if "central directory" in text or "corrupt" in text or "EOF" in text:
+            # (it was "not a PyTorch checkpoint": a copy cut short or damaged)
+            return (
+                "is a PyTorch checkpoint that is damaged or cut short (an interrupted "
+                "download or copy?): copy it again"
+            )
     return "is not a PyTorch checkpoint (a zip or pickle file of tensors)"
 
 
@@ -563,6 +571,17 @@ def released_save(folder):
     trainer's ``save_dir``), numbered by ``latest.ckpt`` as its ``Trainer.load()`` finds
     them. Missing files are a ``FileNotFoundError`` naming them."""
     latest = os.path.join(folder, "latest.ckpt")
+    if os.path.isfile(folder):  # (it said "no such folder")
+        raise FileNotFoundError(
+            f"--resume-release {folder}: a file; give the released trainer's save folder "
+            "(its save_dir, holding latest.ckpt)"
+            + (
+                ", or start from this generator's weights with --init-from"
+                if os.path.basename(folder).startswith("gen")
+                else ""
+            )
+            + "."
+        )
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--resume-release {folder}: no such folder.")
     if not os.path.isfile(latest):

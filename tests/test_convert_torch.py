@@ -84,6 +84,13 @@ def test_wrong_checkpoints_are_named(official_fixture, tmp_path):
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"is not a PyTorch checkpoint \(a zip or pickle"):
         load_released_generator(str(tmp_path / "garbage.pth"))
+    # A copy cut short, in either of torch's formats, was "not a PyTorch checkpoint".
+    for zipped in (True, False):
+        torch.save({"netG": state}, tmp_path / "whole.pth", _use_new_zipfile_serialization=zipped)
+        whole = (tmp_path / "whole.pth").read_bytes()
+        (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(CheckpointError, match="is a PyTorch checkpoint that is damaged or cut"):
+            load_released_generator(str(tmp_path / "cut.pth"))
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):

@@ -262,6 +262,21 @@ def test_resume_release_refusals_before_training(run_of_two_steps, photos, tmp_p
     with pytest.raises(SystemExit):
         _train(capsys, "--config", path, "--resume-release", out, "--init-from", out)
     assert "--init-from and --resume-release exclude each other" in capsys.readouterr().err
+    # A file of the save (it said "no such folder"), and the save folder as --init-from
+    # (it said only "no generator.weights.h5 in it").
+    generator = sorted(out.glob("gen_*.pth"))[-1]
+    code, printed = _train(capsys, "--config", path, "--resume-release", generator)
+    assert code == 2 and (
+        f"--resume-release {generator}: a file; give the released trainer's save folder (its "
+        "save_dir, holding latest.ckpt), or start from this generator's weights with "
+        "--init-from." in printed
+    ), printed
+    code, printed = _train(capsys, "--config", path, "--init-from", out)
+    assert code == 2 and (
+        "no generator.weights.h5 in it (a released trainer's save folder: start from its "
+        "weights with --init-from FOLDER/gen_N.pth, or go on with its run with "
+        "--resume-release FOLDER)." in printed
+    ), printed
     # nothing written: not even the run folder with its lock (it was left behind)
     assert not (tmp_path / "b").exists()
 

@@ -200,7 +200,20 @@ def load_initial_weights(gan, path):
         generator = os.path.join(path, "generator.weights.h5")
         discriminator = os.path.join(path, "discriminator.weights.h5")
         if not os.path.isfile(generator):
-            raise FileNotFoundError(f"--init-from {path}: no generator.weights.h5 in it.")
+            release = os.path.isfile(os.path.join(path, "latest.ckpt")) or any(
+                name.startswith("gen_") and name.endswith(".pth") for name in os.listdir(path)
+            )
+            raise FileNotFoundError(
+                f"--init-from {path}: no generator.weights.h5 in it"
+                + (
+                    " (a released trainer's save folder: start from its weights with "
+                    "--init-from FOLDER/gen_N.pth, or go on with its run with "
+                    "--resume-release FOLDER)"
+                    if release
+                    else ""
+                )
+                + "."
+            )
         _load_initial(gan.generator, generator, "generator", model)
         if os.path.isfile(discriminator):
             _load_initial(gan.discriminator, discriminator, "discriminator", critic)
