@@ -159,6 +159,7 @@ _RAW_STARTS = {
 }
 _DNG_VERSION = 50706  # the TIFF tag that only DNG files carry
 _NEW_SUBFILE_TYPE = 254  # a TIFF tag; its bit 0: a reduced-resolution copy of another image
+_SUB_IFDS = 330  # a TIFF tag: the offsets of further images (a DNG's raw data, ...)
 
 
 def _raw_reason(kind, preview=""):
@@ -182,12 +183,6 @@ def _unidentified_reason(path):
     raw = [kind for start, kind in _RAW_STARTS.items() if head.startswith(start)]
     if head[4:8] == b"ftyp" and head[8:12] == b"crx ":
         raw = ["CR3"]
-    if (
-        not raw
-        and isinstance(path, str | bytes | os.PathLike)
-        and unread_kind(path) == "camera raw"
-    ):
-        raw = [os.path.splitext(os.fsdecode(path))[1][1:].upper()]
     if raw:
         return _raw_reason(raw[0])
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
@@ -197,9 +192,13 @@ def _unidentified_reason(path):
     elif head.startswith(_TIFF_STARTS):  # (it was "unknown or corrupt format")
         return (
             "a TIFF, damaged or of a pixel layout penet_tf does not read (CMYK or 16-bit "
-            "grey with alpha, floating-point colour, ...): save it as 8- or 16-bit RGB or "
-            "grey (PNG, JPEG or TIFF)"
+            "grey with alpha, floating-point colour, ...): save it as 8-bit RGB or grey, or "
+            "as a 16-bit RGB or grey PNG or TIFF"
         )
+    elif (
+        head and isinstance(path, str | bytes | os.PathLike) and unread_kind(path) == ("camera raw")
+    ):  # (by its name last: a HEIC named .dng is a HEIC; an empty file is not a raw file)
+        return _raw_reason(os.path.splitext(os.fsdecode(path))[1][1:].upper())
     else:
         return read_error_reason(UnidentifiedImageError())
     return f"{kind}, which penet_tf does not read: convert it to JPEG or PNG"
@@ -226,7 +225,8 @@ def _refuse_previews(image, path, what):
         reduced = int(tags.get(_NEW_SUBFILE_TYPE, 0)) & 1
     except (TypeError, ValueError):
         reduced = 0
-    if reduced:
+    # (only where there is another image: a lone image flagged so is read)
+    if reduced and (getattr(image, "n_frames", 1) > 1 or _SUB_IFDS in tags):
         raise ImageReadError(
             what,
             label,

@@ -222,12 +222,14 @@ def collect_items(images, masks=None, predictions=None, resize=None):
                 Skipped(path, f"another image has the same name ({seen[name]}); rename one")
             )
             continue
-        seen[name] = path
         try:
             size = displayed = probe_size(path)
         except Exception as error:  # anything PIL raises on a bad file
+            # (not taken as the name's image: a HEIC beside a DNG of its name, neither
+            # read, was "another image has the same name; rename one")
             skipped.append(Skipped(path, read_error_reason(error)))
             continue
+        seen[name] = path
         if resize is not None:
             size = tuple(resize)
         item = Item(position, name, path, size, shared_mask, shared_mask=shared_mask is not None)

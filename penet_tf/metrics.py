@@ -65,14 +65,15 @@ def _check_scale(image, name):
     (``convert_image_dtype``'s floats). Such pairs gave plausible wrong numbers: [-1, 1]
     images scored PSNR 68.4 dB, L1 0.03 and SSIM 0.9998 where their uint8 versions score
     26.3 dB, 3.84 and 0.985. (A bicubic resize's overshoot below 0 or above 255, and a
-    nearly black photo of whole values, are taken.) Values past 255 (integers) or 510
-    (floats: past any resize's overshoot) are 16-bit images, which scored PSNR -19.8 dB,
-    L1 774 and SSIM 0.466 where their 8-bit versions score 28.4 dB, 3.0 and 0.641."""
+    nearly black photo of whole values, are taken.) Values past 510 (past any resize's or
+    sharpening's overshoot), integers or floats, are 16-bit images, which scored PSNR
+    -19.8 dB, L1 774 and SSIM 0.466 where their 8-bit versions score 28.4 dB, 3.0 and
+    0.641."""
     if image.dtype == tf.bool:
         return
     values = tf.cast(image, tf.float64)
     low, high = float(tf.reduce_min(values)), float(tf.reduce_max(values))
-    if high > (255.0 if image.dtype.is_integer else 510.0):
+    if high > 510.0:
         raise ValueError(
             f"metrics take images on the uint8 scale (0..255); {name} holds values up to "
             f"{high:.6g}, as 16-bit images (0..65535): scale them to 8 bits (penet_tf reads "

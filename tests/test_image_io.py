@@ -692,20 +692,34 @@ def test_camera_raw_files_are_named_not_read_as_their_preview(tmp_path):
     (tmp_path / "DSC_0003.arw").write_bytes(_tiff_bytes(preview))  # (a raw by its name)
     (tmp_path / "P0004.ORF").write_bytes(b"IIRO\x08\x00\x00\x00" + bytes(100))
     (tmp_path / "x.cr3").write_bytes(b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01" + bytes(100))
-    # A TIFF whose first page is a thumbnail of another (NewSubfileType bit 0).
-    (tmp_path / "paged.tif").write_bytes(_tiff_bytes(preview, t254=1))
+    # A TIFF whose first page is a thumbnail of the next (NewSubfileType bit 0); a lone
+    # image flagged so is read.
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "paged.tif") as tiff:
+        tiff.write(preview, subfiletype=1)
+        tiff.write(np.zeros((24, 36, 3), np.uint8))
+    (tmp_path / "lone.tif").write_bytes(_tiff_bytes(preview, t254=1))
+    # A HEIC named .dng is a HEIC; a HEIC beside a DNG of its name: each named for itself
+    # (it was "another image has the same name; rename one").
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    (tmp_path / "phone.dng").write_bytes(heic)
+    (tmp_path / "IMG_0001.HEIC").write_bytes(heic)
     (tmp_path / "plain.tif").write_bytes(_tiff_bytes(preview, t254=0))
     Image.fromarray(preview).save(tmp_path / "IMG_0005.JPG")
     (tmp_path / "IMG_0005.CR2").write_bytes(_tiff_bytes(preview))  # (a camera's RAW + JPEG)
     items, skipped = collect_items(str(tmp_path))
-    assert sorted(item.name for item in items) == ["IMG_0005", "plain"]
+    assert sorted(item.name for item in items) == ["IMG_0005", "lone", "plain"]
     reasons = {os.path.basename(item.name): item.reason for item in skipped}
     develop = (
         "which penet_tf does not read{}: develop it (export it from the camera's or a raw "
         "editor's software) as JPEG, PNG or TIFF"
     )
     first = develop.format(" (only its first image, a 18 x 12 preview, could be)")
+    heif = "a HEIC / HEIF photo (iPhones' and many phones' format), which penet_tf does not "
     assert reasons == {
+        "phone.dng": heif + "read: convert it to JPEG or PNG",
+        "IMG_0001.HEIC": heif + "read: convert it to JPEG or PNG",
         "IMG_0001.DNG": "a camera raw file (DNG), " + first,
         "renamed.tif": "a camera raw file (DNG), " + first,
         "DSC_0002.NEF": "a camera raw file (NEF), " + first,

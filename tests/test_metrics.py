@@ -326,6 +326,9 @@ def test_images_off_the_uint8_scale_are_refused_by_name(photos):
             with pytest.raises(ValueError, match=r"the second image holds values up to 6\d+"):
                 metric(a, image)
     np.testing.assert_allclose(metrics.psnr(a.astype(np.uint16), b), metrics.psnr(a, b))
+    sharpened = a.astype(np.int32)
+    sharpened[:, :2, :2] = 256  # (a filter's overshoot, as floats are taken)
+    assert np.isfinite(metrics.psnr(sharpened, b)).all()
     # floats on the uint8 scale (a bicubic resize's overshoot too) and whole-number dark
     # images are taken as before
     np.testing.assert_allclose(metrics.psnr(a.astype(np.float32), b), metrics.psnr(a, b))

@@ -3,6 +3,7 @@ what it writes, clear errors."""
 
 import os
 import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -655,7 +656,11 @@ def test_the_gan_takes_the_generator_s_input_forms_and_exports_the_generator(tmp
     image = tf.random.uniform([1, 64, 64, 3], -1, 1)
     mask = tf.cast(tf.random.uniform([1, 64, 64, 1]) > 0.7, tf.float32)
     expected = gan.generator(image, mask)[0].numpy()
-    for got in (gan(image, mask), gan([image, mask]), gan({"image": image, "mask": mask})):
+    with warnings.catch_warnings():  # (Keras: "... will therefore destroy the mask")
+        warnings.simplefilter("error")
+        forms = [gan(image, mask), gan(image, mask=mask), gan([image, mask])]
+        forms.append(gan({"image": image, "mask": mask}))
+    for got in forms:
         np.testing.assert_array_equal(got[0].numpy(), expected)
     exported = []
     monkeypatch.setattr(

@@ -70,7 +70,7 @@ class Discriminator(keras.Model):
         training: whether to run the spectral-norm power iteration. The release calls
             D separately on real images and on composites, each call one iteration. A
             fresh discriminator's vectors are random (as the release's): its logits with
-            ``training=False`` mean nothing (up to 9e6 at base 64) until it has trained,
+            ``training=False`` mean nothing (3.9e6 to 8.0e8 at base 64) until it has trained,
             loaded weights or been called once with ``training=True``.
 
     Returns:

@@ -449,6 +449,11 @@ class PENetGAN(keras.Model):
         ``mask``)."""
         return self.generator.export(filepath, *args, **kwargs)
 
+    def compute_mask(self, inputs, previous_mask=None):
+        # (the hole mask is an input, not Keras' padding mask: gan(image, mask=mask)
+        # warned that it would "destroy the mask information")
+        return None
+
     def call(self, image, mask=None, training=None):
         """The generator's ``(output, pyramid)``, in every form ``Generator`` takes:
         ``gan(image, mask)``, ``gan([image, mask])`` or ``gan({"image": ..., "mask":
