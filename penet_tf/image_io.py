@@ -208,8 +208,9 @@ def _refuse_previews(image, path, what):
     """Raises ``ImageReadError`` where the file ``path`` that Pillow opened as ``image``
     gives only a preview of its photo: a camera raw file (a DNG by its tag, a TIFF-based
     raw such as NEF, ARW or CR2 by its suffix) or a TIFF whose first image is a
-    reduced-resolution copy of another one in the file. Pillow reads their first image:
-    a 24-MP DNG was inpainted as its 256 x 171 thumbnail, without a word."""
+    reduced-resolution copy of another one in the file. Pillow reads their first image
+    (in many DNGs a small preview): it was inpainted in place of the photo, without a
+    word."""
     tags = getattr(image, "tag_v2", None) if image.format == "TIFF" else None
     if tags is None:
         return

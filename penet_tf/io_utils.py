@@ -46,8 +46,9 @@ IMAGE_SUFFIXES = (
 
 # Camera raw files (a camera's RAW + JPEG pairs; Apple ProRAW and Android's RAW are DNG):
 # Pillow opens the TIFF-based ones (DNG, NEF, ARW, ...) as TIFFs and gave their first
-# image, a small preview (a 24-MP DNG inpainted as its 256 x 171 thumbnail, without a
-# word), and cannot identify the others; in folders they were passed over.
+# image, in many DNGs a small preview (a DNG's preview was inpainted in place of the
+# photo, without a word), and cannot identify the others; in folders they were passed
+# over.
 RAW_SUFFIXES = (
     ".dng",
     ".cr2",

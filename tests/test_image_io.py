@@ -679,8 +679,8 @@ def _tiff_bytes(array, **tags):
 
 def test_camera_raw_files_are_named_not_read_as_their_preview(tmp_path):
     """Pillow opens a DNG (Apple ProRAW, Android RAW) and the TIFF-based raw files (NEF,
-    ARW, CR2) as TIFFs and reads their first image, a small preview: a 24-MP DNG was
-    inpainted as its 256 x 171 thumbnail, without a word; in folders raw files were passed
+    ARW, CR2) as TIFFs and reads their first image, in many DNGs a small preview: it was
+    inpainted in place of the photo, without a word; in folders raw files were passed
     over, and Pillow cannot identify the others (ORF, RW2, RAF, CR3)."""
     from penet_tf.inpainting import collect_items
 
