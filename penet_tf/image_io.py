@@ -204,10 +204,24 @@ def _unidentified_reason(path):
     return f"{kind}, which penet_tf does not read: convert it to JPEG or PNG"
 
 
+def _file_head(image):
+    """The first 16 bytes of the file Pillow opened as ``image`` (b"" if unknown); the
+    file's position is kept."""
+    handle = getattr(image, "fp", None)
+    try:
+        position = handle.tell()
+        handle.seek(0)
+        head = handle.read(16)
+        handle.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return b""
+    return head if isinstance(head, bytes) else b""
+
+
 def _refuse_previews(image, path, what):
     """Raises ``ImageReadError`` where the file ``path`` that Pillow opened as ``image``
-    gives only a preview of its photo: a camera raw file (a DNG by its tag, a TIFF-based
-    raw such as NEF, ARW or CR2 by its suffix) or a TIFF whose first image is a
+    gives only a preview of its photo: a camera raw file (a DNG by its tag, a CR2 by its
+    marker, a TIFF-based raw such as NEF or ARW by its suffix) or a TIFF whose first image is a
     reduced-resolution copy of another one in the file. Pillow reads their first image
     (in many DNGs a small preview): it was inpainted in place of the photo, without a
     word."""
@@ -218,6 +232,8 @@ def _refuse_previews(image, path, what):
     label = os.fsdecode(path) if named else path
     preview = f" (only its first image, a {image.size[0]} x {image.size[1]} preview, could be)"
     kind = "DNG" if _DNG_VERSION in tags else None
+    if kind is None and _file_head(image)[8:10] == b"CR":  # (Canon's CR2 marker)
+        kind = "CR2"
     if kind is None and named and unread_kind(path) == "camera raw":
         kind = os.path.splitext(label)[1][1:].upper()
     if kind is not None:

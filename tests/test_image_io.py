@@ -677,6 +677,19 @@ def _tiff_bytes(array, **tags):
     return data.getvalue()
 
 
+def _with_cr2_marker(tiff):
+    """A little-endian TIFF with Canon's CR2 marker ("CR", version 2) at byte 8, as a
+    CR2's header holds it: the first IFD (at byte 8) copied to the end and pointed at."""
+    import struct
+
+    entries = struct.unpack("<H", tiff[8:10])[0]
+    directory = tiff[8 : 8 + 2 + 12 * entries + 4]
+    data = bytearray(tiff + bytes(len(tiff) % 2))  # (an IFD starts on a word boundary)
+    data[4:8] = struct.pack("<I", len(data))
+    data[8:12] = b"CR\x02\x00"
+    return bytes(data + directory)
+
+
 def test_camera_raw_files_are_named_not_read_as_their_preview(tmp_path):
     """Pillow opens a DNG (Apple ProRAW, Android RAW) and the TIFF-based raw files (NEF,
     ARW, CR2) as TIFFs and reads their first image, in many DNGs a small preview: it was
@@ -708,6 +721,8 @@ def test_camera_raw_files_are_named_not_read_as_their_preview(tmp_path):
     (tmp_path / "plain.tif").write_bytes(_tiff_bytes(preview, t254=0))
     Image.fromarray(preview).save(tmp_path / "IMG_0005.JPG")
     (tmp_path / "IMG_0005.CR2").write_bytes(_tiff_bytes(preview))  # (a camera's RAW + JPEG)
+    # A CR2 renamed .tif (Canon's "CR" marker at byte 8, no flag, no DNG tag) was read.
+    (tmp_path / "canon.tif").write_bytes(_with_cr2_marker(_tiff_bytes(preview)))
     items, skipped = collect_items(str(tmp_path))
     assert sorted(item.name for item in items) == ["IMG_0005", "lone", "plain"]
     reasons = {os.path.basename(item.name): item.reason for item in skipped}
@@ -724,6 +739,7 @@ def test_camera_raw_files_are_named_not_read_as_their_preview(tmp_path):
         "renamed.tif": "a camera raw file (DNG), " + first,
         "DSC_0002.NEF": "a camera raw file (NEF), " + first,
         "DSC_0003.arw": "a camera raw file (ARW), " + first,
+        "canon.tif": "a camera raw file (CR2), " + first,
         "P0004.ORF": "a camera raw file (ORF), " + develop.format(""),
         "x.cr3": "a camera raw file (CR3), " + develop.format(""),
         "paged.tif": "its first image is a 18 x 12 reduced-resolution copy (a preview) of "
