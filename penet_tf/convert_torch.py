@@ -566,6 +566,14 @@ def released_names(iteration):
     return f"gen_{number}.pth", f"dis_{number}.pth", f"opt_{number}.pth", "latest.ckpt"
 
 
+def is_released_save(folder):
+    """Whether ``folder`` looks like the released trainer's ``save_dir`` (a
+    ``latest.ckpt`` or a ``gen_*.pth`` in it)."""
+    return os.path.isfile(os.path.join(folder, "latest.ckpt")) or any(
+        name.startswith("gen_") and name.endswith(".pth") for name in os.listdir(folder)
+    )
+
+
 def released_save(folder):
     """The paths ``(gen, dis, opt)`` of the release's newest save in ``folder`` (its
     trainer's ``save_dir``), numbered by ``latest.ckpt`` as its ``Trainer.load()`` finds

@@ -173,13 +173,7 @@ def _unidentified_reason(path):
     """Why Pillow could not identify the file ``path``: the format's name where it is
     one that phones and cameras write and penet_tf does not read (HEIC / HEIF, JPEG XL,
     camera raw: it was "unknown or corrupt format", whatever its name says)."""
-    head = b""
-    if isinstance(path, str | bytes | os.PathLike):
-        try:
-            with open(path, "rb") as handle:
-                head = handle.read(16)
-        except OSError:
-            pass
+    head = _leading_bytes(path)
     raw = [kind for start, kind in _RAW_STARTS.items() if head.startswith(start)]
     if head[4:8] == b"ftyp" and head[8:12] == b"crx ":
         raw = ["CR3"]
@@ -195,27 +189,36 @@ def _unidentified_reason(path):
             "grey with alpha, floating-point colour, ...): save it as 8-bit RGB or grey, or "
             "as a 16-bit RGB or grey PNG or TIFF"
         )
-    elif (
-        head and isinstance(path, str | bytes | os.PathLike) and unread_kind(path) == ("camera raw")
-    ):  # (by its name last: a HEIC named .dng is a HEIC; an empty file is not a raw file)
-        return _raw_reason(os.path.splitext(os.fsdecode(path))[1][1:].upper())
+    elif head and _raw_kind_by_name(path):
+        # (by its name last: a HEIC named .dng is a HEIC; an empty file is not a raw file)
+        return _raw_reason(_raw_kind_by_name(path))
     else:
         return read_error_reason(UnidentifiedImageError())
     return f"{kind}, which penet_tf does not read: convert it to JPEG or PNG"
 
 
-def _file_head(image):
-    """The first 16 bytes of the file Pillow opened as ``image`` (b"" if unknown); the
-    file's position is kept."""
-    handle = getattr(image, "fp", None)
+def _leading_bytes(source):
+    """The first 16 bytes of ``source``, a path or an open binary file (its position
+    kept); b"" where they cannot be read."""
     try:
-        position = handle.tell()
-        handle.seek(0)
-        head = handle.read(16)
-        handle.seek(position)
+        if isinstance(source, str | bytes | os.PathLike):
+            with open(source, "rb") as handle:
+                return handle.read(16)
+        position = source.tell()
+        source.seek(0)
+        head = source.read(16)
+        source.seek(position)
     except (AttributeError, OSError, ValueError):
         return b""
     return head if isinstance(head, bytes) else b""
+
+
+def _raw_kind_by_name(path):
+    """``"NEF"``, ``"DNG"``, ...: the camera raw format that the name ``path`` says, or
+    None (also for a file object)."""
+    if isinstance(path, str | bytes | os.PathLike) and unread_kind(path) == "camera raw":
+        return os.path.splitext(os.fsdecode(path))[1][1:].upper()
+    return None
 
 
 def _refuse_previews(image, path, what):
@@ -228,14 +231,12 @@ def _refuse_previews(image, path, what):
     tags = getattr(image, "tag_v2", None) if image.format == "TIFF" else None
     if tags is None:
         return
-    named = isinstance(path, str | bytes | os.PathLike)
-    label = os.fsdecode(path) if named else path
+    label = os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else path
     preview = f" (only its first image, a {image.size[0]} x {image.size[1]} preview, could be)"
     kind = "DNG" if _DNG_VERSION in tags else None
-    if kind is None and _file_head(image)[8:10] == b"CR":  # (Canon's CR2 marker)
-        kind = "CR2"
-    if kind is None and named and unread_kind(path) == "camera raw":
-        kind = os.path.splitext(label)[1][1:].upper()
+    if kind is None and _leading_bytes(getattr(image, "fp", None))[8:10] == b"CR":
+        kind = "CR2"  # (Canon's CR2 marker)
+    kind = kind or _raw_kind_by_name(path)
     if kind is not None:
         raise ImageReadError(what, label, _raw_reason(kind, preview))
     try:
@@ -334,7 +335,7 @@ def _tiff_as_shown(image, opened):
     if image.mode == "La":
         return image.convert("LA")
     tags = getattr(opened, "tag_v2", None)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N") and tags is not None:
+    if image.mode in _SIXTEEN_BIT and image.mode != "I" and tags is not None:
         if tags.get(_PHOTOMETRIC) == 0:
             stored = np.asarray(image).astype(np.int32)
             return Image.fromarray((65535 - stored).astype(np.uint16))

@@ -200,16 +200,15 @@ def load_initial_weights(gan, path):
         generator = os.path.join(path, "generator.weights.h5")
         discriminator = os.path.join(path, "discriminator.weights.h5")
         if not os.path.isfile(generator):
-            release = os.path.isfile(os.path.join(path, "latest.ckpt")) or any(
-                name.startswith("gen_") and name.endswith(".pth") for name in os.listdir(path)
-            )
+            from penet_tf.convert_torch import is_released_save
+
             raise FileNotFoundError(
                 f"--init-from {path}: no generator.weights.h5 in it"
                 + (
                     " (a released trainer's save folder: start from its weights with "
                     "--init-from FOLDER/gen_N.pth, or go on with its run with "
                     "--resume-release FOLDER)"
-                    if release
+                    if is_released_save(path)
                     else ""
                 )
                 + "."
