@@ -107,7 +107,16 @@ def _check_pixel_format(image):
     """Raises ``PixelFormatError`` for 32-bit float pixels (Pillow's conversion clipped a
     0-1 float TIFF to 0: a black photo, inpainted without a word), 32-bit integers past
     16 bits (clipped) and a TIFF's 32-bit integer samples (8-bit values read as 16-bit
-    ones were black)."""
+    ones were black), and a TIFF's signed 8-bit or 16-bit samples (8-bit ones wrapped, -1
+    read as 255; 16-bit ones were refused as "32-bit integer pixels"). Pillow saves its
+    mode "I" as signed 32-bit samples: those keep the 32-bit integer check."""
+    bits = getattr(image, "sample_bits", 0)
+    if getattr(image, "signed_samples", False) and 0 < bits <= 16:
+        raise PixelFormatError(
+            f"signed {bits}-bit integer samples (TIFF SampleFormat 2) are not read (where "
+            "their zero and full scale lie is unknown): save the image with unsigned 8 or "
+            "16 bits per channel"
+        )
     if image.mode.startswith("F"):
         raise PixelFormatError(
             "32-bit floating-point pixels are not read: save the image with 8 or 16 bits "
@@ -116,7 +125,7 @@ def _check_pixel_format(image):
     if image.mode == "I":
         extrema = image.getextrema()
         # (a TIFF of 32-bit samples: 8-bit values in it read as 16-bit ones were black)
-        if extrema[0] < 0 or extrema[1] > 65535 or getattr(image, "sample_bits", 0) > 16:
+        if extrema[0] < 0 or extrema[1] > 65535 or bits > 16:
             raise PixelFormatError(
                 f"32-bit integer pixels ({extrema[0]} to {extrema[1]}) are not read (8-bit "
                 "or 16-bit values, their scale is unknown): save the image with 8 or 16 "
@@ -316,6 +325,7 @@ def open_image(path, what="image", name=None):
         oriented.format = image.format
         oriented.orientation = orientation
         oriented.sample_bits = _sample_bits(image)
+        oriented.signed_samples = _signed_samples(image)
         return oriented
 
 
@@ -348,6 +358,17 @@ def _sample_bits(image):
     bits = tags.get(258) if image.format == "TIFF" and tags is not None else None
     bits = bits if isinstance(bits, tuple | list) else (bits,)
     return max((b for b in bits if isinstance(b, int)), default=0)
+
+
+_SAMPLE_FORMAT = 339  # a TIFF tag: 1 = unsigned integer, 2 = signed, 3 = floating point
+
+
+def _signed_samples(image):
+    """Whether ``image`` is a TIFF of signed integer samples (SampleFormat 2)."""
+    tags = getattr(image, "tag_v2", None)
+    kinds = tags.get(_SAMPLE_FORMAT) if image.format == "TIFF" and tags is not None else None
+    kinds = kinds if isinstance(kinds, tuple | list) else (kinds,)
+    return 2 in kinds
 
 
 @contextlib.contextmanager

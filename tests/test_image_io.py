@@ -548,6 +548,30 @@ def test_float_and_32_bit_integer_pixels_are_refused_by_name(tmp_path):
     np.testing.assert_array_equal(image_io.read_rgb(tmp_path / "deep.pgm")[..., 0], values >> 8)
 
 
+def test_signed_8_and_16_bit_tiff_samples_are_refused_by_name(tmp_path):
+    """A TIFF of signed samples (SampleFormat 2, scientific cameras write them): the 8-bit
+    ones were read wrapped (-1 as 255, a dark region read bright, without a word) and the
+    16-bit ones refused as "32-bit integer pixels", which the file does not hold."""
+    import tifffile
+
+    ramp = np.linspace(-100, 99, 48 * 64).reshape(48, 64)
+    tifffile.imwrite(tmp_path / "s8.tif", ramp.astype(np.int8))
+    tifffile.imwrite(tmp_path / "s16.tif", (ramp * 200).astype(np.int16))
+    for bits in (8, 16):
+        path = tmp_path / f"s{bits}.tif"
+        reason = rf"signed {bits}-bit integer samples \(TIFF SampleFormat 2\)"
+        for read in (image_io.read_rgb, image_io.read_mask):
+            with pytest.raises(image_io.PixelFormatError, match=reason):
+                read(path)
+        with pytest.raises(image_io.PixelFormatError, match=reason):
+            image_io.decode_rgb(path.read_bytes(), str(path))
+    # Unsigned 8-bit samples are read as they are.
+    tifffile.imwrite(tmp_path / "u8.tif", (ramp + 100).astype(np.uint8))
+    np.testing.assert_array_equal(
+        image_io.read_rgb(tmp_path / "u8.tif")[..., 1], (ramp + 100).astype(np.uint8)
+    )
+
+
 def test_a_16_bit_png_s_transparent_colour_is_its_hole(tmp_path):
     """--mask-from-alpha on a 16-bit grey or RGB PNG whose transparency is one colour (its
     tRNS chunk): the key was compared with Pillow's 8-bit pixels, and no pixel was a hole."""
