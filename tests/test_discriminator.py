@@ -126,3 +126,17 @@ def test_uint8_and_too_small_images_are_refused_even_with_unknown_sizes():
     assert call(tf.zeros([1, MIN_SIZE, MIN_SIZE, 3])).shape == (1, 1, 1, 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="H and W must be at least 47"):
         call(tf.zeros([1, 40, 40, 3]))
+
+
+def test_export_keeps_batch_height_and_width_dynamic(tmp_path):
+    """Keras' export took the built shape: a discriminator exported after a 64^2 call
+    refused a 96 x 80 image."""
+    discriminator = Discriminator(base_channels=4)
+    discriminator(tf.zeros([1, 64, 64, 3]), training=True)
+    discriminator.export(str(tmp_path / "d"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "d"))
+    image = tf.random.stateless_uniform([2, 96, 80, 3], [1, 2], -1.0, 1.0)
+    np.testing.assert_allclose(
+        served.serve(image).numpy(), discriminator(image).numpy(), rtol=1e-5, atol=1e-5
+    )
+    assert served.serve(image).shape == (2, patch_grid_size(96), patch_grid_size(80), 1)

@@ -159,6 +159,21 @@ class Discriminator(keras.Model):
         features = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]])
         return self.classifier(features)
 
+    def export(
+        self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs
+    ):
+        """Keras' ``Model.export``, with the batch, height and width left dynamic unless
+        ``input_signature`` is given: Keras took the shape the discriminator was built
+        with, so an export from a 64^2 call refused a 96 x 80 image ("Can not cast
+        TensorSpec"). The exported ``serve`` is the inference call (``training=False``:
+        no power iteration); H, W >= 47."""
+        if input_signature is None:
+            # (float32 as the generator's signatures; a mixed-precision model casts it)
+            input_signature = [tf.TensorSpec([None, None, None, 3], tf.float32, name="image")]
+        return super().export(
+            filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(base_channels=self.base_channels, spectral_norm=self.spectral_norm)
