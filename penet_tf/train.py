@@ -62,7 +62,7 @@ def parse_args(argv):
         const="auto",
         metavar="POLICY",
         help="mixed_float16 (GPUs, with loss scaling) or mixed_bfloat16 (CPUs); "
-        "without a value: auto",
+        "without a value: auto; float32 or none turns a config's mixed precision off",
     )
     parser.add_argument("--output-dir", help="run folder (default: the config's, runs/<name>)")
     parser.add_argument(

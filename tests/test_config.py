@@ -4,6 +4,8 @@ import dataclasses
 import inspect
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -16,9 +18,11 @@ from penet_tf.training.config import (
     DemoData,
     FolderData,
     StrokesMask,
+    TrainerConfig,
     TrainingConfig,
     as_config,
     load_config,
+    read_config_file,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -256,8 +260,51 @@ def test_cli_refuses_a_typo_in_one_line(capsys, monkeypatch):
 def test_a_missing_configs_file_says_where_configs_live(tmp_path, monkeypatch):
     """Installed from a wheel, `--config configs/demo.json` from another folder said only
     "No config file at configs/demo.json"."""
-    from penet_tf.training.config import read_config_file
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="the configs/ folder is in penet_tf's source"):
         read_config_file("configs/demo.json")
+
+
+def test_a_section_given_as_json_on_the_command_line_merges_into_the_file_s():
+    """`--set trainer={"iterations": 3}` replaced the section: the file's batch_size and
+    checkpoint_every went back to the defaults without a word."""
+    demo = os.path.join(REPO, "configs", "demo.json")
+    with open(demo) as handle:
+        trainer = json.load(handle)["trainer"]
+    config = load_config(demo, ['trainer={"iterations": 3}'])
+    assert config.trainer.iterations == 3
+    assert config.trainer.batch_size == trainer["batch_size"] != TrainerConfig.batch_size
+    # A source switch inside the object still drops the old source's keys.
+    dtd = os.path.join(REPO, "configs", "dtd.json")
+    switched = load_config(dtd, ['data={"source": "folder", "path": "/photos"}'])
+    assert (switched.data.source, switched.data.path) == ("folder", "/photos")
+
+
+def test_config_files_are_utf8_with_or_without_a_bom_and_keys_are_given_once(tmp_path):
+    """A config with an "é" in a path was refused as "not a text (JSON) file" under an
+    ASCII locale (and misread as cp1252 on Windows); Notepad's BOM was refused; a key
+    given twice kept its last value only (a second "trainer" dropped the first's keys)."""
+    path = tmp_path / "u.json"
+    path.write_bytes('{"data": {"source": "folder", "path": "photos_é"}}'.encode())
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert read_config_file(str(bom)) == read_config_file(str(path))
+    read = "from penet_tf.training.config import read_config_file as r; import sys; "
+    read += "print(ascii(r(sys.argv[1])['data']['path']))"
+    ascii_locale = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    shown = subprocess.run(
+        [sys.executable, "-c", read, str(path)],
+        env=ascii_locale,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == ascii("photos_é")
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"trainer": {"iterations": 5}, "trainer": {"batch_size": 3}}')
+    with pytest.raises(ConfigError, match=r"twice.json: 'trainer' is given twice"):
+        read_config_file(str(twice))
+    assert "'iterations' is given twice" in refused(['trainer={"iterations": 1, "iterations": 2}'])
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        read_config_file(str(tmp_path))

@@ -173,6 +173,24 @@ def test_files_mode_leaves_out_files_that_cannot_be_read(tmp_path, caplog):
         MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
 
 
+def test_mask_files_that_are_not_pngs_are_named(tmp_path, caplog):
+    """A .jpg or .bmp beside the mask PNGs was left out without a word (masks are decoded
+    as PNGs), and a folder of JPEG masks was "No mask PNGs"."""
+    array = np.zeros((32, 32), np.uint8)
+    array[4:20, 4:20] = 255
+    Image.fromarray(array).save(tmp_path / "a.png")
+    Image.fromarray(array).save(tmp_path / "b.jpg")
+    Image.fromarray(array).save(tmp_path / "c.bmp")
+    with caplog.at_level("INFO", logger="penet_tf.data"):
+        generator = MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
+    assert generator.paths == [str(tmp_path / "a.png")]
+    assert "2 other image file(s) (b.jpg, c.bmp) left out: masks are read as PNGs" in caplog.text
+    assert f"1 mask PNG(s) under {tmp_path}" in caplog.text
+    (tmp_path / "a.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"No mask PNGs under .*: 2 other image file"):
+        MaskGenerator({"type": "files", "path": str(tmp_path)}, 32, 32)
+
+
 def test_mixture_uses_every_component_by_weight(tmp_path):
     config = {
         "type": "mixture",
@@ -214,6 +232,7 @@ def test_masks_in_a_tf_data_pipeline():
     [
         ({"type": "circles"}, "Unknown mask type 'circles'"),
         ({"type": "strokes", "hole_ratio": [0.5, 0.2]}, "hole_ratio"),
+        ({"type": "strokes", "hole_ratio": [0, 0]}, r"hole_ratio .*max > 0"),
         ({"type": "square", "size": 3}, "Unknown options for square masks"),
         ({"type": "mixture", "components": []}, "non-empty 'components'"),
         (

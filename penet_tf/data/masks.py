@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from penet_tf.errors import get_logger
 from penet_tf.image_io import HOLE_THRESHOLD, check_image_file, read_error_reason
-from penet_tf.io_utils import find_files
+from penet_tf.io_utils import IMAGE_SUFFIXES, find_files
 from penet_tf.training.config import mask_section
 
 logger = get_logger("penet_tf.data")
@@ -140,8 +140,10 @@ def strokes(
         brush_width: (min, max) brush width, as a fraction of min(H, W).
     """
     low, high = float(hole_ratio[0]), float(hole_ratio[1])
-    if not 0.0 <= low <= high <= 1.0:
-        raise ValueError(f"hole_ratio must satisfy 0 <= min <= max <= 1, got {hole_ratio}.")
+    if not (0.0 <= low <= high <= 1.0 and high > 0.0):  # (max 0: a mask without a hole)
+        raise ValueError(
+            f"hole_ratio must satisfy 0 <= min <= max <= 1 and max > 0, got {hole_ratio}."
+        )
     side = tf.cast(tf.minimum(height, width), tf.float32)
     widths = (brush_width[0] * side, brush_width[1] * side)
     seeds = tf.random.experimental.stateless_split(seed, max_strokes + 1)
@@ -276,9 +278,21 @@ def list_mask_files(path):
         raise ValueError(f"Mask folder {path} is a file: give the folder of mask PNGs.")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Mask folder {path} does not exist.")
-    files = find_files(path, (".png",))
+    images = find_files(path, IMAGE_SUFFIXES)
+    files = [file for file in images if file.lower().endswith(".png")]
+    # Other images (a .jpg, .bmp mask) were left out without a word: masks are PNGs.
+    others = [file for file in images if not file.lower().endswith(".png")]
+    not_png = ""
+    if others:
+        names = ", ".join(os.path.relpath(f, path) for f in others[:3])
+        not_png = (
+            f"{len(others)} other image file(s) ({names}{', ...' if len(others) > 3 else ''}) "
+            "left out: masks are read as PNGs only, convert them"
+        )
     if not files:
-        raise FileNotFoundError(f"No mask PNGs under {path}.")
+        raise FileNotFoundError(f"No mask PNGs under {path}" + (f": {not_png}." if others else "."))
+    if others:
+        logger.warning("mask folder %s: %s", path, not_png)
     readable, unreadable = [], []
     for file in files:
         try:
@@ -303,6 +317,7 @@ def list_mask_files(path):
             len(files),
             shown,
         )
+    logger.info("%d mask PNG(s) under %s", len(readable), path)
     return readable
 
 

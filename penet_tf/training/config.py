@@ -461,9 +461,9 @@ class StrokesMask(MaskConfig):
     def check(self, path):
         low, high = self.hole_ratio
         _require(
-            0 <= low <= high <= 1,
+            0 <= low <= high <= 1 and high > 0,  # (max 0: every mask without a hole)
             _join(path, "hole_ratio"),
-            "[min, max] with 0 <= min <= max <= 1",
+            "[min, max] with 0 <= min <= max <= 1 and max > 0",
             list(self.hole_ratio),
         )
         low, high = self.brush_width
@@ -696,9 +696,11 @@ def parse_override(text):
     if not all(parts):
         raise ConfigError(f"Override {text!r}: {key.strip()!r} is not a key path like a.b.")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, object_pairs_hook=_refuse_repeated_keys)
     except json.JSONDecodeError:
         value = raw  # a plain string
+    except ConfigError as error:
+        raise ConfigError(f"Override {text!r}: {error}") from None
     return parts, value, raw
 
 
@@ -747,8 +749,14 @@ def apply_overrides(tree, overrides):
     for override in overrides:
         if isinstance(override, Mapping):
             items.extend(_flatten(override))
+            continue
+        parts, value, raw = parse_override(override)
+        if isinstance(value, Mapping) and value:
+            # ``trainer={"iterations": 3}`` sets those keys: it replaced the section, the
+            # file's other trainer keys (batch_size, checkpoint_every) back to defaults.
+            items.extend(_flatten(value, tuple(parts)))
         else:
-            items.append(parse_override(override))
+            items.append((parts, value, raw))
     unions = {"data": DataConfig, "mask": MaskConfig}
 
     def is_choice(parts):
@@ -790,8 +798,21 @@ def apply_overrides(tree, overrides):
     return tree
 
 
+def _refuse_repeated_keys(pairs):
+    """A JSON object's pairs as a dict, refusing a key given twice in one object (JSON
+    keeps the last one: a second ``"trainer"`` section dropped the first's keys)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(f"{key!r} is given twice in one object; keep one.")
+        seen[key] = value
+    return seen
+
+
 def read_config_file(path):
     """The JSON object in the file at ``path``, or a one-line error."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder, not a config file (a JSON file).")
     if not os.path.isfile(path):
         hint = ""
         if os.path.dirname(os.path.normpath(path)) == "configs":  # the README's configs/*.json
@@ -800,9 +821,13 @@ def read_config_file(path):
                 "package: run from the checkout or give the file's path)"
             )
         raise FileNotFoundError(f"No config file at {path}{hint}")
-    with open(path) as handle:
+    # UTF-8 whatever the locale (a data path with an "é" was misread, or refused as "not a
+    # text file", under other encodings), with or without the BOM that Notepad writes.
+    with open(path, encoding="utf-8-sig") as handle:
         try:
-            loaded = json.load(handle)
+            loaded = json.load(handle, object_pairs_hook=_refuse_repeated_keys)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
         except json.JSONDecodeError as error:
             raise ConfigError(f"{path} is not valid JSON: {error}") from None
         except UnicodeDecodeError as error:
