@@ -280,7 +280,16 @@ def _header_pixels(data, head, name):
             return tf.maximum(largest, total)
 
     def jpeg():
-        return padded(*tf.unstack(tf.io.extract_jpeg_shape(data, tf.int64)[:2]))
+        # (TensorFlow's own "Invalid JPEG data, size 20" named neither input of
+        # inpaint_bytes for a JPEG cut short before its frame header)
+        size = _or_refused(
+            lambda encoded: tf.io.extract_jpeg_shape(encoded, tf.int64)[:2],
+            data,
+            tf.zeros([2], tf.int64),
+            f"{name}: a JPEG whose frame header cannot be read (a damaged or truncated "
+            "file): send it again, or as PNG",
+        )
+        return padded(size[0], size[1])
 
     def webp():  # the canvas (a 38-byte WebP declaring 16383^2 was decoded: 4 GB, 10 s)
         kind = tf.strings.substr(head, 12, 4)
@@ -477,24 +486,26 @@ def _decoded_or_refused(data, channels, name, dtype):
     a one-element dataset, and an empty result is refused by name (no measurable cost: a
     12-MP PNG decoded in 0.15 s either way).
     """
-    decoded = (
-        tf.data.Dataset.from_tensors(data)
-        .map(lambda encoded: _decode_pixels(encoded, channels, dtype))
-        .ignore_errors()
+    return _or_refused(
+        lambda encoded: _decode_pixels(encoded, channels, dtype),
+        data,
+        tf.zeros([0, 0, channels or 1], dtype),
+        f"{name}: the encoded data cannot be decoded (a damaged or truncated file, or an "
+        "encoding this server's decoders do not read): send it again, or as PNG",
     )
-    empty = tf.zeros([0, 0, channels or 1], dtype)
-    image, ok = decoded.reduce(
-        (empty, tf.constant(False)), lambda _, image: (image, tf.constant(True))
+
+
+def _or_refused(compute, data, empty, message):
+    """``compute(data)``, or ``message`` as the refusal when its op fails: run as a
+    one-element ``tf.data`` dataset with ``ignore_errors`` (``empty``: the result's
+    placeholder, of its dtype and rank)."""
+    computed = tf.data.Dataset.from_tensors(data).map(compute).ignore_errors()
+    result, ok = computed.reduce(
+        (empty, tf.constant(False)), lambda _, value: (value, tf.constant(True))
     )
-    check = tf.debugging.Assert(
-        ok,
-        [
-            f"{name}: the encoded data cannot be decoded (a damaged or truncated file, or an "
-            "encoding this server's decoders do not read): send it again, or as PNG"
-        ],
-    )
+    check = tf.debugging.Assert(ok, [message])
     with tf.control_dependencies([check]):
-        return tf.identity(image)
+        return tf.identity(result)
 
 
 def _crop_to(image, height, width):

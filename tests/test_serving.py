@@ -289,6 +289,15 @@ BAD_REQUESTS = {
         },
         "image_bytes: the encoded data cannot be decoded (a damaged or truncated file",
     ),
+    # cut before its frame header: TensorFlow's "Invalid JPEG data, size 20", either input
+    "jpeg mask cut before its frame header": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(64, 64)[0])], object),
+            "mask_bytes": np.array([_jpeg(_NOISE)[:20]], object),
+        },
+        "mask_bytes: a JPEG whose frame header cannot be read (a damaged or truncated file)",
+    ),
     "too large png": (
         "inpaint_bytes",
         {
