@@ -7,6 +7,7 @@ error codes, over ``tf.saved_model.load`` of the export.
 
 import io
 import os
+import pathlib
 import queue
 import subprocess
 import sys
@@ -490,6 +491,27 @@ def test_client_side_checks(served, client):
         with pytest.raises(ValueError, match="empty batch: send at least one image"):
             call(*arguments)
     assert served["double"].service.requests == requests
+    # A soft float mask and an int16 -1 were sent as holes; paths and a memoryview were
+    # "string argument without an encoding", "not iterable", or a list of byte values.
+    soft = (mask[..., 0] / 255.0) * 0.9 + 0.05
+    with pytest.raises(ValueError, match=r"soft \[0, 1\] float mask"):
+        client.inpaint(image, soft)
+    with pytest.raises(ValueError, match="values outside 0-255"):
+        client.inpaint(image, np.full((16, 16), -1, np.int16))
+    png = _png(image)
+    for wrong, message in [
+        ("a.png", "image_bytes must be encoded image bytes, got str: read the file first"),
+        (pathlib.Path("a.png"), "got PosixPath: read the file first"),
+        ([png, "b.png"], r"image_bytes\[1\] must be encoded image bytes, got str"),
+        (7, "image_bytes must be encoded image bytes or a list of them, got int"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            client.inpaint_bytes(wrong, [_png(mask)] * (2 if isinstance(wrong, list) else 1))
+    with pytest.raises(ValueError, match="2 images but 1 masks"):  # (not 1 mask per byte)
+        client.inpaint_bytes([png, png], _png(mask))
+    assert served["double"].service.requests == requests
+    view = client.inpaint_bytes(memoryview(png), memoryview(_png(mask)))
+    assert view == client.inpaint_bytes(png, _png(mask))
     with pytest.raises(ValueError, match="image and mask sizes differ"):
         client.inpaint(image, mask[:8])
     with pytest.raises(ValueError, match="image must be uint8"):

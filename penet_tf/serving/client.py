@@ -281,9 +281,9 @@ class InpaintClient:
         Returns:
             PNG ``bytes`` (a list for list inputs).
         """
-        single = isinstance(image_bytes, bytes | bytearray)
-        images = [bytes(image_bytes)] if single else [bytes(b) for b in image_bytes]
-        masks = [bytes(mask_bytes)] if single else [bytes(b) for b in mask_bytes]
+        single = isinstance(image_bytes, _ENCODED)
+        images = _encoded_list(image_bytes, "image_bytes", single)
+        masks = _encoded_list(mask_bytes, "mask_bytes", single)
         if len(images) != len(masks):
             raise ValueError(f"{len(images)} images but {len(masks)} masks")
         _check_not_empty(len(images))
@@ -322,6 +322,35 @@ class InpaintClient:
         }
 
 
+_ENCODED = bytes | bytearray | memoryview
+
+
+def _encoded_list(value, name, single):
+    """``value`` (one encoded image when ``single``, else a list of them) as a list of
+    ``bytes``. A path or a str is refused by name: ``bytes(str)`` failed with "string
+    argument without an encoding", a ``Path`` with "'PosixPath' object is not iterable",
+    and a ``memoryview`` was taken for a list of its byte values."""
+
+    def encoded(item, where):
+        if isinstance(item, _ENCODED):
+            return bytes(item)
+        hint = (
+            ": read the file first (open(path, 'rb').read()), or use "
+            "penet_tf.serving.client.inpaint_files"
+            if isinstance(item, str | os.PathLike)
+            else ""
+        )
+        raise TypeError(f"{where} must be encoded image bytes, got {type(item).__name__}{hint}")
+
+    if single or isinstance(value, _ENCODED | str | os.PathLike):
+        return [encoded(value, name)]
+    if not isinstance(value, list | tuple | np.ndarray):
+        raise TypeError(
+            f"{name} must be encoded image bytes or a list of them, got {type(value).__name__}"
+        )
+    return [encoded(item, f"{name}[{index}]") for index, item in enumerate(value)]
+
+
 def _check_not_empty(count):
     """Refuses a request of no images here: a TF Serving that pads batches up to
     ``allowed_batch_sizes`` aborts on one (it pads with a row of a tensor that has none)."""
@@ -331,7 +360,9 @@ def _check_not_empty(count):
 
 def _check_arrays(image, mask):
     """uint8 image [B, H, W, 3] and uint8 0/255 mask [B, H, W, 1]; ValueError otherwise."""
-    image, mask = np.asarray(image), np.asarray(mask)
+    # (a soft float mask or an int16 -1 was sent as holes: the library's reading of a mask
+    # array refuses them by name)
+    image, mask = np.asarray(image), image_io.mask_array(mask)
     if image.dtype != np.uint8:
         raise ValueError(
             f"image must be uint8 (0..255), got {image.dtype}; use predict_float for floats"
