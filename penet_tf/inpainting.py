@@ -273,10 +273,15 @@ def _check_size(path, size, what, image=None):
     return None
 
 
-def _turned_hint(found, size, files, what="mask"):
+def _turned_hint(found, size, files, what="mask", shape_only=False):
     """Why a ``what`` of ``found`` (H, W) does not fit an image of ``size`` when one of
-    ``files`` is shown turned a quarter by its EXIF orientation; None otherwise."""
-    if tuple(found) != tuple(size)[::-1]:
+    ``files`` is shown turned a quarter by its EXIF orientation; None otherwise.
+    ``shape_only``: ``found`` is of the turned size's aspect ratio (a folder's one mask,
+    resized to each photo: a 300 x 200 mask on a turned 1001 x 667 photo had no hint)."""
+    if shape_only:
+        if not _same_aspect(found, tuple(size)[::-1]):
+            return None
+    elif tuple(found) != tuple(size)[::-1]:
         return None
     turned = [name for name in files if name is not None and turned_by_exif(name)]
     if not turned:
@@ -291,19 +296,24 @@ def _turned_hint(found, size, files, what="mask"):
 ASPECT_TOLERANCE = 0.01
 
 
+def _same_aspect(found, size):
+    """Whether (H, W) ``found`` has the aspect ratio of ``size``, within the tolerance."""
+    return abs(found[1] * size[0] - size[1] * found[0]) <= ASPECT_TOLERANCE * size[1] * found[0]
+
+
 def _check_shape(mask, found, size, image):
     """A problem when one mask file for a folder (``found``: its H, W) has another shape
     than a photo (``size``), its aspect ratio off by more than ``ASPECT_TOLERANCE``:
     resized, it would be stretched (a mask drawn on a 300 x 200 photo covered the wrong
     pixels of a 200 x 300 one, exit status 0)."""
-    if abs(found[1] * size[0] - size[1] * found[0]) <= ASPECT_TOLERANCE * size[1] * found[0]:
+    if _same_aspect(found, size):
         return None
     problem = (
         f"the mask {mask} is {found[1]}x{found[0]} (WxH), another shape than the image's "
         f"{size[1]}x{size[0]}: one mask for a folder is resized only to photos of its aspect "
         "ratio (give masks of their own: --masks FOLDER)"
     )
-    hint = _turned_hint(found, size, (image, mask))
+    hint = _turned_hint(found, size, (image, mask), shape_only=True)
     return problem + (f" ({hint})" if hint else "")
 
 

@@ -740,6 +740,8 @@ def test_one_mask_for_a_folder_serves_only_photos_of_its_shape(workspace, tmp_pa
     exif = Image.Exif()
     exif[0x0112] = 6  # stored 64 x 40, shown turned a quarter: 40 x 64
     Image.fromarray(photo).save(photos / "phone.jpg", exif=exif)
+    # twice the mask's size, turned: the hint asked for the mask's exact size swapped
+    Image.fromarray(big).save(photos / "phone_big.jpg", exif=exif)
     out = tmp_path / "out"
     args = ["--model", workspace["weights"], "--images", str(photos), "--quiet"]
     assert main([*args, "--masks", str(tmp_path / "mask.png"), "--out", str(out)]) == 1
@@ -751,13 +753,15 @@ def test_one_mask_for_a_folder_serves_only_photos_of_its_shape(workspace, tmp_pa
     phone = next(line for line in err.splitlines() if "phone.jpg" in line)
     assert "another shape than the image's 40x64" in phone
     assert "phone.jpg is turned by its EXIF orientation; draw the mask" in phone
+    big_phone = next(line for line in err.splitlines() if "phone_big.jpg" in line)
+    assert "phone_big.jpg is turned by its EXIF orientation; draw the mask" in big_phone
     result = _read(out / "twice.png")
     hole = np.asarray(Image.fromarray(mask).resize((128, 80), Image.Resampling.NEAREST)) >= 128
     np.testing.assert_array_equal(result[~hole], big[~hole])
     assert (result[hole] != big[hole]).any()
     # with a resize, the mask is resized to it as the photos are: no shape to keep
     items, skipped = inpainting.collect_items(photos, tmp_path / "mask.png", resize=(64, 64))
-    assert len(items) == 4 and not skipped
+    assert len(items) == 5 and not skipped
     # an unreadable mask for the folder is named once, before any photo
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     assert main([*args, "--masks", str(tmp_path / "broken.png"), "--out", str(out)]) == 2
