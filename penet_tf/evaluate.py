@@ -410,6 +410,12 @@ def _main(argv):
     )
     strategy = strategy_from_args(args)
     given = strategy_options(args)
+    if given and args.predictions is not None and args.model is None:
+        # (they were ignored: the predictions are scored as given, exit status 0)
+        flags = ", ".join(
+            "--" + ("strategy" if key == "name" else key).replace("_", "-") for key in given
+        )
+        parser.error(f"{flags}: a photo strategy applies to --model only, not to --predictions")
     inpainter = load_inpainter(args.model, strategy, given) if args.model is not None else None
     report, skipped = evaluate(
         args.images,

@@ -283,6 +283,12 @@ def test_skips_and_errors(folders, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # a model needs masks
         main(_args(folders, "--model", folders["weights"], "--out", str(out)))
     assert exit_info.value.code == 2
+    # Strategy options with predictions were ignored (exit status 0).
+    predictions = str(root / "predictions")
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(folders, "--predictions", predictions, "--out", str(out), "--margin", "7"))
+    assert exit_info.value.code == 2
+    assert "--margin: a photo strategy applies to --model only" in capsys.readouterr().err
 
 
 def test_a_report_that_would_replace_an_input_or_cannot_be_written_is_refused_first(
