@@ -10,6 +10,8 @@ from penet_tf.layers.attention_transfer import (
     _GRID_MIN_ROWS,
     _grid_chunk_layout,
     attention_transfer,
+    resize_align_corners,
+    resized_mask_nonzero,
     rows_per_chunk,
 )
 
@@ -453,3 +455,27 @@ def test_needed_rows_refused_in_training():
             needed_rows=(0, 2),
             recompute_gradient=True,
         )
+
+
+def test_resized_mask_nonzero_is_where_tensorflow_s_resize_is_nonzero():
+    """The usable keys are decided by the exact zeros of the resized mask: computed as
+    indices (the same on every runtime), they must be TensorFlow's zeros, the release's
+    (PyTorch's align-corners resize gives the same zeros: checked on 460 masks)."""
+    rng = np.random.default_rng(1)
+    sizes = [(64, 64, 16, 16), (64, 64, 32, 32), (256, 256, 64, 64), (97, 130, 24, 33)]
+    sizes += [(5, 7, 20, 30), (1, 9, 3, 1), (33, 64, 1, 16), (512, 48, 128, 12)]
+    for height, width, out_h, out_w in sizes:
+        for kind in range(4):
+            mask = np.zeros((2, height, width, 1), np.float32)
+            if kind == 0:  # a 1-pixel column (62 of 64 was 62.999996: not exactly 0)
+                mask[0, :, width - 2] = mask[1, :, rng.integers(0, width)] = 1
+            elif kind == 1:
+                mask[:, rng.integers(0, height)] = 1
+            elif kind == 2:
+                mask[rng.random(mask.shape) < 0.003] = 1
+            else:
+                mask[0, rng.integers(0, height), rng.integers(0, width)] = rng.random()
+            expected = resize_align_corners(mask, [out_h, out_w]).numpy() != 0
+            found = resized_mask_nonzero(tf.constant(mask), [out_h, out_w]).numpy()
+            assert found.shape == expected.shape
+            np.testing.assert_array_equal(found, expected.astype(np.float32))

@@ -166,6 +166,20 @@ def test_onnx_matches_saved_model(onnx_session, export, height, width, case):
     assert_matches_saved_model(output, reference, image, mask)
 
 
+def test_onnx_keeps_the_usable_keys_of_thin_strokes_and_specks(onnx_session, export):
+    """A 1-pixel stroke at column 62 of 64: TensorFlow's align-corners resize of the mask
+    samples 62.999996 (not exactly 0: those keys unusable), onnxruntime's Resize 63.0
+    (0: usable), and the ONNX model's hole came back up to 46 levels off."""
+    image = photo(64, 64)[None]
+    for columns in ([62], [61, 62]):
+        mask = np.zeros((1, 64, 64, 1), np.uint8)
+        mask[0, 8:56, columns] = 255
+        mask[0, 5, 30] = mask[0, 40, 3] = 255  # specks
+        (output,) = onnx_session.run(None, {"image": image, "mask": mask})
+        reference = saved_model_output(export, image, mask)
+        assert_matches_saved_model(output, reference, image, mask, fraction=1.0)
+
+
 # ----------------------------------------------------------------------------- TF.js
 
 

@@ -22,6 +22,39 @@ def resize_align_corners(images, size):
     )
 
 
+def _align_corners_sources(size_in, size_out):
+    """The two source indices each of ``size_out`` positions of an align-corners bilinear
+    resize from ``size_in`` reads, the second only where its weight is nonzero (else
+    the first again), with TensorFlow's (and PyTorch's) float32 arithmetic: the scale
+    (in - 1) / (out - 1) rounded to float32, then times the output index."""
+    size_in = tf.cast(size_in, tf.int32)
+    scale = tf.cast(size_in - 1, tf.float32) / tf.cast(tf.maximum(size_out - 1, 1), tf.float32)
+    position = tf.cast(tf.range(size_out), tf.float32) * scale
+    lower = tf.cast(tf.floor(position), tf.int32)
+    upper = tf.minimum(tf.cast(tf.math.ceil(position), tf.int32), size_in - 1)
+    return lower, upper
+
+
+def resized_mask_nonzero(mask, size):
+    """1.0 where ``resize_align_corners(mask, size)`` of a non-negative ``mask`` is
+    nonzero, else 0.0 (float32, [batch, H, W, 1]), exactly, on any runtime.
+
+    The attention's usable keys are those whose resized mask is exactly 0, a test that
+    the resize's rounding decides: for a mask column 62 of 64 and 16 output columns,
+    TensorFlow samples 62.999996 (the mask's 3.8e-6 there: not usable) where
+    onnxruntime's Resize samples 63.0 (0: usable), and a converted ONNX model's hole
+    came back up to 87 levels off for a thin stroke. Here the sampled indices are
+    computed as TensorFlow computes them and the nonzero pixels gathered, in ops that
+    every conversion runs the same (equal to TensorFlow's zeros on thin lines, specks
+    and single soft pixels, downsampled and upsampled: tests/test_attention_transfer.py)."""
+    nonzero = tf.cast(tf.not_equal(mask, 0), tf.float32)
+    shape = tf.shape(mask)
+    rows = _align_corners_sources(shape[1], size[0])
+    columns = _align_corners_sources(shape[2], size[1])
+    nonzero = tf.maximum(*(tf.gather(nonzero, index, axis=1) for index in rows))
+    return tf.maximum(*(tf.gather(nonzero, index, axis=2) for index in columns))
+
+
 def _static_or_dynamic(tensor):
     static = tensor.shape.as_list()
     dynamic = tf.shape(tensor)
@@ -250,8 +283,9 @@ def attention_transfer(
     grid_h, grid_w = height + 2, _grid_width(width)
     grid_keys = grid_h * grid_w
 
-    # Keys are usable where the k x k patch of the resized mask is all zero (mean == 0).
-    small_mask = resize_align_corners(tf.cast(mask, tf.float32), [height, width])
+    # Keys are usable where the k x k patch of the resized mask is all zero (mean == 0):
+    # where the resize is nonzero, exactly as TensorFlow's (resized_mask_nonzero).
+    small_mask = resized_mask_nonzero(tf.cast(mask, tf.float32), [height, width])
     mask_patches = extract_patches(small_mask, match_size, 1, pad, patch_method)
     usable = tf.cast(tf.equal(tf.reduce_mean(mask_patches, axis=-1), 0.0), tf.float32)
     usable = tf.reshape(usable, [batch, 1, length])
