@@ -180,6 +180,17 @@ def test_onnx_keeps_the_usable_keys_of_thin_strokes_and_specks(onnx_session, exp
         assert_matches_saved_model(output, reference, image, mask, fraction=1.0)
 
 
+def test_onnx_refuses_a_mask_that_would_broadcast(onnx_session):
+    """A [1, 1, 1, 1] mask of 255 made the whole photo a hole, a [1, 64, 1, 1] one whole
+    rows: onnxruntime broadcast them, where every other path refuses them."""
+    import onnxruntime
+
+    image = photo(64, 64)[None]
+    for shape in ((1, 1, 1, 1), (1, 64, 1, 1), (1, 1, 64, 1), (1, 32, 64, 1)):
+        with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.Fail):
+            onnx_session.run(None, {"image": image, "mask": np.full(shape, 255, np.uint8)})
+
+
 # ----------------------------------------------------------------------------- TF.js
 
 
