@@ -47,12 +47,13 @@ def resized_mask_nonzero(mask, size):
     computed as TensorFlow computes them and the nonzero pixels gathered, in ops that
     every conversion runs the same (equal to TensorFlow's zeros on thin lines, specks
     and single soft pixels, downsampled and upsampled: tests/test_attention_transfer.py)."""
-    nonzero = tf.cast(tf.not_equal(mask, 0), tf.float32)
     shape = tf.shape(mask)
     rows = _align_corners_sources(shape[1], size[0])
     columns = _align_corners_sources(shape[2], size[1])
-    nonzero = tf.maximum(*(tf.gather(nonzero, index, axis=1) for index in rows))
-    return tf.maximum(*(tf.gather(nonzero, index, axis=2) for index in columns))
+    # (rows first, then columns: the full-size mask is read once, by the row gathers)
+    read = tf.maximum(*(tf.abs(tf.gather(mask, index, axis=1)) for index in rows))
+    read = tf.maximum(*(tf.gather(read, index, axis=2) for index in columns))
+    return tf.cast(tf.not_equal(read, 0), tf.float32)
 
 
 def _static_or_dynamic(tensor):
