@@ -102,9 +102,12 @@ def read_export_config(saved_model_dir):
             f"{path} is missing: {saved_model_dir} was not written by penet_tf.export "
             "(its generator configuration is needed to rebuild the network)."
         )
-    with open(path) as handle:
-        config = json.load(handle)
-    if not isinstance(config.get("generator"), dict):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except ValueError as error:  # (a bare "Expecting ',' delimiter" named no file)
+        raise ValueError(f"{path} is damaged (not JSON: {error}): export again") from None
+    if not isinstance(config, dict) or not isinstance(config.get("generator"), dict):
         raise ValueError(f"{path} has no 'generator' configuration: {config!r}")
     return config
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from penet_tf.image_io import HOLE_THRESHOLD
+from penet_tf.io_utils import check_utf8_path
 from penet_tf.losses import composite
 from penet_tf.models.generator import SIZE_MULTIPLE, check_image_and_mask
 
@@ -323,12 +324,39 @@ def load_saved_model(path, flag):
     """``tf.saved_model.load(path)``; a SavedModel whose files cannot be read (its
     variables' data missing or cut short) is one ``ValueError`` naming ``flag`` and the
     reason (a 47-line ``OpError`` traceback before)."""
+    check_utf8_path(path, flag)  # (TensorFlow's "'utf-8' codec can't encode", no path)
     try:
         return tf.saved_model.load(path)
-    except (tf.errors.OpError, IndexError, DecodeError) as error:  # (cut short: IndexError)
+    # (cut short: IndexError; its variables/ folder gone: FileNotFoundError)
+    except (tf.errors.OpError, IndexError, DecodeError, FileNotFoundError) as error:
         text = getattr(error, "message", None) or str(error) or type(error).__name__
         reason = text.strip().splitlines()[0][:300]
         raise ValueError(f"{flag} {path}: cannot load the SavedModel ({reason})") from None
+
+
+def check_inpainting_signature(loaded, path, flag):
+    """``loaded``'s ``serving_default`` if it is penet_tf's (uint8 ``image`` and ``mask``
+    in, ``inpainted`` out), else one ``ValueError`` naming ``flag``: another SavedModel (a
+    Keras ``model.export``) failed at its first photo with a 271-line traceback that
+    printed the photo's pixels."""
+    if "serving_default" not in loaded.signatures:
+        raise ValueError(f"{flag} {path}: the SavedModel has no serving_default signature")
+    signature = loaded.signatures["serving_default"]
+    _, inputs = signature.structured_input_signature
+    found = {
+        name: (spec.dtype, spec.shape[-1] if spec.shape.rank else spec.shape.rank)
+        for name, spec in inputs.items()
+    }
+    outputs = list(signature.structured_outputs)
+    if found != {"image": (tf.uint8, 3), "mask": (tf.uint8, 1)} or "inpainted" not in outputs:
+        takes = ", ".join(f"{name} {spec.dtype.name} {spec.shape}" for name, spec in inputs.items())
+        raise ValueError(
+            f"{flag} {path}: not a penet_tf SavedModel (its serving_default takes "
+            f"{takes or 'nothing'} and returns {', '.join(outputs) or 'nothing'}; penet_tf's "
+            "takes uint8 image [B, H, W, 3] and mask [B, H, W, 1] and returns inpainted): "
+            "export one with python -m penet_tf.export"
+        )
+    return signature
 
 
 class ServingArchive(tf.__internal__.tracking.AutoTrackable):

@@ -60,7 +60,13 @@ from penet_tf.image_io import (
     turned_by_exif,
     write_png,
 )
-from penet_tf.inference import load_saved_model, padded_pixels, padded_size, serve
+from penet_tf.inference import (
+    check_inpainting_signature,
+    load_saved_model,
+    padded_pixels,
+    padded_size,
+    serve,
+)
 from penet_tf.io_utils import (
     IMAGE_SUFFIXES,
     UNREAD_SUFFIXES,
@@ -672,9 +678,7 @@ def load_inpainter(path, strategy=None, given=None):
                 "re-export it with those options (python -m penet_tf.export), or drop them"
             )
         loaded = load_saved_model(version, "--model")
-        if "serving_default" not in loaded.signatures:
-            raise ValueError(f"--model {version}: the SavedModel has no serving_default signature")
-        signature = loaded.signatures["serving_default"]
+        signature = check_inpainting_signature(loaded, version, "--model")
 
         def run_saved(image, mask):
             return signature(image=image, mask=mask)["inpainted"]

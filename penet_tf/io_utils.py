@@ -322,7 +322,7 @@ def check_utf8_path(path, flag):
     except UnicodeDecodeError:
         shown = absolute.decode("utf-8", "backslashreplace")
         raise ValueError(
-            f"{flag} {shown}: TensorFlow writes only to UTF-8 paths; rename the folder"
+            f"{flag} {shown}: TensorFlow reads and writes only UTF-8 paths; rename the folder"
         ) from None
 
 

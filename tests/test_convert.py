@@ -19,6 +19,7 @@ from conversion_helpers import SIZE, converted, hole_mask, photo, saved_model_ou
 from PIL import Image
 
 from penet_tf import convert as convert_module
+from penet_tf import inpainting
 from penet_tf.convert import (
     ConversionError,
     check_tflite_builtin_only,
@@ -418,6 +419,38 @@ def test_a_broken_export_is_one_line(export, tmp_path, capsys):
     assert inpaint_cli.main([str(arg) for arg in args]) == 2
     error = capsys.readouterr().err
     assert f"--model {copy}: cannot load the SavedModel (" in error and "Traceback" not in error
+    # Its variables/ folder gone: TensorFlow's two-line "Unsuccessful TensorSliceReader".
+    shutil.rmtree(copy / "variables")
+    with pytest.raises(ValueError, match=r"--model .*: cannot load the SavedModel \("):
+        inpainting.load_inpainter(str(copy))
+    # A damaged penet_tf.json: a bare "Expecting ',' delimiter" that named no file.
+    damaged = tmp_path / "damaged" / "1"
+    shutil.copytree(export, damaged)
+    (damaged / "assets.extra" / "penet_tf.json").write_text('{"generator": {}\n')
+    with pytest.raises(ValueError, match=r"penet_tf.json is damaged \(not JSON: .*\): export"):
+        convert_module.read_export_config(str(damaged))
+
+
+def test_a_saved_model_that_is_not_penet_tf_s_is_named(tmp_path):
+    """A Keras model.export or any other SavedModel as --model failed at its first photo
+    with a 271-line traceback printing the photo's pixels (or KeyError: 'inpainted')."""
+    import tensorflow as tf
+
+    class Other(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def serve(self, x):
+            return {"y": x * 2.0}
+
+    other = Other()
+    tf.saved_model.save(other, str(tmp_path / "other" / "1"), signatures=other.serve)
+    with pytest.raises(
+        ValueError, match=r"not a penet_tf SavedModel \(its serving_default takes x float32"
+    ):
+        inpainting.load_inpainter(str(tmp_path / "other"))
+    latin = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    shutil.copytree(tmp_path / "other", latin)
+    with pytest.raises(ValueError, match="UTF-8 paths"):  # ('utf-8' codec can't encode ...)
+        inpainting.load_inpainter(latin)
 
 
 def test_sigterm_stops_the_tfjs_converter_and_leaves_nothing(export, tmp_path):

@@ -543,7 +543,7 @@ def test_cli_refuses_limits_no_request_meets_and_a_version_folder_as_out(
     for out, message in (
         ("", "--out is empty"),
         (str(tmp_path / "link"), "which does not exist"),
-        (latin, "TensorFlow writes only to UTF-8 paths"),
+        (latin, "TensorFlow reads and writes only UTF-8 paths"),
     ):
         assert main([*weights, "--out", out]) == 2
         assert message in capsys.readouterr().err

@@ -177,6 +177,25 @@ def test_load_generator_names_a_bad_config_or_weights_file(tmp_path):
     truncated.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(ValueError, match="t.weights.h5: cannot read it as a weights file"):
         load_generator(truncated, base_channels=4)
+    # A run's discriminator weights: its config was read as the generator's ("Unrecognized
+    # keyword arguments passed to Generator"); a PENetGAN's: a cut-off Keras line.
+    from penet_tf import Discriminator
+    from penet_tf.training.gan import PENetGAN
+
+    discriminator = Discriminator(base_channels=4)
+    discriminator.build()
+    discriminator.save_weights(tmp_path / "discriminator.weights.h5")
+    (tmp_path / "discriminator.config.json").write_text(
+        '{"base_channels": 4, "spectral_norm": "released"}'
+    )
+    with pytest.raises(ValueError, match="it holds a discriminator's weights .give generator"):
+        load_generator(tmp_path / "discriminator.weights.h5")
+    gan = PENetGAN(generator, discriminator)
+    gan.built = True
+    gan.save_weights(tmp_path / "gan.weights.h5")
+    with pytest.raises(ValueError, match="it holds a PENetGAN's weights") as caught:
+        load_generator(tmp_path / "gan.weights.h5", base_channels=4)
+    assert len(str(caught.value).splitlines()) == 1
 
 
 def test_get_config_round_trip():

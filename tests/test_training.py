@@ -450,7 +450,7 @@ def test_an_output_dir_tensorflow_cannot_write_is_refused_by_name(photos, tmp_pa
     from training_helpers import tiny_config
 
     latin = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"r\xe9sultats"))
-    with pytest.raises(ValueError, match="TensorFlow writes only to UTF-8 paths"):
+    with pytest.raises(ValueError, match="TensorFlow reads and writes only UTF-8 paths"):
         Trainer(tiny_config(photos, latin), verbose=0)
     assert os.listdir(tmp_path) == []
 

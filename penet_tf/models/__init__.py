@@ -56,16 +56,25 @@ def build_without_initializing(model):
             layer.kernel_initializer = initializer
 
 
+DISCRIMINATOR_HELD = "a discriminator's weights"
+
+
 def weights_file_holds(path):
     """What a ``.weights.h5`` file holds, when its layers say: ``"a discriminator's
-    weights"`` or ``"a generator with base_channels N"`` (from the first convolution's
-    kernel, [3, 3, 4, N]); else None (unreadable, or neither)."""
+    weights"``, ``"a generator with base_channels N"`` (from the first convolution's
+    kernel, [3, 3, 4, N]) or a ``PENetGAN``'s (``gan.save_weights``: both networks, under
+    ``generator/`` and ``discriminator/``); else None (unreadable, or none of them)."""
     import h5py
 
     try:
         with h5py.File(path, "r") as weights:
+            if "generator" in weights and "discriminator" in weights:
+                return (
+                    "a PENetGAN's weights (its generator and discriminator: load them with "
+                    "PENetGAN.load_weights and save gan.generator's)"
+                )
             if "classifier" in weights:
-                return "a discriminator's weights"
+                return DISCRIMINATOR_HELD
             kernel = weights.get("dw_conv01/vars/0")
             if kernel is not None and len(kernel.shape) == 4:
                 return f"a generator with base_channels {kernel.shape[-1]}"
@@ -107,6 +116,13 @@ def load_generator(weights, **kwargs):
         raise FileNotFoundError(f"No generator weights at {weights}")
     config = {}
     config_path = weights[: -len(".weights.h5")] + ".config.json"
+    if weights.endswith(".weights.h5") and weights_file_holds(weights) == DISCRIMINATOR_HELD:
+        # (its discriminator.config.json was read as the generator's: "Unrecognized
+        # keyword arguments passed to Generator")
+        raise ValueError(
+            f"{weights} does not hold a generator's weights: it holds {DISCRIMINATOR_HELD} "
+            "(give generator.weights.h5)"
+        )
     if weights.endswith(".weights.h5") and os.path.isfile(config_path):
         config = read_architecture(config_path)
     config.update(kwargs)
