@@ -287,6 +287,9 @@ def test_a_photo_picked_while_another_decodes(server, tmp_path):
     settled = page["settled"]
     assert settled["photo"] == "fast.png" and not settled["inpaintDisabled"]
     assert settled["photosLoaded"] == page["before"]["photosLoaded"] + 1
+    # A stroke begun while the next photo decoded went on painting it, outside its undo
+    # history: 2671 pixels that Clear and Undo left.
+    assert page["stroke"] == {"painted": 0, "undoDepth": 0}
 
 
 def test_browser_inpaints_full_size_photo_by_regions_like_the_saved_model(

@@ -414,6 +414,9 @@ function newPhoto(name, profile = null) {
   demo.photosLoaded += 1;
   demo.lastRun = null;
   history.length = 0;
+  // A stroke begun on the previous photo ends here: it went on painting the new one,
+  // outside the emptied history (Clear and Undo could not take it off).
+  stroke = null;
   paintCtx.clearRect(0, 0, paint.width, paint.height);
   resultCtx.clearRect(0, 0, result.width, result.height);
   $('result-caption').textContent = `Result (${photo.width} × ${photo.height})`;

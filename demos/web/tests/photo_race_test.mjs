@@ -49,7 +49,27 @@ try {
   await page.setInputFiles('#file', args.fast);
   await page.waitForFunction(() => !window.penetDemo.opening, null, { timeout: 60000 });
   await page.waitForTimeout(2500); // the slow decode ends meanwhile
-  console.log(JSON.stringify({ before, decoding, settled: await state() }));
+  const settled = await state();
+  // A stroke begun while the next photo decodes and ended on it: it went on painting the
+  // new photo, outside its (emptied) undo history.
+  const painted = () =>
+    page.evaluate(() => {
+      const mask = atob(window.penetDemo.maskBase64());
+      let sum = 0;
+      for (let i = 0; i < mask.length; i += 1) sum += mask.charCodeAt(i);
+      return { painted: sum, undoDepth: window.penetDemo.undoDepth() };
+    });
+  let box = await page.locator('#paint').boundingBox();
+  await page.setInputFiles('#file', args.slow);
+  await page.mouse.move(box.x + 0.2 * box.width, box.y + 0.5 * box.height);
+  await page.mouse.down();
+  await page.mouse.move(box.x + 0.3 * box.width, box.y + 0.5 * box.height, { steps: 5 });
+  await page.waitForFunction(() => !window.penetDemo.opening, null, { timeout: 60000 });
+  box = await page.locator('#paint').boundingBox();
+  await page.mouse.move(box.x + 0.5 * box.width, box.y + 0.6 * box.height, { steps: 10 });
+  await page.mouse.up();
+  const stroke = await painted();
+  console.log(JSON.stringify({ before, decoding, settled, stroke }));
 } finally {
   await browser.close();
 }
