@@ -126,6 +126,11 @@ def read_state_dict(path, key):
             )
     elif other in data:
         raise CheckpointError(f"{wrong} {other!r} (a {other_what}'s; {hint}).")
+    elif "optimG" in data or "optimD" in data:  # (was "entry 'epoch' is not a tensor")
+        raise CheckpointError(
+            f"{wrong} the optimizers' state (the release's opt_NNNNN.pth): give "
+            f"{'gen' if key == 'netG' else 'dis'}_NNNNN.pth"
+        )
     else:
         where = f"{path}: entry"
     state = {}

@@ -656,9 +656,16 @@ def load_inpainter(path, strategy=None, given=None):
     if os.path.isdir(path):
         version = find_saved_model(path)
         if version is None:
+            # (a training run's folder, or convert_torch's: the weights inside are named)
+            inside = sorted(
+                name
+                for name in os.listdir(path)
+                if name == "generator.weights.h5" or re.fullmatch(r"gen_\d+\.pth", name)
+            )
+            hint = f": give --model {os.path.join(path, inside[-1])}" if inside else ""
             raise FileNotFoundError(
                 f"--model {path}: a directory without saved_model.pb or numeric version "
-                "subdirectories holding one"
+                f"subdirectories holding one{hint}"
             )
         # The strategy the export records is compared before the SavedModel loads (a
         # mismatch was refused after 11 s and 1 GB of loading a thin model).

@@ -451,6 +451,11 @@ def test_a_saved_model_that_is_not_penet_tf_s_is_named(tmp_path):
     shutil.copytree(tmp_path / "other", latin)
     with pytest.raises(ValueError, match="UTF-8 paths"):  # ('utf-8' codec can't encode ...)
         inpainting.load_inpainter(latin)
+    run = tmp_path / "run"  # a training run's folder: the weights inside it are named
+    run.mkdir()
+    (run / "generator.weights.h5").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"holding one: give --model .*run/generator"):
+        inpainting.load_inpainter(str(run))
 
 
 def test_sigterm_stops_the_tfjs_converter_and_leaves_nothing(export, tmp_path):

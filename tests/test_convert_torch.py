@@ -223,6 +223,13 @@ def test_the_other_networks_checkpoint_is_named(tmp_path, capsys):
     # penet_tf.export / inpaint read a .pth through load_generator
     with pytest.raises(ValueError, match="dis.pth is not a generator checkpoint: it holds 'netD'"):
         load_generator(dis, base_channels=4)
+    # The release's optimizer state (opt_NNNNN.pth): "entry 'epoch' is not a tensor".
+    opt = tmp_path / "opt_00000.pth"
+    torch.save({"epoch": 0, "iteration": 0, "optimG": {}, "optimD": {}}, opt)
+    assert _error_of(capsys, "--generator", opt, "--out", out) == (
+        f"error: {opt} is not a generator checkpoint: it holds the optimizers' state (the "
+        "release's opt_NNNNN.pth): give gen_NNNNN.pth"
+    )
 
 
 def test_non_tensor_entries_are_refused_by_name(tmp_path, capsys):
