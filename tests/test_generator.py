@@ -173,6 +173,10 @@ def test_load_generator_names_a_bad_config_or_weights_file(tmp_path):
         load_generator(path)
     assert len(str(caught.value).splitlines()) == 1  # was Keras' list of 34 layers
     config.write_text('{"base_channels": 4}')
+    # A link to the weights: the config beside the file, not beside the link, is read.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "model.weights.h5").symlink_to(path)
+    assert load_generator(tmp_path / "elsewhere" / "model.weights.h5").base_channels == 4
     truncated = tmp_path / "t.weights.h5"
     truncated.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(ValueError, match="t.weights.h5: cannot read it as a weights file"):

@@ -116,6 +116,10 @@ def load_generator(weights, **kwargs):
         raise FileNotFoundError(f"No generator weights at {weights}")
     config = {}
     config_path = weights[: -len(".weights.h5")] + ".config.json"
+    real = os.path.realpath(weights)
+    if not os.path.isfile(config_path) and real.endswith(".weights.h5"):
+        # a link to a run's weights: its config lies beside the file, not the link
+        config_path = real[: -len(".weights.h5")] + ".config.json"
     if weights.endswith(".weights.h5") and weights_file_holds(weights) == DISCRIMINATOR_HELD:
         # (its discriminator.config.json was read as the generator's: "Unrecognized
         # keyword arguments passed to Generator")
