@@ -18,6 +18,7 @@ import argparse
 import errno
 import functools
 import http.server
+import json
 import os
 import posixpath
 import socket
@@ -66,8 +67,7 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
             parts = [part for part in relative.split("/") if part not in ("", ".", "..")]
             target = os.path.join(self.model_dir, *parts)
             # A link in the model folder to a file outside it (/etc/passwd) was served.
-            root, real = os.path.realpath(self.model_dir), os.path.realpath(target)
-            if real != root and not real.startswith(root + os.sep):
+            if not _inside(self.model_dir, target):
                 return ""  # (not found)
             return target
         return super().translate_path(path)
@@ -88,6 +88,42 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+def _inside(root, path):
+    """Whether ``path``, links followed, lies in the folder ``root``."""
+    root, real = os.path.realpath(root), os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+def _check_model_files(model_dir):
+    """Raises FileNotFoundError unless model.json and every weight file it names are
+    files the server gives out (inside ``model_dir``, links followed): the page opened,
+    then failed on a 404 for a shard that was missing or a link out of the folder."""
+    model_json = os.path.join(model_dir, "model.json")
+    files = [model_json]
+    try:
+        with open(model_json, encoding="utf-8") as handle:
+            manifest = json.load(handle).get("weightsManifest", [])
+        files += [
+            os.path.join(model_dir, *name.split("/"))
+            for group in manifest
+            for name in group.get("paths", [])
+        ]
+    except (OSError, ValueError, AttributeError, TypeError) as error:
+        raise FileNotFoundError(
+            f"{model_json} is not a TF.js model.json ({error}): convert the model again"
+        ) from None
+    for path in files:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path}, which {model_json} names, is missing: convert the model again"
+            )
+        if not _inside(model_dir, path):
+            raise FileNotFoundError(
+                f"{path} links to {os.path.realpath(path)}, outside {model_dir}: the demo "
+                "serves only files inside --model; copy them in (or link the whole folder)"
+            )
+
+
 def check_layout(model_dir, web_root):
     """Raises FileNotFoundError, saying how to fix it, when something the page needs is missing."""
     if os.path.isfile(model_dir):  # (said "No model.json in .../model.json")
@@ -101,6 +137,7 @@ def check_layout(model_dir, web_root):
             f"No model.json in {model_dir}: convert a model first, e.g. `python -m "
             "penet_tf.convert --saved-model savedmodels/NAME/1 --to tfjs --out converted/tfjs`."
         )
+    _check_model_files(model_dir)
     if not os.path.isfile(os.path.join(web_root, "index.html")):
         raise FileNotFoundError(
             f"No index.html in {web_root} (the demo page): the page is in penet_tf's source "

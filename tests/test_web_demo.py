@@ -116,6 +116,20 @@ def test_demo_refuses_a_directory_without_model(tmp_path, capsys):
     (tmp_path / "model.json").write_text("{}")
     assert demo.main(["--model", str(tmp_path / "model.json"), "--port", "0"]) == 2
     assert "is a file: give the folder that holds model.json" in capsys.readouterr().err
+    # A missing shard, or a link out of the folder: the server started, the page got 404s.
+    model = tmp_path / "model"
+    model.mkdir()
+    manifest = {"format": "graph-model", "weightsManifest": [{"paths": ["shard1.bin"]}]}
+    (model / "model.json").write_text(json.dumps(manifest))
+    assert demo.main(["--model", str(model), "--port", "0"]) == 2
+    assert "shard1.bin, which" in capsys.readouterr().err
+    (tmp_path / "elsewhere.bin").write_bytes(b"\0" * 8)
+    (model / "shard1.bin").symlink_to(tmp_path / "elsewhere.bin")
+    assert demo.main(["--model", str(model), "--port", "0"]) == 2
+    assert "elsewhere.bin, outside" in capsys.readouterr().err
+    (model / "model.json").write_text("{")
+    assert demo.main(["--model", str(model), "--port", "0"]) == 2
+    assert "is not a TF.js model.json" in capsys.readouterr().err
 
 
 def test_demo_serves_nothing_outside_its_folders_and_lists_none(model_dir, tmp_path, capsys):
