@@ -324,7 +324,8 @@ def load_saved_model(path, flag):
     """``tf.saved_model.load(path)``; a SavedModel whose files cannot be read (its
     variables' data missing or cut short) is one ``ValueError`` naming ``flag`` and the
     reason (a 47-line ``OpError`` traceback before)."""
-    check_utf8_path(path, flag)  # (TensorFlow's "'utf-8' codec can't encode", no path)
+    # (TensorFlow's "'utf-8' codec can't encode", no path; it reads a relative path as given)
+    check_utf8_path(path, flag, absolute=False)
     try:
         return tf.saved_model.load(path)
     # (cut short: IndexError; its variables/ folder gone: FileNotFoundError)

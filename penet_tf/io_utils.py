@@ -313,10 +313,12 @@ def check_file_target(path, flag="--out", inputs=()):
             raise ValueError(f"{flag} {path} would replace the input {source}")
 
 
-def check_utf8_path(path, flag):
+def check_utf8_path(path, flag, absolute=True):
     """ValueError unless ``path`` is UTF-8: TensorFlow's file system (checkpoints,
-    SavedModels) takes no other name, and failed naming no path."""
-    absolute = os.fsencode(os.path.abspath(os.fspath(path)))
+    SavedModels) takes no other name, and failed naming no path. ``absolute=False``
+    checks the path as given (a relative one read from a folder whose own name is not
+    UTF-8 is read)."""
+    absolute = os.fsencode(os.path.abspath(os.fspath(path)) if absolute else os.fspath(path))
     try:
         absolute.decode("utf-8")
     except UnicodeDecodeError:

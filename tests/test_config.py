@@ -275,6 +275,9 @@ def test_a_section_given_as_json_on_the_command_line_merges_into_the_file_s():
     config = load_config(demo, ['trainer={"iterations": 3}'])
     assert config.trainer.iterations == 3
     assert config.trainer.batch_size == trainer["batch_size"] != TrainerConfig.batch_size
+    # An empty object resets the section; a string key keeps JSON as text.
+    assert load_config(demo, ["trainer={}"]).trainer == TrainerConfig()
+    assert load_config(demo, ['name={"a": 1}']).name == '{"a": 1}'
     # A source switch inside the object still drops the old source's keys.
     dtd = os.path.join(REPO, "configs", "dtd.json")
     switched = load_config(dtd, ['data={"source": "folder", "path": "/photos"}'])
@@ -308,3 +311,11 @@ def test_config_files_are_utf8_with_or_without_a_bom_and_keys_are_given_once(tmp
     assert "'iterations' is given twice" in refused(['trainer={"iterations": 1, "iterations": 2}'])
     with pytest.raises(ConfigError, match="is a folder, not a config file"):
         read_config_file(str(tmp_path))
+
+
+def test_cpu_devices_with_the_default_strategy_are_refused():
+    """--strategy default --cpu-devices 2 split the CPU and trained on one part of it,
+    exit 0, with cpu_devices: 2 in the run's record."""
+    message = refused(["strategy=default", "cpu_devices=2"])
+    assert message.startswith('cpu_devices must be 1 with strategy "default"')
+    assert load_config(None, ["strategy=mirrored", "cpu_devices=2"]).cpu_devices == 2

@@ -431,7 +431,7 @@ def test_a_broken_export_is_one_line(export, tmp_path, capsys):
         convert_module.read_export_config(str(damaged))
 
 
-def test_a_saved_model_that_is_not_penet_tf_s_is_named(tmp_path):
+def test_a_saved_model_that_is_not_penet_tf_s_is_named(tmp_path, monkeypatch):
     """A Keras model.export or any other SavedModel as --model failed at its first photo
     with a 271-line traceback printing the photo's pixels (or KeyError: 'inpainted')."""
     import tensorflow as tf
@@ -451,6 +451,9 @@ def test_a_saved_model_that_is_not_penet_tf_s_is_named(tmp_path):
     shutil.copytree(tmp_path / "other", latin)
     with pytest.raises(ValueError, match="UTF-8 paths"):  # ('utf-8' codec can't encode ...)
         inpainting.load_inpainter(latin)
+    monkeypatch.chdir(latin)  # a relative path is read as given, whatever the folder's name
+    with pytest.raises(ValueError, match="--model 1: not a penet_tf SavedModel"):
+        inpainting.load_inpainter("1")
     run = tmp_path / "run"  # a training run's folder: the weights inside it are named
     run.mkdir()
     (run / "generator.weights.h5").write_bytes(b"")

@@ -498,6 +498,8 @@ def test_client_side_checks(served, client):
         client.inpaint(image, soft)
     with pytest.raises(ValueError, match="values outside 0-255"):
         client.inpaint(image, np.full((16, 16), -1, np.int16))
+    with pytest.raises(ValueError, match=r"soft \[0, 1\] float mask"):  # judged mask by mask
+        client.inpaint(np.stack([image, image]), np.stack([soft, mask[..., 0] * 1.0]))
     png = _png(image)
     for wrong, message in [
         ("a.png", "image_bytes must be encoded image bytes, got str: read the file first"),
@@ -512,6 +514,7 @@ def test_client_side_checks(served, client):
     assert served["double"].service.requests == requests
     view = client.inpaint_bytes(memoryview(png), memoryview(_png(mask)))
     assert view == client.inpaint_bytes(png, _png(mask))
+    assert client.inpaint_bytes((b for b in [png]), iter([_png(mask)])) == [view]
     with pytest.raises(ValueError, match="image and mask sizes differ"):
         client.inpaint(image, mask[:8])
     with pytest.raises(ValueError, match="image must be uint8"):

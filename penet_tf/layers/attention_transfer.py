@@ -37,7 +37,9 @@ def _align_corners_sources(size_in, size_out):
 
 def resized_mask_nonzero(mask, size):
     """1.0 where ``resize_align_corners(mask, size)`` of a non-negative ``mask`` is
-    nonzero, else 0.0 (float32, [batch, H, W, 1]), exactly, on any runtime.
+    nonzero, else 0.0 (float32, [batch, H, W, 1]), the same on any runtime. (Exactly
+    TensorFlow's zeros for the generator's 0 / 1 masks; a soft mask's values under about
+    1e-30 are nonzero here where TensorFlow's products flush them to 0.)
 
     The attention's usable keys are those whose resized mask is exactly 0, a test that
     the resize's rounding decides: for a mask column 62 of 64 and 16 output columns,

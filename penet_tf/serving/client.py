@@ -344,11 +344,13 @@ def _encoded_list(value, name, single):
 
     if single or isinstance(value, _ENCODED | str | os.PathLike):
         return [encoded(value, name)]
-    if not isinstance(value, list | tuple | np.ndarray):
+    try:
+        items = list(value)  # a list, tuple, array, generator, dict.values() ...
+    except TypeError:
         raise TypeError(
             f"{name} must be encoded image bytes or a list of them, got {type(value).__name__}"
-        )
-    return [encoded(item, f"{name}[{index}]") for index, item in enumerate(value)]
+        ) from None
+    return [encoded(item, f"{name}[{index}]") for index, item in enumerate(items)]
 
 
 def _check_not_empty(count):
@@ -360,9 +362,7 @@ def _check_not_empty(count):
 
 def _check_arrays(image, mask):
     """uint8 image [B, H, W, 3] and uint8 0/255 mask [B, H, W, 1]; ValueError otherwise."""
-    # (a soft float mask or an int16 -1 was sent as holes: the library's reading of a mask
-    # array refuses them by name)
-    image, mask = np.asarray(image), image_io.mask_array(mask)
+    image, mask = np.asarray(image), np.asarray(mask)
     if image.dtype != np.uint8:
         raise ValueError(
             f"image must be uint8 (0..255), got {image.dtype}; use predict_float for floats"
@@ -382,8 +382,12 @@ def _check_arrays(image, mask):
             "(batch, height, width)"
         )
     _check_not_empty(len(image))
-    # The mask rule (penet_tf.image_io), per image: the server applies it again.
-    holes = np.array([image_io.binary_mask(one) for one in mask], np.uint8).reshape(mask.shape)
+    # The mask rule (penet_tf.image_io), per image: the server applies it again. Each mask
+    # read as the library reads a mask array (a soft float mask or an int16 -1 was sent as
+    # holes; refused by name, mask by mask: not judged by the batch's largest value).
+    holes = np.array(
+        [image_io.binary_mask(image_io.mask_array(one)) for one in mask], np.uint8
+    ).reshape(mask.shape)
     holes *= np.uint8(255)
     return image, holes, single
 

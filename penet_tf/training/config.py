@@ -675,6 +675,13 @@ class TrainingConfig(Section):
 
     def check(self, path):
         _positive_ints(self, path, ["cpu_devices"])
+        # (the CPU was split and one of its parts trained, exit 0, "cpu_devices: 2" recorded)
+        _require(
+            self.cpu_devices == 1 or self.strategy != "default",
+            _join(path, "cpu_devices"),
+            '1 with strategy "default" (one device; auto or mirrored train on the split CPU)',
+            self.cpu_devices,
+        )
         _require(0 <= self.seed <= 2**32 - 1, _join(path, "seed"), "0 to 2**32 - 1", self.seed)
 
     def override(self, *overrides):
@@ -751,7 +758,13 @@ def apply_overrides(tree, overrides):
             items.extend(_flatten(override))
             continue
         parts, value, raw = parse_override(override)
-        if isinstance(value, Mapping) and value:
+        kind = _field_type(parts, tree)
+        if (
+            isinstance(value, Mapping)
+            and value  # ({} resets the section to its defaults)
+            and isinstance(kind, type)
+            and issubclass(kind, Section)
+        ):
             # ``trainer={"iterations": 3}`` sets those keys: it replaced the section, the
             # file's other trainer keys (batch_size, checkpoint_every) back to defaults.
             items.extend(_flatten(value, tuple(parts)))
