@@ -172,7 +172,12 @@ def inference_function(generator, height=None, width=None, batch=None):
         autograph=False,
     )
     def inpaint_uint8(image, mask):
-        return {"inpainted": composite_uint8(generator, image, mask)}
+        # Joined to the image and split again: Concat takes no broadcasting, so the
+        # converted model (which has no assertion ops) refuses a mask of another size:
+        # ONNX took a [1, 1, 1, 1] mask of 255 for a whole-photo hole, a [1, H, 1, 1] one
+        # for whole rows. (In float: composite_uint8 reads it as nonzero = hole.)
+        joined = tf.concat([tf.cast(image, tf.float32), tf.cast(mask, tf.float32)], axis=-1)
+        return {"inpainted": composite_uint8(generator, image, joined[..., 3:])}
 
     return inpaint_uint8
 

@@ -276,10 +276,6 @@ def composite_uint8(generator, image, mask, composite_only=False):
     too (TFLite's SELECT_V2 has no broadcasting uint8 kernel).
     """
     hole = binary_mask(mask)
-    # Joined and split again: Concat takes no broadcasting, so a converted model (which
-    # has no assertion ops) refuses a mask of another size. ONNX took a [1, 1, 1, 1]
-    # mask of 255 for a whole-photo hole, a [1, H, 1, 1] one for whole rows.
-    hole = tf.concat([tf.cast(image, tf.float32), hole], axis=-1)[..., 3:]
     _, inpainted = inpaint(  # (in range: converted from uint8, the hole 0/1)
         generator, uint8_to_float(image), hole, composite_only, check_values=False
     )
