@@ -387,7 +387,14 @@ class Trainer:
             logger.info(
                 "mixed precision: auto -> %s%s",
                 self.policy,
-                "" if picked == self.policy else f" (as the run's checkpoints; here: {picked})",
+                ""
+                if picked == self.policy
+                else (
+                    f" (as the run's checkpoints, which hold a loss scale; here: {picked})"
+                    if self.policy == "mixed_float16"
+                    # (a float32 run's too: it said "as the run's checkpoints")
+                    else f" (the run's checkpoints hold no loss scale; here: {picked})"
+                ),
             )
         if init_from is not None:
             _check_init_from(init_from, self.output_dir)
