@@ -56,6 +56,7 @@ from penet_tf.inpainting import (
     list_images,
     load_inpainter,
     make_dataset,
+    option_text,
     plan_batches,
     progress_bar,
     report_skipped,
@@ -412,9 +413,7 @@ def _main(argv):
     given = strategy_options(args)
     if given and args.predictions is not None and args.model is None:
         # (they were ignored: the predictions are scored as given, exit status 0)
-        flags = ", ".join(
-            "--" + ("strategy" if key == "name" else key).replace("_", "-") for key in given
-        )
+        flags = ", ".join(option_text(key, value).split()[0] for key, value in given.items())
         parser.error(f"{flags}: a photo strategy applies to --model only, not to --predictions")
     inpainter = load_inpainter(args.model, strategy, given) if args.model is not None else None
     report, skipped = evaluate(

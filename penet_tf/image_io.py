@@ -352,12 +352,17 @@ def _tiff_as_shown(image, opened):
     return image
 
 
+def _tiff_values(image, tag):
+    """The values of a TIFF's ``tag`` (one per sample where it has several) as a tuple;
+    (None,) for another format or a missing tag."""
+    tags = getattr(image, "tag_v2", None)
+    values = tags.get(tag) if image.format == "TIFF" and tags is not None else None
+    return tuple(values) if isinstance(values, tuple | list) else (values,)
+
+
 def _sample_bits(image):
     """A TIFF's bits per sample (its largest), else 0 (unknown)."""
-    tags = getattr(image, "tag_v2", None)
-    bits = tags.get(258) if image.format == "TIFF" and tags is not None else None
-    bits = bits if isinstance(bits, tuple | list) else (bits,)
-    return max((b for b in bits if isinstance(b, int)), default=0)
+    return max((b for b in _tiff_values(image, 258) if isinstance(b, int)), default=0)
 
 
 _SAMPLE_FORMAT = 339  # a TIFF tag: 1 = unsigned integer, 2 = signed, 3 = floating point
@@ -365,10 +370,7 @@ _SAMPLE_FORMAT = 339  # a TIFF tag: 1 = unsigned integer, 2 = signed, 3 = floati
 
 def _signed_samples(image):
     """Whether ``image`` is a TIFF of signed integer samples (SampleFormat 2)."""
-    tags = getattr(image, "tag_v2", None)
-    kinds = tags.get(_SAMPLE_FORMAT) if image.format == "TIFF" and tags is not None else None
-    kinds = kinds if isinstance(kinds, tuple | list) else (kinds,)
-    return 2 in kinds
+    return 2 in _tiff_values(image, _SAMPLE_FORMAT)
 
 
 @contextlib.contextmanager

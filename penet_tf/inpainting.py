@@ -630,7 +630,7 @@ def _saved_strategy(config):
         return PhotoStrategy("full")
 
 
-def _option_text(field, value):
+def option_text(field, value):
     """A ``PhotoStrategy`` field as its command-line option (``margin`` 64 -> ``--margin
     64``; ``residual_aggregation`` False -> ``--no-residual-aggregation``)."""
     if field == "residual_aggregation":
@@ -675,7 +675,7 @@ def load_inpainter(path, strategy=None, given=None):
             if exported.name == "full" and given.get("name") == "full":
                 given = {"name": "full"}
             differ = {k: v for k, v in given.items() if getattr(exported, k) != v}
-            asked = " ".join(_option_text(k, v) for k, v in differ.items())
+            asked = " ".join(option_text(k, v) for k, v in differ.items())
         else:
             asked = strategy.options() if strategy not in (None, exported) else ""
         if asked:

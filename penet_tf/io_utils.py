@@ -318,11 +318,11 @@ def check_utf8_path(path, flag, absolute=True):
     SavedModels) takes no other name, and failed naming no path. ``absolute=False``
     checks the path as given (a relative one read from a folder whose own name is not
     UTF-8 is read)."""
-    absolute = os.fsencode(os.path.abspath(os.fspath(path)) if absolute else os.fspath(path))
+    encoded = os.fsencode(os.path.abspath(os.fspath(path)) if absolute else os.fspath(path))
     try:
-        absolute.decode("utf-8")
+        encoded.decode("utf-8")
     except UnicodeDecodeError:
-        shown = absolute.decode("utf-8", "backslashreplace")
+        shown = encoded.decode("utf-8", "backslashreplace")
         raise ValueError(
             f"{flag} {shown}: TensorFlow reads and writes only UTF-8 paths; rename the folder"
         ) from None

@@ -384,18 +384,11 @@ class Trainer:
         check_run_folder(self.output_dir)  # (a user's own folder lost its config.json)
         if config.mixed_precision == "auto":
             picked, self.policy = self.policy, resumed_auto_policy(self.output_dir, self.policy)
-            logger.info(
-                "mixed precision: auto -> %s%s",
-                self.policy,
-                ""
-                if picked == self.policy
-                else (
-                    f" (as the run's checkpoints, which hold a loss scale; here: {picked})"
-                    if self.policy == "mixed_float16"
-                    # (a float32 run's too: it said "as the run's checkpoints")
-                    else f" (the run's checkpoints hold no loss scale; here: {picked})"
-                ),
-            )
+            why = ""
+            if picked != self.policy:  # (a float32 run's: it said "as the run's checkpoints")
+                scale = "hold a" if self.policy == "mixed_float16" else "hold no"
+                why = f" (the run's checkpoints {scale} loss scale; here: {picked})"
+            logger.info("mixed precision: auto -> %s%s", self.policy, why)
         if init_from is not None:
             _check_init_from(init_from, self.output_dir)
         if (
