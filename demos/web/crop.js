@@ -38,12 +38,15 @@ export function hasHole(mask) {
   return false;
 }
 
-/** Bounding boxes {x0, y0, x1, y1} (end exclusive) of the 8-connected hole components. */
-export function components(mask, width, height) {
-  const seen = new Uint8Array(mask.length);
-  const stack = new Int32Array(mask.length);
+/**
+ * Bounding boxes {x0, y0, x1, y1} (end exclusive) of the `mask` pixels of each 8-connected
+ * component of `region` (nonzero = in; `region` must hold every `mask` pixel).
+ */
+function componentBoxes(region, mask, width, height) {
+  const seen = new Uint8Array(region.length);
+  const stack = new Int32Array(region.length);
   const boxes = [];
-  for (let start = 0; start < mask.length; start += 1) {
+  for (let start = 0; start < region.length; start += 1) {
     if (!mask[start] || seen[start]) continue;
     let top = 0;
     stack[top++] = start;
@@ -53,10 +56,12 @@ export function components(mask, width, height) {
       const index = stack[--top];
       const x = index % width;
       const y = (index - x) / width;
-      box.x0 = Math.min(box.x0, x);
-      box.y0 = Math.min(box.y0, y);
-      box.x1 = Math.max(box.x1, x + 1);
-      box.y1 = Math.max(box.y1, y + 1);
+      if (mask[index]) {
+        box.x0 = Math.min(box.x0, x);
+        box.y0 = Math.min(box.y0, y);
+        box.x1 = Math.max(box.x1, x + 1);
+        box.y1 = Math.max(box.y1, y + 1);
+      }
       for (let dy = -1; dy <= 1; dy += 1) {
         const ny = y + dy;
         if (ny < 0 || ny >= height) continue;
@@ -64,7 +69,7 @@ export function components(mask, width, height) {
           const nx = x + dx;
           if (nx < 0 || nx >= width) continue;
           const next = ny * width + nx;
-          if (mask[next] && !seen[next]) {
+          if (region[next] && !seen[next]) {
             seen[next] = 1;
             stack[top++] = next;
           }
@@ -74,6 +79,52 @@ export function components(mask, width, height) {
     boxes.push(box);
   }
   return boxes;
+}
+
+/** Bounding boxes {x0, y0, x1, y1} (end exclusive) of the 8-connected hole components. */
+export function components(mask, width, height) {
+  return componentBoxes(mask, mask, width, height);
+}
+
+// More components than this are first merged by their pixels (`componentsNear`).
+export const MANY_HOLES = 1000;
+
+/**
+ * `components(mask)`, or, for more than MANY_HOLES of them (a speckled or dithered mask),
+ * the hole's boxes per component of the hole grown by `margin` (a 2 * margin square
+ * maximum filter, rows y - margin .. y + margin - 1 and the same for columns, as
+ * scipy's): penet_tf.high_resolution.hole_boxes_near. Pixels whose grown squares meet lie
+ * in boxes that `holeGroups` joins anyway, so the groups are the same; the sweep alone
+ * took 71 s for 187,500 specks.
+ */
+export function componentsNear(mask, width, height, margin = MARGIN) {
+  const boxes = components(mask, width, height);
+  if (boxes.length <= MANY_HOLES || margin === 0) return boxes;
+  const rows = new Uint8Array(mask.length); // grown along each row
+  for (let y = 0; y < height; y += 1) {
+    let count = 0; // hole pixels in columns x - margin .. x + margin - 1
+    const row = y * width;
+    for (let x = 0; x < margin - 1 && x < width; x += 1) count += mask[row + x] ? 1 : 0;
+    for (let x = 0; x < width; x += 1) {
+      const enter = x + margin - 1;
+      const leave = x - margin - 1;
+      if (enter < width && mask[row + enter]) count += 1;
+      if (leave >= 0 && mask[row + leave]) count -= 1;
+      rows[row + x] = count > 0 ? 1 : 0;
+    }
+  }
+  const grown = new Uint8Array(mask.length);
+  const counts = new Int32Array(width); // per column: grown rows y - margin .. y + margin - 1
+  const add = (y, step) => {
+    for (let x = 0, i = y * width; x < width; x += 1, i += 1) counts[x] += rows[i] ? step : 0;
+  };
+  for (let y = 0; y < margin - 1 && y < height; y += 1) add(y, 1);
+  for (let y = 0; y < height; y += 1) {
+    if (y + margin - 1 < height) add(y + margin - 1, 1);
+    if (y - margin - 1 >= 0) add(y - margin - 1, -1);
+    for (let x = 0, i = y * width; x < width; x += 1, i += 1) grown[i] = counts[x] > 0 ? 1 : 0;
+  }
+  return componentBoxes(grown, mask, width, height);
 }
 
 /**
@@ -212,7 +263,7 @@ export function groupPieces(box, mask, width, height, size, margin = MARGIN) {
 
 /** The regions to inpaint: [{box, window, region, cut, index}], sorted top to bottom. */
 export function planRegions(mask, width, height, size, margin = MARGIN) {
-  return holeGroups(components(mask, width, height), margin)
+  return holeGroups(componentsNear(mask, width, height, margin), margin)
     .flatMap((group) => groupPieces(group, mask, width, height, size, margin))
     .map(({ box, cut, index }) => {
       const { window, ...region } = regionFor(box, width, height, size, margin);
