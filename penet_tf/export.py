@@ -228,6 +228,12 @@ def _gif_first_frame(data):
     return tf.equal(first[0], 1), first[1], first[2], first[3], first[4]
 
 
+def _named(name, text):
+    """A refusal's text: ``name`` (a string, or a scalar string tensor such as
+    "image_bytes[2]", the input and its index in the batch) followed by ``text``."""
+    return tf.strings.join([name, text])
+
+
 def _header_pixels(data, head, name):
     """Padded H * W (as ``check_request`` counts) read from a PNG, JPEG, WebP or GIF header
     without decoding (-1 for other formats); for a GIF, its largest frame's, or all its
@@ -240,7 +246,7 @@ def _header_pixels(data, head, name):
     def png():  # IHDR, the first chunk: big-endian width, height at bytes 16..23
         check = tf.debugging.Assert(
             tf.equal(tf.strings.substr(head, 12, 4), b"IHDR"),
-            [f"{name}: not a valid PNG (its first chunk is not IHDR)"],
+            [_named(name, ": not a valid PNG (its first chunk is not IHDR)")],
         )
         size = tf.cast(tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.uint8), tf.int64)
         width, height = (
@@ -255,13 +261,18 @@ def _header_pixels(data, head, name):
         first_covers = _gif_first_frame_covers(first, screen)
         check = tf.debugging.Assert(
             ended,
-            [f"{name}: a GIF of more than {_GIF_STEPS} runs of data sub-blocks is not decoded"],
+            [
+                _named(
+                    name,
+                    f": a GIF of more than {_GIF_STEPS} runs of data sub-blocks is not decoded",
+                )
+            ],
         )
         # TensorFlow's decoder leaves a transparent colour's pixels black where Pillow
         # (penet_tf.image_io) gives the colour: the known pixels would come back wrong.
         opaque = tf.debugging.Assert(
             tf.logical_not(transparent),
-            [f"{name}: a GIF with a transparent colour is not decoded here; send it as PNG"],
+            [_named(name, ": a GIF with a transparent colour is not decoded here; send it as PNG")],
         )
         # TensorFlow decodes a GIF at its first frame's size, Pillow at the logical
         # screen's: a first frame that does not cover the screen at (0, 0) is refused
@@ -270,8 +281,11 @@ def _header_pixels(data, head, name):
         covers = tf.debugging.Assert(
             first_covers,
             [
-                f"{name}: a GIF whose first frame does not cover its screen is not decoded here; "
-                "send it as PNG"
+                _named(
+                    name,
+                    ": a GIF whose first frame does not cover its screen is not decoded here; "
+                    "send it as PNG",
+                )
             ],
         )
         screen = tf.cast(screen, tf.int64)
@@ -286,8 +300,11 @@ def _header_pixels(data, head, name):
             lambda encoded: tf.io.extract_jpeg_shape(encoded, tf.int64)[:2],
             data,
             tf.zeros([2], tf.int64),
-            f"{name}: a JPEG whose frame header cannot be read (a damaged or truncated "
-            "file): send it again, or as PNG",
+            _named(
+                name,
+                ": a JPEG whose frame header cannot be read (a damaged or truncated "
+                "file): send it again, or as PNG",
+            ),
         )
         return padded(size[0], size[1])
 
@@ -352,7 +369,7 @@ def _decoder_checks(data, head, name):
     )
     not_animated = tf.debugging.Assert(
         tf.logical_not(animated),
-        [f"{name}: an animated WebP is not decoded here; send its first frame as PNG"],
+        [_named(name, ": an animated WebP is not decoded here; send its first frame as PNG")],
     )
 
     def bmp_readable():
@@ -402,16 +419,19 @@ def _decoder_checks(data, head, name):
     readable_bmp = tf.debugging.Assert(
         tf.cond(bmp, bmp_readable, lambda: tf.constant(True)),
         [
-            f"{name}: a BMP of 1, 4, 16 or 8 bits with a colour palette, compressed, with an "
-            "OS/2 header or with other than BGRA bit masks is not decoded here (plain 24- and "
-            "32-bit BMPs are); send it as PNG"
+            _named(
+                name,
+                ": a BMP of 1, 4, 16 or 8 bits with a colour palette, compressed, with an "
+                "OS/2 header or with other than BGRA bit masks is not decoded here (plain 24- "
+                "and 32-bit BMPs are); send it as PNG",
+            )
         ],
     )
     # TensorFlow decodes JPEG XL, but its size is not read here before decoding (a small
     # file may declare any size) and Pillow, every other path's reader, does not read it.
     not_jxl = tf.debugging.Assert(
         tf.logical_not(_is_jxl(head)),
-        [f"{name}: a JPEG XL file is not decoded here; send it as PNG"],
+        [_named(name, ": a JPEG XL file is not decoded here; send it as PNG")],
     )
     return [not_animated, readable_bmp, not_jxl]
 
@@ -432,15 +452,24 @@ def _decode(data, channels, name, max_pixels, dtype=tf.uint8):
     )
     formats = ", ".join(kind for kind in _MAGIC if kind != "JPEG XL")  # (refused by name)
     check_format = tf.debugging.Assert(
-        known, [f"{name}: not an encoded image (expected one of {formats})"]
+        known, [_named(name, f": not an encoded image (expected one of {formats})")]
     )
     with tf.control_dependencies([check_format]):
         pixels = _header_pixels(data, head, name)
         readable = _decoder_checks(data, head, name)
-    check_size = tf.debugging.assert_less_equal(
-        pixels,
-        tf.constant(max_pixels, tf.int64),
-        message=f"{name}: {pixel_limit_message(max_pixels)}",
+    check_size = tf.debugging.Assert(
+        pixels <= tf.constant(max_pixels, tf.int64),
+        [
+            _named(
+                name,
+                tf.strings.join(
+                    [
+                        f": {pixel_limit_message(max_pixels)}; this one: ",
+                        tf.strings.as_string(pixels),
+                    ]
+                ),
+            )
+        ],
     )
     with tf.control_dependencies([check_size, *readable]):
         image = _decoded_or_refused(data, channels, name, dtype)
@@ -490,8 +519,11 @@ def _decoded_or_refused(data, channels, name, dtype):
         lambda encoded: _decode_pixels(encoded, channels, dtype),
         data,
         tf.zeros([0, 0, channels or 1], dtype),
-        f"{name}: the encoded data cannot be decoded (a damaged or truncated file, or an "
-        "encoding this server's decoders do not read): send it again, or as PNG",
+        _named(
+            name,
+            ": the encoded data cannot be decoded (a damaged or truncated file, or an "
+            "encoding this server's decoders do not read): send it again, or as PNG",
+        ),
     )
 
 
@@ -660,8 +692,12 @@ def build_archive(
         ]
 
         def one(pair):
-            image = _decode(pair[0], 3, "image_bytes", limit)
-            mask = _decode_mask(pair[1], "mask_bytes", limit)
+            index, image, mask = pair
+            # Each refusal names the input and the photo's index ("image_bytes[2]: ...").
+            image_name = tf.strings.format("image_bytes[{}]", index)
+            mask_name = tf.strings.format("mask_bytes[{}]", index)
+            image = _decode(image, 3, image_name, limit)
+            mask = _decode_mask(mask, mask_name, limit)
             image_size, mask_size = tf.shape(image)[:2], tf.shape(mask)[:2]
             turned = tf.reduce_all(tf.equal(image_size, mask_size[::-1])) & tf.not_equal(
                 image_size[0], image_size[1]
@@ -669,10 +705,13 @@ def build_archive(
             check = tf.debugging.Assert(
                 tf.logical_not(turned),
                 [
-                    "mask_bytes is image_bytes turned a quarter (height and width swapped): "
-                    "this server reads the pixels of a photo as stored, without its EXIF "
-                    "orientation; send the photo as a PNG as a viewer shows it (the client "
-                    "does), or draw the mask on the stored pixels"
+                    tf.strings.format(
+                        "mask_bytes[{}] is image_bytes[{}] turned a quarter (height and width "
+                        "swapped): this server reads the pixels of a photo as stored, without "
+                        "its EXIF orientation; send the photo as a PNG as a viewer shows it "
+                        "(the client does), or draw the mask on the stored pixels",
+                        [index, index],
+                    )
                 ],
             )
             with tf.control_dependencies([check]):
@@ -683,8 +722,12 @@ def build_archive(
         image_bytes, mask_bytes = gate(checks, image_bytes, mask_bytes)
         # One photo at a time (the While op's default runs 10 at once): a batch needs the
         # memory of its largest photo, not of all of them (TF Serving merges requests).
+        indices = tf.range(tf.size(image_bytes))
         encoded = tf.map_fn(
-            one, (image_bytes, mask_bytes), fn_output_signature=tf.string, parallel_iterations=1
+            one,
+            (indices, image_bytes, mask_bytes),
+            fn_output_signature=tf.string,
+            parallel_iterations=1,
         )
         return {"inpainted_bytes": encoded}
 

@@ -293,7 +293,7 @@ def test_a_gif_whose_frame_outgrows_its_screen_is_refused_before_decoding(export
     )
     assert isinstance(outcome, tf.errors.InvalidArgumentError)
     print(f"GIF refusal: {seconds * 1000:.1f} ms, +{growth / 2**20:.1f} MiB")
-    assert "image_bytes: image is larger than the server limit of 50331648" in outcome.message
+    assert "image_bytes[0]: image is larger than the server limit of 50331648" in outcome.message
     assert growth < 64 * 2**20  # decoding it takes 64 MB of indices and 192 MB of RGB
 
 

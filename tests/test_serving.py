@@ -245,7 +245,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([b"\x00garbage"], object),
             "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
         },
-        "image_bytes: not an encoded image",
+        "image_bytes[0]: not an encoded image",
     ),
     "garbage mask bytes": (
         "inpaint_bytes",
@@ -253,7 +253,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_png(_image(16, 16)[0])], object),
             "mask_bytes": np.array([b"garbage"], object),
         },
-        "mask_bytes: not an encoded image",
+        "mask_bytes[0]: not an encoded image",
     ),
     # TensorFlow's decoders said "Invalid PNG data, size 40" for either input.
     "truncated png": (
@@ -262,7 +262,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_png(_image(16, 16)[0])[:40]], object),
             "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
         },
-        "image_bytes: the encoded data cannot be decoded (a damaged or truncated file",
+        "image_bytes[0]: the encoded data cannot be decoded (a damaged or truncated file",
     ),
     "truncated mask png": (
         "inpaint_bytes",
@@ -270,7 +270,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_png(_image(16, 16)[0])], object),
             "mask_bytes": np.array([_png(_mask(16, 16)[0])[:-20]], object),
         },
-        "mask_bytes: the encoded data cannot be decoded (a damaged or truncated file",
+        "mask_bytes[0]: the encoded data cannot be decoded (a damaged or truncated file",
     ),
     # a phone photo's mask drawn as a viewer shows it: "height/width differ" before
     "mask turned a quarter": (
@@ -279,7 +279,8 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_png(_image(16, 24)[0])], object),
             "mask_bytes": np.array([_png(_mask(24, 16)[0])], object),
         },
-        "mask_bytes is image_bytes turned a quarter (height and width swapped): this server "
+        "mask_bytes[0] is image_bytes[0] turned a quarter (height and width swapped): this "
+        "server "
         "reads the pixels of a photo as stored, without its EXIF orientation",
     ),
     "half a jpeg": (
@@ -288,7 +289,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_jpeg(_NOISE)[: len(_jpeg(_NOISE)) // 2]], object),
             "mask_bytes": np.array([_png(_mask(64, 64)[0])], object),
         },
-        "image_bytes: the encoded data cannot be decoded (a damaged or truncated file",
+        "image_bytes[0]: the encoded data cannot be decoded (a damaged or truncated file",
     ),
     # cut before its frame header: TensorFlow's "Invalid JPEG data, size 20", either input
     "jpeg mask cut before its frame header": (
@@ -297,7 +298,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_png(_image(64, 64)[0])], object),
             "mask_bytes": np.array([_jpeg(_NOISE)[:20]], object),
         },
-        "mask_bytes: a JPEG whose frame header cannot be read (a damaged or truncated file)",
+        "mask_bytes[0]: a JPEG whose frame header cannot be read (a damaged or truncated file)",
     ),
     "too large png": (
         "inpaint_bytes",
@@ -305,7 +306,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_png(_image(400, 400)[0])], object),
             "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
         },
-        f"image_bytes: image is larger than the server limit of {MAX_PIXELS} pixels",
+        f"image_bytes[0]: image is larger than the server limit of {MAX_PIXELS} pixels",
     ),
     "gif frame larger than its screen": (  # 8 x 8 screen, 400 x 400 frame (TF's canvas)
         "inpaint_bytes",
@@ -313,7 +314,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_gif(400, 400, screen=(8, 8))], object),
             "mask_bytes": np.array([_png(_mask(8, 8)[0])], object),
         },
-        f"image_bytes: image is larger than the server limit of {MAX_PIXELS} pixels",
+        f"image_bytes[0]: image is larger than the server limit of {MAX_PIXELS} pixels",
     ),
     "gif of too many blocks to walk": (
         "inpaint_bytes",
@@ -321,7 +322,7 @@ BAD_REQUESTS = {
             "image_bytes": np.array([_gif(16, 16, comments=3400)], object),  # 3 steps each
             "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
         },
-        "image_bytes: a GIF of more than 10000 runs of data sub-blocks is not decoded",
+        "image_bytes[0]: a GIF of more than 10000 runs of data sub-blocks is not decoded",
     ),
     "png without its header chunk": (
         "inpaint_bytes",
@@ -329,7 +330,26 @@ BAD_REQUESTS = {
             "image_bytes": np.array([b"\x89PNG\r\n\x1a\n" + b"\xff" * 40], object),
             "mask_bytes": np.array([_png(_mask(16, 16)[0])], object),
         },
-        "image_bytes: not a valid PNG (its first chunk is not IHDR)",  # was: over the limit
+        "image_bytes[0]: not a valid PNG (its first chunk is not IHDR)",  # was: over the limit
+    ),
+    # the third photo of three is damaged: which one was not said ("image_bytes: ...")
+    "truncated png third in its batch": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array(
+                [_png(_image(16, 16)[0])] * 2 + [_png(_image(16, 16)[0])[:40]], object
+            ),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0])] * 3, object),
+        },
+        "image_bytes[2]: the encoded data cannot be decoded (a damaged or truncated file",
+    ),
+    "mask second in its batch over the limit": (
+        "inpaint_bytes",
+        {
+            "image_bytes": np.array([_png(_image(16, 16)[0])] * 2, object),
+            "mask_bytes": np.array([_png(_mask(16, 16)[0]), _png(_mask(400, 400)[0])], object),
+        },
+        f"mask_bytes[1]: image is larger than the server limit of {MAX_PIXELS} pixels",
     ),
     "bytes batch mismatch": (
         "inpaint_bytes",
