@@ -312,6 +312,12 @@ def check_report_path(path, images, masks=None, predictions=None, model=None, in
     written there or would replace one of the files the run reads: images, masks,
     predictions, the model (its weights and ``NAME.config.json``; anything inside a
     SavedModel folder) and ``--inception-weights``."""
+    if os.path.splitext(path)[1].lower() == ".csv":  # (JSON in it, the table in NAME.csv.csv)
+        json_name = os.path.splitext(path)[0] + ".json"
+        raise ValueError(
+            f"--out {path} names the JSON report, and its per-image CSV goes beside it "
+            f"(--out {json_name} writes {json_name} and {csv_path(json_name)})"
+        )
     inputs = list_images(images)
     for folder, flag in ((masks, "--masks"), (predictions, "--predictions")):
         if folder is not None:

@@ -213,6 +213,12 @@ def collect_items(images, masks=None, predictions=None, resize=None):
                 f"--predictions {predictions} is the --images folder: each photo would be "
                 "scored against itself; give the folder of the inpainted results"
             )
+        if masks is not None and os.path.isdir(masks) and os.path.samefile(predictions, masks):
+            # (each result read as its own mask: l1_hole 13x too low, exit status 0)
+            raise ValueError(
+                f"--masks {masks} is the --predictions folder: each result would be its own "
+                "mask; give the masks the photos were inpainted with"
+            )
         prediction_lookup = _by_name(list_images(predictions, "--predictions"))
 
     if shared_mask is not None:
@@ -256,6 +262,8 @@ def collect_items(images, masks=None, predictions=None, resize=None):
                 problem = f"no prediction named {name}.* in {predictions}"
             elif same_path(item.prediction, path):  # (one photo: scored against itself)
                 problem = f"its prediction would be the photo itself ({item.prediction})"
+            elif item.mask is not None and same_path(item.prediction, item.mask):
+                problem = f"its prediction would be its mask ({item.prediction})"
             else:
                 problem = _check_size(item.prediction, size, "prediction")
         if problem is not None:

@@ -280,11 +280,18 @@ def test_skips_and_errors(folders, tmp_path, capsys):
     one = str(root / "images" / "china.png")  # one photo, its folder as the predictions
     assert main(["--images", one, "--predictions", images, "--out", str(out), "--no-fid"]) == 2
     assert "its prediction would be the photo itself" in capsys.readouterr().err
+    # The predictions as their own masks: l1_hole 13x too low, exit status 0.
+    masks = ["--masks", predictions := str(root / "predictions")]
+    assert main(_args(folders, "--predictions", predictions, *masks, "--out", str(out))) == 2
+    assert f"--masks {predictions} is the --predictions folder" in capsys.readouterr().err
+    one_mask = ["--masks", str(root / "predictions" / "china.png")]  # one photo's prediction
+    args = ["--images", one, "--predictions", predictions, *one_mask, "--out", str(out)]
+    assert main([*args, "--no-fid"]) == 2
+    assert "its prediction would be its mask" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # a model needs masks
         main(_args(folders, "--model", folders["weights"], "--out", str(out)))
     assert exit_info.value.code == 2
     # Strategy options with predictions were ignored (exit status 0).
-    predictions = str(root / "predictions")
     with pytest.raises(SystemExit) as exit_info:
         main(_args(folders, "--predictions", predictions, "--out", str(out), "--margin", "7"))
     assert exit_info.value.code == 2
@@ -309,6 +316,9 @@ def test_a_report_that_would_replace_an_input_or_cannot_be_written_is_refused_fi
         str(tmp_path / "afile" / "r.json"): "afile is a file, not a folder",
         str(tmp_path / "table.json"): "its CSV " + str(tmp_path / "table.csv") + " is a folder",
         "": "--out is empty",
+        # JSON in report.csv and the table in report.csv.csv (exit status 0)
+        str(tmp_path / "report.csv"): f"report.csv names the JSON report, and its per-image "
+        f"CSV goes beside it (--out {tmp_path / 'report.json'} writes",
     }
     # A model that does not exist: each refusal comes before the model is loaded.
     model = ["--model", str(tmp_path / "never-loaded.weights.h5")]
