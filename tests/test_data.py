@@ -11,7 +11,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from penet_tf.data.images import ImageSource, _ExitGate, inpainting_dataset, shuffled_items
+from penet_tf.data.images import (
+    ImageSource,
+    _ExitGate,
+    augment_image,
+    inpainting_dataset,
+    shuffled_items,
+)
 
 DATA = {"image_size": [64, 64]}
 MASK = {"type": "square"}
@@ -150,6 +156,21 @@ def test_random_crops_of_one_pixel_wide_images_and_of_skipped_files(tmp_path):
     assert source.skipped >= 2  # the broken file in each of the epochs read
 
 
+def test_random_crops_keep_the_shape_of_a_non_square_training_size():
+    """A [128, 256] training size got square crops, stretched 2x wide by the resize."""
+    rows, cols = np.meshgrid(np.arange(256), np.arange(512), indexing="ij")
+    ramps = np.stack([rows / 255, cols / 511, np.zeros(rows.shape)], -1)  # down, across
+    image = tf.constant(ramps, tf.float32)
+    data = {"image_size": [128, 256], "crop": "random", "random_flip": False, "color_jitter": 0}
+    for seed in range(6):
+        out = augment_image(image, (128, 256), tf.constant([seed, 3]), data, training=True)
+        out = (out.numpy() + 1) / 2
+        # photo pixels per output pixel, down and across: equal for an unstretched crop
+        down = np.mean(np.diff(out[16:-16, 128, 0])) * 255
+        across = np.mean(np.diff(out[64, 16:-16, 1])) * 511
+        assert 0.95 < across / down < 1.05, (seed, across, down)
+
+
 def test_empty_or_missing_folders_fail_at_once(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageSource({"source": "folder", "path": str(tmp_path / "missing")})
@@ -169,7 +190,8 @@ def test_file_list_relative_to_its_folder(tmp_path):
     folder = _photo_folder(tmp_path / "images")
     # Windows line ends and a byte-order mark, as Notepad saves a list.
     (tmp_path / "train.flist").write_bytes(
-        b"\xef\xbb\xbfimages/img0.png\r\n\r\nimages/sub/img1.jpg\r\n"
+        b"\xef\xbb\xbfimages/img0.png\r\n\r\n# comments: left out, as genfromtxt does\r\n"
+        b"images/sub/img1.jpg\r\n"
     )
     source = ImageSource({"source": "flist", "path": str(tmp_path / "train.flist")})
     assert source.items == [str(folder / "img0.png"), str(folder / "sub" / "img1.jpg")]

@@ -36,6 +36,26 @@ def test_stroke_hole_ratio_stays_in_range(hole_ratio, size):
         assert np.std(ratios) > 0.01  # really random, not one mask
 
 
+@pytest.mark.parametrize("hole_ratio, size", [((0.3, 0.6), (64, 64)), ((0.1, 0.4), (96, 128))])
+def test_stroke_holes_reach_their_drawn_target(hole_ratio, size):
+    """Twelve strokes rarely cover 0.4 of an image; the fallback dilation stopped at the
+    range's minimum, so every (0.3, 0.6) mask came out under 0.39 (none in the upper half)
+    where the docstring promises a target drawn uniformly from the range."""
+    draw = tf.function(lambda seed: strokes(*size, seed, hole_ratio=hole_ratio))
+    pixels = size[0] * size[1]
+    ratios, upper = [], 0
+    for i in range(40):
+        ratio = float(tf.reduce_mean(draw(_seed(i))))
+        # the target as strokes() draws it (its last seed of max_strokes + 1)
+        last = tf.random.experimental.stateless_split(_seed(i), 12 + 1)[-1]
+        target = float(tf.random.stateless_uniform([], last, *hole_ratio))
+        wanted = min(np.ceil(np.float32(target) * pixels), np.floor(hole_ratio[1] * pixels))
+        assert wanted / pixels <= ratio + 1e-9 <= hole_ratio[1] + 1e-9, (i, target, ratio)
+        ratios.append(ratio)
+        upper += ratio > sum(hole_ratio) / 2
+    assert upper >= 12, sorted(ratios)  # about half above the middle, as the targets
+
+
 @pytest.mark.parametrize("size", [(3, 200), (4, 4), (2, 3), (511, 3), (1, 1)])
 def test_strokes_on_images_a_few_pixels_high(size):
     """A SYMMETRIC pad cannot pad one coarse sample to 3 or 4 pixels: evaluate and inpaint

@@ -79,7 +79,8 @@ def list_image_files(path):
 
 
 def read_file_list(path, root=None):
-    """Paths listed in a released-style ``.flist`` file (one per line)."""
+    """Paths listed in a released-style ``.flist`` file (one per line; blank lines and
+    lines starting with ``#`` left out, as the release's ``np.genfromtxt`` reads it)."""
     if os.path.isdir(path):  # (it said "does not exist")
         raise ValueError(
             f'File list {path} is a folder: data.source "flist" reads a list of files '
@@ -92,7 +93,8 @@ def read_file_list(path, root=None):
     # as os.fsdecode keeps them: a Latin-1 "caf\xe9.jpg" stopped the run with a
     # UnicodeDecodeError naming no file)
     with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
-        lines = [line.strip() for line in handle if line.strip()]
+        lines = [line.strip() for line in handle]
+    lines = [line for line in lines if line and not line.startswith("#")]
     if not lines:
         raise ValueError(f"File list {path} is empty.")
     return [line if os.path.isabs(line) else os.path.join(root, line) for line in lines]
@@ -602,14 +604,19 @@ def augment_image(image, size, seed, config, training):
     seeds = tf.random.experimental.stateless_split(seed, 4)
     height, width = size
     if training and config.crop == "random":
-        # A random crop of 50-100 % of the short side, then resized (demo photos are few);
-        # at least 1 pixel: an image 1 pixel high or wide (or an unreadable file's 1 x 1
-        # stand-in, filtered out below) would otherwise crop to nothing.
+        # A random crop of the training size's shape, 50-100 % of the largest one the image
+        # holds (a square: of the short side), then resized (demo photos are few); at least
+        # 1 pixel: an image 1 pixel high or wide (or an unreadable file's 1 x 1 stand-in,
+        # filtered out below) would otherwise crop to nothing. (A square crop of a
+        # [128, 256] size was stretched 2x wide.)
         shape = tf.shape(image)
-        short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+        aspect = width / height
+        largest = tf.minimum(tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32) / aspect)
         scale = tf.random.stateless_uniform([], seeds[0], 0.5, 1.0)
-        side = tf.maximum(tf.cast(short * scale, tf.int32), 1)
-        image = tf.image.stateless_random_crop(image, [side, side, 3], seeds[1])
+        crop_height = tf.maximum(tf.cast(largest * scale, tf.int32), 1)
+        crop_width = tf.cast(tf.round(tf.cast(crop_height, tf.float32) * aspect), tf.int32)
+        crop_width = tf.clip_by_value(crop_width, 1, shape[1])
+        image = tf.image.stateless_random_crop(image, [crop_height, crop_width, 3], seeds[1])
     # (converted after the crop: 82 -> 67 ms per 12-MP JPEG in the pipeline, same pixels)
     image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
     method = config.resize_filter

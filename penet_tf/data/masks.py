@@ -126,11 +126,12 @@ def strokes(
 
     Strokes are added one at a time until the hole ratio reaches a target drawn uniformly
     from ``hole_ratio``; a stroke that would push it above the maximum is skipped. If
-    ``max_strokes`` tries end below the minimum (tiny brushes, narrow ranges such as
-    (0.3, 0.32)), the mask is dilated (3 x 3) until it reaches the minimum; a dilation
-    that would pass the maximum takes its new pixels in raster order up to the target
-    only, and a mask without any stroke grows from one pixel drawn from ``seed``. The
-    range is met whenever some pixel count falls in it (not for a 1 x 1 image).
+    ``max_strokes`` tries end below the target (large targets such as 0.5, tiny brushes,
+    narrow ranges such as (0.3, 0.32)), the mask is dilated (3 x 3) until it reaches the
+    target, the last dilation taking its new pixels in raster order up to the target only
+    (dilating to the range's minimum instead put every (0.3, 0.6) mask under 0.39), and a
+    mask without any stroke grows from one pixel drawn from ``seed``. The range is met
+    whenever some pixel count falls in it (not for a 1 x 1 image).
 
     Args:
         hole_ratio: (min, max) fraction of hole pixels.
@@ -166,7 +167,7 @@ def strokes(
     )
 
     pixels = tf.cast(height * width, tf.float32)
-    # Pixels a dilation may bring the hole to: the target, within the range's maximum.
+    # Pixels a dilation brings the hole to: the target, within the range's maximum.
     wanted = tf.minimum(tf.math.ceil(target * pixels), tf.floor(high * pixels))
     start = tf.random.stateless_uniform(
         [2], tf.random.experimental.stateless_fold_in(seed, max_strokes), dtype=tf.float32
@@ -177,13 +178,12 @@ def strokes(
     def grow(m):
         ring = tf.nn.max_pool2d(m[None], 3, 1, "SAME")[0] - m
         ring = tf.where(tf.reduce_any(m > 0), ring, one_pixel)
-        count = tf.reduce_sum(m)
-        room = tf.where(count + tf.reduce_sum(ring) <= high * pixels, pixels, wanted - count)
+        room = wanted - tf.reduce_sum(m)
         taken = tf.reshape(tf.cumsum(tf.reshape(ring, [-1])), tf.shape(ring))
         return (m + ring * tf.cast(taken <= room, tf.float32),)
 
     (mask,) = tf.while_loop(
-        lambda m: ratio(m) < low,
+        lambda m: tf.reduce_sum(m) < wanted,
         grow,
         (mask,),
         maximum_iterations=tf.maximum(height, width) + 1,

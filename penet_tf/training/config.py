@@ -334,8 +334,9 @@ class DataConfig(_Union, Section):
         random_flip: random horizontal flips (training).
         color_jitter: brightness / contrast / saturation / hue jitter, 0 to 0.5 (released
             0.05).
-        crop: ``"resize"`` (whole image, released) or ``"random"`` (a random 50-100 % crop
-            first; the demo).
+        crop: ``"resize"`` (whole image, released) or ``"random"`` (a random crop of the
+            training size's shape, 50-100 % of the largest the image holds, first; the
+            demo).
         resize_filter: ``"bicubic"`` (antialiased, as Pillow's default filter, which the
             released ``img.resize`` uses since Pillow 7.0), ``"bilinear"`` (antialiased;
             penet_tf's filter before 2026-12-06) or ``"nearest"`` (Pillow's default before
