@@ -725,19 +725,29 @@ def _png_chunk(kind, data):
     return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", checksum)))
 
 
+# The largest ICC profile carried into an output PNG: Pillow's PNG reader refuses an iCCP
+# chunk that inflates past 1 MiB (PngImagePlugin.MAX_TEXT_CHUNK), so a JPEG's 2-MiB
+# profile made results that Pillow, and read_rgb, could not open (demos/web/photo_file.js
+# keeps the same limit).
+MAX_PROFILE_BYTES = 1 << 20
+
+
 def colour_profile(path):
     """The ICC colour profile embedded in an image file, when it describes RGB (a phone's
     Display P3, Adobe RGB ...), from its header; else None (no profile, a grey or CMYK
-    one, an unreadable file). The pixels are read as stored, so an output written with
-    this profile shows the colours the input showed: without it, viewers take sRGB and a
-    Display P3 photo's known pixels looked up to 42 levels off."""
+    one, one over ``MAX_PROFILE_BYTES``, an unreadable file). The pixels are read as
+    stored, so an output written with this profile shows the colours the input showed:
+    without it, viewers take sRGB and a Display P3 photo's known pixels looked up to 42
+    levels off."""
     try:
         refuse_special_file(path)
         with Image.open(path) as image:
             profile = image.info.get("icc_profile")
     except Exception:  # noqa: BLE001 - the file is read, and reported, elsewhere
         return None
-    return profile if isinstance(profile, bytes) and profile[16:20] == b"RGB " else None
+    if not isinstance(profile, bytes) or len(profile) > MAX_PROFILE_BYTES:
+        return None
+    return profile if profile[16:20] == b"RGB " else None
 
 
 def with_colour_profile(png, profile):

@@ -255,6 +255,33 @@ def test_a_photo_s_colour_profile_is_kept_in_the_result(served, thin_savedmodel,
     assert image_io.colour_profile(tmp_path / "lab.jpg") is None
 
 
+def _rgb_profile(size):
+    """Bytes shaped as an RGB ICC profile's header (its size, 'RGB ', 'acsp')."""
+    profile = bytearray((np.arange(size) * 31 % 256).astype(np.uint8).tobytes())
+    profile[0:4], profile[16:20], profile[36:40] = size.to_bytes(4, "big"), b"RGB ", b"acsp"
+    return bytes(profile)
+
+
+def test_a_profile_pillow_could_not_read_back_from_a_png_is_left_out(tmp_path):
+    """A JPEG's 2-MiB profile (Pillow reads it) went into the result's iCCP chunk, which
+    Pillow's PNG reader refuses past 1 MiB: results that read_rgb could not open."""
+    photo = _photo(SIZE, SIZE)
+    png = image_io.encode_png(photo)
+    for size in (image_io.MAX_PROFILE_BYTES, image_io.MAX_PROFILE_BYTES + 1, 2 << 20):
+        profile = _rgb_profile(size)
+        path = tmp_path / f"{size}.jpg"
+        Image.fromarray(photo).save(path, icc_profile=profile)
+        with Image.open(path) as image:
+            assert image.info["icc_profile"] == profile
+        kept = image_io.colour_profile(path)
+        assert kept == (profile if size <= image_io.MAX_PROFILE_BYTES else None), size
+        result = tmp_path / f"{size}.png"
+        result.write_bytes(image_io.with_colour_profile(png, kept))
+        np.testing.assert_array_equal(image_io.read_rgb(result), photo)
+        with Image.open(result) as image:
+            assert image.info.get("icc_profile") == kept
+
+
 # What TensorFlow's decoders would read otherwise: the served graph refuses these.
 REFUSED = {
     "transparent_gif": "a GIF with a transparent colour is not decoded here",

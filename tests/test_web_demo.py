@@ -700,6 +700,36 @@ def test_photo_files_give_their_size_and_colour_profile_and_the_download_keeps_i
             assert image.size == (60, 40)
         cases.append((name, profile, {}))
         files.append(str(tmp_path / name))
+    # An iCCP that inflates past Pillow's 1 MiB (a 1-MB PNG's inflated to 1 GiB, and the
+    # download could not be opened by Pillow), one whose CRC is wrong and one with a byte
+    # after its zlib stream (read by Pillow; Chromium's DecompressionStream throws there);
+    # a WebP whose VP8X header says it has no profile (Chromium ignores its ICCP); a GIF
+    # whose screen says 1 x 1 and whose first frame is 60 x 40 (decoded 60 x 40).
+    plain = tmp_path / "plain.png"
+    Image.fromarray(picture).save(plain)
+    plain = plain.read_bytes()
+
+    def with_iccp(data, crc=None):
+        body = b"iCCP" + b"ICC profile\0\0" + data
+        crc = zlib.crc32(body) if crc is None else crc
+        chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", crc)
+        return plain[:33] + chunk + plain[33:]
+
+    made = {
+        "inflates.png": (with_iccp(zlib.compress(_fake_profile((1 << 20) + 1))), None),
+        "bad-crc.png": (with_iccp(zlib.compress(srgb), crc=0), None),
+        "trailing.png": (with_iccp(zlib.compress(srgb) + b"\0"), srgb),
+    }
+    webp = bytearray((tmp_path / "p.webp").read_bytes())
+    assert webp[12:16] == b"VP8X" and webp[20] & 0x20
+    webp[20] &= ~0x20
+    gif = bytearray((tmp_path / "p.gif").read_bytes())
+    gif[6:10] = struct.pack("<HH", 1, 1)
+    made |= {"no-flag.webp": (bytes(webp), None), "screen.gif": (bytes(gif), None)}
+    for name, (data, profile) in made.items():
+        (tmp_path / name).write_bytes(data)
+        cases.append((name, profile, {}))
+        files.append(str(tmp_path / name))
     # An encoder's PNG with a colour chunk of its own: replaced, not doubled.
     Image.fromarray(picture).save(tmp_path / "result.png", icc_profile=srgb)
     out = tmp_path / "download.png"

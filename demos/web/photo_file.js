@@ -31,6 +31,48 @@ async function throughStream(bytes, stream) {
   return new Uint8Array(await new Response(body).arrayBuffer());
 }
 
+// The largest ICC profile kept: Pillow's (so penet_tf's) PNG reader refuses an iCCP chunk
+// that inflates past 1 MiB (PngImagePlugin.MAX_TEXT_CHUNK), so a download holding a
+// larger one could not be opened there (penet_tf.image_io.MAX_PROFILE_BYTES, the same).
+export const MAX_PROFILE_BYTES = 1 << 20;
+
+/**
+ * An ICC profile's zlib stream inflated, or null: stopped once past MAX_PROFILE_BYTES (a
+ * 1 MB PNG's iCCP inflated to 1 GiB, 4 s, then 11 s to deflate again for each
+ * download), and kept when the stream has bytes after its end but the profile its
+ * declared size (Chromium's DecompressionStream throws there, Node's and Pillow's
+ * readers do not: the profile was dropped in the browser only).
+ */
+async function inflatedProfile(bytes) {
+  let at = 0; // fed 4 KiB at a time (at most about 4 MiB inflated each), as read
+  const source = new ReadableStream({
+    pull(controller) {
+      if (at >= bytes.length) controller.close();
+      else controller.enqueue(bytes.slice(at, (at += 4096)));
+    },
+  });
+  const reader = source.pipeThrough(new DecompressionStream('deflate')).getReader();
+  const parts = [];
+  let length = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      length += value.length;
+      if (length > MAX_PROFILE_BYTES) {
+        reader.cancel().catch(() => {});
+        return null;
+      }
+    }
+  } catch {
+    const read = concatenate(parts);
+    const declared = read.length >= 4 ? bigEndian32(read, 0) : 0;
+    return declared >= 128 && read.length >= declared ? read.subarray(0, declared) : null;
+  }
+  return concatenate(parts);
+}
+
 function isPng(bytes) {
   return PNG_SIGNATURE.every((value, i) => bytes[i] === value);
 }
@@ -171,6 +213,33 @@ function format(bytes) {
 // JPEG start-of-frame markers (not DHT C4, JPG C8, DAC CC).
 const SOF = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0xc9, 0xca, 0xcb, 0xcd, 0xce, 0xcf]);
 
+/**
+ * A GIF's size: its logical screen, enlarged to hold its first frame, as Chromium and
+ * Pillow decode it (a GIF whose screen said 1 x 1 decoded at 60 x 40: a huge first frame
+ * passed the check made before decoding). The screen alone when the first image
+ * descriptor is past the bytes read.
+ */
+function gifSize(bytes, size) {
+  if (bytes.length < 13) return null;
+  let width = littleEndian16(bytes, 6);
+  let height = littleEndian16(bytes, 8);
+  let at = 13 + (bytes[10] & 0x80 ? 3 << ((bytes[10] & 7) + 1) : 0); // global colour table
+  while (at < bytes.length) {
+    if (bytes[at] === 0x21) {
+      at += 2; // extension introducer and label, then data sub-blocks up to an empty one
+      while (at < bytes.length && bytes[at]) at += bytes[at] + 1;
+      at += 1;
+    } else {
+      if (bytes[at] === 0x2c && at + 9 <= bytes.length) {
+        width = Math.max(width, littleEndian16(bytes, at + 1) + littleEndian16(bytes, at + 5));
+        height = Math.max(height, littleEndian16(bytes, at + 3) + littleEndian16(bytes, at + 7));
+      }
+      break; // the first frame, the trailer, or not a GIF block
+    }
+  }
+  return size(width, height);
+}
+
 /** {width, height} from the file's header, or null (another format, or not found). */
 export function photoSize(bytes) {
   const size = (width, height) => (width > 0 && height > 0 ? { width, height } : null);
@@ -198,7 +267,7 @@ export function photoSize(bytes) {
       return null;
     }
     case 'gif':
-      return bytes.length >= 10 ? size(littleEndian16(bytes, 6), littleEndian16(bytes, 8)) : null;
+      return gifSize(bytes, size);
     case 'bmp': {
       if (bytes.length < 26) return null;
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -223,14 +292,28 @@ export function photoSize(bytes) {
   }
 }
 
-/** The ICC profile of a PNG: its iCCP chunk, inflated. */
+/** The ICC profile of a PNG: its (first) iCCP chunk, inflated; none when the chunk's CRC
+ * is wrong (Chromium then ignores it, and Pillow cannot open the file). */
 async function pngProfile(bytes) {
   const chunk = pngChunks(bytes, 'IDAT').find(({ type }) => type === 'iCCP');
-  if (!chunk) return null;
+  if (!chunk || chunk.end > bytes.length) return null;
+  const stored = bigEndian32(bytes, chunk.end - 4);
+  if (((crc32(bytes.subarray(chunk.start + 4, chunk.end - 4)) ^ 0xffffffff) >>> 0) !== stored) {
+    return null;
+  }
   const data = bytes.subarray(...chunk.data);
   const nameEnd = data.indexOf(0);
   if (nameEnd < 0 || data[nameEnd + 1] !== 0) return null; // 0: the only method, deflate
-  return throughStream(data.subarray(nameEnd + 2), new DecompressionStream('deflate'));
+  return inflatedProfile(data.subarray(nameEnd + 2));
+}
+
+/** The ICC profile of a WebP: its ICCP chunk, where its VP8X header's ICC flag says there
+ * is one (Chromium ignores the chunk otherwise). */
+function webpProfile(bytes) {
+  const chunks = webpChunks(bytes);
+  const header = chunks.find(({ type }) => type === 'VP8X');
+  const chunk = chunks.find(({ type }) => type === 'ICCP');
+  return chunk && header && header.data.length && header.data[0] & 0x20 ? chunk.data : null;
 }
 
 /** The ICC profile of an AVIF: its colr property of type 'prof' or 'rICC'. */
@@ -253,14 +336,13 @@ export async function colourProfile(bytes) {
     const kind = format(bytes);
     if (kind === 'jpeg') profile = jpegProfile(jpegSegments(bytes));
     else if (kind === 'png') profile = await pngProfile(bytes);
-    else if (kind === 'webp') {
-      const chunk = webpChunks(bytes).find(({ type }) => type === 'ICCP');
-      profile = chunk ? chunk.data : null;
-    } else if (kind === 'avif') profile = avifProfile(bytes);
+    else if (kind === 'webp') profile = webpProfile(bytes);
+    else if (kind === 'avif') profile = avifProfile(bytes);
   } catch {
     return null; // a damaged profile: the photo is shown (and saved) without one
   }
-  return profile && profile.length >= 128 && ASCII(profile, 16, 4) === 'RGB ' ? profile : null;
+  const kept = profile && profile.length >= 128 && profile.length <= MAX_PROFILE_BYTES;
+  return kept && ASCII(profile, 16, 4) === 'RGB ' ? profile : null;
 }
 
 let crcTable = null;
