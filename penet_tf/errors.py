@@ -29,6 +29,17 @@ def require_float(
         raise ValueError(f"{who}: {name} must be {expected}, got {dtype.name}; {advice}{hint}.")
 
 
+def positive_int(value, name):
+    """``value`` as an ``int`` if it is a positive integer (NumPy's too: ``np.int64(8)``
+    was refused by the generator and taken by the discriminator), else ValueError naming
+    ``name`` (a bool, ``8.0`` or ``"8"`` failed inside Keras, unnamed)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def printable(text):
     """``text`` as any stream can print it: a file name that is not UTF-8 (its bytes kept
     as surrogates, ``os.fsdecode``) shows its bytes, ``caf\\xe9.jpg`` (it was

@@ -22,15 +22,27 @@ def _images(*images):
     return _f32(*tensors)
 
 
+def _mask(mask):
+    """The mask as float32 0 / 1: an integer or bool one by the mask rule
+    (``penet_tf.inference.hole_mask``: 0/255 or 0/1, as ``PENetGAN`` reads its batches);
+    cast as it was, a 0/255 uint8 mask gave a valid L1 of -0.67 and composites up to 501."""
+    mask = tf.convert_to_tensor(mask)
+    if mask.dtype.is_integer or mask.dtype == tf.bool:
+        from penet_tf.inference import hole_mask  # (inference imports this module)
+
+        return hole_mask(mask)
+    return tf.cast(mask, tf.float32)
+
+
 def composite(prediction, image, mask):
     """Eq 7: the prediction inside the hole, the original image outside it."""
-    (prediction, image), (mask,) = _images(prediction, image), _f32(mask)
+    (prediction, image), mask = _images(prediction, image), _mask(mask)
     return prediction * mask + image * (1.0 - mask)
 
 
 def hole_l1(prediction, image, mask):
     """Mean |prediction - image| over the hole, as released: mean|p·m − x·m| / mean(m)."""
-    (prediction, image), (mask,) = _images(prediction, image), _f32(mask)
+    (prediction, image), mask = _images(prediction, image), _mask(mask)
     return tf.math.divide_no_nan(
         tf.reduce_mean(tf.abs(prediction * mask - image * mask)), tf.reduce_mean(mask)
     )
@@ -38,7 +50,7 @@ def hole_l1(prediction, image, mask):
 
 def valid_l1(prediction, image, mask):
     """Mean |prediction - image| over known pixels: mean|p·(1−m) − x·(1−m)| / mean(1−m)."""
-    (prediction, image), (mask,) = _images(prediction, image), _f32(mask)
+    (prediction, image), mask = _images(prediction, image), _mask(mask)
     known = 1.0 - mask
     return tf.math.divide_no_nan(
         tf.reduce_mean(tf.abs(prediction * known - image * known)), tf.reduce_mean(known)

@@ -27,6 +27,19 @@ def test_patch_grid_sizes():
     )
 
 
+def test_base_channels_is_a_positive_integer_numpy_ones_too():
+    """``np.int64(8)`` was refused by the generator and taken by the discriminator, whose
+    ``8.0`` and ``"8"`` failed inside Keras, unnamed."""
+    from penet_tf.models import Generator
+
+    for model in (Generator, Discriminator):
+        assert model(base_channels=np.int64(8)).base_channels == 8
+        assert type(model(base_channels=np.int64(8)).get_config()["base_channels"]) is int
+        for bad in (8.0, "8", 0, True):
+            with pytest.raises(ValueError, match="base_channels must be a positive integer"):
+                model(base_channels=bad)
+
+
 def _largest_singular_values(kernels):
     return [np.linalg.svd(k.reshape(-1, k.shape[-1]), compute_uv=False)[0] for k in kernels]
 

@@ -116,3 +116,21 @@ def test_integer_images_are_refused():
     with pytest.raises(ValueError, match="got uint8"):
         losses.pyramid_l1([prediction], photo)
     assert float(losses.hole_l1(prediction, tf.ones([1, 8, 8, 3]), mask)) == 1.0
+
+
+def test_integer_masks_are_read_by_the_mask_rule():
+    """A 0/255 uint8 mask (a mask file's values) was cast as it was: valid L1 -0.67,
+    composites up to 501, without a word; now 0/255, 0/1 and bool masks give the 0/1
+    float mask's values."""
+    rng = np.random.default_rng(0)
+    prediction = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)), tf.float32)
+    image = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)), tf.float32)
+    holes = rng.random((2, 8, 8, 1)) < 0.3
+    expected = [loss(prediction, image, holes.astype(np.float32)) for loss in LOSSES]
+    for mask in (holes.astype(np.uint8) * 255, holes.astype(np.int32), holes):
+        for loss, value in zip(LOSSES, expected, strict=True):
+            np.testing.assert_array_equal(loss(prediction, image, mask), value)
+    assert 0 < float(expected[2]) and np.abs(expected[0]).max() <= 1.0
+
+
+LOSSES = (losses.composite, losses.hole_l1, losses.valid_l1)

@@ -5,7 +5,7 @@ import threading
 import keras
 import tensorflow as tf
 
-from penet_tf.errors import require_float
+from penet_tf.errors import positive_int, require_float
 from penet_tf.layers.spectral_norm import SpectralNorm
 
 # Builds run one at a time, whichever thread calls a model first.
@@ -85,7 +85,7 @@ class Discriminator(keras.Model):
 
     def __init__(self, base_channels=64, spectral_norm="released", **kwargs):
         super().__init__(**kwargs)
-        self.base_channels = base_channels
+        self.base_channels = positive_int(base_channels, "base_channels")
         self.spectral_norm = check_spectral_norm(spectral_norm)
         self.encoder = []
         for index, multiple in enumerate((1, 2, 4, 8)):

@@ -5,7 +5,7 @@ import threading
 import keras
 import tensorflow as tf
 
-from penet_tf.errors import require_float
+from penet_tf.errors import positive_int, require_float
 from penet_tf.initializers import kernel_initializer
 from penet_tf.layers.attention_transfer import AttentionTransfer, resize_align_corners
 from penet_tf.layers.patches import check_patch_method
@@ -245,12 +245,7 @@ class Generator(keras.Model):
     ):
         super().__init__(**kwargs)
         check_patch_method(patch_method)
-        if (
-            isinstance(base_channels, bool)
-            or not isinstance(base_channels, int)
-            or base_channels < 1
-        ):
-            raise ValueError(f"base_channels must be a positive integer, got {base_channels!r}")
+        base_channels = positive_int(base_channels, "base_channels")
         if base_channels % 4:  # at_conv01 splits its channels between 4 dilated branches
             raise ValueError(
                 f"base_channels must be a multiple of 4 (the attention's 4 fuse branches "
