@@ -633,6 +633,29 @@ def _jpeg_segments(data):
     return [*parts, data[at:]]
 
 
+def _exif_byte_order_swapped(jpeg):
+    """``jpeg`` with its EXIF IFD0 (short and ASCII entries) in the other byte order."""
+    at = jpeg.index(b"Exif\0\0") + 6
+    tiff = bytearray(jpeg[at:])
+    old, new = ("<", ">") if tiff[:2] == b"II" else (">", "<")
+    tiff[:2] = b"MM" if new == ">" else b"II"
+    ifd = struct.unpack(old + "I", tiff[4:8])[0]
+    tiff[2:8] = struct.pack(new + "HI", 42, ifd)
+    count = struct.unpack(old + "H", tiff[ifd : ifd + 2])[0]
+    tiff[ifd : ifd + 2] = struct.pack(new + "H", count)
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind, number = struct.unpack(old + "HHI", tiff[entry : entry + 8])
+        value = bytes(tiff[entry + 8 : entry + 12])
+        if kind == 3:  # SHORT, left in the 4 bytes
+            value = struct.pack(new + "H", struct.unpack(old + "H", value[:2])[0]) + b"\0\0"
+        elif number > 4:  # an offset
+            value = struct.pack(new + "I", struct.unpack(old + "I", value)[0])
+        tiff[entry : entry + 12] = struct.pack(new + "HHI", tag, kind, number) + value
+    end = ifd + 2 + 12 * count  # the next IFD's offset
+    tiff[end : end + 4] = struct.pack(new + "I", struct.unpack(old + "I", tiff[end : end + 4])[0])
+    return jpeg[:at] + bytes(tiff)
+
+
 def test_photo_files_give_their_size_and_colour_profile_and_the_download_keeps_it(tmp_path):
     """The page saved its result without the photo's ICC profile: a Display P3 or Adobe
     RGB photo's stored values were then shown as sRGB, every pixel's colour moved (the
@@ -726,6 +749,17 @@ def test_photo_files_give_their_size_and_colour_profile_and_the_download_keeps_i
     gif = bytearray((tmp_path / "p.gif").read_bytes())
     gif[6:10] = struct.pack("<HH", 1, 1)
     made |= {"no-flag.webp": (bytes(webp), None), "screen.gif": (bytes(gif), None)}
+    # EXIF orientation 6: shown (and sized, for the limits' message) 40 wide, 60 high; its
+    # TIFF header as Pillow writes it and with the other byte order
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "camera"
+    data = io.BytesIO()
+    Image.fromarray(picture).save(data, "JPEG", exif=exif.tobytes())
+    made["turned-pillow.jpg"] = (data := data.getvalue(), None)
+    made["turned-swapped.jpg"] = (_exif_byte_order_swapped(data), None)
+    for name in ("turned-pillow.jpg", "turned-swapped.jpg"):
+        with Image.open(io.BytesIO(made[name][0])) as image:
+            assert image.getexif()[0x0112] == 6 and image.size == (60, 40)
     for name, (data, profile) in made.items():
         (tmp_path / name).write_bytes(data)
         cases.append((name, profile, {}))
@@ -743,7 +777,10 @@ def test_photo_files_give_their_size_and_colour_profile_and_the_download_keeps_i
     for (name, profile, _), read in zip(cases, found, strict=True):
         expected = profile if profile and profile[16:20] == b"RGB " else None
         assert (read["profile"] and base64.b64decode(read["profile"])) == expected, name
-        assert read["size"] == {"width": 60, "height": 40}, name
+        turned = name.startswith("turned")
+        assert read["size"] == (
+            {"width": 40, "height": 60} if turned else {"width": 60, "height": 40}
+        ), name
     with Image.open(out) as download:
         download.load()
         assert download.info["icc_profile"] == large

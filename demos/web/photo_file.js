@@ -210,6 +210,27 @@ function format(bytes) {
   return null;
 }
 
+/** A JPEG's EXIF orientation (1-8; 1 when there is none or it cannot be read). */
+function exifOrientation(segments) {
+  const app1 = segments.find(({ marker, data }) => marker === 0xe1 && ASCII(data, 0, 6) === 'Exif\0\0');
+  if (!app1 || app1.data.length < 14) return 1;
+  const tiff = app1.data.subarray(6);
+  const little = ASCII(tiff, 0, 2) === 'II';
+  const read16 = (at) => (little ? littleEndian16(tiff, at) : bigEndian16(tiff, at));
+  const read32 = (at) => (little ? littleEndian32(tiff, at) : bigEndian32(tiff, at));
+  const ifd = read32(4);
+  if (ifd + 2 > tiff.length) return 1;
+  const count = read16(ifd);
+  for (let i = 0; i < count && ifd + 2 + 12 * (i + 1) <= tiff.length; i += 1) {
+    const entry = ifd + 2 + 12 * i;
+    if (read16(entry) === 0x0112) {
+      const value = read16(entry + 8);
+      return value >= 1 && value <= 8 ? value : 1;
+    }
+  }
+  return 1;
+}
+
 // JPEG start-of-frame markers (not DHT C4, JPG C8, DAC CC).
 const SOF = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0xc9, 0xca, 0xcb, 0xcd, 0xce, 0xcf]);
 
@@ -247,8 +268,13 @@ export function photoSize(bytes) {
     case 'png':
       return bytes.length >= 24 ? size(bigEndian32(bytes, 16), bigEndian32(bytes, 20)) : null;
     case 'jpeg': {
-      const frame = jpegSegments(bytes).find(({ marker }) => SOF.has(marker));
-      return frame ? size(bigEndian16(frame.data, 3), bigEndian16(frame.data, 1)) : null;
+      const segments = jpegSegments(bytes);
+      const frame = segments.find(({ marker }) => SOF.has(marker));
+      if (!frame) return null;
+      const [width, height] = [bigEndian16(frame.data, 3), bigEndian16(frame.data, 1)];
+      // As shown: turned a quarter by EXIF orientations 5-8 (the browser applies them; a
+      // portrait photo over the limit was refused as "8000 x 6000")
+      return exifOrientation(segments) >= 5 ? size(height, width) : size(width, height);
     }
     case 'webp': {
       const [first] = webpChunks(bytes);
