@@ -30,7 +30,9 @@ def _mask(mask):
     if mask.dtype.is_integer or mask.dtype == tf.bool:
         from penet_tf.inference import hole_mask  # (inference imports this module)
 
-        return hole_mask(mask)
+        if mask.shape.rank == 4:  # each image of the batch judged on its own mask
+            return hole_mask(mask)
+        return tf.reshape(hole_mask(tf.reshape(mask, [1, -1, 1, 1])), tf.shape(mask))
     return tf.cast(mask, tf.float32)
 
 

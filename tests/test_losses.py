@@ -131,6 +131,11 @@ def test_integer_masks_are_read_by_the_mask_rule():
         for loss, value in zip(LOSSES, expected, strict=True):
             np.testing.assert_array_equal(loss(prediction, image, mask), value)
     assert 0 < float(expected[2]) and np.abs(expected[0]).max() <= 1.0
+    # one image, [H, W, 1] (hole_mask's batch reduction refused it)
+    one = [loss(prediction[0], image[0], holes[0].astype(np.float32)) for loss in LOSSES]
+    for mask in (holes[0].astype(np.uint8) * 255, holes[0]):
+        for loss, value in zip(LOSSES, one, strict=True):
+            np.testing.assert_array_equal(loss(prediction[0], image[0], mask), value)
 
 
 LOSSES = (losses.composite, losses.hole_l1, losses.valid_l1)
