@@ -475,6 +475,11 @@ def squeeze_fused_biases(model_json_path):
     return fixed
 
 
+# Environment variables that would make the tfjs venv's Python import another install's
+# packages (or standard library); left out of the converter's environment.
+_OTHER_PYTHONS = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP")
+
+
 def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm_rewrites=True):
     """Writes a TF.js graph model into ``out_dir`` (which must exist and be empty).
 
@@ -506,7 +511,11 @@ def convert_tfjs(generator, size, out_dir, quantize="none", tfjs_venv=None, wasm
         elif quantize != "none":
             raise ValueError(f"--quantize must be one of {QUANTIZE}, got {quantize!r}")
         command += [saved_model, out_dir]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+        # The converter is its own Python install: a PYTHONPATH naming this process's
+        # packages (a `pip install --target` deployment) gave it TensorFlow 2.21, which
+        # its tensorflow_decision_forests cannot load ("undefined symbol").
+        env = {key: value for key, value in os.environ.items() if key not in _OTHER_PYTHONS}
+        env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONNOUSERSITE="1")
         converter_process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -504,8 +505,15 @@ def test_the_tfjs_converter_works_beside_out(export, tmp_path, monkeypatch):
     (venv / "bin").mkdir(parents=True)
     record = tmp_path / "args.txt"
     converter = venv / "bin" / "tensorflowjs_converter"
-    converter.write_text(f'#!/bin/sh\necho "$@" > {record}\nexit 3\n')
+    environment = tmp_path / "env.txt"
+    converter.write_text(
+        f'#!/bin/sh\necho "$@" > {record}\n'
+        f'echo "[$PYTHONPATH][$PYTHONHOME][$PYTHONNOUSERSITE]" > {environment}\nexit 3\n'
+    )
     converter.chmod(0o755)
+    # (a PYTHONPATH naming this process's packages gave the converter TensorFlow 2.21)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    monkeypatch.setenv("PYTHONHOME", "/usr")
     # (--out .../tfjs, as the README's command: the scratch folder was named as its
     # temporary, and removed the converted model with it)
     with pytest.raises(convert_module.ConversionError, match="exit 3"):
@@ -517,3 +525,4 @@ def test_the_tfjs_converter_works_beside_out(export, tmp_path, monkeypatch):
         os.path.dirname(saved_model) + os.sep
     )
     assert os.listdir(tmp_path / "site") == []
+    assert environment.read_text().strip() == "[][][1]"
