@@ -208,6 +208,13 @@ def evaluate(
     if model is not None and len(rows) >= 2:
         stacked = {key: np.concatenate(value) for key, value in features.items()}
         overall["fid"] = metrics.fid_from_features(stacked["real"], stacked["fake"])
+        dimensions = stacked["real"].shape[1]
+        if len(rows) < dimensions:
+            notes.append(
+                f"fid: {len(rows)} images, fewer than the features' {dimensions} dimensions: "
+                "the covariances are singular and FID is biased upwards (the standard is "
+                "10,000-50,000 images); compare FIDs only between runs on the same images"
+            )
         splits = inception_splits(is_splits, len(rows))
         if splits < is_splits:
             notes.append(
@@ -273,6 +280,12 @@ def evaluate(
             "batch_size": batch_size,
             "fid": bool(fid),
             "feature_model": getattr(model, "name", None),
+            # (two runs with other weights gave other FIDs under the same settings)
+            "inception_weights": (
+                os.fspath(inception_weights)
+                if model is not None and feature_model is None
+                else None
+            ),
             "inception_score_splits": (  # (None where IS was skipped)
                 inception_splits(is_splits, len(rows))
                 if overall["inception_score"] is not None

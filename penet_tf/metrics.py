@@ -41,6 +41,7 @@ this code, not with the paper's tables.
 
 import math
 import os
+import warnings
 
 import numpy as np
 import scipy.linalg
@@ -353,10 +354,13 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
         raise ValueError("the two distributions have different dimensions")
     if sigma1.shape != (mu1.size, mu1.size):
         raise ValueError(f"covariance {sigma1.shape} does not match mean {mu1.shape}")
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(mu1.size) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    with warnings.catch_warnings():  # (singular below D samples: handled here, and the
+        # report says so; scipy's "Matrix is singular" warning printed a source line)
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(mu1.size) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         imaginary = np.abs(np.diagonal(covmean).imag).max()
         if imaginary > 1e-3 * max(1.0, np.abs(np.diagonal(covmean).real).max()):
@@ -423,7 +427,11 @@ def model_input_size(model):
 
 
 def extract_features(model, images):
-    """``(features float64 [B, D], logits float64 [B, K])`` of uint8 images [B, H, W, 3]."""
+    """``(features float64 [B, D], logits float64 [B, K])`` of images [B, H, W, 3] on the
+    uint8 scale (0..255; others refused by name: a generator's [-1, 1] output was divided
+    by 127.5 again, and Inception saw black)."""
+    images = tf.convert_to_tensor(images)
+    _check_scale(images, "images")
     inputs = feature_inputs(images, model_input_size(model))
     features, logits = model(inputs, training=False)
     return np.asarray(features, np.float64), np.asarray(logits, np.float64)

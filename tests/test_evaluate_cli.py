@@ -217,6 +217,9 @@ def test_fid_and_inception_score_in_the_report(folders, tmp_path):
     assert same["settings"]["inception_score_splits"] == 1
     assert any("4 images in 1 split(s)" in note for note in same["notes"])
     assert same["settings"]["feature_model"] == "small"
+    # under the features' 16 dimensions: FID is biased, and the report says so
+    assert any("fid: 4 images, fewer than the features' 16 dimensions" in n for n in same["notes"])
+    assert same["settings"]["inception_weights"] is None  # (a feature model of the caller's)
     degraded, _ = evaluate(
         root / "images", predictions=root / "predictions", feature_model=model, progress=False
     )
