@@ -165,6 +165,12 @@ def test_the_progress_bar_of_a_resumed_run_counts_its_own_steps():
     total, count = progress._values["g_loss"]
     assert total / count == pytest.approx(1.9)
     assert count == 10
+    # The final line kept only the last step's value (Keras' finalize): the bar left on
+    # screen showed the last batch's losses, not the run's means.
+    for step in range(911, 1001):
+        progress.update(step, [("g_loss", 1.0 if step < 1000 else 91.0)])
+    total, count = progress._values["g_loss"]
+    assert count == 100 and total / count == pytest.approx((19 + 89 + 91) / 100)
 
 
 def test_learning_works_on_a_tiny_overfit_case():

@@ -281,6 +281,20 @@ class ResumedProgbar(keras.utils.Progbar):
         super().__init__(target, **kwargs)
         self._seen_so_far = self._first_step = start
 
+    def update(self, current, values=None, finalize=None):
+        """As Keras', but the final line keeps the run's means: Keras replaces each mean
+        by the last step's value there (the bar left on screen showed g_loss 2.3766, the
+        last batch's, where the run's mean was 2.7700)."""
+        if finalize or (finalize is None and self.target is not None and current >= self.target):
+            weight = max(current - self._seen_so_far, 1)
+            for name, value in values or []:
+                if name not in self._values_order:
+                    self._values_order.append(name)
+                total, count = self._values.get(name, [0.0, 0])
+                self._values[name] = [total + value * weight, count + weight]
+            values = None
+        super().update(current, values, finalize)
+
     def _estimate_step_duration(self, current, now):
         return super()._estimate_step_duration(current - self._first_step, now)
 
