@@ -869,6 +869,17 @@ def test_webgl_is_refused_for_a_model_it_would_compute_wrongly(server, tmp_path,
     assert (output != image)[hole].mean() > 0.9
 
 
+def _node_module(script, cases, timeout=120):
+    """What an ES-module ``script`` run by node in demos/web prints for ``cases`` (given
+    as its JSON argument), read as JSON."""
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script, json.dumps(cases)],
+        cwd=WEB, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
 _GROUPS = """
 import { holeGroups } from './crop.js';
 const cases = JSON.parse(process.argv[1]);
@@ -930,12 +941,7 @@ def test_crop_js_groups_holes_as_the_python_strategy():
     rows, cols = rng.integers(0, 3000, 2000), rng.integers(0, 4000, 2000)
     specks = [[int(y), int(x), int(y) + 1, int(x) + 1] for y, x in zip(rows, cols, strict=True)]
     cases.append({"boxes": specks, "margin": 16})
-    result = subprocess.run(
-        ["node", "--input-type=module", "-e", _GROUPS, json.dumps(cases)],
-        cwd=WEB, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    for case, groups in zip(cases, json.loads(result.stdout), strict=True):
+    for case, groups in zip(cases, _node_module(_GROUPS, cases), strict=True):
         expected = hole_groups([tuple(box) for box in case["boxes"]], case["margin"])
         assert [tuple(group) for group in groups] == expected
     assert 1000 < len(groups) < 2000  # the specks: many groups, some merged
@@ -969,12 +975,7 @@ def test_crop_js_merges_a_speckled_masks_pixels_first_as_the_python_strategy():
         cases.append(
             {"width": width, "height": height, "specks": specks.tolist(), "margin": margin}
         )
-    result = subprocess.run(
-        ["node", "--input-type=module", "-e", _NEAR, json.dumps(cases)],
-        cwd=WEB, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    for case, got in zip(cases, json.loads(result.stdout), strict=True):
+    for case, got in zip(cases, _node_module(_NEAR, cases), strict=True):
         hole = np.zeros((case["height"], case["width"]), bool)
         hole[tuple(np.array(case["specks"]).T)] = True
         specks = len(ndimage.find_objects(ndimage.label(hole, np.ones((3, 3)))[0]))
