@@ -52,6 +52,7 @@ class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
         tfds.core.BuilderConfig(name="unreadable"),
         tfds.core.BuilderConfig(name="manual"),  # its files must be downloaded by hand
         tfds.core.BuilderConfig(name="photo"),
+        tfds.core.BuilderConfig(name="features"),  # never prepared: its features only
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Put the photos in manual_dir."
 
@@ -59,6 +60,10 @@ class PenetTestPhotos(tfds.core.GeneratorBasedBuilder):
         image = tfds.features.Image(encoding_format="png")
         if self.builder_config.name == "photo":
             features = {"photo": image, "label": tfds.features.ClassLabel(num_classes=2)}
+        elif self.builder_config.name == "features":
+            depth = tfds.features.Image(shape=(None, None, 1), dtype=np.float32)
+            camera = tfds.features.FeaturesDict({"image": image})
+            features = {"depth": depth, "camera": camera, "grey16": image}
         else:
             features = {"image": image}
         return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
@@ -124,6 +129,22 @@ def test_tfds_images_from_a_feature_named_by_image_key(tmp_path):
         (40, 48),
         (56, 32),
     ]
+
+
+def test_tfds_float_and_nested_image_features_are_named_before_any_download(tmp_path):
+    """TFDS packs a float32 image's values into RGBA PNG bytes: they were decoded and
+    trained on as colours, unsaid. A FeaturesDict's image (waymo's camera_FRONT/image) was
+    refused as "its image features: none"."""
+    config = {"source": "tfds", "name": "penet_test_photos/features", "download": True}
+    config["data_dir"] = str(tmp_path)
+    with pytest.raises(ValueError, match="'depth' holds float32 pixels .*8- or 16-bit"):
+        ImageSource({**config, "image_key": "depth"})
+    with pytest.raises(ValueError, match="'camera/image' .* is nested in a FeaturesDict"):
+        ImageSource({**config, "image_key": "camera/image"})
+    message = "features: 'depth', 'grey16'; nested, not read: 'camera/image'"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ImageSource({**config, "image_key": "image"})
+    assert not list(tmp_path.iterdir())  # nothing downloaded or prepared
 
 
 def test_tfds_bad_splits_are_named(data_dir):

@@ -161,6 +161,19 @@ _EXIT_GATE = _ExitGate()
 atexit.register(_EXIT_GATE.close)
 
 
+def _image_features(tfds, features, prefix=""):
+    """``(path, feature)`` of every TFDS image feature, those of nested FeaturesDicts as
+    ``"outer/inner"``."""
+    found = []
+    if isinstance(features, tfds.features.FeaturesDict):
+        for name, feature in features.items():
+            if isinstance(feature, tfds.features.Image):
+                found.append((prefix + name, feature))
+            else:
+                found += _image_features(tfds, feature, f"{prefix}{name}/")
+    return found
+
+
 class ImageSource:
     """A list of images (files, demo photos or a TFDS split) to stream from.
 
@@ -229,13 +242,29 @@ class ImageSource:
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 raise ValueError(f"TFDS cannot load {name!r}: {reason[:300]}") from None
             # Checked before any download: the features are known from the dataset's code.
-            features = builder.info.features
-            features = features.items() if isinstance(features, tfds.features.FeaturesDict) else []
-            images = [k for k, feature in features if isinstance(feature, tfds.features.Image)]
+            found = _image_features(tfds, builder.info.features)
+            images = {path: feature for path, feature in found if "/" not in path}
+            nested = [path for path, _ in found if "/" in path]
+            if key in nested:  # ("its image features: none" for waymo's camera_FRONT/image)
+                raise ValueError(
+                    f"TFDS dataset {name!r}'s image feature {key!r} (data.image_key) is "
+                    "nested in a FeaturesDict: only top-level image features are read."
+                )
             if key not in images:
+                listed = ", ".join(map(repr, images)) or "none"
+                if nested:
+                    listed += f"; nested, not read: {first_few(map(repr, nested))}"
                 raise ValueError(
                     f"TFDS dataset {name!r} has no image feature {key!r} (data.image_key); "
-                    f"its image features: {', '.join(map(repr, images)) or 'none'}."
+                    f"its image features: {listed}."
+                )
+            dtype = tf.as_dtype(images[key].dtype)
+            if dtype not in (tf.uint8, tf.uint16):  # (TFDS packs float32 pixels into RGBA
+                # PNGs: their bytes were trained on as colours, without a word)
+                raise ValueError(
+                    f"TFDS dataset {name!r}'s image feature {key!r} holds {dtype.name} pixels "
+                    "(TFDS stores them packed into PNG bytes); penet_tf trains on 8- or "
+                    "16-bit images."
                 )
             if not builder.is_prepared():
                 if not self.config.download:
