@@ -209,9 +209,9 @@ def evaluate(
         stacked = {key: np.concatenate(value) for key, value in features.items()}
         overall["fid"] = metrics.fid_from_features(stacked["real"], stacked["fake"])
         dimensions = stacked["real"].shape[1]
-        if len(rows) < dimensions:
+        if len(rows) <= dimensions:  # (N images: a covariance of rank N - 1 at most)
             notes.append(
-                f"fid: {len(rows)} images, fewer than the features' {dimensions} dimensions: "
+                f"fid: {len(rows)} images, not more than the features' {dimensions} dimensions: "
                 "the covariances are singular and FID is biased upwards (the standard is "
                 "10,000-50,000 images); compare FIDs only between runs on the same images"
             )
@@ -283,7 +283,7 @@ def evaluate(
             # (two runs with other weights gave other FIDs under the same settings)
             "inception_weights": (
                 os.fspath(inception_weights)
-                if model is not None and feature_model is None
+                if model is not None and feature_model is None and inception_weights is not None
                 else None
             ),
             "inception_score_splits": (  # (None where IS was skipped)

@@ -30,9 +30,12 @@ def _mask(mask):
     if mask.dtype.is_integer or mask.dtype == tf.bool:
         from penet_tf.inference import hole_mask  # (inference imports this module)
 
-        if mask.shape.rank == 4:  # each image of the batch judged on its own mask
-            return hole_mask(mask)
-        return tf.reshape(hole_mask(tf.reshape(mask, [1, -1, 1, 1])), tf.shape(mask))
+        def whole():  # one image (or any other shape): judged as a whole
+            return tf.reshape(hole_mask(tf.reshape(mask, [1, -1, 1, 1])), tf.shape(mask))
+
+        if mask.shape.rank is None:  # (a tf.function's input of unknown rank)
+            return tf.cond(tf.equal(tf.rank(mask), 4), lambda: hole_mask(mask), whole)
+        return hole_mask(mask) if mask.shape.rank == 4 else whole()  # a batch: per image
     return tf.cast(mask, tf.float32)
 
 

@@ -7,6 +7,10 @@
 #
 # Usage: scripts/make_tfjs_venv.sh [VENV_DIR]   (default: .tfjs-venv in the repository)
 set -euo pipefail
+# The venv's Python is its own install: a PYTHONPATH naming another's packages (a `pip
+# install --target` deployment) gave it TensorFlow 2.21 ("undefined symbol"), as in
+# penet_tf.convert, which runs the converter without these too.
+unset PYTHONPATH PYTHONHOME PYTHONUSERBASE PYTHONSTARTUP
 # A relative VENV_DIR is relative to where the script is run (it was taken from the
 # repository, where `convert --tfjs-venv DIR` then did not look).
 # (Python's abspath, not GNU `realpath -m`: macOS' realpath has no -m and stopped here.)

@@ -230,6 +230,29 @@ def test_missing_tfjs_venv_says_how_to_create_it(export, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_make_tfjs_venv_runs_its_python_without_the_callers_pythonpath(tmp_path):
+    """scripts/make_tfjs_venv.sh checked (and set up) the venv with the caller's PYTHONPATH:
+    a `pip install --target` deployment's gave the venv TensorFlow 2.21, so its check
+    failed and it reinstalled. A venv whose Python fails under any PYTHONPATH is taken as
+    ready only without it."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for name, body in (
+        ("python", '[ -z "$PYTHONPATH$PYTHONHOME" ]'),
+        ("tensorflowjs_converter", ""),
+    ):
+        (venv / "bin" / name).write_text(f"#!/bin/sh\n{body}\n")
+        (venv / "bin" / name).chmod(0o755)
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONHOME=sys.prefix)
+    environment |= {"PYTHON": sys.executable, "PIP_NO_INDEX": "1"}  # (no download if it fails)
+    script = os.path.join(REPO, "scripts", "make_tfjs_venv.sh")
+    result = subprocess.run(
+        ["bash", script, str(venv)], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"{venv}: tensorflowjs already installed"
+
+
 def test_bad_requests_fail_clearly(export, tmp_path, capsys, dead_pid):
     (tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-out").mkdir()  # what a conversion killed with -9 left
     (tmp_path / f".tmp-{dead_pid}.{PID_SPACE}-out" / "model.tflite").write_bytes(b"half")

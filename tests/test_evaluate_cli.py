@@ -14,7 +14,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.datasets import load_sample_images
 
-from penet_tf import Generator
+from penet_tf import Generator, metrics
 from penet_tf.evaluate import build_parser, evaluate, main
 from penet_tf.image_io import read_rgb
 from penet_tf.inpainting import load_inpainter
@@ -201,7 +201,7 @@ def small_feature_model(size=32):
     return keras.Model(inputs, [features, keras.layers.Dense(10)(features)], name="small")
 
 
-def test_fid_and_inception_score_in_the_report(folders, tmp_path):
+def test_fid_and_inception_score_in_the_report(folders, tmp_path, monkeypatch):
     model = small_feature_model()
     root = folders["root"]
     # The originals as their own predictions (a copy: the same folder is refused): FID 0,
@@ -218,8 +218,16 @@ def test_fid_and_inception_score_in_the_report(folders, tmp_path):
     assert any("4 images in 1 split(s)" in note for note in same["notes"])
     assert same["settings"]["feature_model"] == "small"
     # under the features' 16 dimensions: FID is biased, and the report says so
-    assert any("fid: 4 images, fewer than the features' 16 dimensions" in n for n in same["notes"])
+    assert any(
+        "fid: 4 images, not more than the features' 16 dimensions" in n for n in same["notes"]
+    )
     assert same["settings"]["inception_weights"] is None  # (a feature model of the caller's)
+    # random Inception weights (None, "tests only"): os.fspath(None) failed after the work
+    monkeypatch.setattr(metrics, "inception_model", lambda weights: model)
+    random, _ = evaluate(
+        root / "images", predictions=copies, inception_weights=None, progress=False
+    )
+    assert random["settings"]["inception_weights"] is None and random["overall"]["fid"] < 1e-6
     degraded, _ = evaluate(
         root / "images", predictions=root / "predictions", feature_model=model, progress=False
     )

@@ -139,3 +139,25 @@ def test_integer_masks_are_read_by_the_mask_rule():
 
 
 LOSSES = (losses.composite, losses.hole_l1, losses.valid_l1)
+
+
+def test_integer_masks_of_unknown_rank_are_judged_per_image():
+    """In a tf.function whose mask's rank is unknown, a batch took the one-image branch:
+    a 0/1 mask beside a 0/255 one was judged by the batch's largest value."""
+    rng = np.random.default_rng(1)
+    prediction = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)), tf.float32)
+    image = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)), tf.float32)
+    holes = rng.random((2, 8, 8, 1)) < 0.3
+    mixed = np.stack([holes[0].astype(np.uint8), holes[1].astype(np.uint8) * 255])
+    unknown = tf.TensorSpec(None, tf.uint8)
+    for loss in LOSSES:
+        traced = tf.function(
+            lambda mask, loss=loss: loss(prediction, image, mask), input_signature=[unknown]
+        )
+        expected = loss(prediction, image, holes.astype(np.float32))
+        np.testing.assert_array_equal(traced(mixed), expected)
+        one = loss(prediction[0], image[0], holes[0].astype(np.float32))
+        traced = tf.function(
+            lambda mask, loss=loss: loss(prediction[0], image[0], mask), input_signature=[unknown]
+        )
+        np.testing.assert_array_equal(traced(mixed[0]), one)

@@ -171,6 +171,11 @@ def test_the_progress_bar_of_a_resumed_run_counts_its_own_steps():
         progress.update(step, [("g_loss", 1.0 if step < 1000 else 91.0)])
     total, count = progress._values["g_loss"]
     assert count == 100 and total / count == pytest.approx((19 + 89 + 91) / 100)
+    # A stateful metric keeps its last value on the last line, as in Keras.
+    stateful = ResumedProgbar(3, 0, verbose=0, stateful_metrics=["lr"])
+    for step, value in zip((1, 2, 3), (1.0, 2.0, 9.0), strict=True):
+        stateful.update(step, [("lr", value), ("g_loss", value)])
+    assert stateful._values["lr"] == [9.0, 1] and stateful._values["g_loss"] == [12.0, 3]
 
 
 def test_learning_works_on_a_tiny_overfit_case():

@@ -288,12 +288,20 @@ class ResumedProgbar(keras.utils.Progbar):
         if finalize or (finalize is None and self.target is not None and current >= self.target):
             weight = max(current - self._seen_so_far, 1)
             for name, value in values or []:
+                if not self._averaged(name):
+                    continue  # (left to Keras: shown as given)
                 if name not in self._values_order:
                     self._values_order.append(name)
                 total, count = self._values.get(name, [0.0, 0])
                 self._values[name] = [total + value * weight, count + weight]
-            values = None
+            values = [(name, value) for name, value in values or [] if not self._averaged(name)]
         super().update(current, values, finalize)
+
+    def _averaged(self, name):
+        """Whether Keras shows ``name`` as a running mean (not a stateful metric)."""
+        if self.stateful_metrics is not None:
+            return name not in self.stateful_metrics
+        return name in self.stateless_metrics
 
     def _estimate_step_duration(self, current, now):
         return super()._estimate_step_duration(current - self._first_step, now)
