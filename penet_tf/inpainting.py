@@ -665,12 +665,10 @@ def load_inpainter(path, strategy=None, given=None):
         version = find_saved_model(path)
         if version is None:
             # (a training run's folder, or convert_torch's: the weights inside are named)
-            inside = sorted(
-                name
-                for name in os.listdir(path)
-                if name == "generator.weights.h5" or re.fullmatch(r"gen_\d+\.pth", name)
-            )
-            hint = f": give --model {os.path.join(path, inside[-1])}" if inside else ""
+            from penet_tf.models import weights_inside
+
+            inside = weights_inside(path)
+            hint = f": give --model {inside}" if inside else ""
             raise FileNotFoundError(
                 f"--model {path}: a directory without saved_model.pb or numeric version "
                 f"subdirectories holding one{hint}"

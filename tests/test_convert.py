@@ -483,6 +483,19 @@ def test_a_saved_model_that_is_not_penet_tf_s_is_named(tmp_path, monkeypatch):
     (run / "generator.weights.h5").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"holding one: give --model .*run/generator"):
         inpainting.load_inpainter(str(run))
+    # export --weights with the same folder said "No generator weights at .../run"
+    from penet_tf.models import load_generator
+
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"run is a folder, not a generator weights file: give .*run/generator.weights.h5",
+    ):
+        load_generator(run)
+    (run / "generator.weights.h5").unlink()
+    (run / "gen_00010.pth").write_bytes(b"")
+    (run / "gen_00002.pth").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"file: give .*run/gen_00010.pth"):
+        load_generator(run)
 
 
 def test_sigterm_stops_the_tfjs_converter_and_leaves_nothing(export, tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import keras
 
@@ -98,6 +99,17 @@ def read_architecture(path, what="generator"):
     return config
 
 
+def weights_inside(folder):
+    """The generator weights a folder holds (a training run's ``generator.weights.h5``, or
+    the latest of a release's or ``convert_torch``'s ``gen_NNNNN.pth``), or None."""
+    names = sorted(
+        name
+        for name in os.listdir(folder)
+        if name == "generator.weights.h5" or re.fullmatch(r"gen_\d+\.pth", name)
+    )
+    return os.path.join(folder, names[-1]) if names else None
+
+
 def load_generator(weights, **kwargs):
     """A built ``Generator(**kwargs)`` holding ``weights``.
 
@@ -112,6 +124,10 @@ def load_generator(weights, **kwargs):
             the inpaint CLI's PNGs moved by a level, slower on a CPU).
     """
     weights = os.fspath(weights)
+    if os.path.isdir(weights):  # (it said "No generator weights at runs/demo")
+        inside = weights_inside(weights)
+        hint = f": give {inside}" if inside else " (give a .weights.h5 or gen_NNNNN.pth file)"
+        raise FileNotFoundError(f"{weights} is a folder, not a generator weights file{hint}")
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"No generator weights at {weights}")
     config = {}
