@@ -71,9 +71,11 @@ from penet_tf.inference import (
     pixel_limit_message,
 )
 from penet_tf.io_utils import (
+    MAX_VERSION,
     atomic_path,
     check_folder_target,
     check_utf8_path,
+    serving_version,
     sweep_temporaries,
 )
 from penet_tf.models import generator_config, load_generator
@@ -763,8 +765,6 @@ def build_archive(
     return archive
 
 
-# TF Serving reads version folders as int64: past this, a version is never served.
-MAX_VERSION = 2**63 - 1
 MAX_PIXEL_LIMIT = 2**40
 
 
@@ -773,8 +773,8 @@ def _versions(base_dir):
     Serving reads as versions (``007`` is version 7; past int64 are none)."""
     versions = {}
     for name in sorted(os.listdir(base_dir)):
-        if re.fullmatch(r"\d+", name) and int(name) <= MAX_VERSION:
-            versions.setdefault(int(name), name)
+        if serving_version(name) is not None:
+            versions.setdefault(serving_version(name), name)
     return versions
 
 
@@ -952,7 +952,7 @@ def export_saved_model(
         raise FileExistsError(f"{path} exists: remove it or choose another path")
     sweep_temporaries(os.path.dirname(path))
     name = os.path.basename(path)
-    if name.isdigit():  # (a version folder: the model's name is its parent's)
+    if serving_version(name) is not None:  # (a version folder: the model's name is its parent's)
         name = os.path.basename(os.path.dirname(path))
     with atomic_path(path, directory=True, replace=False) as temporary:
         _write_saved_model(generator, temporary, name, max_pixels, strategy, max_photo_pixels)

@@ -77,6 +77,7 @@ from penet_tf.io_utils import (
     name_key,
     name_max,
     same_path,
+    serving_version,
     sweep_temporaries,
 )
 
@@ -602,12 +603,13 @@ def find_saved_model(path):
     versions = [
         name
         for name in os.listdir(path)
-        if re.fullmatch(r"\d+", name)
-        and int(name) < 2**63  # (TF Serving's int64 versions: past them, none)
+        if serving_version(name) is not None  # (TF Serving's int64 versions)
         and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
     ]  # (by value, named as it is: 007 was looked for as 7; of 7 and 007, 7)
     return (
-        os.path.join(path, max(versions, key=lambda name: (int(name), name))) if versions else None
+        os.path.join(path, max(versions, key=lambda name: (serving_version(name), name)))
+        if versions
+        else None
     )
 
 

@@ -606,3 +606,18 @@ def save_weights_and_configs(models, replace=True):
 def write_json_atomically(data, path):
     """``data`` as indented, sorted JSON to ``path`` through ``atomic_path``."""
     write_text_atomically(json.dumps(data, indent=2, sort_keys=True) + "\n", path)
+
+
+# TF Serving reads version folders as int64: past this, a version is never served.
+MAX_VERSION = 2**63 - 1
+
+
+def serving_version(name):
+    """The version TF Serving reads a folder name as (its ``safe_strto64``: ASCII digits,
+    blanks around them allowed; ``007`` is 7), or None: not a version, or past int64.
+    (Python's ``\\d`` took Arabic-Indic and full-width digits, which TF Serving skips,
+    and missed " 9", which it serves as version 9.)"""
+    found = re.fullmatch(r"[ \t\n\v\f\r]*([0-9]+)[ \t\n\v\f\r]*", name, re.ASCII)
+    if found is None or int(found.group(1)) > MAX_VERSION:
+        return None
+    return int(found.group(1))

@@ -20,7 +20,7 @@ from PIL import Image
 from serving_double import ServingDouble
 from tensorflow.core.protobuf import saved_model_pb2
 
-from penet_tf import Generator, io_utils
+from penet_tf import Generator, inpainting, io_utils
 from penet_tf.export import (
     CONFIG_FILE,
     WARMUP_FILE,
@@ -594,6 +594,20 @@ def test_next_free_version(tmp_path):
         version_dir(tmp_path, 7)
     with pytest.raises(ValueError, match="non-negative"):
         version_dir(tmp_path, -1)
+    # TF Serving's versions (safe_strto64): " 12" is version 12, which it serves; a
+    # full-width or Arabic-Indic "13" is none (Python's \d took both).
+    for name in ("１３", "١٣"):
+        (tmp_path / name).mkdir()
+    assert version_dir(tmp_path) == str(tmp_path / "11")
+    (tmp_path / " 12").mkdir()
+    assert version_dir(tmp_path) == str(tmp_path / "13")
+    with pytest.raises(FileExistsError, match="choose another --version"):
+        version_dir(tmp_path, 12)
+    for name in ("8", " 12"):
+        (tmp_path / name / "saved_model.pb").parent.mkdir(exist_ok=True)
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "１３" / "saved_model.pb").write_bytes(b"")
+    assert inpainting.find_saved_model(str(tmp_path)) == str(tmp_path / " 12")
 
 
 class _FailingArchive:
