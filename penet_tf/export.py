@@ -707,12 +707,16 @@ def build_archive(
             check = tf.debugging.Assert(
                 tf.logical_not(turned),
                 [
-                    tf.strings.format(
-                        "mask_bytes[{}] is image_bytes[{}] turned a quarter (height and width "
-                        "swapped): this server reads the pixels of a photo as stored, without "
-                        "its EXIF orientation; send the photo as a PNG as a viewer shows it "
-                        "(the client does), or draw the mask on the stored pixels",
-                        [index, index],
+                    tf.strings.join(
+                        [
+                            mask_name,
+                            " is ",
+                            image_name,
+                            " turned a quarter (height and width swapped): this server reads "
+                            "the pixels of a photo as stored, without its EXIF orientation; "
+                            "send the photo as a PNG as a viewer shows it (the client does), "
+                            "or draw the mask on the stored pixels",
+                        ]
                     )
                 ],
             )
@@ -773,8 +777,9 @@ def _versions(base_dir):
     Serving reads as versions (``007`` is version 7; past int64 are none)."""
     versions = {}
     for name in sorted(os.listdir(base_dir)):
-        if serving_version(name) is not None:
-            versions.setdefault(serving_version(name), name)
+        version = serving_version(name)
+        if version is not None:
+            versions.setdefault(version, name)
     return versions
 
 
