@@ -629,6 +629,9 @@ def test_names_that_differ_only_in_case_are_one_name_where_the_file_system_says_
     mask[20:40, 20:50] = 255
     for name in ("Beach", "img_1", unicodedata.normalize("NFD", "café")):
         Image.fromarray(mask).save(masks / f"{name}.png")
+    own = np.zeros_like(mask)  # (beach.jpg's own: Beach.png is the photo Beach's)
+    own[50:60, 10:30] = 255
+    Image.fromarray(own).save(masks / "beach.png")
     args = ["--model", workspace["weights"], "--images", str(images), "--masks", str(masks)]
     # Here (case-sensitive) four results; every photo paired with a mask.
     assert not case_blind(tmp_path)
@@ -640,7 +643,7 @@ def test_names_that_differ_only_in_case_are_one_name_where_the_file_system_says_
     assert (first != photo).any()
     for name in ("IMG_1.png", f"{cafe}.png"):
         np.testing.assert_array_equal(_read(out / name), first)
-    jpeg, hole = _read(images / "beach.jpg"), mask > 0  # paired with Beach.png's mask
+    jpeg, hole = _read(images / "beach.jpg"), own > 0  # paired with its own mask
     result = _read(out / "beach.png")
     np.testing.assert_array_equal(result[~hole], jpeg[~hole])
     assert (result[hole] != jpeg[hole]).any()
@@ -964,3 +967,31 @@ def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_p
     assert status == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["interrupted after 1 of 6 images; those written are complete"]
+
+
+def test_a_mask_named_after_another_photo_is_not_taken_for_one_differing_in_case(tmp_path):
+    """Photos a.png and A.png with the one mask a.png (Linux: two names): A.png was
+    inpainted with a.png's hole, exit status 0. The name that differs only in case pairs
+    only when no photo has the mask's very name (IMG_1.PNG with img_1.png still does)."""
+    from penet_tf import inpainting
+
+    images, masks, predictions = (tmp_path / name for name in ("images", "masks", "results"))
+    for folder in (images, masks, predictions):
+        folder.mkdir()
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    for name in ("a.png", "A.png", "IMG_1.PNG"):
+        Image.fromarray(pixels).save(images / name)
+    for name in ("a.png", "img_1.png"):
+        Image.fromarray(pixels).save(masks / name)
+        Image.fromarray(pixels).save(predictions / name)
+    items, skipped = inpainting.collect_items(images, masks)
+    assert {item.name: os.path.basename(item.mask) for item in items} == {
+        "IMG_1": "img_1.png",
+        "a": "a.png",
+    }
+    assert [(s.name, s.reason) for s in skipped] == [
+        (str(images / "A.png"), f"no mask named A.* in {masks} (a.png is the photo a's)")
+    ]
+    items, skipped = inpainting.collect_items(images, predictions=predictions)
+    assert sorted(item.name for item in items) == ["IMG_1", "a"]
+    assert "no prediction named A.*" in skipped[0].reason
