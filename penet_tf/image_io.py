@@ -521,6 +521,28 @@ def turned_by_exif(path):
         return False
 
 
+def turned_hint(files, what="mask"):
+    """Why a ``what`` does not fit a photo of the turned size: the first of ``files`` (None
+    skipped) that its EXIF orientation turns a quarter, named; None when none is."""
+    turned = [path for path in files if path is not None and turned_by_exif(path)]
+    if not turned:
+        return None
+    return (
+        f"{turned[0]} is turned by its EXIF orientation; draw the {what} on the photo as a "
+        "viewer shows it"
+    )
+
+
+def no_hole_note(image, mask=None):
+    """The note for a photo written unchanged: its mask file (or, ``mask`` None, its alpha
+    channel) has no hole by the mask rule."""
+    if mask is None:
+        where = f"the alpha channel of {image} has no hole (alpha below 128)"
+    else:
+        where = f"the mask {mask} has no hole (a value of at least 128, or 1 in a 0/1 mask)"
+    return f"{where}: {image} is written unchanged"
+
+
 def _eight_bit(array):
     """16-bit (or 32-bit integer) values -> uint8 by dropping the low byte."""
     return (np.clip(array.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)

@@ -50,6 +50,7 @@ from penet_tf.image_io import (
     alpha_mask,
     colour_profile,
     mask_array,
+    no_hole_note,
     open_image,
     probe_size,
     read_error_reason,
@@ -57,7 +58,7 @@ from penet_tf.image_io import (
     read_rgb,
     refuse_special_file,
     to_rgb,
-    turned_by_exif,
+    turned_hint,
     write_png,
 )
 from penet_tf.inference import (
@@ -309,13 +310,7 @@ def _turned_hint(found, size, files, what="mask", shape_only=False):
             return None
     elif tuple(found) != tuple(size)[::-1]:
         return None
-    turned = [name for name in files if name is not None and turned_by_exif(name)]
-    if not turned:
-        return None
-    return (
-        f"{turned[0]} is turned by its EXIF orientation; draw the {what} on the photo as a "
-        "viewer shows it"
-    )
+    return turned_hint(files, what)
 
 
 # A shared mask is resized to each photo of its shape, its aspect ratio kept within this.
@@ -810,13 +805,9 @@ def run_batches(dataset, items, inpainter=None):
 
 def _no_hole(item, source):
     """Why ``item``'s result is its image unchanged: its mask has no hole."""
-    if source == "alpha":
-        where = f"the alpha channel of {item.image} has no hole (alpha below 128)"
-    elif item.mask:
-        where = f"the mask {item.mask} has no hole (a value of at least 128, or 1 in a 0/1 mask)"
-    else:
-        where = "the generated mask has no hole"
-    return f"{where}: {item.image} is written unchanged"
+    if source == "alpha" or item.mask:
+        return no_hole_note(item.image, None if source == "alpha" else item.mask)
+    return f"the generated mask has no hole: {item.image} is written unchanged"
 
 
 def _graph_message(error):

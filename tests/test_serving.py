@@ -22,6 +22,7 @@ import tensorflow as tf
 from conversion_helpers import MAX_PIXELS as THIN_MAX_PIXELS
 from PIL import Image
 from serving_double import ServingDouble, closed_port
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from penet_tf.serving import InpaintClient, ServingError, read_mask
 from penet_tf.serving.client import main
@@ -852,3 +853,140 @@ def test_cli_unreachable_server(tmp_path, capsys):
     assert error.startswith("error: cannot reach TF Serving at 127.0.0.1:")
     assert "Traceback" not in error and len(error.splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
+
+
+class _Answers(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """A PredictionService in this process that answers ``self.answer(request)`` (another
+    model or a broken export under the name) and counts the requests it received."""
+
+    def __init__(self):
+        self.requests = 0
+        self.answer = None
+
+    def Predict(self, request, context):  # noqa: N802 - gRPC's name
+        self.requests += 1
+        response = predict_pb2.PredictResponse()
+        for name, value in self.answer(request).items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+
+@pytest.fixture()
+def answers():
+    service = _Answers()
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
+    service.address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    yield service
+    server.stop(None)
+
+
+def test_an_answer_not_of_the_export_s_form_is_a_serving_error(answers, tmp_path, capsys):
+    """A served model answering another size, dtype or rank (another model, a broken
+    export): a 40 x 32 image for an 80 x 64 photo was written ("wrote", exit status 0), a
+    float answer or an empty batch was a traceback, a non-PNG answer exit status 2."""
+
+    def pixels(request):
+        return tf.make_ndarray(request.inputs["image"])
+
+    def encoded(array):
+        return {"inpainted_bytes": np.array([_png(array)], object)}
+
+    image, mask = _files(tmp_path, height=40, width=32)
+    wrong = {
+        "half the size": lambda r: {"inpainted": pixels(r)[:, ::2, ::2]},
+        "float": lambda r: {"inpainted": pixels(r) / np.float32(255)},
+        "RGBA": lambda r: {"inpainted": np.concatenate([pixels(r), pixels(r)[..., :1]], -1)},
+        "no batch": lambda r: {"inpainted": pixels(r)[0]},
+        "empty": lambda r: {"inpainted": pixels(r)[:0]},
+    }
+    with InpaintClient(answers.address, "other", timeout=30) as client:
+        for answer in wrong.values():
+            answers.answer = answer
+            with pytest.raises(ServingError, match="is it a penet_tf export") as error:
+                client.inpaint(image, mask)
+            assert "'inpainted'" in str(error.value) and "uint8 [1, 40, 32, 3]" in str(error.value)
+        answers.answer = lambda r: {"output": pixels(r)[:, :4] / 255, "inpainted": pixels(r) / 255}
+        with pytest.raises(
+            ServingError, match=r"'output' float32 \[1, 4, 32, 3\], not float32 \[1, 40"
+        ):
+            client.predict_float(image / 127.5 - 1, mask[..., 0] / 255)
+        bytes_wrong = {
+            "with a 16x20 PNG for a 32x40 image": lambda r: encoded(image[::2, ::2]),
+            "with data that is not an 8-bit RGB PNG": lambda r: {
+                "inpainted_bytes": np.array([b"not a png"], object)
+            },
+            "an RGBA PNG": lambda r: encoded(np.dstack([image, mask])),
+            "empty": lambda r: {"inpainted_bytes": np.array([], object)},
+        }
+        for case, answer in bytes_wrong.items():
+            answers.answer = answer
+            with pytest.raises(ServingError, match="is it a penet_tf export") as error:
+                client.inpaint_bytes(_png(image), _png(mask))
+            if case.startswith("with"):
+                assert f"answered inpaint_bytes[0] {case}" in str(error.value)
+        answers.answer = lambda r: encoded(image)  # (the right form is taken)
+        assert client.inpaint_bytes(_png(image), _png(mask)) == _png(image)
+    for signature, answer in [
+        ("serving_default", wrong["half the size"]),
+        ("inpaint_bytes", bytes_wrong["with a 16x20 PNG for a 32x40 image"]),
+    ]:
+        answers.answer = answer
+        argv = ["--server", answers.address, "--model", "other", "--signature", signature]
+        argv += ["--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png")]
+        assert main([*argv, "--out", str(tmp_path / "o.png")]) == 1
+        err = capsys.readouterr().err
+        assert "is it a penet_tf export?" in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "o.png").exists()
+
+
+def test_messages_over_the_client_s_limit_are_named_as_its_own(answers, monkeypatch):
+    """A request over the client's 512 MiB per message (a 12000 x 12000 photo through
+    serving_default) was "TF Serving ... is out of resources", the server never asked;
+    and so was an answer over it. The request is refused before sending."""
+    from penet_tf.serving import client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_MESSAGE_BYTES", 4096)  # (read when used)
+    big, mask = _case(40, 40)
+    with InpaintClient(answers.address, "other", timeout=30) as client:
+        with pytest.raises(
+            ValueError, match=r"over the 0.00390625 MiB .*--signature inpaint_bytes"
+        ):
+            client.inpaint(big, mask)
+        assert answers.requests == 0
+        small, mask = _case(8, 8)
+        answers.answer = lambda r: {"inpainted": np.zeros((1, 40, 40, 3), np.uint8)}
+        with pytest.raises(ServingError, match="the answer of TF Serving at .* is over the"):
+            client.inpaint(small, mask)
+        assert answers.requests == 1
+
+
+def test_the_cli_names_a_turned_photo_and_a_mask_without_a_hole(answers, tmp_path, capsys):
+    """As the inpaint CLI does: a mask drawn on a phone photo as stored (not as shown) was
+    only "sizes differ", and a mask without a hole wrote the photo unchanged unsaid."""
+    image, mask = _case(30, 20)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter: shown 30 wide, 20 high
+    Image.fromarray(image).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    Image.fromarray(mask[..., 0]).save(tmp_path / "m.png")  # 20 x 30, as stored
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "none.png")
+    answers.answer = lambda r: {"inpainted": tf.make_ndarray(r.inputs["image"])}
+    argv = ["--server", answers.address, "--model", "other", "--image", str(tmp_path / "phone.jpg")]
+    assert main([*argv, "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "sizes differ" in err and "phone.jpg is turned by its EXIF orientation" in err, err
+    assert (
+        main([*argv, "--mask", str(tmp_path / "none.png"), "--out", str(tmp_path / "o.png")]) == 0
+    )
+    captured = capsys.readouterr()
+    assert f"note: the mask {tmp_path / 'none.png'} has no hole" in captured.err
+    assert "wrote" in captured.out
+
+
+def test_an_ipv6_address_without_brackets_is_refused():
+    """gRPC read "::1:8500" as the address ::0.1.133.0, port 443."""
+    with pytest.raises(ValueError, match=r"an IPv6 address goes in brackets: \[::1\]:8500"):
+        InpaintClient("::1:8500", MODEL)
+    for server in ("[::1]:8500", "dns:///localhost:8500", "ipv4:127.0.0.1:8500"):
+        InpaintClient(server, MODEL).close()

@@ -31,6 +31,7 @@ import io
 import math
 import os
 import re
+import struct
 import sys
 import urllib.parse
 
@@ -51,9 +52,11 @@ from penet_tf.errors import PenetError
 from penet_tf.image_io import (
     alpha_mask,
     colour_profile,
+    no_hole_note,
     open_image,
     read_rgb,
     to_rgb,
+    turned_hint,
     with_colour_profile,
 )
 from penet_tf.io_utils import check_file_target, sweep_temporaries, write_bytes_atomically
@@ -135,6 +138,13 @@ class InpaintClient:
             raise ValueError(f"server must be HOST:PORT (e.g. localhost:8500), got {server!r}")
         if address.group(1) is not None and not 1 <= int(address.group(1)) <= 65535:
             raise ValueError(f"server {server!r}: the port must be 1 to 65535")
+        host, _, port = server.rpartition(":")
+        if ":" in host and re.fullmatch(r"[0-9A-Fa-f:.]+", host):  # (not "[::1]", "dns:...")
+            # gRPC read "::1:8500" as the address ::0.1.133.0, port 443: "cannot reach", or
+            # "no answer within 3 s; the server may be overloaded"
+            raise ValueError(
+                f"server {server!r}: an IPv6 address goes in brackets: [{host}]:{port}"
+            )
         # gRPC fails at once on inf or nan, and on deadlines past its int64 nanoseconds
         # (about 9.2e9 s): every request failed within 0.00 s.
         if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
@@ -196,6 +206,13 @@ class InpaintClient:
                     " (an export written by penet_tf before 2026-12-06 22:00 UTC fails so in TF "
                     "Serving: export its weights again with python -m penet_tf.export)"
                 )
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "CLIENT: Received" in details:
+            # (this client's own limit: an answer over it was "TF Serving ... is out of
+            # resources"; a request over it is refused before sending, by ``predict``)
+            message = (
+                f"the answer of {where} is over the {MAX_MESSAGE_BYTES / 2**20:g} MiB that this "
+                f"client takes in one message: send fewer or smaller images ({details})"
+            )
         elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             message = f"{where} is out of resources (request too large or queue full): {details}"
         else:
@@ -216,13 +233,26 @@ class InpaintClient:
     def predict(self, inputs, signature="serving_default", output_filter=()):
         """One raw ``Predict`` call: ``{name: array}`` in, ``{name: numpy array}`` out.
 
-        The arrays are sent as they are (no checks); the other methods check first.
+        The arrays are sent as they are (checked only against the size of a gRPC message,
+        ``MAX_MESSAGE_BYTES``); the other methods check first.
         """
         request = predict_pb2.PredictRequest(
             model_spec=self._model_spec(signature), output_filter=list(output_filter)
         )
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        size = request.ByteSize()
+        if size > MAX_MESSAGE_BYTES:  # (gRPC's refusal was "TF Serving is out of resources")
+            hint = (
+                ": send the encoded files instead (the inpaint_bytes signature: "
+                "InpaintClient.inpaint_bytes, or --signature inpaint_bytes)"
+                if signature == "serving_default"
+                else ": send fewer or smaller images"
+            )
+            raise ValueError(
+                f"the request is {size / 2**20:.0f} MiB, over the "
+                f"{MAX_MESSAGE_BYTES / 2**20:g} MiB that this client sends in one message{hint}"
+            )
         response = self._call(self.stub.Predict, request)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
@@ -238,6 +268,19 @@ class InpaintClient:
             )
         return [result[name] for name in names]
 
+    def _answer(self, value, signature, name, dtype, shape):
+        """``value`` if it is ``dtype`` of ``shape``, what the export answers for the
+        request; else a ServingError naming what the model answered (another model or a
+        broken export: a 40 x 32 image for an 80 x 64 photo was written, exit status 0;
+        a float answer was a traceback)."""
+        if value.dtype != dtype or value.shape != tuple(shape):
+            raise ServingError(
+                f"model {self.model!r} at {self.server} answered {signature} with {name!r} "
+                f"{value.dtype} {list(value.shape)}, not {np.dtype(dtype)} {list(shape)} for "
+                "the images sent: is it a penet_tf export?"
+            )
+        return value
+
     def inpaint(self, image, mask):
         """Inpaints with ``serving_default``.
 
@@ -252,6 +295,7 @@ class InpaintClient:
         image, mask, single = _check_arrays(image, mask)
         result = self.predict({"image": image, "mask": mask})
         (result,) = self._outputs(result, "serving_default", "inpainted")
+        result = self._answer(result, "serving_default", "inpainted", np.uint8, image.shape)
         return result[0] if single else result
 
     def predict_float(self, image, mask):
@@ -266,6 +310,8 @@ class InpaintClient:
         _check_not_empty(len(image))
         result = self.predict({"image": image, "mask": mask}, "predict_float")
         output, inpainted = self._outputs(result, "predict_float", "output", "inpainted")
+        output = self._answer(output, "predict_float", "output", np.float32, image.shape)
+        inpainted = self._answer(inpainted, "predict_float", "inpainted", np.float32, image.shape)
         return (output[0], inpainted[0]) if single else (output, inpainted)
 
     def inpaint_bytes(self, image_bytes, mask_bytes):
@@ -292,6 +338,20 @@ class InpaintClient:
             "inpaint_bytes",
         )
         (result,) = self._outputs(result, "inpaint_bytes", "inpainted_bytes")
+        result = self._answer(result, "inpaint_bytes", "inpainted_bytes", object, [len(images)])
+        for index, (sent, answer) in enumerate(zip(images, result, strict=True)):
+            size, answered = _header_size(sent), _png_size(answer)
+            if answered is None or (size is not None and answered != size):
+                raise ServingError(
+                    f"model {self.model!r} at {self.server} answered inpaint_bytes[{index}] "
+                    + (
+                        "with data that is not an 8-bit RGB PNG"
+                        if answered is None
+                        else "with a {}x{} PNG".format(*answered)
+                    )
+                    + (" for a {}x{} image".format(*size) if size else "")
+                    + ": is it a penet_tf export?"
+                )
         return result[0] if single else list(result)
 
     def metadata(self):
@@ -351,6 +411,25 @@ def _encoded_list(value, name, single):
             f"{name} must be encoded image bytes or a list of them, got {type(value).__name__}"
         ) from None
     return [encoded(item, f"{name}[{index}]") for index, item in enumerate(items)]
+
+
+def _png_size(data):
+    """(width, height) of an 8-bit RGB PNG from its header (what the export's
+    ``inpaint_bytes`` answers), else None."""
+    if not isinstance(data, bytes) or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    return (width, height) if (depth, colour) == (8, 2) else None
+
+
+def _header_size(data):
+    """(width, height) of an encoded image as its header says (the server decodes it
+    without an EXIF rotation), or None where Pillow cannot tell."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - the server judges what Pillow cannot read
+        return None
 
 
 def _check_not_empty(count):
@@ -450,7 +529,13 @@ def _output_format(path):
 
 
 def inpaint_files(
-    client, image_path, mask_path, out_path, signature="serving_default", mask_from_alpha=False
+    client,
+    image_path,
+    mask_path,
+    out_path,
+    signature="serving_default",
+    mask_from_alpha=False,
+    note=None,
 ):
     """Reads ``image_path`` and ``mask_path``, inpaints through ``client``, writes ``out_path``.
 
@@ -458,8 +543,9 @@ def inpaint_files(
     ``mask_from_alpha`` (and no ``mask_path``) the hole is the image's transparent part.
     For ``inpaint_bytes`` the file's own bytes are sent when the server decodes them to
     the same pixels (PNG, JPEG, still WebP, without an EXIF rotation), else a PNG of the
-    decoded image (GIF, BMP, animated or turned files, other formats). Returns the
-    inpainted uint8 [H, W, 3] array.
+    decoded image (GIF, BMP, animated or turned files, other formats). ``note``, if given,
+    is called with a one-line note when the mask has no hole (the photo is written
+    unchanged). Returns the inpainted uint8 [H, W, 3] array.
     """
     if (mask_path is None) == (not mask_from_alpha):
         raise ValueError("give either a mask file or mask_from_alpha")
@@ -477,10 +563,14 @@ def inpaint_files(
     else:
         mask = read_mask(mask_path)
     if image.shape[:2] != mask.shape[:2]:
+        hint = mask.shape[:2] == image.shape[1::-1] and turned_hint((image_path, mask_path))
         raise ValueError(
             f"image and mask sizes differ: {image_path} is {image.shape[1]}x{image.shape[0]}, "
             f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} (width x height)"
+            + (f" as displayed ({hint})" if hint else "")
         )
+    if note is not None and not mask.any():
+        note(no_hole_note(image_path, None if mask_from_alpha else mask_path))
     if signature == "inpaint_bytes":
         with open(image_path, "rb") as handle:
             data = handle.read()
@@ -550,7 +640,13 @@ def _main(argv):
     args = parser.parse_args(argv)
     with InpaintClient(args.server, args.model, args.timeout, args.version) as client:
         result = inpaint_files(
-            client, args.image, args.mask, args.out, args.signature, args.mask_from_alpha
+            client,
+            args.image,
+            args.mask,
+            args.out,
+            args.signature,
+            args.mask_from_alpha,
+            note=lambda text: print(f"note: {text}", file=sys.stderr),
         )
     print(f"wrote {args.out} ({result.shape[1]}x{result.shape[0]})")
     return 0
