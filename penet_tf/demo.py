@@ -53,9 +53,15 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
         super().__init__(*args, directory=web_root, **kwargs)
 
     def send_head(self):
-        # A NUL byte in the path ("/app.js%00") made open() raise: the connection was
-        # dropped and a traceback printed, even without --verbose.
-        if "\x00" in urllib.parse.unquote(urllib.parse.urlsplit(self.path).path):
+        # A NUL byte in the path ("/app.js%00") or a lone surrogate ("/%ed%a0%80", as the
+        # base class unquotes it) made open() raise: the connection was dropped and a
+        # traceback printed, even without --verbose.
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path, errors="surrogatepass")
+        try:
+            os.fsencode(path)
+        except UnicodeError:
+            path = "\x00"
+        if "\x00" in path:
             self.send_error(404, "File not found")
             return None
         return super().send_head()
@@ -70,7 +76,9 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
             if not _inside(self.model_dir, target):
                 return ""  # (not found)
             return target
-        return super().translate_path(path)
+        target = super().translate_path(path)
+        # A link in the page's folder to a file or folder outside it was served too.
+        return target if _inside(self.directory, target) else ""
 
     def list_directory(self, path):
         # Folders were listed (/model/, /node_modules/, /tests/): the page needs none.
@@ -145,33 +153,64 @@ def check_layout(model_dir, web_root):
             "(after `npm ci` there)."
         )
     for bundle in (TFJS_BUNDLE, WASM_BUNDLE):
-        if not os.path.isfile(os.path.join(web_root, bundle)):
+        path = os.path.join(web_root, bundle)
+        if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"{os.path.join(web_root, bundle)} is missing: run `npm ci` in {web_root} "
+                f"{path} is missing: run `npm ci` in {web_root} "
                 "(or scripts/setup_browser_tests.sh)."
+            )
+        if not _inside(web_root, path):  # (the server gives out nothing outside it)
+            raise FileNotFoundError(
+                f"{path} links to {os.path.realpath(path)}, outside {web_root}: the demo "
+                f"serves only files inside --web-root; run `npm ci` in {web_root}"
             )
 
 
+class DemoServer(http.server.ThreadingHTTPServer):
+    """The demo's ``ThreadingHTTPServer``: a backlog for a page's burst of requests (the
+    default 5 kept some of 20 waiting 1 s, of 200 up to 28 s), and a browser that goes away
+    mid-download (a reload while the shards load) is not a printed traceback."""
+
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def make_server(model_dir, host="127.0.0.1", port=8000, web_root=WEB_ROOT, quiet=True):
-    """A ``ThreadingHTTPServer`` for the demo (not started); ``server.server_port`` is its port."""
+    """A ``DemoServer`` for the demo (not started); ``server.server_port`` is its port.
+    ``host`` may be an IPv6 address in brackets, as URLs (and this server) write it."""
     model_dir, web_root = os.path.abspath(model_dir), os.path.abspath(web_root)
     check_layout(model_dir, web_root)
     handler = functools.partial(DemoHandler, model_dir=model_dir, web_root=web_root, quiet=quiet)
-    return _server_class(host)((host, port), handler)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return _server_class(host)((host, port), handler)
+    except socket.gaierror as error:  # (was "[Errno -2] Name or service not known")
+        raise OSError(
+            f"--host {host}: not a host name or address ({error.strerror}); give one alone, "
+            "without a scheme or port (127.0.0.1, 0.0.0.0 for every address, ::1)"
+        ) from None
+    except OSError as error:
+        if error.errno != errno.EADDRNOTAVAIL:
+            raise
+        raise OSError(  # (was "[Errno 99] Cannot assign requested address")
+            f"--host {host}: not an address of this machine; use 127.0.0.1 (this machine "
+            "only), 0.0.0.0 (every address) or one of its own"
+        ) from None
 
 
 def _server_class(host):
-    """``ThreadingHTTPServer`` for an IPv4 address or name, its IPv6 twin for an IPv6 one
+    """``DemoServer`` for an IPv4 address or name, its IPv6 twin for an IPv6 one
     (``--host ::1`` was refused: "Address family for hostname not supported")."""
     try:
         family = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
     except (OSError, UnicodeError):
-        return http.server.ThreadingHTTPServer  # (its bind reports the bad name)
+        return DemoServer  # (its bind reports the bad name)
     if family != socket.AF_INET6:
-        return http.server.ThreadingHTTPServer
-    return type(
-        "ThreadingHTTPServerV6", (http.server.ThreadingHTTPServer,), {"address_family": family}
-    )
+        return DemoServer
+    return type("DemoServerV6", (DemoServer,), {"address_family": family})
 
 
 def _port(text):

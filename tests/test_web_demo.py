@@ -994,3 +994,65 @@ def test_an_installed_package_says_where_the_page_is(tmp_path):
     (tmp_path / "model.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="pass --web-root CHECKOUT/demos/web"):
         demo.check_layout(str(tmp_path), str(tmp_path / "site-packages" / "demos" / "web"))
+
+
+def test_demo_serves_no_link_out_of_the_page_s_folder_and_outlives_bad_requests(tmp_path, capsys):
+    """The server's own behaviour, with a page folder and a model of placeholder files: a
+    link in the page's folder to a file outside it was served (only --model's were
+    checked), "/%ed%a0%80" got no answer and a printed traceback, a browser leaving
+    mid-download printed a ConnectionResetError traceback, and a bad --host was
+    "[Errno 99] Cannot assign requested address" or "Name or service not known"."""
+    import socket
+    import threading
+
+    from penet_tf import demo
+
+    web, model = tmp_path / "web", tmp_path / "model"
+    for bundle in (demo.TFJS_BUNDLE, demo.WASM_BUNDLE):
+        (web / bundle).parent.mkdir(parents=True, exist_ok=True)
+        (web / bundle).write_text("// placeholder")
+    (web / "index.html").write_text("<html></html>")
+    (web / "big.bin").write_bytes(bytes(32 << 20))
+    model.mkdir()
+    (model / "model.json").write_text('{"format": "graph-model"}')
+    (tmp_path / "secret.txt").write_text("not the page's")
+    (web / "node_modules" / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    (web / "node_modules" / "outside").symlink_to(tmp_path, target_is_directory=True)
+    (web / "node_modules" / "inside.js").symlink_to(web / demo.TFJS_BUNDLE)  # (as .bin's)
+    server = demo.make_server(model, port=0, web_root=web)
+    assert server.request_queue_size >= 128  # (5: a page's burst of requests waited)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        assert _get(url + "node_modules/inside.js")[2] == b"// placeholder"
+        for path in ("node_modules/leak.txt", "node_modules/outside/secret.txt", "%ed%a0%80"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                _get(url + path)
+        for _ in range(3):  # a browser that goes away mid-download (RST, not FIN)
+            with socket.create_connection(("127.0.0.1", server.server_port)) as client:
+                client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                client.recv(1024)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert _get(url)[0] == 200  # and the server goes on
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capsys.readouterr().err
+    # A page whose TF.js bundle links out of its folder (the server would 404 it).
+    (web / demo.TFJS_BUNDLE).unlink()
+    (web / demo.TFJS_BUNDLE).symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(FileNotFoundError, match="serves only files inside --web-root"):
+        demo.check_layout(str(model), str(web))
+    (web / demo.TFJS_BUNDLE).unlink()
+    (web / demo.TFJS_BUNDLE).write_text("// placeholder")
+    args = ["--model", str(model), "--web-root", str(web), "--port", "0", "--host"]
+    for host, message in [
+        ("192.0.2.55", "--host 192.0.2.55: not an address of this machine"),
+        ("http://localhost", "--host http://localhost: not a host name or address"),
+    ]:
+        assert demo.main([*args, host]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.splitlines()) == 1, err
+    server = demo.make_server(model, "[127.0.0.1]", port=0, web_root=web)  # (as URLs write)
+    server.server_close()
