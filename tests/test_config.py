@@ -198,6 +198,9 @@ def test_a_renamed_run_config_starts_its_own_run(tmp_path):
     assert load_config(str(path), ["name=y"]).output_dir == os.path.join("runs", "y")
     given = load_config(str(path), ["name=y", "output_dir=elsewhere/y"])
     assert given.output_dir == "elsewhere/y"
+    # given as the file has it (--output-dir runs/x): went to runs/y from step 0, unsaid
+    for override in ('output_dir="runs/x"', {"output_dir": "runs/x"}):
+        assert load_config(str(path), ["name=y", override]).output_dir == "runs/x"
     path.write_text(json.dumps(load_config(None, ["name=x", "output_dir=/data/x"]).to_dict()))
     assert load_config(str(path), ["name=y"]).output_dir == "/data/x"  # chosen: kept
 

@@ -60,12 +60,14 @@ def test_the_same_command_on_a_finished_run_says_so(whole_run, photos, tmp_path,
     run = tmp_path / "run"
     shutil.copytree(whole_run[0], run)
     path = write_config(tmp_path / "c.json", tiny_config(photos, run, iterations=4))
+    logs = sorted(os.listdir(run / "logs"))
     assert train_cli.main(["--quiet", "--config", str(path)]) == 0
     assert capsys.readouterr().out.splitlines() == [  # (was "finished at step 4: ")
         "the run had finished already at step 4: nothing to train (raise trainer.iterations "
         "to train on)",
         f"weights: {run}/generator.weights.h5",
     ]
+    assert sorted(os.listdir(run / "logs")) == logs  # (an empty event file each time)
 
 
 def test_full_disk_ends_in_one_line_and_the_same_command_resumes(

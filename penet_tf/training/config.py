@@ -871,6 +871,7 @@ def load_config(path=None, overrides=()):
         and isinstance(output_dir, str)
         and tree.get("name", TrainingConfig.name) != name
         and tree.get("output_dir") == output_dir
+        and "output_dir" not in _top_keys(overrides)  # (given again: kept, as the user said)
         and os.path.normpath(output_dir) == os.path.join("runs", name)
     ):
         del tree["output_dir"]

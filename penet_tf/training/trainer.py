@@ -653,18 +653,19 @@ class Trainer:
     def _train(self, resumed, stop):
         config, trainer = self.config, self.config.trainer
         iterator = iter(self._dataset(self._start_position(resumed)))  # before any write
+        finished = resumed and int(self.state.step.numpy()) >= trainer.iterations
         if self.chief:
             os.makedirs(self.output_dir, exist_ok=True)
             if self._earlier_record:
                 earlier, name = self._earlier_record
                 if not os.path.exists(os.path.join(self.output_dir, name)):
                     write_json_atomically(earlier, os.path.join(self.output_dir, name))
-            if not (resumed and int(self.state.step.numpy()) >= trainer.iterations):
+            if not finished:
                 path = os.path.join(self.output_dir, "config.json")  # (what trains from now)
                 write_json_atomically(config.to_dict(), path)
-        writer = (
+        writer = (  # (a finished run, run again, left an empty event file each time)
             tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
-            if self.chief
+            if self.chief and not finished
             else tf.summary.create_noop_writer()
         )
         strategy, gan = self.strategy, self.gan
