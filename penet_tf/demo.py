@@ -184,7 +184,8 @@ def make_server(model_dir, host="127.0.0.1", port=8000, web_root=WEB_ROOT, quiet
     model_dir, web_root = os.path.abspath(model_dir), os.path.abspath(web_root)
     check_layout(model_dir, web_root)
     handler = functools.partial(DemoHandler, model_dir=model_dir, web_root=web_root, quiet=quiet)
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if len(host) > 2 and host.startswith("[") and host.endswith("]"):  # ("[]": every address)
+        host = host[1:-1]
     try:
         return _server_class(host)((host, port), handler)
     except socket.gaierror as error:  # (was "[Errno -2] Name or service not known")

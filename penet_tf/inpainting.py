@@ -27,6 +27,7 @@ Example:
     ... )  # doctest: +SKIP
 """
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -154,24 +155,31 @@ def _by_name(paths):
     return found
 
 
-def _named(found, name, names=()):
+def _named(found, name, alike=None):
     """The file of ``_by_name``'s ``found`` paired with the image named ``name``, or
     None: the one of that very name, else one whose name differs only in case or Unicode
     form (a phone's IMG_0001.JPG and its mask img_0001.png: one name on macOS and
-    Windows) unless it is the very name of another image (``names``: the images' names;
-    photos a.png and A.png with the one mask a.png: A.png was inpainted with a.png's
-    hole, exit status 0); of two (a.png, a.jpg) a PNG, else the first."""
+    Windows) when no other image's name does too (``alike``: a ``Counter`` of the images'
+    ``name_key``; photos a.png and A.png, or Img.png and IMG.png, with the one mask
+    a.png or img.png: both were inpainted with its hole, exit status 0); of two (a.png,
+    a.jpg) a PNG, else the first."""
     candidates = found.get(name_key(name), [])
     exact = [path for path in candidates if stem(path) == name]
-    candidates = exact or [path for path in candidates if stem(path) not in names]
+    alone = alike is None or alike[name_key(name)] <= 1
+    candidates = exact or (candidates if alone else [])
     pngs = [path for path in candidates if path.lower().endswith(".png")]
     return (pngs or candidates or [None])[0]
 
 
 def _missing(what, name, folder, found):
     """The problem of an image named ``name`` without a ``what`` in ``folder``."""
-    others = found.get(name_key(name))  # (only of other images' very names: ``_named``)
-    taken = f" ({os.path.basename(others[0])} is the photo {stem(others[0])}'s)" if others else ""
+    others = found.get(name_key(name))  # (not taken where other images' names are alike)
+    taken = (
+        f" ({os.path.basename(others[0])} is not taken for it: another image's name differs "
+        "from it only in case or Unicode form too; name each one exactly)"
+        if others
+        else ""
+    )
     return f"no {what} named {name}.* in {folder}{taken}"
 
 
@@ -239,7 +247,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         except Exception as error:  # noqa: BLE001 - anything PIL raises on a bad file
             raise ImageReadError("mask", shared_mask, read_error_reason(error)) from None
     items, skipped, seen = [], [], {}
-    names = {stem(path) for path in image_paths}  # (a mask of one's very name is its own)
+    alike = collections.Counter(name_key(stem(path)) for path in image_paths)
     for position, path in enumerate(image_paths):
         name = stem(path)
         if name in seen:
@@ -262,7 +270,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
         if shared_mask is not None and resize is None:  # (resized as the images)
             problem = _check_shape(shared_mask, shared_size, displayed, path)
         if mask_lookup is not None:
-            item.mask = _named(mask_lookup, name, names)
+            item.mask = _named(mask_lookup, name, alike)
             if item.mask is None:
                 problem = _missing("mask", name, masks, mask_lookup)
             elif same_path(item.mask, path):
@@ -270,7 +278,7 @@ def collect_items(images, masks=None, predictions=None, resize=None):
             else:
                 problem = _check_size(item.mask, size, "mask", None if resize else path)
         if problem is None and prediction_lookup is not None:
-            item.prediction = _named(prediction_lookup, name, names)
+            item.prediction = _named(prediction_lookup, name, alike)
             if item.prediction is None:
                 problem = _missing("prediction", name, predictions, prediction_lookup)
             elif same_path(item.prediction, path):  # (one photo: scored against itself)

@@ -971,17 +971,18 @@ def test_ctrl_c_ends_in_one_line_and_leaves_complete_files_only(workspace, tmp_p
 
 def test_a_mask_named_after_another_photo_is_not_taken_for_one_differing_in_case(tmp_path):
     """Photos a.png and A.png with the one mask a.png (Linux: two names): A.png was
-    inpainted with a.png's hole, exit status 0. The name that differs only in case pairs
-    only when no photo has the mask's very name (IMG_1.PNG with img_1.png still does)."""
+    inpainted with a.png's hole, exit status 0, and Img.png and IMG.png both with img.png.
+    A name that differs only in case pairs only when no other photo's name is alike
+    (IMG_1.PNG with img_1.png still does)."""
     from penet_tf import inpainting
 
     images, masks, predictions = (tmp_path / name for name in ("images", "masks", "results"))
     for folder in (images, masks, predictions):
         folder.mkdir()
     pixels = np.zeros((8, 8, 3), np.uint8)
-    for name in ("a.png", "A.png", "IMG_1.PNG"):
+    for name in ("a.png", "A.png", "IMG_1.PNG", "Img.png", "IMG.png"):
         Image.fromarray(pixels).save(images / name)
-    for name in ("a.png", "img_1.png"):
+    for name in ("a.png", "img_1.png", "img.png"):
         Image.fromarray(pixels).save(masks / name)
         Image.fromarray(pixels).save(predictions / name)
     items, skipped = inpainting.collect_items(images, masks)
@@ -989,9 +990,13 @@ def test_a_mask_named_after_another_photo_is_not_taken_for_one_differing_in_case
         "IMG_1": "img_1.png",
         "a": "a.png",
     }
-    assert [(s.name, s.reason) for s in skipped] == [
-        (str(images / "A.png"), f"no mask named A.* in {masks} (a.png is the photo a's)")
+    taken = "is not taken for it: another image's name differs from it only in case"
+    assert sorted((os.path.basename(s.name), s.reason.split(" (")[0]) for s in skipped) == [
+        ("A.png", f"no mask named A.* in {masks}"),
+        ("IMG.png", f"no mask named IMG.* in {masks}"),
+        ("Img.png", f"no mask named Img.* in {masks}"),
     ]
+    assert all(taken in s.reason for s in skipped)
     items, skipped = inpainting.collect_items(images, predictions=predictions)
     assert sorted(item.name for item in items) == ["IMG_1", "a"]
-    assert "no prediction named A.*" in skipped[0].reason
+    assert "no prediction named A.*" in skipped[0].reason and len(skipped) == 3

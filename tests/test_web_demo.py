@@ -1056,3 +1056,5 @@ def test_demo_serves_no_link_out_of_the_page_s_folder_and_outlives_bad_requests(
         assert message in err and len(err.splitlines()) == 1, err
     server = demo.make_server(model, "[127.0.0.1]", port=0, web_root=web)  # (as URLs write)
     server.server_close()
+    assert demo.main([*args, "[]"]) == 2  # (not "": every address)
+    assert "--host []: not a host name or address" in capsys.readouterr().err

@@ -139,7 +139,7 @@ class InpaintClient:
         if address.group(1) is not None and not 1 <= int(address.group(1)) <= 65535:
             raise ValueError(f"server {server!r}: the port must be 1 to 65535")
         host, _, port = server.rpartition(":")
-        if ":" in host and re.fullmatch(r"[0-9A-Fa-f:.]+", host):  # (not "[::1]", "dns:...")
+        if ":" in host and re.fullmatch(r"[0-9A-Fa-f:.]+(%\S+)?", host):  # (not "[::1]", "dns:")
             # gRPC read "::1:8500" as the address ::0.1.133.0, port 443: "cannot reach", or
             # "no answer within 3 s; the server may be overloaded"
             raise ValueError(
@@ -243,15 +243,11 @@ class InpaintClient:
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         size = request.ByteSize()
         if size > MAX_MESSAGE_BYTES:  # (gRPC's refusal was "TF Serving is out of resources")
-            hint = (
-                ": send the encoded files instead (the inpaint_bytes signature: "
-                "InpaintClient.inpaint_bytes, or --signature inpaint_bytes)"
-                if signature == "serving_default"
-                else ": send fewer or smaller images"
-            )
             raise ValueError(
                 f"the request is {size / 2**20:.0f} MiB, over the "
-                f"{MAX_MESSAGE_BYTES / 2**20:g} MiB that this client sends in one message{hint}"
+                f"{MAX_MESSAGE_BYTES / 2**20:g} MiB that this client sends in one message: send "
+                "fewer images per request (one photo this large is over any export's default "
+                "limit of pixels too)"
             )
         response = self._call(self.stub.Predict, request)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
