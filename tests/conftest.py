@@ -33,25 +33,25 @@ os.environ["no_proxy"] = os.environ["NO_PROXY"] = ",".join(
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-# The longest modules first (their durations in a two-worker run on 2026-12-06): with
+# The longest modules first (their durations in a two-worker run on 2026-12-07): with
 # ``--dist loadfile`` a free worker takes the next module in collection order, and a long
 # module taken last keeps one worker busy while the other idles. The rest keep their order.
 LONGEST_MODULES_FIRST = (
-    "test_convert.py",
     "test_training_interruptions.py",
-    "test_inpaint_cli.py",
-    "test_training.py",
-    "test_training_strategies.py",
     "test_export.py",
-    "test_released_run.py",
-    "test_high_resolution_strategies.py",
-    "test_web_demo.py",
-    "test_image_io.py",
+    "test_convert.py",
+    "test_training.py",
+    "test_inpaint_cli.py",
     "test_serving.py",
-    "test_evaluate_cli.py",
-    "test_data.py",
-    "test_attention_transfer.py",
+    "test_training_strategies.py",
+    "test_high_resolution_strategies.py",
+    "test_released_run.py",
     "test_generator.py",
+    "test_image_io.py",
+    "test_web_demo.py",
+    "test_data.py",
+    "test_evaluate_cli.py",
+    "test_attention_transfer.py",
     "test_convert_torch.py",
     "test_metrics.py",
     "test_masks.py",
@@ -64,6 +64,25 @@ LONGEST_MODULES_FIRST = (
 def pytest_collection_modifyitems(items):
     rank = {name: index for index, name in enumerate(LONGEST_MODULES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-module order
+
+
+def load_once(monkeypatch, cli, path, loaded):
+    """Makes ``cli.load_inpainter`` (a CLI module's import of it) load ``path`` once per
+    set of arguments, kept in the dict ``loaded`` (module-scoped by the caller): each load
+    built the generator (or a SavedModel's signature) and traced it again, seconds per
+    ``main``. The same arguments give the same Inpainter, which holds no state between
+    calls; other paths (broken files, SavedModels that tests rewrite) load as ever."""
+    original = cli.load_inpainter
+
+    def load(model, strategy=None, given=None):
+        if os.fspath(model) != os.fspath(path):
+            return original(model, strategy, given)
+        key = (repr(strategy), repr(sorted((given or {}).items())))
+        if key not in loaded:
+            loaded[key] = original(model, strategy, given)
+        return loaded[key]
+
+    monkeypatch.setattr(cli, "load_inpainter", load)
 
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -379,13 +379,13 @@ def test_force_replaces_an_earlier_conversion_only(export, tmp_path):
     with pytest.raises(FileExistsError, match="holds files that are not a conversion's"):
         convert(export, "tflite", theirs, size=64, force=True)
     assert (theirs / "notes.txt").read_text() == "keep" and (theirs / "photos").is_dir()
-    out = tmp_path / "out"
-    convert(export, "tflite", out, size=64, log=lambda *_: None)
-    (out / "model.tflite").write_bytes(b"old")
-    convert(export, "tflite", out, size=64, force=True, log=lambda *_: None)  # a conversion
+    out = tmp_path / "empty"  # an empty folder is taken...
+    out.mkdir()
+    convert(export, "tflite", out, size=64, force=True, log=lambda *_: None)
     assert (out / "model.tflite").stat().st_size > 1000
-    (tmp_path / "empty").mkdir()
-    convert(export, "tflite", tmp_path / "empty", size=64, force=True, log=lambda *_: None)
+    (out / "model.tflite").write_bytes(b"old")
+    convert(export, "tflite", out, size=64, force=True, log=lambda *_: None)  # ...and replaced
+    assert (out / "model.tflite").stat().st_size > 1000
 
 
 def test_sizes_and_outputs_that_cannot_work_are_refused_first(export, tmp_path, monkeypatch):

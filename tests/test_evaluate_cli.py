@@ -8,6 +8,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from conftest import load_once
 from PIL import Image
 from scipy import ndimage
 from skimage import data
@@ -62,6 +63,24 @@ def folders(tmp_path_factory):
         "masks": masks,
         "weights": str(root / "generator.weights.h5"),
     }
+
+
+@pytest.fixture(scope="module")
+def _loaded():
+    return {}
+
+
+@pytest.fixture(autouse=True)
+def _weights_loaded_once(request, _loaded, monkeypatch):
+    """``main``'s loads of the module's weights file, shared by the module's tests (each
+    load built the generator and traced its ``tf.function`` again: seconds per ``main``).
+    The same arguments give the same Inpainter (it holds no state between calls)."""
+    if "folders" not in request.fixturenames:
+        return  # (a test without the module's weights: nothing to share)
+    weights = request.getfixturevalue("folders")["weights"]
+    from penet_tf import evaluate as cli
+
+    load_once(monkeypatch, cli, weights, _loaded)
 
 
 def _args(folders, *extra):

@@ -298,18 +298,25 @@ def test_a_gif_whose_frame_outgrows_its_screen_is_refused_before_decoding(export
 
 
 @pytest.fixture(scope="module")
-def served_as_tf_serving(exported):
+def double(exported):
+    """The export served by the TF Serving test double (``tests/serving_double.py``): the
+    SavedModel loader into a TF1 session, as tensorflow_model_server loads it. One for the
+    module: its session keeps each signature's executor, built once (seconds each)."""
+    with ServingDouble(exported["base"], "thin") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def served_as_tf_serving(double):
     """``run(signature, **inputs)`` on the export as tensorflow_model_server (and
-    ``saved_model_cli run``) loads it: the SavedModel loader into a TF1 session, the
-    request's tensors fed unchecked (``session.run`` would check their shapes in Python;
-    TF Serving checks names only)."""
-    graph = tf.Graph()
-    with graph.as_default():
-        session = tf.compat.v1.Session(graph=graph)
-        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(exported["path"]))
+    ``saved_model_cli run``) loads it: the double's TF1 session (the SavedModel loader),
+    the request's tensors fed unchecked (``session.run`` would check their shapes in
+    Python; TF Serving checks names only)."""
+    service = double.service
+    graph, session = service.graph, service.session
 
     def run(name, **inputs):
-        signature = meta.signature_def[name]
+        signature = service.signature_defs[name]
         names = list(signature.outputs)
         feeds = {
             graph.get_tensor_by_name(signature.inputs[key].name)._as_tf_output(): value
@@ -321,8 +328,7 @@ def served_as_tf_serving(exported):
         values = session._call_tf_sessionrun(None, feeds, fetches, [], None)
         return dict(zip(names, values, strict=True))
 
-    yield run
-    session.close()
+    return run
 
 
 def test_tf_serving_s_loader_runs_every_signature(exported, served_as_tf_serving):
@@ -657,7 +663,7 @@ def test_two_exports_into_one_folder_take_two_versions(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["1", "2", "5"]
 
 
-def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
+def test_served_auto_strategy_crops_large_photos_as_the_library(exported, double):
     """A photo over the trigger (512) goes through ``crop`` + CRA in the graph, as
     ``penet_tf.high_resolution.inpaint_photo`` runs it (the same hole groups and regions);
     the gRPC client gets the same pixels from the export served by the TF Serving test
@@ -681,12 +687,9 @@ def test_served_auto_strategy_crops_large_photos_as_the_library(exported):
         image_bytes=tf.io.encode_png(image)[None], mask_bytes=tf.io.encode_png(mask)[None]
     )["inpainted_bytes"][0]
     np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(), served)
-    with ServingDouble(exported["base"], "thin") as double:
-        with InpaintClient(double.address, "thin", timeout=120) as client:
-            np.testing.assert_array_equal(client.inpaint(image, mask), served)
-            png = client.inpaint_bytes(
-                tf.io.encode_png(image).numpy(), tf.io.encode_png(mask).numpy()
-            )
+    with InpaintClient(double.address, "thin", timeout=120) as client:
+        np.testing.assert_array_equal(client.inpaint(image, mask), served)
+        png = client.inpaint_bytes(tf.io.encode_png(image).numpy(), tf.io.encode_png(mask).numpy())
     np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), served)
 
 

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import load_once
 from PIL import Image
 from serving_double import ServingDouble
 
@@ -167,6 +168,22 @@ def served(thin_savedmodel):
         yield double.address
 
 
+@pytest.fixture(scope="module")
+def _loaded():
+    return {}
+
+
+@pytest.fixture()
+def saved_model_loaded_once(thin_savedmodel, _loaded, monkeypatch):
+    """``inpaint_main``'s loads of the session's thin export, shared by this module's
+    tests (each loaded the SavedModel and instantiated its signature again: seconds per
+    call). The same arguments give the same Inpainter (it holds no state between calls);
+    loading itself is tested in test_inpaint_cli."""
+    from penet_tf import inpaint as cli
+
+    load_once(monkeypatch, cli, thin_savedmodel, _loaded)
+
+
 def _read(path):
     return np.asarray(Image.open(path).convert("RGB"))
 
@@ -183,7 +200,7 @@ def _check(name, outputs, expected, hole):
 
 
 def test_every_kind_of_file_gives_identical_pixels_on_every_path(
-    files, served, thin_savedmodel, tmp_path
+    files, served, thin_savedmodel, tmp_path, saved_model_loaded_once
 ):
     out = tmp_path / "cli"
     args = ["--model", str(thin_savedmodel), "--images", str(files["images"])]
@@ -200,7 +217,9 @@ def test_every_kind_of_file_gives_identical_pixels_on_every_path(
             _check(name, outputs, expected, hole)
 
 
-def test_mask_from_alpha_on_every_path(files, served, thin_savedmodel, tmp_path, capsys):
+def test_mask_from_alpha_on_every_path(
+    files, served, thin_savedmodel, tmp_path, capsys, saved_model_loaded_once
+):
     path, photo, hole = files["alpha"]
     out = tmp_path / "cli"
     args = ["--model", str(thin_savedmodel), "--images", str(path), "--mask-from-alpha"]
@@ -220,7 +239,9 @@ def test_mask_from_alpha_on_every_path(files, served, thin_savedmodel, tmp_path,
     assert f"skipped {opaque}: has no alpha channel: --mask-from-alpha" in capsys.readouterr().err
 
 
-def test_a_photo_s_colour_profile_is_kept_in_the_result(served, thin_savedmodel, tmp_path):
+def test_a_photo_s_colour_profile_is_kept_in_the_result(
+    served, thin_savedmodel, tmp_path, saved_model_loaded_once
+):
     """Pixels are read as stored; results lost the photo's ICC profile, so viewers showed
     a Display P3 photo's known pixels in sRGB (up to 42 levels off). Every writer keeps an
     RGB profile; a grey or CMYK one (not the result's colours) is left out."""

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import load_once
 from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_images
@@ -93,6 +94,25 @@ def workspace(tmp_path_factory, thin_weights, thin_savedmodel):
 @pytest.fixture(scope="module")
 def inpainter(workspace):
     return load_inpainter(workspace["weights"])
+
+
+@pytest.fixture(scope="module")
+def _loaded():
+    return {}
+
+
+@pytest.fixture(autouse=True)
+def _weights_loaded_once(request, _loaded, monkeypatch):
+    """``main``'s loads of the module's weights file, shared by the module's tests (each
+    load built the generator and traced its ``tf.function`` again: seconds per ``main``).
+    The same arguments give the same Inpainter (it holds no state between calls); other
+    models (SavedModels, whose config some tests rewrite; broken files) load as ever."""
+    if "workspace" not in request.fixturenames:
+        return  # (a test without the module's weights: nothing to share)
+    weights = request.getfixturevalue("workspace")["weights"]
+    from penet_tf import inpaint as cli
+
+    load_once(monkeypatch, cli, weights, _loaded)
 
 
 def _read(path):
