@@ -66,6 +66,12 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-module order
 
 
+@pytest.fixture(scope="module")
+def loads():
+    """The dict a module's ``load_once`` keeps its loaded inpainters in."""
+    return {}
+
+
 def load_once(monkeypatch, cli, path, loaded):
     """Makes ``cli.load_inpainter`` (a CLI module's import of it) load ``path`` once per
     set of arguments, kept in the dict ``loaded`` (module-scoped by the caller): each load

@@ -16,6 +16,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.datasets import load_sample_images
 
 from penet_tf import Generator, metrics
+from penet_tf import evaluate as evaluate_cli
 from penet_tf.evaluate import build_parser, evaluate, main
 from penet_tf.image_io import read_rgb
 from penet_tf.inpainting import load_inpainter
@@ -65,22 +66,12 @@ def folders(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def _loaded():
-    return {}
-
-
 @pytest.fixture(autouse=True)
-def _weights_loaded_once(request, _loaded, monkeypatch):
-    """``main``'s loads of the module's weights file, shared by the module's tests (each
-    load built the generator and traced its ``tf.function`` again: seconds per ``main``).
-    The same arguments give the same Inpainter (it holds no state between calls)."""
-    if "folders" not in request.fixturenames:
-        return  # (a test without the module's weights: nothing to share)
-    weights = request.getfixturevalue("folders")["weights"]
-    from penet_tf import evaluate as cli
-
-    load_once(monkeypatch, cli, weights, _loaded)
+def _weights_loaded_once(request, loads, monkeypatch):
+    """The module's weights loaded once per set of arguments (``conftest.load_once``)."""
+    if "folders" in request.fixturenames:
+        weights = request.getfixturevalue("folders")["weights"]
+        load_once(monkeypatch, evaluate_cli, weights, loads)
 
 
 def _args(folders, *extra):

@@ -168,20 +168,15 @@ def served(thin_savedmodel):
         yield double.address
 
 
-@pytest.fixture(scope="module")
-def _loaded():
-    return {}
-
-
 @pytest.fixture()
-def saved_model_loaded_once(thin_savedmodel, _loaded, monkeypatch):
+def saved_model_loaded_once(thin_savedmodel, loads, monkeypatch):
     """``inpaint_main``'s loads of the session's thin export, shared by this module's
     tests (each loaded the SavedModel and instantiated its signature again: seconds per
     call). The same arguments give the same Inpainter (it holds no state between calls);
     loading itself is tested in test_inpaint_cli."""
     from penet_tf import inpaint as cli
 
-    load_once(monkeypatch, cli, thin_savedmodel, _loaded)
+    load_once(monkeypatch, cli, thin_savedmodel, loads)
 
 
 def _read(path):

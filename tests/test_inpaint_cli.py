@@ -16,6 +16,7 @@ from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_images
 
+from penet_tf import inpaint as inpaint_cli
 from penet_tf import inpainting
 from penet_tf.inpaint import build_parser, main
 from penet_tf.inpainting import inpaint_files, load_inpainter
@@ -96,23 +97,12 @@ def inpainter(workspace):
     return load_inpainter(workspace["weights"])
 
 
-@pytest.fixture(scope="module")
-def _loaded():
-    return {}
-
-
 @pytest.fixture(autouse=True)
-def _weights_loaded_once(request, _loaded, monkeypatch):
-    """``main``'s loads of the module's weights file, shared by the module's tests (each
-    load built the generator and traced its ``tf.function`` again: seconds per ``main``).
-    The same arguments give the same Inpainter (it holds no state between calls); other
-    models (SavedModels, whose config some tests rewrite; broken files) load as ever."""
-    if "workspace" not in request.fixturenames:
-        return  # (a test without the module's weights: nothing to share)
-    weights = request.getfixturevalue("workspace")["weights"]
-    from penet_tf import inpaint as cli
-
-    load_once(monkeypatch, cli, weights, _loaded)
+def _weights_loaded_once(request, loads, monkeypatch):
+    """The module's weights loaded once per set of arguments (``conftest.load_once``)."""
+    if "workspace" in request.fixturenames:
+        weights = request.getfixturevalue("workspace")["weights"]
+        load_once(monkeypatch, inpaint_cli, weights, loads)
 
 
 def _read(path):
