@@ -57,11 +57,7 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
         # base class unquotes it) made open() raise: the connection was dropped and a
         # traceback printed, even without --verbose.
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path, errors="surrogatepass")
-        try:
-            os.fsencode(path)
-        except UnicodeError:
-            path = "\x00"
-        if "\x00" in path:
+        if not _openable(path):
             self.send_error(404, "File not found")
             return None
         return super().send_head()
@@ -94,6 +90,17 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 (the base class's signature)
         if not self.quiet:
             super().log_message(format, *args)
+
+
+def _openable(path):
+    """Whether ``open()`` can take ``path`` (no NUL byte, no lone surrogate)."""
+    if "\x00" in path:
+        return False
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        return False
+    return True
 
 
 def _inside(root, path):

@@ -7,6 +7,7 @@ names as ``printable`` does.
 """
 
 import logging
+import numbers
 import os
 
 
@@ -33,8 +34,6 @@ def positive_int(value, name):
     """``value`` as an ``int`` if it is a positive integer (NumPy's too: ``np.int64(8)``
     was refused by the generator and taken by the discriminator), else ValueError naming
     ``name`` (a bool, ``8.0`` or ``"8"`` failed inside Keras, unnamed)."""
-    import numbers
-
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
